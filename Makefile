@@ -1,0 +1,74 @@
+# ElixirScope build. `make demo` sets up and runs the main job; `make test` runs every test.
+SHELL := /bin/bash
+ERL_ROOT := $(shell erl -noshell -eval 'io:format("~s", [code:root_dir()]), halt().' 2>/dev/null)
+ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
+
+CC ?= gcc
+WARN := -Wall -Wextra -Werror
+BASE_CFLAGS := -std=gnu11 -fPIC $(WARN) -Iinclude -I$(ERTS_INCLUDE) -D_GNU_SOURCE
+CFLAGS_OPT := -O2 -g
+LIBS := -lcurl -lcjson -lpthread -lm
+
+NIF_SO := priv/elixir_scope_nif.so
+ALL_SRC := $(sort $(wildcard c_src/*.c))
+PURE_SRC := $(filter-out c_src/nif%.c,$(ALL_SRC))
+HEADERS := $(wildcard include/elixir_scope/*.h) $(wildcard c_src/*.h)
+C_TESTS := $(sort $(wildcard test/c/test_*.c))
+C_TEST_BINS := $(patsubst test/c/%.c,build/c_tests/%,$(C_TESTS))
+C_TEST_BINS_ASAN := $(patsubst test/c/%.c,build/c_tests_asan/%,$(C_TESTS))
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto
+
+.PHONY: all setup nif test test-c test-asan mix-test bench demo clean dialyzer
+
+all: nif
+
+# Installs the Debian packages that are missing (as root), or prints the command to run.
+setup:
+	@missing=""; for p in $(DEBIAN_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -z "$$missing" ]; then echo "setup: all Debian packages present"; \
+	elif [ "$$(id -u)" = "0" ]; then echo "setup: installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && echo "setup: done"; \
+	else echo "setup: missing Debian packages:$$missing"; echo "run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi
+	@mix local.hex --force --if-missing >/dev/null 2>&1 || true
+
+nif: $(NIF_SO)
+
+$(NIF_SO): $(ALL_SRC) $(HEADERS) Makefile
+	@mkdir -p priv
+	$(CC) $(BASE_CFLAGS) $(CFLAGS_OPT) -shared -o $@ $(ALL_SRC) $(LIBS)
+
+build/c_tests/%: test/c/%.c $(PURE_SRC) $(HEADERS)
+	@mkdir -p build/c_tests
+	$(CC) $(BASE_CFLAGS) -O1 -g -o $@ $< $(PURE_SRC) -lcmocka $(LIBS)
+
+build/c_tests_asan/%: test/c/%.c $(PURE_SRC) $(HEADERS)
+	@mkdir -p build/c_tests_asan
+	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN) -o $@ $< $(PURE_SRC) -lcmocka $(LIBS)
+
+test-c: $(C_TEST_BINS)
+	@set -e; for t in $(C_TEST_BINS); do echo "== $$t"; ./$$t; done
+
+test-asan: $(C_TEST_BINS_ASAN)
+	@set -e; for t in $(C_TEST_BINS_ASAN); do echo "== $$t (asan+ubsan)"; \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./$$t; done
+
+mix-test: nif
+	mix test
+
+test: nif test-c mix-test
+
+bench: nif
+	MIX_ENV=prod mix run bench/run.exs
+
+demo: setup nif
+	./examples/run_demo.sh
+
+dialyzer:
+	mix dialyzer_lite 2>/dev/null || echo "see README: dialyzer"
+
+clean:
+	rm -rf build priv/elixir_scope_nif.so _build/bench

@@ -1,0 +1,89 @@
+/* Append-only segmented event log with indexes (pid, module/function/arity,
+ * call id, correlation id, time), a byte cap kept by evicting the oldest
+ * segment, and concurrent readers (an internal rwlock; one writer at a time). */
+#ifndef ELIXIR_SCOPE_EVENT_STORE_H
+#define ELIXIR_SCOPE_EVENT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "elixir_scope/event.h"
+
+typedef struct es_store es_store;
+
+typedef struct es_store_config {
+    uint64_t max_bytes;      /* 0 = unlimited; otherwise oldest segments are evicted to stay under */
+    uint32_t segment_events; /* records per segment (>= 16) */
+} es_store_config;
+
+typedef struct es_store_stats {
+    uint64_t appended;         /* events ever appended */
+    uint64_t evicted_events;   /* events removed by the byte cap */
+    uint64_t evicted_segments;
+    uint64_t live_events;      /* appended - evicted */
+    uint64_t bytes_used;       /* records + payloads + indexes */
+    uint64_t record_bytes;
+    uint64_t payload_bytes;
+    uint64_t index_bytes;
+    uint64_t segments;
+    uint64_t first_id;         /* oldest live id (0 when empty) */
+    uint64_t last_id;          /* newest id (0 when empty) */
+    uint64_t min_ts, max_ts;   /* of live events */
+} es_store_stats;
+
+es_store *es_store_create(const es_store_config *cfg);
+void es_store_destroy(es_store *store);
+
+/* Appends one event (ids must increase across appends; a non-increasing id is
+ * rejected with -1). Payload is copied. For :return/:exception/:tail_call
+ * events whose call_id names a live :call, the store sets that call's link
+ * to this event's id and, when module/function are 0, copies the call's
+ * module/function/arity into this event. Returns 0 on success, -1 on error. */
+int es_store_append(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len);
+
+typedef struct es_event_view {
+    es_event_head head;
+    const uint8_t *payload;
+    uint32_t payload_len;
+} es_event_view;
+
+/* Which filters of es_query are set */
+#define ES_Q_PID (1u << 0)
+#define ES_Q_MODULE (1u << 1)
+#define ES_Q_FUNCTION (1u << 2) /* needs ES_Q_MODULE */
+#define ES_Q_ARITY (1u << 3)    /* needs ES_Q_FUNCTION */
+#define ES_Q_KINDS (1u << 4)
+#define ES_Q_CALL_ID (1u << 5)  /* the call event itself and events whose call_id equals it */
+#define ES_Q_CORRELATION (1u << 6) /* events whose link equals it, kinds send/receive/spawn/exit/custom */
+#define ES_Q_SINCE_TS (1u << 7) /* ts >= since_ts */
+#define ES_Q_UNTIL_TS (1u << 8) /* ts <= until_ts */
+#define ES_Q_AFTER_ID (1u << 9) /* id > after_id */
+#define ES_Q_BEFORE_ID (1u << 10) /* id < before_id */
+
+typedef struct es_query {
+    uint32_t fields;
+    uint64_t pid, module, function;
+    uint8_t arity;
+    uint32_t kinds_mask; /* bit (1 << es_kind) */
+    uint64_t call_id, correlation_id;
+    uint64_t since_ts, until_ts;
+    uint64_t after_id, before_id;
+    uint32_t limit;  /* 0 = no limit */
+    int reverse;     /* newest first */
+} es_query;
+
+/* Called per matching event in id order (or reverse); return nonzero to stop.
+ * The view is valid only during the call; the store's read lock is held. */
+typedef int (*es_query_cb)(void *ctx, const es_event_view *ev);
+
+/* Returns the number of events passed to cb. Picks the most selective index. */
+size_t es_store_query(es_store *store, const es_query *q, es_query_cb cb, void *ctx);
+
+/* Calls cb for the live event with this id; returns 1 if found, 0 if not. */
+int es_store_get(es_store *store, uint64_t id, es_query_cb cb, void *ctx);
+
+void es_store_get_stats(es_store *store, es_store_stats *out);
+
+/* Removes every event (counts nothing as evicted). */
+void es_store_clear(es_store *store);
+
+#endif

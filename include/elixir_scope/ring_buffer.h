@@ -1,0 +1,52 @@
+/* Bounded lock-free MPMC ring of fixed-size event slots (after D. Vyukov's
+ * bounded MPMC queue). Many producers (every scheduler thread) push
+ * concurrently; a drainer pops in position order, so the order of one
+ * producer's pushes is kept exactly. */
+#ifndef ELIXIR_SCOPE_RING_BUFFER_H
+#define ELIXIR_SCOPE_RING_BUFFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "elixir_scope/event.h"
+
+typedef enum es_overflow {
+    ES_OVERFLOW_DROP_NEWEST = 0,    /* a push into a full ring is dropped and counted */
+    ES_OVERFLOW_OVERWRITE_OLDEST = 1 /* the oldest event is discarded (counted) to make room */
+} es_overflow;
+
+/* Payloads up to this size live inside the slot; larger ones are copied to
+ * the heap and owned by the slot until drained. */
+#define ES_RING_INLINE_PAYLOAD 168u
+
+typedef struct es_ring es_ring;
+
+typedef struct es_ring_stats {
+    uint64_t capacity;
+    uint64_t pushed;       /* events that entered the ring */
+    uint64_t dropped_full; /* pushes refused because the ring was full (drop_newest) */
+    uint64_t overwritten;  /* events discarded to make room (overwrite_oldest) */
+    uint64_t popped;       /* events handed to a sink */
+    uint64_t size;         /* events in the ring now (approximate while producers run) */
+    uint64_t full_since_ns; /* 0, or the es_now_ns() at which the ring was last seen becoming full */
+} es_ring_stats;
+
+/* capacity must be a power of two in [2, 2^30]; returns NULL otherwise or on OOM. */
+es_ring *es_ring_create(uint32_t capacity, es_overflow policy);
+/* Frees the ring and any heap payload still inside. No producer or drainer may be running. */
+void es_ring_destroy(es_ring *ring);
+
+/* Copies head and payload into a slot. head->id is set to the event's id
+ * (position + 1). Returns that id, or 0 when the event was dropped (counted).
+ * A payload that cannot be allocated is dropped and counted in dropped_full. */
+uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload, uint32_t len);
+
+/* Called once per drained event, in position order; payload is valid only during the call. */
+typedef void (*es_ring_sink)(void *ctx, const es_event_head *head, const uint8_t *payload, uint32_t len);
+
+/* Pops up to max events into sink. Returns how many. Safe to call from
+ * several threads, but callers that need a total order must serialise drains. */
+size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx);
+
+void es_ring_get_stats(es_ring *ring, es_ring_stats *out);
+
+#endif

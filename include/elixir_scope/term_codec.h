@@ -1,0 +1,93 @@
+/* Bounded encoding of captured values into Erlang's external term format
+ * (so Elixir decodes them with :erlang.binary_to_term/1).
+ *
+ * The walker is iterative (explicit stack) and knows nothing of erl_nif:
+ * terms are reached through es_term_ops, which the NIF glue implements over
+ * ERL_NIF_TERM and the C unit tests implement over a small fake term model.
+ *
+ * Limits: max_depth, max_width (elements of a list/tuple/map kept), max_binary
+ * (bytes of a binary kept), max_bytes (soft budget of the whole encoding).
+ * Whatever is cut is replaced by the marker tuple
+ *     {:"$es_truncated", Kind, Count}
+ * with Kind one of depth | list | tuple | map | binary | bytes and Count the
+ * number of elements/bytes that were left out (for depth and bytes: 1 per
+ * subterm replaced). Elixir turns markers into %ElixirScope.Truncated{}.
+ *
+ * Redaction: a map value whose key, or a 2-tuple's second element whose
+ * first element (keyword lists), is an atom or binary named in the redact
+ * set is replaced by the atom :"[REDACTED]" before it is written. */
+#ifndef ELIXIR_SCOPE_TERM_CODEC_H
+#define ELIXIR_SCOPE_TERM_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t es_term; /* an opaque term word, ERL_NIF_TERM in the NIF */
+
+typedef struct es_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    int on_heap;  /* data was malloc'ed by es_buf and must be freed */
+    int failed;   /* an allocation failed; the content is incomplete */
+} es_buf;
+
+typedef enum es_term_type {
+    ES_T_INT = 0,  /* fits int64 */
+    ES_T_FLOAT,
+    ES_T_ATOM,
+    ES_T_BINARY,   /* byte-aligned binary */
+    ES_T_BITSTRING,/* not byte-aligned */
+    ES_T_NIL,      /* [] */
+    ES_T_LIST,     /* a cons cell */
+    ES_T_TUPLE,
+    ES_T_MAP,
+    ES_T_OTHER     /* bignum, pid, port, reference, fun: written through ops->external */
+} es_term_type;
+
+typedef struct es_term_ops {
+    es_term_type (*type)(void *env, es_term t);
+    int (*get_int64)(void *env, es_term t, int64_t *out);
+    int (*get_double)(void *env, es_term t, double *out);
+    /* Writes the atom's UTF-8 name into buf (size cap); returns length or -1. */
+    int (*get_atom)(void *env, es_term t, char *buf, size_t cap);
+    /* For ES_T_BINARY and ES_T_BITSTRING: data, whole bytes, and the bits used in the last byte (0 = whole). */
+    int (*get_binary)(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits);
+    int (*list_cell)(void *env, es_term t, es_term *head, es_term *tail);
+    int (*tuple)(void *env, es_term t, int *arity, const es_term **elems);
+    size_t (*map_size)(void *env, es_term t);
+    /* Map iteration: fill keys/values (arrays of map_size) in iteration order. Returns 0 on success.
+       The walker allocates the arrays. */
+    int (*map_pairs)(void *env, es_term t, es_term *keys, es_term *values, size_t n);
+    /* ETF of t without the leading version byte 131, appended to out by the callee through es_buf_put. */
+    int (*external)(void *env, es_term t, struct es_buf *out);
+} es_term_ops;
+
+/* Start with caller-provided storage (e.g. a stack array); grows onto the heap. */
+void es_buf_init(es_buf *b, uint8_t *storage, size_t cap);
+int es_buf_put(es_buf *b, const void *bytes, size_t n);
+void es_buf_free(es_buf *b);
+
+typedef struct es_codec_limits {
+    uint32_t max_depth;  /* >= 1 */
+    uint32_t max_width;  /* >= 1 */
+    uint32_t max_binary; /* bytes */
+    uint32_t max_bytes;  /* soft budget for the whole encoding */
+} es_codec_limits;
+
+#define ES_REDACT_MAX 64
+typedef struct es_redact_set {
+    size_t count;
+    char names[ES_REDACT_MAX][64]; /* atom names / binary keys, NUL-terminated */
+} es_redact_set;
+
+/* Result flags */
+#define ES_CODEC_TRUNCATED 0x1
+#define ES_CODEC_REDACTED 0x2
+
+/* Encodes term as ETF (with the 131 version byte) into out.
+ * Returns 0 and sets *result_flags, or -1 on allocation failure. Never recurses. */
+int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
+                    const es_redact_set *redact, es_buf *out, unsigned *result_flags);
+
+#endif
