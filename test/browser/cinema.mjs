@@ -1,0 +1,107 @@
+// Drives Debian's chromium (through playwright-core) against a running cinema.
+// usage: node cinema.mjs URL [--screenshot FILE] [--checks]
+// Prints one JSON object on stdout with what it saw; the ExUnit test asserts on it.
+import { chromium } from 'playwright-core';
+
+const args = process.argv.slice(2);
+const url = args[0];
+const shotIdx = args.indexOf('--screenshot');
+const shot = shotIdx >= 0 ? args[shotIdx + 1] : null;
+const checks = args.includes('--checks');
+const exe = process.env.CHROMIUM || '/usr/bin/chromium';
+const out = { ok: false, errors: [] };
+
+const browser = await chromium.launch({
+  executablePath: exe, headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--force-color-profile=srgb'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 }, deviceScaleFactor: 1 });
+  page.on('pageerror', (e) => out.errors.push('pageerror: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error') out.errors.push('console: ' + m.text()); });
+  page.on('dialog', (d) => { out.errors.push('dialog: ' + d.message()); d.dismiss(); });
+  await page.goto(url, { waitUntil: 'load' });
+  await page.waitForFunction(() => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, { timeout: 15000 });
+  await page.waitForTimeout(300);
+  out.events = await page.evaluate(() => window.cinema.events());
+  out.lanes = await page.evaluate(() => window.cinema.lanes());
+
+  if (checks) {
+    // lanes drawn: count coloured (non-background) pixels inside each lane's band
+    out.lanePixels = await page.evaluate(() => {
+      const cv = document.querySelector('#timeline');
+      const ctx = cv.getContext('2d');
+      const dpr = window.devicePixelRatio || 1;
+      return window.cinema.lanes().map((l) => {
+        const img = ctx.getImageData(200 * dpr, l.y * dpr, cv.width - 200 * dpr, Math.max(1, l.h * dpr)).data;
+        let n = 0;
+        for (let i = 0; i < img.length; i += 4) if (img[i] + img[i + 1] + img[i + 2] > 160) n++;
+        return n;
+      });
+    });
+
+    // click a handle_call span: its args must show in the inspector
+    const callId = await page.evaluate(() => window.cinema.findEvent('call', 'handle_call'));
+    const pos = await page.evaluate((id) => window.cinema.eventPos(id), callId);
+    await page.mouse.click(pos.x, pos.y);
+    await page.waitForSelector(`#panel-inspector[data-event-id="${callId}"]`, { timeout: 5000 });
+    out.clicked = { id: callId, args: await page.textContent('#args'), head: await page.textContent('#panel-inspector .ev-head') };
+
+    // scrub: drag the ruler to just after the first and the last state change of the GenServer
+    const states = await page.evaluate(() => window.cinema.stateEvents());
+    out.stateEvents = states.length;
+    await page.evaluate(() => { document.querySelector('[data-tab="instant"]').click(); });
+    const readState = async (t) => {
+      const a = await page.evaluate((t) => window.cinema.rulerPos(t), t);
+      await page.mouse.move(a.x - 30, a.y);
+      await page.mouse.down();
+      await page.mouse.move(a.x - 10, a.y, { steps: 3 });
+      await page.mouse.move(a.x, a.y, { steps: 2 });
+      await page.mouse.up();
+      await page.waitForFunction((t) => {
+        const p = document.querySelector('#panel-instant');
+        const v = window.cinema.view();
+        return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(Number(p.dataset.t) - t) < 1e9;
+      }, t, { timeout: 5000 });
+      return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
+    };
+    const first = states[0], last = states[states.length - 1];
+    const pxNs = await page.evaluate(() => { const v = window.cinema.view(); return (v.end - v.start) / 1000; });
+    out.stateA = await readState(first.t + pxNs * 2);
+    out.stateB = await readState(last.t + pxNs * 2);
+
+    // the captured XSS string: open the init call, its argument must be shown as text
+    const initId = await page.evaluate(() => window.cinema.findEvent('call', '.init'));
+    const ipos = await page.evaluate((id) => window.cinema.eventPos(id), initId);
+    await page.mouse.click(ipos.x, ipos.y);
+    await page.waitForSelector(`#panel-inspector[data-event-id="${initId}"]`, { timeout: 5000 });
+    out.xss = await page.evaluate(() => ({
+      shown: document.querySelector('#panel-inspector').textContent,
+      executed: window.__xss === undefined ? null : window.__xss,
+      scripts: document.querySelectorAll('body script').length,
+      imgs: document.querySelectorAll('#side img, #panel-inspector img').length,
+    }));
+  }
+
+  if (shot) {
+    // a rich view: select the exception (the crash) and show the instant panel
+    const exc = await page.evaluate(() => window.cinema.findEvent('exception'));
+    if (exc) {
+      const p = await page.evaluate((id) => window.cinema.eventPos(id), exc);
+      await page.evaluate(() => { const v = window.cinema.view(); });
+      await page.mouse.click(p.x, p.y);
+      await page.waitForTimeout(400);
+      await page.evaluate(() => document.querySelector('[data-tab="inspector"]').click());
+    }
+    await page.mouse.move(5, 5);
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: shot });
+    out.screenshot = shot;
+  }
+  out.ok = true;
+} catch (e) {
+  out.errors.push(String(e && e.stack || e));
+} finally {
+  await browser.close();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}
