@@ -75,7 +75,7 @@ defmodule ElixirScope.Web do
   @known [:port, :ip, :token, :source]
 
   defp check_keys(opts) when is_list(opts) do
-    case Keyword.keys(opts) -- @known do
+    case Enum.uniq(Keyword.keys(opts)) -- @known do
       [] -> :ok
       bad -> {:error, "unknown option(s) #{inspect(bad)}; known: #{inspect(@known)}"}
     end

@@ -11,6 +11,16 @@ const checks = args.includes('--checks');
 const exe = process.env.CHROMIUM || '/usr/bin/chromium';
 const out = { ok: false, errors: [] };
 
+// waitForFunction evaluates strings, which the page's CSP forbids: poll with evaluate instead
+async function waitFor(page, fn, arg, timeout = 10000) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > until) throw new Error('timed out waiting for ' + fn.toString().slice(0, 160));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 const browser = await chromium.launch({
   executablePath: exe, headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--force-color-profile=srgb'],
@@ -21,7 +31,7 @@ try {
   page.on('console', (m) => { if (m.type() === 'error') out.errors.push('console: ' + m.text()); });
   page.on('dialog', (d) => { out.errors.push('dialog: ' + d.message()); d.dismiss(); });
   await page.goto(url, { waitUntil: 'load' });
-  await page.waitForFunction(() => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, { timeout: 15000 });
+  await waitFor(page, () => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, 15000);
   await page.waitForTimeout(300);
   out.events = await page.evaluate(() => window.cinema.events());
   out.lanes = await page.evaluate(() => window.cinema.lanes());
@@ -58,11 +68,11 @@ try {
       await page.mouse.move(a.x - 10, a.y, { steps: 3 });
       await page.mouse.move(a.x, a.y, { steps: 2 });
       await page.mouse.up();
-      await page.waitForFunction((t) => {
+      await waitFor(page, (t) => {
         const p = document.querySelector('#panel-instant');
         const v = window.cinema.view();
         return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(Number(p.dataset.t) - t) < 1e9;
-      }, t, { timeout: 5000 });
+      }, t, 5000);
       return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
     };
     const first = states[0], last = states[states.length - 1];

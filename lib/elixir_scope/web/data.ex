@@ -404,8 +404,14 @@ defmodule ElixirScope.Web.Data do
         nil
 
       [%Event{payload: {_, st}} = latest | _] ->
-        # the state was put there by the latest callback that finished with it
-        setter = Enum.find(states, &match?(%Event{payload: {:after, _}}, &1))
+        # the call that put this value there: the earliest callback, in the run of
+        # state events holding this same value, that finished with it
+        setter =
+          states
+          |> Enum.take_while(&match?(%Event{payload: {_, ^st}}, &1))
+          |> Enum.filter(&match?(%Event{payload: {:after, _}}, &1))
+          |> List.last()
+
         setter_call = setter && setter.call_id && Source.get(source, setter.call_id)
         {st, latest, setter_call}
 

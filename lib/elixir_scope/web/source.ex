@@ -38,6 +38,36 @@ defmodule ElixirScope.Web.Source do
     {:memory, %{events: events_t, by_pid: by_pid, by_ts: by_ts, meta: meta}}
   end
 
+  @recording ElixirScope.Recording
+  @query_source ElixirScope.Query.Source
+
+  @doc """
+  Loads a saved recording (`ElixirScope.Recording`) into an in-memory source:
+  `meta` gets the recording's `clock`, `names` and its path as `title`.
+  """
+  @spec load_recording(Path.t()) :: {:ok, t()} | {:error, String.t()}
+  def load_recording(path) do
+    if Code.ensure_loaded?(@recording) do
+      case apply(@recording, :load, [path, [default: false]]) do
+        {:ok, rec} ->
+          events = apply(@query_source, :events, [rec, %{}])
+          meta = Map.get(rec, :meta, %{})
+          names = Map.new(meta[:names] || %{}, fn {name, pid} -> {pid, name} end)
+          t0 = case meta[:clock] do
+            {mono0, _} -> mono0
+            _ -> nil
+          end
+
+          {:ok, from_events(events, %{title: Path.basename(path), file: path, names: names, clock: meta[:clock], t0: t0})}
+
+        {:error, _} = error ->
+          error
+      end
+    else
+      {:error, "loading recordings needs ElixirScope.Recording, which is not in this build yet"}
+    end
+  end
+
   @doc "Frees an in-memory source's tables (no-op for `:live`)."
   @spec release(t()) :: :ok
   def release(:live), do: :ok

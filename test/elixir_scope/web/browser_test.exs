@@ -1,0 +1,89 @@
+defmodule ElixirScope.Web.BrowserTest do
+  @moduledoc """
+  The cinema in a real browser: Debian's chromium driven by playwright-core
+  (test/browser/cinema.mjs). Skipped, with the reason printed, only where
+  chromium or node cannot be found.
+  """
+  use ExUnit.Case, async: false
+
+  @moduletag :browser
+  @node_dir Path.expand("../../browser", __DIR__)
+
+  setup_all do
+    chromium = System.get_env("CHROMIUM", "/usr/bin/chromium")
+
+    cond do
+      not File.exists?(chromium) ->
+        IO.puts("\n[browser tests skipped] chromium not found at #{chromium} (apt-get install chromium)")
+        {:ok, skip: true}
+
+      System.find_executable("node") == nil ->
+        IO.puts("\n[browser tests skipped] node not found (apt-get install nodejs npm)")
+        {:ok, skip: true}
+
+      true ->
+        case System.cmd(Path.join(@node_dir, "setup.sh"), [], stderr_to_stdout: true) do
+          {_, 0} ->
+            {:ok, skip: false}
+
+          {out, _} ->
+            IO.puts("\n[browser tests skipped] cannot install playwright-core: #{out}")
+            {:ok, skip: true}
+        end
+    end
+  end
+
+  @tag timeout: 120_000
+  test "the page loads a recording, draws lanes, shows args on click, scrubs state, escapes values", ctx do
+    if ctx.skip do
+      :ok
+    else
+      ExUnit.CaptureLog.capture_log(fn ->
+        {source, mode, pids} = ElixirScope.CinemaScenario.Recording.record()
+        send(self(), {:recorded, source, mode, pids})
+      end)
+
+      assert_received {:recorded, source, mode, pids}
+      on_exit(fn -> ElixirScope.stop() end)
+      {:ok, web} = ElixirScope.Web.start(port: 0, source: source)
+      on_exit(fn -> ElixirScope.Web.stop(web) end)
+      png = Path.expand("../../../_build/cinema_test.png", __DIR__)
+
+      {out, status} =
+        System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--checks", "--screenshot", png],
+          cd: @node_dir,
+          stderr_to_stdout: true
+        )
+
+      result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
+      assert status == 0, out
+      assert result["ok"], "browser run failed (#{mode}): #{inspect(result["errors"])}"
+      assert result["errors"] == []
+
+      # lanes: one per process of the scenario, each with something drawn in it
+      lane_pids = Enum.map(result["lanes"], & &1["pid"])
+      render = &ElixirScope.Web.Render.pid/1
+      assert render.(pids.account) in lane_pids
+      assert render.(pids.teller) in lane_pids
+      assert Enum.all?(result["lanePixels"], &(&1 > 20)), "empty lane: #{inspect(result["lanePixels"])}"
+
+      # clicking a handle_call span shows its arguments
+      assert result["clicked"]["head"] =~ "handle_call"
+      assert result["clicked"]["args"] =~ "{:deposit, 50}"
+
+      # scrubbing: state after the first change vs after the last
+      assert result["stateEvents"] >= 4
+      assert result["stateA"] =~ "balance: 100"
+      assert result["stateB"] =~ "balance: 145"
+      refute result["stateA"] == result["stateB"]
+
+      # the captured "<script>…" string is shown as text and never runs
+      xss = result["xss"]
+      assert xss["shown"] =~ "<script>window.__xss = 1</script>"
+      assert xss["shown"] =~ "onerror="
+      assert xss["executed"] == nil
+      assert xss["imgs"] == 0
+      assert xss["scripts"] == 1
+    end
+  end
+end
