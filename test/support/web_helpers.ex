@@ -37,7 +37,7 @@ defmodule ElixirScope.WebHelpers do
   end
 
   @doc "Records the cinema scenario on the native store and returns `{events, pids}` (ElixirScope stopped after)."
-  def record_scenario do
+  def record_scenario(opts \\ []) do
     ElixirScope.stop()
     :ok = ElixirScope.start()
 
@@ -49,7 +49,7 @@ defmodule ElixirScope.WebHelpers do
     pids = receive do: ({:pids, p} -> p)
     events = ElixirScope.get_events()
     clock = ElixirScope.Capture.Session.info().clock
-    ElixirScope.stop()
+    unless opts[:keep], do: ElixirScope.stop()
     {events, pids, clock}
   end
 end

@@ -27,7 +27,7 @@ defmodule ElixirScope.Export.Perfetto do
     meta =
       [%{name: "process_name", ph: "M", pid: 1, tid: 0, args: %{name: "BEAM #{node()}"}}] ++
         Enum.map(pids, fn pid ->
-          label = if n = names[pid], do: "#{Render.short(n, 60)} #{Render.pid(pid)}", else: Render.pid(pid)
+          label = if n = names[pid], do: "#{name(n)} #{Render.pid(pid)}", else: Render.pid(pid)
           %{name: "thread_name", ph: "M", pid: 1, tid: tids[pid], args: %{name: label}}
         end)
 
@@ -67,6 +67,10 @@ defmodule ElixirScope.Export.Perfetto do
       {:error, reason} -> {:error, "#{path}: #{:file.format_error(reason)}"}
     end
   end
+
+  defp name(n) when is_atom(n), do: Render.mod(n)
+  defp name(n) when is_binary(n), do: Render.cut(n, 80)
+  defp name(n), do: Render.short(n, 60)
 
   defp call_args(span) do
     c = span.call
