@@ -54,17 +54,25 @@
     for (let i = 0; i < s.length; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, 16777619); }
     return (h >>> 0) % 360;
   }
+  // a calm palette (no reds: red means an exception); module picks the hue family, function the shade
+  const PALETTE = ['#6366f1', '#8b5cf6', '#0ea5e9', '#14b8a6', '#22c55e', '#a855f7', '#3b82f6', '#06b6d4',
+                   '#10b981', '#7c3aed', '#2563eb', '#0891b2', '#4f46e5', '#0d9488', '#65a30d', '#c026d3'];
   const colorCache = new Map();
   function spanColor(mfa) {
     let c = colorCache.get(mfa);
     if (!c) {
       const mod = mfa.replace(/\.[^.]*$/, '');
-      const hue = (hashHue(mod) * 0.8 + 200) % 360; // keep away from error red
-      const fnShift = (hashHue(mfa) % 7) * 3;
-      c = `hsl(${(hue + fnShift) % 360}, 52%, ${46 + (hashHue(mfa) % 3) * 4}%)`;
+      const base = PALETTE[hashHue(mod) % PALETTE.length];
+      const shade = (hashHue(mfa) % 3) * 0.12;
+      c = shade ? mix(base, shade) : base;
       colorCache.set(mfa, c);
     }
     return c;
+  }
+  function mix(hex, amount) { // lighten towards white
+    const n = parseInt(hex.slice(1), 16);
+    const ch = (v) => Math.round(v + (255 - v) * amount);
+    return `rgb(${ch(n >> 16)}, ${ch((n >> 8) & 255)}, ${ch(n & 255)})`;
   }
 
   // ------------------------------------------------------------------- state
@@ -156,7 +164,7 @@
     let y = RULER + 4;
     for (const lane of S.lanes) {
       lane.y = y;
-      lane.h = PAD * 2 + Math.max(1, Math.min(lane.maxDepth, MAXD)) * ROWH + 6;
+      lane.h = PAD * 2 + Math.max(2, Math.min(lane.maxDepth, MAXD)) * ROWH + 10;
       y += lane.h + 1;
     }
     S.contentH = y;
@@ -186,7 +194,12 @@
       for (;;) {
         if (S.rows.length >= MAX_CLIENT_EVENTS) { S.capped = true; break; }
         const page = await api(`events?after_id=${S.lastId}&limit=20000`);
-        if (page.rows.length) { ingest(page); added += page.rows.length; }
+        if (page.rows.length) {
+          const first = S.rows.length === 0;
+          ingest(page); added += page.rows.length;
+          if (first) fit();
+          renderStats(); redraw();
+        }
         if (!page.more) break;
       }
     } finally { loading = false; }
@@ -256,6 +269,14 @@
   function depthY(lane, d) { return laneY(lane) + PAD + d * ROWH; }
 
   function draw() {
+    const started = performance.now();
+    drawFrame();
+    S.drawMs = performance.now() - started;
+    S.frames = (S.frames || 0) + 1;
+  }
+
+  function drawFrame() {
+    S.t0frame = performance.now();
     if (S.layoutDirty) layout();
     const w = W(), h = H();
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
@@ -277,15 +298,26 @@
         const arr = lane.depth[d];
         if (!arr || !arr.length) continue;
         const y = depthY(lane, d);
-        let lastPx = -1;
+        // runs of sub-2px spans that touch are drawn as one rectangle (dense regions when zoomed out)
+        let runX0 = -1, runX1 = -1, runColor = null;
+        const flush = () => {
+          if (runX1 < 0) return;
+          ctx.fillStyle = runColor; ctx.globalAlpha = 0.85;
+          ctx.fillRect(runX0, y, Math.max(1, runX1 - runX0), ROWH - 2);
+          ctx.globalAlpha = 1; runX1 = -1;
+        };
         for (let i = firstEndingAfter(arr, vs); i < arr.length; i++) {
           const sp = arr[i];
           if (sp.t0 > ve) break;
-          let x0 = GUT + (sp.t0 - vs) * sc, x1 = GUT + (endOf(sp) - vs) * sc;
-          if (x1 - x0 < 1) { if ((x0 | 0) === lastPx) continue; x1 = x0 + 1; }
-          lastPx = x1 | 0;
-          const cx0 = Math.max(x0, GUT), cx1 = Math.min(x1, w);
-          const bw = Math.max(1, cx1 - cx0);
+          const x0 = Math.max(GUT + (sp.t0 - vs) * sc, GUT), x1 = Math.min(GUT + (endOf(sp) - vs) * sc, w);
+          if (x1 - x0 < 2 && sp.status !== 'exception') {
+            if (runX1 >= 0 && x0 - runX1 < 1.5) { if (x1 > runX1) runX1 = x1; continue; }
+            flush();
+            runX0 = x0; runX1 = Math.max(x1, x0 + 1); runColor = spanColor(sp.mfa);
+            continue;
+          }
+          flush();
+          const cx0 = x0, bw = Math.max(1, x1 - x0);
           if (sp.status === 'exception') ctx.fillStyle = '#b91c1c';
           else ctx.fillStyle = spanColor(sp.mfa);
           ctx.globalAlpha = sp.status === 'open' ? 0.55 : sp.status === 'lost' ? 0.4 : 1;
@@ -301,6 +333,7 @@
             }
           }
         }
+        flush();
       }
       if (lane.maxDepth > MAXD) {
         ctx.fillStyle = '#8490a6';
@@ -308,7 +341,10 @@
       }
       drawPoints(lane, ly, sc, vs, ve, w);
     }
+    const tLanes = performance.now();
     drawArrows(sc, vs, ve, w, h);
+    const tArrows = performance.now();
+    S.parts = { lanes: tLanes - S.t0frame, arrows: tArrows - tLanes };
     drawMatches(sc, vs, ve);
     drawSelection();
     drawScrubber(h);
@@ -319,14 +355,14 @@
   function drawPoints(lane, ly, sc, vs, ve, w) {
     const pts = lane.points;
     const base = ly + lane.h - 5;
-    let lastPx = -10;
+    const lastPx = {};
     for (let i = firstAtOrAfter(pts, vs); i < pts.length; i++) {
       const p = pts[i];
       if (p.t > ve) break;
       const x = GUT + (p.t - vs) * sc;
       if (x < GUT || x > w) continue;
-      if (Math.abs(x - lastPx) < 2 && p.kind !== 'exception') continue;
-      lastPx = x;
+      if (p.kind !== 'exception' && Math.abs(x - (lastPx[p.kind] ?? -10)) < 2) continue;
+      lastPx[p.kind] = x;
       switch (p.kind) {
         case 'exception': {
           const d = Math.min(MAXD - 1, p.span ? p.span.depth : 0);
@@ -342,7 +378,7 @@
           break;
         case 'send': case 'receive':
           ctx.fillStyle = '#22d3ee';
-          ctx.beginPath(); ctx.arc(x, base, 2.5, 0, 6.283); ctx.fill();
+          ctx.beginPath(); ctx.arc(x, p.kind === 'send' ? ly + lane.h - 3 : ly + 4, 2.5, 0, 6.283); ctx.fill();
           break;
         case 'spawn':
           ctx.fillStyle = '#34d399'; ctx.fillRect(x - 2.5, base - 2.5, 5, 5);
@@ -379,18 +415,25 @@
     ctx.beginPath(); ctx.rect(GUT, RULER, w - GUT, h - RULER); ctx.clip();
     ctx.globalAlpha = 0.85;
     let drawn = 0;
-    const mid = (lane) => laneY(lane) + lane.h - 5;
+    // messages go from the sender's lane edge to the receiver's facing edge
+    const ends = (from, to) => (to.y >= from.y
+      ? [laneY(from) + from.h - 2, laneY(to) + 3]
+      : [laneY(from) + 3, laneY(to) + to.h - 2]);
     for (const a of S.arrows) {
       if (a.to.t < vs || a.from.t > ve) continue;
       if (++drawn > 4000) break;
-      arrow(GUT + (a.from.t - vs) * sc, mid(a.from.lane), GUT + (a.to.t - vs) * sc, mid(a.to.lane), '#22d3ee', false);
+      if (a.from.lane === a.to.lane) continue;
+      const [y0, y1] = ends(a.from.lane, a.to.lane);
+      arrow(GUT + (a.from.t - vs) * sc, y0, GUT + (a.to.t - vs) * sc, y1, '#22d3ee', false);
     }
     for (const s of S.sends.values()) {
       if (s.matched || !s.dest || s.dest === s.lane || s.t < vs || s.t > ve) continue;
       if (++drawn > 6000) break;
       const x = GUT + (s.t - vs) * sc;
-      arrow(x, mid(s.lane), x + 10, mid(s.dest), '#22d3ee', true);
+      const [y0, y1] = ends(s.lane, s.dest);
+      arrow(x, y0, x + 10, y1, '#22d3ee', true);
     }
+    const mid = (lane) => laneY(lane) + lane.h - 5;
     for (const s of S.spawns) {
       if (s.t < vs || s.t > ve || !s.child) continue;
       const x = GUT + (s.t - vs) * sc;
@@ -405,6 +448,8 @@
     const lane = row.lane;
     if (row.span && (row.kind === 'call')) return { x, y: depthY(lane, Math.min(row.span.depth, MAXD - 1)) + ROWH / 2 - 1 };
     if (row.kind === 'exception' && row.span) return { x, y: depthY(lane, Math.min(row.span.depth, MAXD - 1)) + 2 };
+    if (row.kind === 'send') return { x, y: laneY(lane) + lane.h - 3 };
+    if (row.kind === 'receive') return { x, y: laneY(lane) + 4 };
     return { x, y: laneY(lane) + lane.h - 5 };
   }
 
@@ -490,7 +535,7 @@
       ctx.save();
       ctx.beginPath(); ctx.rect(0, Math.max(ly, RULER + 1), GUT - 1, lane.h); ctx.clip();
       if (lane === S.selectedLane) { ctx.fillStyle = '#1f1840'; ctx.fillRect(0, ly, GUT - 1, lane.h); ctx.fillStyle = '#a78bfa'; ctx.fillRect(0, ly, 3, lane.h); }
-      const title = lane.name || lane.module || 'process';
+      const title = laneTitle(lane);
       ctx.fillStyle = '#e5e7eb'; ctx.font = 'bold 12px "DejaVu Sans", sans-serif';
       ctx.fillText(clip(title, 24), 12, ly + 13);
       ctx.fillStyle = '#8490a6'; ctx.font = '11px "DejaVu Sans Mono", monospace';
@@ -501,6 +546,12 @@
     }
   }
   const w0 = () => W();
+  function laneTitle(lane) {
+    const t = lane.name || lane.module || 'process';
+    if (t.length <= 24) return t;
+    const parts = t.split('.');
+    return parts.length > 1 ? parts.slice(-2).join('.') : t;
+  }
   const clip = (s, n) => (s.length > n ? s.slice(0, n - 1) + '…' : s);
 
   // overview: event density over the whole recording, the view window and the scrubber
@@ -611,7 +662,8 @@
     S.selectedId = row.id;
     S.cursor = row.idx;
     selectLane(row.lane);
-    setScrub(row.t);
+    // at a call's end, show the instant just before it: the call still open, its state as it was
+    setScrub(row.kind === 'return' || row.kind === 'exception' ? row.t - 1 : row.t);
     if (opts.reveal) ensureVisible(row);
     $('#status-sel').textContent = `#${row.id} ${row.kind} ${row.mfa || ''} ${row.lane.pid}`;
     loadDetail(row.id, opts.show !== false);
@@ -684,9 +736,9 @@
     }
     if (c) {
       const args = c.args.map((a, i) => ['arg' + (i + 1), a]);
-      const card = kvCard(`Call ${c.mfa}` + (d.kind !== 'call' ? ` (#${c.id})` : ''), args.length ? args : [['', '(no arguments)']]);
+      const card = kvCard(d.kind === 'call' ? 'Arguments' : `Arguments of call #${c.id}`, args.length ? args : [['', '(no arguments)']]);
       card.id = 'args';
-      if (d.kind !== 'call') card.querySelector('h4').append(' ', jump('open', c.id));
+      if (d.kind !== 'call') card.querySelector('h4').append(' ', jump('→ go to call', c.id));
       p.append(card);
       if (c.status === 'ok') p.append(kvCard('Returned', [['value', c.return]]));
       if (c.exception) p.append(exceptionCard(c.exception, 'Raised'));
@@ -746,7 +798,7 @@
         next.set(pr.pid, pr.state.value);
         card.append(el('h4', { style: 'margin-top:8px', text: `GenServer state (${pr.state.phase} callback at ${fmtT(pr.state.t)})` }), pre);
         if (pr.state.set_by) card.append(el('div', { class: 'setby' }, 'set by ',
-          jump(`${pr.state.set_by.mfa}(${pr.state.set_by.args})`, pr.state.set_by.id), ` at ${fmtT(pr.state.set_by.t)}`));
+          jump(clip(`${pr.state.set_by.mfa}(${pr.state.set_by.args})`, 90), pr.state.set_by.id), ` at ${fmtT(pr.state.set_by.t)}`));
       }
       p.append(card);
     }
@@ -1031,6 +1083,11 @@
     /** client coordinates on the scrubber ruler for time t */
     rulerPos: (t) => { const r = cv.getBoundingClientRect(); return { x: r.left + xOf(t), y: r.top + RULER / 2 }; },
     view: () => ({ start: S.viewStart, end: S.viewEnd, scrub: S.scrub, selected: S.selectedId }),
+    /** times one full redraw after zooming by `factor` (for the benchmark) */
+    timeZoom: (factor) => { zoom(factor); draw(); return S.drawMs; },
+    parts: () => S.parts,
+    timePan: (fraction) => { pan((S.viewEnd - S.viewStart) * fraction); draw(); return S.drawMs; },
+    fit: () => { fit(); draw(); return S.drawMs; },
   };
 
   // ------------------------------------------------------------------- boot

@@ -8,6 +8,8 @@ const url = args[0];
 const shotIdx = args.indexOf('--screenshot');
 const shot = shotIdx >= 0 ? args[shotIdx + 1] : null;
 const checks = args.includes('--checks');
+const tabIdx = args.indexOf('--tab');
+const tab = tabIdx >= 0 ? args[tabIdx + 1] : 'inspector';
 const exe = process.env.CHROMIUM || '/usr/bin/chromium';
 const out = { ok: false, errors: [] };
 
@@ -30,9 +32,11 @@ try {
   page.on('pageerror', (e) => out.errors.push('pageerror: ' + e.message));
   page.on('console', (m) => { if (m.type() === 'error') out.errors.push('console: ' + m.text()); });
   page.on('dialog', (d) => { out.errors.push('dialog: ' + d.message()); d.dismiss(); });
+  const loadStart = Date.now();
   await page.goto(url, { waitUntil: 'load' });
   await waitFor(page, () => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, 15000);
   await page.waitForTimeout(300);
+  out.load_ms = Date.now() - loadStart;
   out.events = await page.evaluate(() => window.cinema.events());
   out.lanes = await page.evaluate(() => window.cinema.lanes());
 
@@ -93,15 +97,32 @@ try {
     }));
   }
 
+  if (args.includes('--bench')) {
+    // zoom in 12 steps around the middle, pan 12 steps, zoom back out: time each full redraw
+    const times = await page.evaluate(() => {
+      const c = window.cinema, t = [];
+      t.push(c.fit());
+      window.__parts = [];
+      for (let i = 0; i < 12; i++) { t.push(c.timeZoom(0.6)); window.__parts.push(JSON.stringify(c.parts())); }
+      for (let i = 0; i < 12; i++) t.push(c.timePan(0.2));
+      for (let i = 0; i < 12; i++) t.push(c.timeZoom(1 / 0.6));
+      t.push(c.fit());
+      return t;
+    });
+    out.parts = await page.evaluate(() => window.__parts);
+    const sorted = times.slice().sort((a, b) => a - b);
+    out.bench = { times: times.map((x) => Math.round(x * 10) / 10), frames: times.length, median_ms: sorted[sorted.length >> 1], p90_ms: sorted[Math.floor(sorted.length * 0.9)], max_ms: sorted[sorted.length - 1], fit_ms: times[0] };
+  }
+
   if (shot) {
     // a rich view: select the exception (the crash) and show the instant panel
     const exc = await page.evaluate(() => window.cinema.findEvent('exception'));
     if (exc) {
       const p = await page.evaluate((id) => window.cinema.eventPos(id), exc);
-      await page.evaluate(() => { const v = window.cinema.view(); });
       await page.mouse.click(p.x, p.y);
       await page.waitForTimeout(400);
-      await page.evaluate(() => document.querySelector('[data-tab="inspector"]').click());
+      await page.evaluate((tab) => document.querySelector(`[data-tab="${tab}"]`).click(), tab);
+      await page.waitForTimeout(300);
     }
     await page.mouse.move(5, 5);
     await page.waitForTimeout(300);

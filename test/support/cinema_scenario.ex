@@ -29,12 +29,14 @@ defmodule ElixirScope.CinemaScenario do
 
         for op <- [{:deposit, 50}, {:deposit, 25}, {:withdraw, 30}, :balance] do
           request(r, account, op)
+          Process.sleep(2)
         end
 
         years = 4
         interest = compound(r, 145.0, 0.05, years)
         sid = r.report_message_send(auditor, {:audit, interest})
         send(auditor, {:audit, interest, sid})
+        Process.sleep(2)
 
         result =
           try do

@@ -16,6 +16,7 @@ defmodule ElixirScope.Web.Data do
   @max_page 20_000
   @call_kinds [:call, :return, :exception, :tail_call]
   @kinds Event.kinds()
+  @kind_index @kinds |> Enum.with_index() |> Map.new()
 
   @doc "The event kinds in the order the compact rows index them."
   @spec kinds() :: [Event.kind()]
@@ -96,27 +97,29 @@ defmodule ElixirScope.Web.Data do
     limit = opts |> Keyword.get(:limit, 5_000) |> min(@max_page) |> max(1)
     after_id = Keyword.get(opts, :after_id, 0)
     t0 = Keyword.get_lazy(opts, :t0, fn -> t0(source) end)
-    events = Source.fetch(source, after_id: after_id, limit: limit + 1) |> ok_list()
-    {events, more?} = if length(events) > limit, do: {Enum.take(events, limit), true}, else: {events, false}
+    events = Source.fetch(source, after_id: after_id, limit: limit) |> ok_list()
+    # a full page says there may be more; the client asks again after last_id
+    more? = length(events) == limit
     names = Source.meta(source).names
 
     {rows, pids, mfas} =
       Enum.reduce(events, {[], {%{}, []}, {%{}, []}}, fn e, {rows, pids, mfas} ->
         {pi, pids} = intern(pids, e.pid)
-        {mi, mfas} = if e.module, do: intern(mfas, Render.mfa(e)), else: {-1, mfas}
+        {mi, mfas} = if e.module, do: intern(mfas, {e.module, e.function, e.arity}), else: {-1, mfas}
         {extra, pids} = extra(e, pids)
-        row = [e.id, e.ts - t0, pi, kind_index(e.kind), mi, e.call_id || 0, e.link || 0, e.line || 0, extra]
+        row = [e.id, e.ts - t0, pi, Map.get(@kind_index, e.kind, -1), mi, e.call_id || 0, e.link || 0, e.line || 0, extra]
         {[row | rows], pids, mfas}
       end)
 
     pid_list = pids |> elem(1) |> Enum.reverse()
+    last = List.last(events)
 
     %{
       rows: Enum.reverse(rows),
       pids: Enum.map(pid_list, &Render.pid/1),
       names: Map.new(pid_list, &{Render.pid(&1), process_name(&1, names)}) |> Map.reject(fn {_, v} -> is_nil(v) end),
-      mfas: mfas |> elem(1) |> Enum.reverse(),
-      last_id: (List.last(events) && List.last(events).id) || after_id,
+      mfas: mfas |> elem(1) |> Enum.reverse() |> Enum.map(&Render.mfa/1),
+      last_id: (last && last.id) || after_id,
       more: more?
     }
   end
@@ -151,7 +154,6 @@ defmodule ElixirScope.Web.Data do
   defp resolve_dest({name, node}) when is_atom(name) and node == node(), do: Process.whereis(name)
   defp resolve_dest(_), do: nil
 
-  defp kind_index(kind), do: Enum.find_index(@kinds, &(&1 == kind)) || -1
 
   defp process_name(pid, names) do
     case Map.get(names, pid) do

@@ -27,14 +27,24 @@ defmodule ElixirScope.Web.JSON do
   def encode_iodata(f) when is_float(f), do: :erlang.float_to_binary(f, [:short])
   def encode_iodata(a) when is_atom(a), do: string(Atom.to_string(a))
   def encode_iodata(s) when is_binary(s), do: string(s)
-  def encode_iodata(list) when is_list(list), do: [?[, list |> Enum.map(&encode_iodata/1) |> Enum.intersperse(?,), ?]]
+  def encode_iodata([]), do: "[]"
+  def encode_iodata([first | rest]), do: [?[, encode_iodata(first) | items(rest)]
 
   def encode_iodata(map) when is_map(map) and not is_struct(map) do
-    pairs = Enum.map(map, fn {k, v} -> [key(k), ?:, encode_iodata(v)] end)
-    [?{, Enum.intersperse(pairs, ?,), ?}]
+    case Map.to_list(map) do
+      [] -> "{}"
+      [{k, v} | rest] -> [?{, key(k), ?:, encode_iodata(v) | pairs(rest)]
+    end
   end
 
   def encode_iodata(other), do: raise(ArgumentError, "cannot encode #{inspect(other, limit: 5)} as JSON")
+
+  defp items([]), do: [?]]
+  defp items([h | t]), do: [?,, encode_iodata(h) | items(t)]
+  defp items(improper), do: raise(ArgumentError, "cannot encode an improper list tail #{inspect(improper, limit: 5)}")
+
+  defp pairs([]), do: [?}]
+  defp pairs([{k, v} | t]), do: [?,, key(k), ?:, encode_iodata(v) | pairs(t)]
 
   defp key(k) when is_binary(k), do: string(k)
   defp key(k) when is_atom(k), do: string(Atom.to_string(k))
