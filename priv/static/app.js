@@ -640,9 +640,14 @@
     const d = Math.floor((y - laneY(lane) - PAD) / ROWH);
     const arr = lane.depth[d];
     if (d >= 0 && d < MAXD && arr) {
-      const i = firstEndingAfter(arr, t - tol);
-      const sp = arr[i];
-      if (sp && sp.t0 <= t + tol) return { lane, row: S.byId.get(sp.id), span: sp };
+      // the span under the pointer, else the nearest one within the tolerance
+      let best = null, bestD = Infinity;
+      for (let i = firstEndingAfter(arr, t - tol); i < arr.length && arr[i].t0 <= t + tol; i++) {
+        const sp = arr[i];
+        const dd = t < sp.t0 ? sp.t0 - t : t > endOf(sp) ? t - endOf(sp) : 0;
+        if (dd < bestD) { bestD = dd; best = sp; }
+      }
+      if (best) return { lane, row: S.byId.get(best.id), span: best };
     }
     return { lane };
   }
@@ -1086,6 +1091,8 @@
     /** times one full redraw after zooming by `factor` (for the benchmark) */
     timeZoom: (factor) => { zoom(factor); draw(); return S.drawMs; },
     parts: () => S.parts,
+    spans: (pid, d) => (S.laneByPid.get(pid).depth[d] || []).map((sp) => [sp.id, sp.t0, sp.t1, sp.status]),
+    hitAt: (cx, cy) => { const r = cv.getBoundingClientRect(); const h = hit(cx - r.left, cy - r.top); return h.row ? { id: h.row.id, kind: h.row.kind, mfa: h.row.mfa } : null; },
     timePan: (fraction) => { pan((S.viewEnd - S.viewStart) * fraction); draw(); return S.drawMs; },
     fit: () => { fit(); draw(); return S.drawMs; },
   };

@@ -57,14 +57,17 @@ try {
     // click a handle_call span: its args must show in the inspector
     const callId = await page.evaluate(() => window.cinema.findEvent('call', 'handle_call'));
     const pos = await page.evaluate((id) => window.cinema.eventPos(id), callId);
+    out.clickAt = pos;
+    out.hitBefore = await page.evaluate((p) => window.cinema.hitAt(p.x, p.y), pos);
     await page.mouse.click(pos.x, pos.y);
+    out.selectedAfterClick = await page.evaluate(() => window.cinema.view().selected);
     await page.waitForSelector(`#panel-inspector[data-event-id="${callId}"]`, { timeout: 5000 });
     out.clicked = { id: callId, args: await page.textContent('#args'), head: await page.textContent('#panel-inspector .ev-head') };
 
     // scrub: drag the ruler to just after the first and the last state change of the GenServer
     const states = await page.evaluate(() => window.cinema.stateEvents());
     out.stateEvents = states.length;
-    await page.evaluate(() => { document.querySelector('[data-tab="instant"]').click(); });
+    await page.evaluate(() => { document.querySelector('[data-tab="instant"]').click(); window.cinema.fit(); });
     const readState = async (t) => {
       const a = await page.evaluate((t) => window.cinema.rulerPos(t), t);
       await page.mouse.move(a.x - 30, a.y);
@@ -75,7 +78,9 @@ try {
       await waitFor(page, (t) => {
         const p = document.querySelector('#panel-instant');
         const v = window.cinema.view();
-        return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(Number(p.dataset.t) - t) < 1e9;
+        const px = (v.end - v.start) / 1000;
+        // the panel shows the instant the scrubber was dragged to (within a few pixels of t)
+        return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(v.scrub - t) < 4 * px;
       }, t, 5000);
       return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
     };
