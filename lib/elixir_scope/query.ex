@@ -1,0 +1,454 @@
+defmodule ElixirScope.Query do
+  @moduledoc """
+  Time-travel queries over recorded events — one API for the IEx helpers, the
+  web cinema and exports. Every function reads from a source
+  (`ElixirScope.Query.Source`): the live session by default, or a loaded
+  `ElixirScope.Recording` (pass `source: rec`, or load it as the default).
+
+    * `events/1`, `page/2`, `stream/1` — filtered, ordered, limited, paged events
+      (filters in `ElixirScope.Query.Filter`);
+    * `call_tree/2` — the call tree of a process, or of one call;
+    * `state_at/3`, `state_history/2` — a GenServer's state at any instant;
+    * `variable_history/3` — the values a local variable took;
+    * `origin/2` — the earliest event holding a value, and how it travelled;
+    * `timeline/3`, `message_flow/3`, `links/1` — processes side by side with
+      the messages between them (`ElixirScope.Query.Correlation`);
+    * `cursor/1` and `ElixirScope.Query.Cursor` — stepping through events;
+    * `logpoint/3` — "prints after the fact" over every recorded hit of a function.
+  """
+
+  alias ElixirScope.Event
+  alias ElixirScope.Query.{Correlation, Cursor, Filter, Source}
+  alias ElixirScope.Storage.EventCorrelator
+
+  @type filters :: keyword()
+  @type at :: integer() | DateTime.t() | Event.t() | {:event, pos_integer()} | :now
+  @type error :: {:error, String.t()}
+
+  # ---------------------------------------------------------------- events
+
+  @doc "Events matching `filters` (see `ElixirScope.Query.Filter`), or `{:error, message}`."
+  @spec events(filters()) :: [Event.t()] | error()
+  def events(filters \\ []) do
+    with {:ok, f} <- Filter.normalize(filters), do: fetch(f)
+  end
+
+  @doc "The event with this id (or nil). Options: `source:`."
+  @spec event(pos_integer(), keyword()) :: Event.t() | nil
+  def event(id, opts \\ []), do: Source.event(Source.resolve(opts[:source]), id)
+
+  @doc """
+  One page of events: `{:ok, events, next}` where `next` is the filters for the
+  following page (nil after the last page). `size` is the page size.
+  """
+  @spec page(filters(), pos_integer()) :: {:ok, [Event.t()], filters() | nil} | error()
+  def page(filters, size) when is_integer(size) and size > 0 do
+    filters = Keyword.put(filters, :limit, size)
+
+    with {:ok, f} <- Filter.normalize(filters),
+         events when is_list(events) <- fetch(f) do
+      next =
+        case {length(events), f.order} do
+          {n, _} when n < size -> nil
+          {_, :asc} -> Keyword.put(filters, :after_id, List.last(events).id)
+          {_, :desc} -> Keyword.put(filters, :before_id, List.last(events).id)
+        end
+
+      {:ok, events, next}
+    end
+  end
+
+  @doc """
+  A lazy stream of every matching event in id order, read in pages (`chunk:`,
+  default 4096). A bad filter or source error is thrown as `{:query_error, message}`.
+  """
+  @spec stream(filters(), keyword()) :: Enumerable.t()
+  def stream(filters \\ [], opts \\ []) do
+    chunk = Keyword.get(opts, :chunk, 4096)
+    filters = if opts[:source], do: Keyword.put(filters, :source, opts[:source]), else: filters
+
+    Stream.resource(
+      fn -> Keyword.merge(filters, order: :asc) end,
+      fn
+        nil ->
+          {:halt, nil}
+
+        fs ->
+          case page(fs, chunk) do
+            {:ok, events, next} -> {events, next}
+            {:error, message} -> throw({:query_error, message})
+          end
+      end,
+      fn _ -> :ok end
+    )
+  end
+
+  defp fetch(%{preds: [], limit: limit} = f) do
+    Source.events(f.source, store_filters(f, limit))
+  end
+
+  defp fetch(f) do
+    batch = max((f.limit || 0) * 2, 2048)
+    do_fetch(f, batch, [], 0)
+  end
+
+  defp do_fetch(f, batch, acc, n) do
+    case Source.events(f.source, store_filters(f, batch)) do
+      {:error, _} = e ->
+        e
+
+      events ->
+        kept = Enum.filter(events, &Filter.keep?(f, &1))
+        acc = [kept | acc]
+        n = n + length(kept)
+
+        cond do
+          f.limit && n >= f.limit -> acc |> Enum.reverse() |> Enum.concat() |> Enum.take(f.limit)
+          length(events) < batch -> acc |> Enum.reverse() |> Enum.concat()
+          true -> do_fetch(advance(f, List.last(events).id), batch, acc, n)
+        end
+    end
+  end
+
+  defp advance(%{order: :asc} = f, id), do: put_in(f.store[:after_id], id)
+  defp advance(%{order: :desc} = f, id), do: put_in(f.store[:before_id], id)
+
+  defp store_filters(f, limit) do
+    f.store |> Map.put(:order, f.order) |> then(&if(limit, do: Map.put(&1, :limit, limit), else: &1))
+  end
+
+  # ---------------------------------------------------------------- call trees
+
+  @doc """
+  The call tree of a process (a pid or registered name: the list of its root
+  calls) or of one call (a call id: its node, or nil). Nodes are
+  `ElixirScope.Storage.EventCorrelator.call_node/0` maps. Options: `source:`,
+  `since:`/`until:`.
+  """
+  @spec call_tree(pid() | atom() | pos_integer(), keyword()) ::
+          [EventCorrelator.call_node()] | EventCorrelator.call_node() | nil | error()
+  def call_tree(pid_or_call_id, opts \\ [])
+
+  def call_tree(call_id, opts) when is_integer(call_id) do
+    source = Source.resolve(opts[:source])
+
+    case Source.event(source, call_id) do
+      %Event{kind: :call} = call ->
+        upper =
+          case call.return_id && Source.event(source, call.return_id) do
+            %Event{kind: k} = ending when k in [:return, :exception] -> [before_id: ending.id + 1]
+            _ -> []
+          end
+
+        events = events([pid: call.pid, after_id: call.id - 1, source: source] ++ upper)
+
+        with evs when is_list(evs) <- events do
+          evs |> EventCorrelator.call_trees() |> Enum.find(&(&1.event.id == call_id))
+        end
+
+      _ ->
+        nil
+    end
+  end
+
+  def call_tree(pid, opts) do
+    with evs when is_list(evs) <- events([pid: pid] ++ Keyword.take(opts, [:source, :since, :until, :window])) do
+      EventCorrelator.call_trees(evs)
+    end
+  end
+
+  # ---------------------------------------------------------------- state
+
+  @doc """
+  The state of the GenServer `pid` at `at` (monotonic ns, `DateTime`, an event
+  or `{:event, id}` meaning "just after that event", or `:now`): the state
+  carried by its latest `:state` event at or before that instant.
+  Returns `{:ok, state, event}` or `{:error, message}`.
+  """
+  @spec state_at(pid() | atom(), at(), keyword()) :: {:ok, term(), Event.t()} | error()
+  def state_at(pid, at, opts \\ []) do
+    case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter(at) ++ Keyword.take(opts, [:source])) do
+      [%Event{payload: {_phase, state}} = e] -> {:ok, state, e}
+      [] -> {:error, "no state was recorded for #{inspect(pid)} at or before #{describe_at(at)}"}
+      {:error, _} = e -> e
+    end
+  end
+
+  defp at_filter(:now), do: []
+  defp at_filter(%Event{id: id}), do: [before_id: id + 1]
+  defp at_filter({:event, id}) when is_integer(id), do: [before_id: id + 1]
+  defp at_filter(t), do: [until: t]
+
+  defp describe_at(%Event{id: id}), do: "event #{id}"
+  defp describe_at({:event, id}), do: "event #{id}"
+  defp describe_at(:now), do: "now"
+  defp describe_at(%DateTime{} = dt), do: DateTime.to_iso8601(dt)
+  defp describe_at(t), do: "t=#{inspect(t)} ns"
+
+  @doc "Every recorded state of `pid`: `[%{event:, phase:, state:}]` in time order."
+  @spec state_history(pid() | atom(), keyword()) :: [map()] | error()
+  def state_history(pid, opts \\ []) do
+    with evs when is_list(evs) <- events([pid: pid, kind: :state] ++ Keyword.take(opts, [:source, :since, :until])) do
+      for %Event{payload: {phase, state}} = e <- evs, do: %{event: e, phase: phase, state: state}
+    end
+  end
+
+  # ---------------------------------------------------------------- variables
+
+  @doc """
+  The values the local variable `name` (atom or string) took in a process
+  (pid or name) or in one call (a call id): `[%{event:, value:}]` in time order.
+  """
+  @spec variable_history(pid() | atom() | pos_integer(), atom() | String.t(), keyword()) :: [map()] | error()
+  def variable_history(pid_or_call_id, name, opts \\ []) do
+    scope = if is_integer(pid_or_call_id), do: [call_id: pid_or_call_id], else: [pid: pid_or_call_id]
+
+    with evs when is_list(evs) <- events(scope ++ [kind: :local] ++ Keyword.take(opts, [:source])) do
+      for %Event{payload: vars} = e <- evs, is_map(vars), {:ok, v} <- [fetch_var(vars, name)], do: %{event: e, value: v}
+    end
+  end
+
+  defp fetch_var(vars, name) when is_atom(name) do
+    case Map.fetch(vars, name) do
+      :error -> Map.fetch(vars, Atom.to_string(name))
+      ok -> ok
+    end
+  end
+
+  defp fetch_var(vars, name) when is_binary(name) do
+    case Map.fetch(vars, name) do
+      :error -> Enum.find_value(vars, :error, fn {k, v} -> if is_atom(k) and Atom.to_string(k) == name, do: {:ok, v} end)
+      ok -> ok
+    end
+  end
+
+  # ---------------------------------------------------------------- origin
+
+  @doc """
+  Where did `value` come from: the earliest event whose payload holds it
+  (`first`), the calls that were open in its process at that moment (`calls`,
+  outermost first), and the hops that carried it to other processes
+  (`chain`: links, see `ElixirScope.Query.Correlation`), plus every holder.
+  Options: `source:`, and any filters to narrow the search.
+  Returns `{:ok, map}` or `{:error, message}`.
+  """
+  @spec origin(term(), keyword()) :: {:ok, map()} | error()
+  def origin(value, opts \\ []) do
+    holders =
+      opts
+      |> stream()
+      |> Stream.filter(&holds?(&1.payload, value))
+      |> Enum.to_list()
+
+    case holders do
+      [] ->
+        {:error, "no recorded event holds #{inspect(value, limit: 10)}"}
+
+      [first | _] ->
+        source = Keyword.take(opts, [:source])
+        spawns = events([kind: :spawn] ++ source)
+        spawns = if is_list(spawns), do: spawns, else: []
+        links = Correlation.links(Enum.uniq_by(holders ++ spawns, & &1.id))
+        {:ok, %{value: value, first: first, calls: open_calls(first, source), chain: chain(first, links), holders: holders}}
+    end
+  catch
+    {:query_error, message} -> {:error, message}
+  end
+
+  @doc "Whether `term` holds `value` (equal to it, or anywhere inside it)."
+  @spec holds?(term(), term()) :: boolean()
+  def holds?(term, value) when term === value, do: true
+  def holds?(term, value) when is_list(term), do: holds_list?(term, value)
+  def holds?(term, value) when is_tuple(term), do: holds_list?(Tuple.to_list(term), value)
+  def holds?(%_{} = term, value), do: holds?(Map.from_struct(term), value)
+  def holds?(term, value) when is_map(term), do: Enum.any?(term, fn {k, v} -> holds?(k, value) or holds?(v, value) end)
+  def holds?(term, value), do: term == value
+
+  defp holds_list?([h | t], value), do: holds?(h, value) or holds_list?(t, value)
+  defp holds_list?([], _value), do: false
+  defp holds_list?(tail, value), do: holds?(tail, value)
+
+  defp chain(first, links) do
+    {hops, _} =
+      Enum.reduce(links, {[], %{first.pid => first.id}}, fn l, {hops, reached} ->
+        from_ok = Map.has_key?(reached, l.from.pid) and reached[l.from.pid] <= l.from.id
+
+        if from_ok and not Map.has_key?(reached, l.to.pid) do
+          {[l | hops], Map.put(reached, l.to.pid, l.to.id)}
+        else
+          {hops, reached}
+        end
+      end)
+
+    Enum.reverse(hops)
+  end
+
+  defp open_calls(%Event{} = e, source) do
+    kinds = [:call, :return, :exception]
+
+    case events([pid: e.pid, kinds: kinds, before_id: e.id + 1] ++ source) do
+      evs when is_list(evs) ->
+        evs
+        |> Enum.reduce([], fn
+          %Event{kind: :call} = c, stack -> [c | stack]
+          %Event{call_id: cid}, stack -> Enum.drop_while(stack, &(&1.id != cid)) |> Enum.drop(1)
+        end)
+        |> Enum.reverse()
+
+      _ ->
+        []
+    end
+  end
+
+  # ---------------------------------------------------------------- timelines
+
+  @doc """
+  Events of several processes merged in time order, with the links between
+  them: `%{events: [...], messages: [link]}`. `window` is `:all`, `{since, until}`
+  (monotonic ns or `DateTime`, either may be nil) or a keyword list.
+  """
+  @spec timeline([pid() | atom()] | pid() | atom(), :all | {term(), term()} | keyword(), keyword()) :: map() | error()
+  def timeline(pids, window \\ :all, opts \\ []) do
+    win =
+      case window do
+        :all -> []
+        {s, u} -> [window: {s, u}]
+        kw when is_list(kw) -> Keyword.take(kw, [:since, :until, :window])
+      end
+
+    pids
+    |> List.wrap()
+    |> Enum.reduce_while([], fn pid, acc ->
+      case events([pid: pid] ++ win ++ Keyword.take(opts, [:source, :kinds, :kind])) do
+        {:error, _} = e -> {:halt, e}
+        evs -> {:cont, [evs | acc]}
+      end
+    end)
+    |> case do
+      {:error, _} = e ->
+        e
+
+      lists ->
+        evs = lists |> Enum.concat() |> Enum.sort_by(&{&1.ts, &1.id})
+        %{events: evs, messages: Enum.filter(Correlation.links(evs), &(&1.from.pid != &1.to.pid))}
+    end
+  end
+
+  @doc "The links (messages, calls, casts, replies, spawns) from process `from` to process `to`."
+  @spec message_flow(pid() | atom(), pid() | atom(), keyword()) :: [Correlation.link()] | error()
+  def message_flow(from, to, opts \\ []) do
+    with %{events: evs} <- timeline([from, to], Keyword.get(opts, :window, :all), opts),
+         [a, b] <- [resolve_pid(from, opts), resolve_pid(to, opts)] do
+      evs |> Correlation.links() |> Correlation.between(a, b)
+    end
+  end
+
+  @doc "Every cross-process link among the events matching `filters` (all events by default)."
+  @spec links(filters()) :: [Correlation.link()] | error()
+  def links(filters \\ []) do
+    with evs when is_list(evs) <- events(filters), do: Correlation.links(evs)
+  end
+
+  defp resolve_pid(pid, _opts) when is_pid(pid), do: pid
+  defp resolve_pid(name, opts), do: Source.whereis(Source.resolve(opts[:source]), name)
+
+  # ---------------------------------------------------------------- cursor
+
+  @doc "A cursor for stepping (see `ElixirScope.Query.Cursor.new/1`)."
+  @spec cursor(keyword()) :: Cursor.t()
+  def cursor(opts \\ []), do: Cursor.new(opts)
+
+  defdelegate step_forward(cursor), to: Cursor
+  defdelegate step_back(cursor), to: Cursor
+  defdelegate jump_to(cursor, target), to: Cursor
+  defdelegate next_call(cursor, target), to: Cursor
+  defdelegate prev_call(cursor, target), to: Cursor
+
+  # ---------------------------------------------------------------- logpoints
+
+  @doc """
+  Evaluates `fun` over every recorded hit of a function, in time order, as if a
+  print had been there while it ran. `target` is `{m, f, a}`, `{m, f}`, a
+  capture `&M.f/a`, or `"M.f/a"`. `fun` gets a hit map:
+  `%{event:, pid:, ts:, call_id:, args:, locals:, exprs:, return:, exception:, status:}`
+  (`locals` merges every local snapshot of the call). Returns
+  `[%{event:, pid:, ts:, result:}]` (a raising `fun` gives `result: {:error, message}`).
+  Options: `source:`, `limit:` (default 10_000 hits), `pid:`, `since:`/`until:`.
+  """
+  @spec logpoint(term(), (map() -> term()), keyword()) :: [map()] | error()
+  def logpoint(target, fun, opts \\ []) when is_function(fun, 1) do
+    with {:ok, mfa} <- target_filter(target),
+         calls when is_list(calls) <- events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
+                                                Keyword.take(opts, [:source, :pid, :since, :until, :window])) do
+      source = Keyword.take(opts, [:source])
+
+      for call <- calls do
+        hit = hit(call, source)
+        %{event: call, pid: call.pid, ts: call.ts, result: run(fun, hit)}
+      end
+    end
+  end
+
+  @doc "The hit map of one call (what `logpoint/3` passes to its function)."
+  @spec hit(Event.t(), keyword()) :: map()
+  def hit(%Event{kind: :call} = call, opts \\ []) do
+    evs = events([call_id: call.id] ++ Keyword.take(opts, [:source]))
+    evs = if is_list(evs), do: evs, else: []
+    own = Enum.filter(evs, &(&1.call_id == call.id and &1.id != call.id))
+    ret = Enum.find(own, &(&1.kind == :return))
+    exc = Enum.find(own, &(&1.kind == :exception))
+    tail = Enum.find(own, &(&1.kind == :tail_call))
+
+    %{
+      event: call,
+      pid: call.pid,
+      ts: call.ts,
+      call_id: call.id,
+      args: call.payload,
+      locals: own |> Enum.filter(&(&1.kind == :local and is_map(&1.payload))) |> Enum.reduce(%{}, &Map.merge(&2, &1.payload)),
+      exprs: for(%Event{kind: :expr, payload: p} <- own, do: p),
+      return: ret && ret.payload,
+      exception: exc && exc.payload,
+      status: status(ret, exc, tail)
+    }
+  end
+
+  defp status(ret, _exc, _tail) when ret != nil, do: :ok
+  defp status(_ret, exc, _tail) when exc != nil, do: :exception
+  defp status(_ret, _exc, tail) when tail != nil, do: :tail_call
+  defp status(_ret, _exc, _tail), do: :open
+
+  defp run(fun, hit) do
+    fun.(hit)
+  rescue
+    e -> {:error, Exception.message(e)}
+  end
+
+  @doc "Turns a function reference into filters: `{m, f, a}`, `{m, f}`, `&M.f/a` or `\"M.f/a\"`."
+  @spec target_filter(term()) :: {:ok, keyword()} | error()
+  def target_filter({m, f, a}) when is_atom(m) and is_atom(f) and is_integer(a), do: {:ok, [module: m, function: f, arity: a]}
+  def target_filter({m, f}) when is_atom(m) and is_atom(f), do: {:ok, [module: m, function: f]}
+
+  def target_filter(fun) when is_function(fun) do
+    case Function.info(fun, :type) do
+      {:type, :external} ->
+        {:module, m} = Function.info(fun, :module)
+        {:name, f} = Function.info(fun, :name)
+        {:arity, a} = Function.info(fun, :arity)
+        {:ok, [module: m, function: f, arity: a]}
+
+      _ ->
+        {:error, "an anonymous function is not a function reference; use &Module.fun/arity"}
+    end
+  end
+
+  def target_filter(string) when is_binary(string) do
+    case Regex.run(~r/^(.+)\.([^.\/]+)(?:\/(\d+))?$/, String.trim(string)) do
+      [_, m, f, a] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f), arity: String.to_integer(a)]}
+      [_, m, f] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f)]}
+      _ -> {:error, "cannot read #{inspect(string)} as Module.function/arity"}
+    end
+  end
+
+  def target_filter(other), do: {:error, "cannot read #{inspect(other)} as a function reference"}
+end

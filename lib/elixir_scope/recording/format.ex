@@ -1,0 +1,160 @@
+defmodule ElixirScope.Recording.Format do
+  @moduledoc """
+  The recording file format, version 1. All integers big-endian.
+
+      magic    "ESCOPE-REC\\n"            11 bytes
+      version  u16                        (1)
+      header   u32 length, u32 crc32, ETF of a map (clock, node, names, stats, count, created_at …)
+      chunks   "C", u32 event count, u32 length, u32 crc32, ETF of a list of event tuples
+      trailer  "E", u64 total events, u32 crc32 of all chunk crc32s
+
+  Every part is checked when reading: a file that does not start with the
+  magic is foreign, a bad crc32 is corruption, a missing trailer or a part that
+  runs past the end is truncation, and each gives an error message saying so.
+  """
+
+  alias ElixirScope.Event
+
+  @magic "ESCOPE-REC\n"
+  @version 1
+
+  @doc "The current format version."
+  @spec version() :: pos_integer()
+  def version, do: @version
+
+  @doc "Magic + version + header."
+  @spec encode_header(map()) :: iodata()
+  def encode_header(meta) do
+    bin = :erlang.term_to_binary(meta)
+    [@magic, <<@version::16, byte_size(bin)::32, :erlang.crc32(bin)::32>>, bin]
+  end
+
+  @doc "One chunk of events; returns `{iodata, crc32}`."
+  @spec encode_chunk([Event.t()], 0..9) :: {iodata(), non_neg_integer()}
+  def encode_chunk(events, compression) do
+    bin = :erlang.term_to_binary(Enum.map(events, &to_tuple/1), compressed: compression)
+    crc = :erlang.crc32(bin)
+    {[<<"C", length(events)::32, byte_size(bin)::32, crc::32>>, bin], crc}
+  end
+
+  @doc "The trailer."
+  @spec encode_trailer(non_neg_integer(), [non_neg_integer()]) :: binary()
+  def encode_trailer(count, crcs), do: <<"E", count::64, crc_of(crcs)::32>>
+
+  defp crc_of(crcs), do: :erlang.crc32(for c <- crcs, into: <<>>, do: <<c::32>>)
+
+  @doc """
+  Decodes a whole file's bytes. Calls `on_chunk.(events)` for each chunk in order;
+  returns `{:ok, meta, count}` or `{:error, message}`.
+  """
+  @spec decode(binary(), ([Event.t()] -> any())) :: {:ok, map(), non_neg_integer()} | {:error, String.t()}
+  def decode(<<@magic, version::16, rest::binary>>, on_chunk) do
+    if version == @version do
+      with {:ok, meta, rest} <- header(rest) do
+        chunks(rest, on_chunk, meta, 0, 1, [])
+      end
+    else
+      {:error, "unsupported recording version #{version} (this ElixirScope reads version #{@version})"}
+    end
+  end
+
+  def decode(bin, _on_chunk) when byte_size(bin) < byte_size(@magic) + 2 do
+    if String.starts_with?(@magic, bin) and bin != "",
+      do: {:error, "truncated recording: the file ends inside its header (#{byte_size(bin)} bytes)"},
+      else: {:error, "not an ElixirScope recording (the file is #{byte_size(bin)} bytes and has no ElixirScope magic)"}
+  end
+
+  def decode(_bin, _on_chunk), do: {:error, "not an ElixirScope recording (it does not start with the ElixirScope magic)"}
+
+  defp header(<<len::32, crc::32, rest::binary>>) do
+    case rest do
+      <<bin::binary-size(len), rest::binary>> ->
+        with :ok <- check_crc(bin, crc, "header"),
+             {:ok, meta} when is_map(meta) <- safe_decode(bin, "header") do
+          {:ok, meta, rest}
+        else
+          {:ok, _} -> {:error, "corrupted recording: the header is not a map"}
+          error -> error
+        end
+
+      _ ->
+        {:error, "truncated recording: the header needs #{len} bytes, the file has #{byte_size(rest)} left"}
+    end
+  end
+
+  defp header(_), do: {:error, "truncated recording: the file ends inside its header"}
+
+  defp chunks(<<"C", n::32, len::32, crc::32, rest::binary>>, on_chunk, meta, count, i, crcs) do
+    case rest do
+      <<bin::binary-size(len), rest::binary>> ->
+        with :ok <- check_crc(bin, crc, "chunk #{i}"),
+             {:ok, tuples} when is_list(tuples) and length(tuples) == n <- safe_decode(bin, "chunk #{i}"),
+             {:ok, events} <- to_events(tuples, i) do
+          on_chunk.(events)
+          chunks(rest, on_chunk, meta, count + n, i + 1, [crc | crcs])
+        else
+          {:ok, _} -> {:error, "corrupted recording: chunk #{i} does not hold the #{n} events its header announces"}
+          error -> error
+        end
+
+      _ ->
+        {:error,
+         "truncated recording: chunk #{i} needs #{len} bytes, the file has #{byte_size(rest)} left " <>
+           "(#{count} events were read before it)"}
+    end
+  end
+
+  defp chunks(<<"E", total::64, crc::32>>, _on_chunk, meta, count, _i, crcs) do
+    cond do
+      total != count -> {:error, "corrupted recording: the trailer says #{total} events, the chunks hold #{count}"}
+      crc != crc_of(Enum.reverse(crcs)) -> {:error, "corrupted recording: the trailer checksum does not match the chunks"}
+      true -> {:ok, meta, count}
+    end
+  end
+
+  defp chunks(<<"E", _::binary>> = rest, _on_chunk, _meta, count, _i, _crcs) when byte_size(rest) < 13,
+    do: {:error, "truncated recording: the file ends inside its trailer (#{count} events were read)"}
+
+  defp chunks(<<>>, _on_chunk, _meta, count, _i, _crcs),
+    do: {:error, "truncated recording: the file ends without its trailer after #{count} events (an interrupted write?)"}
+
+  defp chunks(<<tag, _::binary>> = rest, _on_chunk, _meta, count, i, _crcs) when tag in [?C, ?E] do
+    if tag == ?C and byte_size(rest) < 13,
+      do: {:error, "truncated recording: the file ends inside the header of chunk #{i} (#{count} events were read)"},
+      else: {:error, "corrupted recording: #{byte_size(rest) - 13} unexpected bytes after the trailer"}
+  end
+
+  defp chunks(_rest, _on_chunk, _meta, count, i, _crcs),
+    do: {:error, "corrupted recording: unexpected bytes where chunk #{i} should start (after #{count} events)"}
+
+  defp check_crc(bin, crc, what) do
+    if :erlang.crc32(bin) == crc, do: :ok, else: {:error, "corrupted recording: the #{what} checksum does not match"}
+  end
+
+  defp safe_decode(bin, what) do
+    {:ok, :erlang.binary_to_term(bin)}
+  rescue
+    ArgumentError -> {:error, "corrupted recording: the #{what} cannot be decoded"}
+  end
+
+  defp to_events(tuples, i) do
+    {:ok, Enum.map(tuples, &from_tuple/1)}
+  rescue
+    FunctionClauseError -> {:error, "corrupted recording: chunk #{i} holds something that is not an event"}
+  end
+
+  @doc "An event as the file stores it."
+  @spec to_tuple(Event.t()) :: tuple()
+  def to_tuple(%Event{} = e) do
+    {e.id, e.ts, e.wall_time, e.pid, e.kind, e.module, e.function, e.arity, e.line, e.call_id, e.link,
+     e.correlation_id, e.return_id, e.payload, e.truncated?, e.redacted?}
+  end
+
+  @doc "The event back from its stored tuple."
+  @spec from_tuple(tuple()) :: Event.t()
+  def from_tuple({id, ts, wall, pid, kind, m, f, a, line, cid, link, corr, ret, payload, trunc, red}) do
+    %Event{id: id, ts: ts, wall_time: wall, pid: pid, kind: kind, module: m, function: f, arity: a, line: line,
+           call_id: cid, link: link, correlation_id: corr, return_id: ret, payload: payload,
+           truncated?: trunc, redacted?: red}
+  end
+end
