@@ -59,7 +59,9 @@ defmodule ElixirScope.Recording.Format do
   end
 
   def decode(bin, _on_chunk) when byte_size(bin) < byte_size(@magic) + 2 do
-    if String.starts_with?(@magic, bin) and bin != "",
+    head = binary_part(bin, 0, min(byte_size(bin), byte_size(@magic)))
+
+    if bin != "" and String.starts_with?(@magic, head),
       do: {:error, "truncated recording: the file ends inside its header (#{byte_size(bin)} bytes)"},
       else: {:error, "not an ElixirScope recording (the file is #{byte_size(bin)} bytes and has no ElixirScope magic)"}
   end
