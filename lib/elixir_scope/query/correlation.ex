@@ -218,7 +218,8 @@ defmodule ElixirScope.Query.Correlation do
     Enum.flat_map(events, fn
       %Event{kind: :spawn, payload: child} = s when is_pid(child) ->
         child_events = Map.get(by_pid, child, [])
-        first = Enum.find(child_events, &(&1.id > s.id)) || List.first(child_events)
+        # the child may record its first event before the parent records the spawn
+        first = List.first(child_events)
         parent_after = Enum.drop_while(Map.get(by_pid, s.pid, []), &(&1.id <= s.id))
 
         if first do

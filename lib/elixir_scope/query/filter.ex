@@ -31,11 +31,16 @@ defmodule ElixirScope.Query.Filter do
     source = Source.resolve(Keyword.get(filters, :source))
     init = %{source: source, store: %{}, preds: [], limit: nil, order: :asc}
 
-    Enum.reduce_while(filters, {:ok, init}, fn {k, v}, {:ok, acc} ->
+    filters
+    |> Enum.reduce_while({:ok, init}, fn {k, v}, {:ok, acc} ->
       case put(k, v, acc) do
         {:ok, acc} -> {:cont, {:ok, acc}}
         {:error, _} = e -> {:halt, e}
       end
+    end)
+    |> then(fn
+      {:ok, acc} -> {:ok, function_without_module(acc)}
+      error -> error
     end)
   rescue
     _ in [FunctionClauseError, ArgumentError] -> {:error, "filters must be a keyword list, got: #{inspect(filters)}"}
@@ -91,6 +96,15 @@ defmodule ElixirScope.Query.Filter do
 
   defp put(k, _v, _acc),
     do: {:error, "unknown filter #{inspect(k)}; known filters: #{Enum.map_join(@known, ", ", &inspect/1)}"}
+
+  # the native store indexes functions under their module: without a module, check them in Elixir
+  defp function_without_module(%{store: %{module: _}} = acc), do: acc
+
+  defp function_without_module(%{store: store} = acc) do
+    {fa, rest} = Map.split(store, [:function, :arity])
+    preds = for {k, v} <- fa, do: fn e -> Map.get(e, k) == v end
+    %{acc | store: rest, preds: preds ++ acc.preds}
+  end
 
   defp store(acc, k, v), do: {:ok, %{acc | store: Map.put(acc.store, k, v)}}
   defp ok(acc), do: {:ok, acc}
