@@ -133,6 +133,21 @@ defmodule ElixirScope.RecordingTest do
     assert {:error, _} = Recording.save(Path.join([dir, "keep.esrec", "sub.esrec"]), :all, source: src)
   end
 
+  test "mix scope.open summarises a recording and says how to open it; bad files raise", %{tmp_dir: dir} do
+    {events, _, _} = sample()
+    path = Path.join(dir, "open.esrec")
+    {:ok, _} = Recording.save(path, :all, source: from_events(events))
+    out = ExUnit.CaptureIO.capture_io(fn -> Mix.Tasks.Scope.Open.run([path]) end)
+    assert out =~ "events:     #{length(events)} (ids 1..#{length(events)}) from 2 process(es)"
+    assert out =~ "iex -S mix scope.open #{path}"
+    [_, dot] = Regex.run(~r/iex --dot-iex (\S+) -S mix/, out)
+    assert File.read!(dot) =~ "ElixirScope.Recording.load!(#{inspect(path)})"
+    File.rm(dot)
+    assert ElixirScope.Query.Source.default() == :live
+    File.write!(Path.join(dir, "x.esrec"), "nope")
+    assert_raise Mix.Error, ~r/not an ElixirScope recording/, fn -> Mix.Tasks.Scope.Open.run([Path.join(dir, "x.esrec")]) end
+  end
+
   @tag timeout: 60_000
   test "a fresh node without the recorded code loaded opens it with the same Query API", %{tmp_dir: dir} do
     {events, a, _s} = sample()

@@ -73,6 +73,13 @@ defmodule ElixirScope.Recording.Index do
     end
   end
 
+  @doc "The distinct pids in the recording (walks the pid index, one step per pid)."
+  @spec pids(Recording.t()) :: [pid()]
+  def pids(%Recording{tables: %{index: it}}), do: next_pid(it, :ets.next(it, {:p, 0, 0}), [])
+
+  defp next_pid(it, {:p, pid, _id}, acc), do: next_pid(it, :ets.next(it, {:p, pid, :infinity}), [pid | acc])
+  defp next_pid(_it, _key, acc), do: Enum.reverse(acc)
+
   @doc "Lowest and highest id (nil when empty)."
   @spec id_range(Recording.t()) :: {pos_integer(), pos_integer()} | nil
   def id_range(%Recording{tables: %{events: et}}) do
