@@ -113,22 +113,41 @@ defmodule ElixirScope.Recording do
 
     case File.read(path) do
       {:ok, bin} ->
-        tables = Index.new()
-
-        case Format.decode(bin, &Index.insert(tables, &1)) do
-          {:ok, meta, count} ->
-            rec = %__MODULE__{path: path, meta: Map.put(meta, :count, count), tables: tables}
-            if Keyword.get(opts, :default, true), do: Source.put_default(rec)
-            {:ok, rec}
+        with {:ok, meta, chunks} <- Format.split(bin),
+             tables = Index.new(),
+             {:ok, count} <- insert_chunks(tables, chunks) do
+          rec = %__MODULE__{path: path, meta: Map.put(meta, :count, count), tables: tables}
+          if Keyword.get(opts, :default, true), do: Source.put_default(rec)
+          {:ok, rec}
+        else
+          {:error, message, tables} ->
+            Index.close(tables)
+            {:error, "#{path}: #{message}"}
 
           {:error, message} ->
-            Index.close(tables)
             {:error, "#{path}: #{message}"}
         end
 
       {:error, reason} ->
         {:error, "cannot read #{path}: #{:file.format_error(reason)}"}
     end
+  end
+
+  # chunks are decoded and indexed by several processes at once
+  defp insert_chunks(tables, chunks) do
+    chunks
+    |> Task.async_stream(
+      fn {_, n, _} = chunk ->
+        with {:ok, events} <- Format.decode_chunk(chunk), do: (Index.insert(tables, events); {:ok, n})
+      end,
+      max_concurrency: System.schedulers_online(),
+      ordered: false,
+      timeout: :infinity
+    )
+    |> Enum.reduce_while({:ok, 0}, fn
+      {:ok, {:ok, n}}, {:ok, count} -> {:cont, {:ok, count + n}}
+      {:ok, {:error, message}}, _ -> {:halt, {:error, message, tables}}
+    end)
   end
 
   @doc "Like `load/2` but raises on error."

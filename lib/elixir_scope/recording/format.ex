@@ -44,21 +44,23 @@ defmodule ElixirScope.Recording.Format do
   defp crc_of(crcs), do: :erlang.crc32(for c <- crcs, into: <<>>, do: <<c::32>>)
 
   @doc """
-  Decodes a whole file's bytes. Calls `on_chunk.(events)` for each chunk in order;
-  returns `{:ok, meta, count}` or `{:error, message}`.
+  Checks a whole file's structure and checksums without decoding the events:
+  `{:ok, meta, chunks}` where each chunk is `{index, count, etf}` (decode it
+  with `decode_chunk/1`), or `{:error, message}`.
   """
-  @spec decode(binary(), ([Event.t()] -> any())) :: {:ok, map(), non_neg_integer()} | {:error, String.t()}
-  def decode(<<@magic, version::16, rest::binary>>, on_chunk) do
+  @spec split(binary()) :: {:ok, map(), [{pos_integer(), non_neg_integer(), binary()}]} | {:error, String.t()}
+  def split(<<@magic, version::16, rest::binary>>) do
     if version == @version do
-      with {:ok, meta, rest} <- header(rest) do
-        chunks(rest, on_chunk, meta, 0, 1, [])
+      with {:ok, meta, rest} <- header(rest),
+           {:ok, chunks} <- chunks(rest, 0, 1, [], []) do
+        {:ok, meta, chunks}
       end
     else
       {:error, "unsupported recording version #{version} (this ElixirScope reads version #{@version})"}
     end
   end
 
-  def decode(bin, _on_chunk) when byte_size(bin) < byte_size(@magic) + 2 do
+  def split(bin) when byte_size(bin) < byte_size(@magic) + 2 do
     head = binary_part(bin, 0, min(byte_size(bin), byte_size(@magic)))
 
     if bin != "" and String.starts_with?(@magic, head),
@@ -66,7 +68,33 @@ defmodule ElixirScope.Recording.Format do
       else: {:error, "not an ElixirScope recording (the file is #{byte_size(bin)} bytes and has no ElixirScope magic)"}
   end
 
-  def decode(_bin, _on_chunk), do: {:error, "not an ElixirScope recording (it does not start with the ElixirScope magic)"}
+  def split(_bin), do: {:error, "not an ElixirScope recording (it does not start with the ElixirScope magic)"}
+
+  @doc "Decodes one chunk from `split/1` into events."
+  @spec decode_chunk({pos_integer(), non_neg_integer(), binary()}) :: {:ok, [Event.t()]} | {:error, String.t()}
+  def decode_chunk({i, n, bin}) do
+    case safe_decode(bin, "chunk #{i}") do
+      {:ok, tuples} when is_list(tuples) and length(tuples) == n -> to_events(tuples, i)
+      {:ok, _} -> {:error, "corrupted recording: chunk #{i} does not hold the #{n} events its header announces"}
+      error -> error
+    end
+  end
+
+  @doc """
+  Decodes a whole file's bytes, calling `on_chunk.(events)` for each chunk in
+  order; returns `{:ok, meta, count}` or `{:error, message}`.
+  """
+  @spec decode(binary(), ([Event.t()] -> any())) :: {:ok, map(), non_neg_integer()} | {:error, String.t()}
+  def decode(bin, on_chunk) do
+    with {:ok, meta, chunks} <- split(bin) do
+      Enum.reduce_while(chunks, {:ok, meta, 0}, fn {_, n, _} = chunk, {:ok, meta, count} ->
+        case decode_chunk(chunk) do
+          {:ok, events} -> on_chunk.(events) && {:cont, {:ok, meta, count + n}}
+          error -> {:halt, error}
+        end
+      end)
+    end
+  end
 
   defp header(<<len::32, crc::32, rest::binary>>) do
     case rest do
@@ -86,47 +114,41 @@ defmodule ElixirScope.Recording.Format do
 
   defp header(_), do: {:error, "truncated recording: the file ends inside its header"}
 
-  defp chunks(<<"C", n::32, len::32, crc::32, rest::binary>>, on_chunk, meta, count, i, crcs) do
+  defp chunks(<<"C", n::32, len::32, crc::32, rest::binary>>, count, i, crcs, acc) do
     case rest do
       <<bin::binary-size(len), rest::binary>> ->
-        with :ok <- check_crc(bin, crc, "chunk #{i}"),
-             {:ok, tuples} when is_list(tuples) and length(tuples) == n <- safe_decode(bin, "chunk #{i}"),
-             {:ok, events} <- to_events(tuples, i) do
-          on_chunk.(events)
-          chunks(rest, on_chunk, meta, count + n, i + 1, [crc | crcs])
-        else
-          {:ok, _} -> {:error, "corrupted recording: chunk #{i} does not hold the #{n} events its header announces"}
-          error -> error
+        with :ok <- check_crc(bin, crc, "chunk #{i}") do
+          chunks(rest, count + n, i + 1, [crc | crcs], [{i, n, bin} | acc])
         end
 
       _ ->
         {:error,
          "truncated recording: chunk #{i} needs #{len} bytes, the file has #{byte_size(rest)} left " <>
-           "(#{count} events were read before it)"}
+           "(#{count} events come before it)"}
     end
   end
 
-  defp chunks(<<"E", total::64, crc::32>>, _on_chunk, meta, count, _i, crcs) do
+  defp chunks(<<"E", total::64, crc::32>>, count, _i, crcs, acc) do
     cond do
       total != count -> {:error, "corrupted recording: the trailer says #{total} events, the chunks hold #{count}"}
       crc != crc_of(Enum.reverse(crcs)) -> {:error, "corrupted recording: the trailer checksum does not match the chunks"}
-      true -> {:ok, meta, count}
+      true -> {:ok, Enum.reverse(acc)}
     end
   end
 
-  defp chunks(<<"E", _::binary>> = rest, _on_chunk, _meta, count, _i, _crcs) when byte_size(rest) < 13,
-    do: {:error, "truncated recording: the file ends inside its trailer (#{count} events were read)"}
+  defp chunks(<<"E", _::binary>> = rest, count, _i, _crcs, _acc) when byte_size(rest) < 13,
+    do: {:error, "truncated recording: the file ends inside its trailer (after #{count} events)"}
 
-  defp chunks(<<>>, _on_chunk, _meta, count, _i, _crcs),
+  defp chunks(<<>>, count, _i, _crcs, _acc),
     do: {:error, "truncated recording: the file ends without its trailer after #{count} events (an interrupted write?)"}
 
-  defp chunks(<<tag, _::binary>> = rest, _on_chunk, _meta, count, i, _crcs) when tag in [?C, ?E] do
+  defp chunks(<<tag, _::binary>> = rest, count, i, _crcs, _acc) when tag in [?C, ?E] do
     if tag == ?C and byte_size(rest) < 13,
-      do: {:error, "truncated recording: the file ends inside the header of chunk #{i} (#{count} events were read)"},
+      do: {:error, "truncated recording: the file ends inside the header of chunk #{i} (after #{count} events)"},
       else: {:error, "corrupted recording: #{byte_size(rest) - 13} unexpected bytes after the trailer"}
   end
 
-  defp chunks(_rest, _on_chunk, _meta, count, i, _crcs),
+  defp chunks(_rest, count, i, _crcs, _acc),
     do: {:error, "corrupted recording: unexpected bytes where chunk #{i} should start (after #{count} events)"}
 
   defp check_crc(bin, crc, what) do

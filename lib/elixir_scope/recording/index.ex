@@ -2,10 +2,12 @@ defmodule ElixirScope.Recording.Index do
   @moduledoc """
   The in-memory store behind a loaded recording: an ordered ETS table of
   events by id and an ordered ETS index whose keys are
-  `{:p, pid, id}`, `{:c, call_id, id}`, `{:f, module, function, id}`,
-  `{:k, kind, id}`, `{:r, correlation_id, id}` and `{:t, ts, id}`. A query walks
+  `{:p, pid, id}`, `{:pk, pid, kind, id}`, `{:c, call_id, id}`,
+  `{:f, module, function, id}` and `{:r, correlation_id, id}`. A query walks
   the most selective index range (as the native store does) and checks the
-  remaining filters on each event. It answers the same filters as
+  remaining filters on each event; queries by kind or time alone walk the
+  events in id order. Loading inserts chunks from several processes at once
+  (the tables have write concurrency). It answers the same filters as
   `ElixirScope.Storage.DataAccess.get_events/1`.
 
   The tables belong to a small owner process so that they outlive the process
@@ -25,8 +27,8 @@ defmodule ElixirScope.Recording.Index do
 
     owner =
       spawn(fn ->
-        events = :ets.new(:elixir_scope_recording, [:ordered_set, :public, read_concurrency: true])
-        index = :ets.new(:elixir_scope_recording_index, [:ordered_set, :public, read_concurrency: true])
+        events = :ets.new(:elixir_scope_recording, [:ordered_set, :public, read_concurrency: true, write_concurrency: true])
+        index = :ets.new(:elixir_scope_recording_index, [:ordered_set, :public, read_concurrency: true, write_concurrency: true])
         send(parent, {ref, events, index})
 
         receive do
@@ -52,7 +54,7 @@ defmodule ElixirScope.Recording.Index do
   end
 
   defp keys(%Event{id: id} = e) do
-    base = [{{:p, e.pid, id}}, {{:k, e.kind, id}}, {{:t, e.ts || 0, id}}]
+    base = [{{:p, e.pid, id}}, {{:pk, e.pid, e.kind, id}}]
     base = if e.module, do: [{{:f, e.module, e.function, id}} | base], else: base
     base = if is_integer(e.call_id) and e.call_id > 0, do: [{{:c, e.call_id, id}} | base], else: base
     base = if e.kind == :call and e.call_id != id, do: [{{:c, id, id}} | base], else: base
@@ -112,13 +114,9 @@ defmodule ElixirScope.Recording.Index do
 
   defp candidate_ids(t, %{call_id: c}, lo, hi, d), do: prefix_walk(t.index, [:c, c], lo, hi, d)
   defp candidate_ids(t, %{correlation_id: r}, lo, hi, d), do: prefix_walk(t.index, [:r, r], lo, hi, d)
+  defp candidate_ids(t, %{pid: p, kinds: [k]}, lo, hi, d), do: prefix_walk(t.index, [:pk, p, k], lo, hi, d)
   defp candidate_ids(t, %{pid: p}, lo, hi, d), do: prefix_walk(t.index, [:p, p], lo, hi, d)
   defp candidate_ids(t, %{module: m, function: f}, lo, hi, d), do: prefix_walk(t.index, [:f, m, f], lo, hi, d)
-  defp candidate_ids(t, %{kinds: [k]}, lo, hi, d), do: prefix_walk(t.index, [:k, k], lo, hi, d)
-
-  defp candidate_ids(t, filters, lo, hi, d) when is_map_key(filters, :since) or is_map_key(filters, :until),
-    do: time_walk(t.index, Map.get(filters, :since, 0), Map.get(filters, :until, :infinity), lo, hi, d)
-
   defp candidate_ids(t, _filters, lo, hi, d), do: table_walk(t.events, lo, hi, d)
 
   # Walks keys `{prefix..., id}` with lo < id < hi.
@@ -146,23 +144,6 @@ defmodule ElixirScope.Recording.Index do
 
   defp prefix?(_key, [], _i), do: true
   defp prefix?(key, [p | rest], i), do: :erlang.element(i + 1, key) === p and prefix?(key, rest, i + 1)
-
-  # Walks `{:t, ts, id}` with since <= ts <= until (ids filtered after).
-  defp time_walk(tab, since, until, lo, hi, desc?) do
-    {start, step} =
-      if desc? do
-        top = if until == :infinity, do: {:t, :infinity, 0}, else: {:t, until, :infinity}
-        {:ets.prev(tab, top), &:ets.prev(tab, &1)}
-      else
-        {:ets.next(tab, {:t, since, -1}), &:ets.next(tab, &1)}
-      end
-
-    Stream.unfold(start, fn
-      {:t, ts, id} = key when ts >= since and (until == :infinity or ts <= until) -> {id, step.(key)}
-      _ -> nil
-    end)
-    |> Stream.filter(&(&1 > lo and (hi == :infinity or &1 < hi)))
-  end
 
   defp table_walk(tab, lo, hi, desc?) do
     {start, step} =
