@@ -95,7 +95,7 @@ defmodule ElixirScope.Bench.Query do
         end
 
         # fillers: the rest
-        rest = per_round - 4000 - 20_000 - 4000
+        rest = per_round - 4000 - 2000 - 4000
         per = div(rest, length(fillers) * 3)
 
         fillers

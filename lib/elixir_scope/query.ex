@@ -168,7 +168,8 @@ defmodule ElixirScope.Query do
   @spec state_at(pid() | atom(), at(), keyword()) :: {:ok, term(), Event.t()} | error()
   def state_at(pid, at, opts \\ []) do
     case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter(at) ++ Keyword.take(opts, [:source])) do
-      [%Event{payload: {_phase, state}} = e] -> {:ok, state, e}
+      [%Event{payload: {phase, state}} = e] when phase in [:before, :after] -> {:ok, state, e}
+      [%Event{payload: other} = e] -> {:ok, other, e}
       [] -> {:error, "no state was recorded for #{inspect(pid)} at or before #{describe_at(at)}"}
       {:error, _} = e -> e
     end
@@ -189,7 +190,12 @@ defmodule ElixirScope.Query do
   @spec state_history(pid() | atom(), keyword()) :: [map()] | error()
   def state_history(pid, opts \\ []) do
     with evs when is_list(evs) <- events([pid: pid, kind: :state] ++ Keyword.take(opts, [:source, :since, :until])) do
-      for %Event{payload: {phase, state}} = e <- evs, do: %{event: e, phase: phase, state: state}
+      for e <- evs do
+        case e.payload do
+          {phase, state} when phase in [:before, :after] -> %{event: e, phase: phase, state: state}
+          other -> %{event: e, phase: nil, state: other}
+        end
+      end
     end
   end
 

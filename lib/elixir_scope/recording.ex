@@ -116,6 +116,7 @@ defmodule ElixirScope.Recording do
         with {:ok, meta, chunks} <- Format.split(bin),
              tables = Index.new(),
              {:ok, count} <- insert_chunks(tables, chunks) do
+          Index.finish(tables, length(chunks))
           rec = %__MODULE__{path: path, meta: Map.put(meta, :count, count), tables: tables}
           if Keyword.get(opts, :default, true), do: Source.put_default(rec)
           {:ok, rec}
@@ -137,8 +138,8 @@ defmodule ElixirScope.Recording do
   defp insert_chunks(tables, chunks) do
     chunks
     |> Task.async_stream(
-      fn {_, n, _} = chunk ->
-        with {:ok, events} <- Format.decode_chunk(chunk), do: (Index.insert(tables, events); {:ok, n})
+      fn {i, n, _} = chunk ->
+        with {:ok, events} <- Format.decode_chunk(chunk), do: (Index.insert(tables, i, events); {:ok, n})
       end,
       max_concurrency: System.schedulers_online(),
       ordered: false,
@@ -166,7 +167,9 @@ defmodule ElixirScope.Recording do
   @spec from_events([Event.t()], map()) :: t()
   def from_events(events, meta \\ %{}) do
     tables = Index.new()
-    events |> Enum.chunk_every(@chunk) |> Enum.each(&Index.insert(tables, &1))
+    chunks = events |> Enum.sort_by(& &1.id) |> Enum.chunk_every(@chunk)
+    chunks |> Enum.with_index(1) |> Enum.each(fn {evs, c} -> Index.insert(tables, c, evs) end)
+    Index.finish(tables, length(chunks))
     %__MODULE__{path: nil, meta: Map.merge(%{format: Format.version(), names: %{}, count: length(events)}, meta), tables: tables}
   end
 

@@ -1,14 +1,18 @@
 defmodule ElixirScope.Recording.Index do
   @moduledoc """
-  The in-memory store behind a loaded recording: an ordered ETS table of
-  events by id and an ordered ETS index whose keys are
-  `{:p, pid, id}`, `{:pk, pid, kind, id}`, `{:c, call_id, id}`,
-  `{:f, module, function, id}` and `{:r, correlation_id, id}`. A query walks
-  the most selective index range (as the native store does) and checks the
-  remaining filters on each event; queries by kind or time alone walk the
-  events in id order. Loading inserts chunks from several processes at once
-  (the tables have write concurrency). It answers the same filters as
-  `ElixirScope.Storage.DataAccess.get_events/1`.
+  The in-memory store behind a loaded recording, built for fast loading.
+
+  Events arrive in chunks of ascending ids (the file's chunks). The `events`
+  table (a hash set) maps id → event. The `index` table holds, per chunk
+  number `c`, one tuple of ascending ids per key:
+  `{:all, c}`, `{:p, pid, c}`, `{:pk, pid, kind, c}`,
+  `{:f, module, function, c}`, `{:r, correlation_id, c}`, plus
+  `{:chunk, c} => {first_id, last_id, min_ts, max_ts}` and `:chunks => n`.
+  A call id query walks the call's process between the call and its end (a
+  call's events lie there). A query picks the most selective key (as the native store does), visits
+  only the chunks whose id and time ranges overlap the filters, and checks the
+  remaining filters on each event. Loading builds each chunk's index
+  independently, so chunks are indexed by several processes at once.
 
   The tables belong to a small owner process so that they outlive the process
   that loaded them (an IEx evaluator, a test); `ElixirScope.Recording.close/1`
@@ -27,8 +31,9 @@ defmodule ElixirScope.Recording.Index do
 
     owner =
       spawn(fn ->
-        events = :ets.new(:elixir_scope_recording, [:ordered_set, :public, read_concurrency: true, write_concurrency: true])
-        index = :ets.new(:elixir_scope_recording_index, [:ordered_set, :public, read_concurrency: true, write_concurrency: true])
+        opts = [:set, :public, read_concurrency: true, write_concurrency: true]
+        events = :ets.new(:elixir_scope_recording, opts)
+        index = :ets.new(:elixir_scope_recording_index, opts)
         send(parent, {ref, events, index})
 
         receive do
@@ -45,21 +50,38 @@ defmodule ElixirScope.Recording.Index do
   @spec close(tables()) :: :ok
   def close(%{owner: owner}), do: (send(owner, :close); :ok)
 
-  @doc "Inserts a batch of events (any order)."
-  @spec insert(tables(), [Event.t()]) :: :ok
-  def insert(%{events: et, index: it}, events) do
+  @doc """
+  Inserts chunk number `c` (1, 2, …; chunk c's ids all below chunk c+1's).
+  Call `finish/2` with the number of chunks once all are in.
+  """
+  @spec insert(tables(), pos_integer(), [Event.t()]) :: :ok
+  def insert(_tables, _c, []), do: :ok
+
+  def insert(%{events: et, index: it}, c, events) do
+    events = Enum.sort_by(events, & &1.id)
     :ets.insert(et, Enum.map(events, &{&1.id, &1}))
-    :ets.insert(it, Enum.flat_map(events, &keys/1))
+
+    ids = Enum.map(events, & &1.id)
+    with_module = Enum.filter(events, & &1.module)
+
+    groups =
+      [{{:all}, ids}] ++
+        group(events, &{:p, &1.pid}) ++
+        group(events, &{:pk, &1.pid, &1.kind}) ++
+        group(with_module, &{:f, &1.module, &1.function}) ++
+        group(Enum.filter(events, & &1.correlation_id), &{:r, &1.correlation_id})
+
+    {min_ts, max_ts} = events |> Enum.map(& &1.ts) |> Enum.min_max()
+    rows = for {key, ids} <- groups, do: {Tuple.append(key, c), List.to_tuple(ids)}
+    :ets.insert(it, [{{:chunk, c}, {hd(events).id, List.last(events).id, min_ts, max_ts}} | rows])
     :ok
   end
 
-  defp keys(%Event{id: id} = e) do
-    base = [{{:p, e.pid, id}}, {{:pk, e.pid, e.kind, id}}]
-    base = if e.module, do: [{{:f, e.module, e.function, id}} | base], else: base
-    base = if is_integer(e.call_id) and e.call_id > 0, do: [{{:c, e.call_id, id}} | base], else: base
-    base = if e.kind == :call and e.call_id != id, do: [{{:c, id, id}} | base], else: base
-    if e.correlation_id, do: [{{:r, e.correlation_id, id}} | base], else: base
-  end
+  @doc "Records how many chunks were inserted."
+  @spec finish(tables(), non_neg_integer()) :: :ok
+  def finish(%{index: it}, n), do: (:ets.insert(it, {:chunks, n}); :ok)
+
+  defp group(events, key_fun), do: events |> Enum.group_by(key_fun, & &1.id) |> Map.to_list()
 
   @doc "Number of events."
   @spec size(tables() | Recording.t()) :: non_neg_integer()
@@ -75,21 +97,29 @@ defmodule ElixirScope.Recording.Index do
     end
   end
 
-  @doc "The distinct pids in the recording (walks the pid index, one step per pid)."
-  @spec pids(Recording.t()) :: [pid()]
-  def pids(%Recording{tables: %{index: it}}), do: next_pid(it, :ets.next(it, {:p, 0, 0}), [])
-
-  defp next_pid(it, {:p, pid, _id}, acc), do: next_pid(it, :ets.next(it, {:p, pid, :infinity}), [pid | acc])
-  defp next_pid(_it, _key, acc), do: Enum.reverse(acc)
-
   @doc "Lowest and highest id (nil when empty)."
   @spec id_range(Recording.t()) :: {pos_integer(), pos_integer()} | nil
-  def id_range(%Recording{tables: %{events: et}}) do
-    case :ets.first(et) do
-      :"$end_of_table" -> nil
-      first -> {first, :ets.last(et)}
+  def id_range(%Recording{tables: %{index: it}}) do
+    case chunk_count(it) do
+      0 -> nil
+      n -> {elem(chunk_info(it, 1), 0), elem(chunk_info(it, n), 1)}
     end
   end
+
+  @doc "The distinct pids in the recording."
+  @spec pids(Recording.t()) :: [pid()]
+  def pids(%Recording{tables: %{index: it}}) do
+    it |> :ets.select([{{{:p, :"$1", :_}, :_}, [], [:"$1"]}]) |> Enum.uniq() |> Enum.sort()
+  end
+
+  defp chunk_count(it) do
+    case :ets.lookup(it, :chunks) do
+      [{_, n}] -> n
+      [] -> 0
+    end
+  end
+
+  defp chunk_info(it, c), do: :ets.lookup_element(it, {:chunk, c}, 2)
 
   @doc "Events matching normalised store filters (a map), in `order` (default `:asc`)."
   @spec query(Recording.t(), map()) :: [Event.t()]
@@ -97,67 +127,59 @@ defmodule ElixirScope.Recording.Index do
     desc? = Map.get(filters, :order, :asc) == :desc
     lo = Map.get(filters, :after_id, 0)
     hi = Map.get(filters, :before_id, :infinity)
+    since = Map.get(filters, :since, 0)
+    until = Map.get(filters, :until, :infinity)
+    {key, lo, hi} = key_for(tables, filters, lo, hi)
+    n = chunk_count(tables.index)
+    chunks = if desc?, do: n..1//-1, else: 1..n//1
 
     stream =
-      tables
-      |> candidate_ids(filters, lo, hi, desc?)
+      chunks
+      |> Stream.filter(fn c ->
+        {first, last, min_ts, max_ts} = chunk_info(tables.index, c)
+        last > lo and (hi == :infinity or first < hi) and max_ts >= since and (until == :infinity or min_ts <= until)
+      end)
+      |> Stream.flat_map(fn c -> ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?) end)
       |> Stream.map(&:ets.lookup_element(tables.events, &1, 2))
       |> Stream.filter(&matches?(&1, filters))
 
     case Map.get(filters, :limit) do
       nil -> Enum.to_list(stream)
-      n -> Enum.take(stream, n)
+      limit -> Enum.take(stream, limit)
     end
   end
 
-  # -- index choice --
+  defp key_for(t, %{call_id: c} = filters, lo, hi) do
+    case :ets.lookup(t.events, c) do
+      [{_, %Event{kind: :call, pid: pid} = call}] ->
+        end_id = if call.return_id, do: call.return_id + 1, else: :infinity
+        {{:p, pid}, max(lo, c - 1), min_id(hi, end_id)}
 
-  defp candidate_ids(t, %{call_id: c}, lo, hi, d), do: prefix_walk(t.index, [:c, c], lo, hi, d)
-  defp candidate_ids(t, %{correlation_id: r}, lo, hi, d), do: prefix_walk(t.index, [:r, r], lo, hi, d)
-  defp candidate_ids(t, %{pid: p, kinds: [k]}, lo, hi, d), do: prefix_walk(t.index, [:pk, p, k], lo, hi, d)
-  defp candidate_ids(t, %{pid: p}, lo, hi, d), do: prefix_walk(t.index, [:p, p], lo, hi, d)
-  defp candidate_ids(t, %{module: m, function: f}, lo, hi, d), do: prefix_walk(t.index, [:f, m, f], lo, hi, d)
-  defp candidate_ids(t, _filters, lo, hi, d), do: table_walk(t.events, lo, hi, d)
-
-  # Walks keys `{prefix..., id}` with lo < id < hi.
-  defp prefix_walk(tab, prefix, lo, hi, desc?) do
-    n = length(prefix)
-
-    {start, step} =
-      if desc? do
-        top = if hi == :infinity, do: List.to_tuple(prefix ++ [:infinity]), else: List.to_tuple(prefix ++ [hi])
-        {:ets.prev(tab, top), &:ets.prev(tab, &1)}
-      else
-        {:ets.next(tab, List.to_tuple(prefix ++ [lo])), &:ets.next(tab, &1)}
-      end
-
-    Stream.unfold(start, fn key ->
-      with true <- is_tuple(key) and tuple_size(key) == n + 1 and prefix?(key, prefix, 0),
-           id = elem(key, n),
-           true <- id > lo and (hi == :infinity or id < hi) do
-        {id, step.(key)}
-      else
-        _ -> nil
-      end
-    end)
+      _ ->
+        key_for(t, Map.delete(filters, :call_id), lo, hi)
+    end
   end
 
-  defp prefix?(_key, [], _i), do: true
-  defp prefix?(key, [p | rest], i), do: :erlang.element(i + 1, key) === p and prefix?(key, rest, i + 1)
+  defp key_for(_t, %{correlation_id: r}, lo, hi), do: {{:r, r}, lo, hi}
+  defp key_for(_t, %{pid: p, kinds: [k]}, lo, hi), do: {{:pk, p, k}, lo, hi}
+  defp key_for(_t, %{pid: p}, lo, hi), do: {{:p, p}, lo, hi}
+  defp key_for(_t, %{module: m, function: f}, lo, hi), do: {{:f, m, f}, lo, hi}
+  defp key_for(_t, _filters, lo, hi), do: {{:all}, lo, hi}
 
-  defp table_walk(tab, lo, hi, desc?) do
-    {start, step} =
-      if desc? do
-        {if(hi == :infinity, do: :ets.last(tab), else: :ets.prev(tab, hi)), &:ets.prev(tab, &1)}
-      else
-        {:ets.next(tab, lo), &:ets.next(tab, &1)}
-      end
+  defp min_id(:infinity, b), do: b
+  defp min_id(a, :infinity), do: a
+  defp min_id(a, b), do: min(a, b)
 
-    Stream.unfold(start, fn
-      :"$end_of_table" -> nil
-      id when id > lo and (hi == :infinity or id < hi) -> {id, step.(id)}
-      _ -> nil
-    end)
+  defp ids_in(it, key, lo, hi, desc?) do
+    case :ets.lookup(it, key) do
+      [] ->
+        []
+
+      [{_, ids}] ->
+        list = Tuple.to_list(ids)
+        list = Enum.filter(list, &(&1 > lo and (hi == :infinity or &1 < hi)))
+        if desc?, do: Enum.reverse(list), else: list
+    end
   end
 
   # -- the remaining filters, checked on each event --
