@@ -44,15 +44,42 @@ defmodule ElixirScope.Query.Correlation do
   @spec links([Event.t()]) :: [link()]
   def links(events) do
     events = Enum.sort_by(events, & &1.id)
-    by_pid = Enum.group_by(events, & &1.pid)
-    {explicit, taken} = explicit_links(events)
+    ctx = context(events)
+    {explicit, taken} = explicit_links(events, ctx)
     sends = send_index(events, taken)
-    {msg_links, _sends} = consume(events, sends, taken, by_pid)
-    spawn_links = spawn_links(events, by_pid)
+    {msg_links, _sends} = consume(events, sends, taken, ctx)
+    spawn_links = spawn_links(events, ctx)
 
     (explicit ++ msg_links ++ spawn_links)
     |> Enum.uniq_by(fn l -> {l.from.id, l.to.id} end)
     |> Enum.sort_by(fn l -> {l.to.id, l.from.id} end)
+  end
+
+  # by_id: id => event; by_pid: pid => tuple of the process's events in id order
+  defp context(events) do
+    %{
+      by_id: Map.new(events, &{&1.id, &1}),
+      by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)
+    }
+  end
+
+  # index of the first event of `tuple` with id > `id` (binary search)
+  defp first_after(tuple, id), do: bsearch(tuple, id, 0, tuple_size(tuple))
+
+  defp bsearch(_t, _id, lo, hi) when lo >= hi, do: lo
+
+  defp bsearch(t, id, lo, hi) do
+    mid = div(lo + hi, 2)
+    if elem(t, mid).id <= id, do: bsearch(t, id, mid + 1, hi), else: bsearch(t, id, lo, mid)
+  end
+
+  defp pid_events(ctx, pid), do: Map.get(ctx.by_pid, pid, {})
+
+  # up to `max` events of `pid` after event id `id`
+  defp events_after(ctx, pid, id, max) do
+    t = pid_events(ctx, pid)
+    i = first_after(t, id)
+    for j <- i..min(i + max - 1, tuple_size(t) - 1)//1, do: elem(t, j)
   end
 
   @doc "Links whose ends are in different processes, `from` in `a` and `to` in `b` (each a pid or a list)."
@@ -65,8 +92,7 @@ defmodule ElixirScope.Query.Correlation do
 
   # -- explicit correlation ids --
 
-  defp explicit_links(events) do
-    by_id = Map.new(events, &{&1.id, &1})
+  defp explicit_links(events, %{by_id: by_id}) do
 
     {links, taken} =
       events
@@ -90,18 +116,21 @@ defmodule ElixirScope.Query.Correlation do
   defp explicit_type(%Event{kind: :spawn}, _), do: :spawn
   defp explicit_type(_, _), do: :explicit
 
-  # -- sends, indexed by the hash of the (unwrapped) message --
+  # -- sends, indexed by {hash of the (unwrapped) message, destination pid or :named} --
 
   defp send_index(events, taken) do
     events
     |> Enum.filter(&(&1.kind == :send and not MapSet.member?(taken, &1.id) and match?({_, _}, &1.payload)))
     |> Enum.reverse()
-    |> Enum.reduce(%{}, fn %Event{payload: {_dest, msg}} = s, acc ->
-      Map.update(acc, key(unwrap(msg)), [s], &[s | &1])
+    |> Enum.reduce(%{}, fn %Event{payload: {dest, msg}} = s, acc ->
+      Map.update(acc, {key(unwrap(msg)), dest_key(dest)}, [s], &[s | &1])
     end)
   end
 
   defp key(term), do: :erlang.phash2(term)
+
+  defp dest_key(pid) when is_pid(pid), do: pid
+  defp dest_key(_name), do: :named
 
   defp unwrap({:"$gen_call", _from, req}), do: req
   defp unwrap({:"$gen_cast", req}), do: req
@@ -111,7 +140,7 @@ defmodule ElixirScope.Query.Correlation do
 
   # -- consumers: receives and GenServer callbacks, in id order --
 
-  defp consume(events, sends, taken, by_pid) do
+  defp consume(events, sends, taken, ctx) do
     Enum.reduce(events, {[], sends}, fn e, {links, sends} ->
       case consumer(e, taken) do
         nil ->
@@ -119,8 +148,8 @@ defmodule ElixirScope.Query.Correlation do
 
         {type, msg, sender} ->
           case take_send(sends, e, msg, sender) do
-            {nil, sends} -> {fallback(type, e, sender, by_pid) ++ reply(type, e, by_pid) ++ links, sends}
-            {s, sends} -> {[%{type: type, from: s, to: e} | reply(type, e, by_pid)] ++ links, sends}
+            {nil, sends} -> {fallback(type, e, sender, ctx) ++ reply(type, e, ctx) ++ links, sends}
+            {s, sends} -> {[%{type: type, from: s, to: e} | reply(type, e, ctx)] ++ links, sends}
           end
       end
     end)
@@ -138,65 +167,61 @@ defmodule ElixirScope.Query.Correlation do
   defp consumer(%Event{kind: :call, function: :handle_info, arity: 2, payload: [msg | _]}, _), do: {:info, msg, nil}
   defp consumer(_e, _taken), do: nil
 
+  # the earliest acceptable send to this process (by pid) or to a name
   defp take_send(sends, e, msg, sender) do
-    k = key(msg)
-    candidates = Map.get(sends, k, [])
+    h = key(msg)
 
-    case Enum.split_while(candidates, &(not acceptable?(&1, e, msg, sender))) do
-      {_, []} -> {nil, sends}
-      {before, [s | rest]} -> {s, Map.put(sends, k, before ++ rest)}
+    [{h, e.pid}, {h, :named}]
+    |> Enum.map(fn k -> {k, find_send(Map.get(sends, k, []), e, msg, sender, [])} end)
+    |> Enum.filter(fn {_k, found} -> found end)
+    |> Enum.min_by(fn {_k, {s, _rest}} -> s.id end, fn -> nil end)
+    |> case do
+      nil -> {nil, sends}
+      {k, {s, rest}} -> {s, Map.put(sends, k, rest)}
     end
   end
 
-  defp acceptable?(s, e, msg, sender) do
-    s.id < e.id and (sender == nil or s.pid == sender) and dest_ok?(elem(s.payload, 0), e.pid) and
-      sent_message(s) == msg
+  # candidates are in id order: stop at the first one recorded after the consumer
+  defp find_send([s | _], e, _msg, _sender, _before) when s.id >= e.id, do: nil
+
+  defp find_send([s | rest], e, msg, sender, before) do
+    if (sender == nil or s.pid == sender) and sent_message(s) == msg,
+      do: {s, :lists.reverse(before, rest)},
+      else: find_send(rest, e, msg, sender, [s | before])
   end
 
-  defp dest_ok?(dest, pid) when is_pid(dest), do: dest == pid
-  defp dest_ok?(dest, _pid) when is_atom(dest), do: true
-  defp dest_ok?({name, node}, _pid) when is_atom(name) and is_atom(node), do: true
-  defp dest_ok?({:global, _}, _pid), do: true
-  defp dest_ok?({:via, _, _}, _pid), do: true
-  defp dest_ok?(_dest, _pid), do: false
+  defp find_send([], _e, _msg, _sender, _before), do: nil
 
   # handle_call without a recorded send: the caller's innermost open call at that moment
-  defp fallback(:call, e, caller, by_pid) do
-    case innermost_open(Map.get(by_pid, caller, []), e.id) do
+  defp fallback(:call, e, caller, ctx) do
+    t = pid_events(ctx, caller)
+
+    case innermost_open(t, first_after(t, e.id) - 1, 0) do
       nil -> []
       frame -> [%{type: :call_from, from: frame, to: e}]
     end
   end
 
-  defp fallback(_type, _e, _sender, _by_pid), do: []
+  defp fallback(_type, _e, _sender, _ctx), do: []
 
-  defp innermost_open(events, before_id) do
-    events
-    |> Enum.take_while(&(&1.id < before_id))
-    |> Enum.reduce([], fn
-      %Event{kind: :call} = c, stack -> [c | stack]
-      %Event{kind: k, call_id: cid}, stack when k in [:return, :exception] -> drop_frame(stack, cid)
-      _, stack -> stack
-    end)
-    |> List.first()
-  end
+  # walks back from index i: ends seen close calls seen further back
+  defp innermost_open(_t, i, _closed) when i < 0, do: nil
 
-  defp drop_frame(stack, cid) do
-    case Enum.split_while(stack, &(&1.id != cid)) do
-      {_, [_ | rest]} -> rest
-      {_, []} -> stack
+  defp innermost_open(t, i, closed) do
+    case elem(t, i) do
+      %Event{kind: :call} = c when closed == 0 -> c
+      %Event{kind: :call} -> innermost_open(t, i - 1, closed - 1)
+      %Event{kind: k} when k in [:return, :exception] -> innermost_open(t, i - 1, closed + 1)
+      _ -> innermost_open(t, i - 1, closed)
     end
   end
 
   # handle_call's {:reply, reply, _} → the caller's receive of it, or the caller's next event
-  defp reply(:call, %Event{payload: [_req, {caller, _} | _]} = call, by_pid) do
-    server_events = Map.get(by_pid, call.pid, [])
-
+  defp reply(:call, %Event{payload: [_req, {caller, _} | _]} = call, ctx) do
     with %Event{payload: payload} = ret when is_tuple(payload) and elem(payload, 0) == :reply <-
-           Enum.find(server_events, &(&1.kind == :return and &1.call_id == call.id)),
+           call.return_id && Map.get(ctx.by_id, call.return_id),
          reply = elem(payload, 1),
-         after_events = Enum.drop_while(Map.get(by_pid, caller, []), &(&1.id <= ret.id)),
-         [_ | _] <- after_events do
+         [_ | _] = after_events <- events_after(ctx, caller, ret.id, 32) do
       to =
         Enum.find(after_events, fn
           %Event{kind: :receive, payload: ^reply} -> true
@@ -210,17 +235,17 @@ defmodule ElixirScope.Query.Correlation do
     end
   end
 
-  defp reply(_type, _e, _by_pid), do: []
+  defp reply(_type, _e, _ctx), do: []
 
   # -- spawns, task replies, exits --
 
-  defp spawn_links(events, by_pid) do
+  defp spawn_links(events, ctx) do
     Enum.flat_map(events, fn
       %Event{kind: :spawn, payload: child} = s when is_pid(child) ->
-        child_events = Map.get(by_pid, child, [])
+        child_events = ctx |> pid_events(child) |> Tuple.to_list()
         # the child may record its first event before the parent records the spawn
         first = List.first(child_events)
-        parent_after = Enum.drop_while(Map.get(by_pid, s.pid, []), &(&1.id <= s.id))
+        parent_after = events_after(ctx, s.pid, s.id, 10_000)
 
         if first do
           [%{type: :spawn, from: s, to: first}] ++ task_reply(child_events, parent_after) ++ exit_link(child, child_events, parent_after)
