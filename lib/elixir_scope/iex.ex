@@ -310,7 +310,13 @@ defmodule ElixirScope.IEx do
           IO.puts("  #{String.pad_trailing(to_string(k), 18)} #{Format.value(v)}")
         end
 
-        :ok
+        case stats[:source_stats] do
+          %{emitted: e, stored: st, dropped: d} ->
+            IO.puts("  when saved, the session had emitted #{e}, stored #{st}, dropped #{d} event(s)")
+
+          _ ->
+            :ok
+        end
     end
   end
 

@@ -263,9 +263,15 @@ defmodule ElixirScope.Query.CorrelationTest do
     path = Path.join(System.tmp_dir!(), "es-corr-#{System.unique_integer([:positive])}.esrec")
     on_exit(fn -> File.rm(path) end)
     {:ok, %{events: 4}} = Recording.save(path)
-    {:ok, rec} = Recording.load(path, default: false)
-    assert Query.events(source: rec) == Query.events()
+    live_events = Query.events()
+    {:ok, rec} = Recording.load(path)
+    assert Query.events(source: rec) == live_events
     assert Correlation.links(Query.events(source: rec)) == links
+    # the default source is now the recording
+    assert Query.events() == live_events
+    out = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.stats() end)
+    assert out =~ "recording #{path}" and out =~ "when saved, the session had emitted 4, stored 4, dropped 0"
     Recording.close(rec)
+    assert ElixirScope.Query.Source.default() == :live
   end
 end
