@@ -39,7 +39,8 @@ defmodule ElixirScope.Recording do
     path = Path.expand(path)
     tmp = "#{path}.tmp-#{System.unique_integer([:positive])}"
 
-    with {:ok, meta} <- meta(source, filter),
+    with :ok <- check_source(source),
+         {:ok, meta} <- meta(source, filter),
          :ok <- File.mkdir_p(Path.dirname(path)) |> file_error(Path.dirname(path)),
          {:ok, io} <- File.open(tmp, [:write, :binary, :raw, :delayed_write]) |> file_error(tmp) do
       result =
@@ -74,6 +75,14 @@ defmodule ElixirScope.Recording do
       end
     end
   end
+
+  defp check_source(:live) do
+    if ElixirScope.running?(),
+      do: :ok,
+      else: {:error, "ElixirScope is not running: there is nothing to save (start it, or pass source: a loaded recording)"}
+  end
+
+  defp check_source(_recording), do: :ok
 
   defp raw_ok(:ok), do: :ok
   defp raw_ok({:error, reason}), do: raise(File.Error, reason: reason, action: "write to", path: "recording")

@@ -131,6 +131,9 @@ defmodule ElixirScope.RecordingTest do
     assert File.read!(path) == before
     assert File.ls!(dir) == ["keep.esrec"]
     assert {:error, _} = Recording.save(Path.join([dir, "keep.esrec", "sub.esrec"]), :all, source: src)
+    unless ElixirScope.running?() do
+      assert {:error, "ElixirScope is not running" <> _} = Recording.save(Path.join(dir, "live.esrec"), :all, source: :live)
+    end
   end
 
   test "mix scope.open summarises a recording and says how to open it; bad files raise", %{tmp_dir: dir} do
