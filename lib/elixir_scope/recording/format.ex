@@ -5,7 +5,8 @@ defmodule ElixirScope.Recording.Format do
       magic    "ESCOPE-REC\\n"            11 bytes
       version  u16                        (1)
       header   u32 length, u32 crc32, ETF of a map (clock, node, names, stats, count, created_at …)
-      chunks   "C", u32 event count, u32 length, u32 crc32, ETF of a list of event tuples
+      chunks   "C", u32 event count, u32 length, u32 crc32, ETF of {:es_chunk, atoms, pids, rows}
+               (the chunk's distinct atoms and pids, and one row per event referring to them)
       trailer  "E", u64 total events, u32 crc32 of all chunk crc32s
 
   Every part is checked when reading: a file that does not start with the
@@ -32,7 +33,7 @@ defmodule ElixirScope.Recording.Format do
   @doc "One chunk of events; returns `{iodata, crc32}`."
   @spec encode_chunk([Event.t()], 0..9) :: {iodata(), non_neg_integer()}
   def encode_chunk(events, compression) do
-    bin = :erlang.term_to_binary(Enum.map(events, &to_tuple/1), compressed: compression)
+    bin = :erlang.term_to_binary(to_columns(events), compressed: compression)
     crc = :erlang.crc32(bin)
     {[<<"C", length(events)::32, byte_size(bin)::32, crc::32>>, bin], crc}
   end
@@ -74,7 +75,8 @@ defmodule ElixirScope.Recording.Format do
   @spec decode_chunk({pos_integer(), non_neg_integer(), binary()}) :: {:ok, [Event.t()]} | {:error, String.t()}
   def decode_chunk({i, n, bin}) do
     case safe_decode(bin, "chunk #{i}") do
-      {:ok, tuples} when is_list(tuples) and length(tuples) == n -> to_events(tuples, i)
+      {:ok, {:es_chunk, atoms, pids, rows}} when is_tuple(atoms) and is_tuple(pids) and is_list(rows) and length(rows) == n ->
+        to_events(atoms, pids, rows, i)
       {:ok, _} -> {:error, "corrupted recording: chunk #{i} does not hold the #{n} events its header announces"}
       error -> error
     end
@@ -161,24 +163,47 @@ defmodule ElixirScope.Recording.Format do
     ArgumentError -> {:error, "corrupted recording: the #{what} cannot be decoded"}
   end
 
-  defp to_events(tuples, i) do
-    {:ok, Enum.map(tuples, &from_tuple/1)}
+  # A chunk is `{:es_chunk, atoms, pids, rows}`: the distinct atoms (kind, module,
+  # function) and pids of its events in two tuples, and one row per event that
+  # refers to them by position, so decoding looks each atom up once per chunk.
+  defp to_columns(events) do
+    {atoms, pids} =
+      Enum.reduce(events, {%{}, %{}}, fn e, {as, ps} ->
+        as = as |> intern(e.kind) |> intern(e.module) |> intern(e.function)
+        {as, intern(ps, e.pid)}
+      end)
+
+    rows =
+      for e <- events do
+        flags = if(e.truncated?, do: 1, else: 0) + if(e.redacted?, do: 2, else: 0)
+
+        {e.id, e.ts, e.wall_time, Map.fetch!(pids, e.pid), Map.fetch!(atoms, e.kind), Map.fetch!(atoms, e.module),
+         Map.fetch!(atoms, e.function), e.arity, e.line, e.call_id, e.link, e.correlation_id || 0, e.return_id || 0,
+         e.payload, flags}
+      end
+
+    {:es_chunk, by_position(atoms), by_position(pids), rows}
+  end
+
+  defp intern(map, key) do
+    if Map.has_key?(map, key), do: map, else: Map.put(map, key, map_size(map))
+  end
+
+  defp by_position(map), do: map |> Enum.sort_by(&elem(&1, 1)) |> Enum.map(&elem(&1, 0)) |> List.to_tuple()
+
+  defp to_events(atoms, pids, rows, i) do
+    {:ok,
+     Enum.map(rows, fn {id, ts, wall, p, k, m, f, a, line, cid, link, corr, ret, payload, flags} ->
+       %Event{id: id, ts: ts, wall_time: wall, pid: elem(pids, p), kind: elem(atoms, k), module: elem(atoms, m),
+              function: elem(atoms, f), arity: a, line: line, call_id: cid, link: link, correlation_id: nonzero(corr),
+              return_id: nonzero(ret), payload: payload, truncated?: Bitwise.band(flags, 1) != 0,
+              redacted?: Bitwise.band(flags, 2) != 0}
+     end)}
   rescue
-    FunctionClauseError -> {:error, "corrupted recording: chunk #{i} holds something that is not an event"}
+    _ in [FunctionClauseError, ArgumentError, MatchError] ->
+      {:error, "corrupted recording: chunk #{i} holds something that is not an event"}
   end
 
-  @doc "An event as the file stores it."
-  @spec to_tuple(Event.t()) :: tuple()
-  def to_tuple(%Event{} = e) do
-    {e.id, e.ts, e.wall_time, e.pid, e.kind, e.module, e.function, e.arity, e.line, e.call_id, e.link,
-     e.correlation_id, e.return_id, e.payload, e.truncated?, e.redacted?}
-  end
-
-  @doc "The event back from its stored tuple."
-  @spec from_tuple(tuple()) :: Event.t()
-  def from_tuple({id, ts, wall, pid, kind, m, f, a, line, cid, link, corr, ret, payload, trunc, red}) do
-    %Event{id: id, ts: ts, wall_time: wall, pid: pid, kind: kind, module: m, function: f, arity: a, line: line,
-           call_id: cid, link: link, correlation_id: corr, return_id: ret, payload: payload,
-           truncated?: trunc, redacted?: red}
-  end
+  defp nonzero(0), do: nil
+  defp nonzero(n), do: n
 end
