@@ -25,6 +25,7 @@ defmodule ElixirScope.Bench.Query do
 
     path = Path.join(System.tmp_dir!(), "elixir_scope_bench_#{System.unique_integer([:positive])}.esrec")
     {save_us, {:ok, saved}} = :timer.tc(fn -> Recording.save(path) end)
+    if System.get_env("ES_KEEP_RECORDING"), do: File.cp!(path, System.get_env("ES_KEEP_RECORDING"))
     ElixirScope.stop()
     :erlang.garbage_collect()
     {load_us, {:ok, rec}} = :timer.tc(fn -> Recording.load(path, default: false) end)
