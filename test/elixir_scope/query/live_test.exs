@@ -51,3 +51,72 @@ defmodule ElixirScope.Query.LiveTest do
     assert capture_io(fn -> ElixirScope.IEx.stats() end) =~ ~r/stored\s+900/
   end
 end
+
+defmodule ElixirScope.Query.SourceEquivalenceTest do
+  # The recording index must answer every filter exactly as the native store does.
+  use ElixirScope.ScopeCase, async: false
+
+  alias ElixirScope.Capture.InstrumentationRuntime, as: R
+  alias ElixirScope.{Query, Recording}
+
+  test "live store and loaded recording give the same answers to the same filters" do
+    start_scope!()
+    parent = self()
+
+    workers =
+      for w <- 1..3 do
+        spawn_link(fn ->
+          for i <- 1..40 do
+            c = R.report_function_entry(Eq, if(rem(i, 2) == 0, do: :even, else: :odd), [w, i])
+            R.report_local_variable_snapshot(c, %{i: i}, 2)
+            if rem(i, 5) == 0, do: R.report_state_change(c, :after, {w, i})
+            id = R.report_message_send(parent, {w, i})
+            if rem(i, 3) == 0, do: R.report_custom(:mark, i, id)
+            R.report_function_exit(c, i)
+          end
+
+          send(parent, {:done, self()})
+        end)
+      end
+
+    for w <- workers, do: assert_receive({:done, ^w}, 5000)
+    ElixirScope.flush()
+    all = Query.events()
+    path = Path.join(System.tmp_dir!(), "es-eq-#{System.unique_integer([:positive])}.esrec")
+    on_exit(fn -> File.rm(path) end)
+    {:ok, _} = Recording.save(path)
+    {:ok, rec} = Recording.load(path, default: false)
+    [w1, w2 | _] = workers
+    mid = Enum.at(all, div(length(all), 2))
+    a_call = Enum.find(all, &(&1.kind == :call and &1.pid == w2))
+    a_corr = Enum.find(all, & &1.correlation_id).correlation_id
+
+    filters = [
+      [],
+      [pid: w1],
+      [pid: w1, kind: :state],
+      [pid: w2, kind: [:call, :return], order: :desc, limit: 7],
+      [module: Eq, function: :even],
+      [module: Eq, function: :odd, arity: 2, kind: :return],
+      [module: Eq],
+      [kind: :custom],
+      [kind: [:send, :state]],
+      [call_id: a_call.id],
+      [correlation_id: a_corr],
+      [since: mid.ts],
+      [until: mid.ts, order: :desc, limit: 5],
+      [after_id: mid.id, limit: 10],
+      [before_id: mid.id, order: :desc, limit: 3],
+      [pid: w1, after_id: 10, before_id: mid.id],
+      [pid: w2, since: mid.ts, kind: :local]
+    ]
+
+    for f <- filters do
+      live = Query.events(f)
+      assert is_list(live)
+      assert Query.events(f ++ [source: rec]) == live, "filters #{inspect(f)}"
+    end
+
+    Recording.close(rec)
+  end
+end
