@@ -4,6 +4,7 @@ defmodule ElixirScope.IEx do
 
       history(pid)            # a process's latest events (or history(pid, 100))
       calls(MyMod.fun/2)      # every recorded call: args, result, duration
+      logpoint(MyMod.fun/2, fn hit -> hit.locals[:x] end)   # a print, after the fact
       tree(pid)               # the call tree of a process (or tree(call_id))
       state_at(pid, t)        # a GenServer's state at t (ns, DateTime, event id)
       vars(call_id)           # the locals of a call (or of a process: vars(pid))
@@ -46,22 +47,46 @@ defmodule ElixirScope.IEx do
   `calls({MyMod, :fun, 2})` or `calls(&MyMod.fun/2)`.
   """
   defmacro calls(target) do
-    quote do: ElixirScope.IEx.print_calls(unquote(target_ast(target)))
+    quote do: ElixirScope.IEx.print_calls(unquote(Query.target_ast(target)))
   end
 
-  @doc false
-  def target_ast({:/, _, [{{:., _, [mod, fun]}, _, []}, arity]}) when is_atom(fun) and is_integer(arity),
-    do: quote(do: {unquote(mod), unquote(fun), unquote(arity)})
+  @doc """
+  Prints `fun`'s result for every recorded hit of a function, as if a print had
+  been there: `logpoint(MyMod.fun/2, fn hit -> hit.locals[:total] end)`
+  (see `ElixirScope.Query.run_logpoint/3` for the hit map).
+  """
+  defmacro logpoint(target, fun) do
+    quote do: ElixirScope.IEx.print_logpoint(unquote(Query.target_ast(target)), unquote(fun))
+  end
 
-  def target_ast({{:., _, [mod, fun]}, _, []}) when is_atom(fun), do: quote(do: {unquote(mod), unquote(fun)})
-  def target_ast(other), do: other
+  @doc "What `logpoint/2` runs."
+  @spec print_logpoint(term(), (map() -> term())) :: :ok
+  def print_logpoint(target, fun) do
+    src = Source.default()
+
+    case Query.run_logpoint(target, fun) do
+      {:error, msg} ->
+        error(msg)
+
+      [] ->
+        hint("no recorded calls of #{describe_target(target)}")
+
+      hits ->
+        for h <- hits do
+          IO.puts(Format.cut("##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} " <>
+                               Format.value(h.result)))
+        end
+
+        :ok
+    end
+  end
 
   @doc "What `calls/1` runs."
   @spec print_calls(term(), pos_integer()) :: :ok
   def print_calls(target, limit \\ 50) do
     src = Source.default()
 
-    case Query.logpoint(target, & &1, limit: limit) do
+    case Query.run_logpoint(target, & &1, limit: limit) do
       {:error, msg} ->
         error(msg)
 

@@ -14,7 +14,8 @@ defmodule ElixirScope.Query do
     * `timeline/3`, `message_flow/3`, `links/1` — processes side by side with
       the messages between them (`ElixirScope.Query.Correlation`);
     * `cursor/1` and `ElixirScope.Query.Cursor` — stepping through events;
-    * `logpoint/3` — "prints after the fact" over every recorded hit of a function.
+    * `logpoint/3` (a macro: `logpoint(MyMod.fun/2, fn hit -> … end)`) and
+      `run_logpoint/3` — "prints after the fact" over every recorded hit of a function.
   """
 
   alias ElixirScope.Event
@@ -374,15 +375,42 @@ defmodule ElixirScope.Query do
 
   @doc """
   Evaluates `fun` over every recorded hit of a function, in time order, as if a
-  print had been there while it ran. `target` is `{m, f, a}`, `{m, f}`, a
-  capture `&M.f/a`, or `"M.f/a"`. `fun` gets a hit map:
+  print had been there while it ran — no recompiling, no re-running:
+
+      require ElixirScope.Query
+      ElixirScope.Query.logpoint(MyMod.fun/2, fn hit -> {hit.args, hit.locals[:total], hit.return} end)
+
+  A macro so that `MyMod.fun/2` can be written as is (the module need not be
+  loaded: recordings open without the recorded code); it expands to
+  `run_logpoint/3`, which takes `{m, f, a}`, `{m, f}`, `&M.f/a` or `"M.f/a"`.
+  """
+  defmacro logpoint(target, fun, opts \\ []) do
+    quote do
+      ElixirScope.Query.run_logpoint(unquote(target_ast(target)), unquote(fun), unquote(opts))
+    end
+  end
+
+  @doc false
+  @spec target_ast(Macro.t()) :: Macro.t()
+  def target_ast({:/, _, [{{:., _, [mod, fun]}, _, []}, arity]}) when is_atom(fun) and is_integer(arity),
+    do: quote(do: {unquote(mod), unquote(fun), unquote(arity)})
+
+  def target_ast({{:., _, [mod, fun]}, meta, []}) when is_atom(fun) do
+    if meta[:no_parens], do: quote(do: {unquote(mod), unquote(fun)}), else: {{:., [], [mod, fun]}, meta, []}
+  end
+
+  def target_ast(other), do: other
+
+  @doc """
+  What `logpoint/3` runs. `target` is `{m, f, a}`, `{m, f}`, a capture `&M.f/a`,
+  or `"M.f/a"`. `fun` gets a hit map:
   `%{event:, pid:, ts:, call_id:, args:, locals:, exprs:, return:, exception:, status:}`
   (`locals` merges every local snapshot of the call). Returns
   `[%{event:, pid:, ts:, result:}]` (a raising `fun` gives `result: {:error, message}`).
   Options: `source:`, `limit:` (default 10_000 hits), `pid:`, `since:`/`until:`.
   """
-  @spec logpoint(term(), (map() -> term()), keyword()) :: [map()] | error()
-  def logpoint(target, fun, opts \\ []) when is_function(fun, 1) do
+  @spec run_logpoint(term(), (map() -> term()), keyword()) :: [map()] | error()
+  def run_logpoint(target, fun, opts \\ []) when is_function(fun, 1) do
     with {:ok, mfa} <- target_filter(target),
          calls when is_list(calls) <- events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
                                                 Keyword.take(opts, [:source, :pid, :since, :until, :window])) do

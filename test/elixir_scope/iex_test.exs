@@ -60,6 +60,8 @@ defmodule ElixirScope.IExTest do
     assert out =~ "2 call(s)"
     assert capture_io(fn -> calls(Shop.refund/1) end) =~ "hint: no recorded calls of Shop.refund/1"
     assert capture_io(fn -> calls({Shop, :checkout}) end) =~ "2 call(s)"
+    out = capture_io(fn -> logpoint(Shop.checkout/2, fn hit -> {hd(hit.args).id, hit.locals[:total]} end) end)
+    assert out =~ ~r/^#1 .* \{7, 42\}$/m and out =~ ~r/^#9 .* \{8, nil\}$/m
   end
 
   test "tree, state_at and vars", %{a: a, s: s, call: c} do

@@ -5,6 +5,7 @@ defmodule ElixirScope.Query.LiveTest do
   import ExUnit.CaptureIO
   alias ElixirScope.Capture.InstrumentationRuntime, as: R
   alias ElixirScope.Query
+  require ElixirScope.Query
   alias ElixirScope.Query.Cursor
 
   setup do

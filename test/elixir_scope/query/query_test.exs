@@ -2,6 +2,7 @@ defmodule ElixirScope.QueryTest do
   use ExUnit.Case, async: true
 
   alias ElixirScope.{Query, Recording}
+  require ElixirScope.Query
   alias ElixirScope.Query.Cursor
   alias ElixirScope.Test.EventBuilder, as: B
 
@@ -134,6 +135,10 @@ defmodule ElixirScope.QueryTest do
     assert Enum.map(results, & &1.result) == [{2, 2, :inner_done, :ok}, {5, nil, nil, :exception}]
     assert [%{result: {:error, "boom"}}, _] = Query.logpoint(Function.capture(M, :inner, 1), fn _ -> raise "boom" end, source: rec)
     assert {:error, "an anonymous function" <> _} = Query.logpoint(fn -> 1 end, & &1, source: rec)
+    # written as in the source, without the module being loaded
+    assert [%{result: [2]}, %{result: [5]}] = Query.logpoint(M.inner/1, & &1.args, source: rec)
+    assert [_, _] = Query.logpoint(M.inner, & &1.args, source: rec)
+    assert [_, _] = Query.run_logpoint("M.inner/1", & &1.args, source: rec)
   end
 
   test "holds? looks inside lists, tuples, maps and structs" do
