@@ -19,6 +19,7 @@ defmodule ElixirScope.Bench.Query do
     # state_at at instants spread over the run
     state_ns = median(for t <- times, do: once_ns(fn -> {:ok, _, _} = Query.state_at(server, t) end, 3))
     tree_ns = once_ns(fn -> [_ | _] = Query.call_tree(tree_pid) end, 7)
+    tree_cpu_ms = cpu_ms(fn -> [_ | _] = Query.call_tree(tree_pid) end)
     {t0, t1} = {Enum.at(times, 2), Enum.at(times, 4)}
     timeline_ns = once_ns(fn -> %{events: [_ | _]} = Query.timeline([ping, pong], {t0, t1}) end, 7)
     tl = Query.timeline([ping, pong], {t0, t1})
@@ -28,7 +29,9 @@ defmodule ElixirScope.Bench.Query do
     if System.get_env("ES_KEEP_RECORDING"), do: File.cp!(path, System.get_env("ES_KEEP_RECORDING"))
     ElixirScope.stop()
     :erlang.garbage_collect()
+    {_, _} = :erlang.statistics(:runtime)
     {load_us, {:ok, rec}} = :timer.tc(fn -> Recording.load(path, default: false) end)
+    {_, load_cpu_ms} = :erlang.statistics(:runtime)
     rec_tree_ns = once_ns(fn -> [_ | _] = Query.call_tree(tree_pid, source: rec) end, 5)
     rec_state_ns = median(for t <- times, do: once_ns(fn -> {:ok, _, _} = Query.state_at(server, t, source: rec) end, 3))
     Recording.close(rec)
@@ -48,10 +51,10 @@ defmodule ElixirScope.Bench.Query do
 
     rows = [
       {"query_state_at_ns (GenServer state at T, 1M stored)", state_ns, "", "live store"},
-      {"query_call_tree_10k_ns (10,000-call trace of one process, 1M stored)", tree_ns, "≤ 50,000,000", "live store"},
+      {"query_call_tree_10k_ns (10,000-call trace of one process, 1M stored)", tree_ns, "≤ 50,000,000", "live store; #{tree_cpu_ms} ms CPU"},
       {"query_timeline_ns (2 processes, #{length(tl.events)} events + #{length(tl.messages)} links, 1M stored)", timeline_ns, "", "live store"},
       {"recording_save_1m_ns (#{saved.events} events to disk)", save_us * 1000, "", "compressed ETF chunks"},
-      {"recording_load_1m_ns (read, verify, index)", load_us * 1000, "", ""},
+      {"recording_load_1m_ns (read, verify, index)", load_us * 1000, "", "#{load_cpu_ms} ms CPU on #{System.schedulers_online()} schedulers"},
       {"recording_bytes_per_event (on disk)", bytes_per_event, "", ""},
       {"recording_query_call_tree_10k_ns (same tree, from the loaded recording)", rec_tree_ns, "", ""},
       {"recording_query_state_at_ns (from the loaded recording)", rec_state_ns, "", ""}
@@ -108,6 +111,14 @@ defmodule ElixirScope.Bench.Query do
       end
 
     {server, tree_pid, {ping, pong}, times}
+  end
+
+  # CPU time of the whole VM while `fun` runs (the machine may be shared)
+  defp cpu_ms(fun) do
+    {_, _} = :erlang.statistics(:runtime)
+    fun.()
+    {_, ms} = :erlang.statistics(:runtime)
+    ms
   end
 
   defp fill_call(j) do
