@@ -365,10 +365,24 @@ defmodule ElixirScope.Query do
   @spec cursor(keyword()) :: Cursor.t()
   def cursor(opts \\ []), do: Cursor.new(opts)
 
+  @doc "See `ElixirScope.Query.Cursor.step_forward/1`."
+  @spec step_forward(Cursor.t()) :: Cursor.move()
   defdelegate step_forward(cursor), to: Cursor
+
+  @doc "See `ElixirScope.Query.Cursor.step_back/1`."
+  @spec step_back(Cursor.t()) :: Cursor.move()
   defdelegate step_back(cursor), to: Cursor
+
+  @doc "See `ElixirScope.Query.Cursor.jump_to/2`."
+  @spec jump_to(Cursor.t(), term()) :: Cursor.move()
   defdelegate jump_to(cursor, target), to: Cursor
+
+  @doc "See `ElixirScope.Query.Cursor.next_call/2`."
+  @spec next_call(Cursor.t(), term()) :: Cursor.move()
   defdelegate next_call(cursor, target), to: Cursor
+
+  @doc "See `ElixirScope.Query.Cursor.prev_call/2`."
+  @spec prev_call(Cursor.t(), term()) :: Cursor.move()
   defdelegate prev_call(cursor, target), to: Cursor
 
   # ---------------------------------------------------------------- logpoints
