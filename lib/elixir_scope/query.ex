@@ -231,81 +231,13 @@ defmodule ElixirScope.Query do
 
   # ---------------------------------------------------------------- origin
 
-  @doc """
-  Where did `value` come from: the earliest event whose payload holds it
-  (`first`), the calls that were open in its process at that moment (`calls`,
-  outermost first), and the hops that carried it to other processes
-  (`chain`: links, see `ElixirScope.Query.Correlation`), plus every holder.
-  Options: `source:`, and any filters to narrow the search.
-  Returns `{:ok, map}` or `{:error, message}`.
-  """
+  @doc "Where did `value` come from: see `ElixirScope.Query.Origin.origin/2`."
   @spec origin(term(), keyword()) :: {:ok, map()} | error()
-  def origin(value, opts \\ []) do
-    holders =
-      opts
-      |> stream()
-      |> Stream.filter(&holds?(&1.payload, value))
-      |> Enum.to_list()
-
-    case holders do
-      [] ->
-        {:error, "no recorded event holds #{inspect(value, limit: 10)}"}
-
-      [first | _] ->
-        source = Keyword.take(opts, [:source])
-        spawns = events([kind: :spawn] ++ source)
-        spawns = if is_list(spawns), do: spawns, else: []
-        links = Correlation.links(Enum.uniq_by(holders ++ spawns, & &1.id))
-        {:ok, %{value: value, first: first, calls: open_calls(first, source), chain: chain(first, links), holders: holders}}
-    end
-  catch
-    {:query_error, message} -> {:error, message}
-  end
+  defdelegate origin(value, opts \\ []), to: ElixirScope.Query.Origin
 
   @doc "Whether `term` holds `value` (equal to it, or anywhere inside it)."
   @spec holds?(term(), term()) :: boolean()
-  def holds?(term, value) when term === value, do: true
-  def holds?(term, value) when is_list(term), do: holds_list?(term, value)
-  def holds?(term, value) when is_tuple(term), do: holds_list?(Tuple.to_list(term), value)
-  def holds?(%_{} = term, value), do: holds?(Map.from_struct(term), value)
-  def holds?(term, value) when is_map(term), do: Enum.any?(term, fn {k, v} -> holds?(k, value) or holds?(v, value) end)
-  def holds?(term, value), do: term == value
-
-  defp holds_list?([h | t], value), do: holds?(h, value) or holds_list?(t, value)
-  defp holds_list?([], _value), do: false
-  defp holds_list?(tail, value), do: holds?(tail, value)
-
-  defp chain(first, links) do
-    {hops, _} =
-      Enum.reduce(links, {[], %{first.pid => first.id}}, fn l, {hops, reached} ->
-        from_ok = Map.has_key?(reached, l.from.pid) and reached[l.from.pid] <= l.from.id
-
-        if from_ok and not Map.has_key?(reached, l.to.pid) do
-          {[l | hops], Map.put(reached, l.to.pid, l.to.id)}
-        else
-          {hops, reached}
-        end
-      end)
-
-    Enum.reverse(hops)
-  end
-
-  defp open_calls(%Event{} = e, source) do
-    kinds = [:call, :return, :exception]
-
-    case events([pid: e.pid, kinds: kinds, before_id: e.id + 1] ++ source) do
-      evs when is_list(evs) ->
-        evs
-        |> Enum.reduce([], fn
-          %Event{kind: :call} = c, stack -> [c | stack]
-          %Event{call_id: cid}, stack -> Enum.drop_while(stack, &(&1.id != cid)) |> Enum.drop(1)
-        end)
-        |> Enum.reverse()
-
-      _ ->
-        []
-    end
-  end
+  defdelegate holds?(term, value), to: ElixirScope.Query.Origin
 
   # ---------------------------------------------------------------- timelines
 
@@ -415,88 +347,15 @@ defmodule ElixirScope.Query do
 
   def target_ast(other), do: other
 
-  @doc """
-  What `logpoint/3` runs. `target` is `{m, f, a}`, `{m, f}`, a capture `&M.f/a`,
-  or `"M.f/a"`. `fun` gets a hit map:
-  `%{event:, pid:, ts:, call_id:, args:, locals:, exprs:, return:, exception:, status:}`
-  (`locals` merges every local snapshot of the call). Returns
-  `[%{event:, pid:, ts:, result:}]` (a raising `fun` gives `result: {:error, message}`).
-  Options: `source:`, `limit:` (default 10_000 hits), `pid:`, `since:`/`until:`.
-  """
+  @doc "What `logpoint/3` runs: see `ElixirScope.Query.Logpoint.run/3`."
   @spec run_logpoint(term(), (map() -> term()), keyword()) :: [map()] | error()
-  def run_logpoint(target, fun, opts \\ []) when is_function(fun, 1) do
-    with {:ok, mfa} <- target_filter(target),
-         calls when is_list(calls) <- events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
-                                                Keyword.take(opts, [:source, :pid, :since, :until, :window])) do
-      source = Keyword.take(opts, [:source])
+  defdelegate run_logpoint(target, fun, opts \\ []), to: ElixirScope.Query.Logpoint, as: :run
 
-      for call <- calls do
-        hit = hit(call, source)
-        %{event: call, pid: call.pid, ts: call.ts, result: run(fun, hit)}
-      end
-    end
-  end
-
-  @doc "The hit map of one call (what `logpoint/3` passes to its function)."
+  @doc "The hit map of one call: see `ElixirScope.Query.Logpoint.hit/2`."
   @spec hit(Event.t(), keyword()) :: map()
-  def hit(%Event{kind: :call} = call, opts \\ []) do
-    evs = events([call_id: call.id] ++ Keyword.take(opts, [:source]))
-    evs = if is_list(evs), do: evs, else: []
-    own = Enum.filter(evs, &(&1.call_id == call.id and &1.id != call.id))
-    ret = Enum.find(own, &(&1.kind == :return))
-    exc = Enum.find(own, &(&1.kind == :exception))
-    tail = Enum.find(own, &(&1.kind == :tail_call))
+  defdelegate hit(call, opts \\ []), to: ElixirScope.Query.Logpoint
 
-    %{
-      event: call,
-      pid: call.pid,
-      ts: call.ts,
-      call_id: call.id,
-      args: call.payload,
-      locals: own |> Enum.filter(&(&1.kind == :local and is_map(&1.payload))) |> Enum.reduce(%{}, &Map.merge(&2, &1.payload)),
-      exprs: for(%Event{kind: :expr, payload: p} <- own, do: p),
-      return: ret && ret.payload,
-      exception: exc && exc.payload,
-      status: status(ret, exc, tail)
-    }
-  end
-
-  defp status(ret, _exc, _tail) when ret != nil, do: :ok
-  defp status(_ret, exc, _tail) when exc != nil, do: :exception
-  defp status(_ret, _exc, tail) when tail != nil, do: :tail_call
-  defp status(_ret, _exc, _tail), do: :open
-
-  defp run(fun, hit) do
-    fun.(hit)
-  rescue
-    e -> {:error, Exception.message(e)}
-  end
-
-  @doc "Turns a function reference into filters: `{m, f, a}`, `{m, f}`, `&M.f/a` or `\"M.f/a\"`."
+  @doc "Turns a function reference into filters: see `ElixirScope.Query.Logpoint.target_filter/1`."
   @spec target_filter(term()) :: {:ok, keyword()} | error()
-  def target_filter({m, f, a}) when is_atom(m) and is_atom(f) and is_integer(a), do: {:ok, [module: m, function: f, arity: a]}
-  def target_filter({m, f}) when is_atom(m) and is_atom(f), do: {:ok, [module: m, function: f]}
-
-  def target_filter(fun) when is_function(fun) do
-    case Function.info(fun, :type) do
-      {:type, :external} ->
-        {:module, m} = Function.info(fun, :module)
-        {:name, f} = Function.info(fun, :name)
-        {:arity, a} = Function.info(fun, :arity)
-        {:ok, [module: m, function: f, arity: a]}
-
-      _ ->
-        {:error, "an anonymous function is not a function reference; use &Module.fun/arity"}
-    end
-  end
-
-  def target_filter(string) when is_binary(string) do
-    case Regex.run(~r/^(.+)\.([^.\/]+)(?:\/(\d+))?$/, String.trim(string)) do
-      [_, m, f, a] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f), arity: String.to_integer(a)]}
-      [_, m, f] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f)]}
-      _ -> {:error, "cannot read #{inspect(string)} as Module.function/arity"}
-    end
-  end
-
-  def target_filter(other), do: {:error, "cannot read #{inspect(other)} as a function reference"}
+  defdelegate target_filter(target), to: ElixirScope.Query.Logpoint
 end
