@@ -133,20 +133,42 @@ defmodule ElixirScope.Recording.Index do
     n = chunk_count(tables.index)
     chunks = if desc?, do: n..1//-1, else: 1..n//1
 
-    stream =
-      chunks
-      |> Stream.filter(fn c ->
-        {first, last, min_ts, max_ts} = chunk_info(tables.index, c)
-        last > lo and (hi == :infinity or first < hi) and max_ts >= since and (until == :infinity or min_ts <= until)
-      end)
-      |> Stream.flat_map(fn c -> ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?) end)
-      |> Stream.map(&:ets.lookup_element(tables.events, &1, 2))
-      |> Stream.filter(&matches?(&1, filters))
+    wanted = fn c ->
+      {first, last, min_ts, max_ts} = chunk_info(tables.index, c)
+      last > lo and (hi == :infinity or first < hi) and max_ts >= since and (until == :infinity or min_ts <= until)
+    end
+
+    residual = residual(filters, key)
+    keep = if residual == %{}, do: fn _ -> true end, else: &matches?(&1, residual)
+    event = &:ets.lookup_element(tables.events, &1, 2)
 
     case Map.get(filters, :limit) do
-      nil -> Enum.to_list(stream)
-      limit -> Enum.take(stream, limit)
+      nil ->
+        for c <- chunks, wanted.(c), id <- ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?),
+            e = event.(id), keep.(e), do: e
+
+      limit ->
+        chunks
+        |> Stream.filter(wanted)
+        |> Stream.flat_map(fn c -> ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?) end)
+        |> Stream.map(event)
+        |> Stream.filter(keep)
+        |> Enum.take(limit)
     end
+  end
+
+  # the filters the chosen index does not already guarantee
+  defp residual(filters, key) do
+    covered =
+      case (if Map.has_key?(filters, :call_id), do: :walk, else: key) do
+        {:p, _} -> [:pid]
+        {:pk, _, _} -> [:pid, :kinds]
+        {:f, _, _} -> [:module, :function]
+        {:r, _} -> [:correlation_id]
+        _ -> []
+      end
+
+    Map.drop(filters, covered ++ [:after_id, :before_id, :order, :limit])
   end
 
   defp key_for(t, %{call_id: c} = filters, lo, hi) do
