@@ -354,38 +354,49 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 if (put_marker(out, "depth", 1)) goto fail;
                 break;
             }
-            /* count the cells; the tail is whatever ends the chain */
+            /* One pass over the cells: the first max_width heads go onto the
+               stack (reversed afterwards), the rest are only counted. Below
+               them: the tail, then the marker slot (a no-op when nothing was
+               cut). */
+            if (stack_reserve(&w, 2)) goto fail;
+            size_t base = w.top;
+            w.top += 2;
             uint64_t count = 0;
             es_term cur = t, hd, tl;
-            while (ops->type(env, cur) == ES_T_LIST) {
-                if (!ops->list_cell(env, cur, &hd, &tl)) break;
+            while (ops->list_cell(env, cur, &hd, &tl)) {
+                if (count < max_width) {
+                    if (w.top == w.cap && stack_reserve(&w, 1)) goto fail;
+                    work *slot = &w.items[w.top++];
+                    slot->t = hd;
+                    slot->depth = it.depth + 1;
+                    slot->op = W_TERM;
+                }
                 count++;
                 cur = tl;
             }
-            es_term tail = cur;
             uint64_t kept = count < max_width ? count : max_width;
             uint64_t omitted = count - kept;
-            if (omitted) flags |= ES_CODEC_TRUNCATED;
-            uint64_t header = kept + (omitted ? 1 : 0);
-            if (header > UINT32_MAX) header = UINT32_MAX; /* unreachable: max_width is u32 */
-            if (put_tag_be32(out, ETF_LIST, (uint32_t)header)) goto fail;
-            if (stack_reserve(&w, (size_t)kept + 2)) goto fail;
-            w.items[w.top].t = tail;
-            w.items[w.top].depth = it.depth + 1;
-            w.items[w.top].op = W_TERM;
-            w.top++;
-            if (omitted) push_op(&w, W_MARKER, "list", omitted);
-            size_t base = w.top;
-            cur = t;
-            for (uint64_t i = 0; i < kept; i++) {
-                if (!ops->list_cell(env, cur, &hd, &tl)) break;
-                work *slot = &w.items[base + kept - 1 - i];
-                slot->t = hd;
-                slot->depth = it.depth + 1;
-                slot->op = W_TERM;
-                cur = tl;
+            work *tail = &w.items[base], *mark = &w.items[base + 1];
+            tail->t = cur;
+            tail->depth = it.depth + 1;
+            tail->op = W_TERM;
+            size_t first = base + 2;
+            if (omitted) {
+                mark->op = W_MARKER;
+                mark->kind = "list";
+                mark->n = omitted;
+            } else { /* no marker: close the gap */
+                memmove(&w.items[base + 1], &w.items[base + 2], (size_t)kept * sizeof(work));
+                w.top--;
+                first = base + 1;
             }
-            w.top = base + (size_t)kept;
+            for (size_t i = first, j = w.top - 1; kept > 1 && i < j; i++, j--) {
+                work tmp = w.items[i];
+                w.items[i] = w.items[j];
+                w.items[j] = tmp;
+            }
+            if (omitted) flags |= ES_CODEC_TRUNCATED;
+            if (put_tag_be32(out, ETF_LIST, (uint32_t)(kept + (omitted ? 1 : 0)))) goto fail;
             break;
         }
         case ES_T_TUPLE: {

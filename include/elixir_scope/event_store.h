@@ -83,6 +83,19 @@ int es_store_get(es_store *store, uint64_t id, es_query_cb cb, void *ctx);
 
 void es_store_get_stats(es_store *store, es_store_stats *out);
 
+/* Batch appends (added by the capture core): a drainer takes the write lock
+ * once per batch instead of once per event, e.g.
+ *     es_store_write_lock(store);
+ *     es_ring_drain(ring, 4096, sink_calling_es_store_append_locked, store);
+ *     es_store_write_unlock(store);
+ * es_store_append_locked has es_store_append's contract but must only be
+ * called between es_store_write_lock and es_store_write_unlock, by the thread
+ * holding the lock. Never call store functions from a query callback (the
+ * read lock is held there). */
+void es_store_write_lock(es_store *store);
+void es_store_write_unlock(es_store *store);
+int es_store_append_locked(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len);
+
 /* Removes every event (counts nothing as evicted). */
 void es_store_clear(es_store *store);
 

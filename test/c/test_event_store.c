@@ -545,6 +545,40 @@ static void test_byte_cap_eviction(void **state) {
     es_store_destroy(s);
 }
 
+static void test_batch_append_locked(void **state) {
+    (void)state;
+    es_store *s = mk(32 * 1024, 16);
+    uint64_t id = 1;
+    for (int batch = 0; batch < 50; batch++) {
+        es_store_write_lock(s);
+        for (int i = 0; i < 100; i++, id++) {
+            es_event_head h = ev(id, id % 3, ES_KIND_CALL, 1, 2, 0);
+            uint8_t pl[16];
+            memcpy(pl, &h.id, 8);
+            memcpy(pl + 8, &h.pid, 8);
+            assert_int_equal(es_store_append_locked(s, &h, pl, sizeof pl), 0);
+        }
+        es_event_head old = ev(1, 0, ES_KIND_CALL, 1, 2, 0);
+        assert_int_equal(es_store_append_locked(s, &old, NULL, 0), -1);
+        es_store_write_unlock(s);
+    }
+    es_store_stats st;
+    es_store_get_stats(s, &st);
+    assert_int_equal(st.appended, 5000);
+    assert_int_equal(st.appended, st.live_events + st.evicted_events);
+    assert_true(st.evicted_segments > 0); /* recycled segments get reused */
+    assert_true(st.bytes_used <= 32 * 1024);
+    es_query q;
+    memset(&q, 0, sizeof q);
+    q.fields = ES_Q_PID;
+    q.pid = 1;
+    got *g = run(s, &q);
+    size_t want = 0;
+    for (uint64_t i = st.first_id; i <= 5000; i++) want += i % 3 == 1;
+    assert_int_equal(g->n, want);
+    es_store_destroy(s);
+}
+
 static void test_clear(void **state) {
     (void)state;
     es_store *s = mixed_store(16);
@@ -689,6 +723,7 @@ int main(void) {
         cmocka_unit_test(test_call_backpatch_and_call_query),
         cmocka_unit_test(test_correlation),
         cmocka_unit_test(test_byte_cap_eviction),
+        cmocka_unit_test(test_batch_append_locked),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_million_events_pid_query),
         cmocka_unit_test(test_concurrent_readers),
