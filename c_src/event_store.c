@@ -94,7 +94,11 @@ typedef struct es_keytab {
     uint32_t n, cap;
     uint32_t *slots; /* key index + 1; 0 = empty */
     uint32_t slot_mask;
+    uint32_t *free_idx; /* indexes of removed keys (c == KEY_DEAD), reused first */
+    uint32_t nfree, free_cap;
 } es_keytab;
+
+#define KEY_DEAD UINT32_MAX
 
 /* correlation multimap */
 typedef struct es_corr_ent {
@@ -321,6 +325,7 @@ static int keytab_rehash(es_store *s, es_keytab *kt, uint32_t nslots) {
     uint32_t mask = nslots - 1;
     for (uint32_t idx = 0; idx < kt->n; idx++) {
         const es_key *k = &kt->keys[idx];
+        if (k->c == KEY_DEAD) continue;
         uint32_t i = (uint32_t)key_hash(k->a, k->b, k->c) & mask;
         while (ns[i]) i = (i + 1) & mask;
         ns[i] = idx + 1;
@@ -337,7 +342,7 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
     uint32_t idx = keytab_find(kt, a, b, c);
     if (idx != UINT32_MAX) return idx;
     if (kt->n == UINT32_MAX - 1) return UINT32_MAX;
-    if (kt->n == kt->cap) {
+    if (!kt->nfree && kt->n == kt->cap) {
         uint32_t ncap = kt->cap ? kt->cap * 2 : 16;
         es_key *nk = realloc(kt->keys, (size_t)ncap * sizeof(es_key));
         if (!nk) return UINT32_MAX;
@@ -345,11 +350,12 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
         kt->keys = nk;
         kt->cap = ncap;
     }
-    if (!kt->slots || (uint64_t)(kt->n + 1) * 2 > (uint64_t)kt->slot_mask + 1) {
+    uint32_t live = kt->n - kt->nfree;
+    if (!kt->slots || (uint64_t)(live + 1) * 2 > (uint64_t)kt->slot_mask + 1) {
         uint32_t nslots = kt->slots ? (kt->slot_mask + 1) * 2 : 32;
         if (keytab_rehash(s, kt, nslots)) return UINT32_MAX;
     }
-    idx = kt->n++;
+    idx = kt->nfree ? kt->free_idx[--kt->nfree] : kt->n++;
     es_key *k = &kt->keys[idx];
     memset(k, 0, sizeof *k);
     k->a = a;
@@ -361,10 +367,44 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
     return idx;
 }
 
+/* Removes a key whose posting list is empty (no live event refers to it):
+ * backward-shift deletion from the hash, index put on the free list. */
+static void keytab_remove(es_store *s, es_keytab *kt, uint32_t idx) {
+    es_key *k = &kt->keys[idx];
+    if (kt->nfree == kt->free_cap) {
+        uint32_t ncap = kt->free_cap ? kt->free_cap * 2 : 16;
+        uint32_t *nf = realloc(kt->free_idx, (size_t)ncap * sizeof(uint32_t));
+        if (!nf) return; /* keep the key; nothing is lost */
+        s->index_bytes += (uint64_t)(ncap - kt->free_cap) * sizeof(uint32_t);
+        kt->free_idx = nf;
+        kt->free_cap = ncap;
+    }
+    uint32_t mask = kt->slot_mask;
+    uint32_t i = (uint32_t)key_hash(k->a, k->b, k->c) & mask;
+    while (kt->slots[i] != idx + 1) i = (i + 1) & mask;
+    kt->slots[i] = 0;
+    for (uint32_t j = (i + 1) & mask; kt->slots[j]; j = (j + 1) & mask) {
+        const es_key *o = &kt->keys[kt->slots[j] - 1];
+        uint32_t home = (uint32_t)key_hash(o->a, o->b, o->c) & mask;
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            kt->slots[i] = kt->slots[j];
+            kt->slots[j] = 0;
+            i = j;
+        }
+    }
+    s->index_bytes -= (uint64_t)k->pl.cap * sizeof(*k->pl.chunks);
+    plist_free(&k->pl);
+    k->a = k->b = 0;
+    k->c = KEY_DEAD;
+    kt->free_idx[kt->nfree++] = idx;
+}
+
 static void keytab_free(es_keytab *kt) {
     for (uint32_t i = 0; i < kt->n; i++) plist_free(&kt->keys[i].pl);
     free(kt->keys);
     free(kt->slots);
+    free(kt->free_idx);
     memset(kt, 0, sizeof *kt);
 }
 
@@ -509,12 +549,14 @@ static void evict_oldest(es_store *s) {
         if (pk->stamp != stamp) {
             pk->stamp = stamp;
             plist_compact(s, &pk->pl, s->first_live_ord);
+            if (pk->pl.n == 0) keytab_remove(s, &s->pids, r->pid_idx);
         }
         if (r->mfa) {
             es_key *mk = &s->mfas.keys[r->mfa - 1];
             if (mk->stamp != stamp) {
                 mk->stamp = stamp;
                 plist_compact(s, &mk->pl, s->first_live_ord);
+                if (mk->pl.n == 0) keytab_remove(s, &s->mfas, r->mfa - 1);
             }
         }
         if (r->link && corr_kind(r->kind)) s->corr_dead++;
