@@ -493,6 +493,22 @@ static void seg_free(es_store *s, es_seg *g, int keep) {
     seg_release(s, g);
 }
 
+/* Gives back the rest of the (huge) page after a closed segment's data, so a
+ * segment's resident memory matches its accounting (up to 4 KB). */
+static void trim_after(uint8_t *base, uint64_t used, uint64_t reserved) {
+    const uint64_t huge = 2u << 20;
+    uintptr_t start = (uintptr_t)base + used;
+    uintptr_t stop = (start + huge - 1) & ~(uintptr_t)(huge - 1);
+    uintptr_t limit = (uintptr_t)base + reserved;
+    if (stop > limit) stop = limit;
+    if (stop > start) madvise((void *)start, stop - start, MADV_DONTNEED);
+}
+
+static void seg_close(const es_store *s, es_seg *g) {
+    trim_after((uint8_t *)g->recs, g->rec_acct, rec_reserve_bytes(s));
+    trim_after(g->arena, g->arena_acct, ES_ARENA_RESERVE);
+}
+
 static es_seg *seg_new(es_store *s, uint64_t base_id) {
     if (s->nsegs == s->segs_cap) {
         uint32_t ncap = s->segs_cap ? s->segs_cap * 2 : 16;
@@ -523,6 +539,7 @@ static es_seg *seg_new(es_store *s, uint64_t base_id) {
         return NULL;
     }
 ready:
+    if (s->nsegs) seg_close(s, s->segs[s->nsegs - 1]);
     g->base_id = base_id;
     g->first_ord = s->next_ord;
     g->min_ts = UINT64_MAX;
