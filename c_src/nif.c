@@ -475,7 +475,7 @@ static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *pay
     drain_ctx *ctx = ctxp;
     es_event_head h = *head;
     if (h.kind == ES_KIND_CALL) h.call_id = h.id;
-    if (es_store_append(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
+    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
 }
 
 /* drain(session, max) -> count (dirty CPU) */
@@ -488,8 +488,11 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "drain/2 expects a session");
     if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
     ctx.s = s;
+    /* one store write lock per batch, not per event */
     enif_mutex_lock(s->drain_lock);
+    es_store_write_lock(s->store);
     n = es_ring_drain(s->ring, (size_t)max, drain_sink, &ctx);
+    es_store_write_unlock(s->store);
     enif_mutex_unlock(s->drain_lock);
     return enif_make_uint64(env, n);
 }
