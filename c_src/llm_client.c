@@ -75,6 +75,24 @@ int es_utf8_valid(const char *buf, size_t len) {
     return 1;
 }
 
+int es_json_depth_ok(const char *buf, size_t len, int max_depth) {
+    int depth = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = buf[i];
+        if (in_str) {
+            if (c == '\\') i++;
+            else if (c == '"') in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) return 0;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return 1;
+}
+
 const char *es_http_err_name(es_http_err e) {
     static const char *const names[ES_HTTP_ERR__COUNT] = {
         "ok", "bad_request", "bad_url", "resolve", "connect_refused", "timeout",
@@ -586,6 +604,10 @@ static es_llm_status parse_doc(const char *json, size_t len, cJSON **out, char *
     if (!es_utf8_valid(json, len)) {
         set_err(err, errlen, "the response is not valid UTF-8");
         return ES_LLM_BAD_UTF8;
+    }
+    if (!es_json_depth_ok(json, len, ES_JSON_MAX_DEPTH)) {
+        set_err(err, errlen, "JSON nested deeper than %d levels", ES_JSON_MAX_DEPTH);
+        return ES_LLM_MALFORMED;
     }
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts(json, len, &end, 0);

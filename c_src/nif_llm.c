@@ -10,9 +10,11 @@
 #include "elixir_scope/llm_client.h"
 #include "nif_glue.h"
 
-#define JSON_MAX_DEPTH 512
+#define JSON_MAX_DEPTH ES_JSON_MAX_DEPTH
 #define JSON_DIRTY_THRESHOLD (16 * 1024)
 #define HTTP_MAX_HEADERS 64
+#define ES_STR2(x) #x
+#define ES_STR(x) ES_STR2(x)
 #define HTTP_MAX_HEADER_LINE 8192
 
 static ERL_NIF_TERM raise_arg(ErlNifEnv *env, const char *msg) {
@@ -284,6 +286,9 @@ static ERL_NIF_TERM json_decode_impl(ErlNifEnv *env, int argc, const ERL_NIF_TER
     if (!enif_inspect_binary(env, argv[0], &b)) return raise_arg(env, "json_decode: expected a binary");
     if (!es_utf8_valid((const char *)b.data, b.size))
         return enif_make_tuple2(env, enif_make_atom(env, "error"), make_str(env, "invalid UTF-8 in JSON input"));
+    if (!es_json_depth_ok((const char *)b.data, b.size, JSON_MAX_DEPTH))
+        return enif_make_tuple2(env, enif_make_atom(env, "error"),
+                                make_str(env, "JSON nested too deeply (limit " ES_STR(ES_JSON_MAX_DEPTH) ")"));
     const char *end = NULL;
     cJSON *doc = cJSON_ParseWithLengthOpts((const char *)b.data, b.size, &end, 0);
     if (!doc) {
@@ -355,24 +360,35 @@ static char *bin_utf8(ErlNifEnv *env, ERL_NIF_TERM t, const char **err) {
     return s;
 }
 
-static cJSON *term_to_json(ErlNifEnv *env, ERL_NIF_TERM t, int depth, const char **err) {
-    if (depth > JSON_MAX_DEPTH) {
-        *err = "json_encode: term nested too deeply (limit 512)";
+static __attribute__((noinline)) cJSON *atom_to_json(ErlNifEnv *env, ERL_NIF_TERM t, const char **err) {
+    char abuf[520];
+    if (!atom_utf8(env, t, abuf, sizeof(abuf))) {
+        *err = "json_encode: unsupported atom";
         return NULL;
     }
+    if (strcmp(abuf, "nil") == 0) return cJSON_CreateNull();
+    if (strcmp(abuf, "true") == 0) return cJSON_CreateTrue();
+    if (strcmp(abuf, "false") == 0) return cJSON_CreateFalse();
+    return cJSON_CreateString(abuf);
+}
+
+static __attribute__((noinline)) char *key_to_cstr(ErlNifEnv *env, ERL_NIF_TERM k, const char **err) {
     char abuf[520];
+    if (enif_is_atom(env, k)) return atom_utf8(env, k, abuf, sizeof(abuf)) ? strdup(abuf) : NULL;
+    if (enif_is_binary(env, k)) return bin_utf8(env, k, err);
+    return NULL;
+}
+
+/* Recursion bounded by JSON_MAX_DEPTH with a small frame (buffers live in
+ * the noinline helpers above). */
+static cJSON *term_to_json(ErlNifEnv *env, ERL_NIF_TERM t, int depth, const char **err) {
+    if (depth > JSON_MAX_DEPTH) {
+        *err = "json_encode: term nested too deeply (limit " ES_STR(ES_JSON_MAX_DEPTH) ")";
+        return NULL;
+    }
     ErlNifSInt64 i64;
     double d;
-    if (enif_is_atom(env, t)) {
-        if (!atom_utf8(env, t, abuf, sizeof(abuf))) {
-            *err = "json_encode: unsupported atom";
-            return NULL;
-        }
-        if (strcmp(abuf, "nil") == 0) return cJSON_CreateNull();
-        if (strcmp(abuf, "true") == 0) return cJSON_CreateTrue();
-        if (strcmp(abuf, "false") == 0) return cJSON_CreateFalse();
-        return cJSON_CreateString(abuf);
-    }
+    if (enif_is_atom(env, t)) return atom_to_json(env, t, err);
     if (enif_get_int64(env, t, &i64)) {
         if (i64 > 9007199254740992LL || i64 < -9007199254740992LL) {
             *err = "json_encode: integers beyond 2^53 cannot be represented exactly";
@@ -425,14 +441,7 @@ static cJSON *term_to_json(ErlNifEnv *env, ERL_NIF_TERM t, int depth, const char
         }
         ERL_NIF_TERM k, v;
         while (enif_map_iterator_get_pair(env, &it, &k, &v)) {
-            char *key = NULL;
-            if (enif_is_atom(env, k)) {
-                if (atom_utf8(env, k, abuf, sizeof(abuf))) key = strdup(abuf);
-            } else if (enif_is_binary(env, k)) {
-                const char *e2 = NULL;
-                key = bin_utf8(env, k, &e2);
-                if (!key && e2) *err = e2;
-            }
+            char *key = key_to_cstr(env, k, err);
             if (!key) {
                 if (!*err) *err = "json_encode: map keys must be atoms or UTF-8 binaries";
                 enif_map_iterator_destroy(env, &it);

@@ -158,6 +158,14 @@ typedef struct es_plan {
 es_llm_status es_plan_parse(const char *json, size_t len, es_plan **out, char *err, size_t errlen);
 void es_plan_free(es_plan *plan);
 
+/* Maximum nesting of JSON arrays/objects accepted anywhere (checked before
+ * cJSON, whose parser recurses, ever sees the input). */
+#define ES_JSON_MAX_DEPTH 128
+
+/* Returns 1 when the nesting depth of the JSON text (brackets outside
+ * strings) never exceeds max_depth. Linear, no recursion. */
+int es_json_depth_ok(const char *buf, size_t len, int max_depth);
+
 /* Returns 1 when buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 int es_utf8_valid(const char *buf, size_t len);
 

@@ -27,6 +27,15 @@ static void test_utf8_validation(void **state) {
     assert_false(es_utf8_valid("ab\x80", 3));
 }
 
+static void test_json_depth(void **state) {
+    (void)state;
+    assert_true(es_json_depth_ok("[[{}]]", 6, 3));
+    assert_false(es_json_depth_ok("[[{}]]", 6, 2));
+    const char *instr = "[\"[[[[\\\"[[\"]";
+    assert_true(es_json_depth_ok(instr, strlen(instr), 1)); /* brackets inside strings, escaped quote */
+    assert_true(es_json_depth_ok("", 0, 1));
+}
+
 static void test_gemini_request_has_schema(void **state) {
     (void)state;
     char *j = es_llm_build_gemini_request("be brief", "plan \"this\"\n", 1, 0.2, 2048);
@@ -339,7 +348,7 @@ static void test_http_argument_errors(void **state) {
 int main(void) {
     es_llm_global_init();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_utf8_validation),   cmocka_unit_test(test_gemini_request_has_schema),
+        cmocka_unit_test(test_utf8_validation), cmocka_unit_test(test_json_depth),   cmocka_unit_test(test_gemini_request_has_schema),
         cmocka_unit_test(test_openai_request),    cmocka_unit_test(test_extract_gemini),
         cmocka_unit_test(test_extract_openai),    cmocka_unit_test(test_truncated_json),
         cmocka_unit_test(test_hostile_json),      cmocka_unit_test(test_plan_parse_ok),
