@@ -182,7 +182,7 @@ defmodule ElixirScope.AI.LLM.HTTP do
 
     {kind, text} =
       cond do
-        status in [401, 403] ->
+        status in [401, 403] or (status == 400 and detail =~ ~r/api.key/i) ->
           hint = Keyword.get(opts, :auth_hint, "check the configured credentials")
 
           {:unauthorized,
