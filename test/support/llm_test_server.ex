@@ -13,7 +13,7 @@ defmodule ElixirScope.Test.LLMServer do
   @doc "Starts a server; returns `%{url, port, pid, log}`."
   @spec start((map -> term)) :: map
   def start(handler) do
-    {:ok, log} = Agent.start_link(fn -> [] end)
+    {:ok, log} = Agent.start(fn -> [] end)
     {:ok, listen} = :gen_tcp.listen(0, [:binary, packet: :raw, active: false, reuseaddr: true, ip: {127, 0, 0, 1}])
     {:ok, port} = :inet.port(listen)
     parent = self()
@@ -33,7 +33,7 @@ defmodule ElixirScope.Test.LLMServer do
   def stop(%{pid: pid, log: log}) do
     Process.unlink(pid)
     Process.exit(pid, :kill)
-    if Process.alive?(log), do: Agent.stop(log)
+    Process.exit(log, :kill)
     :ok
   end
 
