@@ -61,7 +61,7 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
   end
 
   test "explain_error and suggest_fix parse the JSON answer", %{opts: opts} do
-    ctx = ElixirScope.AI.ExplainerTest.sample_context()
+    ctx = ElixirScope.Test.SampleEvents.sample_context()
     assert {:ok, %{explanation: "x was nil", suggested_fix: "check x", provider: :gemini}} = Gemini.explain_error(ctx, opts)
     assert {:ok, "check x"} = Gemini.suggest_fix(ctx, opts)
   end
