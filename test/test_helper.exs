@@ -1,2 +1,2 @@
-ExUnit.start()
 ExUnit.configure(exclude: [:live, :gemini, :vertex])
+ExUnit.start()

@@ -1,44 +1,86 @@
 defmodule ElixirScope.NIF do
   @moduledoc """
-  The NIF library (priv/elixir_scope_nif.so). Minimal version on the `ai`
-  branch: only the LLM client and JSON bridge functions (the lead's version
-  replaces this file and keeps the stubs below).
+  The native functions (priv/elixir_scope_nif.so). Thin stubs only: the
+  Elixir faces are `ElixirScope.Capture.Ingestor`, `ElixirScope.Capture.RingBuffer`
+  and `ElixirScope.Storage.DataAccess`. Every NIF validates its arguments and
+  raises `ArgumentError` with a message on bad input.
   """
   @on_load :load_nif
+  @compile {:autoload, false}
 
   @doc false
   def load_nif do
     path = :filename.join(:code.priv_dir(:elixir_scope), ~c"elixir_scope_nif")
-    :erlang.load_nif(path, 0)
+
+    case :erlang.load_nif(path, 0) do
+      :ok -> :ok
+      {:error, {:reload, _}} -> :ok
+      {:error, reason} -> raise "ElixirScope: could not load the NIF from #{path}: #{inspect(reason)} (run `make nif`)"
+    end
   end
 
-  defp nif_error, do: :erlang.nif_error(:nif_not_loaded)
+  defp nif_missing, do: :erlang.nif_error(:elixir_scope_nif_not_loaded)
+
+  # capture core
+  @spec session_new(map()) :: reference()
+  def session_new(_opts), do: nif_missing()
+  @spec session_install(reference()) :: :ok
+  def session_install(_session), do: nif_missing()
+  @spec session_uninstall() :: :ok
+  def session_uninstall, do: nif_missing()
+  @spec set_enabled(reference(), boolean()) :: :ok
+  def set_enabled(_session, _on), do: nif_missing()
+  @spec emit_entry(module(), atom(), list(), non_neg_integer()) :: pos_integer() | nil
+  def emit_entry(_module, _function, _args, _line), do: nif_missing()
+  @spec emit_exit(pos_integer(), term()) :: :ok
+  def emit_exit(_call_id, _value), do: nif_missing()
+  @spec emit(atom(), non_neg_integer() | nil, atom(), atom(), non_neg_integer() | nil, non_neg_integer(),
+               non_neg_integer() | nil, term()) :: pos_integer() | nil
+  def emit(_kind, _call_id, _module, _function, _arity, _line, _link, _payload), do: nif_missing()
+  @spec drain(reference(), pos_integer()) :: non_neg_integer()
+  def drain(_session, _max), do: nif_missing()
+  @spec query(reference(), map()) :: [tuple()]
+  def query(_session, _filters), do: nif_missing()
+  @spec get_event(reference(), non_neg_integer()) :: tuple() | nil
+  def get_event(_session, _id), do: nif_missing()
+  @spec clear(reference()) :: :ok
+  def clear(_session), do: nif_missing()
+  @spec stats(reference()) :: map()
+  def stats(_session), do: nif_missing()
+  @spec encode(reference(), term()) :: {binary(), non_neg_integer()}
+  def encode(_session, _term), do: nif_missing()
+  @spec now() :: non_neg_integer()
+  def now, do: nif_missing()
+  @spec noop() :: :ok
+  def noop, do: nif_missing()
+
+  # component glue (appended by component owners)
 
   # ---- llm (issue 5) ----
   @doc "Performs one HTTP(S) request with libcurl on a dirty IO scheduler."
   @spec llm_http_request(String.t() | atom, String.t(), [{String.t(), String.t()}], iodata, map) ::
           {:ok, non_neg_integer, [{String.t(), String.t()}], binary} | {:error, atom, String.t()}
-  def llm_http_request(_method, _url, _headers, _body, _opts), do: nif_error()
+  def llm_http_request(_method, _url, _headers, _body, _opts), do: nif_missing()
   @doc "Decodes JSON into maps with binary keys, lists, binaries, numbers, booleans and nil."
   @spec json_decode(binary) :: {:ok, term} | {:error, String.t()}
-  def json_decode(_json), do: nif_error()
+  def json_decode(_json), do: nif_missing()
   @doc "Encodes maps, lists, binaries, numbers, booleans, nil and atoms as JSON."
   @spec json_encode(term) :: binary
-  def json_encode(_term), do: nif_error()
+  def json_encode(_term), do: nif_missing()
   @doc "Builds a Gemini generateContent request body."
   @spec llm_build_gemini_request(String.t() | nil, String.t(), boolean, number, non_neg_integer) :: binary
-  def llm_build_gemini_request(_system, _user, _plan_schema, _temperature, _max_tokens), do: nif_error()
+  def llm_build_gemini_request(_system, _user, _plan_schema, _temperature, _max_tokens), do: nif_missing()
   @doc "Builds an OpenAI-compatible chat-completions request body."
   @spec llm_build_openai_request(String.t(), String.t() | nil, String.t(), boolean, number, non_neg_integer) ::
           binary
-  def llm_build_openai_request(_model, _system, _user, _json_mode, _temperature, _max_tokens), do: nif_error()
+  def llm_build_openai_request(_model, _system, _user, _json_mode, _temperature, _max_tokens), do: nif_missing()
   @doc "Extracts the model's text from a Gemini/Vertex or OpenAI response body."
   @spec llm_extract_text(:gemini | :openai, binary) :: {:ok, String.t()} | {:error, atom, String.t()}
-  def llm_extract_text(_format, _body), do: nif_error()
+  def llm_extract_text(_format, _body), do: nif_missing()
   @doc "Parses and checks a plan answer (JSON text) into an intermediate map."
   @spec llm_parse_plan(binary) :: {:ok, map} | {:error, atom, String.t()}
-  def llm_parse_plan(_text), do: nif_error()
+  def llm_parse_plan(_text), do: nif_missing()
   @doc "The JSON responseSchema of a plan answer."
   @spec llm_plan_schema() :: binary
-  def llm_plan_schema, do: nif_error()
+  def llm_plan_schema, do: nif_missing()
 end
