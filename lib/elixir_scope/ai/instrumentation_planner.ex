@@ -64,7 +64,9 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
       analysis.functions
       |> Enum.map(fn f -> {{f.name, f.arity}, choose(f, strategy, genserver?)} end)
 
-    functions = Map.new(choices, fn {key, {entry, _reason}} -> {key, entry} end)
+    # macros are never instrumented and are not functions of the plan (only their reason is kept)
+    macros = for f <- analysis.functions, macro?(f), into: MapSet.new(), do: {f.name, f.arity}
+    functions = for {key, {entry, _reason}} <- choices, key not in macros, into: %{}, do: {key, entry}
     reasons = Map.new(choices, fn {key, {_entry, reason}} -> {key, reason} end)
 
     {level, gs, mod_reason} = module_level(analysis, strategy, genserver?)

@@ -51,6 +51,21 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
     assert count.(InstrumentationPlanner.plan(as, :balanced) |> elem(1)) < count.(full)
   end
 
+  test "macros are left out of the functions (with a reason)", %{analyses: as} do
+    for strategy <- [:minimal, :balanced, :full] do
+      {:ok, plan} = InstrumentationPlanner.plan(as, strategy)
+      refute Map.has_key?(plan.modules[Sample.Macros].functions, {:twice, 1})
+      assert plan.modules[Sample.Macros].reasons[{:twice, 1}] =~ "macro"
+      assert Map.has_key?(plan.modules[Sample.Macros].functions, {:four, 0})
+    end
+
+    assert {:ok, plan} = ElixirScope.AI.LLM.Mock.plan_instrumentation(as, [])
+    refute Map.has_key?(plan.modules[Sample.Macros].functions, {:twice, 1})
+    answer = ~s({"modules":[{"module":"Sample.Macros","functions":[{"name":"twice","arity":1,"level":"full"}]}]})
+    assert {:error, {:invalid_plan, msg}} = ElixirScope.AI.LLM.Mock.plan_instrumentation(as, response: answer)
+    assert msg =~ "twice/1"
+  end
+
   test "unknown strategy" do
     assert {:error, msg} = InstrumentationPlanner.plan([], :everything)
     assert msg =~ "strategy"

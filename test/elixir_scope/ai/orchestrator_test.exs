@@ -18,7 +18,7 @@ defmodule ElixirScope.AI.OrchestratorTest do
              Orchestrator.run(root: AIFixtures.root(), output: out, provider: :heuristic, strategy: :balanced)
 
     assert {:ok, ^plan} = Orchestrator.load_plan(out)
-    assert Map.keys(plan.modules) |> Enum.sort() == [Sample.Counter, Sample.Math, Sample.Math.Inner]
+    assert Map.keys(plan.modules) |> Enum.sort() == [Sample.Counter, Sample.Macros, Sample.Math, Sample.Math.Inner]
     assert File.read!(out) =~ "strategy balanced"
   end
 
@@ -74,7 +74,7 @@ defmodule ElixirScope.AI.OrchestratorTest do
         Mix.Tasks.Scope.Plan.run(["--root", AIFixtures.root(), "--output", out, "--strategy", "minimal", "--provider", "heuristic"])
       end)
 
-    assert output =~ "3 modules planned (strategy minimal, provider heuristic)"
+    assert output =~ "4 modules planned (strategy minimal, provider heuristic)"
     assert output =~ "save/2"
     assert {:ok, %{strategy: :minimal}} = Orchestrator.load_plan(out)
 

@@ -39,8 +39,9 @@ defmodule ElixirScope.AI.LLM.Mock do
   defp canned(analyses, strategy) do
     modules =
       Map.new(analyses, fn a ->
-        fs = Map.new(a.functions, &{{&1.name, &1.arity}, %{level: if(&1.public?, do: :function_boundaries, else: :none)}})
-        reasons = Map.new(a.functions, &{{&1.name, &1.arity}, "mock: canned plan (#{if &1.public?, do: "public", else: "private"})"})
+        funs = Enum.reject(a.functions, &(&1.kind in [:defmacro, :defmacrop]))
+        fs = Map.new(funs, &{{&1.name, &1.arity}, %{level: if(&1.public?, do: :function_boundaries, else: :none)}})
+        reasons = Map.new(funs, &{{&1.name, &1.arity}, "mock: canned plan (#{if &1.public?, do: "public", else: "private"})"})
         {a.module, %{level: :none, functions: fs, genserver_state: :auto, macros: false, reasons: Map.put(reasons, :module, "mock: canned plan")}}
       end)
 

@@ -69,11 +69,12 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
 
   defp convert_module(m, analysis, default_level, provider) do
     level = m.level || default_level || :none
-    funs = Map.new(analysis.functions, &{{Atom.to_string(&1.name), &1.arity}, &1})
+    defined = Enum.reject(analysis.functions, &(&1.kind in [:defmacro, :defmacrop]))
+    funs = Map.new(defined, &{{Atom.to_string(&1.name), &1.arity}, &1})
 
     alt =
       Map.new(
-        Enum.flat_map(analysis.functions, fn f -> Enum.map(f.arities, &{{Atom.to_string(f.name), &1}, f}) end)
+        Enum.flat_map(defined, fn f -> Enum.map(f.arities, &{{Atom.to_string(f.name), &1}, f}) end)
       )
 
     result =

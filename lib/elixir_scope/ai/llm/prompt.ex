@@ -56,7 +56,9 @@ defmodule ElixirScope.AI.LLM.Prompt do
       otp_role: a.otp_role,
       behaviours: Enum.map(a.behaviours, &inspect/1),
       functions:
-        Enum.map(a.functions, fn f ->
+        a.functions
+        |> Enum.reject(&(&1.kind in [:defmacro, :defmacrop]))
+        |> Enum.map(fn f ->
           %{
             name: Atom.to_string(f.name),
             arity: f.arity,

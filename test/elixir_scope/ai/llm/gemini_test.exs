@@ -45,7 +45,7 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
         AIFixtures.assert_answer_plan(plan)
       end)
 
-    assert log =~ "did not cover Sample.Math.Inner"
+    assert log =~ ~r"did not cover .*Sample.Math.Inner"
     assert_received {:request, req}
     assert req.method == "POST"
     assert req.query == nil
