@@ -6,6 +6,12 @@ defmodule Mix.Tasks.Scope.Plan do
 
       mix scope.plan [--strategy minimal|balanced|full] [--provider gemini|vertex|openai_compatible|mock|heuristic]
                      [--path lib]... [--root DIR] [--output FILE] [--dry-run]
+                     [--base-url URL] [--model NAME] [--timeout MS]
+
+  Provider settings come from `config :elixir_scope, :ai` and the environment
+  (GOOGLE_API_KEY, VERTEX_JSON_FILE, OPENAI_API_KEY, OPENAI_BASE_URL);
+  `--base-url`, `--model` and `--timeout` (the analysis_timeout) override them.
+  Keys are never taken from the command line.
 
   The plan is printed as a table (module, function, level, reason). When the
   LLM provider fails or answers with an invalid plan, the heuristic plan is
@@ -16,7 +22,8 @@ defmodule Mix.Tasks.Scope.Plan do
   alias ElixirScope.AI.{InstrumentationPlanner, Orchestrator}
   alias ElixirScope.AI.LLM.Provider
 
-  @switches [strategy: :string, provider: :string, path: :keep, root: :string, output: :string, dry_run: :boolean]
+  @switches [strategy: :string, provider: :string, path: :keep, root: :string, output: :string, dry_run: :boolean,
+              base_url: :string, model: :string, timeout: :integer]
 
   @impl true
   def run(argv) do
@@ -35,6 +42,9 @@ defmodule Mix.Tasks.Scope.Plan do
       ]
       |> put_opt(:provider, opts[:provider] && parse_choice(opts[:provider], Provider.names(), "--provider"))
       |> put_opt(:output, opts[:output])
+      |> put_opt(:base_url, opts[:base_url])
+      |> put_opt(:model, opts[:model])
+      |> put_opt(:analysis_timeout, opts[:timeout])
 
     case Orchestrator.run(run_opts) do
       {:ok, %{plan: plan, warnings: warnings, path: path}} ->

@@ -82,6 +82,24 @@ defmodule ElixirScope.AI.OrchestratorTest do
     assert output =~ "OTP role: genserver"
     assert output =~ "def handle_call/3"
 
+    srv = LLMServer.start(fn _ -> {200, [], LLMServer.openai_body(AIFixtures.plan_answer())} end)
+    on_exit(fn -> LLMServer.stop(srv) end)
+
+    output =
+      capture_log(fn ->
+        send(self(), {:io, capture_io(fn ->
+          Mix.Tasks.Scope.Plan.run(["--root", AIFixtures.root(), "--output", out, "--provider", "openai_compatible",
+                                    "--base-url", srv.url, "--model", "local"])
+        end)})
+      end)
+
+    assert_received {:io, io}
+    assert io =~ "provider openai_compatible"
+    assert io =~ "state updates"
+    assert output =~ "did not cover"
+    assert {:ok, plan} = Orchestrator.load_plan(out)
+    AIFixtures.assert_answer_plan(plan)
+
     assert_raise Mix.Error, ~r/--strategy/, fn -> Mix.Tasks.Scope.Plan.run(["--strategy", "huge", "--root", AIFixtures.root()]) end
   end
 end
