@@ -45,7 +45,9 @@ defmodule ElixirScope.AI do
   end
 
   defp find_exception(_da, %{kind: :exception} = e), do: {:ok, e}
-  defp find_exception(_da, %{kind: k}), do: {:error, "event is a #{inspect(k)}, not an :exception"}
+
+  defp find_exception(_da, %{kind: k}),
+    do: {:error, "event is a #{inspect(k)}, not an :exception"}
 
   defp find_exception(da, id) when is_integer(id) and id > 0 do
     case unwrap(call(da, :get_event, [id])) do
@@ -66,10 +68,12 @@ defmodule ElixirScope.AI do
     end
   end
 
-  defp find_exception(_da, other), do: {:error, "expected an exception event or an event/call id, got: #{inspect(other)}"}
+  defp find_exception(_da, other),
+    do: {:error, "expected an exception event or an event/call id, got: #{inspect(other)}"}
 
   defp chain_events(da, exc, max) do
-    case call(da, :get_events, [[pid: exc.pid, before_id: exc.id + 1, order: :desc, limit: max]]) |> unwrap() do
+    case call(da, :get_events, [[pid: exc.pid, before_id: exc.id + 1, order: :desc, limit: max]])
+         |> unwrap() do
       list when is_list(list) -> {:ok, Enum.reverse(list)}
       _ -> {:error, "could not read the events of #{inspect(exc.pid)} from the store"}
     end

@@ -27,7 +27,13 @@ defmodule ElixirScope.Test.AIFixtures do
           "genserver_state" => "true",
           "reason" => "stateful GenServer",
           "functions" => [
-            %{"name" => "handle_call", "arity" => 3, "level" => "locals", "capture_locals" => true, "reason" => "state updates"},
+            %{
+              "name" => "handle_call",
+              "arity" => 3,
+              "level" => "locals",
+              "capture_locals" => true,
+              "reason" => "state updates"
+            },
             %{"name" => "get", "arity" => 0, "level" => "none", "reason" => "trivial read"}
           ]
         },
@@ -36,8 +42,19 @@ defmodule ElixirScope.Test.AIFixtures do
           "level" => "none",
           "reason" => "pure helpers",
           "functions" => [
-            %{"name" => "classify", "arity" => 1, "level" => "full", "trace_expressions" => true, "reason" => "many branches"},
-            %{"name" => "save", "arity" => 2, "level" => "function_boundaries", "reason" => "file and ETS side effects"}
+            %{
+              "name" => "classify",
+              "arity" => 1,
+              "level" => "full",
+              "trace_expressions" => true,
+              "reason" => "many branches"
+            },
+            %{
+              "name" => "save",
+              "arity" => 2,
+              "level" => "function_boundaries",
+              "reason" => "file and ETS side effects"
+            }
           ]
         }
       ]
@@ -64,7 +81,9 @@ defmodule ElixirScope.Test.AIFixtures do
     math = plan.modules[Sample.Math]
     assert math.functions[{:classify, 1}] == %{level: :full, trace_expressions: :all}
     # left out by the answer: planned by the heuristic
-    assert %{functions: %{{:ping, 1} => %{level: :function_boundaries}}} = plan.modules[Sample.Math.Inner]
+    assert %{functions: %{{:ping, 1} => %{level: :function_boundaries}}} =
+             plan.modules[Sample.Math.Inner]
+
     assert plan.version == 1
     :ok
   end

@@ -14,7 +14,16 @@ defmodule ElixirScope.Test.LLMServer do
   @spec start((map -> term)) :: map
   def start(handler) do
     {:ok, log} = Agent.start(fn -> [] end)
-    {:ok, listen} = :gen_tcp.listen(0, [:binary, packet: :raw, active: false, reuseaddr: true, ip: {127, 0, 0, 1}])
+
+    {:ok, listen} =
+      :gen_tcp.listen(0, [
+        :binary,
+        packet: :raw,
+        active: false,
+        reuseaddr: true,
+        ip: {127, 0, 0, 1}
+      ])
+
     {:ok, port} = :inet.port(listen)
     parent = self()
 
@@ -72,7 +81,11 @@ defmodule ElixirScope.Test.LLMServer do
 
   defp respond(sock, {status, headers, body}) do
     head =
-      ["HTTP/1.1 #{status} #{reason(status)}\r\n", "content-length: #{IO.iodata_length(body)}\r\n", "connection: close\r\n"] ++
+      [
+        "HTTP/1.1 #{status} #{reason(status)}\r\n",
+        "content-length: #{IO.iodata_length(body)}\r\n",
+        "connection: close\r\n"
+      ] ++
         Enum.map(headers, fn {k, v} -> "#{k}: #{v}\r\n" end) ++ ["\r\n"]
 
     :gen_tcp.send(sock, [head, body])
@@ -94,7 +107,15 @@ defmodule ElixirScope.Test.LLMServer do
       len = String.to_integer(Map.get(headers, "content-length", "0"))
       {:ok, body} = if len > 0, do: :gen_tcp.recv(sock, len, 5000), else: {:ok, ""}
       [path | q] = String.split(full, "?", parts: 2)
-      {:ok, %{method: to_string(method), path: path, query: List.first(q), headers: headers, body: body}}
+
+      {:ok,
+       %{
+         method: to_string(method),
+         path: path,
+         query: List.first(q),
+         headers: headers,
+         body: body
+       }}
     else
       _ -> :error
     end
@@ -102,9 +123,14 @@ defmodule ElixirScope.Test.LLMServer do
 
   defp read_headers(sock, acc) do
     case :gen_tcp.recv(sock, 0, 5000) do
-      {:ok, {:http_header, _, name, _, value}} -> read_headers(sock, Map.put(acc, String.downcase(to_string(name)), value))
-      {:ok, :http_eoh} -> {:ok, acc}
-      other -> {:error, other}
+      {:ok, {:http_header, _, name, _, value}} ->
+        read_headers(sock, Map.put(acc, String.downcase(to_string(name)), value))
+
+      {:ok, :http_eoh} ->
+        {:ok, acc}
+
+      other ->
+        {:error, other}
     end
   end
 
@@ -114,7 +140,12 @@ defmodule ElixirScope.Test.LLMServer do
   @spec gemini_body(String.t()) :: String.t()
   def gemini_body(text) do
     ElixirScope.NIF.json_encode(%{
-      "candidates" => [%{"content" => %{"parts" => [%{"text" => text}], "role" => "model"}, "finishReason" => "STOP"}],
+      "candidates" => [
+        %{
+          "content" => %{"parts" => [%{"text" => text}], "role" => "model"},
+          "finishReason" => "STOP"
+        }
+      ],
       "modelVersion" => "test"
     })
   end
@@ -125,14 +156,23 @@ defmodule ElixirScope.Test.LLMServer do
     ElixirScope.NIF.json_encode(%{
       "id" => "chatcmpl-test",
       "object" => "chat.completion",
-      "choices" => [%{"index" => 0, "message" => %{"role" => "assistant", "content" => text}, "finish_reason" => "stop"}]
+      "choices" => [
+        %{
+          "index" => 0,
+          "message" => %{"role" => "assistant", "content" => text},
+          "finish_reason" => "stop"
+        }
+      ]
     })
   end
 
   @doc "A Google-style JSON error body."
   @spec error_body(integer, String.t()) :: String.t()
   def error_body(code, message),
-    do: ElixirScope.NIF.json_encode(%{"error" => %{"code" => code, "message" => message, "status" => "ERROR"}})
+    do:
+      ElixirScope.NIF.json_encode(%{
+        "error" => %{"code" => code, "message" => message, "status" => "ERROR"}
+      })
 
   @doc "A port on 127.0.0.1 where nothing listens."
   @spec closed_port() :: pos_integer
@@ -148,7 +188,9 @@ defmodule ElixirScope.Test.LLMServer do
   def verify_jwt(jwt, public_key) do
     with [h, c, s] <- String.split(jwt, "."),
          {:ok, sig} <- Base.url_decode64(s, padding: false),
-         true <- :public_key.verify(h <> "." <> c, :sha256, sig, public_key) || {:error, "bad signature"},
+         true <-
+           :public_key.verify(h <> "." <> c, :sha256, sig, public_key) ||
+             {:error, "bad signature"},
          {:ok, hj} <- Base.url_decode64(h, padding: false),
          {:ok, %{"alg" => "RS256"}} <- ElixirScope.NIF.json_decode(hj),
          {:ok, cj} <- Base.url_decode64(c, padding: false),

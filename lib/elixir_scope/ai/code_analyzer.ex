@@ -51,7 +51,8 @@ defmodule ElixirScope.AI.CodeAnalyzer do
   quoted AST (a `defmodule`). For a source with several modules the first
   top-level one is analysed (see `analyze_source/2` for all of them).
   """
-  @spec analyze_module(module | String.t() | Macro.t(), keyword) :: {:ok, analysis} | {:error, String.t()}
+  @spec analyze_module(module | String.t() | Macro.t(), keyword) ::
+          {:ok, analysis} | {:error, String.t()}
   def analyze_module(input, opts \\ [])
 
   def analyze_module(source, opts) when is_binary(source) do
@@ -134,7 +135,9 @@ defmodule ElixirScope.AI.CodeAnalyzer do
     [analyze_body(module, stmts, meta, file) | nested]
   end
 
-  defp modules_in({:__block__, _, stmts}, parent, file), do: Enum.flat_map(stmts, &modules_in(&1, parent, file))
+  defp modules_in({:__block__, _, stmts}, parent, file),
+    do: Enum.flat_map(stmts, &modules_in(&1, parent, file))
+
   defp modules_in(_, _, _), do: []
 
   defp alias_parts({:__aliases__, _, parts}), do: Enum.map(parts, &alias_part/1)
@@ -156,8 +159,7 @@ defmodule ElixirScope.AI.CodeAnalyzer do
 
     funs = build_functions(defs, aliases, role)
 
-    external =
-      funs |> Enum.flat_map(& &1.remote_calls) |> Enum.uniq() |> Enum.sort()
+    external = funs |> Enum.flat_map(& &1.remote_calls) |> Enum.uniq() |> Enum.sort()
 
     %{
       module: module,
@@ -217,8 +219,7 @@ defmodule ElixirScope.AI.CodeAnalyzer do
     with {:ok, {^module, [debug_info: {:debug_info_v1, backend, data}]}} <-
            :beam_lib.chunks(:code.which(module), [:debug_info]),
          {:ok, %{definitions: defs} = info} <- backend.debug_info(:elixir_v1, module, data, []) do
-      behaviours =
-        for {:behaviour, b} <- Map.get(info, :attributes, []), do: b
+      behaviours = for {:behaviour, b} <- Map.get(info, :attributes, []), do: b
 
       behaviours = behaviours ++ module_behaviours(module)
       file = Map.get(info, :file)
@@ -265,8 +266,11 @@ defmodule ElixirScope.AI.CodeAnalyzer do
 
       {:alias, _, [{{:., _, [{:__aliases__, _, base_parts}, :{}]}, _, subs}]}, acc ->
         Enum.reduce(subs, acc, fn
-          {:__aliases__, _, parts}, a -> Map.put(a, List.last(parts), Module.concat(base_parts ++ parts))
-          _, a -> a
+          {:__aliases__, _, parts}, a ->
+            Map.put(a, List.last(parts), Module.concat(base_parts ++ parts))
+
+          _, a ->
+            a
         end)
 
       _, acc ->
@@ -274,7 +278,8 @@ defmodule ElixirScope.AI.CodeAnalyzer do
     end)
   end
 
-  defp resolve({:__aliases__, _, [:__MODULE__ | rest]}, aliases), do: Module.concat([aliases.__MODULE__ | rest])
+  defp resolve({:__aliases__, _, [:__MODULE__ | rest]}, aliases),
+    do: Module.concat([aliases.__MODULE__ | rest])
 
   defp resolve({:__aliases__, _, [first | rest] = parts}, aliases) when is_atom(first) do
     case Map.get(aliases, first) do
@@ -338,8 +343,11 @@ defmodule ElixirScope.AI.CodeAnalyzer do
 
         {:defdelegate, meta, [head | _]}, {acc, impl} ->
           case def_head(head) do
-            {name, arity, defaults} -> {[{name, arity, defaults, :defdelegate, meta, impl, {head, nil}} | acc], false}
-            nil -> {acc, impl}
+            {name, arity, defaults} ->
+              {[{name, arity, defaults, :defdelegate, meta, impl, {head, nil}} | acc], false}
+
+            nil ->
+              {acc, impl}
           end
 
         _, acc ->
@@ -360,7 +368,10 @@ defmodule ElixirScope.AI.CodeAnalyzer do
         line: Keyword.get(meta, :line, 0),
         end_line: end_line(entries),
         impl: Enum.any?(entries, &elem(&1, 5)),
-        clauses: entries |> Enum.map(&elem(&1, 6)) |> Enum.reject(fn {_h, b} -> is_nil(b) and kind != :defdelegate end)
+        clauses:
+          entries
+          |> Enum.map(&elem(&1, 6))
+          |> Enum.reject(fn {_h, b} -> is_nil(b) and kind != :defdelegate end)
       }
     end)
     |> Enum.sort_by(& &1.line)
@@ -378,8 +389,11 @@ defmodule ElixirScope.AI.CodeAnalyzer do
   defp max_line(ast, start) do
     {_, m} =
       Macro.prewalk(ast, start, fn
-        {_, meta, _} = node, acc when is_list(meta) -> {node, max(acc, Keyword.get(meta, :line, acc))}
-        node, acc -> {node, acc}
+        {_, meta, _} = node, acc when is_list(meta) ->
+          {node, max(acc, Keyword.get(meta, :line, acc))}
+
+        node, acc ->
+          {node, acc}
       end)
 
     m
@@ -402,7 +416,11 @@ defmodule ElixirScope.AI.CodeAnalyzer do
 
   defp build_functions(defs, aliases, role) do
     defined = MapSet.new(Enum.flat_map(defs, fn d -> Enum.map(d.arities, &{d.name, &1}) end))
-    canonical = Map.new(Enum.flat_map(defs, fn d -> Enum.map(d.arities, &{{d.name, &1}, {d.name, d.arity}}) end))
+
+    canonical =
+      Map.new(
+        Enum.flat_map(defs, fn d -> Enum.map(d.arities, &{{d.name, &1}, {d.name, d.arity}}) end)
+      )
 
     infos =
       Enum.map(defs, fn d ->
@@ -459,19 +477,58 @@ defmodule ElixirScope.AI.CodeAnalyzer do
     end
   end
 
-  @special [:__block__, :__aliases__, :fn, :->, :<-, :=, :|>, :., :when, :case, :cond, :if, :unless, :with,
-            :try, :receive, :for, :quote, :unquote, :&, :^, :@, :{}, :%{}, :%, :<<>>, :"::", :__MODULE__,
-            :__ENV__, :__CALLER__, :__DIR__, :__STACKTRACE__, :super, :import, :require, :alias, :raise,
-            :reraise, :throw]
+  @special [
+    :__block__,
+    :__aliases__,
+    :fn,
+    :->,
+    :<-,
+    :=,
+    :|>,
+    :.,
+    :when,
+    :case,
+    :cond,
+    :if,
+    :unless,
+    :with,
+    :try,
+    :receive,
+    :for,
+    :quote,
+    :unquote,
+    :&,
+    :^,
+    :@,
+    :{},
+    :%{},
+    :%,
+    :<<>>,
+    :"::",
+    :__MODULE__,
+    :__ENV__,
+    :__CALLER__,
+    :__DIR__,
+    :__STACKTRACE__,
+    :super,
+    :import,
+    :require,
+    :alias,
+    :raise,
+    :reraise,
+    :throw
+  ]
 
   # {local_calls [{name, arity}] restricted to `defined`, remote_calls [{mod, fun, arity}]}
   defp calls(bodies, aliases, defined) do
     {_, acc} =
       Macro.prewalk(bodies, {[], []}, fn
-        {:|>, _, [lhs, {{:., _, [mod, fun]}, _, args}]}, {l, r} when is_atom(fun) and is_list(args) ->
+        {:|>, _, [lhs, {{:., _, [mod, fun]}, _, args}]}, {l, r}
+        when is_atom(fun) and is_list(args) ->
           {[lhs, args], {l, add_remote(r, mod, fun, length(args) + 1, aliases)}}
 
-        {:|>, _, [lhs, {name, _, args}]}, {l, r} when is_atom(name) and is_list(args) and name not in @special ->
+        {:|>, _, [lhs, {name, _, args}]}, {l, r}
+        when is_atom(name) and is_list(args) and name not in @special ->
           {[lhs, args], {add_local(l, name, length(args) + 1, defined), r}}
 
         {:&, _, [{:/, _, [{{:., _, [mod, fun]}, _, []}, arity]}]} = node, {l, r}
@@ -485,7 +542,8 @@ defmodule ElixirScope.AI.CodeAnalyzer do
         {{:., _, [mod, fun]}, _, args} = node, {l, r} when is_atom(fun) and is_list(args) ->
           {node, {l, add_remote(r, mod, fun, length(args), aliases)}}
 
-        {name, _, args} = node, {l, r} when is_atom(name) and is_list(args) and name not in @special ->
+        {name, _, args} = node, {l, r}
+        when is_atom(name) and is_list(args) and name not in @special ->
           {node, {add_local(l, name, length(args), defined), r}}
 
         node, acc ->
@@ -537,7 +595,8 @@ defmodule ElixirScope.AI.CodeAnalyzer do
   @spec remote_effect(module, atom) :: [atom]
   def remote_effect(m, f) do
     cond do
-      m in [GenServer, :gen_server, :gen_statem, :gen] and f in [:call, :cast, :reply, :multi_call, :abcast] ->
+      m in [GenServer, :gen_server, :gen_statem, :gen] and
+          f in [:call, :cast, :reply, :multi_call, :abcast] ->
         [:genserver_call]
 
       m in [GenServer, :gen_server, Supervisor, DynamicSupervisor, Task.Supervisor] and
@@ -562,7 +621,19 @@ defmodule ElixirScope.AI.CodeAnalyzer do
       m in [IO, :io] ->
         [:io]
 
-      m in [:gen_tcp, :gen_udp, :ssl, :httpc, :inets, :socket, HTTPoison, Req, Tesla, Finch, Mint.HTTP] ->
+      m in [
+        :gen_tcp,
+        :gen_udp,
+        :ssl,
+        :httpc,
+        :inets,
+        :socket,
+        HTTPoison,
+        Req,
+        Tesla,
+        Finch,
+        Mint.HTTP
+      ] ->
         [:network]
 
       m in [Logger, :logger] ->

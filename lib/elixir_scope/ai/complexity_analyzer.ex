@@ -9,7 +9,11 @@ defmodule ElixirScope.AI.ComplexityAnalyzer do
   `else` clause, each `rescue`/`catch` clause, `&&`/`||`/`and`/`or`, guards.
   """
 
-  @type metrics :: %{cyclomatic: pos_integer, nesting_depth: non_neg_integer, size: non_neg_integer}
+  @type metrics :: %{
+          cyclomatic: pos_integer,
+          nesting_depth: non_neg_integer,
+          size: non_neg_integer
+        }
   @type result :: %{
           cyclomatic: pos_integer,
           nesting_depth: non_neg_integer,
@@ -56,13 +60,15 @@ defmodule ElixirScope.AI.ComplexityAnalyzer do
   @doc "Metrics of the clauses of one function (each a `{head, body}` pair of quoted code)."
   @spec function_metrics([{Macro.t(), Macro.t()}]) :: metrics
   def function_metrics(clauses) do
-    per = Enum.map(clauses, fn {head, body} -> {metrics(head), metrics(body), guard_count(head)} end)
+    per =
+      Enum.map(clauses, fn {head, body} -> {metrics(head), metrics(body), guard_count(head)} end)
 
     %{
       cyclomatic:
         1 + (length(clauses) - 1) +
           Enum.sum(Enum.map(per, fn {_h, b, g} -> b.cyclomatic - 1 + g end)),
-      nesting_depth: per |> Enum.map(fn {_h, b, _g} -> b.nesting_depth end) |> Enum.max(fn -> 0 end),
+      nesting_depth:
+        per |> Enum.map(fn {_h, b, _g} -> b.nesting_depth end) |> Enum.max(fn -> 0 end),
       size: Enum.sum(Enum.map(per, fn {h, b, _g} -> h.size + b.size end))
     }
   end
@@ -118,7 +124,10 @@ defmodule ElixirScope.AI.ComplexityAnalyzer do
 
   defp decisions({:case, _, [_subject, kw]}), do: clause_count(kw, :do) - 1
   defp decisions({:cond, _, [kw]}), do: clause_count(kw, :do) - 1
-  defp decisions({:receive, _, [kw]}), do: max(clause_count(kw, :do) - 1, 0) + if(has?(kw, :after), do: 1, else: 0)
+
+  defp decisions({:receive, _, [kw]}),
+    do: max(clause_count(kw, :do) - 1, 0) + if(has?(kw, :after), do: 1, else: 0)
+
   defp decisions({:fn, _, clauses}), do: length(clauses) - 1 + Enum.count(clauses, &fn_guard?/1)
   defp decisions({form, _, _}) when form in [:if, :unless], do: 1
 
@@ -129,7 +138,8 @@ defmodule ElixirScope.AI.ComplexityAnalyzer do
 
   defp decisions({:for, _, args}), do: Enum.count(args, &match?({:<-, _, _}, &1))
 
-  defp decisions({:try, _, [kw]}), do: clause_count(kw, :rescue) + clause_count(kw, :catch) + clause_count(kw, :else)
+  defp decisions({:try, _, [kw]}),
+    do: clause_count(kw, :rescue) + clause_count(kw, :catch) + clause_count(kw, :else)
 
   defp decisions(_), do: 0
 

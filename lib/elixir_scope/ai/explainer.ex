@@ -174,7 +174,13 @@ defmodule ElixirScope.AI.Explainer do
   end
 
   defp brief(e) do
-    %{id: e.id, kind: e.kind, function: mfa(e), line: e.line, value: show(e.payload) |> String.slice(0, 120)}
+    %{
+      id: e.id,
+      kind: e.kind,
+      function: mfa(e),
+      line: e.line,
+      value: show(e.payload) |> String.slice(0, 120)
+    }
   end
 
   defp show(value) do
@@ -186,7 +192,11 @@ defmodule ElixirScope.AI.Explainer do
   @spec jsonable(map) :: map
   def jsonable(ctx) do
     %{
-      exception: %{ctx.exception | reason: show(ctx.exception.reason), kind: to_string(ctx.exception.kind)},
+      exception: %{
+        ctx.exception
+        | reason: show(ctx.exception.reason),
+          kind: to_string(ctx.exception.kind)
+      },
       chain: ctx.chain,
       locals: ctx.locals,
       state: ctx.state && %{ctx.state | phase: to_string(ctx.state.phase)},
@@ -211,16 +221,28 @@ defmodule ElixirScope.AI.Explainer do
     innermost = List.last(ctx.chain)
 
     args_text =
-      if innermost, do: "#{innermost.function} was called with (#{Enum.join(innermost.args, ", ")})", else: nil
+      if innermost,
+        do: "#{innermost.function} was called with (#{Enum.join(innermost.args, ", ")})",
+        else: nil
 
     locals_text =
       if map_size(ctx.locals) > 0,
-        do: "locals at the time: " <> Enum.map_join(ctx.locals, ", ", fn {k, v} -> "#{k} = #{v}" end)
+        do:
+          "locals at the time: " <>
+            Enum.map_join(ctx.locals, ", ", fn {k, v} -> "#{k} = #{v}" end)
 
-    state_text = if ctx.state, do: "GenServer state (#{ctx.state.phase} #{ctx.state.function}): #{ctx.state.value}"
+    state_text =
+      if ctx.state,
+        do: "GenServer state (#{ctx.state.phase} #{ctx.state.function}): #{ctx.state.value}"
 
     explanation =
-      [summary_text(ctx), args_text, locals_text, state_text, if(ctx.truncated?, do: "(some values were truncated)")]
+      [
+        summary_text(ctx),
+        args_text,
+        locals_text,
+        state_text,
+        if(ctx.truncated?, do: "(some values were truncated)")
+      ]
       |> Enum.reject(&is_nil/1)
       |> Enum.join(". ")
 
@@ -234,32 +256,45 @@ defmodule ElixirScope.AI.Explainer do
   end
 
   defp fix(%{type: "FunctionClauseError"}, f),
-    do: "No clause of #{f && f.function} matched the arguments above: add a clause for them or validate the input earlier."
+    do:
+      "No clause of #{f && f.function} matched the arguments above: add a clause for them or validate the input earlier."
 
-  defp fix(%{type: "CaseClauseError"}, _), do: "A case had no clause for the value: add a clause (or a catch-all) for it."
-  defp fix(%{type: "WithClauseError"}, _), do: "A with had no else clause for the value: add an else clause."
-  defp fix(%{type: "MatchError"}, _), do: "A pattern match (=) failed: handle the other shapes of the value with case."
+  defp fix(%{type: "CaseClauseError"}, _),
+    do: "A case had no clause for the value: add a clause (or a catch-all) for it."
+
+  defp fix(%{type: "WithClauseError"}, _),
+    do: "A with had no else clause for the value: add an else clause."
+
+  defp fix(%{type: "MatchError"}, _),
+    do: "A pattern match (=) failed: handle the other shapes of the value with case."
 
   defp fix(%{type: "KeyError"}, _),
     do: "A key was missing: use Map.get/3 or Map.fetch/2, or make sure the key is always set."
 
-  defp fix(%{type: "ArithmeticError"}, _), do: "An arithmetic operand was not a number (or a division by zero): check the operands."
+  defp fix(%{type: "ArithmeticError"}, _),
+    do: "An arithmetic operand was not a number (or a division by zero): check the operands."
 
   defp fix(%{type: "UndefinedFunctionError"}, _),
-    do: "The function does not exist or its module is not loaded: check the name, arity and dependencies."
+    do:
+      "The function does not exist or its module is not loaded: check the name, arity and dependencies."
 
   defp fix(%{type: "ArgumentError"}, f),
-    do: "A function got an invalid argument in #{f && f.function}: check the argument types shown above."
+    do:
+      "A function got an invalid argument in #{f && f.function}: check the argument types shown above."
 
   defp fix(%{type: "Protocol.UndefinedError"}, _),
-    do: "A protocol is not implemented for the value: convert the value or implement the protocol."
+    do:
+      "A protocol is not implemented for the value: convert the value or implement the protocol."
 
   defp fix(%{kind: :exit, banner: b}, _) do
     if String.contains?(b, "timeout"),
-      do: "A call timed out: the callee was busy or blocked; raise the timeout or make the callee answer sooner.",
+      do:
+        "A call timed out: the callee was busy or blocked; raise the timeout or make the callee answer sooner.",
       else: "A process exited: check the exit reason and the linked processes."
   end
 
-  defp fix(%{kind: :throw}, _), do: "A value was thrown and not caught: catch it where it is expected."
+  defp fix(%{kind: :throw}, _),
+    do: "A value was thrown and not caught: catch it where it is expected."
+
   defp fix(_, _), do: "Inspect the arguments and locals above at the failing line."
 end

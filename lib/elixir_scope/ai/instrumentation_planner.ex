@@ -66,7 +66,10 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
 
     # macros are never instrumented and are not functions of the plan (only their reason is kept)
     macros = for f <- analysis.functions, macro?(f), into: MapSet.new(), do: {f.name, f.arity}
-    functions = for {key, {entry, _reason}} <- choices, key not in macros, into: %{}, do: {key, entry}
+
+    functions =
+      for {key, {entry, _reason}} <- choices, key not in macros, into: %{}, do: {key, entry}
+
     reasons = Map.new(choices, fn {key, {_entry, reason}} -> {key, reason} end)
 
     {level, gs, mod_reason} = module_level(analysis, strategy, genserver?)
@@ -85,20 +88,25 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
   end
 
   defp module_level(analysis, :minimal, _genserver?) do
-    {:none, false, "strategy :minimal: only GenServer callbacks and public functions with side effects (#{role_text(analysis)})"}
+    {:none, false,
+     "strategy :minimal: only GenServer callbacks and public functions with side effects (#{role_text(analysis)})"}
   end
 
   defp module_level(analysis, :balanced, genserver?) do
     gs_text = if genserver?, do: "; GenServer state captured around callbacks", else: ""
-    {:none, genserver?, "strategy :balanced: per-function choices below (#{role_text(analysis)})#{gs_text}"}
+
+    {:none, genserver?,
+     "strategy :balanced: per-function choices below (#{role_text(analysis)})#{gs_text}"}
   end
 
   defp role_text(a), do: "OTP role #{a.otp_role}, #{length(a.functions)} functions"
 
-  defp high?(f), do: f.complexity.cyclomatic >= @high_cyclomatic or f.complexity.nesting_depth >= @high_nesting
+  defp high?(f),
+    do: f.complexity.cyclomatic >= @high_cyclomatic or f.complexity.nesting_depth >= @high_nesting
 
   defp complexity_text(f),
-    do: "cyclomatic #{f.complexity.cyclomatic}, nesting #{f.complexity.nesting_depth}, size #{f.complexity.size}"
+    do:
+      "cyclomatic #{f.complexity.cyclomatic}, nesting #{f.complexity.nesting_depth}, size #{f.complexity.size}"
 
   defp macro?(f), do: f.kind in [:defmacro, :defmacrop]
 
@@ -106,15 +114,19 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
     do: f.callback? or (genserver? and {f.name, f.arity} in CodeAnalyzer.genserver_callbacks())
 
   # -> {function_entry, reason}
-  defp choose(f, _strategy, _gs) when f.kind in [:defmacro, :defmacrop] or f.kind == :defdelegate do
+  defp choose(f, _strategy, _gs)
+       when f.kind in [:defmacro, :defmacrop] or f.kind == :defdelegate do
     reason =
-      if macro?(f), do: "macro: expanded at compile time, not traced", else: "defdelegate: the target function is traced instead"
+      if macro?(f),
+        do: "macro: expanded at compile time, not traced",
+        else: "defdelegate: the target function is traced instead"
 
     {%{level: :none}, reason}
   end
 
   defp choose(f, :full, _gs) do
-    {%{level: :full, capture_locals: :all, trace_expressions: :all}, "strategy :full (#{complexity_text(f)})"}
+    {%{level: :full, capture_locals: :all, trace_expressions: :all},
+     "strategy :full (#{complexity_text(f)})"}
   end
 
   defp choose(f, :minimal, genserver?) do
@@ -123,7 +135,8 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
         {%{level: :function_boundaries}, "callback #{f.name}/#{f.arity}: entry and exit recorded"}
 
       f.public? and f.side_effects != [] ->
-        {%{level: :function_boundaries}, "public with side effects (#{Enum.join(f.side_effects, ", ")})"}
+        {%{level: :function_boundaries},
+         "public with side effects (#{Enum.join(f.side_effects, ", ")})"}
 
       true ->
         {%{level: :none}, "strategy :minimal: no side effects or not public"}
@@ -137,19 +150,22 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
          "high complexity (#{complexity_text(f)}): boundaries plus local variables"}
 
       callback?(f, genserver?) ->
-        {%{level: :function_boundaries}, "callback #{f.name}/#{f.arity}: boundaries (and GenServer state)"}
+        {%{level: :function_boundaries},
+         "callback #{f.name}/#{f.arity}: boundaries (and GenServer state)"}
 
       f.public? ->
         {%{level: :function_boundaries}, "public API: boundaries"}
 
       f.side_effects != [] ->
-        {%{level: :function_boundaries}, "private with side effects (#{Enum.join(f.side_effects, ", ")})"}
+        {%{level: :function_boundaries},
+         "private with side effects (#{Enum.join(f.side_effects, ", ")})"}
 
       f.recursive? ->
         {%{level: :none}, "private recursive helper: one event per iteration would be too costly"}
 
       f.complexity.size <= @tiny_size and f.local_calls == [] ->
-        {%{level: :none}, "tiny private leaf (size #{f.complexity.size}): likely hot, not worth the overhead"}
+        {%{level: :none},
+         "tiny private leaf (size #{f.complexity.size}): likely hot, not worth the overhead"}
 
       true ->
         {%{level: :none}, "private helper without side effects (#{complexity_text(f)})"}

@@ -10,9 +10,27 @@ defmodule ElixirScope.AI.PlanCheck do
   """
 
   @levels [:none, :function_boundaries, :expressions, :locals, :full]
-  @module_keys [:level, :functions, :capture_locals, :trace_expressions, :custom_injections, :genserver_state, :macros, :reasons]
+  @module_keys [
+    :level,
+    :functions,
+    :capture_locals,
+    :trace_expressions,
+    :custom_injections,
+    :genserver_state,
+    :macros,
+    :reasons
+  ]
   @function_keys [:level, :capture_locals, :trace_expressions, :custom_injections]
-  @project_keys [:version, :default_level, :include, :exclude, :modules, :strategy, :provider, :generated_at]
+  @project_keys [
+    :version,
+    :default_level,
+    :include,
+    :exclude,
+    :modules,
+    :strategy,
+    :provider,
+    :generated_at
+  ]
 
   @doc "Validates a project plan; with `analyses`, also that every named module/function exists."
   @spec validate(map, [map] | nil) :: {:ok, map} | {:error, String.t()}
@@ -77,7 +95,8 @@ defmodule ElixirScope.AI.PlanCheck do
     end
   end
 
-  defp check_module(mod, _), do: {:error, "module plan for #{inspect(mod)} must be a map keyed by a module atom"}
+  defp check_module(mod, _),
+    do: {:error, "module plan for #{inspect(mod)} must be a map keyed by a module atom"}
 
   defp unknown_keys(map, allowed, where) do
     case Map.keys(map) -- allowed do
@@ -90,24 +109,34 @@ defmodule ElixirScope.AI.PlanCheck do
   defp level(l, where), do: {:error, "#{where}: #{inspect(l)} is not one of #{inspect(@levels)}"}
 
   defp gs(v, _where) when v in [:auto, true, false], do: :ok
-  defp gs(v, where), do: {:error, "#{where}: genserver_state #{inspect(v)} must be :auto, true or false"}
+
+  defp gs(v, where),
+    do: {:error, "#{where}: genserver_state #{inspect(v)} must be :auto, true or false"}
 
   defp check_names(_plan, nil), do: :ok
 
   defp check_names(%{modules: modules}, analyses) do
     known =
       Map.new(analyses, fn a ->
-        funs = for f <- a.functions, f.kind not in [:defmacro, :defmacrop], arity <- f.arities, do: {f.name, arity}
+        funs =
+          for f <- a.functions,
+              f.kind not in [:defmacro, :defmacrop],
+              arity <- f.arities,
+              do: {f.name, arity}
+
         {a.module, MapSet.new(funs)}
       end)
 
     Enum.reduce_while(modules, :ok, fn {mod, mp}, :ok ->
       case Map.fetch(known, mod) do
         :error ->
-          {:halt, {:error, "the plan names module #{inspect(mod)}, which is not defined in the analysed sources"}}
+          {:halt,
+           {:error,
+            "the plan names module #{inspect(mod)}, which is not defined in the analysed sources"}}
 
         {:ok, funs} ->
-          missing = mp |> Map.get(:functions, %{}) |> Map.keys() |> Enum.reject(&MapSet.member?(funs, &1))
+          missing =
+            mp |> Map.get(:functions, %{}) |> Map.keys() |> Enum.reject(&MapSet.member?(funs, &1))
 
           case missing do
             [] ->
@@ -115,7 +144,10 @@ defmodule ElixirScope.AI.PlanCheck do
 
             _ ->
               names = Enum.map_join(missing, ", ", fn {n, a} -> "#{n}/#{a}" end)
-              {:halt, {:error, "the plan names functions that #{inspect(mod)} does not define (macros excluded): #{names}"}}
+
+              {:halt,
+               {:error,
+                "the plan names functions that #{inspect(mod)} does not define (macros excluded): #{names}"}}
           end
       end
     end)

@@ -40,13 +40,18 @@ defmodule Mix.Tasks.Scope.Analyze do
     module = Module.concat([name])
     paths = Keyword.get_values(opts, :path)
     paths = if paths == [], do: ["lib"], else: paths
-    {:ok, analyses, _} = Orchestrator.analyze_project(root: opts[:root] || File.cwd!(), paths: paths)
+
+    {:ok, analyses, _} =
+      Orchestrator.analyze_project(root: opts[:root] || File.cwd!(), paths: paths)
 
     case Enum.find(analyses, &(&1.module == module)) do
       nil ->
         case CodeAnalyzer.analyze_module(module) do
-          {:ok, a} -> a
-          {:error, msg} -> Mix.raise("mix scope.analyze: #{name} not found in the sources (#{msg})")
+          {:ok, a} ->
+            a
+
+          {:error, msg} ->
+            Mix.raise("mix scope.analyze: #{name} not found in the sources (#{msg})")
         end
 
       a ->
@@ -83,8 +88,14 @@ defmodule Mix.Tasks.Scope.Analyze do
 
     out =
       case a.external_calls do
-        [] -> []
-        calls -> ["  calls out: " <> Enum.map_join(calls, ", ", fn {m, f, ar} -> "#{inspect(m)}.#{f}/#{ar}" end)]
+        [] ->
+          []
+
+        calls ->
+          [
+            "  calls out: " <>
+              Enum.map_join(calls, ", ", fn {m, f, ar} -> "#{inspect(m)}.#{f}/#{ar}" end)
+          ]
       end
 
     Enum.join(header ++ funs ++ out, "\n")

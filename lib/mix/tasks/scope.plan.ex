@@ -22,25 +22,44 @@ defmodule Mix.Tasks.Scope.Plan do
   alias ElixirScope.AI.{InstrumentationPlanner, Orchestrator}
   alias ElixirScope.AI.LLM.Provider
 
-  @switches [strategy: :string, provider: :string, path: :keep, root: :string, output: :string, dry_run: :boolean,
-              base_url: :string, model: :string, timeout: :integer]
+  @switches [
+    strategy: :string,
+    provider: :string,
+    path: :keep,
+    root: :string,
+    output: :string,
+    dry_run: :boolean,
+    base_url: :string,
+    model: :string,
+    timeout: :integer
+  ]
 
   @impl true
   def run(argv) do
     {opts, rest, invalid} = OptionParser.parse(argv, strict: @switches)
-    if invalid != [] or rest != [], do: Mix.raise("mix scope.plan: unexpected arguments #{inspect(invalid ++ rest)}")
+
+    if invalid != [] or rest != [],
+      do: Mix.raise("mix scope.plan: unexpected arguments #{inspect(invalid ++ rest)}")
 
     Mix.Task.run("loadpaths")
     Mix.Task.run("app.config")
 
     run_opts =
       [
-        strategy: parse_choice(opts[:strategy] || "balanced", InstrumentationPlanner.strategies(), "--strategy"),
+        strategy:
+          parse_choice(
+            opts[:strategy] || "balanced",
+            InstrumentationPlanner.strategies(),
+            "--strategy"
+          ),
         root: opts[:root] || File.cwd!(),
         paths: Keyword.get_values(opts, :path) |> default(["lib"]),
         dry_run: opts[:dry_run] || false
       ]
-      |> put_opt(:provider, opts[:provider] && parse_choice(opts[:provider], Provider.names(), "--provider"))
+      |> put_opt(
+        :provider,
+        opts[:provider] && parse_choice(opts[:provider], Provider.names(), "--provider")
+      )
       |> put_opt(:output, opts[:output])
       |> put_opt(:base_url, opts[:base_url])
       |> put_opt(:model, opts[:model])
@@ -53,7 +72,10 @@ defmodule Mix.Tasks.Scope.Plan do
 
         Mix.shell().info(
           "\n#{map_size(plan.modules)} modules planned (strategy #{plan.strategy}, provider #{plan.provider})" <>
-            if(run_opts[:dry_run], do: "; dry run, nothing written", else: "; written to #{Path.relative_to_cwd(path)}")
+            if(run_opts[:dry_run],
+              do: "; dry run, nothing written",
+              else: "; written to #{Path.relative_to_cwd(path)}"
+            )
         )
 
       {:error, msg} ->
@@ -69,8 +91,13 @@ defmodule Mix.Tasks.Scope.Plan do
 
   defp parse_choice(text, allowed, flag) do
     case Enum.find(allowed, &(Atom.to_string(&1) == text)) do
-      nil -> Mix.raise("mix scope.plan: #{flag} must be one of #{Enum.map_join(allowed, ", ", &Atom.to_string/1)}")
-      atom -> atom
+      nil ->
+        Mix.raise(
+          "mix scope.plan: #{flag} must be one of #{Enum.map_join(allowed, ", ", &Atom.to_string/1)}"
+        )
+
+      atom ->
+        atom
     end
   end
 end

@@ -29,10 +29,22 @@ defmodule ElixirScope.AITest do
   test "explain by event id, by call id, or with the event, offline" do
     opts = [data_access: FakeStore, provider: :heuristic]
     assert {:ok, r} = ElixirScope.AI.explain(9, opts)
-    assert r.chain == ["Sample.Counter.handle_call/3", "Sample.Math.classify/1", "Sample.Math.check/1"]
+
+    assert r.chain == [
+             "Sample.Counter.handle_call/3",
+             "Sample.Math.classify/1",
+             "Sample.Math.check/1"
+           ]
+
     assert r.suggested_fix =~ "clause"
     assert {:ok, ^r} = ElixirScope.AI.explain(7, opts)
-    assert {:ok, ^r} = ElixirScope.AI.explain(Enum.at(ElixirScope.Test.SampleEvents.sample_events(), 7), opts)
+
+    assert {:ok, ^r} =
+             ElixirScope.AI.explain(
+               Enum.at(ElixirScope.Test.SampleEvents.sample_events(), 7),
+               opts
+             )
+
     assert {:error, msg} = ElixirScope.AI.explain(3, opts)
     assert msg =~ "did not raise"
     assert {:error, msg} = ElixirScope.AI.explain(4, opts)
@@ -46,12 +58,23 @@ defmodule ElixirScope.AITest do
     srv =
       LLMServer.start(fn req ->
         send(test_pid, {:prompt, req.body})
-        {200, [], LLMServer.openai_body(~s({"explanation":"check/1 got :oops","suggested_fix":"handle atoms"}))}
+
+        {200, [],
+         LLMServer.openai_body(
+           ~s({"explanation":"check/1 got :oops","suggested_fix":"handle atoms"})
+         )}
       end)
 
     on_exit(fn -> LLMServer.stop(srv) end)
     opts = [data_access: FakeStore, provider: :openai_compatible, base_url: srv.url]
-    assert {:ok, %{explanation: "check/1 got :oops", suggested_fix: "handle atoms", provider: :openai_compatible}} = ElixirScope.AI.explain(9, opts)
+
+    assert {:ok,
+            %{
+              explanation: "check/1 got :oops",
+              suggested_fix: "handle atoms",
+              provider: :openai_compatible
+            }} = ElixirScope.AI.explain(9, opts)
+
     assert_received {:prompt, body}
     assert body =~ "FunctionClauseError"
     assert body =~ "count: 41"

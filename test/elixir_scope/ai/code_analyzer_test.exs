@@ -7,13 +7,18 @@ defmodule ElixirScope.AI.CodeAnalyzerTest do
   defp fun(a, name, arity), do: Enum.find(a.functions, &(&1.name == name and &1.arity == arity))
 
   setup_all do
-    {:ok, [math, inner]} = CodeAnalyzer.analyze_file(Path.join(AIFixtures.root(), "lib/sample/math.ex"))
-    {:ok, [counter]} = CodeAnalyzer.analyze_file(Path.join(AIFixtures.root(), "lib/sample/counter.ex"))
+    {:ok, [math, inner]} =
+      CodeAnalyzer.analyze_file(Path.join(AIFixtures.root(), "lib/sample/math.ex"))
+
+    {:ok, [counter]} =
+      CodeAnalyzer.analyze_file(Path.join(AIFixtures.root(), "lib/sample/counter.ex"))
+
     %{math: math, inner: inner, counter: counter}
   end
 
   test "functions with arity, kind, line span and clauses", %{math: math} do
     assert math.module == Sample.Math
+
     assert Enum.map(math.functions, &{&1.name, &1.arity}) ==
              [add: 2, fact: 1, classify: 1, sum_list: 1, do_sum: 2, check: 1, save: 2]
 

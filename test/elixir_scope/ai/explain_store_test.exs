@@ -16,7 +16,15 @@ defmodule ElixirScope.AI.ExplainStoreTest do
     :ok = RT.report_local_variable_snapshot(inner, [discount: nil, items: []], 31)
 
     stack = [{Shop.Pricing, :total, 1, [file: ~c"lib/shop/pricing.ex", line: 32]}]
-    :ok = RT.report_error(inner, :error, %ArithmeticError{message: "bad argument in arithmetic expression"}, stack)
+
+    :ok =
+      RT.report_error(
+        inner,
+        :error,
+        %ArithmeticError{message: "bad argument in arithmetic expression"},
+        stack
+      )
+
     DataAccess.flush()
 
     assert {:ok, r} = ElixirScope.AI.explain(inner, provider: :heuristic)

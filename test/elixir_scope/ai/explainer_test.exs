@@ -11,7 +11,13 @@ defmodule ElixirScope.AI.ExplainerTest do
     assert ctx.exception.where == "Sample.Math.check/1"
     assert ctx.exception.type == "FunctionClauseError"
     assert ctx.exception.banner =~ "FunctionClauseError"
-    assert Enum.map(ctx.chain, & &1.function) == ["Sample.Counter.handle_call/3", "Sample.Math.classify/1", "Sample.Math.check/1"]
+
+    assert Enum.map(ctx.chain, & &1.function) == [
+             "Sample.Counter.handle_call/3",
+             "Sample.Math.classify/1",
+             "Sample.Math.check/1"
+           ]
+
     assert List.last(ctx.chain).args == [":oops"]
     assert ctx.locals == %{"x" => ":oops", "y" => "2"}
     assert ctx.state.value == "%{count: 41}"
@@ -27,7 +33,12 @@ defmodule ElixirScope.AI.ExplainerTest do
     assert result.explanation =~ "x = :oops"
     assert result.explanation =~ "count: 41"
     assert result.suggested_fix =~ "No clause"
-    assert result.chain == ["Sample.Counter.handle_call/3", "Sample.Math.classify/1", "Sample.Math.check/1"]
+
+    assert result.chain == [
+             "Sample.Counter.handle_call/3",
+             "Sample.Math.classify/1",
+             "Sample.Math.check/1"
+           ]
   end
 
   test "big values are capped; no exception is an error" do
@@ -35,8 +46,28 @@ defmodule ElixirScope.AI.ExplainerTest do
     big = Enum.to_list(1..100_000)
 
     events = [
-      ev(id: 1, pid: pid, kind: :call, module: M, function: :f, arity: 1, line: 1, call_id: 1, payload: [big]),
-      ev(id: 2, pid: pid, kind: :exception, module: M, function: :f, arity: 1, line: 1, call_id: 1, payload: {:error, :badarith, []})
+      ev(
+        id: 1,
+        pid: pid,
+        kind: :call,
+        module: M,
+        function: :f,
+        arity: 1,
+        line: 1,
+        call_id: 1,
+        payload: [big]
+      ),
+      ev(
+        id: 2,
+        pid: pid,
+        kind: :exception,
+        module: M,
+        function: :f,
+        arity: 1,
+        line: 1,
+        call_id: 1,
+        payload: {:error, :badarith, []}
+      )
     ]
 
     {:ok, ctx} = Explainer.context(events)

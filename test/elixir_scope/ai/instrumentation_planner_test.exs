@@ -10,7 +10,8 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
 
   defp fplan(plan, mod, f), do: plan.modules[mod].functions[f]
 
-  test "balanced: boundaries on the API and callbacks, locals where complex, nothing on hot leaves", %{analyses: as} do
+  test "balanced: boundaries on the API and callbacks, locals where complex, nothing on hot leaves",
+       %{analyses: as} do
     {:ok, plan} = InstrumentationPlanner.plan(as, :balanced)
     assert plan.strategy == :balanced and plan.provider == :heuristic and plan.version == 1
     assert {:ok, _} = PlanCheck.validate(plan, as)
@@ -30,7 +31,9 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
 
       for {_mod, mp} <- plan.modules do
         assert is_binary(mp.reasons[:module])
-        for {key, _} <- mp.functions, do: assert(is_binary(mp.reasons[key]) and mp.reasons[key] != "")
+
+        for {key, _} <- mp.functions,
+            do: assert(is_binary(mp.reasons[key]) and mp.reasons[key] != "")
       end
     end
   end
@@ -44,9 +47,19 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
 
     {:ok, full} = InstrumentationPlanner.plan(as, :full)
     assert full.modules[Sample.Math].level == :full
-    assert fplan(full, Sample.Math, {:do_sum, 2}) == %{level: :full, capture_locals: :all, trace_expressions: :all}
 
-    count = fn plan -> plan.modules |> Enum.flat_map(fn {_, m} -> Map.values(m.functions) end) |> Enum.count(&(&1.level != :none)) end
+    assert fplan(full, Sample.Math, {:do_sum, 2}) == %{
+             level: :full,
+             capture_locals: :all,
+             trace_expressions: :all
+           }
+
+    count = fn plan ->
+      plan.modules
+      |> Enum.flat_map(fn {_, m} -> Map.values(m.functions) end)
+      |> Enum.count(&(&1.level != :none))
+    end
+
     assert count.(min) < count.(InstrumentationPlanner.plan(as, :balanced) |> elem(1))
     assert count.(InstrumentationPlanner.plan(as, :balanced) |> elem(1)) < count.(full)
   end
@@ -61,8 +74,13 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
 
     assert {:ok, plan} = ElixirScope.AI.LLM.Mock.plan_instrumentation(as, [])
     refute Map.has_key?(plan.modules[Sample.Macros].functions, {:twice, 1})
-    answer = ~s({"modules":[{"module":"Sample.Macros","functions":[{"name":"twice","arity":1,"level":"full"}]}]})
-    assert {:error, {:invalid_plan, msg}} = ElixirScope.AI.LLM.Mock.plan_instrumentation(as, response: answer)
+
+    answer =
+      ~s({"modules":[{"module":"Sample.Macros","functions":[{"name":"twice","arity":1,"level":"full"}]}]})
+
+    assert {:error, {:invalid_plan, msg}} =
+             ElixirScope.AI.LLM.Mock.plan_instrumentation(as, response: answer)
+
     assert msg =~ "twice/1"
   end
 
@@ -71,13 +89,24 @@ defmodule ElixirScope.AI.InstrumentationPlannerTest do
     assert msg =~ "strategy"
   end
 
-  test "the plan check refuses unknown keys, bad levels and names the module does not define", %{analyses: as} do
+  test "the plan check refuses unknown keys, bad levels and names the module does not define", %{
+    analyses: as
+  } do
     {:ok, plan} = InstrumentationPlanner.plan(as, :balanced)
-    assert {:error, msg} = PlanCheck.validate(put_in(plan.modules[Sample.Math].functions[{:nope, 9}], %{level: :full}), as)
+
+    assert {:error, msg} =
+             PlanCheck.validate(
+               put_in(plan.modules[Sample.Math].functions[{:nope, 9}], %{level: :full}),
+               as
+             )
+
     assert msg =~ "nope/9"
     assert {:error, msg} = PlanCheck.validate(put_in(plan.modules[Sample.Math][:level], :max), as)
     assert msg =~ ":max"
-    assert {:error, msg} = PlanCheck.validate(put_in(plan.modules[Sample.Math][:colour], :red), as)
+
+    assert {:error, msg} =
+             PlanCheck.validate(put_in(plan.modules[Sample.Math][:colour], :red), as)
+
     assert msg =~ "colour"
     assert {:error, msg} = PlanCheck.validate(put_in(plan.modules[Not.Here], %{level: :full}), as)
     assert msg =~ "Not.Here"

@@ -21,7 +21,9 @@ defmodule ElixirScope.AI.NifLLMTest do
       deep = String.duplicate("[", 100_000) <> String.duplicate("]", 100_000)
       assert {:error, _} = NIF.json_decode(deep)
       # small enough for a normal scheduler, still refused before parsing
-      assert {:error, msg} = NIF.json_decode(String.duplicate("[", 1000) <> String.duplicate("]", 1000))
+      assert {:error, msg} =
+               NIF.json_decode(String.duplicate("[", 1000) <> String.duplicate("]", 1000))
+
       assert msg =~ "deeply"
       assert {:ok, ["[[[["]} = NIF.json_decode(~s(["[[[["]))
       assert {:error, msg} = NIF.json_decode(~s({"n": 1e999}))
@@ -61,19 +63,43 @@ defmodule ElixirScope.AI.NifLLMTest do
 
   describe "llm_http_request/5" do
     test "validates every argument" do
-      assert_raise ArgumentError, ~r/method/, fn -> NIF.llm_http_request(1, "http://x", [], "", %{}) end
+      assert_raise ArgumentError, ~r/method/, fn ->
+        NIF.llm_http_request(1, "http://x", [], "", %{})
+      end
+
       assert_raise ArgumentError, ~r/url/, fn -> NIF.llm_http_request("GET", :x, [], "", %{}) end
-      assert_raise ArgumentError, ~r/headers/, fn -> NIF.llm_http_request("GET", "http://x", :h, "", %{}) end
-      assert_raise ArgumentError, ~r/header/, fn -> NIF.llm_http_request("GET", "http://x", [{"a", 1}], "", %{}) end
-      assert_raise ArgumentError, ~r/CR, LF/, fn -> NIF.llm_http_request("GET", "http://x", [{"a", "b\r\nc: d"}], "", %{}) end
-      assert_raise ArgumentError, ~r/body/, fn -> NIF.llm_http_request("GET", "http://x", [], :b, %{}) end
-      assert_raise ArgumentError, ~r/opts/, fn -> NIF.llm_http_request("GET", "http://x", [], "", []) end
-      assert_raise ArgumentError, ~r/timeout_ms/, fn -> NIF.llm_http_request("GET", "http://x", [], "", %{timeout_ms: 0}) end
+
+      assert_raise ArgumentError, ~r/headers/, fn ->
+        NIF.llm_http_request("GET", "http://x", :h, "", %{})
+      end
+
+      assert_raise ArgumentError, ~r/header/, fn ->
+        NIF.llm_http_request("GET", "http://x", [{"a", 1}], "", %{})
+      end
+
+      assert_raise ArgumentError, ~r/CR, LF/, fn ->
+        NIF.llm_http_request("GET", "http://x", [{"a", "b\r\nc: d"}], "", %{})
+      end
+
+      assert_raise ArgumentError, ~r/body/, fn ->
+        NIF.llm_http_request("GET", "http://x", [], :b, %{})
+      end
+
+      assert_raise ArgumentError, ~r/opts/, fn ->
+        NIF.llm_http_request("GET", "http://x", [], "", [])
+      end
+
+      assert_raise ArgumentError, ~r/timeout_ms/, fn ->
+        NIF.llm_http_request("GET", "http://x", [], "", %{timeout_ms: 0})
+      end
+
       assert_raise ArgumentError, ~r/max_response_bytes/, fn ->
         NIF.llm_http_request("GET", "http://x", [], "", %{max_response_bytes: -1})
       end
 
-      assert_raise ArgumentError, ~r/method/, fn -> NIF.llm_http_request("BREW", "http://x", [], "", %{}) end
+      assert_raise ArgumentError, ~r/method/, fn ->
+        NIF.llm_http_request("BREW", "http://x", [], "", %{})
+      end
     end
 
     test "performs a request against a local server: method, headers, body, status, response headers" do
@@ -85,7 +111,13 @@ defmodule ElixirScope.AI.NifLLMTest do
 
       try do
         assert {:ok, 201, headers, body} =
-                 NIF.llm_http_request("POST", srv.url <> "/p?q=1", [{"x-test", "hi"}, {"content-type", "text/plain"}], ["a", "b"], %{timeout_ms: 5000})
+                 NIF.llm_http_request(
+                   "POST",
+                   srv.url <> "/p?q=1",
+                   [{"x-test", "hi"}, {"content-type", "text/plain"}],
+                   ["a", "b"],
+                   %{timeout_ms: 5000}
+                 )
 
         assert body == "hi|text/plain|ab"
         assert {"x-echo-method", "POST"} in headers
@@ -98,7 +130,11 @@ defmodule ElixirScope.AI.NifLLMTest do
 
     test "reports refused connections, timeouts, oversize bodies, TLS failures" do
       port = LLMServer.closed_port()
-      assert {:error, :connect_refused, _} = NIF.llm_http_request("GET", "http://127.0.0.1:#{port}/", [], "", %{timeout_ms: 2000})
+
+      assert {:error, :connect_refused, _} =
+               NIF.llm_http_request("GET", "http://127.0.0.1:#{port}/", [], "", %{
+                 timeout_ms: 2000
+               })
 
       srv =
         LLMServer.start(fn
@@ -108,14 +144,20 @@ defmodule ElixirScope.AI.NifLLMTest do
         end)
 
       try do
-        assert {:error, :timeout, _} = NIF.llm_http_request("GET", srv.url <> "/slow", [], "", %{timeout_ms: 200})
+        assert {:error, :timeout, _} =
+                 NIF.llm_http_request("GET", srv.url <> "/slow", [], "", %{timeout_ms: 200})
 
         assert {:error, :too_large, msg} =
-                 NIF.llm_http_request("GET", srv.url <> "/big", [], "", %{timeout_ms: 2000, max_response_bytes: 1000})
+                 NIF.llm_http_request("GET", srv.url <> "/big", [], "", %{
+                   timeout_ms: 2000,
+                   max_response_bytes: 1000
+                 })
 
         assert msg =~ "1000"
         https = String.replace(srv.url, "http://", "https://")
-        assert {:error, :tls, _} = NIF.llm_http_request("GET", https <> "/", [], "", %{timeout_ms: 2000})
+
+        assert {:error, :tls, _} =
+                 NIF.llm_http_request("GET", https <> "/", [], "", %{timeout_ms: 2000})
       after
         LLMServer.stop(srv)
       end
@@ -125,8 +167,14 @@ defmodule ElixirScope.AI.NifLLMTest do
   describe "LLM helpers" do
     test "build and extract round trip, plan parsing" do
       body = NIF.llm_build_gemini_request("sys", "user", true, 0.2, 100)
-      assert {:ok, %{"generationConfig" => %{"responseMimeType" => "application/json", "responseSchema" => %{}}}} =
-               NIF.json_decode(body)
+
+      assert {:ok,
+              %{
+                "generationConfig" => %{
+                  "responseMimeType" => "application/json",
+                  "responseSchema" => %{}
+                }
+              }} = NIF.json_decode(body)
 
       body = NIF.llm_build_openai_request("m", nil, "user", true, 0.2, 0)
       assert {:ok, %{"model" => "m", "messages" => [%{"role" => "user"}]}} = NIF.json_decode(body)
@@ -136,12 +184,21 @@ defmodule ElixirScope.AI.NifLLMTest do
       assert {:error, :malformed_json, _} = NIF.llm_extract_text(:openai, "{")
       assert_raise ArgumentError, fn -> NIF.llm_extract_text(:other, "{}") end
 
-      assert {:ok, %{modules: [%{module: "A", level: :full, functions: [%{name: "f", arity: 1}]}]}} =
-               NIF.llm_parse_plan(~s({"modules":[{"module":"A","level":"full","functions":[{"name":"f","arity":1}]}]}))
+      assert {:ok,
+              %{modules: [%{module: "A", level: :full, functions: [%{name: "f", arity: 1}]}]}} =
+               NIF.llm_parse_plan(
+                 ~s({"modules":[{"module":"A","level":"full","functions":[{"name":"f","arity":1}]}]})
+               )
 
-      assert {:error, :invalid_plan, msg} = NIF.llm_parse_plan(~s({"modules":[{"module":"A","level":"max"}]}))
+      assert {:error, :invalid_plan, msg} =
+               NIF.llm_parse_plan(~s({"modules":[{"module":"A","level":"max"}]}))
+
       assert msg =~ "level"
-      assert_raise ArgumentError, fn -> NIF.llm_build_gemini_request(nil, <<0xFF>>, true, 0.2, 0) end
+
+      assert_raise ArgumentError, fn ->
+        NIF.llm_build_gemini_request(nil, <<0xFF>>, true, 0.2, 0)
+      end
+
       assert_raise ArgumentError, fn -> NIF.llm_build_gemini_request(nil, "x", true, 5.0, 0) end
     end
   end

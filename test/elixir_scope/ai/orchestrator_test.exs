@@ -15,16 +15,32 @@ defmodule ElixirScope.AI.OrchestratorTest do
 
   test "analyse -> plan -> validate -> save -> load", %{out: out} do
     assert {:ok, %{plan: plan, path: ^out, warnings: []}} =
-             Orchestrator.run(root: AIFixtures.root(), output: out, provider: :heuristic, strategy: :balanced)
+             Orchestrator.run(
+               root: AIFixtures.root(),
+               output: out,
+               provider: :heuristic,
+               strategy: :balanced
+             )
 
     assert {:ok, ^plan} = Orchestrator.load_plan(out)
-    assert Map.keys(plan.modules) |> Enum.sort() == [Sample.Counter, Sample.Macros, Sample.Math, Sample.Math.Inner]
+
+    assert Map.keys(plan.modules) |> Enum.sort() == [
+             Sample.Counter,
+             Sample.Macros,
+             Sample.Math,
+             Sample.Math.Inner
+           ]
+
     assert File.read!(out) =~ "strategy balanced"
   end
 
   test "each provider produces a plan for the fixture project", %{out: out} do
-    gemini = LLMServer.start(fn _ -> {200, [], LLMServer.gemini_body(AIFixtures.plan_answer())} end)
-    openai = LLMServer.start(fn _ -> {200, [], LLMServer.openai_body(AIFixtures.plan_answer())} end)
+    gemini =
+      LLMServer.start(fn _ -> {200, [], LLMServer.gemini_body(AIFixtures.plan_answer())} end)
+
+    openai =
+      LLMServer.start(fn _ -> {200, [], LLMServer.openai_body(AIFixtures.plan_answer())} end)
+
     on_exit(fn -> Enum.each([gemini, openai], &LLMServer.stop/1) end)
 
     capture_log(fn ->
@@ -35,7 +51,9 @@ defmodule ElixirScope.AI.OrchestratorTest do
             heuristic: []
           ] do
         assert {:ok, %{plan: plan, warnings: warnings}} =
-                 Orchestrator.run([root: AIFixtures.root(), output: out, provider: provider] ++ extra)
+                 Orchestrator.run(
+                   [root: AIFixtures.root(), output: out, provider: provider] ++ extra
+                 )
 
         assert plan.provider == provider, "#{provider}: #{inspect(warnings)}"
         assert {:ok, _} = Orchestrator.load_plan(out)
@@ -47,13 +65,22 @@ defmodule ElixirScope.AI.OrchestratorTest do
     as = AIFixtures.analyses()
     assert {:ok, plan} = Mock.plan_instrumentation(as, response: AIFixtures.plan_answer())
     AIFixtures.assert_answer_plan(plan)
-    assert {:error, {:invalid_plan, _}} = Mock.plan_instrumentation(as, response: AIFixtures.bad_function_answer())
+
+    assert {:error, {:invalid_plan, _}} =
+             Mock.plan_instrumentation(as, response: AIFixtures.bad_function_answer())
+
     assert {:ok, p1} = Mock.plan_instrumentation(as, [])
     assert {:ok, ^p1} = Mock.plan_instrumentation(as, [])
   end
 
   test "heuristic analyze_code and explain offline" do
-    assert {:ok, %{commentary: text}} = Heuristic.analyze_code(Sample.Math |> then(fn _ -> File.read!(Path.join(AIFixtures.root(), "lib/sample/math.ex")) end), [])
+    assert {:ok, %{commentary: text}} =
+             Heuristic.analyze_code(
+               Sample.Math
+               |> then(fn _ -> File.read!(Path.join(AIFixtures.root(), "lib/sample/math.ex")) end),
+               []
+             )
+
     assert text =~ "classify/1"
     ctx = ElixirScope.Test.SampleEvents.sample_context()
     assert {:ok, %{provider: :heuristic, suggested_fix: fix}} = Heuristic.explain_error(ctx, [])
@@ -68,17 +95,31 @@ defmodule ElixirScope.AI.OrchestratorTest do
     assert table =~ "Sample.Counter"
   end
 
-  test "mix scope.plan writes the plan and prints the table; mix scope.analyze prints the analysis", %{out: out} do
+  test "mix scope.plan writes the plan and prints the table; mix scope.analyze prints the analysis",
+       %{out: out} do
     output =
       capture_io(fn ->
-        Mix.Tasks.Scope.Plan.run(["--root", AIFixtures.root(), "--output", out, "--strategy", "minimal", "--provider", "heuristic"])
+        Mix.Tasks.Scope.Plan.run([
+          "--root",
+          AIFixtures.root(),
+          "--output",
+          out,
+          "--strategy",
+          "minimal",
+          "--provider",
+          "heuristic"
+        ])
       end)
 
     assert output =~ "4 modules planned (strategy minimal, provider heuristic)"
     assert output =~ "save/2"
     assert {:ok, %{strategy: :minimal}} = Orchestrator.load_plan(out)
 
-    output = capture_io(fn -> Mix.Tasks.Scope.Analyze.run(["Sample.Counter", "--root", AIFixtures.root()]) end)
+    output =
+      capture_io(fn ->
+        Mix.Tasks.Scope.Analyze.run(["Sample.Counter", "--root", AIFixtures.root()])
+      end)
+
     assert output =~ "OTP role: genserver"
     assert output =~ "def handle_call/3"
 
@@ -87,10 +128,24 @@ defmodule ElixirScope.AI.OrchestratorTest do
 
     output =
       capture_log(fn ->
-        send(self(), {:io, capture_io(fn ->
-          Mix.Tasks.Scope.Plan.run(["--root", AIFixtures.root(), "--output", out, "--provider", "openai_compatible",
-                                    "--base-url", srv.url, "--model", "local"])
-        end)})
+        send(
+          self(),
+          {:io,
+           capture_io(fn ->
+             Mix.Tasks.Scope.Plan.run([
+               "--root",
+               AIFixtures.root(),
+               "--output",
+               out,
+               "--provider",
+               "openai_compatible",
+               "--base-url",
+               srv.url,
+               "--model",
+               "local"
+             ])
+           end)}
+        )
       end)
 
     assert_received {:io, io}
@@ -100,6 +155,8 @@ defmodule ElixirScope.AI.OrchestratorTest do
     assert {:ok, plan} = Orchestrator.load_plan(out)
     AIFixtures.assert_answer_plan(plan)
 
-    assert_raise Mix.Error, ~r/--strategy/, fn -> Mix.Tasks.Scope.Plan.run(["--strategy", "huge", "--root", AIFixtures.root()]) end
+    assert_raise Mix.Error, ~r/--strategy/, fn ->
+      Mix.Tasks.Scope.Plan.run(["--strategy", "huge", "--root", AIFixtures.root()])
+    end
   end
 end

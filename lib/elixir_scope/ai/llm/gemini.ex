@@ -30,7 +30,10 @@ defmodule ElixirScope.AI.LLM.Gemini do
   @doc false
   @spec check_configured(Settings.t()) :: :ok | {:error, {atom, String.t()}}
   def check_configured(%Settings{api_key: nil}),
-    do: {:error, {:not_configured, "Gemini needs an API key: set GOOGLE_API_KEY or ai: [gemini: [api_key: ...]]"}}
+    do:
+      {:error,
+       {:not_configured,
+        "Gemini needs an API key: set GOOGLE_API_KEY or ai: [gemini: [api_key: ...]]"}}
 
   def check_configured(_), do: :ok
 
@@ -46,7 +49,16 @@ defmodule ElixirScope.AI.LLM.Gemini do
           {:ok, String.t()} | {:error, {atom, String.t()}}
   def complete(system, user, mode, %Settings{} = s) do
     o = s.options
-    body = ElixirScope.NIF.llm_build_gemini_request(system, user, mode == :plan, o[:temperature], o[:max_tokens])
+
+    body =
+      ElixirScope.NIF.llm_build_gemini_request(
+        system,
+        user,
+        mode == :plan,
+        o[:temperature],
+        o[:max_tokens]
+      )
+
     body = if mode == :json, do: json_mode(body), else: body
     url = "#{s.base_url}/v1beta/models/#{URI.encode(s.model)}:generateContent"
 
@@ -58,7 +70,8 @@ defmodule ElixirScope.AI.LLM.Gemini do
     http =
       Config.http_opts(s,
         provider: "Gemini",
-        auth_hint: "check GOOGLE_API_KEY (or ai: [gemini: [api_key: ...]]) and that the key may use the Generative Language API"
+        auth_hint:
+          "check GOOGLE_API_KEY (or ai: [gemini: [api_key: ...]]) and that the key may use the Generative Language API"
       )
 
     with {:ok, resp} <- HTTP.request("POST", url, headers, body, http) do
@@ -69,11 +82,16 @@ defmodule ElixirScope.AI.LLM.Gemini do
   # responseMimeType application/json without the plan schema
   defp json_mode(body) do
     {:ok, map} = ElixirScope.NIF.json_decode(body)
-    map |> put_in(["generationConfig", "responseMimeType"], "application/json") |> ElixirScope.NIF.json_encode()
+
+    map
+    |> put_in(["generationConfig", "responseMimeType"], "application/json")
+    |> ElixirScope.NIF.json_encode()
   end
 
   @impl true
-  def plan_instrumentation(analyses, opts), do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+  def plan_instrumentation(analyses, opts),
+    do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+
   @impl true
   def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
   @impl true

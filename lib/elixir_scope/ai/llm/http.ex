@@ -56,10 +56,24 @@ defmodule ElixirScope.AI.LLM.HTTP do
               status_error(status, resp_body, url, opts, attempt)
 
             wait == :too_long ->
-              status_error(status, resp_body, url, opts, attempt, " (the server asked to wait longer than :max_retry_after_ms)")
+              status_error(
+                status,
+                resp_body,
+                url,
+                opts,
+                attempt,
+                " (the server asked to wait longer than :max_retry_after_ms)"
+              )
 
             now() + wait >= deadline ->
-              status_error(status, resp_body, url, opts, attempt, " (no time left in the budget for another attempt)")
+              status_error(
+                status,
+                resp_body,
+                url,
+                opts,
+                attempt,
+                " (no time left in the budget for another attempt)"
+              )
 
             true ->
               Process.sleep(wait)
@@ -91,7 +105,8 @@ defmodule ElixirScope.AI.LLM.HTTP do
   end
 
   @doc false
-  @spec retry_wait([{String.t(), String.t()}], pos_integer, keyword) :: non_neg_integer | :too_long
+  @spec retry_wait([{String.t(), String.t()}], pos_integer, keyword) ::
+          non_neg_integer | :too_long
   def retry_wait(headers, attempt, opts) do
     max_after = Keyword.get(opts, :max_retry_after_ms, 20_000)
 

@@ -19,7 +19,10 @@ defmodule ElixirScope.AI.LLM.Mock do
   @impl true
   def test_connection, do: :ok
 
-  defp response(opts), do: Keyword.get(opts, :response) || get_in(ElixirScope.AI.LLM.Config.ai_env(), [:mock, :response])
+  defp response(opts),
+    do:
+      Keyword.get(opts, :response) ||
+        get_in(ElixirScope.AI.LLM.Config.ai_env(), [:mock, :response])
 
   @impl true
   def plan_instrumentation(analyses, opts) do
@@ -27,7 +30,8 @@ defmodule ElixirScope.AI.LLM.Mock do
 
     case response(opts) do
       text when is_binary(text) ->
-        with {:ok, plan, _warnings} <- PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: :mock) do
+        with {:ok, plan, _warnings} <-
+               PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: :mock) do
           {:ok, plan}
         end
 
@@ -40,9 +44,29 @@ defmodule ElixirScope.AI.LLM.Mock do
     modules =
       Map.new(analyses, fn a ->
         funs = Enum.reject(a.functions, &(&1.kind in [:defmacro, :defmacrop]))
-        fs = Map.new(funs, &{{&1.name, &1.arity}, %{level: if(&1.public?, do: :function_boundaries, else: :none)}})
-        reasons = Map.new(funs, &{{&1.name, &1.arity}, "mock: canned plan (#{if &1.public?, do: "public", else: "private"})"})
-        {a.module, %{level: :none, functions: fs, genserver_state: :auto, macros: false, reasons: Map.put(reasons, :module, "mock: canned plan")}}
+
+        fs =
+          Map.new(
+            funs,
+            &{{&1.name, &1.arity},
+             %{level: if(&1.public?, do: :function_boundaries, else: :none)}}
+          )
+
+        reasons =
+          Map.new(
+            funs,
+            &{{&1.name, &1.arity},
+             "mock: canned plan (#{if &1.public?, do: "public", else: "private"})"}
+          )
+
+        {a.module,
+         %{
+           level: :none,
+           functions: fs,
+           genserver_state: :auto,
+           macros: false,
+           reasons: Map.put(reasons, :module, "mock: canned plan")
+         }}
       end)
 
     plan = %{
@@ -65,7 +89,8 @@ defmodule ElixirScope.AI.LLM.Mock do
   @impl true
   def analyze_code(input, _opts) do
     with {:ok, a} <- Remote.to_analysis(input) do
-      {:ok, %{analysis: a, commentary: "mock commentary for #{inspect(a.module)}", provider: :mock}}
+      {:ok,
+       %{analysis: a, commentary: "mock commentary for #{inspect(a.module)}", provider: :mock}}
     end
   end
 

@@ -33,7 +33,9 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   def check_configured(%Settings{base_url: url}) when is_binary(url) and url != "", do: :ok
 
   def check_configured(_),
-    do: {:error, {:not_configured, "set ai: [openai_compatible: [base_url: ...]] or OPENAI_BASE_URL"}}
+    do:
+      {:error,
+       {:not_configured, "set ai: [openai_compatible: [base_url: ...]] or OPENAI_BASE_URL"}}
 
   @impl true
   def configured?, do: configured?([])
@@ -42,7 +44,9 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   @spec configured?(keyword) :: boolean
   def configured?(opts) do
     s = settings(opts)
-    check_configured(s) == :ok and (s.api_key != nil or not String.contains?(s.base_url, "api.openai.com"))
+
+    check_configured(s) == :ok and
+      (s.api_key != nil or not String.contains?(s.base_url, "api.openai.com"))
   end
 
   @doc false
@@ -51,7 +55,16 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   def complete(system, user, mode, %Settings{} = s) do
     o = s.options
     json? = mode in [:plan, :json] and Keyword.get(o, :json_mode, true)
-    body = ElixirScope.NIF.llm_build_openai_request(s.model, system, user, json?, o[:temperature], o[:max_tokens])
+
+    body =
+      ElixirScope.NIF.llm_build_openai_request(
+        s.model,
+        system,
+        user,
+        json?,
+        o[:temperature],
+        o[:max_tokens]
+      )
 
     headers =
       [{"content-type", "application/json"}] ++
@@ -63,13 +76,16 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
         auth_hint: "check OPENAI_API_KEY (or ai: [openai_compatible: [api_key: ...]])"
       )
 
-    with {:ok, resp} <- HTTP.request("POST", s.base_url <> "/chat/completions", headers, body, http) do
+    with {:ok, resp} <-
+           HTTP.request("POST", s.base_url <> "/chat/completions", headers, body, http) do
       Remote.extract(:openai, resp.body, "the OpenAI-compatible endpoint")
     end
   end
 
   @impl true
-  def plan_instrumentation(analyses, opts), do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+  def plan_instrumentation(analyses, opts),
+    do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+
   @impl true
   def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
   @impl true

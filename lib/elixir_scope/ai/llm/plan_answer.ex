@@ -14,7 +14,8 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
   `{:ok, plan, warnings}` or `{:error, {:malformed_json | :invalid_plan | ..., message}}`.
   Options: `:strategy`, `:provider`.
   """
-  @spec to_plan(String.t(), [map], keyword) :: {:ok, map, [String.t()]} | {:error, {atom, String.t()}}
+  @spec to_plan(String.t(), [map], keyword) ::
+          {:ok, map, [String.t()]} | {:error, {atom, String.t()}}
   def to_plan(text, analyses, opts) do
     strategy = Keyword.get(opts, :strategy, :balanced)
     provider = Keyword.get(opts, :provider, :unknown)
@@ -26,8 +27,13 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
 
       warnings =
         case missing do
-          [] -> []
-          _ -> ["the #{provider} answer did not cover #{Enum.map_join(missing, ", ", &inspect/1)}; used the heuristic plan for them"]
+          [] ->
+            []
+
+          _ ->
+            [
+              "the #{provider} answer did not cover #{Enum.map_join(missing, ", ", &inspect/1)}; used the heuristic plan for them"
+            ]
         end
 
       merged = Map.merge(Map.take(heuristic.modules, missing), modules)
@@ -35,18 +41,28 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
       plan = %{heuristic | modules: merged, default_level: default}
 
       case PlanCheck.validate(plan, analyses) do
-        {:ok, plan} -> {:ok, plan, warnings}
-        {:error, msg} -> {:error, {:invalid_plan, "the #{provider} answer is not a valid plan: #{msg}"}}
+        {:ok, plan} ->
+          {:ok, plan, warnings}
+
+        {:error, msg} ->
+          {:error, {:invalid_plan, "the #{provider} answer is not a valid plan: #{msg}"}}
       end
     end
   end
 
   defp parse(text) do
     case ElixirScope.NIF.llm_parse_plan(text) do
-      {:ok, parsed} -> {:ok, parsed}
-      {:error, :malformed_json, msg} -> {:error, {:malformed_json, "the answer is not valid JSON: #{msg}"}}
-      {:error, :invalid_utf8, msg} -> {:error, {:malformed_json, "the answer is not valid UTF-8: #{msg}"}}
-      {:error, kind, msg} -> {:error, {kind, "the answer is not a valid plan: #{msg}"}}
+      {:ok, parsed} ->
+        {:ok, parsed}
+
+      {:error, :malformed_json, msg} ->
+        {:error, {:malformed_json, "the answer is not valid JSON: #{msg}"}}
+
+      {:error, :invalid_utf8, msg} ->
+        {:error, {:malformed_json, "the answer is not valid UTF-8: #{msg}"}}
+
+      {:error, kind, msg} ->
+        {:error, {kind, "the answer is not a valid plan: #{msg}"}}
     end
   end
 
@@ -56,7 +72,10 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
     Enum.reduce_while(parsed.modules, {:ok, %{}}, fn m, {:ok, acc} ->
       case Map.fetch(by_name, m.module) do
         :error ->
-          {:halt, {:error, {:invalid_plan, "the answer names module #{m.module}, which is not in the analysed sources"}}}
+          {:halt,
+           {:error,
+            {:invalid_plan,
+             "the answer names module #{m.module}, which is not in the analysed sources"}}}
 
         {:ok, analysis} ->
           case convert_module(m, analysis, parsed.default_level, provider) do
@@ -82,7 +101,9 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
         case Map.get(funs, {f.name, f.arity}) || Map.get(alt, {f.name, f.arity}) do
           nil ->
             {:halt,
-             {:error, {:invalid_plan, "the answer names #{m.module}.#{f.name}/#{f.arity}, which is not defined there"}}}
+             {:error,
+              {:invalid_plan,
+               "the answer names #{m.module}.#{f.name}/#{f.arity}, which is not defined there"}}}
 
           info ->
             key = {info.name, info.arity}

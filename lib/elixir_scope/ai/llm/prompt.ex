@@ -72,7 +72,10 @@ defmodule ElixirScope.AI.LLM.Prompt do
             size: f.complexity.size,
             side_effects: f.side_effects,
             calls: Enum.map(f.local_calls, fn {n, ar} -> "#{n}/#{ar}" end),
-            remote_calls: f.remote_calls |> Enum.take(20) |> Enum.map(fn {m, n, ar} -> "#{inspect(m)}.#{n}/#{ar}" end)
+            remote_calls:
+              f.remote_calls
+              |> Enum.take(20)
+              |> Enum.map(fn {m, n, ar} -> "#{inspect(m)}.#{n}/#{ar}" end)
           }
         end)
     }
@@ -103,7 +106,9 @@ defmodule ElixirScope.AI.LLM.Prompt do
   end
 
   defp valid_utf8(s) do
-    if String.valid?(s), do: s, else: String.chunk(s, :valid) |> Enum.filter(&String.valid?/1) |> Enum.join()
+    if String.valid?(s),
+      do: s,
+      else: String.chunk(s, :valid) |> Enum.filter(&String.valid?/1) |> Enum.join()
   end
 
   @doc "System prompt of a code commentary request."

@@ -18,7 +18,8 @@ defmodule ElixirScope.AI.LLM.Provider do
   @doc "A project plan (`ElixirScope.AST.Plan` format) for the analyses. Options: `:strategy` and provider settings."
   @callback plan_instrumentation(analyses :: [map], opts :: keyword) :: {:ok, map} | error
   @doc "Commentary on an analysis (or source), with the analysis itself."
-  @callback analyze_code(analysis_or_source :: map | String.t(), opts :: keyword) :: {:ok, map} | error
+  @callback analyze_code(analysis_or_source :: map | String.t(), opts :: keyword) ::
+              {:ok, map} | error
   @doc "Explains a recorded error from its context (see `ElixirScope.AI.Explainer.context/2`)."
   @callback explain_error(context :: map, opts :: keyword) :: {:ok, explanation} | error
   @doc "Suggests a fix for a recorded error."
@@ -43,8 +44,12 @@ defmodule ElixirScope.AI.LLM.Provider do
   @spec module(atom) :: {:ok, module} | {:error, String.t()}
   def module(name) do
     case Map.fetch(@providers, name) do
-      {:ok, mod} -> {:ok, mod}
-      :error -> {:error, "unknown LLM provider #{inspect(name)}; expected one of #{inspect(Enum.sort(names()))}"}
+      {:ok, mod} ->
+        {:ok, mod}
+
+      :error ->
+        {:error,
+         "unknown LLM provider #{inspect(name)}; expected one of #{inspect(Enum.sort(names()))}"}
     end
   end
 

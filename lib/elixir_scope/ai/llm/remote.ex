@@ -18,15 +18,20 @@ defmodule ElixirScope.AI.LLM.Remote do
   def plan_instrumentation(mod, analyses, opts) do
     settings = mod.settings(opts)
     strategy = Keyword.get(opts, :strategy, :balanced)
-    {user, omitted} = Prompt.plan_user(analyses, strategy, Keyword.fetch!(settings.options, :max_prompt_bytes))
+
+    {user, omitted} =
+      Prompt.plan_user(analyses, strategy, Keyword.fetch!(settings.options, :max_prompt_bytes))
 
     if omitted != [] do
-      Logger.warning("ElixirScope AI: #{length(omitted)} modules did not fit in the prompt (max_prompt_bytes); the heuristic plans them")
+      Logger.warning(
+        "ElixirScope AI: #{length(omitted)} modules did not fit in the prompt (max_prompt_bytes); the heuristic plans them"
+      )
     end
 
     with :ok <- mod.check_configured(settings),
          {:ok, text} <- mod.complete(Prompt.plan_system(), user, :plan, settings),
-         {:ok, plan, warnings} <- PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: mod.provider_name()) do
+         {:ok, plan, warnings} <-
+           PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: mod.provider_name()) do
       Enum.each(warnings, &Logger.warning("ElixirScope AI: " <> &1))
       {:ok, plan}
     end
@@ -75,14 +80,20 @@ defmodule ElixirScope.AI.LLM.Remote do
   end
 
   @doc "Commentary on an analysis through `mod`."
-  @spec analyze_code(module, map | String.t(), keyword) :: {:ok, map} | {:error, {atom, String.t()}}
+  @spec analyze_code(module, map | String.t(), keyword) ::
+          {:ok, map} | {:error, {atom, String.t()}}
   def analyze_code(mod, input, opts) do
     settings = mod.settings(opts)
 
     with {:ok, analysis} <- to_analysis(input),
          :ok <- mod.check_configured(settings),
          json = ElixirScope.NIF.json_encode(Prompt.summary(analysis)),
-         user = binary_part(json, 0, min(byte_size(json), Keyword.fetch!(settings.options, :max_prompt_bytes))),
+         user =
+           binary_part(
+             json,
+             0,
+             min(byte_size(json), Keyword.fetch!(settings.options, :max_prompt_bytes))
+           ),
          {:ok, text} <- mod.complete(Prompt.analyze_system(), user, :text, settings) do
       {:ok, %{analysis: analysis, commentary: text, provider: mod.provider_name()}}
     end
@@ -111,15 +122,27 @@ defmodule ElixirScope.AI.LLM.Remote do
   end
 
   @doc "Maps the C extractor's errors to provider errors."
-  @spec extract(:gemini | :openai, binary, String.t()) :: {:ok, String.t()} | {:error, {atom, String.t()}}
+  @spec extract(:gemini | :openai, binary, String.t()) ::
+          {:ok, String.t()} | {:error, {atom, String.t()}}
   def extract(format, body, label) do
     case ElixirScope.NIF.llm_extract_text(format, body) do
-      {:ok, text} -> {:ok, text}
-      {:error, :malformed_json, msg} -> {:error, {:malformed_json, "#{label} sent a response that is not valid JSON: #{msg}"}}
-      {:error, :invalid_utf8, msg} -> {:error, {:malformed_json, "#{label} sent a response that is not valid UTF-8: #{msg}"}}
-      {:error, :api_error, msg} -> {:error, {:api_error, "#{label}: #{msg}"}}
-      {:error, :blocked, msg} -> {:error, {:blocked, "#{label}: #{msg}"}}
-      {:error, kind, msg} -> {:error, {kind, "#{label}: #{msg}"}}
+      {:ok, text} ->
+        {:ok, text}
+
+      {:error, :malformed_json, msg} ->
+        {:error, {:malformed_json, "#{label} sent a response that is not valid JSON: #{msg}"}}
+
+      {:error, :invalid_utf8, msg} ->
+        {:error, {:malformed_json, "#{label} sent a response that is not valid UTF-8: #{msg}"}}
+
+      {:error, :api_error, msg} ->
+        {:error, {:api_error, "#{label}: #{msg}"}}
+
+      {:error, :blocked, msg} ->
+        {:error, {:blocked, "#{label}: #{msg}"}}
+
+      {:error, kind, msg} ->
+        {:error, {kind, "#{label}: #{msg}"}}
     end
   end
 end

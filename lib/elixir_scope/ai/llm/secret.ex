@@ -12,7 +12,7 @@ defmodule ElixirScope.AI.LLM.Secret do
   @enforce_keys [:fun]
   defstruct [:fun]
 
-  @type t :: %__MODULE__{fun: (-> String.t())}
+  @type t :: %__MODULE__{fun: (() -> String.t())}
 
   @doc "Wraps a value; `nil` and empty strings stay `nil`."
   @spec wrap(String.t() | t() | nil) :: t() | nil

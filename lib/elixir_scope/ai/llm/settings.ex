@@ -4,7 +4,12 @@ defmodule ElixirScope.AI.LLM.Settings do
   `ElixirScope.AI.LLM.Secret`; `inspect/1` shows `api_key: :redacted`.
   """
 
-  defstruct provider: nil, base_url: nil, model: nil, api_key: nil, timeout_ms: 30_000, options: []
+  defstruct provider: nil,
+            base_url: nil,
+            model: nil,
+            api_key: nil,
+            timeout_ms: 30_000,
+            options: []
 
   @type t :: %__MODULE__{
           provider: atom,

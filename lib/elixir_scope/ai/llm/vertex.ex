@@ -55,8 +55,13 @@ defmodule ElixirScope.AI.LLM.Vertex do
   @spec check_configured(Settings.t()) :: :ok | {:error, {atom, String.t()}}
   def check_configured(%Settings{options: o}) do
     case Keyword.get(o, :credentials_file) do
-      f when is_binary(f) and f != "" -> :ok
-      _ -> {:error, {:not_configured, "Vertex AI needs a service-account JSON file: set VERTEX_JSON_FILE or ai: [vertex: [credentials_file: ...]]"}}
+      f when is_binary(f) and f != "" ->
+        :ok
+
+      _ ->
+        {:error,
+         {:not_configured,
+          "Vertex AI needs a service-account JSON file: set VERTEX_JSON_FILE or ai: [vertex: [credentials_file: ...]]"}}
     end
   end
 
@@ -80,7 +85,8 @@ defmodule ElixirScope.AI.LLM.Vertex do
   def load_credentials(path) do
     with {:read, {:ok, data}} <- {:read, File.read(path)},
          {:json, {:ok, %{} = json}} <- {:json, ElixirScope.NIF.json_decode(data)},
-         {:fields, %{"client_email" => email, "private_key" => pem}} when is_binary(email) and is_binary(pem) <-
+         {:fields, %{"client_email" => email, "private_key" => pem}}
+         when is_binary(email) and is_binary(pem) <-
            {:fields, json},
          {:key, {:ok, _key}} <- {:key, decode_key(pem)} do
       {:ok,
@@ -93,13 +99,18 @@ defmodule ElixirScope.AI.LLM.Vertex do
        }}
     else
       {:read, {:error, r}} ->
-        {:error, {:invalid_credentials, "cannot read the Vertex service-account file #{path}: #{:file.format_error(r)}"}}
+        {:error,
+         {:invalid_credentials,
+          "cannot read the Vertex service-account file #{path}: #{:file.format_error(r)}"}}
 
       {:json, _} ->
-        {:error, {:invalid_credentials, "the Vertex service-account file #{path} is not a JSON object"}}
+        {:error,
+         {:invalid_credentials, "the Vertex service-account file #{path} is not a JSON object"}}
 
       {:fields, _} ->
-        {:error, {:invalid_credentials, "the Vertex service-account file #{path} lacks client_email or private_key"}}
+        {:error,
+         {:invalid_credentials,
+          "the Vertex service-account file #{path} lacks client_email or private_key"}}
 
       {:key, {:error, msg}} ->
         {:error, {:invalid_credentials, "the private_key in #{path} #{msg}"}}
@@ -128,7 +139,9 @@ defmodule ElixirScope.AI.LLM.Vertex do
   @spec jwt(map, String.t(), integer) :: String.t()
   def jwt(creds, aud, now \\ System.system_time(:second)) do
     header = %{"alg" => "RS256", "typ" => "JWT"}
-    header = if creds.private_key_id, do: Map.put(header, "kid", creds.private_key_id), else: header
+
+    header =
+      if creds.private_key_id, do: Map.put(header, "kid", creds.private_key_id), else: header
 
     claims = %{
       "iss" => creds.client_email,
@@ -138,7 +151,9 @@ defmodule ElixirScope.AI.LLM.Vertex do
       "exp" => now + 3600
     }
 
-    input = b64(ElixirScope.NIF.json_encode(header)) <> "." <> b64(ElixirScope.NIF.json_encode(claims))
+    input =
+      b64(ElixirScope.NIF.json_encode(header)) <> "." <> b64(ElixirScope.NIF.json_encode(claims))
+
     {:ok, key} = decode_key(Secret.reveal(creds.private_key))
     input <> "." <> b64(:public_key.sign(input, :sha256, key))
   end
@@ -175,7 +190,9 @@ defmodule ElixirScope.AI.LLM.Vertex do
   @doc "Forgets every cached access token."
   @spec clear_token_cache() :: :ok
   def clear_token_cache do
-    for {{__MODULE__, :token, _, _} = k, _} <- :persistent_term.get(), do: :persistent_term.erase(k)
+    for {{__MODULE__, :token, _, _} = k, _} <- :persistent_term.get(),
+        do: :persistent_term.erase(k)
+
     :ok
   end
 
@@ -189,14 +206,26 @@ defmodule ElixirScope.AI.LLM.Vertex do
     http =
       Config.http_opts(s,
         provider: "the Google OAuth2 token endpoint",
-        auth_hint: "the service account #{creds.client_email} (VERTEX_JSON_FILE) was refused: check that the key is active and not revoked",
+        auth_hint:
+          "the service account #{creds.client_email} (VERTEX_JSON_FILE) was refused: check that the key is active and not revoked",
         secrets: [creds.private_key]
       )
 
-    with {:ok, resp} <- HTTP.request("POST", token_url, [{"content-type", "application/x-www-form-urlencoded"}], body, http) do
+    with {:ok, resp} <-
+           HTTP.request(
+             "POST",
+             token_url,
+             [{"content-type", "application/x-www-form-urlencoded"}],
+             body,
+             http
+           ) do
       case ElixirScope.NIF.json_decode(resp.body) do
         {:ok, %{"access_token" => t} = m} when is_binary(t) and t != "" ->
-          expires = if is_integer(m["expires_in"]) and m["expires_in"] > 0, do: m["expires_in"], else: 3600
+          expires =
+            if is_integer(m["expires_in"]) and m["expires_in"] > 0,
+              do: m["expires_in"],
+              else: 3600
+
           {:ok, Secret.wrap(t), expires}
 
         {:ok, _} ->
@@ -236,16 +265,29 @@ defmodule ElixirScope.AI.LLM.Vertex do
     location = Keyword.fetch!(o, :location)
 
     if is_nil(project) do
-      {:error, {:not_configured, "Vertex AI needs a project: set ai: [vertex: [project: ...]], VERTEX_PROJECT, or project_id in the service-account file"}}
+      {:error,
+       {:not_configured,
+        "Vertex AI needs a project: set ai: [vertex: [project: ...]], VERTEX_PROJECT, or project_id in the service-account file"}}
     else
-      body = ElixirScope.NIF.llm_build_gemini_request(system, user, mode == :plan, o[:temperature], o[:max_tokens])
+      body =
+        ElixirScope.NIF.llm_build_gemini_request(
+          system,
+          user,
+          mode == :plan,
+          o[:temperature],
+          o[:max_tokens]
+        )
+
       body = if mode == :json, do: json_mode(body), else: body
 
       url =
         "#{s.base_url}/v1/projects/#{URI.encode(project)}/locations/#{URI.encode(location)}" <>
           "/publishers/google/models/#{URI.encode(s.model)}:generateContent"
 
-      headers = [{"content-type", "application/json"}, {"authorization", "Bearer " <> Secret.reveal(token)}]
+      headers = [
+        {"content-type", "application/json"},
+        {"authorization", "Bearer " <> Secret.reveal(token)}
+      ]
 
       http =
         Config.http_opts(s,
@@ -263,11 +305,16 @@ defmodule ElixirScope.AI.LLM.Vertex do
 
   defp json_mode(body) do
     {:ok, map} = ElixirScope.NIF.json_decode(body)
-    map |> put_in(["generationConfig", "responseMimeType"], "application/json") |> ElixirScope.NIF.json_encode()
+
+    map
+    |> put_in(["generationConfig", "responseMimeType"], "application/json")
+    |> ElixirScope.NIF.json_encode()
   end
 
   @impl true
-  def plan_instrumentation(analyses, opts), do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+  def plan_instrumentation(analyses, opts),
+    do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+
   @impl true
   def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
   @impl true

@@ -16,25 +16,48 @@ defmodule ElixirScope.AI.LLM.FailuresTest do
   end
 
   defp opts(srv, extra \\ []),
-    do: Keyword.merge([base_url: srv.url, api_key: @key, model: "m", backoff_ms: 5, retries: 2, analysis_timeout: 5000], extra)
+    do:
+      Keyword.merge(
+        [
+          base_url: srv.url,
+          api_key: @key,
+          model: "m",
+          backoff_ms: 5,
+          retries: 2,
+          analysis_timeout: 5000
+        ],
+        extra
+      )
 
   defp ok_answer, do: {200, [], LLMServer.gemini_body("OK")}
 
   test "429 is retried honouring Retry-After, then succeeds" do
-    srv = serve(fn %{n: n} -> if n <= 2, do: {429, [{"Retry-After", "0"}], LLMServer.error_body(429, "slow down")}, else: ok_answer() end)
+    srv =
+      serve(fn %{n: n} ->
+        if n <= 2,
+          do: {429, [{"Retry-After", "0"}], LLMServer.error_body(429, "slow down")},
+          else: ok_answer()
+      end)
+
     assert :ok = Gemini.test_connection(opts(srv, retries: 2))
     assert length(LLMServer.requests(srv)) == 3
   end
 
   test "Retry-After in seconds is waited for" do
-    srv = serve(fn %{n: n} -> if n == 1, do: {429, [{"retry-after", "1"}], ""}, else: ok_answer() end)
+    srv =
+      serve(fn %{n: n} -> if n == 1, do: {429, [{"retry-after", "1"}], ""}, else: ok_answer() end)
+
     t0 = System.monotonic_time(:millisecond)
     assert :ok = Gemini.test_connection(opts(srv, retries: 1))
     assert System.monotonic_time(:millisecond) - t0 >= 1000
   end
 
   test "429 that never ends: rate_limited after the retries" do
-    srv = serve(fn _ -> {429, [{"Retry-After", "0"}], LLMServer.error_body(429, "Resource has been exhausted")} end)
+    srv =
+      serve(fn _ ->
+        {429, [{"Retry-After", "0"}], LLMServer.error_body(429, "Resource has been exhausted")}
+      end)
+
     assert {:error, {:rate_limited, msg}} = Gemini.test_connection(opts(srv, retries: 2))
     assert msg =~ "429"
     assert msg =~ "3 attempts"
@@ -68,7 +91,9 @@ defmodule ElixirScope.AI.LLM.FailuresTest do
       assert msg =~ "GOOGLE_API_KEY"
       assert length(LLMServer.requests(srv)) == 1
 
-      assert {:error, {:unauthorized, msg}} = OpenAICompatible.test_connection(opts(srv, api_key: "k1234"))
+      assert {:error, {:unauthorized, msg}} =
+               OpenAICompatible.test_connection(opts(srv, api_key: "k1234"))
+
       assert msg =~ "OPENAI_API_KEY"
     end
   end
@@ -81,13 +106,19 @@ defmodule ElixirScope.AI.LLM.FailuresTest do
 
   test "an answer over the size cap" do
     srv = serve(fn _ -> {200, [], LLMServer.gemini_body(String.duplicate("a", 50_000))} end)
-    assert {:error, {:too_large, msg}} = Gemini.test_connection(opts(srv, max_response_bytes: 10_000))
+
+    assert {:error, {:too_large, msg}} =
+             Gemini.test_connection(opts(srv, max_response_bytes: 10_000))
+
     assert msg =~ "max_response_bytes"
   end
 
   test "connection refused" do
     port = LLMServer.closed_port()
-    assert {:error, {:connect_refused, msg}} = Gemini.test_connection(base_url: "http://127.0.0.1:#{port}", api_key: @key)
+
+    assert {:error, {:connect_refused, msg}} =
+             Gemini.test_connection(base_url: "http://127.0.0.1:#{port}", api_key: @key)
+
     assert msg =~ "127.0.0.1:#{port}"
     assert msg =~ "base_url"
   end
@@ -129,7 +160,9 @@ defmodule ElixirScope.AI.LLM.FailuresTest do
 
       log =
         capture_log(fn ->
-          assert {:ok, plan, [warning]} = Orchestrator.plan(analyses, Keyword.put(opts(srv), :provider, :gemini))
+          assert {:ok, plan, [warning]} =
+                   Orchestrator.plan(analyses, Keyword.put(opts(srv), :provider, :gemini))
+
           assert plan.provider == :heuristic
           assert warning =~ "does_not_exist/2"
           assert warning =~ "heuristic"
@@ -139,24 +172,44 @@ defmodule ElixirScope.AI.LLM.FailuresTest do
     end
 
     test "prose instead of JSON" do
-      srv = serve(fn _ -> {200, [], LLMServer.gemini_body("I think you should trace everything.")} end)
+      srv =
+        serve(fn _ -> {200, [], LLMServer.gemini_body("I think you should trace everything.")} end)
 
       capture_log(fn ->
-        assert {:ok, plan, [warning]} = Orchestrator.plan(AIFixtures.analyses(), Keyword.put(opts(srv), :provider, :gemini))
+        assert {:ok, plan, [warning]} =
+                 Orchestrator.plan(
+                   AIFixtures.analyses(),
+                   Keyword.put(opts(srv), :provider, :gemini)
+                 )
+
         assert plan.provider == :heuristic
         assert warning =~ "malformed_json"
       end)
     end
 
     test "a wrong level value" do
-      srv = serve(fn _ -> {200, [], LLMServer.gemini_body(~s({"modules":[{"module":"Sample.Math","level":"everything"}]}))} end)
-      assert {:error, {:invalid_plan, msg}} = Gemini.plan_instrumentation(AIFixtures.analyses(), opts(srv))
+      srv =
+        serve(fn _ ->
+          {200, [],
+           LLMServer.gemini_body(~s({"modules":[{"module":"Sample.Math","level":"everything"}]}))}
+        end)
+
+      assert {:error, {:invalid_plan, msg}} =
+               Gemini.plan_instrumentation(AIFixtures.analyses(), opts(srv))
+
       assert msg =~ "level"
     end
 
     test "an unknown module" do
-      srv = serve(fn _ -> {200, [], LLMServer.gemini_body(~s({"modules":[{"module":"Not.There","level":"full"}]}))} end)
-      assert {:error, {:invalid_plan, msg}} = Gemini.plan_instrumentation(AIFixtures.analyses(), opts(srv))
+      srv =
+        serve(fn _ ->
+          {200, [],
+           LLMServer.gemini_body(~s({"modules":[{"module":"Not.There","level":"full"}]}))}
+        end)
+
+      assert {:error, {:invalid_plan, msg}} =
+               Gemini.plan_instrumentation(AIFixtures.analyses(), opts(srv))
+
       assert msg =~ "Not.There"
     end
   end

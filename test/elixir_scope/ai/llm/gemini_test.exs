@@ -16,11 +16,17 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
 
         cond do
           req.headers["x-goog-api-key"] != @key ->
-            {400, [{"content-type", "application/json"}], LLMServer.error_body(400, "API key not valid. Please pass a valid API key.")}
+            {400, [{"content-type", "application/json"}],
+             LLMServer.error_body(400, "API key not valid. Please pass a valid API key.")}
 
           req.path == "/v1beta/models/gemini-test:generateContent" ->
             {:ok, body} = ElixirScope.NIF.json_decode(req.body)
-            text = if get_in(body, ["generationConfig", "responseSchema"]), do: AIFixtures.plan_answer(), else: explain_answer()
+
+            text =
+              if get_in(body, ["generationConfig", "responseSchema"]),
+                do: AIFixtures.plan_answer(),
+                else: explain_answer()
+
             {200, [{"content-type", "application/json"}], LLMServer.gemini_body(text)}
 
           true ->
@@ -35,7 +41,9 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
   defp explain_answer,
     do: ElixirScope.NIF.json_encode(%{"explanation" => "x was nil", "suggested_fix" => "check x"})
 
-  test "plans through generateContent with the plan schema; the key travels in a header", %{opts: opts} do
+  test "plans through generateContent with the plan schema; the key travels in a header", %{
+    opts: opts
+  } do
     analyses = AIFixtures.analyses()
 
     log =
@@ -62,13 +70,19 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
 
   test "explain_error and suggest_fix parse the JSON answer", %{opts: opts} do
     ctx = ElixirScope.Test.SampleEvents.sample_context()
-    assert {:ok, %{explanation: "x was nil", suggested_fix: "check x", provider: :gemini}} = Gemini.explain_error(ctx, opts)
+
+    assert {:ok, %{explanation: "x was nil", suggested_fix: "check x", provider: :gemini}} =
+             Gemini.explain_error(ctx, opts)
+
     assert {:ok, "check x"} = Gemini.suggest_fix(ctx, opts)
   end
 
   test "analyze_code and test_connection", %{opts: opts} do
     assert {:ok, %{analysis: %{module: Sample.Math}, commentary: text}} =
-             Gemini.analyze_code(File.read!(Path.join(AIFixtures.root(), "lib/sample/math.ex")), opts)
+             Gemini.analyze_code(
+               File.read!(Path.join(AIFixtures.root(), "lib/sample/math.ex")),
+               opts
+             )
 
     assert is_binary(text)
     assert :ok = Gemini.test_connection(opts)
@@ -76,7 +90,9 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
   end
 
   test "a wrong key gives an actionable error without the key", %{opts: opts} do
-    assert {:error, {:unauthorized, msg}} = Gemini.test_connection(Keyword.put(opts, :api_key, "wrong-key-value"))
+    assert {:error, {:unauthorized, msg}} =
+             Gemini.test_connection(Keyword.put(opts, :api_key, "wrong-key-value"))
+
     assert msg =~ "API key not valid"
     assert msg =~ "GOOGLE_API_KEY"
     refute msg =~ "wrong-key-value"
@@ -85,12 +101,17 @@ defmodule ElixirScope.AI.LLM.GeminiTest do
   test "no key: not configured", %{opts: opts} do
     opts = Keyword.put(opts, :api_key, "")
     refute Gemini.configured?(opts)
-    assert {:error, {:not_configured, msg}} = Gemini.plan_instrumentation(AIFixtures.analyses(), opts)
+
+    assert {:error, {:not_configured, msg}} =
+             Gemini.plan_instrumentation(AIFixtures.analyses(), opts)
+
     assert msg =~ "GOOGLE_API_KEY"
   end
 
   test "an unknown model gives a 404 hint", %{opts: opts} do
-    assert {:error, {:http_error, msg}} = Gemini.test_connection(Keyword.put(opts, :model, "nope"))
+    assert {:error, {:http_error, msg}} =
+             Gemini.test_connection(Keyword.put(opts, :model, "nope"))
+
     assert msg =~ "404"
     assert msg =~ "model"
   end

@@ -15,13 +15,19 @@ defmodule ElixirScope.AI.LLM.LiveTest do
   test "Gemini: connection and a validated plan for the fixture project" do
     assert Gemini.configured?(), "set GOOGLE_API_KEY"
     assert :ok = Gemini.test_connection()
-    capture_log(fn -> assert {:ok, %{provider: :gemini}} = Gemini.plan_instrumentation(AIFixtures.analyses(), []) end)
+
+    capture_log(fn ->
+      assert {:ok, %{provider: :gemini}} = Gemini.plan_instrumentation(AIFixtures.analyses(), [])
+    end)
   end
 
   @tag :vertex
   test "Vertex AI: token, connection and a validated plan for the fixture project" do
     assert Vertex.configured?(), "set VERTEX_JSON_FILE"
     assert :ok = Vertex.test_connection()
-    capture_log(fn -> assert {:ok, %{provider: :vertex}} = Vertex.plan_instrumentation(AIFixtures.analyses(), []) end)
+
+    capture_log(fn ->
+      assert {:ok, %{provider: :vertex}} = Vertex.plan_instrumentation(AIFixtures.analyses(), [])
+    end)
   end
 end

@@ -13,8 +13,12 @@ defmodule ElixirScope.AI.LLM.OpenAICompatibleTest do
         send(test_pid, {:request, req})
 
         case req.path do
-          "/v1/chat/completions" -> {200, [{"content-type", "application/json"}], LLMServer.openai_body(AIFixtures.plan_answer())}
-          _ -> {404, [], "not found"}
+          "/v1/chat/completions" ->
+            {200, [{"content-type", "application/json"}],
+             LLMServer.openai_body(AIFixtures.plan_answer())}
+
+          _ ->
+            {404, [], "not found"}
         end
       end)
 
@@ -39,12 +43,24 @@ defmodule ElixirScope.AI.LLM.OpenAICompatibleTest do
   end
 
   test "sends the key as a bearer token", %{opts: opts} do
-    capture_log(fn -> OpenAICompatible.plan_instrumentation(AIFixtures.analyses(), Keyword.put(opts, :api_key, "sk-local-123")) end)
+    capture_log(fn ->
+      OpenAICompatible.plan_instrumentation(
+        AIFixtures.analyses(),
+        Keyword.put(opts, :api_key, "sk-local-123")
+      )
+    end)
+
     assert_received {:request, %{headers: %{"authorization" => "Bearer sk-local-123"}}}
   end
 
   test "json_mode false leaves out response_format", %{opts: opts} do
-    capture_log(fn -> OpenAICompatible.plan_instrumentation(AIFixtures.analyses(), Keyword.put(opts, :json_mode, false)) end)
+    capture_log(fn ->
+      OpenAICompatible.plan_instrumentation(
+        AIFixtures.analyses(),
+        Keyword.put(opts, :json_mode, false)
+      )
+    end)
+
     assert_received {:request, req}
     {:ok, body} = ElixirScope.NIF.json_decode(req.body)
     refute Map.has_key?(body, "response_format")

@@ -22,7 +22,11 @@ defmodule ElixirScope.AI.LLM.SecretsTest do
   end
 
   test "a server that echoes the key: the error and the logs do not contain it" do
-    srv = LLMServer.start(fn req -> {401, [], LLMServer.error_body(401, "bad key #{req.headers["x-goog-api-key"]}")} end)
+    srv =
+      LLMServer.start(fn req ->
+        {401, [], LLMServer.error_body(401, "bad key #{req.headers["x-goog-api-key"]}")}
+      end)
+
     on_exit(fn -> LLMServer.stop(srv) end)
     opts = [base_url: srv.url, api_key: @key, provider: :gemini]
 
@@ -41,7 +45,10 @@ defmodule ElixirScope.AI.LLM.SecretsTest do
 
   test "refused, timeout and TLS errors do not contain the key" do
     port = LLMServer.closed_port()
-    {:error, reason} = OpenAICompatible.test_connection(base_url: "http://127.0.0.1:#{port}/v1", api_key: @key)
+
+    {:error, reason} =
+      OpenAICompatible.test_connection(base_url: "http://127.0.0.1:#{port}/v1", api_key: @key)
+
     refute inspect(reason) =~ @key
   end
 

@@ -49,7 +49,18 @@ defmodule ElixirScope.AI.LLM.VertexTest do
       File.rm_rf!(dir)
     end)
 
-    %{srv: srv, sa_file: file, dir: dir, opts: [credentials_file: file, base_url: srv.url, location: "us-central1", model: "gemini-test", backoff_ms: 5]}
+    %{
+      srv: srv,
+      sa_file: file,
+      dir: dir,
+      opts: [
+        credentials_file: file,
+        base_url: srv.url,
+        location: "us-central1",
+        model: "gemini-test",
+        backoff_ms: 5
+      ]
+    }
   end
 
   defp handle(%{path: "/token"} = req, public, test_pid, state, ctx) do
@@ -60,20 +71,40 @@ defmodule ElixirScope.AI.LLM.VertexTest do
       send(test_pid, {:claims, claims})
       :counters.add(state, 1, 1)
       n = :counters.get(state, 1)
-      body = %{"access_token" => "ya29.test-token-#{n}", "expires_in" => Map.get(ctx, :expires_in, 3600), "token_type" => "Bearer"}
+
+      body = %{
+        "access_token" => "ya29.test-token-#{n}",
+        "expires_in" => Map.get(ctx, :expires_in, 3600),
+        "token_type" => "Bearer"
+      }
+
       {200, [{"content-type", "application/json"}], ElixirScope.NIF.json_encode(body)}
     else
       _ -> {401, [], ~s({"error":"invalid_grant","error_description":"Invalid JWT Signature."})}
     end
   end
 
-  defp handle(%{path: "/v1/projects/test-project/locations/us-central1/publishers/google/models/gemini-test:generateContent"} = req, _p, _t, _s, ctx) do
+  defp handle(
+         %{
+           path:
+             "/v1/projects/test-project/locations/us-central1/publishers/google/models/gemini-test:generateContent"
+         } = req,
+         _p,
+         _t,
+         _s,
+         ctx
+       ) do
     revoked = Map.get(ctx, :revoked, nil)
 
     case req.headers["authorization"] do
       "Bearer ya29.test-token-" <> n when n != revoked ->
         {:ok, body} = ElixirScope.NIF.json_decode(req.body)
-        text = if get_in(body, ["generationConfig", "responseSchema"]), do: AIFixtures.plan_answer(), else: "OK"
+
+        text =
+          if get_in(body, ["generationConfig", "responseSchema"]),
+            do: AIFixtures.plan_answer(),
+            else: "OK"
+
         {200, [], LLMServer.gemini_body(text)}
 
       _ ->
@@ -83,7 +114,8 @@ defmodule ElixirScope.AI.LLM.VertexTest do
 
   defp handle(_req, _p, _t, _s, _ctx), do: {404, [], LLMServer.error_body(404, "not found")}
 
-  test "service account -> RS256 JWT verified by the token endpoint -> token -> regional generateContent", %{opts: opts, srv: srv} do
+  test "service account -> RS256 JWT verified by the token endpoint -> token -> regional generateContent",
+       %{opts: opts, srv: srv} do
     capture_log(fn ->
       assert {:ok, plan} = Vertex.plan_instrumentation(AIFixtures.analyses(), opts)
       assert plan.provider == :vertex
@@ -125,7 +157,9 @@ defmodule ElixirScope.AI.LLM.VertexTest do
   test "a JWT signed with another key is refused: actionable, no key material", ctx do
     # the server verifies with a different public key
     srv =
-      LLMServer.start(fn req -> handle(req, ctx.other_public, self(), :counters.new(1, []), %{}) end)
+      LLMServer.start(fn req ->
+        handle(req, ctx.other_public, self(), :counters.new(1, []), %{})
+      end)
 
     on_exit(fn -> LLMServer.stop(srv) end)
     File.write!(ctx.sa_file, File.read!(ctx.sa_file) |> String.replace(ctx.srv.url, srv.url))
@@ -143,15 +177,27 @@ defmodule ElixirScope.AI.LLM.VertexTest do
 
     bad = Path.join(dir, "bad.json")
     File.write!(bad, "{not json")
-    assert {:error, {:invalid_credentials, msg}} = Vertex.test_connection(Keyword.put(opts, :credentials_file, bad))
+
+    assert {:error, {:invalid_credentials, msg}} =
+             Vertex.test_connection(Keyword.put(opts, :credentials_file, bad))
+
     assert msg =~ "not a JSON object"
 
     nokey = Path.join(dir, "nokey.json")
-    File.write!(nokey, ~s({"client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n"}))
-    assert {:error, {:invalid_credentials, msg}} = Vertex.test_connection(Keyword.put(opts, :credentials_file, nokey))
+
+    File.write!(
+      nokey,
+      ~s({"client_email":"a@b","private_key":"-----BEGIN PRIVATE KEY-----\\nAAAA\\n-----END PRIVATE KEY-----\\n"})
+    )
+
+    assert {:error, {:invalid_credentials, msg}} =
+             Vertex.test_connection(Keyword.put(opts, :credentials_file, nokey))
+
     assert msg =~ "private_key"
 
-    assert {:error, {:not_configured, msg}} = Vertex.test_connection(Keyword.put(opts, :credentials_file, ""))
+    assert {:error, {:not_configured, msg}} =
+             Vertex.test_connection(Keyword.put(opts, :credentials_file, ""))
+
     assert msg =~ "VERTEX_JSON_FILE"
   end
 
