@@ -3,7 +3,7 @@ defmodule ElixirScope.AI.LLM.Gemini do
   Google Gemini through the REST `generateContent` call.
 
   Settings (`config :elixir_scope, :ai, gemini: [...]` or call options):
-  `:api_key` (default from `GOOGLE_API_KEY`, sent in the `x-goog-api-key`
+  `:api_key` (default from `GOOGLE_API_KEY` or `GEMINI_API_KEY`, sent in the `x-goog-api-key`
   header, never in the URL), `:model` (default `"gemini-2.0-flash"`),
   `:base_url` (default `"https://generativelanguage.googleapis.com"`).
   Plans are requested as JSON with the plan `responseSchema`.
@@ -22,7 +22,7 @@ defmodule ElixirScope.AI.LLM.Gemini do
     Config.settings(
       :gemini,
       [base_url: "https://generativelanguage.googleapis.com", model: "gemini-2.0-flash"],
-      [api_key: System.get_env("GOOGLE_API_KEY")],
+      [api_key: System.get_env("GOOGLE_API_KEY") || System.get_env("GEMINI_API_KEY")],
       opts
     )
   end
