@@ -52,6 +52,12 @@ defmodule ElixirScope.AI.Orchestrator do
   def plan(analyses, opts \\ []) do
     name = Provider.current(opts)
 
+    strategy =
+      Keyword.get(opts, :strategy) ||
+        Keyword.get(ElixirScope.AI.LLM.Config.ai_env(), :strategy, :balanced)
+
+    opts = Keyword.put(opts, :strategy, strategy)
+
     with {:ok, mod} <- Provider.module(name) do
       case mod.plan_instrumentation(analyses, opts) do
         {:ok, plan} ->

@@ -13,6 +13,7 @@ defmodule Mix.Tasks.Scope.Plan do
   `--base-url`, `--model` and `--timeout` (the analysis_timeout) override them.
   Keys are never taken from the command line.
 
+  The strategy defaults to `config :elixir_scope, :ai, strategy: ...`, else `:balanced`.
   The plan is printed as a table (module, function, level, reason). When the
   LLM provider fails or answers with an invalid plan, the heuristic plan is
   used and a warning says why. Works before the project is compiled.

@@ -2,7 +2,7 @@ defmodule ElixirScope.AI.LLM.Gemini do
   @moduledoc """
   Google Gemini through the REST `generateContent` call.
 
-  Settings (`config :elixir_scope, :ai, gemini: [...]` or call options):
+  Settings (`config :elixir_scope, :ai, [...]` with `llm_provider: :gemini`, or call options):
   `:api_key` (default from `GOOGLE_API_KEY` or `GEMINI_API_KEY`, sent in the `x-goog-api-key`
   header, never in the URL), `:model` (default `"gemini-2.0-flash"`),
   `:base_url` (default `"https://generativelanguage.googleapis.com"`).
@@ -32,8 +32,7 @@ defmodule ElixirScope.AI.LLM.Gemini do
   def check_configured(%Settings{api_key: nil}),
     do:
       {:error,
-       {:not_configured,
-        "Gemini needs an API key: set GOOGLE_API_KEY or ai: [gemini: [api_key: ...]]"}}
+       {:not_configured, "Gemini needs an API key: set GOOGLE_API_KEY or ai: [api_key: ...]"}}
 
   def check_configured(_), do: :ok
 
@@ -71,7 +70,7 @@ defmodule ElixirScope.AI.LLM.Gemini do
       Config.http_opts(s,
         provider: "Gemini",
         auth_hint:
-          "check GOOGLE_API_KEY (or ai: [gemini: [api_key: ...]]) and that the key may use the Generative Language API"
+          "check GOOGLE_API_KEY (or ai: [api_key: ...]) and that the key may use the Generative Language API"
       )
 
     with {:ok, resp} <- HTTP.request("POST", url, headers, body, http) do

@@ -2,7 +2,7 @@ defmodule ElixirScope.AI.LLM.Mock do
   @moduledoc """
   A deterministic provider for tests. Without a configured answer it returns
   a canned plan (boundaries on every public function). With `:response`
-  (option, or `ai: [mock: [response: text]]`) the text goes through the same
+  (a call option) the text goes through the same
   parsing and validation as a real model's answer, so invalid answers can be
   exercised offline.
   """
@@ -19,10 +19,7 @@ defmodule ElixirScope.AI.LLM.Mock do
   @impl true
   def test_connection, do: :ok
 
-  defp response(opts),
-    do:
-      Keyword.get(opts, :response) ||
-        get_in(ElixirScope.AI.LLM.Config.ai_env(), [:mock, :response])
+  defp response(opts), do: Keyword.get(opts, :response)
 
   @impl true
   def plan_instrumentation(analyses, opts) do

@@ -3,7 +3,7 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   Any OpenAI-compatible chat-completions endpoint (OpenAI itself, or the
   local servers people run models with: llama.cpp, Ollama, vLLM, LM Studio).
 
-  Settings (`ai: [openai_compatible: [...]]` or call options): `:base_url`
+  Settings (`ai: [...]` with `llm_provider: :openai_compatible`, or call options): `:base_url`
   (default `OPENAI_BASE_URL` or `"https://api.openai.com/v1"`; the request
   goes to `base_url <> "/chat/completions"`), `:api_key` (default
   `OPENAI_API_KEY`; optional for local servers), `:model` (default
@@ -33,9 +33,7 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   def check_configured(%Settings{base_url: url}) when is_binary(url) and url != "", do: :ok
 
   def check_configured(_),
-    do:
-      {:error,
-       {:not_configured, "set ai: [openai_compatible: [base_url: ...]] or OPENAI_BASE_URL"}}
+    do: {:error, {:not_configured, "set ai: [base_url: ...] or OPENAI_BASE_URL"}}
 
   @impl true
   def configured?, do: configured?([])
@@ -73,7 +71,7 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
     http =
       Config.http_opts(s,
         provider: "the OpenAI-compatible endpoint",
-        auth_hint: "check OPENAI_API_KEY (or ai: [openai_compatible: [api_key: ...]])"
+        auth_hint: "check OPENAI_API_KEY (or ai: [api_key: ...])"
       )
 
     with {:ok, resp} <-

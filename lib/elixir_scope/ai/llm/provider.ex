@@ -54,18 +54,27 @@ defmodule ElixirScope.AI.LLM.Provider do
   end
 
   @doc """
-  The provider to use: `opts[:provider]`, else `ai: [llm_provider: ...]`,
-  else `:gemini` when GOOGLE_API_KEY is set, `:vertex` when VERTEX_JSON_FILE
+  The provider to use: `opts[:provider]`, else `ai: [llm_provider: ...]`
+  (unless `:auto`), else `:gemini` when GOOGLE_API_KEY is set, `:vertex` when VERTEX_JSON_FILE
   is set, else `:heuristic` (offline).
   """
   @spec current(keyword) :: atom
   def current(opts \\ []) do
     cond do
-      p = Keyword.get(opts, :provider) -> p
-      p = Keyword.get(ElixirScope.AI.LLM.Config.ai_env(), :llm_provider) -> p
-      present?(System.get_env("GOOGLE_API_KEY")) -> :gemini
-      present?(System.get_env("VERTEX_JSON_FILE")) -> :vertex
-      true -> :heuristic
+      p = Keyword.get(opts, :provider) ->
+        p
+
+      (p = Keyword.get(ElixirScope.AI.LLM.Config.ai_env(), :llm_provider)) not in [nil, :auto] ->
+        p
+
+      present?(System.get_env("GOOGLE_API_KEY")) ->
+        :gemini
+
+      present?(System.get_env("VERTEX_JSON_FILE")) ->
+        :vertex
+
+      true ->
+        :heuristic
     end
   end
 

@@ -16,7 +16,7 @@ defmodule ElixirScope.AI.LLM.Remote do
   @doc "Plan through `mod`; warnings of partial answers are logged."
   @spec plan_instrumentation(module, [map], keyword) :: {:ok, map} | {:error, {atom, String.t()}}
   def plan_instrumentation(mod, analyses, opts) do
-    settings = mod.settings(opts)
+    settings = mod.settings(Keyword.put(opts, :purpose, :plan))
     strategy = Keyword.get(opts, :strategy, :balanced)
 
     {user, omitted} =

@@ -1,14 +1,15 @@
 defmodule ElixirScope.AI.LLM.Vertex do
   @moduledoc """
   Gemini on Vertex AI. A service-account JSON file (`VERTEX_JSON_FILE`, or
-  `ai: [vertex: [credentials_file: ...]]`) gives the client e-mail and the
+  `ai: [credentials_file: ...]`) gives the client e-mail and the
   private key; a JWT signed with RS256 (`:public_key`) is exchanged at the
   OAuth2 token endpoint for an access token, cached until shortly before it
   expires; requests go to the regional `generateContent` endpoint of the
   project and location.
 
-  Settings: `:credentials_file`, `:project` (default: the file's
-  `project_id`, or `VERTEX_PROJECT`), `:location` (default `VERTEX_LOCATION`
+  Settings (`config :elixir_scope, :ai, [...]` with `llm_provider: :vertex`,
+  see `ElixirScope.AI.LLM.Config`, or call options): `:credentials_file`,
+  `:project` (config key `:project_id`; default: `VERTEX_PROJECT`, else the file's `project_id`), `:location` (default `VERTEX_LOCATION`
   or `"us-central1"`), `:model` (default `"gemini-2.0-flash"`), `:base_url`
   (default `https://LOCATION-aiplatform.googleapis.com`), `:token_url`
   (default: the file's `token_uri`).
@@ -61,7 +62,7 @@ defmodule ElixirScope.AI.LLM.Vertex do
       _ ->
         {:error,
          {:not_configured,
-          "Vertex AI needs a service-account JSON file: set VERTEX_JSON_FILE or ai: [vertex: [credentials_file: ...]]"}}
+          "Vertex AI needs a service-account JSON file: set VERTEX_JSON_FILE or ai: [credentials_file: ...]"}}
     end
   end
 
@@ -267,7 +268,7 @@ defmodule ElixirScope.AI.LLM.Vertex do
     if is_nil(project) do
       {:error,
        {:not_configured,
-        "Vertex AI needs a project: set ai: [vertex: [project: ...]], VERTEX_PROJECT, or project_id in the service-account file"}}
+        "Vertex AI needs a project: set ai: [project_id: ...], VERTEX_PROJECT, or project_id in the service-account file"}}
     else
       body =
         ElixirScope.NIF.llm_build_gemini_request(
