@@ -17,24 +17,6 @@
 #define ES_STR(x) ES_STR2(x)
 #define HTTP_MAX_HEADER_LINE 8192
 
-static ERL_NIF_TERM raise_arg(ErlNifEnv *env, const char *msg) {
-    ERL_NIF_TERM keys[3] = {enif_make_atom(env, "__struct__"), enif_make_atom(env, "__exception__"),
-                            enif_make_atom(env, "message")};
-    ErlNifBinary b;
-    size_t n = strlen(msg);
-    ERL_NIF_TERM m;
-    if (enif_alloc_binary(n, &b)) {
-        memcpy(b.data, msg, n);
-        m = enif_make_binary(env, &b);
-    } else {
-        m = enif_make_atom(env, "enomem");
-    }
-    ERL_NIF_TERM vals[3] = {enif_make_atom(env, "Elixir.ArgumentError"), enif_make_atom(env, "true"), m};
-    ERL_NIF_TERM ex;
-    if (!enif_make_map_from_arrays(env, keys, vals, 3, &ex)) return enif_make_badarg(env);
-    return enif_raise_exception(env, ex);
-}
-
 static ERL_NIF_TERM make_bin(ErlNifEnv *env, const char *s, size_t n) {
     ERL_NIF_TERM t;
     unsigned char *p = enif_make_new_binary(env, n, &t);
@@ -82,7 +64,7 @@ ERL_NIF_TERM es_nif_llm_http_request(ErlNifEnv *env, int argc, const ERL_NIF_TER
     if (enif_get_atom(env, argv[0], method, sizeof(method), ERL_NIF_LATIN1) <= 0) {
         ErlNifBinary mb;
         if (!enif_inspect_binary(env, argv[0], &mb) || mb.size == 0 || mb.size >= sizeof(method))
-            return raise_arg(env, "http_request: method must be an atom or binary such as \"POST\"");
+            return es_raise_arg(env, "http_request: method must be an atom or binary such as \"POST\"");
         memcpy(method, mb.data, mb.size);
         method[mb.size] = '\0';
     }
@@ -90,27 +72,27 @@ ERL_NIF_TERM es_nif_llm_http_request(ErlNifEnv *env, int argc, const ERL_NIF_TER
 
     ErlNifBinary ub;
     if (!enif_inspect_binary(env, argv[1], &ub) || ub.size == 0 || ub.size > 8192 || memchr(ub.data, 0, ub.size))
-        return raise_arg(env, "http_request: url must be a non-empty binary without NUL bytes");
+        return es_raise_arg(env, "http_request: url must be a non-empty binary without NUL bytes");
     ErlNifBinary body;
     if (!enif_inspect_iolist_as_binary(env, argv[3], &body))
-        return raise_arg(env, "http_request: body must be a binary or iodata");
-    if (!enif_is_map(env, argv[4])) return raise_arg(env, "http_request: opts must be a map");
+        return es_raise_arg(env, "http_request: body must be a binary or iodata");
+    if (!enif_is_map(env, argv[4])) return es_raise_arg(env, "http_request: opts must be a map");
 
     ERL_NIF_TERM v;
     ErlNifSInt64 timeout_ms = 30000, connect_ms = 0, max_bytes = 8 * 1024 * 1024;
     if (map_get(env, argv[4], "timeout_ms", &v) && (!enif_get_int64(env, v, &timeout_ms) || timeout_ms <= 0 ||
                                                     timeout_ms > 3600 * 1000))
-        return raise_arg(env, "http_request: timeout_ms must be an integer in 1..3600000");
+        return es_raise_arg(env, "http_request: timeout_ms must be an integer in 1..3600000");
     if (map_get(env, argv[4], "connect_timeout_ms", &v) &&
         (!enif_get_int64(env, v, &connect_ms) || connect_ms < 0 || connect_ms > 3600 * 1000))
-        return raise_arg(env, "http_request: connect_timeout_ms must be an integer in 0..3600000");
+        return es_raise_arg(env, "http_request: connect_timeout_ms must be an integer in 0..3600000");
     if (map_get(env, argv[4], "max_response_bytes", &v) &&
         (!enif_get_int64(env, v, &max_bytes) || max_bytes <= 0 || max_bytes > (ErlNifSInt64)1 << 31))
-        return raise_arg(env, "http_request: max_response_bytes must be an integer in 1..2^31");
+        return es_raise_arg(env, "http_request: max_response_bytes must be an integer in 1..2^31");
 
     unsigned hlen;
     if (!enif_get_list_length(env, argv[2], &hlen) || hlen > HTTP_MAX_HEADERS)
-        return raise_arg(env, "http_request: headers must be a list of at most 64 {name, value} binaries");
+        return es_raise_arg(env, "http_request: headers must be a list of at most 64 {name, value} binaries");
 
     char *url = NULL, *ca_file = NULL;
     char *lines[HTTP_MAX_HEADERS];
@@ -193,7 +175,7 @@ ERL_NIF_TERM es_nif_llm_http_request(ErlNifEnv *env, int argc, const ERL_NIF_TER
             char tmp[300];
             snprintf(tmp, sizeof(tmp), "http_request: %s", resp.errmsg);
             es_http_response_free(&resp);
-            result = raise_arg(env, tmp);
+            result = es_raise_arg(env, tmp);
             goto done;
         }
         result = error3(env, es_http_err_name(resp.err), resp.errmsg);
@@ -212,7 +194,7 @@ ERL_NIF_TERM es_nif_llm_http_request(ErlNifEnv *env, int argc, const ERL_NIF_TER
     goto done;
 
 out:
-    result = raise_arg(env, bad);
+    result = es_raise_arg(env, bad);
 done:
     for (size_t i = 0; i < nlines; i++) free(lines[i]);
     free(url);
@@ -283,7 +265,7 @@ static int json_to_term(ErlNifEnv *env, const cJSON *j, int depth, ERL_NIF_TERM 
 static ERL_NIF_TERM json_decode_impl(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     ErlNifBinary b;
-    if (!enif_inspect_binary(env, argv[0], &b)) return raise_arg(env, "json_decode: expected a binary");
+    if (!enif_inspect_binary(env, argv[0], &b)) return es_raise_arg(env, "json_decode: expected a binary");
     if (!es_utf8_valid((const char *)b.data, b.size))
         return enif_make_tuple2(env, enif_make_atom(env, "error"), make_str(env, "invalid UTF-8 in JSON input"));
     if (!es_json_depth_ok((const char *)b.data, b.size, JSON_MAX_DEPTH))
@@ -316,7 +298,7 @@ static ERL_NIF_TERM json_decode_impl(ErlNifEnv *env, int argc, const ERL_NIF_TER
 
 ERL_NIF_TERM es_nif_json_decode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     ErlNifBinary b;
-    if (!enif_inspect_binary(env, argv[0], &b)) return raise_arg(env, "json_decode: expected a binary");
+    if (!enif_inspect_binary(env, argv[0], &b)) return es_raise_arg(env, "json_decode: expected a binary");
     if (b.size > JSON_DIRTY_THRESHOLD)
         return enif_schedule_nif(env, "json_decode_dirty", ERL_NIF_DIRTY_JOB_CPU_BOUND, json_decode_impl, argc,
                                  argv);
@@ -471,10 +453,10 @@ ERL_NIF_TERM es_nif_json_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     (void)argc;
     const char *err = NULL;
     cJSON *j = term_to_json(env, argv[0], 0, &err);
-    if (!j) return raise_arg(env, err ? err : "json_encode: out of memory");
+    if (!j) return es_raise_arg(env, err ? err : "json_encode: out of memory");
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
-    if (!s) return raise_arg(env, "json_encode: out of memory");
+    if (!s) return es_raise_arg(env, "json_encode: out of memory");
     ERL_NIF_TERM r = make_str(env, s);
     free(s);
     return r;
@@ -507,28 +489,28 @@ ERL_NIF_TERM es_nif_llm_build_gemini_request(ErlNifEnv *env, int argc, const ERL
     double temp;
     int maxt;
     ERL_NIF_TERM r;
-    if (!opt_cstr(env, argv[0], &sys)) return raise_arg(env, "build_gemini_request: system must be a binary or nil");
+    if (!opt_cstr(env, argv[0], &sys)) return es_raise_arg(env, "build_gemini_request: system must be a binary or nil");
     int bad;
     user = bin_to_cstr(env, argv[1], &bad);
     if (!user) {
-        r = raise_arg(env, "build_gemini_request: user prompt must be a binary without NUL bytes");
+        r = es_raise_arg(env, "build_gemini_request: user prompt must be a binary without NUL bytes");
         goto done;
     }
     if (!is_atom(env, argv[2], "true") && !is_atom(env, argv[2], "false")) {
-        r = raise_arg(env, "build_gemini_request: plan_schema must be a boolean");
+        r = es_raise_arg(env, "build_gemini_request: plan_schema must be a boolean");
         goto done;
     }
     if (!get_number(env, argv[3], &temp) || temp < 0 || temp > 2) {
-        r = raise_arg(env, "build_gemini_request: temperature must be a number in 0..2");
+        r = es_raise_arg(env, "build_gemini_request: temperature must be a number in 0..2");
         goto done;
     }
     if (!enif_get_int(env, argv[4], &maxt) || maxt < 0) {
-        r = raise_arg(env, "build_gemini_request: max_tokens must be a non-negative integer");
+        r = es_raise_arg(env, "build_gemini_request: max_tokens must be a non-negative integer");
         goto done;
     }
     char *json = es_llm_build_gemini_request(sys, user, is_atom(env, argv[2], "true"), temp, maxt);
     if (!json) {
-        r = raise_arg(env, "build_gemini_request: prompts must be valid UTF-8");
+        r = es_raise_arg(env, "build_gemini_request: prompts must be valid UTF-8");
         goto done;
     }
     r = make_str(env, json);
@@ -547,31 +529,31 @@ ERL_NIF_TERM es_nif_llm_build_openai_request(ErlNifEnv *env, int argc, const ERL
     int maxt, bad;
     ERL_NIF_TERM r;
     model = bin_to_cstr(env, argv[0], &bad);
-    if (!model) return raise_arg(env, "build_openai_request: model must be a binary");
+    if (!model) return es_raise_arg(env, "build_openai_request: model must be a binary");
     if (!opt_cstr(env, argv[1], &sys)) {
-        r = raise_arg(env, "build_openai_request: system must be a binary or nil");
+        r = es_raise_arg(env, "build_openai_request: system must be a binary or nil");
         goto done;
     }
     user = bin_to_cstr(env, argv[2], &bad);
     if (!user) {
-        r = raise_arg(env, "build_openai_request: user prompt must be a binary without NUL bytes");
+        r = es_raise_arg(env, "build_openai_request: user prompt must be a binary without NUL bytes");
         goto done;
     }
     if (!is_atom(env, argv[3], "true") && !is_atom(env, argv[3], "false")) {
-        r = raise_arg(env, "build_openai_request: json_mode must be a boolean");
+        r = es_raise_arg(env, "build_openai_request: json_mode must be a boolean");
         goto done;
     }
     if (!get_number(env, argv[4], &temp) || temp < 0 || temp > 2) {
-        r = raise_arg(env, "build_openai_request: temperature must be a number in 0..2");
+        r = es_raise_arg(env, "build_openai_request: temperature must be a number in 0..2");
         goto done;
     }
     if (!enif_get_int(env, argv[5], &maxt) || maxt < 0) {
-        r = raise_arg(env, "build_openai_request: max_tokens must be a non-negative integer");
+        r = es_raise_arg(env, "build_openai_request: max_tokens must be a non-negative integer");
         goto done;
     }
     char *json = es_llm_build_openai_request(model, sys, user, is_atom(env, argv[3], "true"), temp, maxt);
     if (!json) {
-        r = raise_arg(env, "build_openai_request: model and prompts must be valid UTF-8");
+        r = es_raise_arg(env, "build_openai_request: model and prompts must be valid UTF-8");
         goto done;
     }
     r = make_str(env, json);
@@ -588,9 +570,9 @@ ERL_NIF_TERM es_nif_llm_extract_text(ErlNifEnv *env, int argc, const ERL_NIF_TER
     (void)argc;
     int gemini = is_atom(env, argv[0], "gemini");
     if (!gemini && !is_atom(env, argv[0], "openai"))
-        return raise_arg(env, "extract_text: format must be :gemini or :openai");
+        return es_raise_arg(env, "extract_text: format must be :gemini or :openai");
     ErlNifBinary b;
-    if (!enif_inspect_binary(env, argv[1], &b)) return raise_arg(env, "extract_text: body must be a binary");
+    if (!enif_inspect_binary(env, argv[1], &b)) return es_raise_arg(env, "extract_text: body must be a binary");
     char *text = NULL;
     char err[512] = "";
     es_llm_status st = gemini ? es_llm_extract_gemini_text((const char *)b.data, b.size, &text, err, sizeof(err))
@@ -625,7 +607,7 @@ static ERL_NIF_TERM make_atom_map(ErlNifEnv *env, const char *const *keys, ERL_N
 ERL_NIF_TERM es_nif_llm_parse_plan(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     ErlNifBinary b;
-    if (!enif_inspect_binary(env, argv[0], &b)) return raise_arg(env, "parse_plan: expected a binary");
+    if (!enif_inspect_binary(env, argv[0], &b)) return es_raise_arg(env, "parse_plan: expected a binary");
     es_plan *plan = NULL;
     char err[512] = "";
     es_llm_status st = es_plan_parse((const char *)b.data, b.size, &plan, err, sizeof(err));
@@ -659,7 +641,7 @@ ERL_NIF_TERM es_nif_llm_plan_schema(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     (void)argc;
     (void)argv;
     char *s = es_llm_plan_schema_json();
-    if (!s) return raise_arg(env, "plan_schema: out of memory");
+    if (!s) return es_raise_arg(env, "plan_schema: out of memory");
     ERL_NIF_TERM r = make_str(env, s);
     free(s);
     return r;
