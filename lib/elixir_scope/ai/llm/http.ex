@@ -44,7 +44,7 @@ defmodule ElixirScope.AI.LLM.HTTP do
         ca_file: Keyword.get(opts, :ca_file)
       }
 
-      case ElixirScope.NIF.llm_http_request(method, url, headers, body, nif_opts) do
+      case perform(method, url, headers, body, nif_opts, opts) do
         {:ok, status, resp_headers, resp_body} when status in 200..299 ->
           {:ok, %{status: status, headers: resp_headers, body: resp_body}}
 
@@ -97,6 +97,15 @@ defmodule ElixirScope.AI.LLM.HTTP do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+
+  # An ArgumentError from the NIF would carry the arguments (headers with the
+  # credentials) in its stacktrace: turn it into an error tuple right here.
+  defp perform(method, url, headers, body, nif_opts, opts) do
+    ElixirScope.NIF.llm_http_request(method, url, headers, body, nif_opts)
+  rescue
+    e in ArgumentError ->
+      {:error, :bad_request, scrub(Exception.message(e), opts)}
+  end
 
   defp backoff(attempt, opts) do
     base = Keyword.get(opts, :backoff_ms, 500)
@@ -179,6 +188,9 @@ defmodule ElixirScope.AI.LLM.HTTP do
 
         :resolve ->
           "could not resolve the host of #{o} (#{msg}); check the base_url setting and DNS"
+
+        :bad_request ->
+          "the request to #{provider(opts)} could not be built (#{msg}); check the settings (a key or URL with a line break?)"
 
         :bad_url ->
           "the URL for #{provider(opts)} is invalid (#{msg}); check the base_url setting"

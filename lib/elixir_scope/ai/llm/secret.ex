@@ -14,12 +14,19 @@ defmodule ElixirScope.AI.LLM.Secret do
 
   @type t :: %__MODULE__{fun: (() -> String.t())}
 
-  @doc "Wraps a value; `nil` and empty strings stay `nil`."
+  @doc "Wraps a value (surrounding whitespace removed); `nil` and blank strings give `nil`."
   @spec wrap(String.t() | t() | nil) :: t() | nil
   def wrap(nil), do: nil
   def wrap(""), do: nil
   def wrap(%__MODULE__{} = s), do: s
-  def wrap(value) when is_binary(value), do: %__MODULE__{fun: fn -> value end}
+
+  def wrap(value) when is_binary(value) do
+    # keys read from files often end with a newline
+    case String.trim(value) do
+      "" -> nil
+      v -> %__MODULE__{fun: fn -> v end}
+    end
+  end
 
   @doc "The wrapped value (only to put it on the wire)."
   @spec reveal(t() | nil) :: String.t() | nil

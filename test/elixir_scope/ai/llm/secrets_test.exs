@@ -52,6 +52,17 @@ defmodule ElixirScope.AI.LLM.SecretsTest do
     refute inspect(reason) =~ @key
   end
 
+  test "a key with a line break inside never reaches a stacktrace" do
+    srv = LLMServer.start(fn _ -> {200, [], LLMServer.gemini_body("OK")} end)
+    on_exit(fn -> LLMServer.stop(srv) end)
+    bad = "AIzaLINE\nBREAK-secret-777"
+    assert {:error, {:bad_request, msg}} = Gemini.test_connection(base_url: srv.url, api_key: bad)
+    refute msg =~ "BREAK-secret"
+    assert msg =~ "line break"
+    # surrounding whitespace is trimmed
+    assert :ok = Gemini.test_connection(base_url: srv.url, api_key: "  AIzaTRIM-123\n")
+  end
+
   defmodule Holder do
     use GenServer
     def init(settings), do: {:ok, %{settings: settings}}
