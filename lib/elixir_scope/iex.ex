@@ -132,17 +132,51 @@ defmodule ElixirScope.IEx do
   defp describe_target({m, f}), do: "#{inspect(m)}.#{f}"
   defp describe_target(other), do: inspect(other)
 
-  @doc "Explains a process, call or event with `ElixirScope.AI.explain/1` when the AI part is present."
-  @spec explain(term()) :: term()
+  @doc """
+  Explains an exception with `ElixirScope.AI.explain/2` (when the AI part is
+  present): an exception event, its id, the id of the call that raised, or a
+  process (its latest exception). Reads the default source, so it works on
+  recordings too.
+  """
+  @spec explain(term()) :: :ok
   def explain(what) do
     ai = Module.concat([ElixirScope, AI])
 
-    if Code.ensure_loaded?(ai) and function_exported?(ai, :explain, 1) do
-      apply(ai, :explain, [what])
+    if Code.ensure_loaded?(ai) and function_exported?(ai, :explain, 2) do
+      with {:ok, target} <- explain_target(what),
+           {:ok, result} <- apply(ai, :explain, [target, [data_access: ElixirScope.Query.DefaultSource]]) do
+        print_explanation(result)
+      else
+        {:error, msg} -> hint(to_string(msg))
+      end
     else
       hint("explain/1 needs ElixirScope.AI (the AI part of ElixirScope), which is not available in this build")
     end
   end
+
+  defp explain_target(id) when is_integer(id), do: {:ok, id}
+  defp explain_target(%Event{} = e), do: {:ok, e}
+
+  defp explain_target(who) do
+    with {:ok, pid} <- to_pid(who) do
+      case Query.events(pid: pid, kind: :exception, order: :desc, limit: 1) do
+        [e] -> {:ok, e}
+        [] -> {:error, "no exception recorded for #{inspect(who)}: explain/1 explains exceptions"}
+        {:error, _} = err -> err
+      end
+    end
+  end
+
+  defp print_explanation(result) when is_map(result) do
+    for {k, v} <- Enum.sort(result) do
+      text = if is_binary(v), do: v, else: inspect(v, pretty: true, limit: 20)
+      IO.puts(Format.color("#{k}: ", :bright) |> IO.iodata_to_binary() |> Kernel.<>(text))
+    end
+
+    :ok
+  end
+
+  defp print_explanation(other), do: IO.puts(inspect(other, pretty: true))
 
   @doc "Prints the call tree of a process (pid/name) or of one call (a call id)."
   @spec tree(term()) :: :ok

@@ -100,7 +100,14 @@ defmodule ElixirScope.IExTest do
     assert capture_io(fn -> history(a) end) =~ "\e[36m"
     Process.put(:elixir_scope_colors, false)
 
-    unless Code.ensure_loaded?(ElixirScope.AI) do
+    if Code.ensure_loaded?(ElixirScope.AI) do
+      # the offline heuristic provider explains the recorded exception (read from the recording)
+      Application.put_env(:elixir_scope, :ai, llm_provider: :heuristic)
+      on_exit(fn -> Application.delete_env(:elixir_scope, :ai) end)
+      out = capture_io(fn -> explain(a) end)
+      assert out =~ "ArgumentError" and out =~ "Shop.checkout/2"
+      assert capture_io(fn -> explain(self()) end) =~ "hint: no exception recorded"
+    else
       assert capture_io(fn -> explain(a) end) =~ "hint: explain/1 needs ElixirScope.AI"
     end
   end

@@ -70,3 +70,22 @@ defmodule ElixirScope.Query.Source do
   def describe(:live), do: "live session"
   def describe(%Recording{path: path}), do: "recording #{path || "(in memory)"}"
 end
+
+defmodule ElixirScope.Query.DefaultSource do
+  @moduledoc """
+  `get_event/1` and `get_events/1` with `ElixirScope.Storage.DataAccess`'s
+  shapes, read from the default source (`ElixirScope.Query.Source.default/0`):
+  hands a loaded recording to code written against `DataAccess` (the AI
+  explainer's `data_access:` option).
+  """
+
+  alias ElixirScope.{Event, Query}
+
+  @doc "The event with this id in the default source, or nil."
+  @spec get_event(pos_integer()) :: Event.t() | nil
+  def get_event(id), do: Query.event(id)
+
+  @doc "Events of the default source matching `DataAccess`-style filters."
+  @spec get_events(keyword()) :: [Event.t()] | {:error, String.t()}
+  def get_events(filters \\ []), do: Query.events(filters)
+end
