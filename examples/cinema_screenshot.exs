@@ -2,9 +2,11 @@
 # Run through examples/cinema_screenshot.sh (MIX_ENV=test, so the scenario in test/support is compiled).
 Logger.configure(level: :error)
 out = System.get_env("CINEMA_PNG", "_build/cinema.png") |> Path.expand()
-{source, mode, _pids} = ElixirScope.CinemaScenario.Recording.record()
-{:ok, web} = ElixirScope.Web.start(port: 0, source: source)
-IO.puts("cinema: #{web.url} (events recorded via #{mode})")
+file = Path.expand("_build/cinema_demo.esrec")
+{_rec, _pids} = ElixirScope.CinemaScenario.Recording.record(file)
+IO.puts("demo recording: #{file}")
+# what `mix scope.cinema FILE` does, on a free port and without blocking
+web = Mix.Tasks.Scope.Cinema.run([file, "--port", "0", "--no-wait"])
 node_dir = Path.expand("test/browser")
 tab = System.get_env("CINEMA_TAB", "inspector")
 {output, status} = System.cmd("node", [Path.join(node_dir, "cinema.mjs"), web.url, "--screenshot", out, "--tab", tab], cd: node_dir)

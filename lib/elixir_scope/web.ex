@@ -14,8 +14,8 @@ defmodule ElixirScope.Web do
   - `token:` a string every request must carry (header `x-scope-token`, query `token`,
     or the cookie the page sets). Optional on loopback.
   - `source:` `:live` (default: the running ElixirScope's store),
-    `{:events, [%ElixirScope.Event{}], meta}` (a fixed set, e.g. a loaded recording),
-    or an `ElixirScope.Web.Source`.
+    `{:events, [%ElixirScope.Event{}], meta}` (a fixed set of events, kept in memory),
+    or a recording (`%ElixirScope.Recording{}`, e.g. from `ElixirScope.Recording.load/2`).
 
   The JSON API is documented in `docs/web_api.md`.
   """

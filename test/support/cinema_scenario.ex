@@ -6,8 +6,7 @@ defmodule ElixirScope.CinemaScenario do
   a recursive interest computation with locals and expressions, a spawned
   auditor, and a withdrawal that crashes the account.
 
-  `run(recorder)` takes the reporting module: `ElixirScope.Capture.InstrumentationRuntime`
-  (the real one), or `ElixirScope.Test.MemoryRecorder` when the NIF is not built.
+  `run(recorder)` takes the reporting module (`ElixirScope.Capture.InstrumentationRuntime`).
   """
 
   @xss "<script>window.__xss = 1</script><img src=x onerror=\"window.__xss=2\">"
@@ -157,23 +156,19 @@ end
 
 defmodule ElixirScope.CinemaScenario.Recording do
   @moduledoc """
-  Records the scenario: through the real runtime API and the native store when the
-  NIF loads (the source is then `:live`), else through `ElixirScope.Test.MemoryRecorder`
-  (the source is the recorded event list). Returns `{web_source, mode, pids}`.
+  The demo recording: runs the scenario through the real runtime API into the
+  native store, saves it with `ElixirScope.Recording.save/3` to `path`, stops
+  ElixirScope and loads the file back. Returns `{recording, pids}`.
   """
   alias ElixirScope.CinemaScenario
 
-  def record do
-    if Code.ensure_loaded?(ElixirScope.NIF) and ElixirScope.start() in [:ok, {:error, :already_running}] do
-      pids = CinemaScenario.run(ElixirScope.Capture.InstrumentationRuntime)
-      ElixirScope.flush()
-      {:live, :native, pids}
-    else
-      ElixirScope.Test.MemoryRecorder.start()
-      pids = CinemaScenario.run(ElixirScope.Test.MemoryRecorder)
-      events = ElixirScope.Test.MemoryRecorder.events()
-      {{:events, events, %{title: "bank demo", names: %{pids.account => "Bank.Account", pids.teller => "Teller", pids.auditor => "Auditor"}}},
-       :memory, pids}
-    end
+  def record(path) do
+    ElixirScope.stop()
+    :ok = ElixirScope.start()
+    pids = CinemaScenario.run(ElixirScope.Capture.InstrumentationRuntime)
+    {:ok, _} = ElixirScope.Recording.save(path)
+    ElixirScope.stop()
+    {:ok, rec} = ElixirScope.Recording.load(path, default: false)
+    {rec, pids}
   end
 end

@@ -33,8 +33,8 @@ defmodule ElixirScope.Web.Data do
 
   def t0(source) do
     case Source.meta(source) do
-      %{t0: t0} when is_integer(t0) ->
-        t0
+      %{clock: {mono0, _}} when is_integer(mono0) ->
+        mono0
 
       _ ->
         case Source.fetch(source, limit: 1) do
@@ -158,6 +158,7 @@ defmodule ElixirScope.Web.Data do
   defp process_name(pid, names) do
     case Map.get(names, pid) do
       nil -> registered_name(pid)
+      name when is_atom(name) -> Render.mod(name)
       name -> to_string(name)
     end
   end

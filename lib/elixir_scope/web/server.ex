@@ -29,7 +29,7 @@ defmodule ElixirScope.Web.Server do
     Process.flag(:trap_exit, true)
     ref = make_ref()
     ip = Keyword.fetch!(opts, :ip)
-    source = build_source(Keyword.fetch!(opts, :source))
+    {source, owned?} = build_source(Keyword.fetch!(opts, :source))
     static_dir = Keyword.fetch!(opts, :static_dir)
 
     publish(ref, source, opts[:token], static_dir)
@@ -53,17 +53,18 @@ defmodule ElixirScope.Web.Server do
       {:ok, httpd} ->
         Process.monitor(httpd)
         port = :httpd.info(httpd)[:port]
-        {:ok, %{ref: ref, httpd: httpd, port: port, ip: ip, token: opts[:token], source: source, static_dir: static_dir}}
+        {:ok, %{ref: ref, httpd: httpd, port: port, ip: ip, token: opts[:token], source: source, owned?: owned?, static_dir: static_dir}}
 
       {:error, reason} ->
         :persistent_term.erase({__MODULE__, ref})
-        Source.release(source)
+        if owned?, do: Source.release(source)
         {:stop, reason}
     end
   end
 
-  defp build_source({:events, events, meta}), do: Source.from_events(events, meta)
-  defp build_source(source), do: source
+  # {source, whether this server built it (and so frees it)}
+  defp build_source({:events, events, meta}), do: {Source.from_events(events, meta), true}
+  defp build_source(source), do: {source, false}
 
   defp publish(ref, source, token, static_dir) do
     files =
@@ -84,10 +85,10 @@ defmodule ElixirScope.Web.Server do
   end
 
   def handle_call({:set_source, source}, _from, s) do
-    new = build_source(source)
+    {new, owned?} = build_source(source)
     publish(s.ref, new, s.token, s.static_dir)
-    if new != s.source, do: Source.release(s.source)
-    {:reply, :ok, %{s | source: new}}
+    if s.owned? and new != s.source, do: Source.release(s.source)
+    {:reply, :ok, %{s | source: new, owned?: owned?}}
   end
 
   @impl true
@@ -98,7 +99,7 @@ defmodule ElixirScope.Web.Server do
   def terminate(_reason, s) do
     :persistent_term.erase({__MODULE__, s.ref})
     _ = :inets.stop(:httpd, s.httpd)
-    Source.release(s.source)
+    if s.owned?, do: Source.release(s.source)
     :ok
   end
 end

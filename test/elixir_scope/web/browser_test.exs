@@ -38,13 +38,18 @@ defmodule ElixirScope.Web.BrowserTest do
     if ctx.skip do
       :ok
     else
+      # the demo recording: recorded through the runtime API, saved to a file, loaded back
+      file = Path.join(System.tmp_dir!(), "cinema_browser_#{System.unique_integer([:positive])}.esrec")
+      on_exit(fn -> File.rm(file) end)
+
       ExUnit.CaptureLog.capture_log(fn ->
-        {source, mode, pids} = ElixirScope.CinemaScenario.Recording.record()
-        send(self(), {:recorded, source, mode, pids})
+        {rec, pids} = ElixirScope.CinemaScenario.Recording.record(file)
+        send(self(), {:recorded, rec, pids})
       end)
 
-      assert_received {:recorded, source, mode, pids}
-      on_exit(fn -> ElixirScope.stop() end)
+      assert_received {:recorded, source, pids}
+      mode = "recording"
+      on_exit(fn -> ElixirScope.Recording.close(source) end)
       {:ok, web} = ElixirScope.Web.start(port: 0, source: source)
       on_exit(fn -> ElixirScope.Web.stop(web) end)
       png = Path.expand("../../../_build/cinema_test.png", __DIR__)
