@@ -1077,13 +1077,19 @@
     events: () => S.rows.length,
     findEvent: (kind, mfaPart) => { const r = S.rows.find((x) => x.kind === kind && (!mfaPart || (x.mfa || '').includes(mfaPart))); return r ? r.id : null; },
     stateEvents: (pid) => S.rows.filter((r) => r.kind === 'state' && (!pid || r.lane.pid === pid)).map((r) => ({ id: r.id, t: r.t, pid: r.lane.pid })),
-    /** client coordinates of an event on the canvas (scrolls/pans it into view first) */
+    /** client coordinates (whole pixels, as mouse events have) of an event on the canvas; pans, scrolls and,
+     *  for a call narrower than 30px, zooms so that it can be clicked the way a person would */
     eventPos: (id) => {
       const row = S.byId.get(id); if (!row) return null;
-      ensureVisible(row); draw();
+      ensureVisible(row);
+      if (row.kind === 'call' && row.span) {
+        const sp = row.span, dur = Math.max(endOf(sp) - sp.t0, 200);
+        if (xOf(endOf(sp)) - xOf(sp.t0) < 30) { S.viewStart = sp.t0 - dur; S.viewEnd = endOf(sp) + dur; }
+      }
+      draw();
       const r = cv.getBoundingClientRect(); const p = rowXY(row);
-      if (row.kind === 'call' && row.span) p.x = Math.min(Math.max(GUT + 2, (Math.max(xOf(row.span.t0), GUT) + Math.min(xOf(endOf(row.span)), W())) / 2), W() - 2);
-      return { x: r.left + p.x, y: r.top + p.y };
+      if (row.kind === 'call' && row.span) p.x = (Math.max(xOf(row.span.t0), GUT) + Math.min(xOf(endOf(row.span)), W())) / 2;
+      return { x: Math.round(r.left + p.x), y: Math.round(r.top + p.y) };
     },
     /** client coordinates on the scrubber ruler for time t */
     rulerPos: (t) => { const r = cv.getBoundingClientRect(); return { x: r.left + xOf(t), y: r.top + RULER / 2 }; },

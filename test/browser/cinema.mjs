@@ -102,6 +102,19 @@ try {
     }));
   }
 
+  const liveIdx = args.indexOf('--live');
+  if (liveIdx >= 0) {
+    // live mode: a second page on a live server; events recorded after it loaded must appear without reload
+    const live = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    live.on('pageerror', (e) => out.errors.push('live pageerror: ' + e.message));
+    await live.goto(args[liveIdx + 1], { waitUntil: 'load' });
+    await waitFor(live, () => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, 15000);
+    const first = await live.evaluate(() => window.cinema.events());
+    await waitFor(live, (n) => window.cinema.events() > n + 3, first, 10000);
+    out.live = { first, later: await live.evaluate(() => window.cinema.events()), badge: await live.textContent('#title') };
+    await live.close();
+  }
+
   if (args.includes('--bench')) {
     // zoom in 12 steps around the middle, pan 12 steps, zoom back out: time each full redraw
     const times = await page.evaluate(() => {

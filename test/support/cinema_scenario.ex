@@ -22,7 +22,7 @@ defmodule ElixirScope.CinemaScenario do
     teller =
       spawn(fn ->
         Process.put(:es_recorder, r)
-        cid = r.report_function_entry(ElixirScope.CinemaScenario.Teller, :run, [account], 60)
+        cid = r.report_function_entry(ElixirScope.CinemaScenario.Teller, :run, [account], __ENV__.line)
         auditor = spawn(fn -> auditor(r) end)
         r.report_spawn(auditor)
 
@@ -58,7 +58,7 @@ defmodule ElixirScope.CinemaScenario do
   end
 
   defp request(r, account, op) do
-    cid = r.report_function_entry(ElixirScope.CinemaScenario.Teller, :request, [op], 75)
+    cid = r.report_function_entry(ElixirScope.CinemaScenario.Teller, :request, [op], __ENV__.line)
     sid = r.report_message_send(account, op)
     reply = GenServer.call(account, {:traced, sid, op})
     r.report_function_exit(cid, reply)
@@ -66,16 +66,16 @@ defmodule ElixirScope.CinemaScenario do
   end
 
   defp compound(r, amount, rate, 0) do
-    cid = r.report_function_entry(ElixirScope.CinemaScenario.Interest, :compound, [amount, rate, 0], 90)
+    cid = r.report_function_entry(ElixirScope.CinemaScenario.Interest, :compound, [amount, rate, 0], __ENV__.line)
     r.report_function_exit(cid, amount)
     amount
   end
 
   defp compound(r, amount, rate, years) do
-    cid = r.report_function_entry(ElixirScope.CinemaScenario.Interest, :compound, [amount, rate, years], 92)
+    cid = r.report_function_entry(ElixirScope.CinemaScenario.Interest, :compound, [amount, rate, years], __ENV__.line)
     grown = Float.round(amount * (1 + rate), 2)
-    r.report_expression_value(cid, "Float.round(amount * (1 + rate), 2)", grown, 93)
-    r.report_local_variable_snapshot(cid, %{amount: amount, rate: rate, years: years, grown: grown}, 94)
+    r.report_expression_value(cid, "Float.round(amount * (1 + rate), 2)", grown, __ENV__.line)
+    r.report_local_variable_snapshot(cid, %{amount: amount, rate: rate, years: years, grown: grown}, __ENV__.line)
     result = compound(r, grown, rate, years - 1)
     r.report_function_exit(cid, result)
     result
@@ -85,7 +85,7 @@ defmodule ElixirScope.CinemaScenario do
     receive do
       {:audit, amount, sid} ->
         r.report_message_receive({:audit, amount}, sid)
-        cid = r.report_function_entry(ElixirScope.CinemaScenario.Auditor, :check, [amount], 110)
+        cid = r.report_function_entry(ElixirScope.CinemaScenario.Auditor, :check, [amount], __ENV__.line)
         r.report_function_exit(cid, if(amount > 0, do: :ok, else: :suspicious))
     after
       2_000 -> :ok
@@ -101,9 +101,9 @@ defmodule ElixirScope.CinemaScenario do
     @impl true
     def init({r, owner}) do
       Process.put(:es_recorder, r)
-      cid = r.report_function_entry(__MODULE__, :init, [owner], 130)
+      cid = r.report_function_entry(__MODULE__, :init, [owner], __ENV__.line)
       state = %{owner: owner, balance: 100, history: []}
-      r.report_state_change(cid, :after, state, 133)
+      r.report_state_change(cid, :after, state, __ENV__.line)
       r.report_function_exit(cid, {:ok, state})
       {:ok, state}
     end
@@ -112,12 +112,12 @@ defmodule ElixirScope.CinemaScenario do
     def handle_call({:traced, sid, op}, from, state) do
       r = Process.get(:es_recorder)
       r.report_message_receive(op, sid)
-      cid = r.report_function_entry(__MODULE__, :handle_call, [op, from, state], 140)
-      r.report_state_change(cid, :before, state, 140)
+      cid = r.report_function_entry(__MODULE__, :handle_call, [op, from, state], __ENV__.line)
+      r.report_state_change(cid, :before, state, __ENV__.line)
 
       try do
         {:reply, reply, new_state} = apply_op(r, cid, op, state)
-        r.report_state_change(cid, :after, new_state, 160)
+        r.report_state_change(cid, :after, new_state, __ENV__.line)
         r.report_function_exit(cid, {:reply, reply, new_state})
         {:reply, reply, new_state}
       rescue
@@ -135,12 +135,12 @@ defmodule ElixirScope.CinemaScenario do
 
     defp apply_op(r, cid, {:deposit, n}, state) do
       balance = state.balance + n
-      r.report_expression_value(cid, "state.balance + n", balance, 145)
+      r.report_expression_value(cid, "state.balance + n", balance, __ENV__.line)
       {:reply, {:ok, balance}, %{state | balance: balance, history: [{:deposit, n} | state.history]}}
     end
 
     defp apply_op(r, cid, {:withdraw, n}, state) do
-      r.report_local_variable_snapshot(cid, %{n: n, balance: state.balance}, 150)
+      r.report_local_variable_snapshot(cid, %{n: n, balance: state.balance}, __ENV__.line)
 
       if n > state.balance do
         raise ArgumentError, "insufficient funds: balance #{state.balance}, asked #{n}"

@@ -7,6 +7,7 @@ defmodule ElixirScope.Web.BrowserTest do
   use ExUnit.Case, async: false
 
   @moduletag :browser
+  alias ElixirScope.Capture.InstrumentationRuntime, as: R
   @node_dir Path.expand("../../browser", __DIR__)
 
   setup_all do
@@ -54,8 +55,17 @@ defmodule ElixirScope.Web.BrowserTest do
       on_exit(fn -> ElixirScope.Web.stop(web) end)
       png = Path.expand("../../../_build/cinema_test.png", __DIR__)
 
+      # and a live server, fed by a process that keeps recording while the page is open
+      :ok = ElixirScope.start()
+      on_exit(fn -> ElixirScope.stop() end)
+      {:ok, live} = ElixirScope.Web.start(port: 0, source: :live)
+      on_exit(fn -> ElixirScope.Web.stop(live) end)
+      R.report_function_exit(R.report_function_entry(Live.Ticker, :boot, []), :ok)
+      ticker = spawn(fn -> tick(200) end)
+      on_exit(fn -> Process.exit(ticker, :kill) end)
+
       {out, status} =
-        System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--checks", "--screenshot", png],
+        System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--checks", "--screenshot", png, "--live", live.url],
           cd: @node_dir,
           stderr_to_stdout: true
         )
@@ -89,6 +99,18 @@ defmodule ElixirScope.Web.BrowserTest do
       assert xss["executed"] == nil
       assert xss["imgs"] == 0
       assert xss["scripts"] == 1
+
+      # live mode: new events showed up without a reload
+      assert result["live"]["later"] > result["live"]["first"]
+      assert result["live"]["badge"] =~ "live"
     end
+  end
+
+  defp tick(0), do: :ok
+
+  defp tick(n) do
+    R.report_function_exit(R.report_function_entry(Live.Ticker, :tick, [n]), n)
+    Process.sleep(100)
+    tick(n - 1)
   end
 end
