@@ -1113,7 +1113,7 @@
       fit();
       const firstState = S.rows.find((r) => r.kind === 'state');
       const firstExc = S.rows.find((r) => r.kind === 'exception');
-      if (firstExc) { selectLane(firstExc.lane); setScrub(firstExc.t); }
+      if (firstExc) { selectLane(firstExc.lane); setScrub(firstExc.t - 1); }
       else if (firstState) setScrub(firstState.t);
       if (firstExc) showTab('instant');
     } catch (e) {

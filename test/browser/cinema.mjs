@@ -132,6 +132,23 @@ try {
     out.bench = { times: times.map((x) => Math.round(x * 10) / 10), frames: times.length, median_ms: sorted[sorted.length >> 1], p90_ms: sorted[Math.floor(sorted.length * 0.9)], max_ms: sorted[sorted.length - 1], fit_ms: times[0] };
   }
 
+  if (checks) {
+    // keyboard stepping: → and ← move the selection event by event
+    const sel0 = await page.evaluate(() => window.cinema.view().selected);
+    await page.focus('#timeline');
+    await page.keyboard.press('ArrowRight');
+    const sel1 = await page.evaluate(() => window.cinema.view().selected);
+    await page.keyboard.press('ArrowRight');
+    const sel2 = await page.evaluate(() => window.cinema.view().selected);
+    await page.keyboard.press('ArrowLeft');
+    const sel3 = await page.evaluate(() => window.cinema.view().selected);
+    out.steps = [sel0, sel1, sel2, sel3];
+    // the call tree and the state diff panels
+    await page.evaluate(() => document.querySelector('[data-tab="tree"]').click());
+    await waitFor(page, () => document.querySelectorAll('#panel-tree .tree-row').length > 0, null, 5000);
+    out.treeRows = await page.evaluate(() => Array.from(document.querySelectorAll('#panel-tree .tree-row')).map((r) => r.textContent));
+  }
+
   if (shot) {
     // a rich view: select the exception (the crash) and show the instant panel
     const exc = await page.evaluate(() => window.cinema.findEvent('exception'));

@@ -100,6 +100,15 @@ defmodule ElixirScope.Web.BrowserTest do
       assert xss["imgs"] == 0
       assert xss["scripts"] == 1
 
+      # keyboard stepping from the selected init call: → → ← visits the next events in order
+      [s0, s1, s2, s3] = result["steps"]
+      assert {s1, s2, s3} == {s0 + 1, s0 + 2, s0 + 1}
+
+      # the call tree of the selected process (the account: init, then the callbacks)
+      assert [init | callbacks] = result["treeRows"]
+      assert init =~ "init/1"
+      assert length(callbacks) == 5 and Enum.all?(callbacks, &(&1 =~ "handle_call/3"))
+
       # live mode: new events showed up without a reload
       assert result["live"]["later"] > result["live"]["first"]
       assert result["live"]["badge"] =~ "live"
