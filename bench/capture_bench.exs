@@ -1,0 +1,146 @@
+defmodule ElixirScope.Bench.Capture do
+  @moduledoc false
+  # Baselines (empty NIF, remote call, :ets.insert, :erlang.trace) and the capture pipeline.
+  import ElixirScope.Bench
+  alias ElixirScope.Capture.{InstrumentationRuntime, RingBuffer}
+  alias ElixirScope.NIF
+
+  defmodule Target do
+    @moduledoc false
+    def plain(a, b, c, d), do: {a, b, c, d}
+
+    # What :function_boundaries instrumentation generates, written by hand so the
+    # foundation bench does not depend on the transformer.
+    def instrumented(a, b, c, d) do
+      cid = InstrumentationRuntime.report_function_entry(__MODULE__, :instrumented, [a, b, c, d], 10)
+      result = {a, b, c, d}
+      InstrumentationRuntime.report_function_exit(cid, result)
+      result
+    end
+
+    def traced(a, b, c, d), do: {a, b, c, d}
+  end
+
+  def run do
+    ElixirScope.stop()
+    results = %{}
+
+    empty_nif = per_call_ns(fn -> NIF.noop() end)
+    remote = per_call_ns(fn -> Target.plain(1, 2, :a, "b") end)
+    tab = :ets.new(:bench, [:set, :public])
+    ets = per_call_ns(fn -> :ets.insert(tab, {:erlang.unique_integer(), 1, 2, :a, "b"}) end, 10_000, 15)
+    traced = trace_baseline()
+
+    # capture on: entry event with 4 small args
+    :ok = ElixirScope.start(capture: [buffer_size: 1 <<< 22, flush_interval: 2], storage: [max_bytes: 0])
+    entry = per_call_ns(fn -> InstrumentationRuntime.report_function_entry(Target, :plain, [1, 2, :a, "b"], 10) end, 10_000, 41)
+    call_on = per_call_ns(fn -> Target.instrumented(1, 2, :a, "b") end, 10_000, 21)
+    ElixirScope.disable()
+    call_off = per_call_ns(fn -> Target.instrumented(1, 2, :a, "b") end, 100_000, 21)
+    plain = per_call_ns(fn -> Target.plain(1, 2, :a, "b") end, 100_000, 21)
+    ElixirScope.stop()
+
+    {drain_rate, store_bytes, query_native, query_events} = store_bench()
+
+    results =
+      Map.merge(results, %{
+        "baseline_empty_nif_ns" => empty_nif,
+        "baseline_remote_call_ns" => remote,
+        "baseline_ets_insert_ns" => ets,
+        "baseline_erlang_trace_call_ns" => traced,
+        "capture_call_4args_ns" => entry,
+        "capture_call_and_return_ns" => call_on - plain,
+        "capture_disabled_ns" => max(call_off - plain, 0.0),
+        "drain_events_per_s" => drain_rate,
+        "store_event_bytes" => store_bytes,
+        "query_pid_1000_of_1m_ns" => query_native,
+        "query_pid_1000_of_1m_events_ns" => query_events
+      })
+
+    rows = [
+      {"baseline: empty NIF call (ns)", empty_nif, "", "BEAM baseline"},
+      {"baseline: remote Elixir call (ns)", remote, "", "BEAM baseline"},
+      {"baseline: :ets.insert/2 (ns)", ets, "", "BEAM baseline"},
+      {"baseline: call traced by :erlang.trace + return_trace (ns)", traced, "", "how :dbg/recon_trace/redbug record"},
+      {"capture_call_4args_ns (entry event, 4 small args, median)", entry, "≤ 100", ""},
+      {"capture_call_and_return_ns (entry + return added to a call)", call_on - plain, "", "compare with :erlang.trace above"},
+      {"capture_disabled_ns (added per call, capture off)", max(call_off - plain, 0.0), "≤ 5", ""},
+      {"drain_events_per_s (ring → store, one core)", drain_rate, "≥ 5,000,000", ""},
+      {"query_pid_1000_of_1m_ns (native)", query_native, "≤ 1,000,000", ""},
+      {"query_pid_1000_of_1m_events_ns (as %Event{} structs)", query_events, "", "includes decoding"},
+      {"store_event_bytes (record + indexes, no payload)", store_bytes, "≤ 64", ""}
+    ]
+
+    {results, rows}
+  end
+
+  defp trace_baseline do
+    parent = self()
+
+    tracer =
+      spawn(fn ->
+        receive_loop = fn f -> receive do
+            :stop -> send(parent, :tracer_done)
+            _ -> f.(f)
+          end
+        end
+
+        receive_loop.(receive_loop)
+      end)
+
+    :erlang.trace_pattern({Target, :traced, 4}, [{:_, [], [{:return_trace}]}], [:local])
+    :erlang.trace(self(), true, [:call, {:tracer, tracer}])
+    ns = per_call_ns(fn -> Target.traced(1, 2, :a, "b") end, 10_000, 15)
+    :erlang.trace(self(), false, [:call])
+    :erlang.trace_pattern({Target, :traced, 4}, false, [:local])
+    send(tracer, :stop)
+    receive do: (:tracer_done -> :ok)
+    ns
+  end
+
+  defp store_bench do
+    n = 1_000_000
+    s = NIF.session_new(%{ring_capacity: 1 <<< 20, store_max_bytes: 0, segment_events: 65_536})
+    :ok = NIF.session_install(s)
+
+    # 1,000 processes x 1,000 events each, interleaved in rounds
+    pids = for _ <- 1..1000, do: spawn(fn -> writer_loop(s) end)
+    target = hd(pids)
+
+    for _round <- 1..10 do
+      refs = for pid <- pids, do: (ref = make_ref(); send(pid, {:write, 100, self(), ref}); ref)
+      for ref <- refs, do: receive(do: ({:written, ^ref} -> :ok))
+      # drain between rounds so the ring never overflows; time only the drains
+      :ok
+    end
+
+    # the ring holds at most 2^20: the first round filled it; drain it all, timed
+    {drain_us, drained} = :timer.tc(fn -> RingBuffer.drain_all(s, 1_000_000) end)
+    drain_rate = drained / (drain_us / 1_000_000)
+    stats = NIF.stats(s)
+    store_bytes = (stats.record_bytes + stats.index_bytes) / max(stats.live_events, 1)
+    query_native = once_ns(fn -> NIF.query(s, %{pid: target, limit: 1000}) end, 21)
+    clock = {NIF.now(), System.system_time(:microsecond)}
+
+    query_events =
+      once_ns(fn -> s |> NIF.query(%{pid: target, limit: 1000}) |> Enum.map(&ElixirScope.Event.from_tuple(&1, clock)) end, 21)
+
+    for pid <- pids, do: send(pid, :stop)
+    NIF.session_uninstall()
+    IO.puts("store bench: #{drained} events drained (#{stats.live_events} live, #{stats.dropped_ring_full} dropped)")
+    _ = n
+    {drain_rate, store_bytes, query_native, query_events}
+  end
+
+  defp writer_loop(_s) do
+    receive do
+      {:write, k, from, ref} ->
+        for i <- 1..k, do: NIF.emit_entry(__MODULE__, :step, [i, :a], 1)
+        send(from, {:written, ref})
+        writer_loop(nil)
+
+      :stop ->
+        :ok
+    end
+  end
+end

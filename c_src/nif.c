@@ -1,0 +1,840 @@
+/* NIF glue: converts terms, owns the session resource, and calls the pure C
+ * components (ring buffer, term codec, event store). No capture logic here. */
+#include <erl_nif.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "elixir_scope/event_store.h"
+#include "elixir_scope/ring_buffer.h"
+#include "elixir_scope/term_codec.h"
+#include "nif_glue.h"
+
+/* ---- atoms (created once at load, immutable afterwards) ---------------- */
+typedef struct es_atoms {
+    ERL_NIF_TERM ok, error, nil, true_, false_, kinds[ES_KIND__COUNT];
+    ERL_NIF_TERM drop_newest, overwrite_oldest, asc, desc;
+    ERL_NIF_TERM k_ring_capacity, k_overflow, k_max_depth, k_max_width, k_max_binary, k_max_bytes,
+        k_redact, k_store_max_bytes, k_segment_events;
+    ERL_NIF_TERM k_pid, k_module, k_function, k_arity, k_kinds, k_call_id, k_correlation_id, k_since,
+        k_until, k_after_id, k_before_id, k_limit, k_order;
+    ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
+        s_pending, s_capacity, s_evicted_events, s_evicted_segments, s_live_events, s_bytes_used,
+        s_record_bytes, s_payload_bytes, s_index_bytes, s_segments, s_first_id, s_last_id, s_min_ts,
+        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode;
+    ERL_NIF_TERM exc_struct, exc_module, exc_message, exc_exception;
+} es_atoms;
+
+static const char *const KIND_NAMES[ES_KIND__COUNT] = {
+    "call", "return", "exception", "tail_call", "local", "expr",
+    "state", "send", "receive", "spawn", "exit", "custom"};
+
+/* The session: one ring, one store, the capture limits. Lives as a resource. */
+typedef struct es_session {
+    es_ring *ring;
+    es_store *store;
+    es_codec_limits limits;
+    es_redact_set redact;
+    ErlNifMutex *drain_lock; /* drains are serialised so store ids keep ring order */
+    _Atomic int enabled;
+    _Atomic uint64_t dropped_store;  /* drained events the store refused */
+    _Atomic uint64_t dropped_encode; /* events whose payload could not be encoded (OOM) */
+} es_session;
+
+typedef struct es_priv {
+    ErlNifResourceType *session_type;
+    es_atoms atoms;
+    _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
+    _Atomic uint64_t inflight;    /* producers inside a push; uninstall waits for 0 */
+} es_priv;
+
+#define PRIV(env) ((es_priv *)enif_priv_data(env))
+
+/* ---- errors -------------------------------------------------------------- */
+ERL_NIF_TERM es_raise_arg(ErlNifEnv *env, const char *msg) {
+    es_atoms *a = &PRIV(env)->atoms;
+    ERL_NIF_TERM keys[3] = {a->exc_struct, a->exc_message, a->exc_exception};
+    ERL_NIF_TERM vals[3];
+    ERL_NIF_TERM map;
+    ErlNifBinary bin;
+    size_t n = strlen(msg);
+    if (!enif_alloc_binary(n, &bin)) return enif_make_badarg(env);
+    memcpy(bin.data, msg, n);
+    vals[0] = a->exc_module;
+    vals[1] = enif_make_binary(env, &bin);
+    vals[2] = a->true_;
+    if (!enif_make_map_from_arrays(env, keys, vals, 3, &map)) return enif_make_badarg(env);
+    return enif_raise_exception(env, map);
+}
+
+/* ---- term ops for the codec (over ERL_NIF_TERM) -------------------------- */
+static es_term_type op_type(void *envp, es_term t) {
+    ErlNifEnv *env = envp;
+    ERL_NIF_TERM term = (ERL_NIF_TERM)t;
+    ErlNifSInt64 i;
+    switch (enif_term_type(env, term)) {
+    case ERL_NIF_TERM_TYPE_ATOM: return ES_T_ATOM;
+    case ERL_NIF_TERM_TYPE_FLOAT: return ES_T_FLOAT;
+    case ERL_NIF_TERM_TYPE_INTEGER: return enif_get_int64(env, term, &i) ? ES_T_INT : ES_T_OTHER;
+    case ERL_NIF_TERM_TYPE_BITSTRING: return enif_is_binary(env, term) ? ES_T_BINARY : ES_T_OTHER;
+    case ERL_NIF_TERM_TYPE_LIST: return enif_is_empty_list(env, term) ? ES_T_NIL : ES_T_LIST;
+    case ERL_NIF_TERM_TYPE_TUPLE: return ES_T_TUPLE;
+    case ERL_NIF_TERM_TYPE_MAP: return ES_T_MAP;
+    default: return ES_T_OTHER;
+    }
+}
+
+static int op_get_int64(void *env, es_term t, int64_t *out) {
+    ErlNifSInt64 v;
+    if (!enif_get_int64(env, (ERL_NIF_TERM)t, &v)) return 0;
+    *out = (int64_t)v;
+    return 1;
+}
+
+static int op_get_double(void *env, es_term t, double *out) {
+    return enif_get_double(env, (ERL_NIF_TERM)t, out);
+}
+
+static int op_get_atom(void *env, es_term t, char *buf, size_t cap) {
+    int n = enif_get_atom(env, (ERL_NIF_TERM)t, buf, (unsigned)cap, ERL_NIF_LATIN1);
+    return n > 0 ? n - 1 : -1;
+}
+
+static int op_get_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
+    ErlNifBinary bin;
+    if (!enif_inspect_binary(env, (ERL_NIF_TERM)t, &bin)) return 0;
+    *data = bin.data;
+    *size = bin.size;
+    *tail_bits = 0;
+    return 1;
+}
+
+static int op_list_cell(void *env, es_term t, es_term *head, es_term *tail) {
+    ERL_NIF_TERM h, tl;
+    if (!enif_get_list_cell(env, (ERL_NIF_TERM)t, &h, &tl)) return 0;
+    *head = h;
+    *tail = tl;
+    return 1;
+}
+
+static int op_tuple(void *env, es_term t, int *arity, const es_term **elems) {
+    const ERL_NIF_TERM *e;
+    if (!enif_get_tuple(env, (ERL_NIF_TERM)t, arity, &e)) return 0;
+    *elems = (const es_term *)e;
+    return 1;
+}
+
+static size_t op_map_size(void *env, es_term t) {
+    size_t n = 0;
+    enif_get_map_size(env, (ERL_NIF_TERM)t, &n);
+    return n;
+}
+
+static int op_map_pairs(void *env, es_term t, es_term *keys, es_term *values, size_t n) {
+    ErlNifMapIterator it;
+    size_t i = 0;
+    if (!enif_map_iterator_create(env, (ERL_NIF_TERM)t, &it, ERL_NIF_MAP_ITERATOR_FIRST)) return -1;
+    while (i < n) {
+        ERL_NIF_TERM k, v;
+        if (!enif_map_iterator_get_pair(env, &it, &k, &v)) break;
+        keys[i] = k;
+        values[i] = v;
+        i++;
+        enif_map_iterator_next(env, &it);
+    }
+    enif_map_iterator_destroy(env, &it);
+    return i == n ? 0 : -1;
+}
+
+static int op_external(void *env, es_term t, es_buf *out) {
+    ErlNifBinary bin;
+    int rc;
+    if (!enif_term_to_binary(env, (ERL_NIF_TERM)t, &bin)) return -1;
+    rc = bin.size > 1 ? es_buf_put(out, bin.data + 1, bin.size - 1) : -1;
+    enif_release_binary(&bin);
+    return rc;
+}
+
+static const es_term_ops NIF_TERM_OPS = {
+    op_type, op_get_int64, op_get_double, op_get_atom, op_get_binary, op_list_cell,
+    op_tuple, op_map_size, op_map_pairs, op_external};
+
+/* ---- session resource ------------------------------------------------------ */
+static void session_dtor(ErlNifEnv *env, void *obj) {
+    es_session *s = obj;
+    (void)env;
+    if (s->ring) es_ring_destroy(s->ring);
+    if (s->store) es_store_destroy(s->store);
+    if (s->drain_lock) enif_mutex_destroy(s->drain_lock);
+}
+
+/* A producer takes the installed session for the length of one push.
+ * inflight is incremented before active is read, so uninstall (which clears
+ * active, then waits for inflight == 0) never frees a session in use. */
+static es_session *acquire_active(es_priv *p) {
+    es_session *s;
+    atomic_fetch_add(&p->inflight, 1);
+    s = atomic_load(&p->active);
+    if (s && atomic_load_explicit(&s->enabled, memory_order_relaxed)) return s;
+    atomic_fetch_sub(&p->inflight, 1);
+    return NULL;
+}
+
+static void release_active(es_priv *p) { atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release); }
+
+static es_session *uninstall_active(es_priv *p) {
+    es_session *old = atomic_exchange(&p->active, NULL);
+    while (atomic_load(&p->inflight) != 0) sched_yield();
+    return old;
+}
+
+static int get_session(ErlNifEnv *env, ERL_NIF_TERM t, es_session **out) {
+    return enif_get_resource(env, t, PRIV(env)->session_type, (void **)out);
+}
+
+/* ---- option parsing -------------------------------------------------------- */
+static int map_u64(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, uint64_t *out, int *present) {
+    ERL_NIF_TERM v;
+    ErlNifUInt64 u;
+    *present = 0;
+    if (!enif_get_map_value(env, map, key, &v)) return 1;
+    if (!enif_get_uint64(env, v, &u)) return 0;
+    *out = u;
+    *present = 1;
+    return 1;
+}
+
+static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    uint64_t cap = 65536, depth = 8, width = 32, maxbin = 256, maxbytes = 4096, store_max = 0, seg = 65536;
+    int present;
+    es_overflow policy = ES_OVERFLOW_DROP_NEWEST;
+    ERL_NIF_TERM opts = argv[0], v;
+    es_session *s;
+    ERL_NIF_TERM res;
+    (void)argc;
+
+    if (!enif_is_map(env, opts)) return es_raise_arg(env, "session_new/1 expects a map of options");
+    if (!map_u64(env, opts, a->k_ring_capacity, &cap, &present) || cap < 2 || cap > (1u << 30) ||
+        (cap & (cap - 1)) != 0)
+        return es_raise_arg(env, "ring_capacity must be a power of two between 2 and 2^30");
+    if (!map_u64(env, opts, a->k_max_depth, &depth, &present) || depth < 1 || depth > 10000)
+        return es_raise_arg(env, "max_depth must be an integer in 1..10000");
+    if (!map_u64(env, opts, a->k_max_width, &width, &present) || width < 1 || width > 1000000)
+        return es_raise_arg(env, "max_width must be an integer in 1..1000000");
+    if (!map_u64(env, opts, a->k_max_binary, &maxbin, &present) || maxbin > (1u << 26))
+        return es_raise_arg(env, "max_binary must be an integer in 0..67108864");
+    if (!map_u64(env, opts, a->k_max_bytes, &maxbytes, &present) || maxbytes < 64 || maxbytes > (1u << 26))
+        return es_raise_arg(env, "max_bytes must be an integer in 64..67108864");
+    if (!map_u64(env, opts, a->k_store_max_bytes, &store_max, &present))
+        return es_raise_arg(env, "store_max_bytes must be a non-negative integer");
+    if (!map_u64(env, opts, a->k_segment_events, &seg, &present) || seg < 16 || seg > (1u << 24))
+        return es_raise_arg(env, "segment_events must be an integer in 16..16777216");
+    if (enif_get_map_value(env, opts, a->k_overflow, &v)) {
+        if (enif_is_identical(v, a->drop_newest)) policy = ES_OVERFLOW_DROP_NEWEST;
+        else if (enif_is_identical(v, a->overwrite_oldest)) policy = ES_OVERFLOW_OVERWRITE_OLDEST;
+        else return es_raise_arg(env, "overflow must be :drop_newest or :overwrite_oldest");
+    }
+
+    s = enif_alloc_resource(p->session_type, sizeof(es_session));
+    if (!s) return es_raise_arg(env, "out of memory allocating the session");
+    memset(s, 0, sizeof(*s));
+    s->limits.max_depth = (uint32_t)depth;
+    s->limits.max_width = (uint32_t)width;
+    s->limits.max_binary = (uint32_t)maxbin;
+    s->limits.max_bytes = (uint32_t)maxbytes;
+
+    if (enif_get_map_value(env, opts, a->k_redact, &v)) {
+        ERL_NIF_TERM head, tail = v;
+        while (enif_get_list_cell(env, tail, &head, &tail)) {
+            char *dst;
+            ErlNifBinary bin;
+            if (s->redact.count >= ES_REDACT_MAX) {
+                enif_release_resource(s);
+                return es_raise_arg(env, "redact: at most 64 names");
+            }
+            dst = s->redact.names[s->redact.count];
+            if (enif_get_atom(env, head, dst, sizeof(s->redact.names[0]), ERL_NIF_LATIN1) > 0) {
+                s->redact.count++;
+            } else if (enif_inspect_binary(env, head, &bin) && bin.size < sizeof(s->redact.names[0])) {
+                memcpy(dst, bin.data, bin.size);
+                dst[bin.size] = '\0';
+                s->redact.count++;
+            } else {
+                enif_release_resource(s);
+                return es_raise_arg(env, "redact: names must be atoms or binaries shorter than 64 bytes");
+            }
+        }
+        if (!enif_is_empty_list(env, tail)) {
+            enif_release_resource(s);
+            return es_raise_arg(env, "redact must be a proper list");
+        }
+    }
+
+    s->ring = es_ring_create((uint32_t)cap, policy);
+    {
+        es_store_config sc = {store_max, (uint32_t)seg};
+        s->store = es_store_create(&sc);
+    }
+    s->drain_lock = enif_mutex_create("elixir_scope_drain");
+    if (!s->ring || !s->store || !s->drain_lock) {
+        enif_release_resource(s); /* the destructor frees what was made */
+        return es_raise_arg(env, "out of memory creating the ring buffer or the event store");
+    }
+    atomic_store(&s->enabled, 1);
+    res = enif_make_resource(env, s);
+    enif_release_resource(s);
+    return res;
+}
+
+static ERL_NIF_TERM nif_session_install(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_session *s, *old;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "install/1 expects a session");
+    enif_keep_resource(s);
+    old = uninstall_active(p);
+    atomic_store(&p->active, s);
+    if (old) enif_release_resource(old);
+    return p->atoms.ok;
+}
+
+static ERL_NIF_TERM nif_session_uninstall(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_session *old;
+    (void)argc;
+    (void)argv;
+    old = uninstall_active(p);
+    if (old) enif_release_resource(old);
+    return p->atoms.ok;
+}
+
+static ERL_NIF_TERM nif_set_enabled(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_atoms *a = &PRIV(env)->atoms;
+    es_session *s;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "set_enabled/2 expects a session");
+    if (enif_is_identical(argv[1], a->true_)) atomic_store(&s->enabled, 1);
+    else if (enif_is_identical(argv[1], a->false_)) atomic_store(&s->enabled, 0);
+    else return es_raise_arg(env, "set_enabled/2 expects a boolean");
+    return a->ok;
+}
+
+/* ---- the hot path ------------------------------------------------------------ */
+static int kind_from_atom(es_atoms *a, ERL_NIF_TERM t) {
+    for (int k = 0; k < ES_KIND__COUNT; k++)
+        if (a->kinds[k] == t) return k;
+    return -1;
+}
+
+static int atom_or_nil(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM t, uint64_t *out) {
+    if (t == a->nil) {
+        *out = 0;
+        return 1;
+    }
+    if (!enif_is_atom(env, t)) return 0;
+    *out = (uint64_t)t;
+    return 1;
+}
+
+/* Encodes the payload and pushes one event. Returns the id, or 0 if dropped. */
+static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_NIF_TERM payload) {
+    uint8_t storage[512];
+    es_buf buf;
+    unsigned flags = 0;
+    uint64_t id;
+    ErlNifPid self;
+
+    enif_self(env, &self);
+    h->pid = (uint64_t)enif_make_pid(env, &self);
+    h->ts = es_now_ns();
+    es_buf_init(&buf, storage, sizeof(storage));
+    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
+        buf.failed) {
+        es_buf_free(&buf);
+        atomic_fetch_add(&s->dropped_encode, 1);
+        return 0;
+    }
+    if (flags & ES_CODEC_TRUNCATED) h->flags |= ES_FLAG_TRUNCATED;
+    if (flags & ES_CODEC_REDACTED) h->flags |= ES_FLAG_REDACTED;
+    id = es_ring_push(s->ring, h, buf.data, (uint32_t)buf.len);
+    es_buf_free(&buf);
+    return id;
+}
+
+/* emit_entry(module, function, args, line) -> call_id | nil */
+static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    es_event_head h;
+    unsigned len;
+    int line;
+    uint64_t id;
+    es_session *s;
+    (void)argc;
+
+    if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || !enif_get_list_length(env, argv[2], &len) ||
+        !enif_get_int(env, argv[3], &line) || line < 0)
+        return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
+    s = acquire_active(p);
+    if (!s) return a->nil;
+    memset(&h, 0, sizeof(h));
+    h.kind = ES_KIND_CALL;
+    h.module = (uint64_t)argv[0];
+    h.function = (uint64_t)argv[1];
+    h.arity = len > 254 ? 255 : (uint8_t)len;
+    h.line = (uint32_t)line;
+    id = push_event(env, s, &h, argv[2]);
+    release_active(p);
+    return id ? enif_make_uint64(env, id) : a->nil;
+}
+
+/* emit_exit(call_id, value) -> :ok */
+static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_event_head h;
+    ErlNifUInt64 cid;
+    es_session *s;
+    (void)argc;
+    if (!enif_get_uint64(env, argv[0], &cid) || cid == 0)
+        return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
+    s = acquire_active(p);
+    if (!s) return p->atoms.ok;
+    memset(&h, 0, sizeof(h));
+    h.kind = ES_KIND_RETURN;
+    h.call_id = cid;
+    h.arity = 255;
+    push_event(env, s, &h, argv[1]);
+    release_active(p);
+    return p->atoms.ok;
+}
+
+/* emit(kind, call_id, module, function, arity, line, link, payload) -> id | nil */
+static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    es_event_head h;
+    ErlNifUInt64 cid, link;
+    int kind, arity, line;
+    uint64_t mod, fun, id;
+    es_session *s;
+    (void)argc;
+
+    kind = kind_from_atom(a, argv[0]);
+    if (kind < 0) return es_raise_arg(env, "emit/8: unknown event kind");
+    if (argv[1] == a->nil) cid = 0;
+    else if (!enif_get_uint64(env, argv[1], &cid)) return es_raise_arg(env, "emit/8: call_id must be a non-negative integer or nil");
+    if (!atom_or_nil(env, a, argv[2], &mod) || !atom_or_nil(env, a, argv[3], &fun))
+        return es_raise_arg(env, "emit/8: module and function must be atoms or nil");
+    if (argv[4] == a->nil) arity = 255;
+    else if (!enif_get_int(env, argv[4], &arity) || arity < 0 || arity > 255)
+        return es_raise_arg(env, "emit/8: arity must be an integer in 0..255 or nil");
+    if (!enif_get_int(env, argv[5], &line) || line < 0) return es_raise_arg(env, "emit/8: line must be a non-negative integer");
+    if (argv[6] == a->nil) link = 0;
+    else if (!enif_get_uint64(env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
+
+    s = acquire_active(p);
+    if (!s) return a->nil;
+    memset(&h, 0, sizeof(h));
+    h.kind = (uint8_t)kind;
+    h.call_id = cid;
+    h.module = mod;
+    h.function = fun;
+    h.arity = (uint8_t)arity;
+    h.line = (uint32_t)line;
+    h.link = link;
+    id = push_event(env, s, &h, argv[7]);
+    release_active(p);
+    return id ? enif_make_uint64(env, id) : a->nil;
+}
+
+/* ---- drain ------------------------------------------------------------------- */
+typedef struct drain_ctx {
+    es_session *s;
+} drain_ctx;
+
+static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    drain_ctx *ctx = ctxp;
+    es_event_head h = *head;
+    if (h.kind == ES_KIND_CALL) h.call_id = h.id;
+    if (es_store_append(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
+}
+
+/* drain(session, max) -> count (dirty CPU) */
+static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_session *s;
+    ErlNifUInt64 max;
+    drain_ctx ctx;
+    size_t n;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "drain/2 expects a session");
+    if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
+    ctx.s = s;
+    enif_mutex_lock(s->drain_lock);
+    n = es_ring_drain(s->ring, (size_t)max, drain_sink, &ctx);
+    enif_mutex_unlock(s->drain_lock);
+    return enif_make_uint64(env, n);
+}
+
+/* ---- reading back -------------------------------------------------------------- */
+static ERL_NIF_TERM word_or_nil(es_atoms *a, uint64_t w) { return w ? (ERL_NIF_TERM)w : a->nil; }
+
+static ERL_NIF_TERM event_to_term(ErlNifEnv *env, es_atoms *a, const es_event_view *ev) {
+    const es_event_head *h = &ev->head;
+    ERL_NIF_TERM payload;
+    unsigned char *dst = enif_make_new_binary(env, ev->payload_len, &payload);
+    if (ev->payload_len) memcpy(dst, ev->payload, ev->payload_len);
+    ERL_NIF_TERM items[12] = {
+        enif_make_uint64(env, h->id),
+        enif_make_uint64(env, h->ts),
+        word_or_nil(a, h->pid),
+        h->kind < ES_KIND__COUNT ? a->kinds[h->kind] : a->nil,
+        word_or_nil(a, h->module),
+        word_or_nil(a, h->function),
+        h->arity == 255 ? a->nil : enif_make_uint(env, h->arity),
+        enif_make_uint(env, h->line),
+        enif_make_uint64(env, h->call_id),
+        enif_make_uint64(env, h->link),
+        enif_make_uint(env, h->flags),
+        payload};
+    return enif_make_tuple_from_array(env, items, 12);
+}
+
+typedef struct collect_ctx {
+    ErlNifEnv *env;
+    es_atoms *a;
+    ERL_NIF_TERM *items;
+    size_t n, cap;
+    int oom;
+} collect_ctx;
+
+static int collect_cb(void *ctxp, const es_event_view *ev) {
+    collect_ctx *c = ctxp;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 64;
+        ERL_NIF_TERM *ni = enif_realloc(c->items, ncap * sizeof(ERL_NIF_TERM));
+        if (!ni) {
+            c->oom = 1;
+            return 1;
+        }
+        c->items = ni;
+        c->cap = ncap;
+    }
+    c->items[c->n++] = event_to_term(c->env, c->a, ev);
+    return 0;
+}
+
+static ERL_NIF_TERM collected_list(collect_ctx *c) {
+    ERL_NIF_TERM list = enif_make_list_from_array(c->env, c->items, (unsigned)c->n);
+    enif_free(c->items);
+    return list;
+}
+
+#define QUERY_HARD_LIMIT 1000000u
+
+static int parse_query(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM map, es_query *q, const char **err) {
+    ERL_NIF_TERM v;
+    ErlNifUInt64 u;
+    memset(q, 0, sizeof(*q));
+    q->limit = QUERY_HARD_LIMIT;
+    if (!enif_is_map(env, map)) return (*err = "query/2 expects a map of filters"), 0;
+    if (enif_get_map_value(env, map, a->k_pid, &v)) {
+        if (!enif_is_pid(env, v)) return (*err = "pid filter must be a local pid"), 0;
+        q->fields |= ES_Q_PID;
+        q->pid = (uint64_t)v;
+    }
+    if (enif_get_map_value(env, map, a->k_module, &v)) {
+        if (!enif_is_atom(env, v)) return (*err = "module filter must be an atom"), 0;
+        q->fields |= ES_Q_MODULE;
+        q->module = (uint64_t)v;
+    }
+    if (enif_get_map_value(env, map, a->k_function, &v)) {
+        if (!enif_is_atom(env, v) || !(q->fields & ES_Q_MODULE))
+            return (*err = "function filter must be an atom and needs a module filter"), 0;
+        q->fields |= ES_Q_FUNCTION;
+        q->function = (uint64_t)v;
+    }
+    if (enif_get_map_value(env, map, a->k_arity, &v)) {
+        int ar;
+        if (!enif_get_int(env, v, &ar) || ar < 0 || ar > 254 || !(q->fields & ES_Q_FUNCTION))
+            return (*err = "arity filter must be an integer in 0..254 and needs a function filter"), 0;
+        q->fields |= ES_Q_ARITY;
+        q->arity = (uint8_t)ar;
+    }
+    if (enif_get_map_value(env, map, a->k_kinds, &v)) {
+        ERL_NIF_TERM head, tail = v;
+        while (enif_get_list_cell(env, tail, &head, &tail)) {
+            int k = kind_from_atom(a, head);
+            if (k < 0) return (*err = "kinds filter: unknown event kind"), 0;
+            q->kinds_mask |= 1u << k;
+        }
+        if (!enif_is_empty_list(env, tail)) return (*err = "kinds filter must be a list of kinds"), 0;
+        q->fields |= ES_Q_KINDS;
+    }
+#define U64_FILTER(key, flag, field, msg)                         \
+    if (enif_get_map_value(env, map, a->key, &v)) {               \
+        if (!enif_get_uint64(env, v, &u)) return (*err = msg), 0; \
+        q->fields |= flag;                                        \
+        q->field = u;                                             \
+    }
+    U64_FILTER(k_call_id, ES_Q_CALL_ID, call_id, "call_id filter must be a non-negative integer")
+    U64_FILTER(k_correlation_id, ES_Q_CORRELATION, correlation_id, "correlation_id filter must be a non-negative integer")
+    U64_FILTER(k_since, ES_Q_SINCE_TS, since_ts, "since must be a non-negative integer (monotonic ns)")
+    U64_FILTER(k_until, ES_Q_UNTIL_TS, until_ts, "until must be a non-negative integer (monotonic ns)")
+    U64_FILTER(k_after_id, ES_Q_AFTER_ID, after_id, "after_id must be a non-negative integer")
+    U64_FILTER(k_before_id, ES_Q_BEFORE_ID, before_id, "before_id must be a non-negative integer")
+#undef U64_FILTER
+    if (enif_get_map_value(env, map, a->k_limit, &v)) {
+        if (!enif_get_uint64(env, v, &u) || u == 0) return (*err = "limit must be a positive integer"), 0;
+        q->limit = u > QUERY_HARD_LIMIT ? QUERY_HARD_LIMIT : (uint32_t)u;
+    }
+    if (enif_get_map_value(env, map, a->k_order, &v)) {
+        if (v == a->desc) q->reverse = 1;
+        else if (v != a->asc) return (*err = "order must be :asc or :desc"), 0;
+    }
+    return 1;
+}
+
+/* query(session, filters) -> [event_tuple] (dirty CPU) */
+static ERL_NIF_TERM nif_query(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_atoms *a = &PRIV(env)->atoms;
+    es_session *s;
+    es_query q;
+    const char *err = NULL;
+    collect_ctx c = {env, a, NULL, 0, 0, 0};
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "query/2 expects a session");
+    if (!parse_query(env, a, argv[1], &q, &err)) return es_raise_arg(env, err);
+    es_store_query(s->store, &q, collect_cb, &c);
+    if (c.oom) {
+        enif_free(c.items);
+        return es_raise_arg(env, "out of memory building the query result");
+    }
+    return collected_list(&c);
+}
+
+/* get_event(session, id) -> event_tuple | nil */
+static ERL_NIF_TERM nif_get_event(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_atoms *a = &PRIV(env)->atoms;
+    es_session *s;
+    ErlNifUInt64 id;
+    collect_ctx c = {env, a, NULL, 0, 0, 0};
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "get_event/2 expects a session");
+    if (!enif_get_uint64(env, argv[1], &id)) return es_raise_arg(env, "get_event/2: id must be a non-negative integer");
+    if (!es_store_get(s->store, id, collect_cb, &c) || c.n == 0) {
+        enif_free(c.items);
+        return a->nil;
+    }
+    ERL_NIF_TERM ev = c.items[0];
+    enif_free(c.items);
+    return ev;
+}
+
+static ERL_NIF_TERM nif_clear(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_session *s;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "clear/1 expects a session");
+    es_store_clear(s->store);
+    return PRIV(env)->atoms.ok;
+}
+
+static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    es_session *s;
+    es_ring_stats rs;
+    es_store_stats ss;
+    uint64_t dstore, denc;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "stats/1 expects a session");
+    es_ring_get_stats(s->ring, &rs);
+    es_store_get_stats(s->store, &ss);
+    dstore = atomic_load(&s->dropped_store);
+    denc = atomic_load(&s->dropped_encode);
+    ERL_NIF_TERM keys[] = {a->s_emitted, a->s_pushed, a->s_stored, a->s_dropped_full, a->s_overwritten,
+                           a->s_dropped_store, a->s_dropped_encode, a->s_pending, a->s_capacity,
+                           a->s_evicted_events, a->s_evicted_segments, a->s_live_events, a->s_bytes_used,
+                           a->s_record_bytes, a->s_payload_bytes, a->s_index_bytes, a->s_segments,
+                           a->s_first_id, a->s_last_id, a->s_min_ts, a->s_max_ts, a->s_full_since_ns,
+                           a->s_enabled, a->s_installed};
+    ERL_NIF_TERM vals[] = {
+        enif_make_uint64(env, rs.pushed + rs.dropped_full + denc),
+        enif_make_uint64(env, rs.pushed),
+        enif_make_uint64(env, ss.appended),
+        enif_make_uint64(env, rs.dropped_full),
+        enif_make_uint64(env, rs.overwritten),
+        enif_make_uint64(env, dstore),
+        enif_make_uint64(env, denc),
+        enif_make_uint64(env, rs.pushed - rs.overwritten - rs.popped),
+        enif_make_uint64(env, rs.capacity),
+        enif_make_uint64(env, ss.evicted_events),
+        enif_make_uint64(env, ss.evicted_segments),
+        enif_make_uint64(env, ss.live_events),
+        enif_make_uint64(env, ss.bytes_used),
+        enif_make_uint64(env, ss.record_bytes),
+        enif_make_uint64(env, ss.payload_bytes),
+        enif_make_uint64(env, ss.index_bytes),
+        enif_make_uint64(env, ss.segments),
+        enif_make_uint64(env, ss.first_id),
+        enif_make_uint64(env, ss.last_id),
+        enif_make_uint64(env, ss.min_ts),
+        enif_make_uint64(env, ss.max_ts),
+        enif_make_uint64(env, rs.full_since_ns),
+        atomic_load(&s->enabled) ? a->true_ : a->false_,
+        atomic_load(&p->active) == s ? a->true_ : a->false_};
+    ERL_NIF_TERM map;
+    if (!enif_make_map_from_arrays(env, keys, vals, sizeof(keys) / sizeof(keys[0]), &map))
+        return es_raise_arg(env, "stats: could not build the map");
+    return map;
+}
+
+/* encode(session, term) -> {etf_binary, flags}: the codec alone, for tests and benches */
+static ERL_NIF_TERM nif_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_session *s;
+    uint8_t storage[512];
+    es_buf buf;
+    unsigned flags = 0;
+    ERL_NIF_TERM bin;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "encode/2 expects a session");
+    es_buf_init(&buf, storage, sizeof(storage));
+    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)argv[1], &s->limits, &s->redact, &buf, &flags) != 0 ||
+        buf.failed) {
+        es_buf_free(&buf);
+        return es_raise_arg(env, "encode/2: out of memory");
+    }
+    memcpy(enif_make_new_binary(env, buf.len, &bin), buf.data, buf.len);
+    es_buf_free(&buf);
+    return enif_make_tuple2(env, bin, enif_make_uint(env, flags));
+}
+
+static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    (void)argv;
+    return enif_make_uint64(env, es_now_ns());
+}
+
+/* The baseline for benchmarks: a NIF that does nothing. */
+static ERL_NIF_TERM nif_noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    (void)argv;
+    return PRIV(env)->atoms.ok;
+}
+
+/* ---- load / unload ------------------------------------------------------------- */
+static ERL_NIF_TERM mk_atom(ErlNifEnv *env, const char *name) { return enif_make_atom(env, name); }
+
+static void make_atoms(ErlNifEnv *env, es_atoms *a) {
+    a->ok = mk_atom(env, "ok");
+    a->error = mk_atom(env, "error");
+    a->nil = mk_atom(env, "nil");
+    a->true_ = mk_atom(env, "true");
+    a->false_ = mk_atom(env, "false");
+    for (int k = 0; k < ES_KIND__COUNT; k++) a->kinds[k] = mk_atom(env, KIND_NAMES[k]);
+    a->drop_newest = mk_atom(env, "drop_newest");
+    a->overwrite_oldest = mk_atom(env, "overwrite_oldest");
+    a->asc = mk_atom(env, "asc");
+    a->desc = mk_atom(env, "desc");
+    a->k_ring_capacity = mk_atom(env, "ring_capacity");
+    a->k_overflow = mk_atom(env, "overflow");
+    a->k_max_depth = mk_atom(env, "max_depth");
+    a->k_max_width = mk_atom(env, "max_width");
+    a->k_max_binary = mk_atom(env, "max_binary");
+    a->k_max_bytes = mk_atom(env, "max_bytes");
+    a->k_redact = mk_atom(env, "redact");
+    a->k_store_max_bytes = mk_atom(env, "store_max_bytes");
+    a->k_segment_events = mk_atom(env, "segment_events");
+    a->k_pid = mk_atom(env, "pid");
+    a->k_module = mk_atom(env, "module");
+    a->k_function = mk_atom(env, "function");
+    a->k_arity = mk_atom(env, "arity");
+    a->k_kinds = mk_atom(env, "kinds");
+    a->k_call_id = mk_atom(env, "call_id");
+    a->k_correlation_id = mk_atom(env, "correlation_id");
+    a->k_since = mk_atom(env, "since");
+    a->k_until = mk_atom(env, "until");
+    a->k_after_id = mk_atom(env, "after_id");
+    a->k_before_id = mk_atom(env, "before_id");
+    a->k_limit = mk_atom(env, "limit");
+    a->k_order = mk_atom(env, "order");
+    a->s_emitted = mk_atom(env, "emitted");
+    a->s_pushed = mk_atom(env, "pushed");
+    a->s_stored = mk_atom(env, "stored");
+    a->s_dropped_full = mk_atom(env, "dropped_ring_full");
+    a->s_overwritten = mk_atom(env, "dropped_overwritten");
+    a->s_dropped_store = mk_atom(env, "dropped_store");
+    a->s_dropped_encode = mk_atom(env, "dropped_encode");
+    a->s_pending = mk_atom(env, "pending");
+    a->s_capacity = mk_atom(env, "ring_capacity");
+    a->s_evicted_events = mk_atom(env, "evicted_events");
+    a->s_evicted_segments = mk_atom(env, "evicted_segments");
+    a->s_live_events = mk_atom(env, "live_events");
+    a->s_bytes_used = mk_atom(env, "bytes_used");
+    a->s_record_bytes = mk_atom(env, "record_bytes");
+    a->s_payload_bytes = mk_atom(env, "payload_bytes");
+    a->s_index_bytes = mk_atom(env, "index_bytes");
+    a->s_segments = mk_atom(env, "segments");
+    a->s_first_id = mk_atom(env, "first_id");
+    a->s_last_id = mk_atom(env, "last_id");
+    a->s_min_ts = mk_atom(env, "min_ts");
+    a->s_max_ts = mk_atom(env, "max_ts");
+    a->s_full_since_ns = mk_atom(env, "ring_full_since_ns");
+    a->s_enabled = mk_atom(env, "enabled");
+    a->s_installed = mk_atom(env, "installed");
+    a->exc_struct = mk_atom(env, "__struct__");
+    a->exc_module = mk_atom(env, "Elixir.ArgumentError");
+    a->exc_message = mk_atom(env, "message");
+    a->exc_exception = mk_atom(env, "__exception__");
+}
+
+static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
+    es_priv *p = enif_alloc(sizeof(es_priv));
+    (void)load_info;
+    if (!p) return 1;
+    memset(p, 0, sizeof(*p));
+    p->session_type = enif_open_resource_type(env, NULL, "elixir_scope_session", session_dtor,
+                                              ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER, NULL);
+    if (!p->session_type) {
+        enif_free(p);
+        return 1;
+    }
+    make_atoms(env, &p->atoms);
+    atomic_store(&p->active, NULL);
+    atomic_store(&p->inflight, 0);
+    *priv_data = p;
+    return 0;
+}
+
+static void on_unload(ErlNifEnv *env, void *priv_data) {
+    es_priv *p = priv_data;
+    es_session *old;
+    (void)env;
+    old = uninstall_active(p);
+    if (old) enif_release_resource(old);
+    enif_free(p);
+}
+
+static ErlNifFunc nif_funcs[] = {
+    /* capture core (this file) */
+    {"session_new", 1, nif_session_new, 0},
+    {"session_install", 1, nif_session_install, 0},
+    {"session_uninstall", 0, nif_session_uninstall, 0},
+    {"set_enabled", 2, nif_set_enabled, 0},
+    {"emit_entry", 4, nif_emit_entry, 0},
+    {"emit_exit", 2, nif_emit_exit, 0},
+    {"emit", 8, nif_emit, 0},
+    {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"query", 2, nif_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"get_event", 2, nif_get_event, 0},
+    {"clear", 1, nif_clear, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"stats", 1, nif_stats, 0},
+    {"encode", 2, nif_encode, 0},
+    {"now", 0, nif_now, 0},
+    {"noop", 0, nif_noop, 0},
+    /* component glue (c_src/nif_<component>.c), appended below */
+};
+
+ERL_NIF_INIT(Elixir.ElixirScope.NIF, nif_funcs, on_load, NULL, NULL, on_unload)

@@ -1,0 +1,139 @@
+defmodule ElixirScope.Capture.InstrumentationRuntime do
+  @moduledoc """
+  The functions that instrumented code calls (and that user code may call by
+  hand). Each first asks `ElixirScope.Capture.Switch.on?/1`, so when ElixirScope
+  is not running, or capture is off globally or for the module, a call costs a
+  few nanoseconds and records nothing. None of them ever raises into user code:
+  bad arguments are ignored (the NIF's `ArgumentError` is rescued).
+
+  Events that belong to a function call carry the `call_id` returned by
+  `report_function_entry/4`; `nil` (capture was off at entry) makes the others no-ops.
+  """
+
+  alias ElixirScope.Capture.Switch
+  alias ElixirScope.NIF
+
+  @type call_id :: pos_integer() | nil
+
+  @doc "Records a function entry and returns its call id (or `nil` when nothing was recorded)."
+  @spec report_function_entry(module(), atom(), list(), non_neg_integer()) :: call_id()
+  def report_function_entry(module, function, args, line \\ 0)
+
+  def report_function_entry(module, function, args, line)
+      when is_atom(module) and is_atom(function) and is_list(args) and is_integer(line) do
+    if Switch.on?(module) do
+      try do
+        NIF.emit_entry(module, function, args, line)
+      rescue
+        _ -> nil
+      end
+    end
+  end
+
+  def report_function_entry(_module, _function, _args, _line), do: nil
+
+  @doc "Records the return value of the call `call_id`."
+  @spec report_function_exit(call_id(), term()) :: :ok
+  def report_function_exit(nil, _value), do: :ok
+
+  def report_function_exit(call_id, value) when is_integer(call_id) and call_id > 0 do
+    NIF.emit_exit(call_id, value)
+    :ok
+  rescue
+    _ -> :ok
+  end
+
+  def report_function_exit(_call_id, _value), do: :ok
+
+  @doc "Records that the call `call_id` ends by a tail call to `module.function(args)`."
+  @spec report_tail_call(call_id(), module(), atom(), list(), non_neg_integer()) :: :ok
+  def report_tail_call(nil, _module, _function, _args, _line), do: :ok
+
+  def report_tail_call(call_id, module, function, args, line) when is_list(args),
+    do: emit(:tail_call, call_id, nil, nil, nil, line, nil, {module, function, args})
+
+  def report_tail_call(_call_id, _module, _function, _args, _line), do: :ok
+
+  @doc "Records an exception (`:error`, `:throw` or `:exit`) leaving the call `call_id`."
+  @spec report_error(call_id(), :error | :throw | :exit, term(), list()) :: :ok
+  def report_error(nil, _kind, _reason, _stacktrace), do: :ok
+
+  def report_error(call_id, kind, reason, stacktrace),
+    do: emit(:exception, call_id, nil, nil, nil, 0, nil, {kind, reason, stacktrace})
+
+  @doc "Records the values of local variables (a map or keyword list of name => value)."
+  @spec report_local_variable_snapshot(call_id(), map() | keyword(), non_neg_integer()) :: :ok
+  def report_local_variable_snapshot(call_id, vars, line \\ 0)
+  def report_local_variable_snapshot(nil, _vars, _line), do: :ok
+
+  def report_local_variable_snapshot(call_id, vars, line) when is_list(vars),
+    do: report_local_variable_snapshot(call_id, Map.new(vars), line)
+
+  def report_local_variable_snapshot(call_id, vars, line) when is_map(vars),
+    do: emit(:local, call_id, nil, nil, nil, line, nil, vars)
+
+  def report_local_variable_snapshot(_call_id, _vars, _line), do: :ok
+
+  @doc "Records the value of a traced expression (`source` is its code as text)."
+  @spec report_expression_value(call_id(), String.t(), term(), non_neg_integer()) :: :ok
+  def report_expression_value(call_id, source, value, line \\ 0)
+  def report_expression_value(nil, _source, _value, _line), do: :ok
+
+  def report_expression_value(call_id, source, value, line),
+    do: emit(:expr, call_id, nil, nil, nil, line, nil, {source, value})
+
+  @doc "Records a GenServer's state before or after a callback."
+  @spec report_state_change(call_id(), :before | :after, term(), non_neg_integer()) :: :ok
+  def report_state_change(call_id, phase, state, line \\ 0)
+  def report_state_change(nil, _phase, _state, _line), do: :ok
+
+  def report_state_change(call_id, phase, state, line) when phase in [:before, :after],
+    do: emit(:state, call_id, nil, nil, nil, line, nil, {phase, state})
+
+  def report_state_change(_call_id, _phase, _state, _line), do: :ok
+
+  @doc "Records a message about to be sent to `dest`. Returns the event id (a correlation id) or nil."
+  @spec report_message_send(term(), term(), non_neg_integer() | nil) :: pos_integer() | nil
+  def report_message_send(dest, message, correlation_id \\ nil),
+    do: emit_id(:send, :send, correlation_id, {dest, message})
+
+  @doc "Records a message received by the calling process."
+  @spec report_message_receive(term(), non_neg_integer() | nil) :: pos_integer() | nil
+  def report_message_receive(message, correlation_id \\ nil),
+    do: emit_id(:receive, :receive, correlation_id, message)
+
+  @doc "Records that the calling process spawned `child`."
+  @spec report_spawn(pid(), non_neg_integer() | nil) :: pos_integer() | nil
+  def report_spawn(child, correlation_id \\ nil), do: emit_id(:spawn, :spawn, correlation_id, child)
+
+  @doc "Records that the calling process is exiting with `reason`."
+  @spec report_process_exit(term()) :: pos_integer() | nil
+  def report_process_exit(reason), do: emit_id(:exit, :exit, nil, reason)
+
+  @doc "Records a custom event `name` with `data`."
+  @spec report_custom(atom(), term(), non_neg_integer() | nil) :: pos_integer() | nil
+  def report_custom(name, data, correlation_id \\ nil) when is_atom(name),
+    do: emit_id(:custom, name, correlation_id, {name, data})
+
+  @doc "Whether capture is on for `module` right now."
+  @spec enabled?(module()) :: boolean()
+  def enabled?(module), do: Switch.on?(module)
+
+  # Process-level events are switched by the global switch (any module name that is not disabled).
+  defp emit_id(kind, _name, correlation_id, payload) do
+    if Switch.on?(nil) do
+      try do
+        NIF.emit(kind, nil, nil, nil, nil, 0, correlation_id, payload)
+      rescue
+        _ -> nil
+      end
+    end
+  end
+
+  defp emit(kind, call_id, module, function, arity, line, link, payload) do
+    NIF.emit(kind, call_id, module, function, arity, line, link, payload)
+    :ok
+  rescue
+    _ -> :ok
+  end
+end

@@ -1,0 +1,197 @@
+defmodule ElixirScope.Config do
+  @moduledoc """
+  Validated configuration. Options come from `{ElixirScope, opts}`, from
+  `ElixirScope.start/1`, or from `config :elixir_scope, ...`; explicit options win.
+  An unknown key or a wrong type is an error that names the key and what was expected.
+
+      capture: [buffer_size: 65_536, overflow: :drop_newest, batch_size: 10_000, flush_interval: 5,
+                writers: 2, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
+                redact: [:password, ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
+      storage: [max_bytes: 512 MiB, segment_events: 65_536]
+      ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
+      web: [port: 4040, ip: {127, 0, 0, 1}, token: nil]
+      enabled: true
+  """
+
+  @default_redact [:password, :passwd, :pass, :secret, :token, :access_token, :refresh_token, :api_key,
+                   :apikey, :private_key, :authorization, :cookie, :session, :credentials, :client_secret]
+
+  @schema [
+    enabled: {:boolean, true},
+    name: {:atom, ElixirScope},
+    capture: [
+      buffer_size: {:pow2, 65_536},
+      overflow: {{:one_of, [:drop_newest, :overwrite_oldest]}, :drop_newest},
+      batch_size: {:pos_integer, 10_000},
+      flush_interval: {:pos_integer, 5},
+      writers: {:pos_integer, 2},
+      max_depth: {:pos_integer, 8},
+      max_width: {:pos_integer, 32},
+      max_binary: {:non_neg_integer, 256},
+      max_payload_bytes: {:pos_integer, 4096},
+      redact: {:name_list, @default_redact},
+      fuse: [
+        enabled: {:boolean, true},
+        max_full_ms: {:pos_integer, 2_000},
+        max_drop_ratio: {:ratio, 0.5},
+        min_events: {:pos_integer, 10_000},
+        check_interval: {:pos_integer, 100}
+      ]
+    ],
+    storage: [
+      max_bytes: {:non_neg_integer, 512 * 1024 * 1024},
+      segment_events: {:pos_integer, 65_536}
+    ],
+    ai: [
+      llm_provider: {{:one_of, [:gemini, :vertex, :openai_compatible, :mock, :heuristic, :auto]}, :auto},
+      api_key: {:any, nil},
+      model: {:any, nil},
+      base_url: {:any, nil},
+      project_id: {:any, nil},
+      location: {:any, nil},
+      credentials_file: {:any, nil},
+      analysis_timeout: {:pos_integer, 30_000},
+      planning_timeout: {:pos_integer, 60_000},
+      max_retries: {:non_neg_integer, 3},
+      max_request_bytes: {:pos_integer, 200_000},
+      max_response_bytes: {:pos_integer, 2_000_000},
+      strategy: {{:one_of, [:minimal, :balanced, :full]}, :balanced}
+    ],
+    ast: [
+      default_instrumentation_level:
+        {{:one_of, [:none, :function_boundaries, :expressions, :locals, :full]}, :function_boundaries},
+      include: {:list, []},
+      exclude: {:list, []},
+      plan_file: {:any, ".elixir_scope/plan.exs"},
+      instrument_macros: {:boolean, false}
+    ],
+    web: [
+      enabled: {:boolean, false},
+      port: {:non_neg_integer, 4040},
+      ip: {:any, {127, 0, 0, 1}},
+      token: {:any, nil}
+    ]
+  ]
+
+  @type t :: keyword()
+
+  @doc "The default list of keys whose values are redacted at capture time."
+  @spec default_redact() :: [atom()]
+  def default_redact, do: @default_redact
+
+  @doc """
+  Validates `opts` merged over the application environment and the defaults.
+  Returns `{:ok, config}` with every key filled in, or `{:error, message}`.
+  """
+  @spec validate(keyword()) :: {:ok, t()} | {:error, String.t()}
+  def validate(opts) when is_list(opts) do
+    env = Application.get_all_env(:elixir_scope) |> Keyword.take(Keyword.keys(@schema))
+
+    with :ok <- keyword?(opts, "options"),
+         {:ok, from_env} <- check(@schema, env, []),
+         {:ok, explicit} <- check(@schema, opts, []) do
+      {:ok, deep_merge(fill(@schema), deep_merge(from_env, explicit))}
+    end
+  end
+
+  def validate(other), do: {:error, "ElixirScope options must be a keyword list, got: #{inspect(other)}"}
+
+  @doc "Like `validate/1` but raises `ArgumentError`."
+  @spec validate!(keyword()) :: t()
+  def validate!(opts) do
+    case validate(opts) do
+      {:ok, config} -> config
+      {:error, message} -> raise ArgumentError, message
+    end
+  end
+
+  @doc "The options map handed to `ElixirScope.NIF.session_new/1`."
+  @spec session_options(t()) :: map()
+  def session_options(config) do
+    capture = config[:capture]
+    storage = config[:storage]
+
+    %{
+      ring_capacity: capture[:buffer_size],
+      overflow: capture[:overflow],
+      max_depth: capture[:max_depth],
+      max_width: capture[:max_width],
+      max_binary: capture[:max_binary],
+      max_bytes: max(capture[:max_payload_bytes], 64),
+      redact: capture[:redact],
+      store_max_bytes: storage[:max_bytes],
+      segment_events: storage[:segment_events]
+    }
+  end
+
+  defp keyword?(opts, where) do
+    if Keyword.keyword?(opts), do: :ok, else: {:error, "#{where} must be a keyword list, got: #{inspect(opts)}"}
+  end
+
+  defp check(schema, opts, path) do
+    Enum.reduce_while(opts, {:ok, []}, fn {key, value}, {:ok, acc} ->
+      case Keyword.fetch(schema, key) do
+        :error ->
+          known = schema |> Keyword.keys() |> Enum.map_join(", ", &inspect/1)
+          {:halt, {:error, "unknown ElixirScope option #{name(path, key)}; known keys here: #{known}"}}
+
+        {:ok, sub} when is_list(sub) ->
+          with :ok <- keyword?(value, name(path, key)),
+               {:ok, checked} <- check(sub, value, path ++ [key]) do
+            {:cont, {:ok, [{key, checked} | acc]}}
+          else
+            error -> {:halt, error}
+          end
+
+        {:ok, {type, _default}} ->
+          if valid?(type, value) do
+            {:cont, {:ok, [{key, value} | acc]}}
+          else
+            {:halt, {:error, "ElixirScope option #{name(path, key)} must be #{describe(type)}, got: #{inspect(value)}"}}
+          end
+      end
+    end)
+    |> case do
+      {:ok, acc} -> {:ok, Enum.reverse(acc)}
+      error -> error
+    end
+  end
+
+  defp name(path, key), do: (path ++ [key]) |> Enum.map_join(".", &Atom.to_string/1)
+
+  defp valid?(:boolean, v), do: is_boolean(v)
+  defp valid?(:atom, v), do: is_atom(v)
+  defp valid?(:any, _), do: true
+  defp valid?(:list, v), do: is_list(v)
+  defp valid?(:pos_integer, v), do: is_integer(v) and v > 0
+  defp valid?(:non_neg_integer, v), do: is_integer(v) and v >= 0
+  defp valid?(:ratio, v), do: is_number(v) and v > 0 and v <= 1
+  defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and v <= 1_073_741_824 and Bitwise.band(v, v - 1) == 0
+  defp valid?({:one_of, values}, v), do: v in values
+  defp valid?(:name_list, v), do: is_list(v) and length(v) <= 64 and Enum.all?(v, &(is_atom(&1) or is_binary(&1)))
+
+  defp describe(:boolean), do: "a boolean"
+  defp describe(:atom), do: "an atom"
+  defp describe(:list), do: "a list"
+  defp describe(:pos_integer), do: "a positive integer"
+  defp describe(:non_neg_integer), do: "a non-negative integer"
+  defp describe(:ratio), do: "a number in (0, 1]"
+  defp describe(:pow2), do: "a power of two between 2 and 2^30"
+  defp describe({:one_of, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
+  defp describe(:name_list), do: "a list of at most 64 atoms or strings"
+  defp describe(:any), do: "any term"
+
+  defp fill(schema) do
+    Enum.map(schema, fn
+      {key, sub} when is_list(sub) -> {key, fill(sub)}
+      {key, {_type, default}} -> {key, default}
+    end)
+  end
+
+  defp deep_merge(base, over) do
+    Keyword.merge(base, over, fn
+      _key, a, b when is_list(a) and is_list(b) -> if Keyword.keyword?(a) and a != [], do: deep_merge(a, b), else: b
+      _key, _a, b -> b
+    end)
+  end
+end

@@ -1,0 +1,101 @@
+defmodule ElixirScope.Event do
+  @moduledoc """
+  One recorded event, as read back from the store.
+
+  `payload` depends on `kind`: `:call` the argument list, `:return` the value,
+  `:exception` `{kind, reason, stacktrace}`, `:tail_call` `{module, function, args}`,
+  `:local` a map of variable names to values, `:expr` `{source, value}`,
+  `:state` `{phase, state}`, `:send` `{dest, message}`, `:receive` the message,
+  `:spawn` the child pid, `:exit` the reason, `:custom` `{name, data}`.
+  Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
+  """
+
+  alias ElixirScope.Truncated
+
+  @kinds [:call, :return, :exception, :tail_call, :local, :expr, :state, :send, :receive, :spawn, :exit, :custom]
+
+  defstruct [
+    :id,
+    :ts,
+    :wall_time,
+    :pid,
+    :kind,
+    :module,
+    :function,
+    :arity,
+    :line,
+    :call_id,
+    :link,
+    :correlation_id,
+    :return_id,
+    :payload,
+    truncated?: false,
+    redacted?: false
+  ]
+
+  @type kind ::
+          :call | :return | :exception | :tail_call | :local | :expr | :state | :send | :receive | :spawn | :exit | :custom
+
+  @type t :: %__MODULE__{
+          id: pos_integer(),
+          ts: non_neg_integer(),
+          wall_time: integer() | nil,
+          pid: pid() | nil,
+          kind: kind(),
+          module: module() | nil,
+          function: atom() | nil,
+          arity: non_neg_integer() | nil,
+          line: non_neg_integer(),
+          call_id: non_neg_integer(),
+          link: non_neg_integer(),
+          correlation_id: non_neg_integer() | nil,
+          return_id: non_neg_integer() | nil,
+          payload: term(),
+          truncated?: boolean(),
+          redacted?: boolean()
+        }
+
+  @doc "Every event kind."
+  @spec kinds() :: [kind()]
+  def kinds, do: @kinds
+
+  @doc """
+  Builds an event from the NIF's tuple. `clock` is `{monotonic_ns_at_start, system_us_at_start}`
+  and gives `wall_time` (system time in microseconds).
+  """
+  @spec from_tuple(tuple(), {integer(), integer()} | nil) :: t()
+  def from_tuple({id, ts, pid, kind, module, function, arity, line, call_id, link, flags, payload}, clock) do
+    truncated? = Bitwise.band(flags, 1) != 0
+
+    %__MODULE__{
+      id: id,
+      ts: ts,
+      wall_time: wall_time(ts, clock),
+      pid: pid,
+      kind: kind,
+      module: module,
+      function: function,
+      arity: arity,
+      line: line,
+      call_id: call_id,
+      link: link,
+      correlation_id: if(kind in [:call, :return, :exception, :tail_call, :local, :expr, :state], do: nil, else: nonzero(link)),
+      return_id: if(kind == :call, do: nonzero(link), else: nil),
+      payload: decode_payload(payload, truncated?),
+      truncated?: truncated?,
+      redacted?: Bitwise.band(flags, 2) != 0
+    }
+  end
+
+  defp nonzero(0), do: nil
+  defp nonzero(n), do: n
+
+  defp wall_time(_ts, nil), do: nil
+  defp wall_time(ts, {mono0, sys0}), do: sys0 + div(ts - mono0, 1000)
+
+  @doc "Decodes an encoded payload; truncation markers become `%ElixirScope.Truncated{}`."
+  @spec decode_payload(binary(), boolean()) :: term()
+  def decode_payload("", _), do: nil
+  def decode_payload(bin, false), do: :erlang.binary_to_term(bin)
+  def decode_payload(bin, true), do: bin |> :erlang.binary_to_term() |> Truncated.expand()
+end

@@ -1,0 +1,168 @@
+defmodule ElixirScope.Storage.EventCorrelator do
+  @moduledoc """
+  Rebuilds calls from the ordered event stream: pairs each `:call` with its
+  `:return`, `:exception` or `:tail_call` (by call id), computes durations, and
+  nests calls into per-process trees. A frame that ended in a tail call stays
+  open until the call it jumped to returns, so the tree shows the jump beneath
+  it and both end together. Events of a call (`:local`, `:expr`, `:state`) are
+  attached to it. Works on any list of events; it never recurses on the depth
+  of the trace.
+
+  The store already links a call to its end (`Event.return_id`); this module
+  is the process-level view built from it.
+  """
+
+  alias ElixirScope.Event
+
+  @type status :: :ok | :exception | :tail_call | :open
+  @type call_node :: %{
+          event: Event.t(),
+          return: Event.t() | nil,
+          exception: Event.t() | nil,
+          tail_call: Event.t() | nil,
+          status: status(),
+          duration_ns: non_neg_integer() | nil,
+          events: [Event.t()],
+          children: [call_node()]
+        }
+
+  @doc "Call trees, one list of root nodes per process: `%{pid => [node]}`."
+  @spec call_trees_by_pid([Event.t()]) :: %{pid() => [call_node()]}
+  def call_trees_by_pid(events) do
+    events
+    |> Enum.sort_by(& &1.id)
+    |> Enum.group_by(& &1.pid)
+    |> Map.new(fn {pid, evs} -> {pid, build(evs)} end)
+  end
+
+  @doc "Call trees of all processes in the events, as one list of roots in time order."
+  @spec call_trees([Event.t()]) :: [call_node()]
+  def call_trees(events) do
+    events |> call_trees_by_pid() |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id)
+  end
+
+  @doc "Each `:call` with its ending event (or nil) and duration, in call order."
+  @spec pair_calls([Event.t()]) :: [{Event.t(), Event.t() | nil, non_neg_integer() | nil}]
+  def pair_calls(events) do
+    ends =
+      for %Event{kind: k, call_id: cid} = e <- events, k in [:return, :exception, :tail_call], into: %{}, do: {cid, e}
+
+    for %Event{kind: :call} = call <- Enum.sort_by(events, & &1.id) do
+      ending = Map.get(ends, call.id)
+      {call, ending, ending && ending.ts - call.ts}
+    end
+  end
+
+  @doc "Flattens trees into `{depth, node}` pairs in display order (iteratively)."
+  @spec flatten([call_node()]) :: [{non_neg_integer(), call_node()}]
+  def flatten(roots), do: do_flatten(Enum.map(roots, &{0, &1}), [])
+
+  defp do_flatten([], acc), do: Enum.reverse(acc)
+
+  defp do_flatten([{depth, node} | rest], acc) do
+    kids = Enum.map(node.children, &{depth + 1, &1})
+    do_flatten(kids ++ rest, [{depth, node} | acc])
+  end
+
+  # -- building: a stack of open frames; each keeps its children reversed --
+
+  defp build(events) do
+    {stack, roots} = Enum.reduce(events, {[], []}, &step/2)
+    # frames still open at the end of the recording
+    close_all(stack, roots, :open, nil) |> Enum.reverse()
+  end
+
+  defp new_frame(call), do: %{event: call, return: nil, exception: nil, tail_call: nil, status: :open, duration_ns: nil, events: [], children: []}
+
+  defp step(%Event{kind: :call} = e, {stack, roots}), do: {[new_frame(e) | stack], roots}
+
+  defp step(%Event{kind: :tail_call, call_id: cid} = e, {stack, roots}) do
+    {:ok, stack} = update_frame(stack, cid, &%{&1 | tail_call: e, status: :tail_call})
+    {stack, roots}
+  catch
+    :not_found -> {stack, roots}
+  end
+
+  defp step(%Event{kind: kind, call_id: cid} = e, {stack, roots}) when kind in [:return, :exception] do
+    if Enum.any?(stack, &(&1.event.id == cid)) do
+      close_until(stack, roots, cid, e)
+    else
+      {stack, roots}
+    end
+  end
+
+  defp step(%Event{call_id: cid} = e, {stack, roots}) when is_integer(cid) and cid > 0 do
+    case update_frame(stack, cid, &%{&1 | events: [e | &1.events]}) do
+      {:ok, stack} -> {stack, roots}
+    end
+  catch
+    :not_found -> {stack, roots}
+  end
+
+  defp step(_other, acc), do: acc
+
+  defp update_frame(stack, cid, fun) do
+    {before, rest} = Enum.split_while(stack, &(&1.event.id != cid))
+
+    case rest do
+      [frame | tail] -> {:ok, before ++ [fun.(frame) | tail]}
+      [] -> throw(:not_found)
+    end
+  end
+
+  # Pops frames above the one ending (they ended without an event: their end was
+  # not recorded), closes the target with `ending`, then closes the frames below
+  # it that were waiting on a tail call, with the same ending.
+  defp close_until([%{event: %{id: cid}} = frame | rest], roots, cid, ending) do
+    {rest, roots} = attach(finish(frame, ending), rest, roots)
+    close_tail_waiters(rest, roots, ending)
+  end
+
+  defp close_until([frame | rest], roots, cid, ending) do
+    {rest, roots} = attach(finish(frame, nil), rest, roots)
+    close_until(rest, roots, cid, ending)
+  end
+
+  defp close_tail_waiters([%{status: :tail_call} = frame | rest], roots, ending) do
+    {rest, roots} = attach(finish(frame, ending), rest, roots)
+    close_tail_waiters(rest, roots, ending)
+  end
+
+  defp close_tail_waiters(stack, roots, _ending), do: {stack, roots}
+
+  defp close_all([], roots, _status, _ending), do: roots
+
+  defp close_all([frame | rest], roots, status, ending) do
+    {rest, roots} = attach(finish(frame, ending, status), rest, roots)
+    close_all(rest, roots, status, ending)
+  end
+
+  defp finish(frame, ending, default_status \\ :open)
+
+  defp finish(frame, nil, default_status) do
+    status = if frame.status == :tail_call, do: :tail_call, else: default_status
+    %{frame | status: status, events: Enum.reverse(frame.events), children: Enum.reverse(frame.children)}
+  end
+
+  defp finish(frame, %Event{kind: kind} = ending, _default) do
+    {field, status} =
+      case kind do
+        :return -> {:return, :ok}
+        :exception -> {:exception, :exception}
+      end
+
+    status = if frame.status == :tail_call, do: :tail_call, else: status
+
+    frame
+    |> Map.put(field, ending)
+    |> Map.merge(%{
+      status: status,
+      duration_ns: ending.ts - frame.event.ts,
+      events: Enum.reverse(frame.events),
+      children: Enum.reverse(frame.children)
+    })
+  end
+
+  defp attach(node, [parent | rest], roots), do: {[%{parent | children: [node | parent.children]} | rest], roots}
+  defp attach(node, [], roots), do: {[], [node | roots]}
+end

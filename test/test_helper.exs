@@ -1,0 +1,2 @@
+ExUnit.configure(exclude: [:live, :gemini, :vertex])
+ExUnit.start()
