@@ -23,7 +23,7 @@ defmodule ElixirScope.Compiler do
   alias ElixirScope.Compiler.{Instrumenter, Loader, Settings}
 
   @manifest "compile.elixir_scope"
-  @manifest_vsn 1
+  @manifest_vsn 2
 
   @type status :: :ok | :noop | :error
 
@@ -72,7 +72,10 @@ defmodule ElixirScope.Compiler do
 
   defp do_run(config, settings, opts) do
     paths = config[:elixir_scope_elixirc_paths] || config[:elixirc_paths] || ["lib"]
-    sources = paths |> Mix.Utils.extract_files([:ex]) |> Enum.map(&Path.relative_to_cwd/1) |> Enum.sort()
+
+    sources =
+      paths |> Mix.Utils.extract_files([:ex]) |> Enum.map(&Path.relative_to_cwd/1) |> Enum.sort()
+
     root = output_root(config)
     header = header(settings)
     old = read_manifest(config)
@@ -80,15 +83,29 @@ defmodule ElixirScope.Compiler do
 
     results =
       sources
-      |> Task.async_stream(&process(&1, old_files[&1], settings, header, root), timeout: :infinity, ordered: true)
+      |> Task.async_stream(&process(&1, old_files[&1], settings, header, root),
+        timeout: :infinity,
+        ordered: true
+      )
       |> Enum.map(fn {:ok, r} -> r end)
 
     removed = Map.keys(old.files) -- sources
     Enum.each(removed, fn src -> remove_outputs(root, src) end)
 
     errors = for {:error, src, diag} <- results, do: {src, diag}
-    done = for {status, src, entry, _warns} <- results, status in [:fresh, :kept], into: %{}, do: {src, entry}
-    warnings = Enum.flat_map(results, fn {_, _, _, w} -> w; _ -> [] end)
+
+    done =
+      for {status, src, entry, _warns} <- results,
+          status in [:fresh, :kept],
+          into: %{},
+          do: {src, entry}
+
+    warnings =
+      Enum.flat_map(results, fn
+        {_, _, _, w} -> w
+        _ -> []
+      end)
+
     instrumented = for {:fresh, src, _, _} <- results, do: src
 
     redirect_elixir_compiler(paths, root, sources)
@@ -126,19 +143,29 @@ defmodule ElixirScope.Compiler do
         etf = Loader.encode(abs, forms)
         write_if_changed(etf_path(root, src), etf)
         write_if_changed(wrapper_path(root, src), wrapper_source(src, etf))
-        entry = %{source_digest: digest, modules: modules, fingerprint: fingerprint(digest, modules, settings, header)}
+
+        entry = %{
+          source_digest: digest,
+          modules: modules,
+          fingerprint: fingerprint(digest, modules, settings, header)
+        }
+
         diags = Enum.map(warnings, fn {line, msg} -> print_warning(abs, line, msg) end)
         {:fresh, src, entry, diags}
 
       {:error, exception} ->
-        IO.puts(:stderr, "\n== Compilation error in file #{src} ==\n" <> Exception.format(:error, exception, []))
+        IO.puts(
+          :stderr,
+          "\n== Compilation error in file #{src} ==\n" <> Exception.format(:error, exception, [])
+        )
+
         line = Map.get(exception, :line) || 0
         {:error, src, diagnostic(abs, line, Exception.message(exception), :error)}
     end
   end
 
   defp fingerprint(digest, modules, settings, header) do
-    plans = for {mod, _level} <- modules, do: {mod, Settings.module_plan(settings, mod)}
+    plans = for {mod, _level, _status} <- modules, do: {mod, Settings.module_plan(settings, mod)}
     :erlang.md5(:erlang.term_to_binary({digest, plans, header}))
   end
 
@@ -168,10 +195,16 @@ defmodule ElixirScope.Compiler do
   defp redirect_elixir_compiler(paths, root, sources) do
     src_root = Path.join(root, "src")
     File.mkdir_p!(src_root)
-    rel_root = if Path.type(Path.relative_to_cwd(src_root)) == :relative, do: Path.relative_to_cwd(src_root), else: src_root
+
+    rel_root =
+      if Path.type(Path.relative_to_cwd(src_root)) == :relative,
+        do: Path.relative_to_cwd(src_root),
+        else: src_root
+
     Mix.ProjectStack.merge_config(elixirc_paths: [rel_root], elixir_scope_elixirc_paths: paths)
 
-    to_user = Map.new(sources, fn src -> {Path.absname(wrapper_path(root, src)), Path.absname(src)} end)
+    to_user =
+      Map.new(sources, fn src -> {Path.absname(wrapper_path(root, src)), Path.absname(src)} end)
 
     Mix.Task.Compiler.after_compiler(:elixir, fn {status, diagnostics} ->
       {status, Enum.map(diagnostics, fn d -> %{d | file: Map.get(to_user, d.file, d.file)} end)}
@@ -219,7 +252,10 @@ defmodule ElixirScope.Compiler do
 
   defp report(files) do
     names = if length(files) <= 8, do: " (" <> Enum.join(files, ", ") <> ")", else: ""
-    Mix.shell().info("ElixirScope: instrumented #{length(files)} file#{if length(files) == 1, do: "", else: "s"}#{names}")
+
+    Mix.shell().info(
+      "ElixirScope: instrumented #{length(files)} file#{if length(files) == 1, do: "", else: "s"}#{names}"
+    )
   end
 
   defp print_warning(file, line, message) do

@@ -15,7 +15,7 @@ defmodule ElixirScope.Compiler.Instrumenter do
 
   @type result :: %{
           forms: Macro.t(),
-          modules: [{module(), Settings.level()}],
+          modules: [{module(), Settings.level(), :instrumented | :plain | {:failed, String.t()}}],
           warnings: [{pos_integer(), String.t()}]
         }
 
@@ -23,12 +23,15 @@ defmodule ElixirScope.Compiler.Instrumenter do
   Parses `source` (the content of `file`) and instruments it. Returns the forms to compile, the
   modules found with their levels, and warnings `{line, message}`; or the parse error exception.
   """
-  @spec instrument(String.t(), String.t(), Settings.t()) :: {:ok, result()} | {:error, Exception.t()}
+  @spec instrument(String.t(), String.t(), Settings.t()) ::
+          {:ok, result()} | {:error, Exception.t()}
   def instrument(file, source, %Settings{} = settings) do
     case parse(file, source) do
       {:ok, ast} ->
         {forms, acc} = walk(ast, nil, settings, %{modules: [], warnings: []})
-        {:ok, %{forms: forms, modules: Enum.reverse(acc.modules), warnings: Enum.reverse(acc.warnings)}}
+
+        {:ok,
+         %{forms: forms, modules: Enum.reverse(acc.modules), warnings: Enum.reverse(acc.warnings)}}
 
       {:error, _} = error ->
         error
@@ -83,7 +86,7 @@ defmodule ElixirScope.Compiler.Instrumenter do
 
       {:error, reason} ->
         msg = "ElixirScope: #{inspect(name)} is compiled without instrumentation: #{reason}"
-        {node, %{record(acc, name, :none) | warnings: [{line, msg} | acc.warnings]}}
+        {node, %{record(acc, name, plan.level, reason) | warnings: [{line, msg} | acc.warnings]}}
     end
   end
 
@@ -104,8 +107,16 @@ defmodule ElixirScope.Compiler.Instrumenter do
   defp to_message(reason) when is_binary(reason), do: reason
   defp to_message(reason), do: inspect(reason)
 
-  defp record(acc, nil, _level), do: acc
-  defp record(acc, name, level), do: %{acc | modules: [{name, level} | acc.modules]}
+  # {module, planned level, :instrumented | :plain | {:failed, reason}}
+  defp record(acc, name, level, failure \\ nil)
+  defp record(acc, nil, _level, _failure), do: acc
+  defp record(acc, name, :none, _), do: %{acc | modules: [{name, :none, :plain} | acc.modules]}
+
+  defp record(acc, name, level, nil),
+    do: %{acc | modules: [{name, level, :instrumented} | acc.modules]}
+
+  defp record(acc, name, level, why),
+    do: %{acc | modules: [{name, level, {:failed, why}} | acc.modules]}
 
   # Replaces nested defmodule nodes in a module body by numbered placeholders.
   defp extract_nested(body) do
@@ -132,10 +143,12 @@ defmodule ElixirScope.Compiler.Instrumenter do
 
   @doc false
   @spec module_name(Macro.t(), module() | nil) :: module() | nil
-  def module_name({:__aliases__, _, [:"Elixir" | rest]}, _parent) when rest != [], do: safe_concat(rest)
+  def module_name({:__aliases__, _, [:"Elixir" | rest]}, _parent) when rest != [],
+    do: safe_concat(rest)
 
-  def module_name({:__aliases__, _, [{:__MODULE__, _, ctx} | rest]}, parent) when is_atom(ctx) and parent != nil,
-    do: safe_concat([parent | rest])
+  def module_name({:__aliases__, _, [{:__MODULE__, _, ctx} | rest]}, parent)
+      when is_atom(ctx) and parent != nil,
+      do: safe_concat([parent | rest])
 
   def module_name({:__aliases__, _, parts}, nil), do: safe_concat(parts)
   def module_name({:__aliases__, _, parts}, parent), do: safe_concat([parent | parts])

@@ -31,7 +31,8 @@ defmodule ElixirScope.Compiler.Loader do
         :ok
 
       _ ->
-        raise ArgumentError, "#{path} is not an ElixirScope forms file of version #{@version}; run mix compile --force"
+        raise ArgumentError,
+              "#{path} is not an ElixirScope forms file of version #{@version}; run mix compile --force"
     end
   end
 end

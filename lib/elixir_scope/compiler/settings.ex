@@ -52,7 +52,8 @@ defmodule ElixirScope.Compiler.Settings do
 
     with :ok <- check_keyword(ast, "config :elixir_scope, ast:"),
          :ok <- check_keys(ast, @ast_keys, "config :elixir_scope, ast:"),
-         {:ok, config_default} <- optional_level(ast[:default_instrumentation_level], "default_instrumentation_level"),
+         {:ok, config_default} <-
+           optional_level(ast[:default_instrumentation_level], "default_instrumentation_level"),
          {:ok, include} <- module_list(Keyword.get(ast, :include, []), "include"),
          {:ok, exclude} <- module_list(Keyword.get(ast, :exclude, []), "exclude"),
          {:ok, overrides} <- overrides(Keyword.get(ast, :modules, [])),
@@ -88,11 +89,16 @@ defmodule ElixirScope.Compiler.Settings do
   @spec matches?(module(), [module()]) :: boolean()
   def matches?(module, prefixes) do
     name = Atom.to_string(module)
-    Enum.any?(prefixes, fn p -> p == module or String.starts_with?(name, Atom.to_string(p) <> ".") end)
+
+    Enum.any?(prefixes, fn p ->
+      p == module or String.starts_with?(name, Atom.to_string(p) <> ".")
+    end)
   end
 
   defp check_keyword(value, where) do
-    if Keyword.keyword?(value), do: :ok, else: {:error, "#{where} must be a keyword list, got: #{inspect(value)}"}
+    if Keyword.keyword?(value),
+      do: :ok,
+      else: {:error, "#{where} must be a keyword list, got: #{inspect(value)}"}
   end
 
   defp check_keys(kw, allowed, where) do
@@ -114,7 +120,8 @@ defmodule ElixirScope.Compiler.Settings do
       else: {:error, "#{what}: expected a list of modules, got: #{inspect(list)}"}
   end
 
-  defp module_list(other, what), do: {:error, "#{what}: expected a list of modules, got: #{inspect(other)}"}
+  defp module_list(other, what),
+    do: {:error, "#{what}: expected a list of modules, got: #{inspect(other)}"}
 
   defp overrides(list) when is_list(list) or is_map(list) do
     Enum.reduce_while(list, {:ok, %{}}, fn
@@ -128,11 +135,13 @@ defmodule ElixirScope.Compiler.Settings do
         end
 
       other, _ ->
-        {:halt, {:error, "modules: expected {Module, level | module_plan}, got: #{inspect(other)}"}}
+        {:halt,
+         {:error, "modules: expected {Module, level | module_plan}, got: #{inspect(other)}"}}
     end)
   end
 
-  defp overrides(other), do: {:error, "modules: expected a list of {Module, level}, got: #{inspect(other)}"}
+  defp overrides(other),
+    do: {:error, "modules: expected a list of {Module, level}, got: #{inspect(other)}"}
 
   defp validate_module_plan(plan) do
     case Map.get(plan, :level) do
@@ -169,7 +178,8 @@ defmodule ElixirScope.Compiler.Settings do
     end
   end
 
-  defp validate_plan(term, path), do: {:error, "#{path}: the plan must be a map, got: #{inspect(term)}"}
+  defp validate_plan(term, path),
+    do: {:error, "#{path}: the plan must be a map, got: #{inspect(term)}"}
 
   # Used only while ElixirScope.AST.Plan is not available (it validates plans fully).
   defp basic_plan_check(plan) do
@@ -182,9 +192,17 @@ defmodule ElixirScope.Compiler.Settings do
   end
 
   defp transformer(project_config) do
-    case Keyword.get(project_config[:elixir_scope] || [], :transformer, ElixirScope.AST.Transformer) do
-      mod when is_atom(mod) -> {:ok, mod}
-      other -> {:error, "project elixir_scope: [transformer: ...] must be a module, got: #{inspect(other)}"}
+    case Keyword.get(
+           project_config[:elixir_scope] || [],
+           :transformer,
+           ElixirScope.AST.Transformer
+         ) do
+      mod when is_atom(mod) ->
+        {:ok, mod}
+
+      other ->
+        {:error,
+         "project elixir_scope: [transformer: ...] must be a module, got: #{inspect(other)}"}
     end
   end
 end

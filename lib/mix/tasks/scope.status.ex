@@ -20,12 +20,16 @@ defmodule Mix.Tasks.Scope.Status do
     %{files: files} = ElixirScope.Compiler.read_manifest(config)
 
     if :elixir_scope not in Mix.Tasks.Compile.compilers(config) do
-      Mix.shell().info("ElixirScope: :elixir_scope is not in this project's compilers: modules are compiled plainly.")
+      Mix.shell().info(
+        "ElixirScope: :elixir_scope is not in this project's compilers: modules are compiled plainly."
+      )
     end
 
     case Settings.load(config) do
       {:ok, s} ->
-        Mix.shell().info("Default level: #{inspect(s.default_level)}; plan file: #{s.plan_file || "none"}")
+        Mix.shell().info(
+          "Default level: #{inspect(s.default_level)}; plan file: #{s.plan_file || "none"}"
+        )
 
       {:error, msg} ->
         Mix.shell().error("Configuration error: " <> msg)
@@ -34,16 +38,34 @@ defmodule Mix.Tasks.Scope.Status do
     if files == %{} do
       Mix.shell().info("No instrumented modules recorded yet (run mix compile).")
     else
-      rows = for {src, %{modules: mods}} <- files, {mod, level} <- mods, do: {inspect(mod), level, src}
+      rows =
+        for {src, %{modules: mods}} <- files,
+            {mod, level, st} <- mods,
+            do: {inspect(mod), level, src <> note(st)}
+
       width = rows |> Enum.map(fn {m, _, _} -> String.length(m) end) |> Enum.max(fn -> 6 end)
-      Mix.shell().info(String.pad_trailing("Module", width) <> "  " <> String.pad_trailing("Level", 20) <> "  Source")
+
+      Mix.shell().info(
+        String.pad_trailing("Module", width) <>
+          "  " <> String.pad_trailing("Level", 20) <> "  Source"
+      )
 
       for {mod, level, src} <- Enum.sort(rows) do
-        Mix.shell().info(String.pad_trailing(mod, width) <> "  " <> String.pad_trailing(inspect(level), 20) <> "  " <> src)
+        Mix.shell().info(
+          String.pad_trailing(mod, width) <>
+            "  " <> String.pad_trailing(inspect(level), 20) <> "  " <> src
+        )
       end
 
-      counts = rows |> Enum.frequencies_by(&elem(&1, 1)) |> Enum.map_join(", ", fn {l, n} -> "#{n} #{l}" end)
+      counts =
+        rows
+        |> Enum.frequencies_by(&elem(&1, 1))
+        |> Enum.map_join(", ", fn {l, n} -> "#{n} #{l}" end)
+
       Mix.shell().info("#{length(rows)} modules: #{counts}")
     end
   end
+
+  defp note({:failed, reason}), do: "  (compiled without instrumentation: #{reason})"
+  defp note(_), do: ""
 end
