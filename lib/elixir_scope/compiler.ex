@@ -113,7 +113,7 @@ defmodule ElixirScope.Compiler do
     report(instrumented)
 
     cond do
-      errors != [] -> {:error, warnings ++ Enum.map(errors, &elem(&1, 1))}
+      errors != [] -> {:error, warnings ++ Enum.flat_map(errors, &elem(&1, 1))}
       instrumented != [] or removed != [] -> {:ok, warnings}
       true -> {:noop, warnings}
     end
@@ -139,6 +139,10 @@ defmodule ElixirScope.Compiler do
     abs = Path.absname(src)
 
     case Instrumenter.instrument(abs, content, settings) do
+      {:ok, %{errors: [_ | _] = errors}} ->
+        diags = Enum.map(errors, fn {line, msg} -> print_problem(abs, line, msg, :error) end)
+        {:error, src, diags}
+
       {:ok, %{forms: forms, modules: modules, warnings: warnings}} ->
         etf = Loader.encode(abs, forms)
         write_if_changed(etf_path(root, src), etf)
@@ -150,7 +154,7 @@ defmodule ElixirScope.Compiler do
           fingerprint: fingerprint(digest, modules, settings, header)
         }
 
-        diags = Enum.map(warnings, fn {line, msg} -> print_warning(abs, line, msg) end)
+        diags = Enum.map(warnings, fn {line, msg} -> print_problem(abs, line, msg, :warning) end)
         {:fresh, src, entry, diags}
 
       {:error, exception} ->
@@ -160,7 +164,7 @@ defmodule ElixirScope.Compiler do
         )
 
         line = Map.get(exception, :line) || 0
-        {:error, src, diagnostic(abs, line, Exception.message(exception), :error)}
+        {:error, src, [diagnostic(abs, line, Exception.message(exception), :error)]}
     end
   end
 
@@ -258,9 +262,10 @@ defmodule ElixirScope.Compiler do
     )
   end
 
-  defp print_warning(file, line, message) do
-    IO.puts(:stderr, "warning: #{message}\n  #{Path.relative_to_cwd(file)}:#{line}\n")
-    diagnostic(file, line, message, :warning)
+  defp print_problem(file, line, message, severity) do
+    label = if severity == :error, do: "error", else: "warning"
+    IO.puts(:stderr, "#{label}: #{message}\n  #{Path.relative_to_cwd(file)}:#{line}\n")
+    diagnostic(file, line, message, severity)
   end
 
   defp diagnostic(file, line, message, severity) do
