@@ -80,6 +80,7 @@ defmodule ElixirScope.Compiler do
     header = header(settings)
     old = read_manifest(config)
     old_files = if old.header == header and !opts[:force], do: old.files, else: %{}
+    preload(settings.transformer)
 
     results =
       sources
@@ -166,6 +167,13 @@ defmodule ElixirScope.Compiler do
         line = Map.get(exception, :line) || 0
         {:error, src, [diagnostic(abs, line, Exception.message(exception), :error)]}
     end
+  end
+
+  # Loads the transformer (and the NIF it calls) once before the files are instrumented in
+  # parallel: concurrent first calls into a module whose on_load fails can block forever.
+  defp preload(transformer) do
+    for mod <- [ElixirScope.NIF, transformer], do: Code.ensure_loaded(mod)
+    :ok
   end
 
   defp fingerprint(digest, modules, settings, header) do
