@@ -6,14 +6,18 @@ defmodule Demo.Audit do
   @spec audit(%{String.t() => integer()}, [Posting.t()]) :: [{String.t(), integer(), integer()}]
   def audit(balances, journal) do
     balances
-    |> Task.async_stream(fn {account, balance} -> check(account, balance, journal) end, max_concurrency: 4)
+    |> Task.async_stream(fn {account, balance} -> check(account, balance, journal) end,
+      max_concurrency: 4
+    )
     |> Enum.flat_map(fn {:ok, result} -> result end)
   end
 
   @doc false
   @spec check(String.t(), integer(), [Posting.t()]) :: [{String.t(), integer(), integer()}]
   def check(account, balance, journal) do
-    recomputed = for %Posting{account: ^account, amount: a} <- journal, reduce: 0, do: (acc -> acc + a)
+    recomputed =
+      for %Posting{account: ^account, amount: a} <- journal, reduce: 0, do: (acc -> acc + a)
+
     if recomputed == balance, do: [], else: [{account, balance, recomputed}]
   end
 end

@@ -13,16 +13,23 @@ defmodule Demo.Ledger do
 
   @doc "Opens an account with an initial deposit."
   @spec open(GenServer.server(), account(), non_neg_integer()) :: :ok | {:error, :exists}
-  def open(ledger \\ __MODULE__, account, amount), do: GenServer.call(ledger, {:open, account, amount})
+  def open(ledger \\ __MODULE__, account, amount),
+    do: GenServer.call(ledger, {:open, account, amount})
 
-  @spec deposit(GenServer.server(), account(), pos_integer()) :: {:ok, integer()} | {:error, atom()}
-  def deposit(ledger \\ __MODULE__, account, amount), do: GenServer.call(ledger, {:deposit, account, amount})
+  @spec deposit(GenServer.server(), account(), pos_integer()) ::
+          {:ok, integer()} | {:error, atom()}
+  def deposit(ledger \\ __MODULE__, account, amount),
+    do: GenServer.call(ledger, {:deposit, account, amount})
 
-  @spec withdraw(GenServer.server(), account(), pos_integer()) :: {:ok, integer()} | {:error, atom()}
-  def withdraw(ledger \\ __MODULE__, account, amount), do: GenServer.call(ledger, {:withdraw, account, amount})
+  @spec withdraw(GenServer.server(), account(), pos_integer()) ::
+          {:ok, integer()} | {:error, atom()}
+  def withdraw(ledger \\ __MODULE__, account, amount),
+    do: GenServer.call(ledger, {:withdraw, account, amount})
 
-  @spec transfer(GenServer.server(), account(), account(), pos_integer()) :: :ok | {:error, atom()}
-  def transfer(ledger \\ __MODULE__, from, to, amount), do: GenServer.call(ledger, {:transfer, from, to, amount})
+  @spec transfer(GenServer.server(), account(), account(), pos_integer()) ::
+          :ok | {:error, atom()}
+  def transfer(ledger \\ __MODULE__, from, to, amount),
+    do: GenServer.call(ledger, {:transfer, from, to, amount})
 
   @spec balances(GenServer.server()) :: %{account() => integer()}
   def balances(ledger \\ __MODULE__), do: GenServer.call(ledger, :balances)
@@ -38,7 +45,9 @@ defmodule Demo.Ledger do
     if Map.has_key?(state.balances, account) do
       {:reply, {:error, :exists}, state}
     else
-      state = post(%{state | balances: Map.put(state.balances, account, 0)}, account, amount, :open)
+      state =
+        post(%{state | balances: Map.put(state.balances, account, 0)}, account, amount, :open)
+
       {:reply, :ok, state}
     end
   end
@@ -66,7 +75,11 @@ defmodule Demo.Ledger do
     with {:ok, balance} <- fetch(state, from),
          {:ok, _} <- fetch(state, to),
          :ok <- sufficient(balance, amount) do
-      state = state |> post(from, -amount, {:transfer_to, to}) |> post(to, amount, {:transfer_from, from})
+      state =
+        state
+        |> post(from, -amount, {:transfer_to, to})
+        |> post(to, amount, {:transfer_from, from})
+
       {:reply, :ok, state}
     else
       error -> {:reply, error, state}

@@ -11,6 +11,7 @@ defmodule Demo.Posting do
       cents = unquote(cents)
       sign = if cents < 0, do: "-", else: ""
       abs = Kernel.abs(cents)
+
       "#{sign}$#{div(abs, 100)}.#{abs |> rem(100) |> Integer.to_string() |> String.pad_leading(2, "0")}"
     end
   end

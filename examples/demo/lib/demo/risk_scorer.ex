@@ -10,7 +10,8 @@ defmodule Demo.RiskScorer do
 
   @doc "The risk score (0..100) of moving `amount` out of an account with `history` (past amounts)."
   @spec score(GenServer.server(), pos_integer(), [integer()]) :: non_neg_integer()
-  def score(server \\ __MODULE__, amount, history), do: GenServer.call(server, {:score, amount, history})
+  def score(server \\ __MODULE__, amount, history),
+    do: GenServer.call(server, {:score, amount, history})
 
   @impl true
   def init(:ok), do: {:ok, %{scored: 0}}
