@@ -84,7 +84,7 @@ defmodule ElixirScope.Report do
 
     body =
       for {{pid, mod}, evs} <-
-            Enum.group_by(states, &{&1.pid, &1.module})
+            Enum.group_by(states, &{&1.pid, callback_module(calls, &1)})
             |> Enum.sort_by(fn {_, [e | _]} -> e.id end) do
         changes =
           evs
@@ -178,6 +178,13 @@ defmodule ElixirScope.Report do
       if locals == [], do: [], else: [indent, "    locals: ", Enum.join(locals, ", "), "\n"]
 
     [indent, call_text(node.event), result, dur, "\n", local_line]
+  end
+
+  defp callback_module(calls, e) do
+    case Map.get(calls, e.call_id) do
+      %{module: mod} -> mod
+      nil -> e.module
+    end
   end
 
   defp state_line(ctx, group, call) do

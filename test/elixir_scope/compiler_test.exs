@@ -78,14 +78,19 @@ defmodule ElixirScope.CompilerTest do
                &(&1.kind == :return and &1.payload == %{__struct__: CtApp.Shape, w: 5, h: 5})
              )
 
+      counter_calls =
+        for %{kind: :call, module: CtApp.Counter} = c <- events, into: MapSet.new(), do: c.call_id
+
       states =
-        for %{kind: :state, module: CtApp.Counter, payload: {phase, st}} <- events,
+        for %{kind: :state, payload: {phase, st}} = e <- events,
+            e.call_id in counter_calls,
             do: {phase, st}
 
       assert {:before, %{total: 10}} in states
       assert {:after, %{total: 15}} in states
 
-      assert [exc | _] = Enum.filter(events, &(&1.kind == :exception and &1.module == CtApp.Math))
+      assert [boom] = by.(:call, CtApp.Math, :boom)
+      assert [exc] = Enum.filter(events, &(&1.kind == :exception and &1.call_id == boom.call_id))
       assert {:error, %ArgumentError{message: "boom 42"}, _stack} = exc.payload
 
       # excluded in config: compiled as it is, so nothing recorded
