@@ -8,23 +8,29 @@ defmodule ElixirScope.Report do
       ElixirScope.get_events() |> ElixirScope.Report.render(stats: ElixirScope.stats()) |> IO.puts()
 
   Options: `:names` (`%{pid => label}`), `:stats` (a map from `ElixirScope.stats/0`), `:overhead`
-  (a line of text), `:max_timeline` (lines per process, default 30), `:max_tree` (nodes per process,
-  default 40), `:sections` (a subset of `[:processes, :timelines, :trees, :states, :crashes, :totals]`).
+  (a line of text), `:max_timeline` (lines per process, default 25), `:max_tree` (calls per
+  process, default 30), `:timeline_kinds` (default: all but `:expr` and `:local`, which the call
+  trees and crashes show), `:sections` (a subset of
+  `[:processes, :timelines, :trees, :states, :crashes, :totals]`).
   """
 
+  alias ElixirScope.Report.Format, as: F
   alias ElixirScope.Storage.EventCorrelator
 
   @sections [:processes, :timelines, :trees, :states, :crashes, :totals]
+  @timeline_kinds ElixirScope.Event.kinds() -- [:expr, :local]
 
   @doc "The report as a string."
   @spec render([ElixirScope.Event.t()], keyword()) :: String.t()
   def render(events, opts \\ []) do
     events = Enum.sort_by(events, & &1.id)
+    calls = for %{kind: :call} = e <- events, into: %{}, do: {e.call_id, e}
 
     ctx = %{
       events: events,
+      calls: calls,
       base: base_ts(events),
-      names: names(events, opts[:names] || %{}),
+      names: names(events, opts),
       opts: opts
     }
 
@@ -36,269 +42,276 @@ defmodule ElixirScope.Report do
     |> IO.iodata_to_binary()
   end
 
-  defp section(:processes, %{events: events} = ctx) do
+  defp section(:processes, ctx) do
     rows =
-      for {pid, evs} <- by_pid(events) do
+      for {pid, evs} <- by_pid(ctx.events) do
         calls = Enum.count(evs, &(&1.kind == :call))
-
-        "  #{label(ctx, pid)}  #{length(evs)} events, #{calls} calls#{if Enum.any?(evs, &(&1.kind == :exception)), do: ", raised", else: ""}\n"
+        raised = if Enum.any?(evs, &(&1.kind == :exception)), do: ", raised", else: ""
+        "  #{label(ctx, pid)}: #{length(evs)} events, #{calls} calls#{raised}\n"
       end
 
     [title("Processes (#{length(rows)})") | rows]
   end
 
-  defp section(:timelines, %{events: events} = ctx) do
-    max = Keyword.get(ctx.opts, :max_timeline, 30)
+  defp section(:timelines, ctx) do
+    max = Keyword.get(ctx.opts, :max_timeline, 25)
+    kinds = Keyword.get(ctx.opts, :timeline_kinds, @timeline_kinds)
 
     body =
-      for {pid, evs} <- by_pid(events) do
+      for {pid, evs} <- by_pid(ctx.events),
+          evs = Enum.filter(evs, &(&1.kind in kinds)),
+          evs != [] do
         lines =
-          evs |> Enum.take(max) |> Enum.map(&["    ", time(ctx, &1), "  ", describe(&1), "\n"])
+          evs
+          |> Enum.take(max)
+          |> Enum.map(&line(["    ", time(ctx, &1), "  ", describe(ctx, &1)]))
 
-        more = if length(evs) > max, do: ["    … #{length(evs) - max} more events\n"], else: []
-        ["  ", label(ctx, pid), "\n", lines, more]
+        ["  ", label(ctx, pid), "\n", lines, more(length(evs) - max, "events")]
       end
 
-    [title("Timeline of each process") | body]
+    [title("Timeline of each process (+ms since the first event)") | body]
   end
 
-  defp section(:trees, %{events: events} = ctx) do
-    max = Keyword.get(ctx.opts, :max_tree, 40)
+  defp section(:trees, ctx) do
+    max = Keyword.get(ctx.opts, :max_tree, 30)
 
     body =
       for {pid, roots} <-
-            events |> EventCorrelator.call_trees_by_pid() |> Enum.sort_by(&first_id/1),
+            ctx.events |> EventCorrelator.call_trees_by_pid() |> Enum.sort_by(&first_id/1),
           roots != [] do
-        flat = EventCorrelator.flatten(roots)
+        flat = roots |> lift_unfollowed_tail_calls() |> EventCorrelator.flatten()
         lines = flat |> Enum.take(max) |> Enum.map(fn {depth, node} -> tree_line(depth, node) end)
-        more = if length(flat) > max, do: ["    … #{length(flat) - max} more calls\n"], else: []
-        ["  ", label(ctx, pid), "\n", lines, more]
+        ["  ", label(ctx, pid), "\n", lines, more(length(flat) - max, "calls")]
       end
 
-    [title("Call trees (arguments → result, duration)") | body]
+    [title("Call trees (arguments → result [duration])") | body]
   end
 
-  defp section(:states, %{events: events} = ctx) do
-    states = Enum.filter(events, &(&1.kind == :state))
-    calls = Map.new(Enum.filter(events, &(&1.kind == :call)), &{&1.id, &1})
+  defp section(:states, ctx) do
+    groups =
+      ctx.events
+      |> Enum.filter(&(&1.kind == :state))
+      |> Enum.group_by(&{&1.pid, callback_module(ctx, &1)})
+      |> Enum.sort_by(fn {_, [e | _]} -> e.id end)
 
     body =
-      for {{pid, mod}, evs} <-
-            Enum.group_by(states, &{&1.pid, callback_module(calls, &1)})
-            |> Enum.sort_by(fn {_, [e | _]} -> e.id end) do
-        changes =
-          evs
-          |> Enum.chunk_by(& &1.call_id)
-          |> Enum.map(fn group -> state_line(ctx, group, Map.get(calls, hd(group).call_id)) end)
-
-        ["  ", inspect(mod), " ", label(ctx, pid), "\n", changes]
+      for {{pid, mod}, evs} <- groups do
+        changes = evs |> Enum.chunk_by(& &1.call_id) |> Enum.map(&state_line(ctx, &1))
+        ["  ", inspect(mod), " in ", label(ctx, pid), "\n", changes]
       end
 
     if body == [], do: [], else: [title("GenServer state over time") | body]
   end
 
-  defp section(:crashes, %{events: events} = ctx) do
-    calls = Map.new(Enum.filter(events, &(&1.kind == :call)), &{&1.id, &1})
-    by_call = Enum.group_by(events, & &1.call_id)
-
-    body =
-      for %{kind: :exception} = e <- events, outermost_raise?(e, events) do
-        call = Map.get(calls, e.call_id)
-
-        locals =
-          for %{kind: :local, payload: vars} <- Map.get(by_call, e.call_id, []),
-              {k, v} <- Enum.to_list(vars),
-              do: {k, v}
-
-        {kind, reason, stack} = normalize_exception(e.payload)
-
-        [
-          "  ",
-          time(ctx, e),
-          "  ",
-          label(ctx, e.pid),
-          "\n    ",
-          Exception.format_banner(kind, reason, stack) |> String.replace("\n", "\n    "),
-          "\n    in ",
-          (call && call_text(call)) || mfa(e),
-          "\n",
-          if(locals == [],
-            do: [],
-            else: [
-              "    locals: ",
-              Enum.map_join(locals, ", ", fn {k, v} -> "#{k} = #{fmt(v)}" end),
-              "\n"
-            ]
-          ),
-          frame_line(stack)
-        ]
-      end
-
+  defp section(:crashes, ctx) do
+    body = for e <- first_raises(ctx.events), do: crash(ctx, e)
     if body == [], do: [], else: [title("Crashes") | body]
   end
 
-  defp section(:totals, %{events: events} = ctx) do
+  defp section(:totals, ctx) do
+    events = ctx.events
     kinds = events |> Enum.frequencies_by(& &1.kind) |> Enum.sort_by(fn {_, n} -> -n end)
     stats = ctx.opts[:stats] || %{}
     span = if events == [], do: 0, else: List.last(events).ts - hd(events).ts
 
     [
       title("Totals"),
-      "  events recorded: #{length(events)} in #{by_pid(events) |> length()} processes over #{ms(span)} ms\n",
-      "  by kind: ",
-      Enum.map_join(kinds, ", ", fn {k, n} -> "#{k} #{n}" end),
-      "\n",
-      if(Map.has_key?(stats, :emitted),
-        do:
-          "  capture: emitted #{stats.emitted}, stored #{stats.stored}, dropped #{stats.dropped}, pending #{Map.get(stats, :pending, 0)}\n",
-        else: []
-      ),
+      "  events: #{length(events)} from #{length(by_pid(events))} processes over #{ms(span)} ms\n",
+      "  by kind: #{Enum.map_join(kinds, ", ", fn {k, n} -> "#{k} #{n}" end)}\n",
+      capture_line(stats),
       if(ctx.opts[:overhead], do: ["  overhead: ", ctx.opts[:overhead], "\n"], else: [])
     ]
   end
 
+  defp capture_line(%{emitted: emitted} = s) do
+    reasons =
+      case Map.get(s, :dropped_by_reason) do
+        %{} = r -> " (" <> Enum.map_join(r, ", ", fn {k, v} -> "#{k} #{v}" end) <> ")"
+        _ -> ""
+      end
+
+    "  capture: emitted #{emitted}, stored #{s.stored}, dropped #{s.dropped}#{reasons}, pending #{Map.get(s, :pending, 0)}\n"
+  end
+
+  defp capture_line(_), do: []
+
+  defp crash(ctx, e) do
+    call = Map.get(ctx.calls, e.call_id)
+
+    locals =
+      for %{kind: :local, call_id: cid, payload: v} <- ctx.events,
+          cid == e.call_id,
+          pair <- Enum.to_list(v),
+          do: pair
+
+    {kind, reason, stack} = F.exception(e.payload)
+    banner = kind |> Exception.format_banner(reason, stack) |> String.replace("\n", "\n    ")
+
+    [
+      line(["  ", time(ctx, e), "  in ", label(ctx, e.pid)]),
+      line(["    ", banner]),
+      line(["    raised by ", if(call, do: F.call(call), else: mfa(ctx, e))]),
+      if(locals == [], do: [], else: line(["    locals: ", F.vars(locals)])),
+      frame_line(stack)
+    ]
+  end
+
+  # The first exception event of each raise: the callers it propagated through report it again.
+  defp first_raises(events) do
+    {firsts, _} =
+      Enum.reduce(events, {[], %{}}, fn
+        %{kind: :exception} = e, {acc, last} ->
+          if Map.get(last, e.pid) == e.payload,
+            do: {acc, last},
+            else: {[e | acc], Map.put(last, e.pid, e.payload)}
+
+        %{kind: :call, pid: pid}, {acc, last} ->
+          {acc, Map.delete(last, pid)}
+
+        _, state ->
+          state
+      end)
+
+    Enum.reverse(firsts)
+  end
+
+  # The top frame, and the first frame with a source file when the top one is the runtime's.
+  defp frame_line([top | rest]) do
+    user = Enum.find([top | rest], &match?({_, _, _, [{:file, _} | _]}, &1))
+    from = if user && user != top, do: ", called from " <> frame(user), else: ""
+    line(["    at ", frame(top), from])
+  end
+
+  defp frame_line(_), do: []
+
+  defp frame({m, f, a, info}) do
+    arity = if is_list(a), do: length(a), else: a
+    where = if is_list(info) && info[:file], do: " (#{info[:file]}:#{info[:line]})", else: ""
+    "#{inspect(m)}.#{f}/#{arity}#{where}"
+  end
+
+  defp frame(other), do: F.value(other)
+
+  # A frame that ended in a tail call to code that is not instrumented (GenServer.call, Enum...)
+  # never sees its target's call event; the correlator keeps it open, so the calls that follow
+  # would appear beneath it. Here such a frame is closed and its "children" become its siblings.
+  defp lift_unfollowed_tail_calls(nodes) do
+    Enum.flat_map(nodes, fn node ->
+      children = lift_unfollowed_tail_calls(node.children)
+
+      if node.status == :tail_call and not followed?(node, children),
+        do: [%{node | children: []} | children],
+        else: [%{node | children: children}]
+    end)
+  end
+
+  defp followed?(%{tail_call: %{payload: {m, f, args}}}, [first | _]) when is_list(args) do
+    first.event.module == m and first.event.function == f and first.event.arity == length(args)
+  end
+
+  defp followed?(_node, _children), do: false
+
   defp tree_line(depth, node) do
     indent = String.duplicate("  ", depth + 2)
-    dur = if node.duration_ns, do: " [#{us(node.duration_ns)} µs]", else: ""
+
+    dur =
+      if node.duration_ns && node.status != :tail_call,
+        do: " [#{us(node.duration_ns)} µs]",
+        else: ""
 
     result =
       case node.status do
-        :ok -> " → " <> fmt(node.return.payload)
-        :exception -> " ✗ raised " <> exception_text(node.exception.payload)
-        :tail_call -> " ⤷ tail call"
-        :open -> " … (no return recorded)"
+        :ok -> " → " <> F.value(node.return.payload)
+        :exception -> " ✗ " <> F.exception_line(node.exception.payload)
+        :tail_call -> " ⤷ " <> tail_target(node.tail_call)
+        :open -> " … (still running)"
       end
 
     locals =
-      for %{kind: :local, payload: vars} <- Map.get(node, :events, []),
-          {k, v} <- Enum.to_list(vars),
-          do: "#{k}=#{fmt(v)}"
+      for %{kind: :local, payload: v} <- Map.get(node, :events, []),
+          pair <- Enum.to_list(v),
+          do: pair
 
-    local_line =
-      if locals == [], do: [], else: [indent, "    locals: ", Enum.join(locals, ", "), "\n"]
-
-    [indent, call_text(node.event), result, dur, "\n", local_line]
+    [
+      line([indent, F.call(node.event), result, dur]),
+      if(locals == [], do: [], else: line([indent, "    locals: ", F.vars(locals)]))
+    ]
   end
 
-  defp callback_module(calls, e) do
-    case Map.get(calls, e.call_id) do
+  defp tail_target(%{payload: {m, f, a}}), do: "#{inspect(m)}.#{f}(#{F.args(a)})"
+  defp tail_target(_), do: "tail call"
+
+  defp state_line(ctx, [first | _] = group) do
+    before =
+      Enum.find_value(group, fn e -> match?({:before, _}, e.payload) && elem(e.payload, 1) end)
+
+    after_ =
+      Enum.find_value(group, fn e -> match?({:after, _}, e.payload) && elem(e.payload, 1) end)
+
+    what =
+      case Map.get(ctx.calls, first.call_id),
+        do:
+          (
+            nil -> "callback"
+            call -> F.call(call, only_first: true)
+          )
+
+    [
+      line(["    ", time(ctx, first), "  ", what]),
+      line(["        ", F.state_diff(before, after_)], 400)
+    ]
+  end
+
+  defp callback_module(ctx, e) do
+    case Map.get(ctx.calls, e.call_id) do
       %{module: mod} -> mod
       nil -> e.module
     end
   end
 
-  defp state_line(ctx, group, call) do
-    before =
-      Enum.find_value(group, fn
-        %{payload: {:before, s}} -> s
-        _ -> nil
-      end)
+  defp describe(_ctx, %{kind: :call} = e), do: "call      " <> F.call(e)
+  defp describe(ctx, %{kind: :return} = e), do: "return    #{mfa(ctx, e)} → #{F.value(e.payload)}"
 
-    after_ =
-      Enum.find_value(group, fn
-        %{payload: {:after, s}} -> s
-        _ -> nil
-      end)
+  defp describe(ctx, %{kind: :exception} = e),
+    do: "raise     #{mfa(ctx, e)} ✗ #{F.exception_line(e.payload)}"
 
-    what = if call, do: call_text(call), else: "callback"
-    change = state_change(before, after_)
-    ["    ", time(ctx, hd(group)), "  ", what, "\n", "        ", change, "\n"]
-  end
+  defp describe(ctx, %{kind: :tail_call} = e), do: "tail call #{mfa(ctx, e)} ⤷ #{tail_target(e)}"
 
-  defp state_change(nil, s), do: "state: " <> fmt(s)
-  defp state_change(s, nil), do: "state before: " <> fmt(s)
-  defp state_change(same, same), do: "state unchanged"
+  defp describe(ctx, %{kind: :local} = e),
+    do: "locals    #{mfa(ctx, e)} line #{e.line}: #{F.vars(e.payload)}"
 
-  defp state_change(%{} = a, %{} = b) when not is_struct(a) and not is_struct(b) do
-    keys =
-      (Map.keys(a) ++ Map.keys(b))
-      |> Enum.uniq()
-      |> Enum.filter(&(Map.get(a, &1) != Map.get(b, &1)))
+  defp describe(_ctx, %{kind: :expr, payload: {src, v}} = e),
+    do: "expr      line #{e.line}: #{src} = #{F.value(v)}"
 
-    Enum.map_join(keys, "; ", fn k ->
-      "#{fmt(k)}: #{fmt(Map.get(a, k))} ⇒ #{fmt(Map.get(b, k))}"
-    end)
-  end
+  defp describe(ctx, %{kind: :state, payload: {phase, s}} = e),
+    do: "state     #{mfa(ctx, e)} #{phase}: #{F.value(s)}"
 
-  defp state_change(a, b), do: fmt(a) <> " ⇒ " <> fmt(b)
+  defp describe(_ctx, %{kind: :send, payload: {dest, msg}}),
+    do: "send      → #{F.value(dest)}: #{F.value(msg)}"
 
-  defp describe(%{kind: :call} = e), do: "call      " <> call_text(e)
-  defp describe(%{kind: :return} = e), do: "return    #{mfa(e)} → #{fmt(e.payload)}"
-  defp describe(%{kind: :exception} = e), do: "exception #{mfa(e)} ✗ #{exception_text(e.payload)}"
+  defp describe(_ctx, %{kind: :receive, payload: msg}), do: "receive   ← #{F.value(msg)}"
+  defp describe(_ctx, %{kind: :spawn, payload: pid}), do: "spawn     #{F.value(pid)}"
+  defp describe(_ctx, %{kind: :exit, payload: reason}), do: "exit      #{F.value(reason)}"
+  defp describe(ctx, %{kind: kind, payload: p} = e), do: "#{kind} #{mfa(ctx, e)} #{F.value(p)}"
 
-  defp describe(%{kind: :tail_call, payload: {m, f, a}} = e),
-    do: "tail_call #{mfa(e)} ⤷ #{inspect(m)}.#{f}(#{args(a)})"
-
-  defp describe(%{kind: :local} = e), do: "locals    #{mfa(e)} line #{e.line}: #{vars(e.payload)}"
-
-  defp describe(%{kind: :expr, payload: {src, v}} = e),
-    do: "expr      line #{e.line}: #{src} = #{fmt(v)}"
-
-  defp describe(%{kind: :state, payload: {phase, s}} = e),
-    do: "state     #{mfa(e)} #{phase}: #{fmt(s)}"
-
-  defp describe(%{kind: :send, payload: {dest, msg}}), do: "send      → #{fmt(dest)}: #{fmt(msg)}"
-  defp describe(%{kind: :receive, payload: msg}), do: "receive   ← #{fmt(msg)}"
-  defp describe(%{kind: :spawn, payload: pid}), do: "spawn     #{fmt(pid)}"
-  defp describe(%{kind: :exit, payload: reason}), do: "exit      #{fmt(reason)}"
-  defp describe(%{kind: kind, payload: p} = e), do: "#{kind}  #{mfa(e)} #{fmt(p)}"
-
-  defp call_text(%{payload: a} = e), do: "#{inspect(e.module)}.#{e.function}(#{args(a)})"
-
-  defp args(list) when is_list(list), do: Enum.map_join(list, ", ", &fmt/1)
-  defp args(other), do: fmt(other)
-
-  defp vars(v) when is_map(v) or is_list(v),
-    do: Enum.map_join(v, ", ", fn {k, x} -> "#{k}=#{fmt(x)}" end)
-
-  defp vars(v), do: fmt(v)
-
-  defp mfa(%{module: nil}), do: "?"
-  defp mfa(e), do: "#{inspect(e.module)}.#{e.function}/#{e.arity}"
-
-  defp exception_text(payload) do
-    {kind, reason, _} = normalize_exception(payload)
-
-    case {kind, reason} do
-      {:error, %{__exception__: true} = ex} ->
-        "#{inspect(ex.__struct__)}: #{Exception.message(ex)}"
-
-      {k, r} ->
-        "#{k} #{fmt(r)}"
+  defp mfa(ctx, %{module: nil} = e) do
+    case Map.get(ctx.calls, e.call_id) do
+      nil -> "?"
+      call -> mfa(ctx, call)
     end
   end
 
-  defp normalize_exception({kind, reason, stack}) when is_list(stack), do: {kind, reason, stack}
-  defp normalize_exception({kind, reason, _}), do: {kind, reason, []}
-  defp normalize_exception(other), do: {:error, other, []}
+  defp mfa(_ctx, e), do: "#{inspect(e.module)}.#{e.function}/#{e.arity}"
 
-  # The exception event of the call that raised first; its callers re-raising are the same crash.
-  defp outermost_raise?(e, events) do
-    not Enum.any?(
-      events,
-      &(&1.kind == :exception and &1.pid == e.pid and &1.id < e.id and &1.id > e.id - 50 and
-          &1.payload == e.payload)
-    )
-  end
-
-  defp frame_line([{m, f, a, info} | _]) when is_list(info) do
-    arity = if is_list(a), do: length(a), else: a
-    where = if info[:file], do: " (#{info[:file]}:#{info[:line]})", else: ""
-    ["    at ", inspect(m), ".", to_string(f), "/", to_string(arity), where, "\n"]
-  end
-
-  defp frame_line(_), do: []
-
-  defp fmt(v), do: inspect(v, limit: 8, printable_limit: 80, width: :infinity)
-
-  defp by_pid(events) do
-    events |> Enum.group_by(& &1.pid) |> Enum.sort_by(fn {_, [e | _]} -> e.id end)
-  end
+  defp by_pid(events),
+    do: events |> Enum.group_by(& &1.pid) |> Enum.sort_by(fn {_, [e | _]} -> e.id end)
 
   defp first_id({_pid, [root | _]}), do: root.event.id
   defp first_id(_), do: 0
 
-  defp names(events, given) do
+  defp names(events, opts) do
+    given = opts[:names] || %{}
+
     for pid <- events |> Enum.map(& &1.pid) |> Enum.uniq(), into: %{} do
       {pid, Map.get(given, pid) || registered(pid) || first_module(events, pid)}
     end
@@ -306,8 +319,7 @@ defmodule ElixirScope.Report do
 
   defp registered(pid) when is_pid(pid) do
     case Process.info(pid, :registered_name) do
-      {:registered_name, name} when is_atom(name) and name != [] -> inspect(name)
-      nil -> nil
+      {:registered_name, name} when is_atom(name) -> inspect(name)
       _ -> nil
     end
   end
@@ -326,10 +338,15 @@ defmodule ElixirScope.Report do
   defp base_ts([]), do: 0
   defp base_ts([e | _]), do: e.ts
 
-  defp time(ctx, e), do: String.pad_leading("+#{ms(e.ts - ctx.base)}ms", 11)
+  defp time(ctx, e), do: String.pad_leading("+#{ms(e.ts - ctx.base)}", 9)
 
   defp ms(ns), do: :erlang.float_to_binary(ns / 1_000_000, decimals: 3)
   defp us(ns), do: :erlang.float_to_binary(ns / 1_000, decimals: 1)
+
+  defp more(n, what) when n > 0, do: ["    … #{n} more #{what}\n"]
+  defp more(_n, _what), do: []
+
+  defp line(iodata, limit \\ 150), do: [iodata |> IO.iodata_to_binary() |> F.cut(limit), "\n"]
 
   defp title(text),
     do: ["── ", text, " ", String.duplicate("─", max(0, 70 - String.length(text))), "\n"]

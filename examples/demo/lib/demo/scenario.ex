@@ -72,8 +72,11 @@ defmodule Demo.Scenario do
     fun.()
     "no crash"
   catch
-    :exit, {{%{__exception__: true} = e, _}, _} -> inspect(e.__struct__)
-    :exit, reason -> inspect(reason, limit: 3)
+    :exit, {{reason, stack}, {GenServer, :call, _}} when is_list(stack) ->
+      inspect(Exception.normalize(:error, reason, stack).__struct__)
+
+    :exit, reason ->
+      inspect(reason, limit: 3)
   end
 
   defp wait_restart(old, tries \\ 100) do
@@ -87,13 +90,16 @@ defmodule Demo.Scenario do
   # Cost of the instrumentation, measured on the recursive Demo.Interest.compound/3 (1,000 calls a run).
   defp overhead(wall_ms) do
     n = 200
+    emitted = ElixirScope.stats().emitted
     on = per_call(fn -> Interest.compound(100_000, 1, 1_000) end, n)
+    per = (ElixirScope.stats().emitted - emitted) / ((n + 1) * 1_000)
     ElixirScope.disable()
     off = per_call(fn -> Interest.compound(100_000, 1, 1_000) end, n)
     ElixirScope.enable()
     plain = per_call(fn -> plain_compound(100_000, 1, 1_000) end, n)
 
-    "scenario #{Float.round(wall_ms, 1)} ms; an instrumented call costs #{on} ns recording, " <>
+    "scenario #{Float.round(wall_ms, 1)} ms; an instrumented call (at :full, #{Float.round(per, 1)} events a call) " <>
+      "costs #{on} ns recording, " <>
       "#{off} ns with capture switched off, #{plain} ns uninstrumented " <>
       "(Demo.Interest.compound/3, #{n * 1_000} calls each; measured after the recording above)"
   end
