@@ -42,7 +42,7 @@ defmodule DemoTest do
     assert_raise ArithmeticError, fn -> RiskScorer.risk(100, []) end
 
     old = Process.whereis(RiskScorer)
-    assert {{%ArithmeticError{}, stack}, _} = catch_exit(RiskScorer.score(5, []))
+    assert {{:badarith, stack}, _} = catch_exit(RiskScorer.score(5, []))
     assert {RiskScorer, :risk, 2, info} = List.keyfind(stack, RiskScorer, 0)
     assert to_string(info[:file]) == "lib/demo/risk_scorer.ex"
     wait_until(fn -> Process.whereis(RiskScorer) not in [nil, old] end)
