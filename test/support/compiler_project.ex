@@ -64,6 +64,15 @@ defmodule ElixirScope.Test.CompilerProject do
       end
     end
     """,
+    "lib/ct_app/describe.ex" => ~S"""
+    defprotocol CtApp.Describe do
+      def describe(thing)
+    end
+
+    defimpl CtApp.Describe, for: CtApp.Shape do
+      def describe(%{w: w, h: h}), do: "#{w}x#{h}"
+    end
+    """,
     "lib/ct_app/plain.ex" => ~S"""
     defmodule CtApp.Plain do
       @moduledoc false
@@ -74,6 +83,7 @@ defmodule ElixirScope.Test.CompilerProject do
     :ok = ElixirScope.start()
     120 = CtApp.Math.fact(5)
     25 = CtApp.User.area_of(5)
+    "5x5" = CtApp.Describe.describe(CtApp.User.square(5))
     {:ok, pid} = CtApp.Counter.start_link(10)
     15 = CtApp.Counter.add(pid, 5)
     "hello x" = CtApp.Plain.hello("x")

@@ -55,6 +55,33 @@ defmodule ElixirScope.Compiler.Instrumenter do
     {restore_nested(node, nested), acc}
   end
 
+  # defimpl: its body is instrumented as the body of the implementation module `Proto.For`
+  # (given to the transformer inside a stand-in defmodule, then put back into the defimpl).
+  defp walk({:defimpl, meta, [proto | rest]} = node, parent, settings, acc) do
+    case split_impl(rest) do
+      {:ok, for_ast, body, rebuild} ->
+        name = impl_name(proto, for_ast, parent)
+        {body, acc} = walk(body, name || parent, settings, acc)
+        {body, nested} = extract_nested(body)
+
+        stand_in =
+          {:defmodule, meta, [{:__aliases__, meta, [name || :ElixirScopeImpl]}, [do: body]]}
+
+        plan = if name, do: Settings.module_plan(settings, name), else: %{level: :none}
+
+        case transform(stand_in, name, plan, settings, acc) do
+          {{:defmodule, _, [_, [do: new_body]]}, acc} ->
+            {{:defimpl, meta, [proto | rebuild.(restore_nested(new_body, nested))]}, acc}
+
+          {_other, acc} ->
+            {restore_nested({:defimpl, meta, [proto | rebuild.(body)]}, nested), acc}
+        end
+
+      :error ->
+        {node, acc}
+    end
+  end
+
   defp walk({form, meta, args}, parent, settings, acc) when is_list(args) do
     {form, acc} = walk(form, parent, settings, acc)
     {args, acc} = walk(args, parent, settings, acc)
@@ -72,6 +99,25 @@ defmodule ElixirScope.Compiler.Instrumenter do
   end
 
   defp walk(other, _parent, _settings, acc), do: {other, acc}
+
+  defp split_impl([[do: body]]), do: {:ok, nil, body, &[[do: &1]]}
+
+  defp split_impl([opts, [do: body]]) when is_list(opts),
+    do: {:ok, Keyword.get(opts, :for), body, &[opts, [do: &1]]}
+
+  defp split_impl([opts]) when is_list(opts) do
+    if Keyword.keyword?(opts) and Keyword.has_key?(opts, :do),
+      do: {:ok, Keyword.get(opts, :for), opts[:do], &[Keyword.put(opts, :do, &1)]},
+      else: :error
+  end
+
+  defp split_impl(_), do: :error
+
+  defp impl_name(proto, for_ast, parent) do
+    target = if for_ast == nil, do: parent, else: module_name(for_ast, nil)
+    proto = module_name(proto, nil)
+    if proto && target, do: Module.concat(proto, target), else: nil
+  end
 
   defp transform(node, name, %{level: :none}, _settings, acc) do
     {node, record(acc, name, :none)}
@@ -122,7 +168,7 @@ defmodule ElixirScope.Compiler.Instrumenter do
   defp extract_nested(body) do
     {body, {_, nested}} =
       Macro.prewalk(body, {0, %{}}, fn
-        {:defmodule, _, [_, [{:do, _}]]} = mod, {n, map} ->
+        {kind, _, [_ | _]} = mod, {n, map} when kind in [:defmodule, :defimpl] ->
           {{@placeholder, [], [n]}, {n + 1, Map.put(map, n, mod)}}
 
         other, acc ->
