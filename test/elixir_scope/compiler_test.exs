@@ -250,7 +250,7 @@ defmodule ElixirScope.CompilerTest do
     if @transformer?, do: assert(runtime?.())
   end
 
-  test "mix clean removes what the compiler generated", %{dir: dir} do
+  test "mix clean removes what the compiler generated; --force rebuilds everything", %{dir: dir} do
     out_dir = Path.join(dir, "_build/dev/lib/ct_app/elixir_scope")
     manifest = Path.join(dir, "_build/dev/lib/ct_app/.mix/compile.elixir_scope")
     assert File.dir?(out_dir) and File.regular?(manifest)
@@ -258,6 +258,10 @@ defmodule ElixirScope.CompilerTest do
     refute File.exists?(out_dir) or File.exists?(manifest)
     out = compile!(dir)
     assert length(instrumented(out)) == 6
+
+    out = compile!(dir, ["--force"])
+    assert length(instrumented(out)) == 6
+    assert compiled_count(out) == 6
   end
 
   defp imported_modules(beam) do
