@@ -25,7 +25,7 @@ defmodule ElixirScope.Compiler.SettingsTest do
     Settings.load([])
   end
 
-  test "precedence: config override, plan module, exclude, include, default", %{tmp: tmp} do
+  test "precedence: plan module, exclude, include, default; instrument_macros", %{tmp: tmp} do
     plan =
       "%{version: 1, default_level: :locals, modules: %{App.B => %{level: :expressions}, App.C => %{}}}"
 
@@ -35,17 +35,17 @@ defmodule ElixirScope.Compiler.SettingsTest do
           default_instrumentation_level: :full,
           include: [App],
           exclude: [App.Secret],
-          modules: [{App.B, :none}]
+          instrument_macros: true
         ],
         plan,
         tmp
       )
 
-    assert Settings.module_plan(s, App.B) == %{level: :none}
-    assert Settings.module_plan(s, App.C) == %{level: :full}
+    assert Settings.module_plan(s, App.B) == %{level: :expressions, macros: true}
+    assert Settings.module_plan(s, App.C) == %{level: :full, macros: true}
     assert Settings.module_plan(s, App.Secret.Keys) == %{level: :none}
     assert Settings.module_plan(s, Other) == %{level: :none}
-    assert Settings.module_plan(s, App.Web) == %{level: :full}
+    assert Settings.module_plan(s, App.Web) == %{level: :full, macros: true}
     assert s.plan_file =~ "plan.exs"
   end
 
@@ -61,8 +61,8 @@ defmodule ElixirScope.Compiler.SettingsTest do
     assert msg =~ ":max"
     assert {:error, msg} = load([colour: :red], nil, tmp)
     assert msg =~ ":colour"
-    assert {:error, msg} = load([modules: [{App, :loud}]], nil, tmp)
-    assert msg =~ "App"
+    assert {:error, msg} = load([], "%{version: 1, modules: %{App => %{level: :loud}}}", tmp)
+    assert msg =~ ":loud"
     assert {:error, msg} = load([], "[:not, :a, :map]", tmp)
     assert msg =~ "plan.exs"
     assert {:error, msg} = load([], "%{oops", tmp)

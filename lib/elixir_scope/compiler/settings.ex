@@ -5,24 +5,26 @@ defmodule ElixirScope.Compiler.Settings do
 
   Sources, in order of precedence for one module:
 
-    1. `config :elixir_scope, ast: [modules: [{Mod, level_or_module_plan}]]` (per-module override)
-    2. the plan file's `modules: %{Mod => module_plan}` (`.elixir_scope/plan.exs`, or `ast: [plan_file: path]`)
-    3. `exclude:` (config or plan file, a module or a module prefix) gives `:none`
-    4. `include:` (config and plan file together): when any is given, modules matching none get `:none`
-    5. the default level: config `default_instrumentation_level`, else the plan's `default_level`,
+    1. the plan file's `modules: %{Mod => module_plan}` (`.elixir_scope/plan.exs`, or
+       `ast: [plan_file: path]`): the per-module override
+    2. `exclude:` (config or plan file, a module or a module prefix) gives `:none`
+    3. `include:` (config and plan file together): when any is given, modules matching none get `:none`
+    4. the default level: config `default_instrumentation_level`, else the plan's `default_level`,
        else `:function_boundaries`
 
-  A module plan without `:level` gets the default level. `:none` means the module is compiled as it is.
+  A module plan without `:level` gets the default level. `:none` means the module is compiled as it
+  is. `ast: [instrument_macros: true]` makes module plans default to `macros: true`. The keys are
+  the `:ast` section of `ElixirScope.Config`.
   """
 
   @levels [:none, :function_boundaries, :expressions, :locals, :full]
-  @ast_keys [:default_instrumentation_level, :include, :exclude, :modules, :plan_file]
+  @ast_keys [:default_instrumentation_level, :include, :exclude, :plan_file, :instrument_macros]
   @default_plan_file ".elixir_scope/plan.exs"
 
   defstruct default_level: :function_boundaries,
             include: [],
             exclude: [],
-            overrides: %{},
+            macros: false,
             plan_modules: %{},
             plan_file: nil,
             transformer: ElixirScope.AST.Transformer
@@ -32,7 +34,7 @@ defmodule ElixirScope.Compiler.Settings do
           default_level: level(),
           include: [module()],
           exclude: [module()],
-          overrides: %{module() => map()},
+          macros: boolean(),
           plan_modules: %{module() => map()},
           plan_file: String.t() | nil,
           transformer: module()
@@ -56,7 +58,8 @@ defmodule ElixirScope.Compiler.Settings do
            optional_level(ast[:default_instrumentation_level], "default_instrumentation_level"),
          {:ok, include} <- module_list(Keyword.get(ast, :include, []), "include"),
          {:ok, exclude} <- module_list(Keyword.get(ast, :exclude, []), "exclude"),
-         {:ok, overrides} <- overrides(Keyword.get(ast, :modules, [])),
+         {:ok, macros} <-
+           boolean(Keyword.get(ast, :instrument_macros, false), "instrument_macros"),
          plan_path = Keyword.get(ast, :plan_file, @default_plan_file),
          {:ok, plan} <- read_plan(plan_path),
          {:ok, transformer} <- transformer(project_config) do
@@ -65,7 +68,7 @@ defmodule ElixirScope.Compiler.Settings do
          default_level: config_default || Map.get(plan, :default_level) || :function_boundaries,
          include: include ++ Map.get(plan, :include, []),
          exclude: exclude ++ Map.get(plan, :exclude, []),
-         overrides: overrides,
+         macros: macros,
          plan_modules: Map.get(plan, :modules, %{}),
          plan_file: if(plan == %{}, do: nil, else: plan_path),
          transformer: transformer
@@ -76,13 +79,15 @@ defmodule ElixirScope.Compiler.Settings do
   @doc "The module plan for `module` (always a map with a `:level`)."
   @spec module_plan(t(), module()) :: map()
   def module_plan(%__MODULE__{} = s, module) do
-    cond do
-      plan = Map.get(s.overrides, module) -> Map.put_new(plan, :level, s.default_level)
-      plan = Map.get(s.plan_modules, module) -> Map.put_new(plan, :level, s.default_level)
-      matches?(module, s.exclude) -> %{level: :none}
-      s.include != [] and not matches?(module, s.include) -> %{level: :none}
-      true -> %{level: s.default_level}
-    end
+    plan =
+      cond do
+        plan = Map.get(s.plan_modules, module) -> Map.put_new(plan, :level, s.default_level)
+        matches?(module, s.exclude) -> %{level: :none}
+        s.include != [] and not matches?(module, s.include) -> %{level: :none}
+        true -> %{level: s.default_level}
+      end
+
+    if s.macros and plan.level != :none, do: Map.put_new(plan, :macros, true), else: plan
   end
 
   @doc "True when `module` is one of `prefixes` or nested under one of them."
@@ -113,6 +118,11 @@ defmodule ElixirScope.Compiler.Settings do
 
   defp optional_level(other, what),
     do: {:error, "#{what}: invalid level #{inspect(other)} (expected one of #{inspect(@levels)})"}
+
+  defp boolean(value, _what) when is_boolean(value), do: {:ok, value}
+
+  defp boolean(value, what),
+    do: {:error, "#{what}: expected true or false, got: #{inspect(value)}"}
 
   defp module_list(list, what) when is_list(list) do
     if Enum.all?(list, &is_atom/1),
