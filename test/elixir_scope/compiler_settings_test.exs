@@ -25,7 +25,7 @@ defmodule ElixirScope.Compiler.SettingsTest do
     Settings.load([])
   end
 
-  test "precedence: plan module, exclude, include, default; instrument_macros", %{tmp: tmp} do
+  test "precedence: exclude, plan module, include, default; instrument_macros", %{tmp: tmp} do
     plan =
       "%{version: 1, default_level: :locals, modules: %{App.B => %{level: :expressions}, App.C => %{}}}"
 
@@ -46,6 +46,8 @@ defmodule ElixirScope.Compiler.SettingsTest do
     assert Settings.module_plan(s, App.Secret.Keys) == %{level: :none}
     assert Settings.module_plan(s, Other) == %{level: :none}
     assert Settings.module_plan(s, App.Web) == %{level: :full, macros: true}
+    assert Settings.matches?(App.Web.Live, ["App.Web"])
+    refute Settings.matches?(App.Webhooks, [App.Web])
     assert s.plan_file =~ "plan.exs"
   end
 

@@ -5,9 +5,9 @@ defmodule ElixirScope.Compiler.Settings do
 
   Sources, in order of precedence for one module:
 
-    1. the plan file's `modules: %{Mod => module_plan}` (`.elixir_scope/plan.exs`, or
-       `ast: [plan_file: path]`): the per-module override
-    2. `exclude:` (config or plan file, a module or a module prefix) gives `:none`
+    1. `exclude:` (config or plan file, a module or a module prefix) gives `:none`
+    2. the plan file's `modules: %{Mod => module_plan}` (`.elixir_scope/plan.exs`, or
+       `ast: [plan_file: path]`): the per-module settings
     3. `include:` (config and plan file together): when any is given, modules matching none get `:none`
     4. the default level: config `default_instrumentation_level`, else the plan's `default_level`,
        else `:function_boundaries`
@@ -81,8 +81,8 @@ defmodule ElixirScope.Compiler.Settings do
   def module_plan(%__MODULE__{} = s, module) do
     plan =
       cond do
-        plan = Map.get(s.plan_modules, module) -> Map.put_new(plan, :level, s.default_level)
         matches?(module, s.exclude) -> %{level: :none}
+        plan = Map.get(s.plan_modules, module) -> Map.put_new(plan, :level, s.default_level)
         s.include != [] and not matches?(module, s.include) -> %{level: :none}
         true -> %{level: s.default_level}
       end
@@ -91,12 +91,13 @@ defmodule ElixirScope.Compiler.Settings do
   end
 
   @doc "True when `module` is one of `prefixes` or nested under one of them."
-  @spec matches?(module(), [module()]) :: boolean()
+  @spec matches?(module(), [module() | String.t()]) :: boolean()
   def matches?(module, prefixes) do
-    name = Atom.to_string(module)
+    name = inspect(module)
 
-    Enum.any?(prefixes, fn p ->
-      p == module or String.starts_with?(name, Atom.to_string(p) <> ".")
+    Enum.any?(prefixes, fn
+      p when is_atom(p) -> p == module or String.starts_with?(name, inspect(p) <> ".")
+      p when is_binary(p) -> String.starts_with?(name, p)
     end)
   end
 
@@ -125,7 +126,7 @@ defmodule ElixirScope.Compiler.Settings do
     do: {:error, "#{what}: expected true or false, got: #{inspect(value)}"}
 
   defp module_list(list, what) when is_list(list) do
-    if Enum.all?(list, &is_atom/1),
+    if Enum.all?(list, &(is_atom(&1) or is_binary(&1))),
       do: {:ok, list},
       else: {:error, "#{what}: expected a list of modules, got: #{inspect(list)}"}
   end
