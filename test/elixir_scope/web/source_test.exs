@@ -9,18 +9,25 @@ defmodule ElixirScope.Web.SourceTest do
     pids = for _ <- 1..3, do: spawn(fn -> :ok end)
     kinds = [:call, :return, :state, :send, :receive, :local]
 
+    # calls carry their own id as call id; other events belong to an earlier call of their process
     {evs, _} =
-      Enum.map_reduce(1..n, 1_000, fn id, ts ->
+      Enum.map_reduce(1..n, {1_000, %{}}, fn id, {ts, calls} ->
         ts = ts + :rand.uniform(50)
         kind = Enum.random(kinds)
+        pid = Enum.random(pids)
+        mine = Map.get(calls, pid, [])
+        call_id = if kind == :call, do: id, else: Enum.random([0 | mine])
+        calls = if kind == :call, do: Map.put(calls, pid, [id | mine]), else: calls
 
-        e = %Event{id: id, ts: ts, pid: Enum.random(pids), kind: kind, module: Enum.random([A, B]),
-                   function: Enum.random([:f, :g]), arity: 1, line: 1, call_id: Enum.random(0..20),
+        e = %Event{id: id, ts: ts, pid: pid, kind: kind, module: Enum.random([A, B]),
+                   function: Enum.random([:f, :g]), arity: 1, line: 1, call_id: call_id,
                    link: 0, correlation_id: Enum.random([nil, 3, 5]), payload: id}
 
-        {e, ts}
+        {e, {ts, calls}}
       end)
 
+    call_ids = for %Event{kind: :call, id: id} <- evs, do: id
+    Process.put(:call_ids, call_ids)
     {evs, pids}
   end
 
@@ -48,7 +55,7 @@ defmodule ElixirScope.Web.SourceTest do
           pid: Enum.random([nil | pids]),
           kinds: Enum.random([nil, [:call], [:state, :send]]),
           module: Enum.random([nil, A]),
-          call_id: Enum.random([nil, nil, 3]),
+          call_id: Enum.random([nil, nil, Enum.random(Process.get(:call_ids))]),
           since: Enum.random([nil, :rand.uniform(max_ts)]),
           until: Enum.random([nil, :rand.uniform(max_ts)]),
           after_id: Enum.random([nil, :rand.uniform(600)]),
