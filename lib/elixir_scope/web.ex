@@ -24,16 +24,36 @@ defmodule ElixirScope.Web do
 
   @type info :: %{port: non_neg_integer(), ip: tuple(), token: String.t() | nil, url: String.t(), pid: pid()}
 
+  @doc """
+  Child spec for a supervision tree: `{ElixirScope.Web, port: 4040}`. Takes the options of
+  `start/1` (and ignores `enabled:`, so the `web:` section of the ElixirScope config can be
+  passed as it is).
+  """
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts), do: %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :worker}
+
+  @doc "Starts a cinema server linked to the caller (what the child spec runs)."
+  @spec start_link(keyword()) :: {:ok, pid()} | {:error, term()}
+  def start_link(opts \\ []) do
+    with {:ok, info} <- start(Keyword.delete(opts, :enabled), :link) do
+      require Logger
+      Logger.info("ElixirScope cinema: #{info.url}")
+      {:ok, info.pid}
+    end
+  end
+
   @doc "Starts a cinema server. Returns `{:ok, info}` with the URL to open."
   @spec start(keyword()) :: {:ok, info()} | {:error, term()}
-  def start(opts \\ []) do
+  def start(opts \\ []), do: start(opts, :nolink)
+
+  defp start(opts, link) do
     with :ok <- check_keys(opts),
          {:ok, ip} <- parse_ip(Keyword.get(opts, :ip, {127, 0, 0, 1})),
          {:ok, token} <- token(ip, Keyword.get(opts, :token)),
          {:ok, port} <- port(Keyword.get(opts, :port, 4040)),
          {:ok, _} <- Application.ensure_all_started(:inets),
          {:ok, pid} <-
-           Server.start(ip: ip, port: port, token: token, source: Keyword.get(opts, :source, :live), static_dir: static_dir()) do
+           Server.start([ip: ip, port: port, token: token, source: Keyword.get(opts, :source, :live), static_dir: static_dir()], link) do
       info = Server.info(pid)
       url = if token, do: info.url <> "?token=" <> URI.encode_www_form(token), else: info.url
       {:ok, Map.merge(info, %{pid: pid, url: url})}

@@ -864,7 +864,10 @@
     try {
       const d = await api(`state_diff?pid=${encodeURIComponent(pid)}&t1=${diffTimes.a}&t2=${diffTimes.b}`);
       out.textContent = '';
-      if (!d.changes.length) out.append(el('div', { class: 'card', text: d.before || d.after ? 'No change between A and B.' : 'No state recorded at these instants.' }));
+      if (!d.before || !d.after) {
+        const missing = !d.before && !d.after ? 'A and B' : !d.before ? 'A' : 'B';
+        out.append(el('div', { class: 'card', text: `No state was recorded for this process at or before ${missing}: move the scrubber after its first state change.` }));
+      } else if (!d.changes.length) out.append(el('div', { class: 'card', text: 'No change between A and B.' }));
       else {
         const tb = el('table', { class: 'changes' });
         for (const c of d.changes) {

@@ -9,8 +9,9 @@ defmodule ElixirScope.Web.Server do
   alias ElixirScope.Web.Source
 
   @doc false
-  @spec start(keyword()) :: GenServer.on_start()
-  def start(opts), do: GenServer.start(__MODULE__, opts)
+  @spec start(keyword(), :link | :nolink) :: GenServer.on_start()
+  def start(opts, :nolink), do: GenServer.start(__MODULE__, opts)
+  def start(opts, :link), do: GenServer.start_link(__MODULE__, opts)
 
   @doc "What the handler needs for the server `ref` (nil when it is gone)."
   @spec state(reference() | term()) :: map() | nil

@@ -54,6 +54,15 @@ defmodule ElixirScope.Web.SecurityTest do
     assert {:error, _} = Web.start(port: -1)
   end
 
+  test "runs under a supervisor from the config's web: section" do
+    {:ok, sup} = Supervisor.start_link([{Web, enabled: true, port: 0, source: {:events, [], %{}}}], strategy: :one_for_one)
+    [{Web, pid, :worker, _}] = Supervisor.which_children(sup)
+    %{port: port} = Web.Server.info(pid)
+    assert {200, _, _} = get("http://127.0.0.1:#{port}/api/summary")
+    Supervisor.stop(sup)
+    refute Process.alive?(pid)
+  end
+
   test "live mode: new events are served after the last id without a restart" do
     ElixirScope.stop()
     :ok = ElixirScope.start()
