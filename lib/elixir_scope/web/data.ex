@@ -281,12 +281,17 @@ defmodule ElixirScope.Web.Data do
       return: (match?(%Event{kind: :return}, ending) && Render.term(ending.payload)) || nil,
       exception: (match?(%Event{kind: :exception}, ending) && Render.exception(ending.payload)) || nil,
       tail_call: (match?(%Event{kind: :tail_call}, ending) && payload_view(ending)) || nil,
-      locals: for(%Event{kind: :local} = l <- related, do: %{id: l.id, line: l.line, vars: vars_view(l.payload)}),
-      exprs: for(%Event{kind: :expr, payload: {s, v}} = x <- related, do: %{id: x.id, line: x.line, source: to_string(s), value: Render.term(v)}),
-      states: for(%Event{kind: :state, payload: {p, st}} = s <- related, do: %{id: s.id, phase: to_string(p), state: Render.term(st)}),
+      # at most 50 of each kind, so that a detail stays small whatever the call recorded
+      locals: for(%Event{kind: :local} = l <- first(related, :local), do: %{id: l.id, line: l.line, vars: vars_view(l.payload)}),
+      exprs:
+        for(%Event{kind: :expr, payload: {s, v}} = x <- first(related, :expr), do: %{id: x.id, line: x.line, source: to_string(s), value: Render.term(v)}),
+      states: for(%Event{kind: :state, payload: {p, st}} = s <- first(related, :state), do: %{id: s.id, phase: to_string(p), state: Render.term(st)}),
+      omitted: Enum.sum(for k <- [:local, :expr, :state], do: max(Enum.count(related, &(&1.kind == k)) - 50, 0)),
       parent: parent_view(source, c)
     }
   end
+
+  defp first(events, kind), do: events |> Enum.filter(&(&1.kind == kind)) |> Enum.take(50)
 
   defp status(nil), do: "open"
   defp status(%Event{kind: :return}), do: "ok"
