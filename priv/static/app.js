@@ -752,6 +752,7 @@
       for (const l of c.locals) p.append(kvCard(`Locals at line ${l.line}`, l.vars.map((x) => [x.name, x.value])));
       if (c.exprs.length) p.append(kvCard('Expressions', c.exprs.map((x) => [`${x.source}  (line ${x.line})`, x.value])));
       for (const s of c.states) p.append(kvCard(`GenServer state ${s.phase}`, [['state', s.state]]));
+      if (c.omitted) p.append(el('div', { class: 'meta', text: `${c.omitted} more captured values not shown (step through the call's events with ⇧→)` }));
       if (c.parent) p.append(el('div', { class: 'meta' }, 'called from ', jump(c.parent.mfa, c.parent.id)));
     } else if (d.kind === 'exception' && v.exception) {
       p.append(exceptionCard(v.exception));
