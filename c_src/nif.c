@@ -835,6 +835,7 @@ static ErlNifFunc nif_funcs[] = {
     {"now", 0, nif_now, 0},
     {"noop", 0, nif_noop, 0},
     /* component glue (c_src/nif_<component>.c), appended below */
+    {"ast_transform", 2, es_nif_ast_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(Elixir.ElixirScope.NIF, nif_funcs, on_load, NULL, NULL, on_unload)
