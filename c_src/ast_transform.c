@@ -52,7 +52,7 @@ typedef struct tctx {
     int genserver; /* -1 auto */
     T *var_ctx;
     T *tpl_entry, *tpl_exit, *tpl_tail, *tpl_error, *tpl_locals, *tpl_expr, *tpl_state_before, *tpl_state_after,
-        *tpl_module;
+        *tpl_module, *tpl_tail_marker, *tpl_tail_require;
     T *error; /* the reason of {error, Reason} once failed */
     int nomem;
 } tctx;
@@ -72,6 +72,7 @@ typedef struct mctx {
 
 typedef struct tail_site {
     int remote;
+    int literal_mod; /* remote: the module AST can be repeated after the try */
     T *meta;     /* meta of the original call */
     T *dot_meta; /* remote: meta of the dot */
     T *mod;      /* remote: the module AST */
@@ -89,6 +90,8 @@ typedef struct fctx {
     tail_site *sites;
     size_t n_sites, cap_sites;
     int tail_enabled;
+    int needs_require; /* a remote tail marker was emitted */
+    int has_alias;     /* the definition contains an alias form (lexical aliases inside the body) */
 } fctx;
 
 /* ---------------------------------------------------------------- helpers */
@@ -111,10 +114,6 @@ static int is_form(const T *e, const char *name) {
 static int atom_eq(const T *x, const T *y) {
     return x && y && x->kind == ES_ETF_ATOM && y->kind == ES_ETF_ATOM && x->n == y->n &&
            memcmp(x->u.bytes, y->u.bytes, x->n) == 0;
-}
-static int atom_starts(const T *x, const char *p) {
-    size_t l = strlen(p);
-    return x && x->kind == ES_ETF_ATOM && x->n >= l && memcmp(x->u.bytes, p, l) == 0;
 }
 
 static T *tup3(tctx *tc, T *a, T *b, T *c) { return es_etf_tuple_of(tc->a, 3, a, b, c); }
@@ -160,13 +159,22 @@ static T *var_n(tctx *tc, const char *prefix, unsigned i) {
 
 static T *match(tctx *tc, T *l, T *r) { return tup3(tc, atom(tc, "="), nil(tc), es_etf_list_of(tc->a, 2, l, r)); }
 
+static int64_t meta_line(const T *e);
+/* l = r, carrying the line of `at` (so errors raised by r keep their line) */
+static T *match_at(tctx *tc, T *l, T *r, const T *at) {
+    int64_t line = meta_line(at);
+    T *meta = line >= 0 ? es_etf_list_of(tc->a, 1, tup2(tc, atom(tc, "line"), es_etf_int(tc->a, line))) : nil(tc);
+    return tup3(tc, atom(tc, "="), meta, es_etf_list_of(tc->a, 2, l, r));
+}
+
 static T *block(tctx *tc, T **stmts, size_t n) {
     if (n == 1) return stmts[0];
     return tup3(tc, atom(tc, "__block__"), nil(tc), list_from(tc, stmts, n));
 }
 
+static T *gen_meta(tctx *tc);
 static T *arrow(tctx *tc, T *lhs_list, T *body) {
-    return tup3(tc, atom(tc, "->"), nil(tc), es_etf_list_of(tc->a, 2, lhs_list, body));
+    return tup3(tc, atom(tc, "->"), gen_meta(tc), es_etf_list_of(tc->a, 2, lhs_list, body));
 }
 
 static int64_t meta_line(const T *e) {
@@ -389,6 +397,8 @@ static int parse_plan(tctx *tc, const T *plan) {
     TPL(tpl_state_before, "state_before")
     TPL(tpl_state_after, "state_after")
     TPL(tpl_module, "module")
+    TPL(tpl_tail_marker, "tail_marker")
+    TPL(tpl_tail_require, "tail_require")
 #undef TPL
     return 0;
 bad:
@@ -612,8 +622,8 @@ static T *source_of(tctx *tc, const T *e) {
 
 /* ---------------------------------------------------------------- scans (iterative) */
 
-/* Is there an unquote/unquote_splicing outside a quote in e? */
-static int has_unquote(const T *e) {
+/* Is there a form named n1 or n2 (outside quotes) in e? */
+static int has_form(const T *e, const char *n1, const char *n2) {
     const T **st = NULL;
     size_t n = 0, cap = 0;
     int found = 0;
@@ -635,7 +645,7 @@ static int has_unquote(const T *e) {
     while (n > 0) {
         const T *t = st[--n];
         if (t->kind == ES_ETF_TUPLE) {
-            if (t->n == 3 && (es_etf_is_atom(el(t, 0), "unquote") || es_etf_is_atom(el(t, 0), "unquote_splicing"))) {
+            if (t->n == 3 && (es_etf_is_atom(el(t, 0), n1) || es_etf_is_atom(el(t, 0), n2))) {
                 found = 1;
                 break;
             }
@@ -842,27 +852,6 @@ static T *hole_call(fctx *f, T *tpl, const hole *h, size_t nh) { return subst(f-
 
 static T *wrap_value(fctx *f, T *e) { return tup2(f->t, atom(f->t, "$es_v"), e); }
 
-static int is_erlang_module_atom(const T *m) { return m->kind == ES_ETF_ATOM && !atom_starts(m, "Elixir."); }
-
-static int same_segments(const T *a, const T *b) {
-    if (!a || !b || !is_plist(a) || !is_plist(b) || llen(a) != llen(b)) return 0;
-    for (uint32_t i = 0; i < llen(a); i++)
-        if (!atom_eq(lat(a, i), lat(b, i))) return 0;
-    return 1;
-}
-
-/* Can this remote call be performed after the frame's try (as a real tail call)?
- * Only calls whose target surely is a function: Erlang modules, and this module's own public defs. */
-static int remote_tail_ok(fctx *f, T *mod, T *fname, uint32_t arity) {
-    if (is_erlang_module_atom(mod)) return 1;
-    int self = 0;
-    if (is_form(mod, "__MODULE__") && el(mod, 2)->kind == ES_ETF_ATOM) self = 1;
-    if (is_form(mod, "__aliases__") &&
-        (same_segments(el(mod, 2), f->m->alias_full) || same_segments(el(mod, 2), f->m->alias_short)))
-        self = 1;
-    return self && has_def(f->m, fname, arity);
-}
-
 static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T *args) {
     tctx *tc = f->t;
     if (f->n_sites == f->cap_sites) {
@@ -881,6 +870,23 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
     s->mod = mod;
     s->name = name;
     s->nargs = nargs;
+    s->literal_mod = 0;
+    if (remote && !f->has_alias) {
+        if (mod->kind == ES_ETF_ATOM) s->literal_mod = 1;
+        if (is_form(mod, "__MODULE__") && el(mod, 2)->kind == ES_ETF_ATOM) s->literal_mod = 1;
+        if (is_form(mod, "__aliases__") && is_plist(el(mod, 2)) && llen(el(mod, 2)) > 0) {
+            T *first = lat(el(mod, 2), 0);
+            s->literal_mod = first->kind == ES_ETF_ATOM || is_form(first, "__MODULE__");
+        }
+    }
+    if (remote) {
+        /* ElixirScope.AST.Tail.marker(index, Mod.fun(args)): decided at expansion (function or macro) */
+        T *dot = tup3(tc, atom(tc, "."), dot_meta, es_etf_list_of(tc->a, 2, mod, name));
+        hole h[] = {{"index", es_etf_int(tc->a, (int64_t)f->n_sites)}, {"call", tup3(tc, dot, meta, args)}};
+        f->n_sites++;
+        f->needs_require = 1;
+        return subst(tc, tc->tpl_tail_marker, h, 2, 0);
+    }
     /* marker: {:{}, [], [:"$es_tail", index, args...]} */
     T *elems = es_etf_list(tc->a, nargs + 2);
     if (!elems) return NULL;
@@ -900,8 +906,9 @@ static int tail_target(fctx *f, const T *e, int piped) {
     if (is_form(h, ".") && is_plist(el(h, 2)) && llen(el(h, 2)) == 2) {
         T *mod = lat(el(h, 2), 0), *fname = lat(el(h, 2), 1);
         if (fname->kind != ES_ETF_ATOM) return 0;
+        (void)mod;
         if (es_etf_get(el(e, 1), "no_parens")) return 0;
-        return remote_tail_ok(f, mod, fname, arity);
+        return 1;
     }
     return 0;
 }
@@ -1170,7 +1177,7 @@ static int push_traced(fctx *f, tvec *out, T *s, int last, int mode) {
     }
     T *ev = var(tc, "es_expr");
     if (trace_expr || (last && (locals || inj_after))) {
-        if (tv_push(tc, out, match(tc, ev, s)) < 0) return -1;
+        if (tv_push(tc, out, match_at(tc, ev, s, s)) < 0) return -1;
     } else {
         if (tv_push(tc, out, s) < 0) return -1;
     }
@@ -1258,7 +1265,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     if (!is_kw_with_do(kw)) return def;
     T *call = def_call(head);
     if (!call) return def;
-    if (has_unquote(def)) return def;
+    if (has_form(def, "unquote", "unquote_splicing")) return def;
     uint32_t mn, mx;
     def_arity(call, &mn, &mx);
     fnplan pbuf;
@@ -1270,6 +1277,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     f.m = m;
     f.plan = plan;
     f.instrument = plan->level >= L_BOUNDARIES;
+    f.has_alias = has_form(def, "alias", "alias");
     int64_t line = meta_line(def);
     if (line < 0) line = meta_line(call);
     f.line = es_etf_int(tc->a, line < 0 ? 0 : line);
@@ -1329,6 +1337,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     }
 
     tvec out = {0};
+    if (f.needs_require && tv_push(tc, &out, tc->tpl_tail_require) < 0) return NULL;
     hole he[] = {{"fun", el(call, 0)}, {"args", argvars}, {"line", f.line}};
     if (tv_push(tc, &out, match(tc, f.call_var, hole_call(&f, tc->tpl_entry, he, 3))) < 0) return NULL;
     if (is_callback && gs_arg >= 0) {
@@ -1361,18 +1370,21 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
         clauses->u.items[0] = arrow(tc, es_etf_list_of(tc->a, 1, wrap_value(&f, res)), block(tc, vstmts, 2));
         for (size_t i = 0; i < f.n_sites; i++) {
             tail_site *s = &f.sites[i];
-            T *pel = es_etf_list(tc->a, s->nargs + 2);
+            uint32_t off = s->remote ? 3 : 2;
+            T *pel = es_etf_list(tc->a, s->nargs + off);
             T *tvars = es_etf_list(tc->a, s->nargs);
             if (!pel || !tvars) return NULL;
+            T *modvar = var(tc, "es_mod");
             pel->u.items[0] = atom(tc, "$es_tail");
             pel->u.items[1] = es_etf_int(tc->a, (int64_t)i);
+            if (s->remote) pel->u.items[2] = s->literal_mod ? tup3(tc, atom(tc, "_"), nil(tc), tc->var_ctx) : modvar;
             for (uint32_t k = 0; k < s->nargs; k++) {
                 T *tv = var_n(tc, "es_t", k + 1);
-                pel->u.items[2 + k] = tv;
+                pel->u.items[off + k] = tv;
                 tvars->u.items[k] = tv;
             }
             T *pat = tup3(tc, atom(tc, "{}"), nil(tc), pel);
-            T *mod = s->remote ? s->mod : tc->tpl_module;
+            T *mod = s->remote ? (s->literal_mod ? s->mod : modvar) : tc->tpl_module;
             int64_t cl = -1;
             T *lm = es_etf_get(s->meta, "line");
             if (lm && lm->kind == ES_ETF_INT) cl = lm->u.i;
@@ -1384,7 +1396,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
             T *report = hole_call(&f, tc->tpl_tail, ht, 5);
             T *real;
             if (s->remote) {
-                T *dot = tup3(tc, atom(tc, "."), s->dot_meta, es_etf_list_of(tc->a, 2, s->mod, s->name));
+                T *dot = tup3(tc, atom(tc, "."), s->dot_meta, es_etf_list_of(tc->a, 2, mod, s->name));
                 real = tup3(tc, dot, s->meta, tvars);
             } else {
                 real = tup3(tc, s->name, s->meta, tvars);

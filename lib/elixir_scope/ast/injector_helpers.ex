@@ -10,7 +10,7 @@ defmodule ElixirScope.AST.InjectorHelpers do
 
   Holes: `:fun` (atom), `:args` (list AST), `:line` (integer), `:call` (the call id
   variable), `:value`, `:kind`, `:reason`, `:mod`, `:vars` (keyword list AST),
-  `:source` (string), `:state`, `:result`.
+  `:source` (string), `:state`, `:result`, `:index` (integer), `:call` (a remote call AST).
 
   Injected variables are hygienic: their context is `var_context/0`, so user code
   cannot see them and they cannot clash with user variables.
@@ -88,7 +88,9 @@ defmodule ElixirScope.AST.InjectorHelpers do
             unquote(hole(:line))
           )
         end,
-      module: quote(do: __MODULE__)
+      module: quote(do: __MODULE__),
+      tail_marker: quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
+      tail_require: quote(do: require(ElixirScope.AST.Tail))
     }
   end
 
