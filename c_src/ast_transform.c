@@ -55,6 +55,14 @@ typedef struct tctx {
         *tpl_module, *tpl_tail_marker, *tpl_tail_require;
     T *error; /* the reason of {error, Reason} once failed */
     int nomem;
+    struct {
+        const char *key;
+        T *atom;
+    } acache[256]; /* atoms made from C literals, by address */
+    struct {
+        const char *key;
+        T *var;
+    } vcache[16];
 } tctx;
 
 typedef struct defn {
@@ -92,13 +100,28 @@ typedef struct fctx {
     int tail_enabled;
     int needs_require; /* a remote tail marker was emitted */
     int has_alias;     /* the definition contains an alias form (lexical aliases inside the body) */
+    int saw_tail;      /* a plain-mode pass met a call that could be a tail marker */
 } fctx;
 
 /* ---------------------------------------------------------------- helpers */
 
 #define OOM(tc) ((tc)->a->failed)
 
-static T *atom(tctx *tc, const char *s) { return es_etf_atom(tc->a, s); }
+static T *atom(tctx *tc, const char *s) {
+    size_t h = ((uintptr_t)s >> 3) & 255;
+    for (size_t k = 0; k < 256; k++, h = (h + 1) & 255) {
+        if (tc->acache[h].key == s) return tc->acache[h].atom;
+        if (!tc->acache[h].key) {
+            T *a = es_etf_atom(tc->a, s);
+            if (a) {
+                tc->acache[h].key = s;
+                tc->acache[h].atom = a;
+            }
+            return a;
+        }
+    }
+    return es_etf_atom(tc->a, s);
+}
 
 static int is_tuple(const T *e, uint32_t n) { return e && e->kind == ES_ETF_TUPLE && e->n == n; }
 static T *el(const T *e, uint32_t i) { return e->u.items[i]; }
@@ -148,13 +171,25 @@ static int tv_push(tctx *tc, tvec *tv, T *x) {
 
 static T *gen_meta(tctx *tc) { return es_etf_list_of(tc->a, 1, tup2(tc, atom(tc, "generated"), atom(tc, "true"))); }
 
-static T *var(tctx *tc, const char *name) { return tup3(tc, atom(tc, name), nil(tc), tc->var_ctx); }
+/* injected variables are immutable nodes: one per name (cached by the literal's address) */
+static T *var(tctx *tc, const char *name) {
+    for (size_t k = 0; k < 16 && tc->vcache[k].key; k++)
+        if (tc->vcache[k].key == name) return tc->vcache[k].var;
+    T *v = tup3(tc, atom(tc, name), nil(tc), tc->var_ctx);
+    for (size_t k = 0; k < 16; k++)
+        if (!tc->vcache[k].key) {
+            tc->vcache[k].key = name;
+            tc->vcache[k].var = v;
+            break;
+        }
+    return v;
+}
 
 static T *var_n(tctx *tc, const char *prefix, unsigned i) {
     char *s = es_arena_alloc(tc->a, 32);
     if (!s) return NULL;
     snprintf(s, 32, "%s%u", prefix, i);
-    return tup3(tc, atom(tc, s), nil(tc), tc->var_ctx);
+    return tup3(tc, es_etf_atom(tc->a, s), nil(tc), tc->var_ctx);
 }
 
 static T *match(tctx *tc, T *l, T *r) { return tup3(tc, atom(tc, "="), nil(tc), es_etf_list_of(tc->a, 2, l, r)); }
@@ -669,8 +704,51 @@ static int name_in(const T *name, const T *sel) {
     return 0;
 }
 
-/* Variables bound by a pattern, in order, unique, filtered by sel; returns a keyword list AST or NULL when none. */
-static T *pattern_vars(tctx *tc, const T *pat, const T *sel) {
+/* Does the variable v (name and context) appear anywhere in stmts[0..n)? Iterative. */
+static int var_occurs(const T *v, T *const *stmts, size_t n) {
+    const T **st = NULL;
+    size_t sn = 0, cap = 0;
+    int found = 0;
+    for (size_t k = 0; k < n && !found; k++) {
+        sn = 0;
+#define PUSHO(x)                                                  \
+    do {                                                          \
+        if (sn == cap) {                                          \
+            size_t nc = cap ? cap * 2 : 64;                       \
+            const T **ns = realloc(st, nc * sizeof(T *));         \
+            if (!ns) {                                            \
+                found = 1; /* conservative */                     \
+                goto out;                                         \
+            }                                                     \
+            st = ns;                                              \
+            cap = nc;                                             \
+        }                                                         \
+        st[sn++] = (x);                                           \
+    } while (0)
+        PUSHO(stmts[k]);
+        while (sn > 0) {
+            const T *t = st[--sn];
+            if (t->kind == ES_ETF_TUPLE) {
+                if (t->n == 3 && atom_eq(el(t, 0), el(v, 0)) && atom_eq(el(t, 2), el(v, 2))) {
+                    found = 1;
+                    break;
+                }
+                for (uint32_t i = 0; i < t->n; i++) PUSHO(t->u.items[i]);
+            } else if (t->kind == ES_ETF_LIST) {
+                for (uint32_t i = 0; i <= t->n; i++) PUSHO(t->u.items[i]);
+            }
+        }
+#undef PUSHO
+    }
+out:
+    free(st);
+    return found;
+}
+
+/* Variables bound by a pattern, in order, unique, filtered by sel and by being read in rest[0..nrest)
+ * (capturing a variable that is never read would hide the user's "unused variable" warning);
+ * returns a keyword list AST or NULL when none. */
+static T *pattern_vars(tctx *tc, const T *pat, const T *sel, T *const *rest, size_t nrest) {
     tvec out = {0};
     const T **st = NULL;
     size_t n = 0, cap = 0;
@@ -702,6 +780,7 @@ static T *pattern_vars(tctx *tc, const T *pat, const T *sel) {
             if (h->kind == ES_ETF_ATOM && args->kind == ES_ETF_ATOM) {
                 if (h->n == 0 || h->u.bytes[0] == '_') continue;
                 if (!name_in(h, sel)) continue;
+                if (!var_occurs(t, rest, nrest)) continue;
                 int dup = 0;
                 for (size_t i = 0; i < out.n; i++)
                     if (atom_eq(el(out.v[i], 0), h)) dup = 1;
@@ -746,10 +825,34 @@ static int add_def(tctx *tc, mctx *m, T *name, uint32_t mn, uint32_t mx) {
     return 0;
 }
 
+static int atom_cmp(const T *x, const T *y) {
+    size_t l = x->n < y->n ? x->n : y->n;
+    int c = memcmp(x->u.bytes, y->u.bytes, l);
+    if (c) return c;
+    return x->n < y->n ? -1 : x->n > y->n ? 1 : 0;
+}
+
+static int defn_cmp(const void *a, const void *b) {
+    return atom_cmp(((const defn *)a)->name, ((const defn *)b)->name);
+}
+
+static void sort_defs(mctx *m) {
+    if (m->n_defs > 1) qsort(m->defs, m->n_defs, sizeof(defn), defn_cmp);
+}
+
+/* defs are sorted by name (sort_defs): binary search, then the run of equal names */
 static int has_def(const mctx *m, const T *name, uint32_t arity) {
-    for (size_t i = 0; i < m->n_defs; i++)
-        if (atom_eq(m->defs[i].name, name) && arity >= m->defs[i].min_arity && arity <= m->defs[i].max_arity)
-            return 1;
+    if (!name || name->kind != ES_ETF_ATOM) return 0;
+    size_t lo = 0, hi = m->n_defs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (atom_cmp(m->defs[mid].name, name) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (size_t i = lo; i < m->n_defs && atom_eq(m->defs[i].name, name); i++)
+        if (arity >= m->defs[i].min_arity && arity <= m->defs[i].max_arity) return 1;
     return 0;
 }
 
@@ -842,6 +945,7 @@ static int scan_module(tctx *tc, mctx *m, T *body) {
     }
 out:
     free(st);
+    sort_defs(m);
     return rc;
 #undef PUSHS
 }
@@ -924,7 +1028,8 @@ static int is_control(const T *e) {
 /* Would the last statement s be rewritten structurally (control structure or tail call)? */
 static int tail_structural(fctx *f, const T *s, int mode) {
     if (is_control(s)) return 1;
-    if (mode != M_TAIL) return 0;
+    /* the plain pass must decide as the tail pass would (it detects whether a tail pass is needed) */
+    if (mode == M_WRAP || !f->tail_enabled) return 0;
     if (tail_target(f, s, 0)) return 1;
     if (is_form(s, "|>") && is_plist(el(s, 2)) && llen(el(s, 2)) == 2 && tail_target(f, lat(el(s, 2), 1), 1))
         return 1;
@@ -990,7 +1095,10 @@ static int is_kw_with_do(const T *kw) {
 }
 
 static T *leaf(fctx *f, T *e, int mode) {
-    if (mode == M_PLAIN) return e;
+    if (mode == M_PLAIN) {
+        if (f->tail_enabled && tail_target(f, e, 0)) f->saw_tail = 1;
+        return e;
+    }
     if (mode == M_TAIL) {
         T *m = try_tail_call(f, e, NULL);
         if (m) return m;
@@ -1097,6 +1205,8 @@ static T *tail_rw(fctx *f, T *e, int mode, int depth) {
         if (!nkw) return NULL;
         return tup3(tc, h, meta, es_etf_list_of(tc->a, 1, nkw));
     }
+    if (es_etf_is_atom(h, "|>") && n == 2 && mode == M_PLAIN && f->tail_enabled && tail_target(f, lat(args, 1), 1))
+        f->saw_tail = 1;
     if (es_etf_is_atom(h, "|>") && n == 2 && mode == M_TAIL) {
         T *m = try_tail_call(f, lat(args, 1), lat(args, 0));
         if (m) return m;
@@ -1133,6 +1243,22 @@ static T *line_of(fctx *f, const T *e) {
     return l >= 0 ? es_etf_int(f->t->a, l) : f->line;
 }
 
+/* The line of a statement: its own, else the first line found in its first few subterms
+ * (literal tuples and lists carry no metadata). Bounded breadth-first search. */
+static int64_t stmt_line(const T *e) {
+    const T *q[64];
+    size_t head = 0, tail = 0;
+    q[tail++] = e;
+    while (head < tail) {
+        const T *t = q[head++];
+        int64_t l = meta_line(t);
+        if (l >= 0) return l;
+        uint32_t cnt = t->kind == ES_ETF_TUPLE ? t->n : t->kind == ES_ETF_LIST ? t->n : 0;
+        for (uint32_t i = 0; i < cnt && tail < 64; i++) q[tail++] = t->u.items[i];
+    }
+    return -1;
+}
+
 static int push_injections(fctx *f, tvec *out, int64_t line, const char *where) {
     if (line < 0) return 0;
     T *inj = f->plan->injections;
@@ -1156,11 +1282,11 @@ static int has_injection(fctx *f, int64_t line, const char *where) {
 
 /* Pushes the statement S with its tracing: returns 1 if S's value is now in es_expr (post-statements
  * were added), 0 if S was pushed unchanged (or not at all when last and untraced), -1 on OOM. */
-static int push_traced(fctx *f, tvec *out, T *s, int last, int mode) {
+static int push_traced(fctx *f, tvec *out, T *s, int last, int mode, T *const *rest, size_t nrest) {
     tctx *tc = f->t;
     int trace_expr = 0;
     T *locals = NULL;
-    int64_t line = meta_line(s);
+    int64_t line = stmt_line(s);
     if (f->instrument && !is_directive(s)) {
         if (f->plan->level >= L_EXPRESSIONS || is_list(f->plan->exprs)) {
             T *nm = stmt_name(s);
@@ -1168,7 +1294,7 @@ static int push_traced(fctx *f, tvec *out, T *s, int last, int mode) {
             if (last && tail_structural(f, s, mode)) trace_expr = 0;
         }
         if (is_form(s, "=") && is_plist(el(s, 2)) && llen(el(s, 2)) == 2 && !es_etf_is_atom(f->plan->locals, "none"))
-            locals = pattern_vars(tc, lat(el(s, 2), 0), f->plan->locals);
+            locals = pattern_vars(tc, lat(el(s, 2), 0), f->plan->locals, rest, nrest);
     }
     int inj_after = has_injection(f, line, "after");
     if (!trace_expr && !locals && !inj_after) {
@@ -1215,12 +1341,12 @@ static T *process_body(fctx *f, T *body, int mode, int depth) {
     for (uint32_t i = 0; i < n; i++) {
         T *s = stmts[i];
         int last = i + 1 == n;
-        if (push_injections(f, &out, meta_line(s), "before") < 0) return NULL;
+        if (push_injections(f, &out, stmt_line(s), "before") < 0) return NULL;
         if (!last) {
-            if (push_traced(f, &out, s, 0, mode) < 0) return NULL;
+            if (push_traced(f, &out, s, 0, mode, stmts + i + 1, n - i - 1) < 0) return NULL;
             continue;
         }
-        int r = push_traced(f, &out, s, 1, mode);
+        int r = push_traced(f, &out, s, 1, mode, NULL, 0);
         if (r < 0) return NULL;
         T *final = r == 1 ? tail_rw(f, var(tc, "es_expr"), mode, depth + 1) : tail_rw(f, s, mode, depth + 1);
         if (tv_push(tc, &out, final) < 0) return NULL;
@@ -1326,14 +1452,19 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     int is_callback = gs_arg != -2;
 
     f.tail_enabled = !is_callback;
-    int mode = f.tail_enabled ? M_TAIL : M_PLAIN;
-    T *nbody = process_body(&f, body, mode, 0);
+    /* the plain shape first (most functions); again with tail markers if a tail call was seen */
+    int mode = M_PLAIN;
+    T *nbody = process_body(&f, body, M_PLAIN, 0);
     if (!nbody) return NULL;
-    if (mode == M_TAIL && f.n_sites == 0) { /* no tail call: the simpler plain shape */
+    if (f.tail_enabled && f.saw_tail) {
         f.n_sites = 0;
-        mode = M_PLAIN;
-        nbody = process_body(&f, body, M_PLAIN, 0);
-        if (!nbody) return NULL;
+        f.needs_require = 0;
+        T *tb = process_body(&f, body, M_TAIL, 0);
+        if (!tb) return NULL;
+        if (f.n_sites > 0) {
+            nbody = tb;
+            mode = M_TAIL;
+        }
     }
 
     tvec out = {0};

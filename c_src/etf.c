@@ -10,7 +10,7 @@
 struct es_arena_block {
     es_arena_block *next;
     size_t cap;
-    _Alignas(16) unsigned char data[];
+    _Alignas(8) unsigned char data[];
 };
 
 #define ES_ARENA_MIN_BLOCK (64 * 1024)
@@ -24,8 +24,8 @@ void es_arena_init(es_arena *a) {
 
 void *es_arena_alloc(es_arena *a, size_t n) {
     if (a->failed) return NULL;
-    n = (n + 15) & ~(size_t)15;
-    if (n == 0) n = 16;
+    n = (n + 7) & ~(size_t)7;
+    if (n == 0) n = 8;
     if (!a->head || a->cap - a->used < n) {
         size_t cap = n > ES_ARENA_MIN_BLOCK ? n : ES_ARENA_MIN_BLOCK;
         es_arena_block *b = malloc(sizeof(es_arena_block) + cap);
@@ -252,7 +252,12 @@ es_etf_term *es_etf_binary(es_arena *a, const uint8_t *bytes, size_t len) {
     return t;
 }
 
-es_etf_term *es_etf_nil(es_arena *a) { return node(a, ES_ETF_NIL); }
+/* [] is one shared, immutable node */
+static const es_etf_term es_nil_node = {.kind = ES_ETF_NIL};
+es_etf_term *es_etf_nil(es_arena *a) {
+    (void)a;
+    return (es_etf_term *)&es_nil_node;
+}
 
 es_etf_term *es_etf_tuple(es_arena *a, uint32_t n) {
     es_etf_term *t = node(a, ES_ETF_TUPLE);

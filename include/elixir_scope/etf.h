@@ -30,7 +30,7 @@ typedef struct es_arena {
 } es_arena;
 
 void es_arena_init(es_arena *a);
-void *es_arena_alloc(es_arena *a, size_t n); /* zeroed, 16-byte aligned; NULL (and failed=1) on OOM */
+void *es_arena_alloc(es_arena *a, size_t n); /* zeroed, 8-byte aligned; NULL (and failed=1) on OOM */
 void es_arena_free(es_arena *a);
 
 /* ---- terms ---- */
@@ -76,7 +76,8 @@ es_etf_status es_etf_encode(const es_etf_term *t, uint8_t **out, size_t *out_len
 /* Length of the complete term at buf[0..len) (no version byte), iteratively; 0 when malformed. */
 size_t es_etf_skip(const uint8_t *buf, size_t len);
 
-/* ---- constructors (arena-allocated; NULL when the arena failed) ---- */
+/* ---- constructors (arena-allocated; NULL when the arena failed) ----
+ * Terms are immutable once built and may be shared ([] is a single static node). */
 es_etf_term *es_etf_atom(es_arena *a, const char *name); /* name must outlive the tree (e.g. a literal) */
 es_etf_term *es_etf_atom_n(es_arena *a, const uint8_t *name, size_t len);
 es_etf_term *es_etf_int(es_arena *a, int64_t v);

@@ -45,7 +45,15 @@ defmodule ElixirScope.Test.ASTCorpus do
       end
 
     stderr = ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, path(file)) end)
-    {Module.concat(to), stderr}
+    {Module.concat(to), own_warnings(stderr, file)}
+  end
+
+  # stderr is global: keep only the messages about this fixture (other async tests may print)
+  defp own_warnings(stderr, file) do
+    stderr
+    |> String.split(~r/\n\n+/, trim: true)
+    |> Enum.filter(&String.contains?(&1, file))
+    |> Enum.join("\n\n")
   end
 
   @doc "Runs `fun` and describes what happened."

@@ -18,7 +18,7 @@ defmodule ElixirScope.AST.InjectorHelpers do
 
   alias ElixirScope.Capture.InstrumentationRuntime
 
-  @var_context ElixirScope.AST.Injected
+  @var_context :elixir_scope
 
   @type templates :: %{atom() => Macro.t()}
 
@@ -59,8 +59,13 @@ defmodule ElixirScope.AST.InjectorHelpers do
         end,
       error:
         quote do
-          unquote(runtime).report_error(unquote(hole(:call)), unquote(hole(:kind)), unquote(hole(:reason)), __STACKTRACE__)
-          :erlang.raise(unquote(hole(:kind)), unquote(hole(:reason)), __STACKTRACE__)
+          unquote(__MODULE__).reraise(
+            unquote(runtime),
+            unquote(hole(:call)),
+            unquote(hole(:kind)),
+            unquote(hole(:reason)),
+            __STACKTRACE__
+          )
         end,
       locals:
         quote do
@@ -92,6 +97,17 @@ defmodule ElixirScope.AST.InjectorHelpers do
       tail_marker: quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
       tail_require: quote(do: require(ElixirScope.AST.Tail))
     }
+  end
+
+  @doc """
+  Reports an exception leaving the call `call_id` and raises it again with its
+  original class, reason and stacktrace (`:erlang.raise/3` keeps the stacktrace
+  as given, so this helper's frame does not appear in it).
+  """
+  @spec reraise(module(), pos_integer() | nil, :error | :throw | :exit, term(), list()) :: no_return()
+  def reraise(runtime, call_id, kind, reason, stacktrace) do
+    runtime.report_error(call_id, kind, reason, stacktrace)
+    :erlang.raise(kind, reason, stacktrace)
   end
 
   @doc """
