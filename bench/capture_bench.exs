@@ -2,6 +2,7 @@ defmodule ElixirScope.Bench.Capture do
   @moduledoc false
   # Baselines (empty NIF, remote call, :ets.insert, :erlang.trace) and the capture pipeline.
   import ElixirScope.Bench
+  import Bitwise
   alias ElixirScope.Capture.{InstrumentationRuntime, RingBuffer}
   alias ElixirScope.NIF
 

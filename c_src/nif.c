@@ -96,9 +96,25 @@ static int op_get_double(void *env, es_term t, double *out) {
     return enif_get_double(env, (ERL_NIF_TERM)t, out);
 }
 
+/* OTP 25 only gives atom names in Latin-1; the codec wants UTF-8. Atoms with
+ * characters beyond Latin-1 fail here and the codec falls back to `external`. */
 static int op_get_atom(void *env, es_term t, char *buf, size_t cap) {
-    int n = enif_get_atom(env, (ERL_NIF_TERM)t, buf, (unsigned)cap, ERL_NIF_LATIN1);
-    return n > 0 ? n - 1 : -1;
+    char latin1[256];
+    int n = enif_get_atom(env, (ERL_NIF_TERM)t, latin1, sizeof(latin1), ERL_NIF_LATIN1);
+    size_t out = 0;
+    if (n <= 0) return -1;
+    for (int i = 0; i < n - 1; i++) {
+        unsigned char c = (unsigned char)latin1[i];
+        if (out + 2 >= cap) return -1;
+        if (c < 0x80) {
+            buf[out++] = (char)c;
+        } else {
+            buf[out++] = (char)(0xC0 | (c >> 6));
+            buf[out++] = (char)(0x80 | (c & 0x3F));
+        }
+    }
+    buf[out] = '\0';
+    return (int)out;
 }
 
 static int op_get_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {

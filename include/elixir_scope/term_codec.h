@@ -15,7 +15,39 @@
  *
  * Redaction: a map value whose key, or a 2-tuple's second element whose
  * first element (keyword lists), is an atom or binary named in the redact
- * set is replaced by the atom :"[REDACTED]" before it is written. */
+ * set is replaced by the atom :"[REDACTED]" before it is written.
+ *
+ * Precise rules (implementation notes, added by the capture core):
+ * - Depth: the root term is at depth 1, a container's elements (and an
+ *   improper list's tail) at depth + 1. A list/tuple/map deeper than max_depth
+ *   is replaced by {:"$es_truncated", :depth, 1}; scalars are never cut by
+ *   depth. max_depth = 0 replaces even a container root.
+ * - Width: a list/tuple longer than max_width keeps its first max_width
+ *   elements followed by ONE marker element {:"$es_truncated", :list | :tuple,
+ *   omitted} (so it has max_width + 1 elements; an improper list keeps its
+ *   tail). A map with more than max_width pairs keeps max_width pairs (in
+ *   map_pairs order) plus the pair
+ *   :"$es_truncated" => {:"$es_truncated", :map, omitted}.
+ * - Binary: a binary/bitstring of more than max_binary bytes (a bitstring's
+ *   partial last byte counts as one) becomes
+ *   {:"$es_truncated", {:binary, <<first max_binary bytes>>}, omitted_bytes},
+ *   or {:"$es_truncated", :binary, total_bytes} when max_binary is 0.
+ *   So Kind is an atom, except for a binary prefix, where it is {:binary, prefix}.
+ * - Bytes: max_bytes = 0 means no budget. Otherwise, once the encoding is
+ *   longer than max_bytes, every subterm not yet written is replaced by
+ *   {:"$es_truncated", :bytes, 1} (containers already opened stay valid ETF;
+ *   [] is always written, so proper lists stay proper).
+ * - Other: when an op fails, or ES_T_OTHER and ops->external is NULL or
+ *   fails without an allocation failure, the term is written as
+ *   {:"$es_truncated", :other, 1}.
+ * - Redaction applies to a 2-tuple's second element (only when the tuple is
+ *   not width-truncated) and to map values; the flag ES_CODEC_REDACTED is set.
+ * Op return conventions: get_int64, get_double, get_binary, list_cell, tuple
+ * return nonzero on success (like enif_get_*); get_atom returns the name's
+ * length or -1; map_pairs and external return 0 on success. For
+ * ES_T_BITSTRING, get_binary's data holds *size whole bytes plus one more
+ * byte whose tail_bits high bits are used (the ETF layout). The walker never
+ * keeps pointers returned by ops beyond the encode call. */
 #ifndef ELIXIR_SCOPE_TERM_CODEC_H
 #define ELIXIR_SCOPE_TERM_CODEC_H
 

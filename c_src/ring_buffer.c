@@ -1,0 +1,253 @@
+/* Bounded lock-free MPMC ring of fixed-size event slots, after Dmitry
+ * Vyukov's bounded MPMC queue: every slot carries a sequence number; a
+ * producer claims position p by CAS on enqueue_pos when slot[p & mask].seq
+ * == p, fills the slot and publishes it with seq = p + 1; a consumer claims
+ * position p when seq == p + 1, reads it and frees it with seq = p + capacity.
+ *
+ * The drainer claims a run of ready slots with one CAS and hands them to the
+ * sink in place (no copy), so the order of positions (and thus of one
+ * producer's pushes) is kept exactly.
+ *
+ * Ids: id = position + 1. Drops never consume a position, so under
+ * drop_newest ids are dense. Under overwrite_oldest a producer that finds the
+ * ring full discards the oldest event itself (counted) and retries. */
+#include "elixir_scope/ring_buffer.h"
+
+#include <sched.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ES_CACHE_LINE 64
+
+typedef struct es_slot {
+    _Atomic uint64_t seq;
+    uint32_t len;
+    uint32_t pad_;
+    uint8_t *heap; /* payload when len > ES_RING_INLINE_PAYLOAD, owned by the slot */
+    es_event_head head;
+    uint8_t inline_payload[ES_RING_INLINE_PAYLOAD];
+} __attribute__((aligned(ES_CACHE_LINE))) es_slot;
+
+_Static_assert(sizeof(es_slot) == 256, "a slot is four cache lines");
+_Static_assert(sizeof(es_event_head) == 64, "es_event_head is 64 bytes");
+
+struct es_ring {
+    /* read-only after creation */
+    alignas(ES_CACHE_LINE) es_slot *slots;
+    uint64_t mask;
+    uint32_t capacity;
+    es_overflow policy;
+    /* producers */
+    alignas(ES_CACHE_LINE) _Atomic uint64_t enqueue_pos;
+    /* consumers */
+    alignas(ES_CACHE_LINE) _Atomic uint64_t dequeue_pos;
+    _Atomic uint64_t popped;
+    /* slow-path counters */
+    alignas(ES_CACHE_LINE) _Atomic uint64_t dropped_full;
+    _Atomic uint64_t overwritten;
+    _Atomic uint64_t full_since_ns;
+};
+
+uint64_t es_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(unsigned *spins) {
+    if (++*spins < 64) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#elif defined(__aarch64__)
+        __asm__ __volatile__("yield");
+#endif
+    } else {
+        *spins = 0;
+        sched_yield();
+    }
+}
+
+es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
+    if (capacity < 2 || capacity > (1u << 30) || (capacity & (capacity - 1)) != 0) return NULL;
+    if (policy != ES_OVERFLOW_DROP_NEWEST && policy != ES_OVERFLOW_OVERWRITE_OLDEST) return NULL;
+    es_ring *r = aligned_alloc(ES_CACHE_LINE, sizeof(es_ring));
+    if (!r) return NULL;
+    memset(r, 0, sizeof(*r));
+    r->slots = aligned_alloc(ES_CACHE_LINE, (size_t)capacity * sizeof(es_slot));
+    if (!r->slots) {
+        free(r);
+        return NULL;
+    }
+    for (uint32_t i = 0; i < capacity; i++) {
+        atomic_init(&r->slots[i].seq, (uint64_t)i);
+        r->slots[i].heap = NULL;
+        r->slots[i].len = 0;
+    }
+    r->mask = (uint64_t)capacity - 1;
+    r->capacity = capacity;
+    r->policy = policy;
+    atomic_init(&r->enqueue_pos, 0);
+    atomic_init(&r->dequeue_pos, 0);
+    atomic_init(&r->popped, 0);
+    atomic_init(&r->dropped_full, 0);
+    atomic_init(&r->overwritten, 0);
+    atomic_init(&r->full_since_ns, 0);
+    return r;
+}
+
+void es_ring_destroy(es_ring *ring) {
+    if (!ring) return;
+    for (uint32_t i = 0; i < ring->capacity; i++) free(ring->slots[i].heap);
+    free(ring->slots);
+    free(ring);
+}
+
+static void note_full(es_ring *r) {
+    if (atomic_load_explicit(&r->full_since_ns, memory_order_relaxed) == 0) {
+        uint64_t expected = 0, now = es_now_ns();
+        if (now == 0) now = 1;
+        atomic_compare_exchange_strong_explicit(&r->full_since_ns, &expected, now, memory_order_relaxed,
+                                                memory_order_relaxed);
+    }
+}
+
+static inline int logically_full(es_ring *r, uint64_t pos) {
+    uint64_t deq = atomic_load_explicit(&r->dequeue_pos, memory_order_acquire);
+    return (int64_t)(pos - deq) >= (int64_t)r->capacity;
+}
+
+/* overwrite_oldest: discard the oldest published event. Returns 1 when one was discarded. */
+static int discard_oldest(es_ring *r) {
+    uint64_t pos = atomic_load_explicit(&r->dequeue_pos, memory_order_relaxed);
+    for (;;) {
+        es_slot *s = &r->slots[pos & r->mask];
+        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - (pos + 1));
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&r->dequeue_pos, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed)) {
+                free(s->heap);
+                s->heap = NULL;
+                atomic_fetch_add_explicit(&r->overwritten, 1, memory_order_relaxed);
+                atomic_store_explicit(&s->seq, pos + r->mask + 1, memory_order_release);
+                return 1;
+            }
+        } else if (dif < 0) {
+            return 0; /* empty, or its producer is still writing it */
+        } else {
+            pos = atomic_load_explicit(&r->dequeue_pos, memory_order_relaxed);
+        }
+    }
+}
+
+uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload, uint32_t len) {
+    uint8_t *heap = NULL;
+    if (len > ES_RING_INLINE_PAYLOAD) {
+        heap = malloc(len);
+        if (!heap) {
+            atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
+            return 0;
+        }
+        memcpy(heap, payload, len);
+    }
+    unsigned spins = 0;
+    uint64_t pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
+    es_slot *s;
+    for (;;) {
+        s = &ring->slots[pos & ring->mask];
+        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        int64_t dif = (int64_t)(seq - pos);
+        if (dif == 0) {
+            if (atomic_compare_exchange_weak_explicit(&ring->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
+        } else if (dif < 0) {
+            /* The slot still holds the event of the previous lap. */
+            if (logically_full(ring, pos)) {
+                note_full(ring);
+                if (ring->policy == ES_OVERFLOW_DROP_NEWEST) {
+                    free(heap);
+                    atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
+                    return 0;
+                }
+                if (!discard_oldest(ring)) cpu_relax(&spins);
+            } else {
+                /* a drainer has claimed that slot and is handing it to its sink */
+                cpu_relax(&spins);
+            }
+            pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
+        } else {
+            pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
+        }
+    }
+    uint64_t id = pos + 1;
+    head->id = id;
+    s->head = *head;
+    s->len = len;
+    if (heap) {
+        s->heap = heap;
+    } else {
+        s->heap = NULL;
+        if (len) memcpy(s->inline_payload, payload, len);
+    }
+    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+    return id;
+}
+
+#define ES_DRAIN_BATCH 64
+
+size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx) {
+    size_t done = 0;
+    while (done < max) {
+        uint64_t pos = atomic_load_explicit(&ring->dequeue_pos, memory_order_relaxed);
+        size_t k = 0;
+        size_t want = max - done;
+        if (want > ES_DRAIN_BATCH) want = ES_DRAIN_BATCH;
+        int64_t first_dif = 0;
+        while (k < want) {
+            es_slot *s = &ring->slots[(pos + k) & ring->mask];
+            uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+            int64_t dif = (int64_t)(seq - (pos + k + 1));
+            if (k == 0) first_dif = dif;
+            if (dif != 0) break;
+            k++;
+        }
+        if (k == 0) {
+            if (first_dif < 0) break; /* empty (or the next event is still being written) */
+            continue;                 /* another consumer moved on: reload */
+        }
+        if (!atomic_compare_exchange_strong_explicit(&ring->dequeue_pos, &pos, pos + k, memory_order_relaxed,
+                                                     memory_order_relaxed))
+            continue;
+        for (size_t i = 0; i < k; i++) {
+            es_slot *s = &ring->slots[(pos + i) & ring->mask];
+            const uint8_t *p = s->heap ? s->heap : s->inline_payload;
+            sink(ctx, &s->head, p, s->len);
+            if (s->heap) {
+                free(s->heap);
+                s->heap = NULL;
+            }
+            atomic_store_explicit(&s->seq, pos + i + ring->mask + 1, memory_order_release);
+        }
+        atomic_fetch_add_explicit(&ring->popped, k, memory_order_relaxed);
+        done += k;
+    }
+    if (done && atomic_load_explicit(&ring->full_since_ns, memory_order_relaxed) != 0)
+        atomic_store_explicit(&ring->full_since_ns, 0, memory_order_relaxed);
+    return done;
+}
+
+void es_ring_get_stats(es_ring *ring, es_ring_stats *out) {
+    uint64_t deq = atomic_load_explicit(&ring->dequeue_pos, memory_order_acquire);
+    uint64_t enq = atomic_load_explicit(&ring->enqueue_pos, memory_order_acquire);
+    out->capacity = ring->capacity;
+    out->pushed = enq;
+    out->dropped_full = atomic_load_explicit(&ring->dropped_full, memory_order_relaxed);
+    out->overwritten = atomic_load_explicit(&ring->overwritten, memory_order_relaxed);
+    out->popped = atomic_load_explicit(&ring->popped, memory_order_relaxed);
+    out->size = enq > deq ? enq - deq : 0;
+    out->full_since_ns = atomic_load_explicit(&ring->full_since_ns, memory_order_relaxed);
+}

@@ -1,0 +1,375 @@
+/* CMocka tests of the lock-free MPMC ring (c_src/ring_buffer.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "elixir_scope/ring_buffer.h"
+
+/* ---- a sink that records what it is handed ---- */
+typedef struct rec {
+    es_event_head head;
+    uint32_t len;
+    uint8_t payload[600];
+} rec;
+
+typedef struct collector {
+    rec *items;
+    size_t n, cap;
+} collector;
+
+static void collect_sink(void *ctx, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    collector *c = ctx;
+    assert_true(c->n < c->cap);
+    rec *r = &c->items[c->n++];
+    r->head = *head;
+    r->len = len;
+    assert_true(len <= sizeof(r->payload));
+    memcpy(r->payload, payload, len);
+}
+
+static es_event_head mk_head(uint64_t pid, uint32_t line) {
+    es_event_head h;
+    memset(&h, 0, sizeof h);
+    h.ts = es_now_ns();
+    h.pid = pid;
+    h.module = 0x1234;
+    h.function = 0x5678;
+    h.line = line;
+    h.kind = ES_KIND_CALL;
+    h.arity = 2;
+    return h;
+}
+
+static void test_capacity_validation(void **state) {
+    (void)state;
+    assert_null(es_ring_create(0, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(1, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(3, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(1000, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create((1u << 30) + 1, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(1u << 31, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(16, (es_overflow)7));
+    es_ring *r = es_ring_create(2, ES_OVERFLOW_DROP_NEWEST);
+    assert_non_null(r);
+    es_ring_destroy(r);
+    r = es_ring_create(1024, ES_OVERFLOW_OVERWRITE_OLDEST);
+    assert_non_null(r);
+    es_ring_stats st;
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.capacity, 1024);
+    assert_int_equal(st.pushed, 0);
+    assert_int_equal(st.size, 0);
+    assert_int_equal(st.full_since_ns, 0);
+    es_ring_destroy(r);
+    es_ring_destroy(NULL);
+}
+
+static void test_fifo_dense_ids(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    assert_non_null(r);
+    collector c = {calloc(200, sizeof(rec)), 0, 200};
+    uint64_t expect_id = 1;
+    for (int round = 0; round < 3; round++) {
+        for (uint32_t i = 0; i < 50; i++) {
+            es_event_head h = mk_head(7, i);
+            uint8_t pl[4] = {(uint8_t)round, (uint8_t)i, 0xAB, 0xCD};
+            uint64_t id = es_ring_push(r, &h, pl, sizeof pl);
+            assert_int_equal(id, expect_id);
+            assert_int_equal(h.id, id);
+            expect_id++;
+        }
+        es_ring_stats st;
+        es_ring_get_stats(r, &st);
+        assert_int_equal(st.size, 50);
+        assert_int_equal(es_ring_drain(r, 1000, collect_sink, &c), 50);
+    }
+    assert_int_equal(c.n, 150);
+    for (size_t k = 0; k < c.n; k++) {
+        assert_int_equal(c.items[k].head.id, k + 1);
+        assert_int_equal(c.items[k].head.line, k % 50);
+        assert_int_equal(c.items[k].head.pid, 7);
+        assert_int_equal(c.items[k].head.module, 0x1234);
+        assert_int_equal(c.items[k].len, 4);
+        assert_int_equal(c.items[k].payload[0], k / 50);
+        assert_int_equal(c.items[k].payload[1], k % 50);
+    }
+    /* drain of an empty ring */
+    assert_int_equal(es_ring_drain(r, 10, collect_sink, &c), 0);
+    /* max bounds the drain */
+    for (int i = 0; i < 10; i++) {
+        es_event_head h = mk_head(1, i);
+        assert_int_not_equal(es_ring_push(r, &h, NULL, 0), 0);
+    }
+    assert_int_equal(es_ring_drain(r, 3, collect_sink, &c), 3);
+    assert_int_equal(es_ring_drain(r, 100, collect_sink, &c), 7);
+    assert_int_equal(c.items[c.n - 1].head.id, 160);
+    assert_int_equal(c.items[c.n - 1].len, 0);
+    es_ring_stats st;
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.pushed, 160);
+    assert_int_equal(st.popped, 160);
+    assert_int_equal(st.size, 0);
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+static void test_inline_and_heap_payloads(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(8, ES_OVERFLOW_DROP_NEWEST);
+    uint32_t sizes[] = {0, 1, 40, ES_RING_INLINE_PAYLOAD, ES_RING_INLINE_PAYLOAD + 1, 599};
+    size_t n = sizeof sizes / sizeof sizes[0];
+    uint8_t buf[600];
+    for (size_t i = 0; i < n; i++) {
+        for (uint32_t j = 0; j < sizes[i]; j++) buf[j] = (uint8_t)(j * 31 + i);
+        es_event_head h = mk_head(1, (uint32_t)i);
+        assert_int_equal(es_ring_push(r, &h, buf, sizes[i]), i + 1);
+    }
+    collector c = {calloc(16, sizeof(rec)), 0, 16};
+    assert_int_equal(es_ring_drain(r, 100, collect_sink, &c), n);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(c.items[i].len, sizes[i]);
+        for (uint32_t j = 0; j < sizes[i]; j++) assert_int_equal(c.items[i].payload[j], (uint8_t)(j * 31 + i));
+    }
+    /* heap payloads still in the ring are freed by destroy (ASan checks the leak) */
+    for (int i = 0; i < 5; i++) {
+        es_event_head h = mk_head(1, 0);
+        assert_int_not_equal(es_ring_push(r, &h, buf, 500), 0);
+    }
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+static void test_drop_newest_counts(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(16, ES_OVERFLOW_DROP_NEWEST);
+    uint8_t big[300] = {0};
+    for (int i = 0; i < 16; i++) {
+        es_event_head h = mk_head(1, i);
+        assert_int_equal(es_ring_push(r, &h, big, i % 2 ? 300 : 8), i + 1);
+    }
+    es_ring_stats st;
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.full_since_ns, 0);
+    for (int i = 0; i < 10; i++) {
+        es_event_head h = mk_head(1, 100 + i);
+        assert_int_equal(es_ring_push(r, &h, big, i % 2 ? 300 : 8), 0);
+    }
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.dropped_full, 10);
+    assert_int_equal(st.pushed, 16);
+    assert_int_equal(st.size, 16);
+    assert_int_not_equal(st.full_since_ns, 0);
+    assert_true(st.full_since_ns <= es_now_ns());
+    collector c = {calloc(32, sizeof(rec)), 0, 32};
+    assert_int_equal(es_ring_drain(r, 4, collect_sink, &c), 4);
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.full_since_ns, 0); /* a drain freed room */
+    /* ids stay dense after drops */
+    es_event_head h = mk_head(1, 999);
+    assert_int_equal(es_ring_push(r, &h, NULL, 0), 17);
+    assert_int_equal(es_ring_drain(r, 100, collect_sink, &c), 13);
+    for (size_t k = 0; k < c.n; k++) assert_int_equal(c.items[k].head.id, k + 1);
+    assert_int_equal(c.items[16].head.line, 999);
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+static void test_overwrite_oldest_keeps_newest(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(8, ES_OVERFLOW_OVERWRITE_OLDEST);
+    uint8_t big[300];
+    for (int i = 0; i < 30; i++) {
+        es_event_head h = mk_head(1, i);
+        big[0] = (uint8_t)i;
+        assert_int_equal(es_ring_push(r, &h, big, i % 3 ? 300 : 1), i + 1);
+    }
+    es_ring_stats st;
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.pushed, 30);
+    assert_int_equal(st.overwritten, 22);
+    assert_int_equal(st.dropped_full, 0);
+    assert_int_equal(st.size, 8);
+    assert_int_not_equal(st.full_since_ns, 0);
+    collector c = {calloc(8, sizeof(rec)), 0, 8};
+    assert_int_equal(es_ring_drain(r, 100, collect_sink, &c), 8);
+    for (int k = 0; k < 8; k++) {
+        assert_int_equal(c.items[k].head.id, 23 + k);
+        assert_int_equal(c.items[k].head.line, 22 + k);
+        assert_int_equal(c.items[k].payload[0], 22 + k);
+    }
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.popped + st.overwritten, 30);
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+/* ---- concurrency ---- */
+#define NPROD 4
+#define PER_PROD 200000
+
+typedef struct stress {
+    es_ring *ring;
+    int retry; /* producers retry dropped pushes (lossless mode) */
+    atomic_int producers_done;
+    uint64_t attempted[NPROD];
+    /* consumer state */
+    uint64_t next_seq[NPROD];
+    uint64_t received;
+    uint64_t last_id;
+    int order_errors;
+    int id_errors;
+} stress;
+
+typedef struct prod_arg {
+    stress *s;
+    int index;
+} prod_arg;
+
+static void *producer(void *p) {
+    prod_arg *a = p;
+    stress *s = a->s;
+    uint64_t attempted = 0;
+    for (uint64_t i = 0; i < PER_PROD; i++) {
+        es_event_head h = mk_head((uint64_t)a->index, 0);
+        uint8_t pl[40];
+        memset(pl, 0, sizeof pl);
+        memcpy(pl, &i, sizeof i);
+        for (;;) {
+            attempted++;
+            uint64_t id = es_ring_push(s->ring, &h, pl, sizeof pl);
+            if (id || !s->retry) break;
+            sched_yield();
+        }
+    }
+    s->attempted[a->index] = attempted;
+    atomic_fetch_add(&s->producers_done, 1);
+    return NULL;
+}
+
+static void stress_sink(void *ctx, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    stress *s = ctx;
+    uint64_t seq;
+    if (len != 40 || head->pid >= NPROD) {
+        s->order_errors++;
+        return;
+    }
+    memcpy(&seq, payload, sizeof seq);
+    /* in lossless mode seq must be exactly the next; in lossy mode strictly increasing */
+    if (s->retry ? seq != s->next_seq[head->pid] : seq < s->next_seq[head->pid]) s->order_errors++;
+    s->next_seq[head->pid] = seq + 1;
+    if (head->id <= s->last_id) s->id_errors++;
+    s->last_id = head->id;
+    s->received++;
+}
+
+static void *consumer(void *p) {
+    stress *s = p;
+    for (;;) {
+        int done = atomic_load(&s->producers_done) == NPROD;
+        size_t n = es_ring_drain(s->ring, 4096, stress_sink, s);
+        if (n == 0) {
+            if (done) break;
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void run_stress(stress *s) {
+    pthread_t pt[NPROD], ct;
+    prod_arg args[NPROD];
+    assert_int_equal(pthread_create(&ct, NULL, consumer, s), 0);
+    for (int i = 0; i < NPROD; i++) {
+        args[i].s = s;
+        args[i].index = i;
+        assert_int_equal(pthread_create(&pt[i], NULL, producer, &args[i]), 0);
+    }
+    for (int i = 0; i < NPROD; i++) pthread_join(pt[i], NULL);
+    pthread_join(ct, NULL);
+}
+
+static void test_stress_lossless(void **state) {
+    (void)state;
+    stress *s = calloc(1, sizeof *s);
+    s->ring = es_ring_create(1024, ES_OVERFLOW_DROP_NEWEST);
+    s->retry = 1;
+    run_stress(s);
+    assert_int_equal(s->order_errors, 0);
+    assert_int_equal(s->id_errors, 0);
+    assert_int_equal(s->received, (uint64_t)NPROD * PER_PROD);
+    for (int i = 0; i < NPROD; i++) assert_int_equal(s->next_seq[i], PER_PROD);
+    es_ring_stats st;
+    es_ring_get_stats(s->ring, &st);
+    assert_int_equal(st.pushed, (uint64_t)NPROD * PER_PROD);
+    assert_int_equal(st.popped, (uint64_t)NPROD * PER_PROD);
+    assert_int_equal(s->last_id, (uint64_t)NPROD * PER_PROD); /* ids dense: the last one is the count */
+    uint64_t attempted = 0;
+    for (int i = 0; i < NPROD; i++) attempted += s->attempted[i];
+    assert_int_equal(attempted, st.pushed + st.dropped_full);
+    es_ring_destroy(s->ring);
+    free(s);
+}
+
+static void test_stress_overflow_drop(void **state) {
+    (void)state;
+    stress *s = calloc(1, sizeof *s);
+    s->ring = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    s->retry = 0;
+    run_stress(s);
+    es_ring_drain(s->ring, SIZE_MAX, stress_sink, s);
+    es_ring_stats st;
+    es_ring_get_stats(s->ring, &st);
+    uint64_t attempted = 0;
+    for (int i = 0; i < NPROD; i++) attempted += s->attempted[i];
+    assert_int_equal(attempted, (uint64_t)NPROD * PER_PROD);
+    assert_int_equal(st.dropped_full + st.popped, attempted);
+    assert_int_equal(s->received, st.popped);
+    assert_int_equal(st.pushed, st.popped);
+    assert_int_equal(s->last_id, st.pushed); /* dense ids */
+    assert_int_equal(s->order_errors, 0);
+    assert_int_equal(s->id_errors, 0);
+    es_ring_destroy(s->ring);
+    free(s);
+}
+
+static void test_stress_overflow_overwrite(void **state) {
+    (void)state;
+    stress *s = calloc(1, sizeof *s);
+    s->ring = es_ring_create(64, ES_OVERFLOW_OVERWRITE_OLDEST);
+    s->retry = 0;
+    run_stress(s);
+    es_ring_drain(s->ring, SIZE_MAX, stress_sink, s);
+    es_ring_stats st;
+    es_ring_get_stats(s->ring, &st);
+    assert_int_equal(st.pushed, (uint64_t)NPROD * PER_PROD);
+    assert_int_equal(st.dropped_full, 0);
+    assert_int_equal(st.overwritten + st.popped, st.pushed);
+    assert_int_equal(s->received, st.popped);
+    assert_int_equal(s->order_errors, 0);
+    assert_int_equal(s->id_errors, 0);
+    es_ring_destroy(s->ring);
+    free(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_capacity_validation),
+        cmocka_unit_test(test_fifo_dense_ids),
+        cmocka_unit_test(test_inline_and_heap_payloads),
+        cmocka_unit_test(test_drop_newest_counts),
+        cmocka_unit_test(test_overwrite_oldest_keeps_newest),
+        cmocka_unit_test(test_stress_lossless),
+        cmocka_unit_test(test_stress_overflow_drop),
+        cmocka_unit_test(test_stress_overflow_overwrite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
