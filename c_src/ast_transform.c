@@ -1612,82 +1612,111 @@ static T *rewrite_forms(tctx *tc, mctx *m, T *e, int depth) {
 
 /* ---------------------------------------------------------------- entry */
 
-static int finish(tctx *tc, T *result, es_ast_result *out) {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    if (es_etf_encode(result, &buf, &len) != ES_ETF_OK) return -1;
-    out->etf = buf;
-    out->etf_len = len;
-    (void)tc;
-    return 0;
+
+/* Runs the transformation in arena; *result is {ok, Ast} or {error, Reason}. -1 on OOM. */
+static int transform_core(es_arena *arena, const uint8_t *ast_etf, size_t ast_len, const uint8_t *plan_etf,
+                          size_t plan_len, T **result) {
+    tctx *tcp = calloc(1, sizeof(tctx));
+    if (!tcp) return -1;
+    tctx *tc = tcp;
+    tc->a = arena;
+    T *ast = NULL, *plan = NULL;
+    size_t off = 0;
+    int rc = 0;
+    *result = NULL;
+
+    es_etf_status st = es_etf_decode(arena, plan_etf, plan_len, 64, &plan, &off);
+    if (st == ES_ETF_ENOMEM) goto oom;
+    if (st != ES_ETF_OK) {
+        set_error(tc, tup2(tc, atom(tc, "invalid_plan"), atom(tc, "bad_etf")));
+        goto error;
+    }
+    if (parse_plan(tc, plan) < 0) goto error;
+    st = es_etf_decode(arena, ast_etf, ast_len, ES_ETF_DECODE_MAX_DEPTH, &ast, &off);
+    if (st == ES_ETF_ENOMEM) goto oom;
+    if (st == ES_ETF_ETOODEEP) {
+        set_error(tc, tup2(tc, atom(tc, "too_deep"), es_etf_int(arena, ES_ETF_DECODE_MAX_DEPTH)));
+        goto error;
+    }
+    if (st != ES_ETF_OK) {
+        set_error(tc, tup2(tc, atom(tc, "bad_etf"), es_etf_int(arena, (int64_t)off)));
+        goto error;
+    }
+    int v = validate(tc, ast);
+    if (v < 0) goto oom;
+    if (v > 0) goto error;
+
+    mctx top = {0};
+    if (scan_module(tc, &top, ast) < 0) {
+        free(top.defs);
+        goto oom;
+    }
+    T *nast = rewrite_forms(tc, &top, ast, 0);
+    free(top.defs);
+    if (tc->nomem || (!nast && !tc->error) || OOM(tc)) goto oom;
+    if (tc->error) goto error;
+    /* functions named by the plan but defined nowhere */
+    tvec undef = {0};
+    for (uint32_t i = 0; i < tc->n_functions; i++) {
+        if (tc->fn_used[i]) continue;
+        T *f = lat(tc->functions, i);
+        if (tv_push(tc, &undef, tup2(tc, el(f, 0), el(f, 1))) < 0) goto oom;
+    }
+    if (undef.n) {
+        set_error(tc, tup2(tc, atom(tc, "undefined_functions"), list_from(tc, undef.v, undef.n)));
+        goto error;
+    }
+    *result = tup2(tc, atom(tc, "ok"), nast);
+    if (!*result || OOM(tc)) goto oom;
+    goto done;
+error:
+    *result = tup2(tc, atom(tc, "error"), tc->error ? tc->error : atom(tc, "unknown"));
+    if (!*result || OOM(tc)) goto oom;
+    goto done;
+oom:
+    rc = -1;
+done:
+    free(tcp);
+    return rc;
 }
 
 int es_ast_transform(const uint8_t *ast_etf, size_t ast_len, const uint8_t *plan_etf, size_t plan_len,
                      es_ast_result *out) {
     es_arena arena;
     es_arena_init(&arena);
-    tctx tc = {0};
-    tc.a = &arena;
     out->etf = NULL;
     out->etf_len = 0;
-    T *ast = NULL, *plan = NULL, *result = NULL;
-    size_t off = 0;
-    int rc = 0;
-
-    es_etf_status st = es_etf_decode(&arena, plan_etf, plan_len, 64, &plan, &off);
-    if (st == ES_ETF_ENOMEM) goto oom;
-    if (st != ES_ETF_OK) {
-        set_error(&tc, tup2(&tc, atom(&tc, "invalid_plan"), atom(&tc, "bad_etf")));
-        goto error;
-    }
-    if (parse_plan(&tc, plan) < 0) goto error;
-    st = es_etf_decode(&arena, ast_etf, ast_len, ES_ETF_DECODE_MAX_DEPTH, &ast, &off);
-    if (st == ES_ETF_ENOMEM) goto oom;
-    if (st == ES_ETF_ETOODEEP) {
-        set_error(&tc, tup2(&tc, atom(&tc, "too_deep"), es_etf_int(&arena, ES_ETF_DECODE_MAX_DEPTH)));
-        goto error;
-    }
-    if (st != ES_ETF_OK) {
-        set_error(&tc, tup2(&tc, atom(&tc, "bad_etf"), es_etf_int(&arena, (int64_t)off)));
-        goto error;
-    }
-    int v = validate(&tc, ast);
-    if (v < 0) goto oom;
-    if (v > 0) goto error;
-
-    mctx top = {0};
-    if (scan_module(&tc, &top, ast) < 0) {
-        free(top.defs);
-        goto oom;
-    }
-    T *nast = rewrite_forms(&tc, &top, ast, 0);
-    free(top.defs);
-    if (tc.nomem || (!nast && !tc.error) || OOM(&tc)) goto oom;
-    if (tc.error) goto error;
-    /* functions named by the plan but defined nowhere */
-    tvec undef = {0};
-    for (uint32_t i = 0; i < tc.n_functions; i++) {
-        if (tc.fn_used[i]) continue;
-        T *f = lat(tc.functions, i);
-        if (tv_push(&tc, &undef, tup2(&tc, el(f, 0), el(f, 1))) < 0) goto oom;
-    }
-    if (undef.n) {
-        set_error(&tc, tup2(&tc, atom(&tc, "undefined_functions"), list_from(&tc, undef.v, undef.n)));
-        goto error;
-    }
-    result = tup2(&tc, atom(&tc, "ok"), nast);
-    if (!result || OOM(&tc)) goto oom;
-    if (finish(&tc, result, out) < 0) goto oom;
-    goto done;
-error:
-    result = tup2(&tc, atom(&tc, "error"), tc.error ? tc.error : atom(&tc, "unknown"));
-    if (!result || OOM(&tc) || finish(&tc, result, out) < 0) goto oom;
-    goto done;
-oom:
-    rc = -1;
-done:
+    T *result = NULL;
+    int rc = transform_core(&arena, ast_etf, ast_len, plan_etf, plan_len, &result);
+    if (rc == 0 && es_etf_encode(result, &out->etf, &out->etf_len) != ES_ETF_OK) rc = -1;
     es_arena_free(&arena);
     return rc;
+}
+
+int es_ast_transform_tree(const uint8_t *ast_etf, size_t ast_len, const uint8_t *plan_etf, size_t plan_len,
+                          void *(*block_alloc)(size_t), void (*block_free)(void *), es_ast_tree *out) {
+    out->arena = NULL;
+    out->result = NULL;
+    es_arena *arena = malloc(sizeof(es_arena));
+    if (!arena) return -1;
+    es_arena_init_with(arena, block_alloc, block_free);
+    T *result = NULL;
+    if (transform_core(arena, ast_etf, ast_len, plan_etf, plan_len, &result) < 0) {
+        es_arena_free(arena);
+        free(arena);
+        return -1;
+    }
+    out->arena = arena;
+    out->result = result;
+    return 0;
+}
+
+void es_ast_tree_free(es_ast_tree *t) {
+    if (!t || !t->arena) return;
+    es_arena_free(t->arena);
+    free(t->arena);
+    t->arena = NULL;
+    t->result = NULL;
 }
 
 void es_ast_result_free(es_ast_result *r) {

@@ -15,12 +15,16 @@ struct es_arena_block {
 
 #define ES_ARENA_MIN_BLOCK (64 * 1024)
 
-void es_arena_init(es_arena *a) {
+void es_arena_init_with(es_arena *a, void *(*alloc)(size_t), void (*free_fn)(void *)) {
     a->head = NULL;
     a->used = 0;
     a->cap = 0;
     a->failed = 0;
+    a->block_alloc = alloc ? alloc : malloc;
+    a->block_free = free_fn ? free_fn : free;
 }
+
+void es_arena_init(es_arena *a) { es_arena_init_with(a, NULL, NULL); }
 
 void *es_arena_alloc(es_arena *a, size_t n) {
     if (a->failed) return NULL;
@@ -28,7 +32,7 @@ void *es_arena_alloc(es_arena *a, size_t n) {
     if (n == 0) n = 8;
     if (!a->head || a->cap - a->used < n) {
         size_t cap = n > ES_ARENA_MIN_BLOCK ? n : ES_ARENA_MIN_BLOCK;
-        es_arena_block *b = malloc(sizeof(es_arena_block) + cap);
+        es_arena_block *b = a->block_alloc(sizeof(es_arena_block) + cap);
         if (!b) {
             a->failed = 1;
             return NULL;
@@ -49,10 +53,10 @@ void es_arena_free(es_arena *a) {
     es_arena_block *b = a->head;
     while (b) {
         es_arena_block *n = b->next;
-        free(b);
+        a->block_free(b);
         b = n;
     }
-    es_arena_init(a);
+    es_arena_init_with(a, a->block_alloc, a->block_free);
 }
 
 /* ---------------- tags ---------------- */

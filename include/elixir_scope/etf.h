@@ -27,9 +27,13 @@ typedef struct es_arena {
     size_t used;  /* bytes used in head */
     size_t cap;   /* capacity of head */
     int failed;   /* an allocation failed */
+    void *(*block_alloc)(size_t); /* malloc unless set by es_arena_init_with */
+    void (*block_free)(void *);
 } es_arena;
 
 void es_arena_init(es_arena *a);
+/* Blocks come from alloc/free (e.g. enif_alloc/enif_free, whose pooled memory avoids fresh page faults). */
+void es_arena_init_with(es_arena *a, void *(*alloc)(size_t), void (*free_fn)(void *));
 void *es_arena_alloc(es_arena *a, size_t n); /* zeroed, 8-byte aligned; NULL (and failed=1) on OOM */
 void es_arena_free(es_arena *a);
 

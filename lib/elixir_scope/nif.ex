@@ -55,6 +55,6 @@ defmodule ElixirScope.NIF do
   def noop, do: nif_missing()
 
   # component glue (appended by component owners)
-  @spec ast_transform(binary(), binary()) :: binary()
+  @spec ast_transform(binary(), binary()) :: {:ok, Macro.t()} | {:error, term()}
   def ast_transform(_ast_etf, _plan_etf), do: nif_missing()
 end

@@ -4,7 +4,7 @@ defmodule ElixirScope.AST.Transformer do
 
   The quoted AST and the normalized plan travel to the NIF as external term
   format; the NIF (on a dirty CPU scheduler) walks the term and returns the
-  instrumented AST. What is injected (see `ElixirScope.AST.InjectorHelpers`):
+  instrumented AST (built as VM terms directly from the C result tree). What is injected (see `ElixirScope.AST.InjectorHelpers`):
 
     * at `:function_boundaries` and above, every `def`/`defp` clause reports its
       entry (arguments, line) and gets a call id; its body runs inside a `try`
@@ -54,8 +54,7 @@ defmodule ElixirScope.AST.Transformer do
   defp run(ast, plan, opts) do
     with {:ok, plan} <- normalize(plan) do
       nif_plan = Plan.to_nif(plan, opts)
-      result = NIF.ast_transform(:erlang.term_to_binary(ast), :erlang.term_to_binary(nif_plan))
-      :erlang.binary_to_term(result)
+      NIF.ast_transform(:erlang.term_to_binary(ast), :erlang.term_to_binary(nif_plan))
     end
   end
 
