@@ -50,6 +50,7 @@ typedef struct tctx {
     uint8_t *fn_used; /* per plan function: matched a definition */
     uint32_t n_functions;
     int genserver; /* -1 auto */
+    int macros;    /* instrument defmacro/defmacrop bodies too */
     T *var_ctx;
     T *tpl_entry, *tpl_exit, *tpl_tail, *tpl_error, *tpl_locals, *tpl_expr, *tpl_state_before, *tpl_state_after,
         *tpl_module, *tpl_tail_marker, *tpl_tail_require;
@@ -411,6 +412,14 @@ static int parse_plan(tctx *tc, const T *plan) {
         tc->genserver = 1;
     else if (es_etf_is_atom(g, "false"))
         tc->genserver = 0;
+    else
+        goto bad;
+    what = "macros";
+    T *mac = es_etf_get(plan, "macros");
+    if (!mac || es_etf_is_atom(mac, "false"))
+        tc->macros = 0;
+    else if (es_etf_is_atom(mac, "true"))
+        tc->macros = 1;
     else
         goto bad;
     what = "var_context";
@@ -1451,7 +1460,8 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     if (gs && es_etf_is_atom(el(def, 0), "def")) gs_arg = genserver_state_arg(el(call, 0), arity, &gs_after);
     int is_callback = gs_arg != -2;
 
-    f.tail_enabled = !is_callback;
+    int is_macro = !es_etf_is_atom(el(def, 0), "def") && !es_etf_is_atom(el(def, 0), "defp");
+    f.tail_enabled = !is_callback && !is_macro; /* a macro's value is the AST it returns */
     /* the plain shape first (most functions); again with tail markers if a tail call was seen */
     int mode = M_PLAIN;
     T *nbody = process_body(&f, body, M_PLAIN, 0);
@@ -1607,6 +1617,9 @@ static T *rewrite_forms(tctx *tc, mctx *m, T *e, int depth) {
     }
     if (is_form(e, "defmodule") && is_plist(el(e, 2))) return rewrite_module(tc, m, e, depth);
     if (is_def_kind(e, 0)) return instrument_def(tc, m, e);
+    if (tc->macros && is_tuple(e, 3) && (es_etf_is_atom(el(e, 0), "defmacro") || es_etf_is_atom(el(e, 0), "defmacrop")) &&
+        is_plist(el(e, 2)) && llen(el(e, 2)) >= 1)
+        return instrument_def(tc, m, e);
     return e;
 }
 

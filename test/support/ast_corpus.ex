@@ -56,6 +56,29 @@ defmodule ElixirScope.Test.ASTCorpus do
     |> Enum.join("\n\n")
   end
 
+  @doc """
+  At macro-expansion time (so before a later `doctest` in the same module body
+  expands): compiles fixture `file` instrumented with `plan` under its own name,
+  writes the .beam to a temporary directory and loads it from there, so that its
+  docs chunk can be read.
+  """
+  defmacro compile_for_doctest!(file, plan) do
+    {plan, _} = Code.eval_quoted(plan, [], __CALLER__)
+    {:ok, ast} = Transformer.transform_module(load(file), plan)
+    docs = Code.get_compiler_option(:docs)
+    Code.put_compiler_option(:docs, true)
+    [{mod, bin}] = Code.compile_quoted(ast, path(file))
+    Code.put_compiler_option(:docs, docs)
+    dir = Path.join(System.tmp_dir!(), "es_doctest_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    beam = Path.join(dir, "#{mod}.beam")
+    File.write!(beam, bin)
+    true = :code.add_patha(String.to_charlist(dir))
+    :code.purge(mod)
+    {:module, _} = :code.load_abs(String.to_charlist(Path.rootname(beam)))
+    :ok
+  end
+
   @doc "Runs `fun` and describes what happened."
   @spec outcome((-> term())) :: {:ok, term()} | {:raised, atom(), term(), list()}
   def outcome(fun) do

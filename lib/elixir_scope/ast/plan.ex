@@ -18,7 +18,9 @@ defmodule ElixirScope.AST.Plan do
   `trace_expressions` given explicitly select what is captured at any level above
   `:none` (a list names variables, or for expressions the called function or the
   bound variable of a statement). A function's plan inherits the module's keys it
-  does not set. The default level is `:function_boundaries`.
+  does not set. The default level is `:function_boundaries`. `macros: true` also
+  instruments `defmacro`/`defmacrop` bodies (recorded when callers are compiled);
+  `defguard` is never instrumented (guards cannot call functions).
 
   A project plan (`.elixir_scope/plan.exs`):
 
@@ -215,6 +217,7 @@ defmodule ElixirScope.AST.Plan do
       default: fn_tuple(plan),
       functions: functions,
       genserver: plan.genserver_state,
+      macros: plan.macros,
       var_context: InjectorHelpers.var_context(),
       templates: InjectorHelpers.templates(runtime)
     }

@@ -100,6 +100,14 @@ defmodule ElixirScope.AST.TransformerTest do
       assert {:ok, ^ast} = Transformer.transform_module(ast, :full)
     end
 
+    test "macros are instrumented only when the plan says macros: true" do
+      ast = quote(do: defmodule(Mac, do: defmacro(m(x), do: x)))
+      assert {:ok, ^ast} = Transformer.transform_module(ast, :full)
+      {:ok, new} = Transformer.transform_module(ast, %{level: :full, macros: true})
+      refute new == ast
+      assert Macro.to_string(new) =~ "report_function_entry(__MODULE__, :m, [es_arg1]"
+    end
+
     test "level :none leaves a module unchanged" do
       ast = ASTCorpus.load("tricky.ex")
       assert {:ok, ^ast} = Transformer.transform_module(ast, :none)
