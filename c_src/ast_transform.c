@@ -1300,6 +1300,9 @@ static int push_traced(fctx *f, tvec *out, T *s, int last, int mode, T *const *r
         if (f->plan->level >= L_EXPRESSIONS || is_list(f->plan->exprs)) {
             T *nm = stmt_name(s);
             if (es_etf_is_atom(f->plan->exprs, "all") || (nm && name_in(nm, f->plan->exprs))) trace_expr = 1;
+            /* a bare variable or literal is not worth an event */
+            if (s->kind != ES_ETF_TUPLE && s->kind != ES_ETF_LIST) trace_expr = 0;
+            if (is_tuple(s, 3) && el(s, 0)->kind == ES_ETF_ATOM && el(s, 2)->kind == ES_ETF_ATOM) trace_expr = 0;
             if (last && tail_structural(f, s, mode)) trace_expr = 0;
         }
         if (is_form(s, "=") && is_plist(el(s, 2)) && llen(el(s, 2)) == 2 && !es_etf_is_atom(f->plan->locals, "none"))
