@@ -53,7 +53,7 @@ typedef struct tctx {
     int macros;    /* instrument defmacro/defmacrop bodies too */
     T *var_ctx;
     T *tpl_entry, *tpl_exit, *tpl_tail, *tpl_error, *tpl_locals, *tpl_expr, *tpl_state_before, *tpl_state_after,
-        *tpl_module, *tpl_tail_marker, *tpl_tail_require;
+        *tpl_module, *tpl_tail_marker, *tpl_tail_require, *tpl_import_marker;
     T *error; /* the reason of {error, Reason} once failed */
     int nomem;
     struct {
@@ -79,8 +79,10 @@ typedef struct mctx {
     T *alias_short; /* segments as written in a nested defmodule, or NULL */
 } mctx;
 
+enum { SITE_LOCAL = 1, SITE_REMOTE = 2, SITE_IMPORT = 3, SITE_FUN = 4 };
+
 typedef struct tail_site {
-    int remote;
+    int remote; /* a SITE_* kind */
     int literal_mod; /* remote: the module AST can be repeated after the try */
     T *meta;     /* meta of the original call */
     T *dot_meta; /* remote: meta of the dot */
@@ -102,6 +104,7 @@ typedef struct fctx {
     int needs_require; /* a remote tail marker was emitted */
     int has_alias;     /* the definition contains an alias form (lexical aliases inside the body) */
     int saw_tail;      /* a plain-mode pass met a call that could be a tail marker */
+    int raw_values;    /* a value may leave the try unwrapped (with without else) */
 } fctx;
 
 /* ---------------------------------------------------------------- helpers */
@@ -443,6 +446,7 @@ static int parse_plan(tctx *tc, const T *plan) {
     TPL(tpl_module, "module")
     TPL(tpl_tail_marker, "tail_marker")
     TPL(tpl_tail_require, "tail_require")
+    TPL(tpl_import_marker, "import_marker")
 #undef TPL
     return 0;
 bad:
@@ -961,7 +965,23 @@ out:
 
 /* ---------------------------------------------------------------- function rewrite */
 
-static T *hole_call(fctx *f, T *tpl, const hole *h, size_t nh) { return subst(f->t, tpl, h, nh, 0); }
+/* A template with its holes filled; the call at its root gets the line (the "line" hole, else the
+ * definition's line), so that the VM's "last line executed" (used for errors that carry no line of
+ * their own, such as a bad receive timeout) is what it would be in the plain function. */
+static T *hole_call(fctx *f, T *tpl, const hole *h, size_t nh) {
+    tctx *tc = f->t;
+    T *x = subst(tc, tpl, h, nh, 0);
+    T *line = f->line;
+    for (size_t i = 0; i < nh; i++)
+        if (strcmp(h[i].name, "line") == 0 && h[i].value && h[i].value->kind == ES_ETF_INT) line = h[i].value;
+    if (!x || !is_tuple(x, 3) || !is_plist(el(x, 1)) || es_etf_get(el(x, 1), "line")) return x;
+    T *meta = el(x, 1);
+    T *nm = es_etf_list(tc->a, llen(meta) + 1);
+    if (!nm) return NULL;
+    nm->u.items[0] = tup2(tc, atom(tc, "line"), line);
+    for (uint32_t i = 0; i < llen(meta); i++) nm->u.items[i + 1] = lat(meta, i);
+    return tup3(tc, el(x, 0), nm, el(x, 2));
+}
 
 static T *wrap_value(fctx *f, T *e) { return tup2(f->t, atom(f->t, "$es_v"), e); }
 
@@ -984,7 +1004,7 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
     s->name = name;
     s->nargs = nargs;
     s->literal_mod = 0;
-    if (remote && !f->has_alias) {
+    if (remote == SITE_REMOTE && !f->has_alias) {
         if (mod->kind == ES_ETF_ATOM) s->literal_mod = 1;
         if (is_form(mod, "__MODULE__") && el(mod, 2)->kind == ES_ETF_ATOM) s->literal_mod = 1;
         if (is_form(mod, "__aliases__") && is_plist(el(mod, 2)) && llen(el(mod, 2)) > 0) {
@@ -992,7 +1012,24 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
             s->literal_mod = first->kind == ES_ETF_ATOM || is_form(first, "__MODULE__");
         }
     }
-    if (remote) {
+    if (remote == SITE_IMPORT) {
+        /* ElixirScope.AST.Tail.import_marker(index, fun(args)): an imported function, or else a value */
+        hole h[] = {{"index", es_etf_int(tc->a, (int64_t)f->n_sites)}, {"call", tup3(tc, name, meta, args)}};
+        f->n_sites++;
+        f->needs_require = 1;
+        return subst(tc, tc->tpl_import_marker, h, 2, 0);
+    }
+    if (remote == SITE_FUN) { /* {:"$es_tail", index, fun, args...} */
+        T *elems = es_etf_list(tc->a, nargs + 3);
+        if (!elems) return NULL;
+        elems->u.items[0] = atom(tc, "$es_tail");
+        elems->u.items[1] = es_etf_int(tc->a, (int64_t)f->n_sites);
+        elems->u.items[2] = mod;
+        for (uint32_t i = 0; i < nargs; i++) elems->u.items[3 + i] = lat(args, i);
+        f->n_sites++;
+        return tup3(tc, atom(tc, "{}"), nil(tc), elems);
+    }
+    if (remote == SITE_REMOTE) {
         /* ElixirScope.AST.Tail.marker(index, Mod.fun(args)): decided at expansion (function or macro) */
         T *dot = tup3(tc, atom(tc, "."), dot_meta, es_etf_list_of(tc->a, 2, mod, name));
         hole h[] = {{"index", es_etf_int(tc->a, (int64_t)f->n_sites)}, {"call", tup3(tc, dot, meta, args)}};
@@ -1011,18 +1048,37 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
 }
 
 /* Is e (with a piped first argument) a call that may become a tail marker? */
+/* A local call that might be an imported function (decided at expansion): an identifier that is
+ * not a special form or one of the forms the rewrite handles. */
+static int maybe_import(const T *h) {
+    static const char *const skip[] = {"quote", "unquote", "unquote_splicing", "super", "fn", "for", "import",
+                                       "alias", "require", "use", "try", "receive", "case", "cond", "with",
+                                       "if", "unless", "raise", "reraise", "throw", "exit", NULL};
+    if (h->n == 0) return 0;
+    uint8_t c = h->u.bytes[0];
+    if (!((c >= 'a' && c <= 'z') || c == '_')) return 0;
+    if (c == '_' && h->n > 1 && h->u.bytes[1] == '_') return 0;
+    for (int i = 0; skip[i]; i++)
+        if (es_etf_is_atom(h, skip[i])) return 0;
+    return 1;
+}
+
+/* Is e (with a piped first argument) a call that may become a tail marker? Returns its SITE_* kind or 0. */
 static int tail_target(fctx *f, const T *e, int piped) {
     if (!is_tuple(e, 3) || !is_plist(el(e, 2))) return 0;
     T *h = el(e, 0);
     uint32_t arity = llen(el(e, 2)) + (piped ? 1 : 0);
-    if (h->kind == ES_ETF_ATOM) return has_def(f->m, h, arity);
-    if (is_form(h, ".") && is_plist(el(h, 2)) && llen(el(h, 2)) == 2) {
-        T *mod = lat(el(h, 2), 0), *fname = lat(el(h, 2), 1);
-        if (fname->kind != ES_ETF_ATOM) return 0;
-        (void)mod;
-        if (es_etf_get(el(e, 1), "no_parens")) return 0;
-        return 1;
+    if (h->kind == ES_ETF_ATOM) {
+        if (has_def(f->m, h, arity)) return SITE_LOCAL;
+        return maybe_import(h) ? SITE_IMPORT : 0;
     }
+    if (is_form(h, ".") && is_plist(el(h, 2)) && llen(el(h, 2)) == 2) {
+        T *fname = lat(el(h, 2), 1);
+        if (fname->kind != ES_ETF_ATOM) return 0;
+        if (es_etf_get(el(e, 1), "no_parens")) return 0;
+        return SITE_REMOTE;
+    }
+    if (is_form(h, ".") && is_plist(el(h, 2)) && llen(el(h, 2)) == 1) return SITE_FUN; /* f.(args) */
     return 0;
 }
 
@@ -1057,8 +1113,10 @@ static T *try_tail_call(fctx *f, T *e, T *piped) {
         for (uint32_t i = 0; i < llen(args); i++) na->u.items[i + 1] = lat(args, i);
         args = na;
     }
-    if (h->kind == ES_ETF_ATOM) return add_site(f, 0, el(e, 1), NULL, NULL, h, args);
-    return add_site(f, 1, el(e, 1), el(h, 1), lat(el(h, 2), 0), lat(el(h, 2), 1), args);
+    int kind = tail_target(f, e, piped != NULL);
+    if (kind == SITE_LOCAL || kind == SITE_IMPORT) return add_site(f, kind, el(e, 1), NULL, NULL, h, args);
+    if (kind == SITE_FUN) return add_site(f, kind, el(e, 1), el(h, 1), lat(el(h, 2), 0), NULL, args);
+    return add_site(f, kind, el(e, 1), el(h, 1), lat(el(h, 2), 0), lat(el(h, 2), 1), args);
 }
 
 static T *process_body(fctx *f, T *body, int mode, int depth);
@@ -1182,9 +1240,9 @@ static T *tail_rw(fctx *f, T *e, int mode, int depth) {
             }
             nkw = kw_put(tc, nkw, "else", nc);
         } else if (mode != M_PLAIN) {
-            T *w = var(tc, "es_with");
-            nkw = kw_put(tc, nkw, "else", es_etf_list_of(tc->a, 1, arrow(tc, es_etf_list_of(tc->a, 1, w),
-                                                                         wrap_value(f, w))));
+            /* no else: a non-matching value leaves the with as it is (an else clause would make the
+             * compiler warn when every clause always matches); the dispatch gets a catch-all clause */
+            f->raw_values = 1;
         }
         if (!nkw) return NULL;
         T *na = es_etf_list(tc->a, n);
@@ -1453,6 +1511,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
             nargs->u.items[i] = match(tc, p, av);
         }
     }
+    if (!argvars || !nargs) return NULL;
     T *ncall = tup3(tc, el(call, 0), el(call, 1), nargs);
     T *nhead = ncall;
     if (is_form(head, "when")) nhead = tup3(tc, el(head, 0), el(head, 1), es_etf_list_of(tc->a, 2, ncall, lat(el(head, 2), 1)));
@@ -1472,6 +1531,7 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
     if (f.tail_enabled && f.saw_tail) {
         f.n_sites = 0;
         f.needs_require = 0;
+        f.raw_values = 0;
         T *tb = process_body(&f, body, M_TAIL, 0);
         if (!tb) return NULL;
         if (f.n_sites > 0) {
@@ -1508,38 +1568,51 @@ static T *instrument_def(tctx *tc, mctx *m, T *def) {
         if (state_after && tv_push(tc, &out, state_after) < 0) return NULL;
         if (tv_push(tc, &out, res) < 0) return NULL;
     } else {
-        T *clauses = es_etf_list(tc->a, (uint32_t)f.n_sites + 1);
+        T *clauses = es_etf_list(tc->a, (uint32_t)f.n_sites + 1 + (f.raw_values ? 1 : 0));
         if (!clauses) return NULL;
+        if (f.raw_values) {
+            T *raw = var(tc, "es_raw");
+            hole hw[] = {{"call", f.call_var}, {"value", raw}};
+            T *rstmts[2] = {hole_call(&f, tc->tpl_exit, hw, 2), raw};
+            clauses->u.items[f.n_sites + 1] = arrow(tc, es_etf_list_of(tc->a, 1, raw), block(tc, rstmts, 2));
+        }
         T *vstmts[2] = {exit_call, res};
         clauses->u.items[0] = arrow(tc, es_etf_list_of(tc->a, 1, wrap_value(&f, res)), block(tc, vstmts, 2));
         for (size_t i = 0; i < f.n_sites; i++) {
             tail_site *s = &f.sites[i];
-            uint32_t off = s->remote ? 3 : 2;
+            int has_mod = s->remote != SITE_LOCAL;
+            uint32_t off = has_mod ? 3 : 2;
             T *pel = es_etf_list(tc->a, s->nargs + off);
             T *tvars = es_etf_list(tc->a, s->nargs);
             if (!pel || !tvars) return NULL;
             T *modvar = var(tc, "es_mod");
             pel->u.items[0] = atom(tc, "$es_tail");
             pel->u.items[1] = es_etf_int(tc->a, (int64_t)i);
-            if (s->remote) pel->u.items[2] = s->literal_mod ? tup3(tc, atom(tc, "_"), nil(tc), tc->var_ctx) : modvar;
+            if (has_mod) pel->u.items[2] = s->literal_mod ? tup3(tc, atom(tc, "_"), nil(tc), tc->var_ctx) : modvar;
             for (uint32_t k = 0; k < s->nargs; k++) {
                 T *tv = var_n(tc, "es_t", k + 1);
                 pel->u.items[off + k] = tv;
                 tvars->u.items[k] = tv;
             }
             T *pat = tup3(tc, atom(tc, "{}"), nil(tc), pel);
-            T *mod = s->remote ? (s->literal_mod ? s->mod : modvar) : tc->tpl_module;
+            T *mod = has_mod ? (s->literal_mod ? s->mod : modvar) : tc->tpl_module;
             int64_t cl = -1;
             T *lm = es_etf_get(s->meta, "line");
             if (lm && lm->kind == ES_ETF_INT) cl = lm->u.i;
             hole ht[] = {{"call", f.call_var},
                          {"mod", mod},
-                         {"fun", s->name},
+                         {"fun", s->name ? s->name : atom(tc, "nil")},
                          {"args", tvars},
                          {"line", cl >= 0 ? es_etf_int(tc->a, cl) : f.line}};
             T *report = hole_call(&f, tc->tpl_tail, ht, 5);
             T *real;
-            if (s->remote) {
+            if (s->remote == SITE_FUN) {
+                T *dot = tup3(tc, atom(tc, "."), s->dot_meta, es_etf_list_of(tc->a, 1, mod));
+                real = tup3(tc, dot, s->meta, tvars);
+            } else if (s->remote == SITE_IMPORT) {
+                T *dot = tup3(tc, atom(tc, "."), nil(tc), es_etf_list_of(tc->a, 2, mod, s->name));
+                real = tup3(tc, dot, s->meta, tvars);
+            } else if (s->remote == SITE_REMOTE) {
                 T *dot = tup3(tc, atom(tc, "."), s->dot_meta, es_etf_list_of(tc->a, 2, mod, s->name));
                 real = tup3(tc, dot, s->meta, tvars);
             } else {

@@ -55,7 +55,7 @@ static T *plan_with(int level, T *functions) {
     T *tp = es_etf_tuple(&A, 0);
     tp->kind = ES_ETF_MAP;
     const char *keys[] = {"entry", "exit", "tail", "error", "locals", "expr", "state_before", "state_after", "module",
-                          "tail_marker", "tail_require"};
+                          "tail_marker", "tail_require", "import_marker"};
     T *vals[] = {tpl("rt_entry", 3, "fun", "args", "line"),
                  tpl("rt_exit", 2, "call", "value"),
                  tpl("rt_tail", 5, "call", "mod", "fun", "args", "line"),
@@ -66,7 +66,8 @@ static T *plan_with(int level, T *functions) {
                  tpl("rt_state_after", 3, "call", "result", "line"),
                  t3(at("__MODULE__"), nil(), at("nil")),
                  tpl("rt_tail_marker", 2, "index", "call"),
-                 t3(at("require"), nil(), l1(at("Elixir.Tail")))};
+                 t3(at("require"), nil(), l1(at("Elixir.Tail"))),
+                 tpl("rt_import_marker", 2, "index", "call")};
     size_t nk = sizeof keys / sizeof keys[0];
     tp->n = (uint32_t)nk;
     tp->u.items = es_arena_alloc(&A, sizeof(T *) * 2 * nk);

@@ -95,6 +95,7 @@ defmodule ElixirScope.AST.InjectorHelpers do
         end,
       module: quote(do: __MODULE__),
       tail_marker: quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
+      import_marker: quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
       tail_require: quote(do: require(ElixirScope.AST.Tail))
     }
   end

@@ -25,6 +25,28 @@ defmodule ElixirScope.AST.Tail do
 
   defmacro marker(_index, call), do: quote(do: {:"$es_v", unquote(call)})
 
+  @doc """
+  For a local call in tail position that is not a function of the module: an
+  imported function (from a module other than `Kernel`, whose functions the
+  compiler inlines) becomes the marker `{:"$es_tail", index, Module, args...}`;
+  anything else (an imported macro, a `Kernel` function) stays a plain value.
+  """
+  defmacro import_marker(index, {name, _, args} = call) when is_integer(index) and is_atom(name) and is_list(args) do
+    arity = length(args)
+
+    case Enum.find(__CALLER__.functions, fn {_mod, fs} -> {name, arity} in fs end) do
+      {mod, _} when mod != Kernel ->
+        # the module is named through a capture made in the caller's scope, so the import
+        # counts as used (no "unused import" warning); the compiler folds it to the atom
+        capture = {:&, [], [{:/, [], [{name, [], nil}, arity]}]}
+        mod_expr = quote(do: :erlang.element(1, {unquote(mod), unquote(capture)}))
+        {:{}, [], [:"$es_tail", index, mod_expr | args]}
+      _ -> quote do: {:"$es_v", unquote(call)}
+    end
+  end
+
+  defmacro import_marker(_index, call), do: quote(do: {:"$es_v", unquote(call)})
+
   defp macro?(mod, fun, arity, env) do
     mod in env.requires and Code.ensure_loaded?(mod) and macro_exported?(mod, fun, arity)
   end

@@ -104,7 +104,17 @@ defmodule ElixirScope.AST.CorpusTest do
       {:gen_b, nil, []},
       {:nested, nil, [&classify_input/1]},
       {:inner_count, Inner, [fn g -> Gen.int(g, 0, 100) end]},
-      {:call_outer, Inner, [&classify_input/1]}
+      {:call_outer, Inner, [&classify_input/1]},
+      {:with_eq, nil, [fn g -> Gen.int(g, -2, 50) end]},
+      {:over, nil, [&any/1]},
+      {:wait, nil, [fn g -> Gen.one_of(g, [0, -1, :x]) end]},
+      {:rev, nil, [&int_list/1]},
+      {:bin_size, nil, [fn g -> with {n, g} <- Gen.int(g, 0, 4), {b, g} <- Gen.binary(g, 6), do: {<<n, b::binary>>, g} end]},
+      {:un, nil, [fn g -> Gen.one_of(g, [true, false, nil, 1]) end]},
+      {:fun_tail, nil, [fn g -> Gen.one_of(g, [&abs/1, &Atom.to_string/1, :not_fun]) end, num_or_atom]},
+      {:interp, nil, [&any/1]},
+      {:compr, nil, [fn g -> Gen.list_of(g, 6, num_or_atom) end]},
+      {:rescue_tail, nil, [fn g -> Gen.one_of(g, ["12", "x", "-3", :atom]) end]}
     ]
   end
 

@@ -74,7 +74,7 @@ defmodule ElixirScope.AST.PlanTest do
     assert {:g, 0, {0, [:x], :none, [{3, :before, :ok}]}} in nif.functions
     assert is_atom(nif.var_context)
     assert Map.keys(nif.templates) |> Enum.sort() ==
-             [:entry, :error, :exit, :expr, :locals, :module, :state_after, :state_before, :tail, :tail_marker, :tail_require]
+             [:entry, :error, :exit, :expr, :import_marker, :locals, :module, :state_after, :state_before, :tail, :tail_marker, :tail_require]
 
     {:ok, fb} = Plan.normalize(:function_boundaries)
     assert Plan.to_nif(fb).default == {1, :none, :none, []}
