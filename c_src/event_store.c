@@ -28,6 +28,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ */
@@ -53,10 +54,11 @@ typedef struct es_seg {
     uint64_t base_id;
     uint64_t first_ord;
     uint64_t min_ts, max_ts;
-    es_rec *recs;
-    uint32_t n, cap;
-    uint8_t *arena;
-    uint32_t arena_len, arena_cap;
+    es_rec *recs;     /* reserved for segment_events records */
+    uint8_t *arena;   /* reserved for ES_ARENA_RESERVE bytes */
+    uint32_t n;
+    uint32_t arena_len;
+    uint64_t rec_acct, arena_acct; /* bytes charged to the accounting */
 } es_seg;
 
 /* ------------------------------------------------------------------ */
@@ -92,7 +94,11 @@ typedef struct es_keytab {
     uint32_t n, cap;
     uint32_t *slots; /* key index + 1; 0 = empty */
     uint32_t slot_mask;
+    uint32_t *free_idx; /* indexes of removed keys (c == KEY_DEAD), reused first */
+    uint32_t nfree, free_cap;
 } es_keytab;
+
+#define KEY_DEAD UINT32_MAX
 
 /* correlation multimap */
 typedef struct es_corr_ent {
@@ -107,6 +113,7 @@ struct es_store {
 
     es_seg **segs;
     uint32_t nsegs, segs_cap;
+    es_seg *spare; /* one evicted segment kept for reuse (not in the accounting) */
 
     uint64_t next_ord;
     uint64_t first_live_ord;
@@ -318,6 +325,7 @@ static int keytab_rehash(es_store *s, es_keytab *kt, uint32_t nslots) {
     uint32_t mask = nslots - 1;
     for (uint32_t idx = 0; idx < kt->n; idx++) {
         const es_key *k = &kt->keys[idx];
+        if (k->c == KEY_DEAD) continue;
         uint32_t i = (uint32_t)key_hash(k->a, k->b, k->c) & mask;
         while (ns[i]) i = (i + 1) & mask;
         ns[i] = idx + 1;
@@ -334,7 +342,7 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
     uint32_t idx = keytab_find(kt, a, b, c);
     if (idx != UINT32_MAX) return idx;
     if (kt->n == UINT32_MAX - 1) return UINT32_MAX;
-    if (kt->n == kt->cap) {
+    if (!kt->nfree && kt->n == kt->cap) {
         uint32_t ncap = kt->cap ? kt->cap * 2 : 16;
         es_key *nk = realloc(kt->keys, (size_t)ncap * sizeof(es_key));
         if (!nk) return UINT32_MAX;
@@ -342,11 +350,12 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
         kt->keys = nk;
         kt->cap = ncap;
     }
-    if (!kt->slots || (uint64_t)(kt->n + 1) * 2 > (uint64_t)kt->slot_mask + 1) {
+    uint32_t live = kt->n - kt->nfree;
+    if (!kt->slots || (uint64_t)(live + 1) * 2 > (uint64_t)kt->slot_mask + 1) {
         uint32_t nslots = kt->slots ? (kt->slot_mask + 1) * 2 : 32;
         if (keytab_rehash(s, kt, nslots)) return UINT32_MAX;
     }
-    idx = kt->n++;
+    idx = kt->nfree ? kt->free_idx[--kt->nfree] : kt->n++;
     es_key *k = &kt->keys[idx];
     memset(k, 0, sizeof *k);
     k->a = a;
@@ -358,10 +367,44 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
     return idx;
 }
 
+/* Removes a key whose posting list is empty (no live event refers to it):
+ * backward-shift deletion from the hash, index put on the free list. */
+static void keytab_remove(es_store *s, es_keytab *kt, uint32_t idx) {
+    es_key *k = &kt->keys[idx];
+    if (kt->nfree == kt->free_cap) {
+        uint32_t ncap = kt->free_cap ? kt->free_cap * 2 : 16;
+        uint32_t *nf = realloc(kt->free_idx, (size_t)ncap * sizeof(uint32_t));
+        if (!nf) return; /* keep the key; nothing is lost */
+        s->index_bytes += (uint64_t)(ncap - kt->free_cap) * sizeof(uint32_t);
+        kt->free_idx = nf;
+        kt->free_cap = ncap;
+    }
+    uint32_t mask = kt->slot_mask;
+    uint32_t i = (uint32_t)key_hash(k->a, k->b, k->c) & mask;
+    while (kt->slots[i] != idx + 1) i = (i + 1) & mask;
+    kt->slots[i] = 0;
+    for (uint32_t j = (i + 1) & mask; kt->slots[j]; j = (j + 1) & mask) {
+        const es_key *o = &kt->keys[kt->slots[j] - 1];
+        uint32_t home = (uint32_t)key_hash(o->a, o->b, o->c) & mask;
+        int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+        if (!stays) {
+            kt->slots[i] = kt->slots[j];
+            kt->slots[j] = 0;
+            i = j;
+        }
+    }
+    s->index_bytes -= (uint64_t)k->pl.cap * sizeof(*k->pl.chunks);
+    plist_free(&k->pl);
+    k->a = k->b = 0;
+    k->c = KEY_DEAD;
+    kt->free_idx[kt->nfree++] = idx;
+}
+
 static void keytab_free(es_keytab *kt) {
     for (uint32_t i = 0; i < kt->n; i++) plist_free(&kt->keys[i].pl);
     free(kt->keys);
     free(kt->slots);
+    free(kt->free_idx);
     memset(kt, 0, sizeof *kt);
 }
 
@@ -408,32 +451,62 @@ static int corr_insert(es_store *s, uint64_t key, uint64_t ord) {
 /* ------------------------------------------------------------------ */
 /* segments                                                            */
 
-static void seg_free(es_store *s, es_seg *g) {
-    s->record_bytes -= (uint64_t)g->cap * sizeof(es_rec) + sizeof(es_seg);
-    s->payload_bytes -= g->arena_cap;
-    free(g->recs);
-    free(g->arena);
+/* Segment memory: the record array (segment_events records) and the payload
+ * arena are reserved as virtual memory (mmap, MAP_NORESERVE) once, never
+ * moved or copied, and asked for transparent huge pages, so that filling
+ * them costs one page fault per 2 MB instead of per 4 KB. Only touched pages
+ * are resident; the accounting charges what has been written, rounded up to
+ * 4 KB pages (with huge pages the resident set of the open segment can be up
+ * to 2 MB more). */
+#define ES_ARENA_RESERVE (256u << 20) /* payload bytes per segment, at most */
+#define ES_PAGE 4096u
+
+static inline uint64_t page_up(uint64_t x) { return (x + ES_PAGE - 1) & ~(uint64_t)(ES_PAGE - 1); }
+
+static void *region_reserve(size_t bytes) {
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+static inline size_t rec_reserve_bytes(const es_store *s) { return page_up((uint64_t)s->seg_events * sizeof(es_rec)); }
+
+static void seg_release(es_store *s, es_seg *g) {
+    munmap(g->recs, rec_reserve_bytes(s));
+    munmap(g->arena, ES_ARENA_RESERVE);
     free(g);
 }
 
-/* Shrinks a full segment's arrays to their contents. */
-static void seg_close(es_store *s, es_seg *g) {
-    if (g->cap > g->n && g->n > 0) {
-        es_rec *nr = realloc(g->recs, (size_t)g->n * sizeof(es_rec));
-        if (nr) {
-            s->record_bytes -= (uint64_t)(g->cap - g->n) * sizeof(es_rec);
-            g->recs = nr;
-            g->cap = g->n;
-        }
+/* Removes g from the accounting; keeps it as the spare (its pages stay
+ * resident, so the next segment does not fault them in again) when keep is
+ * set and there is no spare yet, else unmaps it. */
+static void seg_free(es_store *s, es_seg *g, int keep) {
+    s->record_bytes -= g->rec_acct + sizeof(es_seg);
+    s->payload_bytes -= g->arena_acct;
+    if (keep && !s->spare) {
+        s->spare = g;
+        return;
     }
-    if (g->arena_cap > g->arena_len && g->arena_len > 0) {
-        uint8_t *na = realloc(g->arena, g->arena_len);
-        if (na) {
-            s->payload_bytes -= g->arena_cap - g->arena_len;
-            g->arena = na;
-            g->arena_cap = g->arena_len;
-        }
-    }
+    seg_release(s, g);
+}
+
+/* Gives back the rest of the (huge) page after a closed segment's data, so a
+ * segment's resident memory matches its accounting (up to 4 KB). */
+static void trim_after(uint8_t *base, uint64_t used, uint64_t reserved) {
+    const uint64_t huge = 2u << 20;
+    uintptr_t start = (uintptr_t)base + used;
+    uintptr_t stop = (start + huge - 1) & ~(uintptr_t)(huge - 1);
+    uintptr_t limit = (uintptr_t)base + reserved;
+    if (stop > limit) stop = limit;
+    if (stop > start) madvise((void *)start, stop - start, MADV_DONTNEED);
+}
+
+static void seg_close(const es_store *s, es_seg *g) {
+    trim_after((uint8_t *)g->recs, g->rec_acct, rec_reserve_bytes(s));
+    trim_after(g->arena, g->arena_acct, ES_ARENA_RESERVE);
 }
 
 static es_seg *seg_new(es_store *s, uint64_t base_id) {
@@ -445,21 +518,33 @@ static es_seg *seg_new(es_store *s, uint64_t base_id) {
         s->segs = ns;
         s->segs_cap = ncap;
     }
-    es_seg *g = calloc(1, sizeof(es_seg));
+    es_seg *g = s->spare;
+    if (g) {
+        s->spare = NULL;
+        es_rec *recs = g->recs;
+        uint8_t *arena = g->arena;
+        memset(g, 0, sizeof *g);
+        g->recs = recs;
+        g->arena = arena;
+        goto ready;
+    }
+    g = calloc(1, sizeof(es_seg));
     if (!g) return NULL;
-    uint32_t cap = s->seg_events < 256 ? s->seg_events : 256;
-    g->recs = malloc((size_t)cap * sizeof(es_rec));
-    if (!g->recs) {
+    g->recs = region_reserve(rec_reserve_bytes(s));
+    g->arena = region_reserve(ES_ARENA_RESERVE);
+    if (!g->recs || !g->arena) {
+        if (g->recs) munmap(g->recs, rec_reserve_bytes(s));
+        if (g->arena) munmap(g->arena, ES_ARENA_RESERVE);
         free(g);
         return NULL;
     }
-    g->cap = cap;
+ready:
+    if (s->nsegs) seg_close(s, s->segs[s->nsegs - 1]);
     g->base_id = base_id;
     g->first_ord = s->next_ord;
     g->min_ts = UINT64_MAX;
     g->max_ts = 0;
-    s->record_bytes += (uint64_t)cap * sizeof(es_rec) + sizeof(es_seg);
-    if (s->nsegs) seg_close(s, s->segs[s->nsegs - 1]);
+    s->record_bytes += sizeof(es_seg);
     s->segs[s->nsegs++] = g;
     return g;
 }
@@ -481,19 +566,21 @@ static void evict_oldest(es_store *s) {
         if (pk->stamp != stamp) {
             pk->stamp = stamp;
             plist_compact(s, &pk->pl, s->first_live_ord);
+            if (pk->pl.n == 0) keytab_remove(s, &s->pids, r->pid_idx);
         }
         if (r->mfa) {
             es_key *mk = &s->mfas.keys[r->mfa - 1];
             if (mk->stamp != stamp) {
                 mk->stamp = stamp;
                 plist_compact(s, &mk->pl, s->first_live_ord);
+                if (mk->pl.n == 0) keytab_remove(s, &s->mfas, r->mfa - 1);
             }
         }
         if (r->link && corr_kind(r->kind)) s->corr_dead++;
     }
     s->evicted_events += g->n;
     s->evicted_segments++;
-    seg_free(s, g);
+    seg_free(s, g, 1);
     if (s->corr_dead * 2 > s->corr_n && s->corr_dead > 1024) corr_rebuild(s, 0);
 }
 
@@ -530,7 +617,10 @@ static uint32_t seg_lower_bound(const es_seg *g, uint64_t id) {
     uint64_t rel64 = id - g->base_id;
     if (rel64 > UINT32_MAX) return g->n;
     uint32_t rel = (uint32_t)rel64;
-    uint32_t lo = 0, hi = g->n;
+    /* deltas strictly increase from 0, so delta[i] >= i: the answer is <= rel,
+       and with dense ids it is rel itself */
+    if (rel < g->n && g->recs[rel].id_delta == rel) return rel;
+    uint32_t lo = 0, hi = rel < g->n ? rel + 1 : g->n;
     while (lo < hi) {
         uint32_t mid = lo + (hi - lo) / 2;
         if (g->recs[mid].id_delta < rel)
@@ -590,7 +680,9 @@ es_store *es_store_create(const es_store_config *cfg) {
 }
 
 static void store_free_contents(es_store *s) {
-    for (uint32_t i = 0; i < s->nsegs; i++) seg_free(s, s->segs[i]);
+    for (uint32_t i = 0; i < s->nsegs; i++) seg_free(s, s->segs[i], 0);
+    if (s->spare) seg_release(s, s->spare);
+    s->spare = NULL;
     free(s->segs);
     keytab_free(&s->pids);
     keytab_free(&s->mfas);
@@ -627,11 +719,11 @@ static inline uint64_t bytes_used(const es_store *s) { return s->record_bytes + 
 static int append_locked(es_store *s, const es_event_head *head, const uint8_t *payload, uint32_t len) {
     uint64_t id = head->id;
     if (id == 0 || (s->appended && id <= s->last_id) || head->kind >= ES_KIND__COUNT) return -1;
-    if (len > (UINT32_MAX >> 1) || (len && !payload)) return -1;
+    if (len > ES_ARENA_RESERVE || (len && !payload)) return -1;
 
     es_seg *g = s->nsegs ? s->segs[s->nsegs - 1] : NULL;
     if (!g || g->n >= s->seg_events || id - g->base_id > UINT32_MAX ||
-        (uint64_t)g->arena_len + len > UINT32_MAX) {
+        (uint64_t)g->arena_len + len > ES_ARENA_RESERVE) {
         g = seg_new(s, id);
         if (!g) return -1;
     }
@@ -640,25 +732,6 @@ static int append_locked(es_store *s, const es_event_head *head, const uint8_t *
         uint64_t need = sizeof(es_rec) + len + 8;
         while (s->nsegs > 1 && bytes_used(s) + need > s->max_bytes) evict_oldest(s);
     }
-    if (g->n == g->cap) {
-        uint32_t ncap = g->cap * 2 < s->seg_events ? g->cap * 2 : s->seg_events;
-        es_rec *nr = realloc(g->recs, (size_t)ncap * sizeof(es_rec));
-        if (!nr) return -1;
-        s->record_bytes += (uint64_t)(ncap - g->cap) * sizeof(es_rec);
-        g->recs = nr;
-        g->cap = ncap;
-    }
-    if (len && g->arena_cap - g->arena_len < len) {
-        uint64_t ncap = g->arena_cap ? (uint64_t)g->arena_cap * 2 : 4096;
-        while (ncap < (uint64_t)g->arena_len + len) ncap *= 2;
-        if (ncap > UINT32_MAX) ncap = UINT32_MAX;
-        uint8_t *na = realloc(g->arena, ncap);
-        if (!na) return -1;
-        s->payload_bytes += ncap - g->arena_cap;
-        g->arena = na;
-        g->arena_cap = (uint32_t)ncap;
-    }
-
     uint64_t ord = s->next_ord;
     uint32_t pid_idx = keytab_intern(s, &s->pids, head->pid, 0, 0);
     if (pid_idx == UINT32_MAX) return -1;
@@ -719,6 +792,15 @@ static int append_locked(es_store *s, const es_event_head *head, const uint8_t *
     if (len) memcpy(g->arena + g->arena_len, payload, len);
     g->arena_len += len;
     g->n++;
+    uint64_t ra = page_up((uint64_t)g->n * sizeof(es_rec)), pa = page_up(g->arena_len);
+    if (ra != g->rec_acct) {
+        s->record_bytes += ra - g->rec_acct;
+        g->rec_acct = ra;
+    }
+    if (pa != g->arena_acct) {
+        s->payload_bytes += pa - g->arena_acct;
+        g->arena_acct = pa;
+    }
     if (head->ts < g->min_ts) g->min_ts = head->ts;
     if (head->ts > g->max_ts) g->max_ts = head->ts;
 
@@ -735,6 +817,14 @@ int es_store_append(es_store *store, const es_event_head *head, const uint8_t *p
     int rc = append_locked(store, head, payload, len);
     pthread_rwlock_unlock(&store->lock);
     return rc;
+}
+
+void es_store_write_lock(es_store *store) { pthread_rwlock_wrlock(&store->lock); }
+
+void es_store_write_unlock(es_store *store) { pthread_rwlock_unlock(&store->lock); }
+
+int es_store_append_locked(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    return append_locked(store, head, payload, len);
 }
 
 /* ------------------------------------------------------------------ */

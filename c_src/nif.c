@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "elixir_scope/event_store.h"
+#include "elixir_scope/llm_client.h"
 #include "elixir_scope/ring_buffer.h"
 #include "elixir_scope/term_codec.h"
 #include "nif_glue.h"
@@ -475,7 +476,7 @@ static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *pay
     drain_ctx *ctx = ctxp;
     es_event_head h = *head;
     if (h.kind == ES_KIND_CALL) h.call_id = h.id;
-    if (es_store_append(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
+    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
 }
 
 /* drain(session, max) -> count (dirty CPU) */
@@ -488,8 +489,11 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "drain/2 expects a session");
     if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
     ctx.s = s;
+    /* one store write lock per batch, not per event */
     enif_mutex_lock(s->drain_lock);
+    es_store_write_lock(s->store);
     n = es_ring_drain(s->ring, (size_t)max, drain_sink, &ctx);
+    es_store_write_unlock(s->store);
     enif_mutex_unlock(s->drain_lock);
     return enif_make_uint64(env, n);
 }
@@ -817,6 +821,10 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
         enif_free(p);
         return 1;
     }
+    if (es_llm_global_init() != 0) { /* libcurl, once per load (llm, issue 5) */
+        enif_free(p);
+        return 1;
+    }
     make_atoms(env, &p->atoms);
     atomic_store(&p->active, NULL);
     atomic_store(&p->inflight, 0);
@@ -831,6 +839,7 @@ static void on_unload(ErlNifEnv *env, void *priv_data) {
     old = uninstall_active(p);
     if (old) enif_release_resource(old);
     enif_free(p);
+    es_llm_global_cleanup(); /* llm (issue 5) */
 }
 
 static ErlNifFunc nif_funcs[] = {
@@ -851,6 +860,16 @@ static ErlNifFunc nif_funcs[] = {
     {"now", 0, nif_now, 0},
     {"noop", 0, nif_noop, 0},
     /* component glue (c_src/nif_<component>.c), appended below */
+    /* ---- llm (issue 5, c_src/nif_llm.c) ---- */
+    {"llm_http_request", 5, es_nif_llm_http_request, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"json_decode", 1, es_nif_json_decode, 0},
+    {"json_encode", 1, es_nif_json_encode, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"llm_build_gemini_request", 5, es_nif_llm_build_gemini_request, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"llm_build_openai_request", 6, es_nif_llm_build_openai_request, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"llm_extract_text", 2, es_nif_llm_extract_text, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"llm_parse_plan", 1, es_nif_llm_parse_plan, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"llm_plan_schema", 0, es_nif_llm_plan_schema, 0},
+    /* ---- ast (issue 3, c_src/nif_ast.c) ---- */
     {"ast_transform", 2, es_nif_ast_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 

@@ -8,7 +8,16 @@
 /* Raises an ElixirScope argument error: %ArgumentError{message: msg}. */
 ERL_NIF_TERM es_raise_arg(ErlNifEnv *env, const char *msg);
 
-/* AST transformer (c_src/nif_ast.c): ast_transform(ast_etf, plan_etf) -> result ETF binary */
+/* ---- nif_llm.c (LLM client, JSON bridge; issue 5) ---- */
+ERL_NIF_TERM es_nif_llm_http_request(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_json_decode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_json_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_llm_build_gemini_request(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_llm_build_openai_request(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_llm_extract_text(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_llm_parse_plan(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM es_nif_llm_plan_schema(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+/* ---- nif_ast.c (AST transformer; issue 3): ast_transform(ast_etf, plan_etf) -> {ok, Ast} | {error, Reason} */
 ERL_NIF_TERM es_nif_ast_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 #endif

@@ -145,6 +145,7 @@ static int discard_oldest(es_ring *r) {
 
 uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload, uint32_t len) {
     uint8_t *heap = NULL;
+    if (len && !payload) len = 0; /* nothing to copy */
     if (len > ES_RING_INLINE_PAYLOAD) {
         heap = malloc(len);
         if (!heap) {

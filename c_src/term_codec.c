@@ -72,6 +72,18 @@ void es_buf_free(es_buf *b) {
     b->on_heap = 0;
 }
 
+static inline int buf_reserve(es_buf *b, size_t n) { return b->cap - b->len >= n ? 0 : buf_grow(b, n); }
+
+/* memcpy that stays inline for the short strings atoms and small binaries are */
+static inline void copy_small(uint8_t *dst, const void *src, size_t n) {
+    const uint8_t *s = src;
+    if (n <= 16) {
+        for (size_t i = 0; i < n; i++) dst[i] = s[i];
+    } else {
+        memcpy(dst, src, n);
+    }
+}
+
 static inline int put1(es_buf *b, uint8_t c) {
     if (b->len < b->cap) {
         b->data[b->len++] = c;
@@ -86,14 +98,24 @@ static inline int put_be32(es_buf *b, uint32_t v) {
 }
 
 static inline int put_tag_be32(es_buf *b, uint8_t tag, uint32_t v) {
-    uint8_t x[5] = {tag, (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-    return es_buf_put(b, x, 5);
+    if (buf_reserve(b, 5)) return -1;
+    uint8_t *p = b->data + b->len;
+    p[0] = tag;
+    p[1] = (uint8_t)(v >> 24);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 8);
+    p[4] = (uint8_t)v;
+    b->len += 5;
+    return 0;
 }
 
 static int put_int(es_buf *b, int64_t v) {
     if (v >= 0 && v <= 255) {
-        uint8_t x[2] = {ETF_SMALL_INTEGER, (uint8_t)v};
-        return es_buf_put(b, x, 2);
+        if (buf_reserve(b, 2)) return -1;
+        b->data[b->len] = ETF_SMALL_INTEGER;
+        b->data[b->len + 1] = (uint8_t)v;
+        b->len += 2;
+        return 0;
     }
     if (v >= INT32_MIN && v <= INT32_MAX) return put_tag_be32(b, ETF_INTEGER, (uint32_t)(int32_t)v);
     uint64_t mag = v < 0 ? (uint64_t)(-(v + 1)) + 1u : (uint64_t)v;
@@ -117,14 +139,23 @@ static int put_u64_int(es_buf *b, uint64_t v) {
 }
 
 static int put_atom(es_buf *b, const char *name, size_t len) {
+    if (buf_reserve(b, len + 3)) return -1;
+    uint8_t *p = b->data + b->len;
     if (len <= 255) {
-        uint8_t x[2] = {ETF_SMALL_ATOM_UTF8, (uint8_t)len};
-        if (es_buf_put(b, x, 2)) return -1;
+        p[0] = ETF_SMALL_ATOM_UTF8;
+        p[1] = (uint8_t)len;
+        p += 2;
+        b->len += 2;
     } else {
-        uint8_t x[3] = {ETF_ATOM_UTF8, (uint8_t)(len >> 8), (uint8_t)len};
-        if (es_buf_put(b, x, 3)) return -1;
+        p[0] = ETF_ATOM_UTF8;
+        p[1] = (uint8_t)(len >> 8);
+        p[2] = (uint8_t)len;
+        p += 3;
+        b->len += 3;
     }
-    return es_buf_put(b, name, len);
+    copy_small(p, name, len);
+    b->len += len;
+    return 0;
 }
 
 #define MARKER_ATOM "$es_truncated"
@@ -354,38 +385,50 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 if (put_marker(out, "depth", 1)) goto fail;
                 break;
             }
-            /* count the cells; the tail is whatever ends the chain */
+            /* One pass over the cells: the first max_width heads go onto the
+               stack (reversed afterwards), the rest are only counted. Below
+               them: the tail, and above the tail the width marker when
+               something was cut. */
+            if (stack_reserve(&w, 1)) goto fail;
+            size_t base = w.top;
+            w.top += 1;
             uint64_t count = 0;
             es_term cur = t, hd, tl;
-            while (ops->type(env, cur) == ES_T_LIST) {
-                if (!ops->list_cell(env, cur, &hd, &tl)) break;
+            while (ops->list_cell(env, cur, &hd, &tl)) {
+                if (count < max_width) {
+                    if (w.top == w.cap && stack_reserve(&w, 1)) goto fail;
+                    work *slot = &w.items[w.top++];
+                    slot->t = hd;
+                    slot->depth = it.depth + 1;
+                    slot->op = W_TERM;
+                }
                 count++;
                 cur = tl;
             }
-            es_term tail = cur;
             uint64_t kept = count < max_width ? count : max_width;
             uint64_t omitted = count - kept;
-            if (omitted) flags |= ES_CODEC_TRUNCATED;
-            uint64_t header = kept + (omitted ? 1 : 0);
-            if (header > UINT32_MAX) header = UINT32_MAX; /* unreachable: max_width is u32 */
-            if (put_tag_be32(out, ETF_LIST, (uint32_t)header)) goto fail;
-            if (stack_reserve(&w, (size_t)kept + 2)) goto fail;
-            w.items[w.top].t = tail;
-            w.items[w.top].depth = it.depth + 1;
-            w.items[w.top].op = W_TERM;
-            w.top++;
-            if (omitted) push_op(&w, W_MARKER, "list", omitted);
-            size_t base = w.top;
-            cur = t;
-            for (uint64_t i = 0; i < kept; i++) {
-                if (!ops->list_cell(env, cur, &hd, &tl)) break;
-                work *slot = &w.items[base + kept - 1 - i];
-                slot->t = hd;
-                slot->depth = it.depth + 1;
-                slot->op = W_TERM;
-                cur = tl;
+            work *tail = &w.items[base];
+            tail->t = cur;
+            tail->depth = it.depth + 1;
+            tail->op = W_TERM;
+            size_t first = base + 1;
+            if (omitted) { /* the marker goes between the tail and the elements */
+                if (stack_reserve(&w, 1)) goto fail;
+                memmove(&w.items[base + 2], &w.items[base + 1], (size_t)kept * sizeof(work));
+                w.top++;
+                work *mark = &w.items[base + 1];
+                mark->op = W_MARKER;
+                mark->kind = "list";
+                mark->n = omitted;
+                first = base + 2;
             }
-            w.top = base + (size_t)kept;
+            for (size_t i = first, j = w.top - 1; kept > 1 && i < j; i++, j--) {
+                work tmp = w.items[i];
+                w.items[i] = w.items[j];
+                w.items[j] = tmp;
+            }
+            if (omitted) flags |= ES_CODEC_TRUNCATED;
+            if (put_tag_be32(out, ETF_LIST, (uint32_t)(kept + (omitted ? 1 : 0)))) goto fail;
             break;
         }
         case ES_T_TUPLE: {

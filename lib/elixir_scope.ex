@@ -156,6 +156,20 @@ defmodule ElixirScope do
   defp modules(list) when is_list(list), do: list
 
   defp with_session(fun), do: if(running?(), do: fun.(), else: {:error, :not_running})
+
+  # -- time travel (names kept from the original ElixirScope; see ElixirScope.Query) --
+
+  @doc "Every recorded state of a GenServer (`ElixirScope.Query.state_history/2`)."
+  @spec get_state_history(pid() | atom()) :: [map()] | {:error, String.t()}
+  def get_state_history(pid), do: ElixirScope.Query.state_history(pid)
+
+  @doc "A GenServer's state at `at` (`ElixirScope.Query.state_at/3`): `{:ok, state, event}` or `{:error, message}`."
+  @spec get_state_at(pid() | atom(), ElixirScope.Query.at()) :: {:ok, term(), ElixirScope.Event.t()} | {:error, String.t()}
+  def get_state_at(pid, at), do: ElixirScope.Query.state_at(pid, at)
+
+  @doc "Messages, calls and replies from `from` to `to` (`ElixirScope.Query.message_flow/3`; `opts`: `window:`, `source:`)."
+  @spec get_message_flow(pid() | atom(), pid() | atom(), keyword()) :: [map()] | {:error, String.t()}
+  def get_message_flow(from, to, opts \\ []), do: ElixirScope.Query.message_flow(from, to, opts)
 end
 
 defmodule ElixirScope.Supervisor do

@@ -83,7 +83,49 @@ int es_store_get(es_store *store, uint64_t id, es_query_cb cb, void *ctx);
 
 void es_store_get_stats(es_store *store, es_store_stats *out);
 
+/* Batch appends (added by the capture core): a drainer takes the write lock
+ * once per batch instead of once per event, e.g.
+ *     es_store_write_lock(store);
+ *     es_ring_drain(ring, 4096, sink_calling_es_store_append_locked, store);
+ *     es_store_write_unlock(store);
+ * es_store_append_locked has es_store_append's contract but must only be
+ * called between es_store_write_lock and es_store_write_unlock, by the thread
+ * holding the lock. Never call store functions from a query callback (the
+ * read lock is held there). */
+void es_store_write_lock(es_store *store);
+void es_store_write_unlock(es_store *store);
+int es_store_append_locked(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len);
+
 /* Removes every event (counts nothing as evicted). */
 void es_store_clear(es_store *store);
+
+/* Implementation notes (capture core):
+ * - es_store_create(NULL) or segment_events = 0: 65,536 records per segment;
+ *   1..15 -> NULL. A segment also closes early when its payloads reach 256 MB
+ *   or an id is more than 2^32 past its first id. Payloads over 256 MB are
+ *   rejected (-1).
+ * - es_store_clear resets everything, counters included (appended,
+ *   evicted...), and forgets the last id: ids may start again at 1.
+ * - Memory: a record is 48 bytes; each event adds 4 bytes to its pid's and
+ *   4 to its MFA's posting list (plus chunk slack); send/receive/spawn/exit/
+ *   custom events with a link add a 16-byte correlation entry (table kept
+ *   <= 75% full). record_bytes/payload_bytes count written memory rounded up
+ *   to 4 KB pages per segment; index_bytes counts every index allocation.
+ *   Segment memory is reserved with mmap (no copies on growth) and one
+ *   evicted segment is kept for reuse outside the accounting.
+ * - Byte cap: the oldest segment is evicted while bytes_used would go over
+ *   max_bytes; the newest (open) segment never is, so a cap below about one
+ *   segment is exceeded by that segment. Keys (pids, MFAs) left without live
+ *   events are removed, so many short-lived processes do not grow the store.
+ * - Queries: ES_Q_FUNCTION without ES_Q_MODULE (and ES_Q_ARITY without
+ *   ES_Q_FUNCTION) is ignored. The index used: the call's pid list between
+ *   the call and its link for ES_Q_CALL_ID (when the call is gone, a scan
+ *   from that id on), the correlation table for ES_Q_CORRELATION, else the
+ *   smaller of the pid list and the MFA lists (a module or module+function
+ *   query merges the lists of its MFAs), else a scan of the segments whose
+ *   ts range meets since/until. Every filter set is applied to every event.
+ *   A NULL callback just counts.
+ * - Thread safety: every function may be called from any thread; callbacks
+ *   run under the read lock and must not call into the store. */
 
 #endif

@@ -49,4 +49,25 @@ size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx);
 
 void es_ring_get_stats(es_ring *ring, es_ring_stats *out);
 
+/* Implementation notes (capture core):
+ * - Thread safety: es_ring_push from any number of threads; es_ring_drain
+ *   from any thread (runs of ready slots are claimed with one CAS);
+ *   es_ring_get_stats from anywhere (a consistent-enough snapshot).
+ *   create/destroy are not concurrent with anything.
+ * - A slot is 256 bytes (64-byte head + 168 inline payload bytes + bookkeeping);
+ *   the ring takes capacity * 256 bytes. Heap payloads are freed by the drain
+ *   (after the sink returns), by an overwrite, or by es_ring_destroy.
+ * - The sink runs while its slots are still claimed: it must not push into the
+ *   same ring (a producer that meets a claimed slot waits for it).
+ * - "full" means capacity events are waiting: a producer that meets a slot a
+ *   drainer is still handing to its sink waits (spins, then sched_yield)
+ *   instead of dropping, so drops happen only when the ring is really full.
+ * - Exact accounting once producers and drainers are quiet:
+ *   attempted pushes = pushed + dropped_full, and pushed = popped +
+ *   overwritten + size. Ids are dense (1, 2, 3, ...) because a refused push
+ *   consumes no position; under overwrite_oldest the overwritten ids are the
+ *   gaps the drainer sees.
+ * - full_since_ns is set by the first push that finds the ring full and reset
+ *   to 0 by any drain that pops at least one event. */
+
 #endif

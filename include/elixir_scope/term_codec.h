@@ -43,7 +43,8 @@
  * - Redaction applies to a 2-tuple's second element (only when the tuple is
  *   not width-truncated) and to map values; the flag ES_CODEC_REDACTED is set.
  * Op return conventions: get_int64, get_double, get_binary, list_cell, tuple
- * return nonzero on success (like enif_get_*); get_atom returns the name's
+ * return nonzero on success (like enif_get_*; list_cell must return 0 for a
+ * term that is not a cons cell: the walker calls it on list tails); get_atom returns the name's
  * length or -1; map_pairs and external return 0 on success. For
  * ES_T_BITSTRING, get_binary's data holds *size whole bytes plus one more
  * byte whose tail_bits high bits are used (the ETF layout). The walker never

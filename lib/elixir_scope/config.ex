@@ -13,7 +13,7 @@ defmodule ElixirScope.Config do
       enabled: true
   """
 
-  @default_redact [:password, :passwd, :pass, :secret, :token, :access_token, :refresh_token, :api_key,
+  @default_redact [:password, :passwd, :secret, :token, :access_token, :refresh_token, :api_key,
                    :apikey, :private_key, :authorization, :cookie, :session, :credentials, :client_secret]
 
   @schema [

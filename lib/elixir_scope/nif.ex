@@ -55,6 +55,37 @@ defmodule ElixirScope.NIF do
   def noop, do: nif_missing()
 
   # component glue (appended by component owners)
+
+  # ---- llm (issue 5) ----
+  @doc "Performs one HTTP(S) request with libcurl on a dirty IO scheduler."
+  @spec llm_http_request(String.t() | atom, String.t(), [{String.t(), String.t()}], iodata, map) ::
+          {:ok, non_neg_integer, [{String.t(), String.t()}], binary} | {:error, atom, String.t()}
+  def llm_http_request(_method, _url, _headers, _body, _opts), do: nif_missing()
+  @doc "Decodes JSON into maps with binary keys, lists, binaries, numbers, booleans and nil."
+  @spec json_decode(binary) :: {:ok, term} | {:error, String.t()}
+  def json_decode(_json), do: nif_missing()
+  @doc "Encodes maps, lists, binaries, numbers, booleans, nil and atoms as JSON."
+  @spec json_encode(term) :: binary
+  def json_encode(_term), do: nif_missing()
+  @doc "Builds a Gemini generateContent request body."
+  @spec llm_build_gemini_request(String.t() | nil, String.t(), boolean, number, non_neg_integer) :: binary
+  def llm_build_gemini_request(_system, _user, _plan_schema, _temperature, _max_tokens), do: nif_missing()
+  @doc "Builds an OpenAI-compatible chat-completions request body."
+  @spec llm_build_openai_request(String.t(), String.t() | nil, String.t(), boolean, number, non_neg_integer) ::
+          binary
+  def llm_build_openai_request(_model, _system, _user, _json_mode, _temperature, _max_tokens), do: nif_missing()
+  @doc "Extracts the model's text from a Gemini/Vertex or OpenAI response body."
+  @spec llm_extract_text(:gemini | :openai, binary) :: {:ok, String.t()} | {:error, atom, String.t()}
+  def llm_extract_text(_format, _body), do: nif_missing()
+  @doc "Parses and checks a plan answer (JSON text) into an intermediate map."
+  @spec llm_parse_plan(binary) :: {:ok, map} | {:error, atom, String.t()}
+  def llm_parse_plan(_text), do: nif_missing()
+  @doc "The JSON responseSchema of a plan answer."
+  @spec llm_plan_schema() :: binary
+  def llm_plan_schema, do: nif_missing()
+
+  # ---- ast (issue 3) ----
+  @doc "Instruments a quoted AST (ETF) with a normalized plan (ETF); see ElixirScope.AST.Transformer."
   @spec ast_transform(binary(), binary()) :: {:ok, Macro.t()} | {:error, term()}
   def ast_transform(_ast_etf, _plan_etf), do: nif_missing()
 end

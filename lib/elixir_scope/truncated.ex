@@ -20,7 +20,7 @@ defmodule ElixirScope.Truncated do
   def expand(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.map(&expand/1) |> List.to_tuple()
 
   def expand(map) when is_map(map) do
-    Map.new(map, fn
+    map |> Map.to_list() |> Map.new(fn
       {:"$es_truncated", v} -> {:"$es_truncated", expand(v)}
       {k, v} -> {expand(k), expand(v)}
     end)

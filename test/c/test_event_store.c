@@ -545,6 +545,97 @@ static void test_byte_cap_eviction(void **state) {
     es_store_destroy(s);
 }
 
+static void test_batch_append_locked(void **state) {
+    (void)state;
+    es_store *s = mk(32 * 1024, 16);
+    uint64_t id = 1;
+    for (int batch = 0; batch < 50; batch++) {
+        es_store_write_lock(s);
+        for (int i = 0; i < 100; i++, id++) {
+            es_event_head h = ev(id, id % 3, ES_KIND_CALL, 1, 2, 0);
+            uint8_t pl[16];
+            memcpy(pl, &h.id, 8);
+            memcpy(pl + 8, &h.pid, 8);
+            assert_int_equal(es_store_append_locked(s, &h, pl, sizeof pl), 0);
+        }
+        es_event_head old = ev(1, 0, ES_KIND_CALL, 1, 2, 0);
+        assert_int_equal(es_store_append_locked(s, &old, NULL, 0), -1);
+        es_store_write_unlock(s);
+    }
+    es_store_stats st;
+    es_store_get_stats(s, &st);
+    assert_int_equal(st.appended, 5000);
+    assert_int_equal(st.appended, st.live_events + st.evicted_events);
+    assert_true(st.evicted_segments > 0); /* recycled segments get reused */
+    assert_true(st.bytes_used <= 32 * 1024);
+    es_query q;
+    memset(&q, 0, sizeof q);
+    q.fields = ES_Q_PID;
+    q.pid = 1;
+    got *g = run(s, &q);
+    size_t want = 0;
+    for (uint64_t i = st.first_id; i <= 5000; i++) want += i % 3 == 1;
+    assert_int_equal(g->n, want);
+    es_store_destroy(s);
+}
+
+/* Many short-lived processes under a byte cap: keys of fully evicted pids and
+ * MFAs are removed and reused, so the indexes stay bounded. */
+static void test_key_reuse_many_pids(void **state) {
+    (void)state;
+    const uint64_t cap = 256 * 1024;
+    es_store *s = mk(cap, 64);
+    uint64_t max_index = 0;
+    const uint64_t N = 200000;
+    for (uint64_t id = 1; id <= N; id++) {
+        uint64_t pid = 0x5000 + id / 4; /* a new process every 4 events */
+        es_event_head h = ev(id, pid, ES_KIND_CALL, 0x77 + (id / 100), 1, 0);
+        assert_int_equal(app(s, &h), 0);
+        if (id % 1000 == 0) {
+            es_store_stats st;
+            es_store_get_stats(s, &st);
+            if (id > N / 2 && st.index_bytes > max_index) max_index = st.index_bytes;
+            assert_true(st.bytes_used <= cap);
+        }
+    }
+    es_store_stats st;
+    es_store_get_stats(s, &st);
+    assert_int_equal(st.appended, st.live_events + st.evicted_events);
+    assert_true(max_index < cap);
+    /* live pids answer, evicted ones do not */
+    for (uint64_t id = N - 40; id <= N; id += 4) {
+        es_query q;
+        memset(&q, 0, sizeof q);
+        q.fields = ES_Q_PID;
+        q.pid = 0x5000 + id / 4;
+        got *g = run(s, &q);
+        size_t want = 0;
+        for (uint64_t k = st.first_id; k <= N; k++) want += k / 4 == id / 4;
+        assert_int_equal(g->n, want);
+        for (size_t i = 0; i < g->n; i++) assert_int_equal(g->heads[i].pid, q.pid);
+        q.fields = ES_Q_MODULE;
+        q.module = 0x77 + id / 100;
+        g = run(s, &q);
+        want = 0;
+        for (uint64_t k = st.first_id; k <= N; k++) want += k / 100 == id / 100;
+        assert_int_equal(g->n, want);
+    }
+    es_query q;
+    memset(&q, 0, sizeof q);
+    q.fields = ES_Q_PID;
+    q.pid = 0x5000 + 1;
+    assert_int_equal(run(s, &q)->n, 0);
+    q.fields = ES_Q_MODULE;
+    q.module = 0x77;
+    assert_int_equal(run(s, &q)->n, 0);
+    /* every live event's pid round-trips through get */
+    es_event_view v;
+    assert_int_equal(es_store_get(s, N, copy_view, &v), 1);
+    assert_int_equal(v.head.pid, 0x5000 + N / 4);
+    assert_int_equal(v.head.module, 0x77 + N / 100);
+    es_store_destroy(s);
+}
+
 static void test_clear(void **state) {
     (void)state;
     es_store *s = mixed_store(16);
@@ -689,6 +780,8 @@ int main(void) {
         cmocka_unit_test(test_call_backpatch_and_call_query),
         cmocka_unit_test(test_correlation),
         cmocka_unit_test(test_byte_cap_eviction),
+        cmocka_unit_test(test_batch_append_locked),
+        cmocka_unit_test(test_key_reuse_many_pids),
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_million_events_pid_query),
         cmocka_unit_test(test_concurrent_readers),

@@ -1,0 +1,148 @@
+defmodule ElixirScope.AI.LLM.Remote do
+  @moduledoc """
+  The provider flow shared by the HTTP providers (Gemini, Vertex,
+  OpenAI-compatible): build prompts, call the provider's `complete/4`, parse
+  and validate the answer. A provider module implements
+
+      complete(system, user, mode :: :plan | :json | :text, settings) :: {:ok, text} | {:error, {kind, msg}}
+      settings(opts) :: ElixirScope.AI.LLM.Settings.t()
+      check_configured(settings) :: :ok | {:error, {:not_configured, msg}}
+  """
+
+  require Logger
+  alias ElixirScope.AI.{CodeAnalyzer, Explainer}
+  alias ElixirScope.AI.LLM.{PlanAnswer, Prompt}
+
+  @doc "Plan through `mod`; warnings of partial answers are logged."
+  @spec plan_instrumentation(module, [map], keyword) :: {:ok, map} | {:error, {atom, String.t()}}
+  def plan_instrumentation(mod, analyses, opts) do
+    settings = mod.settings(Keyword.put(opts, :purpose, :plan))
+    strategy = Keyword.get(opts, :strategy, :balanced)
+
+    {user, omitted} =
+      Prompt.plan_user(analyses, strategy, Keyword.fetch!(settings.options, :max_prompt_bytes))
+
+    if omitted != [] do
+      Logger.warning(
+        "ElixirScope AI: #{length(omitted)} modules did not fit in the prompt (max_prompt_bytes); the heuristic plans them"
+      )
+    end
+
+    with :ok <- mod.check_configured(settings),
+         {:ok, text} <- mod.complete(Prompt.plan_system(), user, :plan, settings),
+         {:ok, plan, warnings} <-
+           PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: mod.provider_name()) do
+      Enum.each(warnings, &Logger.warning("ElixirScope AI: " <> &1))
+      {:ok, plan}
+    end
+  end
+
+  @doc "Explanation of an error context through `mod`."
+  @spec explain_error(module, map, keyword) :: {:ok, map} | {:error, {atom, String.t()}}
+  def explain_error(mod, context, opts) do
+    settings = mod.settings(opts)
+    user = Prompt.explain_user(context, Keyword.fetch!(settings.options, :max_prompt_bytes))
+
+    with :ok <- mod.check_configured(settings),
+         {:ok, text} <- mod.complete(Prompt.explain_system(), user, :json, settings) do
+      {explanation, fix} =
+        case ElixirScope.NIF.json_decode(strip_fence(text)) do
+          {:ok, %{"explanation" => e} = m} when is_binary(e) ->
+            {e, if(is_binary(m["suggested_fix"]), do: m["suggested_fix"])}
+
+          _ ->
+            {text, nil}
+        end
+
+      {:ok,
+       %{
+         explanation: explanation,
+         suggested_fix: fix,
+         provider: mod.provider_name(),
+         summary: Explainer.summary_text(context)
+       }}
+    end
+  end
+
+  defp strip_fence(text) do
+    text
+    |> String.trim()
+    |> String.replace(~r/\A```(?:json)?\s*/, "")
+    |> String.replace(~r/\s*```\z/, "")
+  end
+
+  @doc "Suggested fix through `mod`."
+  @spec suggest_fix(module, map, keyword) :: {:ok, String.t()} | {:error, {atom, String.t()}}
+  def suggest_fix(mod, context, opts) do
+    with {:ok, %{suggested_fix: fix, explanation: e}} <- explain_error(mod, context, opts) do
+      {:ok, fix || e}
+    end
+  end
+
+  @doc "Commentary on an analysis through `mod`."
+  @spec analyze_code(module, map | String.t(), keyword) ::
+          {:ok, map} | {:error, {atom, String.t()}}
+  def analyze_code(mod, input, opts) do
+    settings = mod.settings(opts)
+
+    with {:ok, analysis} <- to_analysis(input),
+         :ok <- mod.check_configured(settings),
+         json = ElixirScope.NIF.json_encode(Prompt.summary(analysis)),
+         user =
+           binary_part(
+             json,
+             0,
+             min(byte_size(json), Keyword.fetch!(settings.options, :max_prompt_bytes))
+           ),
+         {:ok, text} <- mod.complete(Prompt.analyze_system(), user, :text, settings) do
+      {:ok, %{analysis: analysis, commentary: text, provider: mod.provider_name()}}
+    end
+  end
+
+  @doc false
+  @spec to_analysis(map | String.t() | module) :: {:ok, map} | {:error, {atom, String.t()}}
+  def to_analysis(%{module: _, functions: _} = a), do: {:ok, a}
+
+  def to_analysis(input) do
+    case CodeAnalyzer.analyze_module(input) do
+      {:ok, a} -> {:ok, a}
+      {:error, msg} -> {:error, {:analysis_failed, msg}}
+    end
+  end
+
+  @doc "A tiny request proving the endpoint and the credentials work."
+  @spec test_connection(module, keyword) :: :ok | {:error, {atom, String.t()}}
+  def test_connection(mod, opts) do
+    settings = mod.settings(Keyword.put_new(opts, :retries, 0))
+
+    with :ok <- mod.check_configured(settings),
+         {:ok, _text} <- mod.complete("Reply with the single word OK.", "ping", :text, settings) do
+      :ok
+    end
+  end
+
+  @doc "Maps the C extractor's errors to provider errors."
+  @spec extract(:gemini | :openai, binary, String.t()) ::
+          {:ok, String.t()} | {:error, {atom, String.t()}}
+  def extract(format, body, label) do
+    case ElixirScope.NIF.llm_extract_text(format, body) do
+      {:ok, text} ->
+        {:ok, text}
+
+      {:error, :malformed_json, msg} ->
+        {:error, {:malformed_json, "#{label} sent a response that is not valid JSON: #{msg}"}}
+
+      {:error, :invalid_utf8, msg} ->
+        {:error, {:malformed_json, "#{label} sent a response that is not valid UTF-8: #{msg}"}}
+
+      {:error, :api_error, msg} ->
+        {:error, {:api_error, "#{label}: #{msg}"}}
+
+      {:error, :blocked, msg} ->
+        {:error, {:blocked, "#{label}: #{msg}"}}
+
+      {:error, kind, msg} ->
+        {:error, {kind, "#{label}: #{msg}"}}
+    end
+  end
+end

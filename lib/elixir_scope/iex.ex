@@ -1,0 +1,419 @@
+defmodule ElixirScope.IEx do
+  @moduledoc """
+  IEx helpers: `import ElixirScope.IEx` (the demo's `.iex.exs` does it).
+
+      history(pid)            # a process's latest events (or history(pid, 100))
+      calls(MyMod.fun/2)      # every recorded call: args, result, duration
+      logpoint(MyMod.fun/2, fn hit -> hit.locals[:x] end)   # a print, after the fact
+      tree(pid)               # the call tree of a process (or tree(call_id))
+      state_at(pid, t)        # a GenServer's state at t (ns, DateTime, event id)
+      vars(call_id)           # the locals of a call (or of a process: vars(pid))
+      origin(value)           # where a value first appeared and how it travelled
+      timeline([p1, p2])      # processes side by side, with the messages between
+      step() / back()         # walk through events (step(pid) follows one process)
+      explain(pid_or_call)    # an AI explanation (ElixirScope.AI)
+      stats()                 # counters of the live session or recording
+
+  They read the default source: the live session, or the recording opened
+  with `ElixirScope.Recording.load/1` / `mix scope.open FILE`. Pids can be
+  given as pids, registered names, or strings like `"0.123.0"`.
+  """
+
+  alias ElixirScope.{Event, Query}
+  alias ElixirScope.IEx.Format
+  alias ElixirScope.Query.{Cursor, Source}
+  alias ElixirScope.Storage.EventCorrelator
+
+  @cursor_key :elixir_scope_iex_cursor
+
+  @doc "Prints the latest `n` events of a process (default 30)."
+  @spec history(term(), pos_integer()) :: :ok
+  def history(who, n \\ 30) do
+    src = Source.default()
+
+    with {:ok, pid} <- to_pid(who),
+         evs when is_list(evs) <- Query.events(pid: pid, order: :desc, limit: n) do
+      case Enum.reverse(evs) do
+        [] -> hint("no events recorded for #{inspect(who)}")
+        evs -> print_events(evs, src)
+      end
+    else
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  @doc """
+  Prints every recorded call of a function: `calls(MyMod.fun/2)`, `calls(MyMod.fun)`,
+  `calls({MyMod, :fun, 2})` or `calls(&MyMod.fun/2)`.
+  """
+  defmacro calls(target) do
+    quote do: ElixirScope.IEx.print_calls(unquote(Query.target_ast(target)))
+  end
+
+  @doc """
+  Prints `fun`'s result for every recorded hit of a function, as if a print had
+  been there: `logpoint(MyMod.fun/2, fn hit -> hit.locals[:total] end)`
+  (see `ElixirScope.Query.run_logpoint/3` for the hit map).
+  """
+  defmacro logpoint(target, fun) do
+    quote do: ElixirScope.IEx.print_logpoint(unquote(Query.target_ast(target)), unquote(fun))
+  end
+
+  @doc "What `logpoint/2` runs."
+  @spec print_logpoint(term(), (map() -> term())) :: :ok
+  def print_logpoint(target, fun) do
+    src = Source.default()
+
+    case Query.run_logpoint(target, fun) do
+      {:error, msg} ->
+        error(msg)
+
+      [] ->
+        hint("no recorded calls of #{describe_target(target)}")
+
+      hits ->
+        for h <- hits do
+          IO.puts(Format.cut("##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} " <>
+                               Format.value(h.result)))
+        end
+
+        :ok
+    end
+  end
+
+  @doc "What `calls/1` runs."
+  @spec print_calls(term(), pos_integer()) :: :ok
+  def print_calls(target, limit \\ 50) do
+    src = Source.default()
+
+    case Query.run_logpoint(target, & &1, limit: limit) do
+      {:error, msg} ->
+        error(msg)
+
+      [] ->
+        hint("no recorded calls of #{describe_target(target)}")
+
+      hits ->
+        for %{result: h} <- hits do
+          dur = duration(h)
+
+          outcome =
+            case h.status do
+              :ok -> Format.color("= #{Format.value(h.return)}", :cyan)
+              :exception -> Format.color("raised #{Format.value(h.exception |> elem(1))}", :red)
+              :tail_call -> "tail call"
+              :open -> Format.color("(still running or its end was not recorded)", :faint)
+            end
+
+          head = "##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} #{Format.mfa(h.event)} #{dur} "
+          IO.puts(head <> IO.iodata_to_binary(outcome) <> Format.cut("  args: " <> Format.value(h.args), 100))
+        end
+
+        IO.puts(Format.color("#{length(hits)} call(s)", :faint))
+    end
+  end
+
+  defp duration(%{event: %{return_id: nil}}), do: ""
+
+  defp duration(%{event: call} = h) do
+    case h.status do
+      s when s in [:ok, :exception] ->
+        case Query.event(call.return_id) do
+          %Event{ts: ts} -> "(#{Format.duration(ts - call.ts)})"
+          nil -> ""
+        end
+
+      _ ->
+        ""
+    end
+  end
+
+  defp describe_target({m, f, a}), do: "#{inspect(m)}.#{f}/#{a}"
+  defp describe_target({m, f}), do: "#{inspect(m)}.#{f}"
+  defp describe_target(other), do: inspect(other)
+
+  @doc """
+  Explains an exception with `ElixirScope.AI.explain/2` (when the AI part is
+  present): an exception event, its id, the id of the call that raised, or a
+  process (its latest exception). Reads the default source, so it works on
+  recordings too.
+  """
+  @spec explain(term()) :: :ok
+  def explain(what) do
+    ai = Module.concat([ElixirScope, AI])
+
+    if Code.ensure_loaded?(ai) and function_exported?(ai, :explain, 2) do
+      with {:ok, target} <- explain_target(what),
+           {:ok, result} <- apply(ai, :explain, [target, [data_access: ElixirScope.Query.DefaultSource]]) do
+        print_explanation(result)
+      else
+        {:error, msg} -> hint(to_string(msg))
+      end
+    else
+      hint("explain/1 needs ElixirScope.AI (the AI part of ElixirScope), which is not available in this build")
+    end
+  end
+
+  defp explain_target(id) when is_integer(id), do: {:ok, id}
+  defp explain_target(%Event{} = e), do: {:ok, e}
+
+  defp explain_target(who) do
+    with {:ok, pid} <- to_pid(who) do
+      case Query.events(pid: pid, kind: :exception, order: :desc, limit: 1) do
+        [e] -> {:ok, e}
+        [] -> {:error, "no exception recorded for #{inspect(who)}: explain/1 explains exceptions"}
+        {:error, _} = err -> err
+      end
+    end
+  end
+
+  defp print_explanation(result) when is_map(result) do
+    for {k, v} <- Enum.sort(result) do
+      text = if is_binary(v), do: v, else: inspect(v, pretty: true, limit: 20)
+      IO.puts(Format.color("#{k}: ", :bright) |> IO.iodata_to_binary() |> Kernel.<>(text))
+    end
+
+    :ok
+  end
+
+  defp print_explanation(other), do: IO.puts(inspect(other, pretty: true))
+
+  @doc "Prints the call tree of a process (pid/name) or of one call (a call id)."
+  @spec tree(term()) :: :ok
+  def tree(who) when is_integer(who) do
+    case Query.call_tree(who) do
+      nil -> hint("no call with id #{who} (a call id is the id of a :call event)")
+      {:error, msg} -> error(msg)
+      node -> print_tree([node])
+    end
+  end
+
+  def tree(who) do
+    with {:ok, pid} <- to_pid(who),
+         roots when is_list(roots) <- Query.call_tree(pid) do
+      if roots == [], do: hint("no calls recorded for #{inspect(who)}"), else: print_tree(roots)
+    else
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  defp print_tree(roots) do
+    src = Source.default()
+
+    for {depth, node} <- EventCorrelator.flatten(roots) do
+      e = node.event
+      indent = String.duplicate("  ", depth)
+
+      status =
+        case node.status do
+          :ok -> Format.color("= #{Format.value(node.return.payload, 6)}", :cyan)
+          :exception -> Format.color("✗ #{Format.value(elem(node.exception.payload, 1), 6)}", :red)
+          :tail_call -> "↪ tail call"
+          :open -> Format.color("(open)", :faint)
+        end
+
+      text = Format.cut("#{indent}#{Format.mfa(e)} #{Format.value(e.payload, 6)} [##{e.id} #{Format.rel(e, src)} #{Format.duration(node.duration_ns)}]")
+      IO.puts(text <> " " <> IO.iodata_to_binary(status))
+    end
+
+    :ok
+  end
+
+  @doc "Prints a GenServer's state at `at` (monotonic ns, `DateTime`, `{:event, id}`, `:now`)."
+  @spec state_at(term(), Query.at()) :: :ok
+  def state_at(who, at \\ :now) do
+    src = Source.default()
+
+    with {:ok, pid} <- to_pid(who),
+         {:ok, state, e} <- Query.state_at(pid, at) do
+      IO.puts(Format.color("state of #{inspect(pid)} at #{describe_at(at)} (from event ##{e.id}, #{elem(e.payload, 0)} a callback, #{Format.rel(e, src)} #{Format.wall(e)}):", :faint))
+      IO.puts(inspect(state, pretty: true, limit: 50, printable_limit: 200))
+    else
+      {:error, msg} -> hint(msg)
+    end
+  end
+
+  defp describe_at(:now), do: "the end"
+  defp describe_at({:event, id}), do: "event ##{id}"
+  defp describe_at(%DateTime{} = dt), do: DateTime.to_iso8601(dt)
+  defp describe_at(t), do: "t=#{inspect(t)}"
+
+  @doc "Prints the local variables of a call (a call id) or of a process, in time order."
+  @spec vars(term()) :: :ok
+  def vars(who) do
+    src = Source.default()
+    scope = if is_integer(who), do: {:ok, [call_id: who]}, else: with({:ok, pid} <- to_pid(who), do: {:ok, [pid: pid]})
+
+    with {:ok, scope} <- scope,
+         evs when is_list(evs) <- Query.events(scope ++ [kind: :local]) do
+      if evs == [], do: hint("no local variables recorded for #{inspect(who)} (needs the :locals level)")
+
+      for e <- evs, is_map(e.payload) do
+        IO.puts(Format.cut("##{e.id} #{Format.rel(e, src)} line #{e.line} call ##{e.call_id}"))
+
+        for {k, v} <- Enum.sort(e.payload) do
+          IO.puts(Format.cut("    #{Format.color(to_string(k), :green)} = #{Format.value(v)}"))
+        end
+      end
+
+      :ok
+    else
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  @doc "Prints where `value` first appeared, the calls open there, and how it travelled between processes."
+  @spec origin(term()) :: :ok
+  def origin(value) do
+    src = Source.default()
+
+    case Query.origin(value) do
+      {:error, msg} ->
+        hint(msg)
+
+      {:ok, o} ->
+        IO.puts("first seen:  " <> Format.line(o.first, src))
+
+        if o.calls != [] do
+          IO.puts("inside:      " <> Enum.map_join(o.calls, " → ", &Format.mfa/1))
+        end
+
+        for hop <- o.chain do
+          IO.puts("#{Format.color(String.pad_trailing(to_string(hop.type), 11), :magenta)}  #{inspect(hop.from.pid)} → #{inspect(hop.to.pid)}  " <>
+                    "(##{hop.from.id} → ##{hop.to.id}, #{Format.rel(hop.to, src)})")
+        end
+
+        IO.puts(Format.color("#{length(o.holders)} event(s) hold this value", :faint))
+    end
+  end
+
+  @doc "Moves the IEx cursor one event forward (all processes in time order, or the one given to `step/1`)."
+  @spec step() :: :ok
+  def step, do: move(&Cursor.step_forward/1, "end of the recorded events")
+
+  @doc "Starts stepping through one process (or all with nil) from its first event."
+  @spec step(term()) :: :ok
+  def step(nil), do: (Process.put(@cursor_key, Cursor.new()); step())
+
+  def step(who) do
+    case to_pid(who) do
+      {:ok, pid} -> (Process.put(@cursor_key, Cursor.new(pid: pid)); step())
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  @doc "Moves the IEx cursor one event back."
+  @spec back() :: :ok
+  def back, do: move(&Cursor.step_back/1, "start of the recorded events")
+
+  defp move(fun, edge) do
+    c = Process.get(@cursor_key) || Cursor.new()
+
+    case fun.(c) do
+      {:ok, c} ->
+        Process.put(@cursor_key, c)
+        IO.puts(Format.line(c.event, Source.default(), Source.names(Source.default())))
+
+      {:end, c} ->
+        Process.put(@cursor_key, c)
+        hint("at the #{edge}#{if c.pid, do: " of #{inspect(c.pid)}", else: ""}")
+
+      {:error, msg} ->
+        error(msg)
+    end
+  end
+
+  @doc "Prints events of several processes merged in time order, with the messages between them."
+  @spec timeline(term(), :all | {term(), term()}) :: :ok
+  def timeline(who, window \\ :all) do
+    src = Source.default()
+
+    with {:ok, pids} <- to_pids(List.wrap(who)),
+         %{events: evs, messages: msgs} <- Query.timeline(pids, window) do
+      if evs == [] do
+        hint("no events for #{inspect(who)} in that window")
+      else
+        incoming = Map.new(msgs, &{&1.to.id, &1})
+        names = Source.names(src)
+        col = pids |> Enum.with_index() |> Map.new()
+
+        for e <- evs do
+          pad = String.duplicate("    ", Map.get(col, e.pid, 0))
+          IO.puts(pad <> Format.line(e, src, names))
+
+          case incoming[e.id] do
+            nil -> :ok
+            l -> IO.puts(pad <> Format.color("    ↳ #{l.type} from #{inspect(l.from.pid)} (##{l.from.id})", :magenta))
+          end
+        end
+
+        IO.puts(Format.color("#{length(evs)} event(s), #{length(msgs)} link(s) between processes", :faint))
+      end
+    else
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  @doc "Prints the counters of the live session or of the loaded recording."
+  @spec stats() :: :ok
+  def stats do
+    src = Source.default()
+    IO.puts(Format.color("ElixirScope — #{Source.describe(src)}", :bright))
+
+    case Source.stats(src) do
+      %{running: false} ->
+        hint("ElixirScope is not running: start it with ElixirScope.start() or open a recording with ElixirScope.Recording.load/1")
+
+      stats ->
+        for {k, v} <- Enum.sort(stats), k != :source_stats do
+          IO.puts("  #{String.pad_trailing(to_string(k), 18)} #{Format.value(v)}")
+        end
+
+        case stats[:source_stats] do
+          %{emitted: e, stored: st, dropped: d} ->
+            IO.puts("  when saved, the session had emitted #{e}, stored #{st}, dropped #{d} event(s)")
+
+          _ ->
+            :ok
+        end
+    end
+  end
+
+  # -- helpers --
+
+  defp to_pids(list) do
+    Enum.reduce_while(list, {:ok, []}, fn w, {:ok, acc} ->
+      case to_pid(w) do
+        {:ok, p} -> {:cont, {:ok, acc ++ [p]}}
+        e -> {:halt, e}
+      end
+    end)
+  end
+
+  @doc false
+  @spec to_pid(term()) :: {:ok, pid()} | {:error, String.t()}
+  def to_pid(pid) when is_pid(pid), do: {:ok, pid}
+
+  def to_pid(name) when is_atom(name) and name != nil do
+    case Source.whereis(Source.default(), name) do
+      nil -> {:error, "no process is registered as #{inspect(name)} in the #{Source.describe(Source.default())}"}
+      pid -> {:ok, pid}
+    end
+  end
+
+  def to_pid(str) when is_binary(str) do
+    {:ok, str |> String.trim_leading("#PID") |> String.trim("<") |> String.trim(">") |> then(&"<#{&1}>") |> String.to_charlist() |> :erlang.list_to_pid()}
+  rescue
+    ArgumentError -> {:error, "cannot read #{inspect(str)} as a pid (write \"0.123.0\")"}
+  end
+
+  def to_pid(other), do: {:error, "expected a pid, a registered name or \"0.123.0\", got #{inspect(other)}"}
+
+  defp print_events(evs, src) do
+    names = Source.names(src)
+    Enum.each(evs, &IO.puts(Format.line(&1, src, names)))
+  end
+
+  defp hint(msg), do: IO.puts(Format.color("hint: " <> msg, :yellow))
+  defp error(msg), do: IO.puts(Format.color("error: " <> msg, :red))
+end

@@ -1,0 +1,294 @@
+defmodule ElixirScope.Query.Correlation do
+  @moduledoc """
+  Links events across processes without the instrumentation ever changing a
+  message: the pairing is rebuilt at query time from what each side recorded.
+
+  Rules, applied to a list of events (any processes, any order):
+
+    * **explicit** — an event whose `correlation_id` is the id of another event
+      (e.g. `report_message_receive(msg, send_id)`, `report_spawn(child, id)`)
+      is linked to it; events sharing a correlation id that names no event in
+      the list are chained in id order (`:correlated`).
+    * **message** — a `:receive` of `msg` in process R takes the earliest
+      not-yet-taken `:send` whose message equals `msg`, which was recorded
+      before it, and whose destination is R (a pid) or a name (registered
+      name, `{name, node}`, `{:global, _}`, `{:via, …}`). Erlang keeps
+      per-sender/receiver order, so FIFO over equal messages pairs them
+      exactly; messages are compared by equality (hash first), never tagged.
+    * **GenServer** — the `:call` event of `handle_call/3` in server S with args
+      `[request, {caller, _tag}, state]` takes the earliest not-taken send from
+      `caller` to S of `request` (or of the raw `{:"$gen_call", from, request}`);
+      with no send recorded, the caller's innermost open call at that moment
+      is linked (`:call_from`). Its `{:reply, reply, _}` return is linked to
+      the caller's receive of the reply, or else to the caller's first event
+      after it (`:reply`). `handle_cast/2` takes sends of `request` or
+      `{:"$gen_cast", request}` to S (`:cast`); `handle_info/2` sends of the
+      message (`:info`).
+    * **spawn** — a `:spawn` of child C is linked to C's first event; when C's
+      last `:return` value (a `Task`'s result) is later received by the parent
+      as `value` or `{ref, value}`, that is linked too (`:task_reply`); a
+      parent's receive of `{:DOWN, _, :process, C, _}` or `{:EXIT, C, _}` is
+      linked from C's last event (`:exit`).
+
+  A link is `%{type: type, from: Event.t(), to: Event.t()}`; links are returned
+  in the order of their `to` event.
+  """
+
+  alias ElixirScope.Event
+
+  @type link_type :: :explicit | :correlated | :message | :call | :call_from | :reply | :cast | :info | :spawn |
+                     :task_reply | :exit
+  @type link :: %{type: link_type(), from: Event.t(), to: Event.t()}
+
+  @doc "Every link between the given events."
+  @spec links([Event.t()]) :: [link()]
+  def links(events) do
+    events = Enum.sort_by(events, & &1.id)
+    ctx = context(events)
+    {explicit, taken} = explicit_links(events, ctx)
+    sends = send_index(events, taken)
+    {msg_links, _sends} = consume(events, sends, taken, ctx)
+    spawn_links = spawn_links(events, ctx)
+
+    (explicit ++ msg_links ++ spawn_links)
+    |> Enum.uniq_by(fn l -> {l.from.id, l.to.id} end)
+    |> Enum.sort_by(fn l -> {l.to.id, l.from.id} end)
+  end
+
+  # by_id: id => event; by_pid: pid => tuple of the process's events in id order
+  defp context(events) do
+    %{
+      by_id: Map.new(events, &{&1.id, &1}),
+      by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)
+    }
+  end
+
+  # index of the first event of `tuple` with id > `id` (binary search)
+  defp first_after(tuple, id), do: bsearch(tuple, id, 0, tuple_size(tuple))
+
+  defp bsearch(_t, _id, lo, hi) when lo >= hi, do: lo
+
+  defp bsearch(t, id, lo, hi) do
+    mid = div(lo + hi, 2)
+    if elem(t, mid).id <= id, do: bsearch(t, id, mid + 1, hi), else: bsearch(t, id, lo, mid)
+  end
+
+  defp pid_events(ctx, pid), do: Map.get(ctx.by_pid, pid, {})
+
+  # up to `max` events of `pid` after event id `id`
+  defp events_after(ctx, pid, id, max) do
+    t = pid_events(ctx, pid)
+    i = first_after(t, id)
+    for j <- i..min(i + max - 1, tuple_size(t) - 1)//1, do: elem(t, j)
+  end
+
+  @doc "Links whose ends are in different processes, `from` in `a` and `to` in `b` (each a pid or a list)."
+  @spec between([link()], pid() | [pid()], pid() | [pid()]) :: [link()]
+  def between(links, a, b) do
+    a = List.wrap(a)
+    b = List.wrap(b)
+    Enum.filter(links, &(&1.from.pid in a and &1.to.pid in b and &1.from.pid != &1.to.pid))
+  end
+
+  # -- explicit correlation ids --
+
+  defp explicit_links(events, %{by_id: by_id}) do
+
+    {links, taken} =
+      events
+      |> Enum.filter(& &1.correlation_id)
+      |> Enum.group_by(& &1.correlation_id)
+      |> Enum.flat_map(fn {cid, evs} ->
+        case Map.fetch(by_id, cid) do
+          {:ok, origin} -> for e <- evs, e.id != origin.id, do: %{type: explicit_type(origin, e), from: origin, to: e}
+          :error -> evs |> Enum.chunk_every(2, 1, :discard) |> Enum.map(fn [a, b] -> %{type: :correlated, from: a, to: b} end)
+        end
+      end)
+      |> Enum.reduce({[], MapSet.new()}, fn l, {ls, taken} ->
+        taken = if l.type == :message, do: taken |> MapSet.put(l.from.id) |> MapSet.put(l.to.id), else: taken
+        {[l | ls], taken}
+      end)
+
+    {links, taken}
+  end
+
+  defp explicit_type(%Event{kind: :send}, %Event{kind: :receive}), do: :message
+  defp explicit_type(%Event{kind: :spawn}, _), do: :spawn
+  defp explicit_type(_, _), do: :explicit
+
+  # -- sends, indexed by {hash of the (unwrapped) message, destination pid or :named} --
+
+  defp send_index(events, taken) do
+    events
+    |> Enum.filter(&(&1.kind == :send and not MapSet.member?(taken, &1.id) and match?({_, _}, &1.payload)))
+    |> Enum.reverse()
+    |> Enum.reduce(%{}, fn %Event{payload: {dest, msg}} = s, acc ->
+      Map.update(acc, {key(unwrap(msg)), dest_key(dest)}, [s], &[s | &1])
+    end)
+  end
+
+  defp key(term), do: :erlang.phash2(term)
+
+  defp dest_key(pid) when is_pid(pid), do: pid
+  defp dest_key(_name), do: :named
+
+  defp unwrap({:"$gen_call", _from, req}), do: req
+  defp unwrap({:"$gen_cast", req}), do: req
+  defp unwrap(msg), do: msg
+
+  defp sent_message(%Event{payload: {_dest, msg}}), do: unwrap(msg)
+
+  # -- consumers: receives and GenServer callbacks, in id order --
+
+  defp consume(events, sends, taken, ctx) do
+    Enum.reduce(events, {[], sends}, fn e, {links, sends} ->
+      case consumer(e, taken) do
+        nil ->
+          {links, sends}
+
+        {type, msg, sender} ->
+          case take_send(sends, e, msg, sender) do
+            {nil, sends} -> {fallback(type, e, sender, ctx) ++ reply(type, e, ctx) ++ links, sends}
+            {s, sends} -> {[%{type: type, from: s, to: e} | reply(type, e, ctx)] ++ links, sends}
+          end
+      end
+    end)
+  end
+
+  defp consumer(%Event{kind: :receive, id: id, payload: msg}, taken) do
+    if MapSet.member?(taken, id), do: nil, else: {:message, unwrap(msg), nil}
+  end
+
+  defp consumer(%Event{kind: :call, function: :handle_call, arity: 3, payload: [req, {caller, _} | _]}, _)
+       when is_pid(caller),
+       do: {:call, req, caller}
+
+  defp consumer(%Event{kind: :call, function: :handle_cast, arity: 2, payload: [req | _]}, _), do: {:cast, req, nil}
+  defp consumer(%Event{kind: :call, function: :handle_info, arity: 2, payload: [msg | _]}, _), do: {:info, msg, nil}
+  defp consumer(_e, _taken), do: nil
+
+  # the earliest acceptable send to this process (by pid) or to a name
+  defp take_send(sends, e, msg, sender) do
+    h = key(msg)
+
+    [{h, e.pid}, {h, :named}]
+    |> Enum.map(fn k -> {k, find_send(Map.get(sends, k, []), e, msg, sender, [])} end)
+    |> Enum.filter(fn {_k, found} -> found end)
+    |> Enum.min_by(fn {_k, {s, _rest}} -> s.id end, fn -> nil end)
+    |> case do
+      nil -> {nil, sends}
+      {k, {s, rest}} -> {s, Map.put(sends, k, rest)}
+    end
+  end
+
+  # candidates are in id order: stop at the first one recorded after the consumer
+  defp find_send([s | _], e, _msg, _sender, _before) when s.id >= e.id, do: nil
+
+  defp find_send([s | rest], e, msg, sender, before) do
+    if (sender == nil or s.pid == sender) and sent_message(s) == msg,
+      do: {s, :lists.reverse(before, rest)},
+      else: find_send(rest, e, msg, sender, [s | before])
+  end
+
+  defp find_send([], _e, _msg, _sender, _before), do: nil
+
+  # handle_call without a recorded send: the caller's innermost open call at that moment
+  defp fallback(:call, e, caller, ctx) do
+    t = pid_events(ctx, caller)
+
+    case innermost_open(t, first_after(t, e.id) - 1, 0) do
+      nil -> []
+      frame -> [%{type: :call_from, from: frame, to: e}]
+    end
+  end
+
+  defp fallback(_type, _e, _sender, _ctx), do: []
+
+  # walks back from index i: ends seen close calls seen further back
+  defp innermost_open(_t, i, _closed) when i < 0, do: nil
+
+  defp innermost_open(t, i, closed) do
+    case elem(t, i) do
+      %Event{kind: :call} = c when closed == 0 -> c
+      %Event{kind: :call} -> innermost_open(t, i - 1, closed - 1)
+      %Event{kind: k} when k in [:return, :exception] -> innermost_open(t, i - 1, closed + 1)
+      _ -> innermost_open(t, i - 1, closed)
+    end
+  end
+
+  # handle_call's {:reply, reply, _} → the caller's receive of it, or the caller's next event
+  defp reply(:call, %Event{payload: [_req, {caller, _} | _]} = call, ctx) do
+    with %Event{payload: payload} = ret when is_tuple(payload) and elem(payload, 0) == :reply <-
+           call.return_id && Map.get(ctx.by_id, call.return_id),
+         reply = elem(payload, 1),
+         [_ | _] = after_events <- events_after(ctx, caller, ret.id, 32) do
+      to =
+        Enum.find(after_events, fn
+          %Event{kind: :receive, payload: ^reply} -> true
+          %Event{kind: :receive, payload: {_, ^reply}} -> true
+          _ -> false
+        end) || hd(after_events)
+
+      [%{type: :reply, from: ret, to: to}]
+    else
+      _ -> []
+    end
+  end
+
+  defp reply(_type, _e, _ctx), do: []
+
+  # -- spawns, task replies, exits --
+
+  defp spawn_links(events, ctx) do
+    Enum.flat_map(events, fn
+      %Event{kind: :spawn, payload: child} = s when is_pid(child) ->
+        child_events = ctx |> pid_events(child) |> Tuple.to_list()
+        # the child may record its first event before the parent records the spawn
+        first = List.first(child_events)
+        parent_after = events_after(ctx, s.pid, s.id, 10_000)
+
+        if first do
+          [%{type: :spawn, from: s, to: first}] ++ task_reply(child_events, parent_after) ++ exit_link(child, child_events, parent_after)
+        else
+          []
+        end
+
+      _ ->
+        []
+    end)
+  end
+
+  defp task_reply(child_events, parent_after) do
+    case child_events |> Enum.reverse() |> Enum.find(&(&1.kind == :return)) do
+      nil ->
+        []
+
+      %Event{payload: value} = ret ->
+        parent_after
+        |> Enum.find(fn
+          %Event{kind: :receive, id: id, payload: {_ref, ^value}} -> id > ret.id
+          %Event{kind: :receive, id: id, payload: ^value} -> id > ret.id
+          _ -> false
+        end)
+        |> case do
+          nil -> []
+          rcv -> [%{type: :task_reply, from: ret, to: rcv}]
+        end
+    end
+  end
+
+  defp exit_link(child, child_events, parent_after) do
+    last = List.last(child_events)
+
+    parent_after
+    |> Enum.find(fn
+      %Event{kind: :receive, payload: {:DOWN, _, :process, ^child, _}} -> true
+      %Event{kind: :receive, payload: {:EXIT, ^child, _}} -> true
+      _ -> false
+    end)
+    |> case do
+      nil -> []
+      rcv -> [%{type: :exit, from: last, to: rcv}]
+    end
+  end
+end

@@ -1,0 +1,132 @@
+defmodule ElixirScope.Query.Filter do
+  @moduledoc """
+  Turns user filters into what a source answers (`ElixirScope.Query.Source`)
+  plus the predicates checked in Elixir afterwards.
+
+  Filters: `pid:` (a pid or a registered name), `module:`, `function:`,
+  `arity:`, `mfa:` (`{m, f, a}` or `{m, f}`), `kind:`/`kinds:`/`event_type:` (a
+  kind or a list), `call_id:`, `correlation_id:`, `since:`/`until:` (monotonic
+  ns or `DateTime`), `window:` (`{since, until}`), `after_id:`, `before_id:`,
+  `limit:`, `order:` (`:asc`/`:desc`), `payload:` (a 1-arity predicate on the
+  payload), `where:` (a 1-arity predicate on the event), `source:`.
+  """
+
+  alias ElixirScope.Event
+  alias ElixirScope.Query.Source
+
+  @type t :: %{
+          source: Source.t(),
+          store: map(),
+          preds: [(Event.t() -> boolean())],
+          limit: pos_integer() | nil,
+          order: :asc | :desc
+        }
+
+  @known [:pid, :module, :function, :arity, :mfa, :kind, :kinds, :event_type, :call_id, :correlation_id, :since,
+          :until, :window, :after_id, :before_id, :limit, :order, :payload, :where, :source]
+
+  @doc "Normalises `filters` (a keyword list). `{:ok, t}` or `{:error, message}`."
+  @spec normalize(keyword()) :: {:ok, t()} | {:error, String.t()}
+  def normalize(filters) when is_list(filters) do
+    source = Source.resolve(Keyword.get(filters, :source))
+    init = %{source: source, store: %{}, preds: [], limit: nil, order: :asc}
+
+    filters
+    |> Enum.reduce_while({:ok, init}, fn {k, v}, {:ok, acc} ->
+      case put(k, v, acc) do
+        {:ok, acc} -> {:cont, {:ok, acc}}
+        {:error, _} = e -> {:halt, e}
+      end
+    end)
+    |> then(fn
+      {:ok, acc} -> {:ok, function_without_module(acc)}
+      error -> error
+    end)
+  rescue
+    _ in [FunctionClauseError, ArgumentError] -> {:error, "filters must be a keyword list, got: #{inspect(filters)}"}
+  end
+
+  def normalize(other), do: {:error, "filters must be a keyword list, got: #{inspect(other)}"}
+
+  defp put(:source, _v, acc), do: {:ok, acc}
+
+  defp put(:pid, pid, acc) when is_pid(pid), do: store(acc, :pid, pid)
+
+  defp put(:pid, name, acc) when is_atom(name) and name != nil do
+    case Source.whereis(acc.source, name) do
+      nil -> {:error, "pid: no process is registered as #{inspect(name)} (in the #{Source.describe(acc.source)})"}
+      pid -> store(acc, :pid, pid)
+    end
+  end
+
+  defp put(:mfa, {m, f, a}, acc) when is_atom(m) and is_atom(f) and is_integer(a),
+    do: acc |> Map.update!(:store, &Map.merge(&1, %{module: m, function: f, arity: a})) |> ok()
+
+  defp put(:mfa, {m, f}, acc) when is_atom(m) and is_atom(f),
+    do: acc |> Map.update!(:store, &Map.merge(&1, %{module: m, function: f})) |> ok()
+
+  defp put(k, kind, acc) when k in [:kind, :kinds, :event_type] and is_atom(kind), do: put(:kinds, [kind], acc)
+
+  defp put(k, kinds, acc) when k in [:kind, :kinds, :event_type] and is_list(kinds) do
+    case Enum.reject(kinds, &(&1 in Event.kinds())) do
+      [] -> store(acc, :kinds, kinds)
+      bad -> {:error, "unknown event kind(s) #{inspect(bad)}; kinds are #{inspect(Event.kinds())}"}
+    end
+  end
+
+  defp put(:window, {since, until}, acc) do
+    with {:ok, acc} <- put(:since, since, acc), do: put(:until, until, acc)
+  end
+
+  defp put(k, nil, acc) when k in [:since, :until], do: {:ok, acc}
+  defp put(k, %DateTime{} = dt, acc) when k in [:since, :until], do: store(acc, k, to_monotonic(acc.source, dt))
+  defp put(k, v, acc) when k in [:since, :until] and is_integer(v), do: store(acc, k, max(v, 0))
+  defp put(:order, v, acc) when v in [:asc, :desc], do: {:ok, %{acc | order: v}}
+  defp put(:limit, v, acc) when is_integer(v) and v > 0, do: {:ok, %{acc | limit: v}}
+  defp put(:limit, nil, acc), do: {:ok, acc}
+  defp put(k, v, acc) when k in [:module, :function] and is_atom(v), do: store(acc, k, v)
+  defp put(:arity, v, acc) when is_integer(v) and v >= 0, do: store(acc, :arity, v)
+
+  defp put(k, v, acc) when k in [:call_id, :correlation_id, :after_id, :before_id] and is_integer(v) and v >= 0,
+    do: store(acc, k, v)
+
+  defp put(:payload, f, acc) when is_function(f, 1), do: {:ok, %{acc | preds: [&f.(&1.payload) | acc.preds]}}
+  defp put(:where, f, acc) when is_function(f, 1), do: {:ok, %{acc | preds: [f | acc.preds]}}
+  defp put(k, v, _acc) when k in @known, do: {:error, "invalid value for filter #{k}: #{inspect(v)}"}
+
+  defp put(k, _v, _acc),
+    do: {:error, "unknown filter #{inspect(k)}; known filters: #{Enum.map_join(@known, ", ", &inspect/1)}"}
+
+  # the native store indexes functions under their module: without a module, check them in Elixir
+  defp function_without_module(%{store: %{module: _}} = acc), do: acc
+
+  defp function_without_module(%{store: store} = acc) do
+    {fa, rest} = Map.split(store, [:function, :arity])
+    preds = for {k, v} <- fa, do: fn e -> Map.get(e, k) == v end
+    %{acc | store: rest, preds: preds ++ acc.preds}
+  end
+
+  defp store(acc, k, v), do: {:ok, %{acc | store: Map.put(acc.store, k, v)}}
+  defp ok(acc), do: {:ok, acc}
+
+  @doc "A `DateTime` as the source's monotonic nanoseconds (its clock origin); 0 without a clock."
+  @spec to_monotonic(Source.t(), DateTime.t()) :: non_neg_integer()
+  def to_monotonic(source, %DateTime{} = dt) do
+    case Source.clock(source) do
+      {mono0, sys0} -> max(mono0 + (DateTime.to_unix(dt, :microsecond) - sys0) * 1000, 0)
+      nil -> 0
+    end
+  end
+
+  @doc "Whether `event` passes the Elixir-side predicates (a predicate that raises counts as false)."
+  @spec keep?(t(), Event.t()) :: boolean()
+  def keep?(%{preds: preds}, event) do
+    Enum.all?(preds, fn p ->
+      try do
+        p.(event) not in [nil, false]
+      rescue
+        _ -> false
+      end
+    end)
+  end
+end

@@ -1,0 +1,227 @@
+defmodule ElixirScope.Recording.Index do
+  @moduledoc """
+  The in-memory store behind a loaded recording, built for fast loading.
+
+  Events arrive in chunks of ascending ids (the file's chunks). The `events`
+  table (a hash set) maps id → event. The `index` table holds, per chunk
+  number `c`, one tuple of ascending ids per key:
+  `{:all, c}`, `{:p, pid, c}`, `{:pk, pid, kind, c}`,
+  `{:f, module, function, c}`, `{:r, correlation_id, c}`, plus
+  `{:chunk, c} => {first_id, last_id, min_ts, max_ts}` and `:chunks => n`.
+  A call id query walks the call's process between the call and its end (a
+  call's events lie there). A query picks the most selective key (as the native store does), visits
+  only the chunks whose id and time ranges overlap the filters, and checks the
+  remaining filters on each event. Loading builds each chunk's index
+  independently, so chunks are indexed by several processes at once.
+
+  The tables belong to a small owner process so that they outlive the process
+  that loaded them (an IEx evaluator, a test); `ElixirScope.Recording.close/1`
+  stops it.
+  """
+
+  alias ElixirScope.{Event, Recording}
+
+  @type tables :: %{events: :ets.tid(), index: :ets.tid(), owner: pid()}
+
+  @doc "Creates empty tables owned by a new owner process."
+  @spec new() :: tables()
+  def new do
+    parent = self()
+    ref = make_ref()
+
+    owner =
+      spawn(fn ->
+        opts = [:set, :public, read_concurrency: true, write_concurrency: true]
+        events = :ets.new(:elixir_scope_recording, opts)
+        index = :ets.new(:elixir_scope_recording_index, opts)
+        send(parent, {ref, events, index})
+
+        receive do
+          :close -> :ok
+        end
+      end)
+
+    receive do
+      {^ref, events, index} -> %{events: events, index: index, owner: owner}
+    end
+  end
+
+  @doc "Stops the owner (the tables go with it)."
+  @spec close(tables()) :: :ok
+  def close(%{owner: owner}), do: (send(owner, :close); :ok)
+
+  @doc """
+  Inserts chunk number `c` (1, 2, …; chunk c's ids all below chunk c+1's).
+  Call `finish/2` with the number of chunks once all are in.
+  """
+  @spec insert(tables(), pos_integer(), [Event.t()]) :: :ok
+  def insert(_tables, _c, []), do: :ok
+
+  def insert(%{events: et, index: it}, c, events) do
+    events = Enum.sort_by(events, & &1.id)
+    :ets.insert(et, Enum.map(events, &{&1.id, &1}))
+
+    ids = Enum.map(events, & &1.id)
+    with_module = Enum.filter(events, & &1.module)
+
+    groups =
+      [{{:all}, ids}] ++
+        group(events, &{:p, &1.pid}) ++
+        group(events, &{:pk, &1.pid, &1.kind}) ++
+        group(with_module, &{:f, &1.module, &1.function}) ++
+        group(Enum.filter(events, & &1.correlation_id), &{:r, &1.correlation_id})
+
+    {min_ts, max_ts} = events |> Enum.map(& &1.ts) |> Enum.min_max()
+    rows = for {key, ids} <- groups, do: {Tuple.append(key, c), List.to_tuple(ids)}
+    :ets.insert(it, [{{:chunk, c}, {hd(events).id, List.last(events).id, min_ts, max_ts}} | rows])
+    :ok
+  end
+
+  @doc "Records how many chunks were inserted."
+  @spec finish(tables(), non_neg_integer()) :: :ok
+  def finish(%{index: it}, n), do: (:ets.insert(it, {:chunks, n}); :ok)
+
+  defp group(events, key_fun), do: events |> Enum.group_by(key_fun, & &1.id) |> Map.to_list()
+
+  @doc "Number of events."
+  @spec size(tables() | Recording.t()) :: non_neg_integer()
+  def size(%Recording{tables: t}), do: size(t)
+  def size(%{events: et}), do: :ets.info(et, :size)
+
+  @doc "The event with this id, or nil."
+  @spec get(Recording.t(), pos_integer()) :: Event.t() | nil
+  def get(%Recording{tables: %{events: et}}, id) do
+    case :ets.lookup(et, id) do
+      [{_, e}] -> e
+      [] -> nil
+    end
+  end
+
+  @doc "Lowest and highest id (nil when empty)."
+  @spec id_range(Recording.t()) :: {pos_integer(), pos_integer()} | nil
+  def id_range(%Recording{tables: %{index: it}}) do
+    case chunk_count(it) do
+      0 -> nil
+      n -> {elem(chunk_info(it, 1), 0), elem(chunk_info(it, n), 1)}
+    end
+  end
+
+  @doc "The distinct pids in the recording."
+  @spec pids(Recording.t()) :: [pid()]
+  def pids(%Recording{tables: %{index: it}}) do
+    it |> :ets.select([{{{:p, :"$1", :_}, :_}, [], [:"$1"]}]) |> Enum.uniq() |> Enum.sort()
+  end
+
+  defp chunk_count(it) do
+    case :ets.lookup(it, :chunks) do
+      [{_, n}] -> n
+      [] -> 0
+    end
+  end
+
+  defp chunk_info(it, c), do: :ets.lookup_element(it, {:chunk, c}, 2)
+
+  @doc "Events matching normalised store filters (a map), in `order` (default `:asc`)."
+  @spec query(Recording.t(), map()) :: [Event.t()]
+  def query(%Recording{tables: tables}, filters) do
+    desc? = Map.get(filters, :order, :asc) == :desc
+    lo = Map.get(filters, :after_id, 0)
+    hi = Map.get(filters, :before_id, :infinity)
+    since = Map.get(filters, :since, 0)
+    until = Map.get(filters, :until, :infinity)
+    {key, lo, hi} = key_for(tables, filters, lo, hi)
+    n = chunk_count(tables.index)
+    chunks = if desc?, do: n..1//-1, else: 1..n//1
+
+    wanted = fn c ->
+      {first, last, min_ts, max_ts} = chunk_info(tables.index, c)
+      last > lo and (hi == :infinity or first < hi) and max_ts >= since and (until == :infinity or min_ts <= until)
+    end
+
+    residual = residual(filters, key)
+    keep = if residual == %{}, do: fn _ -> true end, else: &matches?(&1, residual)
+    event = &:ets.lookup_element(tables.events, &1, 2)
+
+    case Map.get(filters, :limit) do
+      nil ->
+        for c <- chunks, wanted.(c), id <- ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?),
+            e = event.(id), keep.(e), do: e
+
+      limit ->
+        chunks
+        |> Stream.filter(wanted)
+        |> Stream.flat_map(fn c -> ids_in(tables.index, Tuple.append(key, c), lo, hi, desc?) end)
+        |> Stream.map(event)
+        |> Stream.filter(keep)
+        |> Enum.take(limit)
+    end
+  end
+
+  # the filters the chosen index does not already guarantee
+  defp residual(filters, key) do
+    covered =
+      case (if Map.has_key?(filters, :call_id), do: :walk, else: key) do
+        {:p, _} -> [:pid]
+        {:pk, _, _} -> [:pid, :kinds]
+        {:f, _, _} -> [:module, :function]
+        {:r, _} -> [:correlation_id]
+        _ -> []
+      end
+
+    Map.drop(filters, covered ++ [:after_id, :before_id, :order, :limit])
+  end
+
+  defp key_for(t, %{call_id: c} = filters, lo, hi) do
+    case :ets.lookup(t.events, c) do
+      [{_, %Event{kind: :call, pid: pid} = call}] ->
+        end_id = if call.return_id, do: call.return_id + 1, else: :infinity
+        {{:p, pid}, max(lo, c - 1), min_id(hi, end_id)}
+
+      _ ->
+        key_for(t, Map.delete(filters, :call_id), lo, hi)
+    end
+  end
+
+  defp key_for(_t, %{correlation_id: r}, lo, hi), do: {{:r, r}, lo, hi}
+  defp key_for(_t, %{pid: p, kinds: [k]}, lo, hi), do: {{:pk, p, k}, lo, hi}
+  defp key_for(_t, %{pid: p}, lo, hi), do: {{:p, p}, lo, hi}
+  defp key_for(_t, %{module: m, function: f}, lo, hi), do: {{:f, m, f}, lo, hi}
+  defp key_for(_t, _filters, lo, hi), do: {{:all}, lo, hi}
+
+  defp min_id(:infinity, b), do: b
+  defp min_id(a, :infinity), do: a
+  defp min_id(a, b), do: min(a, b)
+
+  defp ids_in(it, key, lo, hi, desc?) do
+    case :ets.lookup(it, key) do
+      [] ->
+        []
+
+      [{_, ids}] ->
+        list = Tuple.to_list(ids)
+        list = Enum.filter(list, &(&1 > lo and (hi == :infinity or &1 < hi)))
+        if desc?, do: Enum.reverse(list), else: list
+    end
+  end
+
+  # -- the remaining filters, checked on each event --
+
+  @doc false
+  @spec matches?(Event.t(), map()) :: boolean()
+  def matches?(e, filters) do
+    Enum.all?(filters, fn
+      {:pid, p} -> e.pid == p
+      {:module, m} -> e.module == m
+      {:function, f} -> e.function == f
+      {:arity, a} -> e.arity == a
+      {:kinds, ks} -> e.kind in ks
+      {:call_id, c} -> e.call_id == c or (e.kind == :call and e.id == c)
+      {:correlation_id, r} -> e.correlation_id == r
+      {:since, s} -> e.ts >= s
+      {:until, u} -> e.ts <= u
+      {:after_id, a} -> e.id > a
+      {:before_id, b} -> e.id < b
+      _ -> true
+    end)
+  end
+end
