@@ -74,9 +74,6 @@ defmodule ElixirScope.AST.EventsTest do
     assert c1.return_id == e1.id and c2.return_id == e2.id
   end
 
-  # ElixirScope.Truncated.expand/1 (foundation) calls Map.new/2 on structs, so reading back
-  # an event whose payload holds an exception struct crashes; reported to the lead.
-  @tag skip: "ElixirScope.Truncated.expand/1 crashes on struct payloads (foundation bug, reported)"
   test "raised exceptions are recorded with the exception and the user's frame", %{fb: m} do
     assert_raise ArgumentError, "bad", fn -> m.fail(:raise) end
     [_, e1] = events()
