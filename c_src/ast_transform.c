@@ -1051,9 +1051,18 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
 /* A local call that might be an imported function (decided at expansion): an identifier that is
  * not a special form or one of the forms the rewrite handles. */
 static int maybe_import(const T *h) {
-    static const char *const skip[] = {"quote", "unquote", "unquote_splicing", "super", "fn", "for", "import",
-                                       "alias", "require", "use", "try", "receive", "case", "cond", "with",
-                                       "if", "unless", "raise", "reraise", "throw", "exit", NULL};
+    /* special forms, and Kernel functions/macros (inlined or not tail-callable the same way) */
+    static const char *const skip[] = {
+        "quote", "unquote", "unquote_splicing", "super", "fn", "for", "import", "alias", "require", "use", "try",
+        "receive", "case", "cond", "with", "if", "unless", "raise", "reraise", "throw", "exit", "length", "elem",
+        "put_elem", "hd", "tl", "map_size", "tuple_size", "byte_size", "bit_size", "abs", "div", "rem", "round",
+        "trunc", "max", "min", "not", "self", "node", "send", "spawn", "spawn_link", "spawn_monitor", "make_ref",
+        "inspect", "to_string", "to_charlist", "binary_part", "is_atom", "is_binary", "is_bitstring",
+        "is_boolean", "is_float", "is_function", "is_integer", "is_list", "is_map", "is_map_key", "is_nil",
+        "is_number", "is_pid", "is_port", "is_reference", "is_tuple", "is_struct", "is_exception", "struct",
+        "struct!", "get_in", "put_in", "update_in", "pop_in", "get_and_update_in", "then", "tap", "dbg",
+        "match?", "sigil_r", "sigil_s", "sigil_S", "sigil_c", "sigil_w", "sigil_D", "sigil_T", "sigil_N",
+        "sigil_U", "binding", "var!", "destructure", "defstruct", "defexception", "tl", NULL};
     if (h->n == 0) return 0;
     uint8_t c = h->u.bytes[0];
     if (!((c >= 'a' && c <= 'z') || c == '_')) return 0;

@@ -35,6 +35,10 @@ defmodule ElixirScope.AST.Tail do
     arity = length(args)
 
     case Enum.find(__CALLER__.functions, fn {_mod, fs} -> {name, arity} in fs end) do
+      {Kernel, _} when name == :apply and arity in [2, 3] ->
+        # Kernel.apply is :erlang.apply, a real tail call in the plain code
+        {:{}, [], [:"$es_tail", index, :erlang | args]}
+
       {mod, _} when mod != Kernel ->
         # the module is named through a capture made in the caller's scope, so the import
         # counts as used (no "unused import" warning); the compiler folds it to the atom

@@ -39,6 +39,18 @@ defmodule ElixirScope.AST.TransformerTest do
       assert big == small
     end
 
+    test "loops through apply/3 and through anonymous functions stay in constant stack", ctx do
+      for mod <- [ctx.plain, ctx.full] do
+        {:stack_size, a_small} = mod.via_apply(10)
+        {:stack_size, a_big} = mod.via_apply(100_000)
+        assert a_big == a_small
+        f = fn n, f -> mod.via_fun(n, f) end
+        {:stack_size, f_small} = mod.via_fun(10, f)
+        {:stack_size, f_big} = mod.via_fun(100_000, f)
+        assert f_big <= f_small + 8, "#{inspect(mod)}: #{f_small} -> #{f_big}"
+      end
+    end
+
     test "a receive-loop process does not grow its stack or heap", ctx do
       pid = spawn(fn -> ctx.full.server(0) end)
       send(pid, {:get, self()})
