@@ -20,7 +20,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto
 
-.PHONY: all setup nif test test-c test-asan mix-test bench demo clean dialyzer
+.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean dialyzer
 
 all: nif
 
@@ -59,7 +59,11 @@ test-asan: $(C_TEST_BINS_ASAN)
 mix-test: nif
 	mix test
 
-test: nif test-c mix-test
+# The demo application's own tests, compiled instrumented at :full.
+demo-test: nif
+	./examples/test_demo.sh
+
+test: nif test-c mix-test demo-test
 
 bench: nif
 	MIX_ENV=prod mix run bench/run.exs

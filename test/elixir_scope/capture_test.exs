@@ -377,5 +377,20 @@ defmodule ElixirScope.CaptureTest do
       assert [{_, _, _}, {_, _, _}, {_, _, _}, {_, _, _}, {_, nil, nil}] = EventCorrelator.pair_calls(ElixirScope.get_events(pid: self()))
       _ = {a, c}
     end
+
+    test "a tail call into code that is not instrumented closes the frame at the jump" do
+      a = InstrumentationRuntime.report_function_entry(T, :a, [])
+      b = InstrumentationRuntime.report_function_entry(T, :b, [])
+      # b jumps to GenServer.call (not instrumented): nothing of it is recorded
+      InstrumentationRuntime.report_tail_call(b, GenServer, :call, [:srv, :ping], 4)
+      c = InstrumentationRuntime.report_function_entry(T, :c, [])
+      InstrumentationRuntime.report_function_exit(c, :ok)
+      InstrumentationRuntime.report_function_exit(a, :done)
+      [root] = EventCorrelator.call_trees(ElixirScope.get_events(pid: self()))
+      assert [{0, :a}, {1, :b}, {1, :c}] ==
+               Enum.map(EventCorrelator.flatten([root]), fn {d, n} -> {d, n.event.function} end)
+      [nb, _nc] = root.children
+      assert nb.status == :tail_call and is_integer(nb.duration_ns)
+    end
   end
 end

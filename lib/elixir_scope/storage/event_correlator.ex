@@ -4,7 +4,8 @@ defmodule ElixirScope.Storage.EventCorrelator do
   `:return`, `:exception` or `:tail_call` (by call id), computes durations, and
   nests calls into per-process trees. A frame that ended in a tail call stays
   open until the call it jumped to returns, so the tree shows the jump beneath
-  it and both end together. Events of a call (`:local`, `:expr`, `:state`) are
+  it and both end together; when the jump went to code that is not
+  instrumented (the next event is not that call), the frame closes at the jump. Events of a call (`:local`, `:expr`, `:state`) are
   attached to it. Works on any list of events; it never recurses on the depth
   of the trace.
 
@@ -67,17 +68,37 @@ defmodule ElixirScope.Storage.EventCorrelator do
   # -- building: a stack of open frames; each keeps its children reversed --
 
   defp build(events) do
-    {stack, roots} = Enum.reduce(events, {[], []}, &step/2)
+    {stack, roots} = Enum.reduce(events, {[], []}, fn e, acc -> e |> settle_tail(acc) |> then(&step(e, &1)) end)
     # frames still open at the end of the recording
     close_all(stack, roots, :open, nil) |> Enum.reverse()
   end
 
-  defp new_frame(call), do: %{event: call, return: nil, exception: nil, tail_call: nil, status: :open, duration_ns: nil, events: [], children: []}
+  defp new_frame(call),
+    do: %{event: call, return: nil, exception: nil, tail_call: nil, status: :open, duration_ns: nil, events: [], children: [], tail_pending: false}
+
+  # The event right after a :tail_call tells whether the jump landed in instrumented
+  # code: a :call of the target nests under the waiting frame; anything else means
+  # the target is not instrumented, so the waiting frame (and those waiting on it) end there.
+  defp settle_tail(e, {[%{tail_pending: true, tail_call: tail} = top | rest], roots}) do
+    {target_mod, target_fun, _args} = tail_target(tail)
+
+    if e.kind == :call and e.module == target_mod and e.function == target_fun do
+      {[%{top | tail_pending: false} | rest], roots}
+    else
+      {rest, roots} = attach(finish(top, nil), rest, roots)
+      close_tail_waiters(rest, roots, nil)
+    end
+  end
+
+  defp settle_tail(_e, acc), do: acc
+
+  defp tail_target(%Event{payload: {m, f, args}}) when is_atom(m) and is_atom(f), do: {m, f, args}
+  defp tail_target(_), do: {nil, nil, nil}
 
   defp step(%Event{kind: :call} = e, {stack, roots}), do: {[new_frame(e) | stack], roots}
 
   defp step(%Event{kind: :tail_call, call_id: cid} = e, {stack, roots}) do
-    {:ok, stack} = update_frame(stack, cid, &%{&1 | tail_call: e, status: :tail_call})
+    {:ok, stack} = update_frame(stack, cid, &%{&1 | tail_call: e, status: :tail_call, tail_pending: true})
     {stack, roots}
   catch
     :not_found -> {stack, roots}
@@ -139,9 +160,13 @@ defmodule ElixirScope.Storage.EventCorrelator do
 
   defp finish(frame, ending, default_status \\ :open)
 
+  defp finish(frame, ending, default_status) when is_map_key(frame, :tail_pending),
+    do: finish(Map.delete(frame, :tail_pending), ending, default_status)
+
   defp finish(frame, nil, default_status) do
     status = if frame.status == :tail_call, do: :tail_call, else: default_status
-    %{frame | status: status, events: Enum.reverse(frame.events), children: Enum.reverse(frame.children)}
+    duration = if frame.tail_call, do: frame.tail_call.ts - frame.event.ts, else: nil
+    %{frame | status: status, duration_ns: duration, events: Enum.reverse(frame.events), children: Enum.reverse(frame.children)}
   end
 
   defp finish(frame, %Event{kind: kind} = ending, _default) do

@@ -1,0 +1,114 @@
+defmodule ElixirScope.Compiler.SettingsTest do
+  use ExUnit.Case, async: false
+
+  alias ElixirScope.Compiler.{Instrumenter, Settings}
+
+  setup do
+    previous = Application.get_env(:elixir_scope, :ast)
+
+    on_exit(fn ->
+      if previous,
+        do: Application.put_env(:elixir_scope, :ast, previous),
+        else: Application.delete_env(:elixir_scope, :ast)
+    end)
+
+    tmp = Path.join(System.tmp_dir!(), "es_settings_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(tmp)
+    on_exit(fn -> File.rm_rf!(tmp) end)
+    %{tmp: tmp}
+  end
+
+  defp load(ast, plan_text, tmp) do
+    plan_file = Path.join(tmp, "plan.exs")
+    if plan_text, do: File.write!(plan_file, plan_text), else: File.rm(plan_file)
+    Application.put_env(:elixir_scope, :ast, Keyword.put(ast, :plan_file, plan_file))
+    Settings.load([])
+  end
+
+  test "precedence: exclude, plan module, include, default; instrument_macros", %{tmp: tmp} do
+    plan =
+      "%{version: 1, default_level: :locals, modules: %{App.B => %{level: :expressions}, App.C => %{}}}"
+
+    {:ok, s} =
+      load(
+        [
+          default_instrumentation_level: :full,
+          include: [App],
+          exclude: [App.Secret],
+          instrument_macros: true
+        ],
+        plan,
+        tmp
+      )
+
+    assert Settings.module_plan(s, App.B) == %{level: :expressions, macros: true}
+    assert Settings.module_plan(s, App.C) == %{level: :full, macros: true}
+    assert Settings.module_plan(s, App.Secret.Keys) == %{level: :none}
+    assert Settings.module_plan(s, Other) == %{level: :none}
+    assert Settings.module_plan(s, App.Web) == %{level: :full, macros: true}
+    assert Settings.matches?(App.Web.Live, ["App.Web"])
+    refute Settings.matches?(App.Webhooks, [App.Web])
+    assert s.plan_file =~ "plan.exs"
+  end
+
+  test "the plan's default level applies when the config sets none", %{tmp: tmp} do
+    {:ok, s} = load([], "%{version: 1, default_level: :locals}", tmp)
+    assert Settings.module_plan(s, Any) == %{level: :locals}
+    {:ok, s} = load([], nil, tmp)
+    assert Settings.module_plan(s, Any) == %{level: :function_boundaries}
+  end
+
+  test "bad configuration names the problem", %{tmp: tmp} do
+    assert {:error, msg} = load([default_instrumentation_level: :max], nil, tmp)
+    assert msg =~ ":max"
+    assert {:error, msg} = load([colour: :red], nil, tmp)
+    assert msg =~ ":colour"
+    assert {:error, msg} = load([], "%{version: 1, modules: %{App => %{level: :loud}}}", tmp)
+    assert msg =~ ":loud"
+    assert {:error, msg} = load([], "[:not, :a, :map]", tmp)
+    assert msg =~ "plan.exs"
+    assert {:error, msg} = load([], "%{oops", tmp)
+    assert msg =~ "plan.exs"
+  end
+
+  test "module names of nested modules, __MODULE__ aliases and defimpl" do
+    assert Instrumenter.module_name(quote(do: A.B), nil) == A.B
+    assert Instrumenter.module_name(quote(do: Inner), Outer) == Outer.Inner
+    assert Instrumenter.module_name(quote(do: __MODULE__.Sub), Outer) == Outer.Sub
+    assert Instrumenter.module_name(quote(do: Elixir.Top), Outer) == Top
+    assert Instrumenter.module_name(:erlang_style, nil) == :erlang_style
+  end
+
+  test "nested modules and defimpl bodies are each given to the transformer once, with their own names" do
+    src = """
+    defmodule Outer do
+      def a, do: 1
+      defmodule Inner do
+        def b, do: 2
+      end
+      defimpl String.Chars do
+        def to_string(_), do: "outer"
+      end
+    end
+    """
+
+    {:ok, s} = Settings.load(elixir_scope: [transformer: __MODULE__.Recorder])
+    Process.put(:seen, [])
+    assert {:ok, %{modules: mods}} = Instrumenter.instrument("outer.ex", src, s)
+    assert Enum.sort(for {m, _, _} <- mods, do: m) == [Outer, Outer.Inner, String.Chars.Outer]
+    seen = Process.get(:seen)
+    assert length(seen) == 3
+    # the outer module was given without the nested modules' bodies
+    outer = Enum.find(seen, &match?({:defmodule, _, [{:__aliases__, _, [:Outer]} | _]}, &1))
+    refute Macro.to_string(outer) =~ "def b"
+    refute Macro.to_string(outer) =~ "to_string"
+  end
+
+  defmodule Recorder do
+    @moduledoc false
+    def transform_module(ast, _plan) do
+      Process.put(:seen, [ast | Process.get(:seen)])
+      {:ok, ast}
+    end
+  end
+end
