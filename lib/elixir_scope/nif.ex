@@ -83,4 +83,9 @@ defmodule ElixirScope.NIF do
   @doc "The JSON responseSchema of a plan answer."
   @spec llm_plan_schema() :: binary
   def llm_plan_schema, do: nif_missing()
+
+  # ---- ast (issue 3) ----
+  @doc "Instruments a quoted AST (ETF) with a normalized plan (ETF); see ElixirScope.AST.Transformer."
+  @spec ast_transform(binary(), binary()) :: {:ok, Macro.t()} | {:error, term()}
+  def ast_transform(_ast_etf, _plan_etf), do: nif_missing()
 end

@@ -1,0 +1,124 @@
+defmodule ElixirScope.Test.ASTCorpus do
+  @moduledoc """
+  Helpers of the transformer corpus tests: load a fixture under test/fixtures/ast,
+  give it a distinct module name, compile it plain or instrumented, and compare
+  outcomes (values, or exception class/reason/user frames) one for one.
+  """
+
+  alias ElixirScope.AST.Transformer
+
+  @fixtures Path.expand("../fixtures/ast", __DIR__)
+
+  @doc "The path of a fixture file."
+  @spec path(String.t()) :: String.t()
+  def path(file), do: Path.join(@fixtures, file)
+
+  @doc "The quoted form of a fixture (with line numbers)."
+  @spec load(String.t()) :: Macro.t()
+  def load(file), do: Code.string_to_quoted!(File.read!(path(file)), file: path(file))
+
+  @doc "Replaces every alias `from` (segments) by `to` (segments)."
+  @spec rename(Macro.t(), [atom()], [atom()]) :: Macro.t()
+  def rename(ast, from, to) do
+    Macro.prewalk(ast, fn
+      {:__aliases__, meta, ^from} -> {:__aliases__, meta, to}
+      other -> other
+    end)
+  end
+
+  @doc """
+  Compiles `file` as the module `to` (segments), plain (`plan == :plain`) or
+  instrumented with `plan`. Returns `{module, compiler_stderr}`.
+  """
+  @spec compile(String.t(), [atom()], [atom()], term(), keyword()) :: {module(), String.t()}
+  def compile(file, from, to, plan, opts \\ []) do
+    ast = file |> load() |> rename(from, to)
+
+    ast =
+      case plan do
+        :plain ->
+          ast
+
+        plan ->
+          {:ok, new} = Transformer.transform_module(ast, plan, opts)
+          new
+      end
+
+    stderr = ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, path(file)) end)
+    {Module.concat(to), own_warnings(stderr, file)}
+  end
+
+  # stderr is global: keep only the messages about this fixture (other async tests may print)
+  defp own_warnings(stderr, file) do
+    stderr
+    |> String.split(~r/\n\n+/, trim: true)
+    |> Enum.filter(&String.contains?(&1, file))
+    |> Enum.join("\n\n")
+  end
+
+  @doc """
+  At macro-expansion time (so before a later `doctest` in the same module body
+  expands): compiles fixture `file` instrumented with `plan` under its own name,
+  writes the .beam to a temporary directory and loads it from there, so that its
+  docs chunk can be read.
+  """
+  defmacro compile_for_doctest!(file, plan) do
+    {plan, _} = Code.eval_quoted(plan, [], __CALLER__)
+    {:ok, ast} = Transformer.transform_module(load(file), plan)
+    docs = Code.get_compiler_option(:docs)
+    Code.put_compiler_option(:docs, true)
+    [{mod, bin}] = Code.compile_quoted(ast, path(file))
+    Code.put_compiler_option(:docs, docs)
+    dir = Path.join(System.tmp_dir!(), "es_doctest_#{System.unique_integer([:positive])}")
+    File.mkdir_p!(dir)
+    beam = Path.join(dir, "#{mod}.beam")
+    File.write!(beam, bin)
+    true = :code.add_patha(String.to_charlist(dir))
+    :code.purge(mod)
+    {:module, _} = :code.load_abs(String.to_charlist(Path.rootname(beam)))
+    :ok
+  end
+
+  @doc "Runs `fun` and describes what happened."
+  @spec outcome((-> term())) :: {:ok, term()} | {:raised, atom(), term(), list()}
+  def outcome(fun) do
+    {:ok, fun.()}
+  catch
+    kind, reason -> {:raised, kind, reason, user_frames(__STACKTRACE__)}
+  end
+
+  # the frames of fixture modules: {module, function, arity, line}
+  defp user_frames(stack) do
+    for {mod, fun, args, loc} <- stack, fixture_module?(mod) do
+      {mod, fun, if(is_list(args), do: length(args), else: args), Keyword.get(loc, :line)}
+    end
+  end
+
+  defp fixture_module?(mod), do: String.starts_with?(Atom.to_string(mod), "Elixir.ESTest.")
+
+  @doc "Replaces the module names of variant `from` by those of `to` inside a term."
+  @spec normalize(term(), String.t(), String.t()) :: term()
+  def normalize(term, from, to) do
+    case term do
+      a when is_atom(a) ->
+        s = Atom.to_string(a)
+        if String.starts_with?(s, from), do: String.to_atom(to <> String.trim_leading(s, from)), else: a
+
+      l when is_list(l) ->
+        normalize_list(l, from, to)
+
+      t when is_tuple(t) ->
+        t |> Tuple.to_list() |> Enum.map(&normalize(&1, from, to)) |> List.to_tuple()
+
+      %{} = m ->
+        m |> :maps.to_list() |> Enum.map(&normalize(&1, from, to)) |> :maps.from_list()
+
+      other ->
+        other
+    end
+  end
+
+  defp normalize_list([h | t], from, to), do: [normalize(h, from, to) | normalize_list(t, from, to)]
+  defp normalize_list([], _, _), do: []
+  defp normalize_list(tail, from, to), do: normalize(tail, from, to)
+end
