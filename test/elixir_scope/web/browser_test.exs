@@ -86,6 +86,8 @@ defmodule ElixirScope.Web.BrowserTest do
       assert result["clicked"]["head"] =~ "handle_call"
       assert result["clicked"]["args"] =~ "{:deposit, 50}"
 
+      if result["scrubRetries"] > 0, do: IO.puts("\n[browser test] scrub drag retried #{result["scrubRetries"]}x: #{inspect(result["scrubFail"])}")
+
       # scrubbing: state after the first change vs after the last
       assert result["stateEvents"] >= 4
       assert result["stateA"] =~ "balance: 100"
