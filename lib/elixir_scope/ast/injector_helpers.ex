@@ -46,17 +46,22 @@ defmodule ElixirScope.AST.InjectorHelpers do
             unquote(hole(:line))
           )
         end,
-      exit: quote(do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))),
+      exit:
+        quote(
+          do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))
+        ),
       tail:
-        quote do
-          unquote(runtime).report_tail_call(
-            unquote(hole(:call)),
-            unquote(hole(:mod)),
-            unquote(hole(:fun)),
-            unquote(hole(:args)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_tail_call(
+              unquote(hole(:call)),
+              unquote(hole(:mod)),
+              unquote(hole(:fun)),
+              unquote(hole(:args)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       error:
         quote do
           unquote(__MODULE__).reraise(
@@ -68,9 +73,15 @@ defmodule ElixirScope.AST.InjectorHelpers do
           )
         end,
       locals:
-        quote do
-          unquote(runtime).report_local_variable_snapshot(unquote(hole(:call)), unquote(hole(:vars)), unquote(hole(:line)))
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_local_variable_snapshot(
+              unquote(hole(:call)),
+              unquote(hole(:vars)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       expr:
         quote do
           unquote(runtime).report_expression_value(
@@ -82,7 +93,12 @@ defmodule ElixirScope.AST.InjectorHelpers do
         end,
       state_before:
         quote do
-          unquote(runtime).report_state_change(unquote(hole(:call)), :before, unquote(hole(:state)), unquote(hole(:line)))
+          unquote(runtime).report_state_change(
+            unquote(hole(:call)),
+            :before,
+            unquote(hole(:state)),
+            unquote(hole(:line))
+          )
         end,
       state_after:
         quote do
@@ -94,10 +110,23 @@ defmodule ElixirScope.AST.InjectorHelpers do
           )
         end,
       module: quote(do: __MODULE__),
-      tail_marker: quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
-      import_marker: quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
+      tail_marker:
+        quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
+      import_marker:
+        quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
       tail_require: quote(do: require(ElixirScope.AST.Tail))
     }
+  end
+
+  # Reports whose arguments allocate (the keyword list of locals, the argument list of a
+  # tail call) run only when the entry returned a call id: with capture off nothing is built.
+  defp guarded(report) do
+    quote do
+      case unquote(hole(:call)) do
+        nil -> :ok
+        _ -> unquote(report)
+      end
+    end
   end
 
   @doc """
@@ -105,7 +134,8 @@ defmodule ElixirScope.AST.InjectorHelpers do
   original class, reason and stacktrace (`:erlang.raise/3` keeps the stacktrace
   as given, so this helper's frame does not appear in it).
   """
-  @spec reraise(module(), pos_integer() | nil, :error | :throw | :exit, term(), list()) :: no_return()
+  @spec reraise(module(), pos_integer() | nil, :error | :throw | :exit, term(), list()) ::
+          no_return()
   def reraise(runtime, call_id, kind, reason, stacktrace) do
     runtime.report_error(call_id, kind, reason, stacktrace)
     :erlang.raise(kind, reason, stacktrace)
