@@ -119,4 +119,31 @@ defmodule ElixirScope.AST.EventsTest do
              {:handle_call, {:after, %{count: 8}}}
            ]
   end
+
+  test "an enhanced plan records only the named locals and expressions" do
+    src = """
+    defmodule ESTest.EvEnhanced do
+      def run(x) do
+        important_var = x * 10
+        other = important_var + 1
+        result = complex_calculation(other)
+        {important_var, result}
+      end
+
+      defp complex_calculation(v), do: v * 2
+    end
+    """
+
+    plan = %{capture_locals: [:important_var, :result], trace_expressions: [:complex_calculation], functions: %{{:complex_calculation, 1} => %{level: :none}}}
+    {:ok, ast} = src |> Code.string_to_quoted!() |> ElixirScope.AST.EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
+    Code.compile_quoted(ast)
+    assert apply(ESTest.EvEnhanced, :run, [1]) == {10, 22}
+    evs = events()
+    assert Enum.map(evs, & &1.kind) == [:call, :local, :expr, :local, :return]
+    [_, l1, e, l2, ret] = evs
+    assert l1.payload == %{important_var: 10}
+    assert e.payload == {"result = complex_calculation(other)", 22}
+    assert l2.payload == %{result: 22}
+    assert ret.payload == {10, 22}
+  end
 end
