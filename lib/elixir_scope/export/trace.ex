@@ -1,0 +1,68 @@
+defmodule ElixirScope.Export.Trace do
+  @moduledoc """
+  The shape both exporters share: events turned into per-process call spans
+  (built by `ElixirScope.Storage.EventCorrelator`) with start and end times that
+  always nest — a call whose end was not recorded ends with its parent (or at
+  the last event of the trace) — plus the process-level events (messages,
+  spawns, exits) and each span's exception.
+  """
+
+  alias ElixirScope.Event
+  alias ElixirScope.Storage.EventCorrelator
+
+  @type span :: %{
+          call: Event.t(),
+          parent: Event.t() | nil,
+          depth: non_neg_integer(),
+          root: pos_integer(),
+          start: integer(),
+          stop: integer(),
+          status: atom(),
+          ending: Event.t() | nil,
+          events: [Event.t()]
+        }
+
+  @doc "Spans grouped by pid, in pid order of first appearance: `[{pid, [span]}]`."
+  @spec spans([Event.t()]) :: [{pid() | term(), [span()]}]
+  def spans(events) do
+    last_ts = events |> Enum.map(& &1.ts) |> Enum.max(fn -> 0 end)
+    order = events |> Enum.sort_by(& &1.id) |> Enum.map(& &1.pid) |> Enum.uniq()
+    trees = EventCorrelator.call_trees_by_pid(events)
+
+    for pid <- order, Map.has_key?(trees, pid) do
+      {pid, flatten(trees[pid], last_ts)}
+    end
+  end
+
+  # iterative walk keeping each node's parent and its parent's end
+  defp flatten(roots, last_ts) do
+    walk(Enum.map(roots, &{&1, nil, last_ts, 0, &1.event.id}), [])
+  end
+
+  defp walk([], acc), do: Enum.reverse(acc)
+
+  defp walk([{node, parent, parent_stop, depth, root} | rest], acc) do
+    start = node.event.ts
+    own = if node.duration_ns, do: start + node.duration_ns, else: parent_stop
+    stop = own |> min(parent_stop) |> max(start)
+
+    span = %{
+      call: node.event,
+      parent: parent,
+      depth: depth,
+      root: root,
+      start: start,
+      stop: stop,
+      status: node.status,
+      ending: node.return || node.exception || node.tail_call,
+      events: node.events
+    }
+
+    kids = Enum.map(node.children, &{&1, node.event, stop, depth + 1, root})
+    walk(kids ++ rest, [span | acc])
+  end
+
+  @doc "The process-level events (not part of a call): sends, receives, spawns, exits, custom."
+  @spec process_events([Event.t()]) :: [Event.t()]
+  def process_events(events), do: Enum.filter(events, &(&1.kind in [:send, :receive, :spawn, :exit, :custom]))
+end

@@ -1,0 +1,629 @@
+defmodule ElixirScope.Web.Data do
+  @moduledoc """
+  What the cinema's JSON API returns, computed from a `ElixirScope.Web.Source`.
+  Every function returns plain maps/lists (ready for `ElixirScope.Web.JSON`),
+  with bounded sizes: pages are capped, values rendered as bounded text.
+
+  Times in and out are nanoseconds since the source's origin `t0` (the session
+  start for the live store, the first event of a recording), so they stay exact
+  in JavaScript numbers.
+  """
+
+  alias ElixirScope.Event
+  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Web.{Render, Source}
+
+  @max_page 20_000
+  @call_kinds [:call, :return, :exception, :tail_call]
+  @kinds Event.kinds()
+  @kind_index @kinds |> Enum.with_index() |> Map.new()
+
+  @doc "The event kinds in the order the compact rows index them."
+  @spec kinds() :: [Event.kind()]
+  def kinds, do: @kinds
+
+  @doc "The origin (monotonic ns) that API times are relative to."
+  @spec t0(Source.t()) :: integer()
+  def t0(:live) do
+    case ElixirScope.Capture.Session.info() do
+      %{clock: {mono0, _}} -> mono0
+      _ -> 0
+    end
+  end
+
+  def t0(source) do
+    case Source.meta(source) do
+      %{clock: {mono0, _}} when is_integer(mono0) ->
+        mono0
+
+      _ ->
+        case Source.fetch(source, limit: 1) do
+          [e] -> e.ts
+          _ -> 0
+        end
+    end
+  end
+
+  @doc "Overview: origin, time span, first/last ids, counts, live flag, title, stats."
+  @spec summary(Source.t()) :: map()
+  def summary(source) do
+    t0 = t0(source)
+    meta = Source.meta(source)
+
+    {first, last} =
+      case Source.bounds(source) do
+        {f, l} -> {f, l}
+        nil -> {nil, nil}
+      end
+
+    %{
+      title: to_string(meta[:title] || ""),
+      source: meta.kind,
+      live: Source.live?(source),
+      running: source != :live or ElixirScope.running?(),
+      first_id: first && first.id,
+      last_id: last && last.id,
+      t_start: first && first.ts - t0,
+      t_end: last && last.ts - t0,
+      events: Source.size(source),
+      wall_t0: wall_t0(source, first, t0),
+      kinds: Enum.map(@kinds, &Atom.to_string/1),
+      stats: stats(source),
+      max_page: @max_page
+    }
+  end
+
+  defp wall_t0(_source, %Event{wall_time: w, ts: ts}, t0) when is_integer(w), do: w - div(ts - t0, 1000)
+  defp wall_t0(_, _, _), do: nil
+
+  defp stats(:live) do
+    case ElixirScope.stats() do
+      %{emitted: _} = s -> Map.take(s, [:emitted, :stored, :dropped, :evicted, :pending])
+      _ -> nil
+    end
+  end
+
+  defp stats(_), do: nil
+
+  @doc """
+  A page of events as compact rows, oldest first, after `after_id` (default 0),
+  at most `limit` (capped at #{@max_page}). Each row is
+  `[id, t, pid_index, kind_index, mfa_index, call_id, link, line, extra]`, indexes into the page's
+  `pids`, `kinds` and `mfas` tables (`-1` when absent); `extra` is, for `:send`, the index of
+  the destination pid (or -1), for `:spawn` the child's, for `:exception` a one-line reason, for `:custom` the name.
+  """
+  @spec events_page(Source.t(), keyword()) :: map()
+  def events_page(source, opts) do
+    limit = opts |> Keyword.get(:limit, 5_000) |> min(@max_page) |> max(1)
+    after_id = Keyword.get(opts, :after_id, 0)
+    t0 = Keyword.get_lazy(opts, :t0, fn -> t0(source) end)
+    events = Source.fetch(source, after_id: after_id, limit: limit) |> ok_list()
+    # a full page says there may be more; the client asks again after last_id
+    more? = length(events) == limit
+    names = Source.meta(source).names
+
+    {rows, pids, mfas} =
+      Enum.reduce(events, {[], {%{}, []}, {%{}, []}}, fn e, {rows, pids, mfas} ->
+        {pi, pids} = intern(pids, e.pid)
+        {mi, mfas} = if e.module, do: intern(mfas, {e.module, e.function, e.arity}), else: {-1, mfas}
+        {extra, pids} = extra(e, pids)
+        row = [e.id, e.ts - t0, pi, Map.get(@kind_index, e.kind, -1), mi, e.call_id || 0, e.link || 0, e.line || 0, extra]
+        {[row | rows], pids, mfas}
+      end)
+
+    pid_list = pids |> elem(1) |> Enum.reverse()
+    last = List.last(events)
+
+    %{
+      rows: Enum.reverse(rows),
+      pids: Enum.map(pid_list, &Render.pid/1),
+      names: Map.new(pid_list, &{Render.pid(&1), process_name(&1, names)}) |> Map.reject(fn {_, v} -> is_nil(v) end),
+      mfas: mfas |> elem(1) |> Enum.reverse() |> Enum.map(&Render.mfa/1),
+      last_id: (last && last.id) || after_id,
+      more: more?
+    }
+  end
+
+  defp ok_list({:error, _}), do: []
+  defp ok_list(list), do: list
+
+  defp intern({map, list} = acc, value) do
+    case map do
+      %{^value => i} -> {i, acc}
+      _ -> {map_size(map), {Map.put(map, value, map_size(map)), [value | list]}}
+    end
+  end
+
+  defp extra(%Event{kind: :send, payload: {dest, _}}, pids) do
+    case resolve_dest(dest) do
+      pid when is_pid(pid) -> intern(pids, pid)
+      _ -> {-1, pids}
+    end
+  end
+
+  defp extra(%Event{kind: :spawn, payload: child}, pids) when is_pid(child), do: intern(pids, child)
+  defp extra(%Event{kind: :exception, payload: payload}, pids), do: {Render.exception(payload).message |> first_line(), pids}
+  defp extra(%Event{kind: :custom, payload: {name, _}}, pids), do: {Render.short(name, 60), pids}
+  defp extra(%Event{kind: :exit, payload: reason}, pids), do: {Render.short(reason, 80), pids}
+  defp extra(_e, pids), do: {nil, pids}
+
+  defp first_line(text), do: text |> String.split("\n", parts: 2) |> hd() |> Render.cut(160)
+
+  defp resolve_dest(pid) when is_pid(pid), do: pid
+  defp resolve_dest(name) when is_atom(name) and name != nil, do: Process.whereis(name)
+  defp resolve_dest({name, node}) when is_atom(name) and node == node(), do: Process.whereis(name)
+  defp resolve_dest(_), do: nil
+
+
+  defp process_name(pid, names) do
+    case Map.get(names, pid) do
+      nil -> registered_name(pid)
+      name when is_atom(name) -> Render.mod(name)
+      name -> to_string(name)
+    end
+  end
+
+  defp registered_name(pid) when is_pid(pid) and node(pid) == node() do
+    case Process.info(pid, :registered_name) do
+      {:registered_name, name} when is_atom(name) -> Render.mod(name)
+      _ -> nil
+    end
+  end
+
+  defp registered_name(_), do: nil
+
+  @doc "Resolves a pid as the API shows it (`<0.1.0>`) against the source; nil when unknown."
+  @spec parse_pid(Source.t(), String.t()) :: pid() | nil
+  def parse_pid(source, text) when is_binary(text) do
+    text = String.trim(text) |> String.replace_prefix("#PID", "")
+
+    cond do
+      not Regex.match?(~r/^<\d{1,10}\.\d{1,10}\.\d{1,10}>$/, text) -> nil
+      pids = Source.pids(source) -> Enum.find(pids, &(Render.pid(&1) == text))
+      true -> :erlang.list_to_pid(String.to_charlist(text))
+    end
+  end
+
+  def parse_pid(_, _), do: nil
+
+  # ------------------------------------------------------------------- detail
+
+  @doc "Everything about one event, for the detail panel; nil when there is no such event."
+  @spec event_detail(Source.t(), pos_integer()) :: map() | nil
+  def event_detail(source, id) do
+    case Source.get(source, id) do
+      nil -> nil
+      e -> detail(source, e, t0(source))
+    end
+  end
+
+  defp detail(source, e, t0) do
+    call = call_of(source, e)
+
+    %{
+      id: e.id,
+      t: e.ts - t0,
+      pid: Render.pid(e.pid),
+      kind: Atom.to_string(e.kind),
+      mfa: Render.mfa((call && call.event) || e),
+      line: e.line,
+      call_id: e.call_id,
+      correlation_id: e.correlation_id,
+      truncated: e.truncated?,
+      redacted: e.redacted?,
+      value: payload_view(e),
+      call: call && call_view(source, call, t0),
+      source: source_snippet((call && call.event) || e, e.line),
+      peer: peer(source, e, t0)
+    }
+  end
+
+  defp payload_view(%Event{kind: :call, payload: args}) when is_list(args), do: %{args: Enum.map(args, &Render.term/1)}
+  defp payload_view(%Event{kind: :return, payload: v}), do: %{return: Render.term(v)}
+  defp payload_view(%Event{kind: :exception, payload: p}), do: %{exception: Render.exception(p)}
+
+  defp payload_view(%Event{kind: :tail_call, payload: {m, f, args}}) when is_list(args),
+    do: %{target: Render.mfa({m, f, length(args)}), args: Enum.map(args, &Render.term/1)}
+
+  defp payload_view(%Event{kind: :local, payload: vars}), do: %{locals: vars_view(vars)}
+  defp payload_view(%Event{kind: :expr, payload: {src, v}}), do: %{expr: to_string(src), value: Render.term(v)}
+  defp payload_view(%Event{kind: :state, payload: {phase, st}}), do: %{phase: to_string(phase), state: Render.term(st)}
+  defp payload_view(%Event{kind: :send, payload: {dest, msg}}), do: %{dest: Render.short(dest), message: Render.term(msg)}
+  defp payload_view(%Event{kind: :receive, payload: msg}), do: %{message: Render.term(msg)}
+  defp payload_view(%Event{kind: :spawn, payload: child}), do: %{child: Render.short(child)}
+  defp payload_view(%Event{kind: :exit, payload: reason}), do: %{reason: Render.term(reason)}
+  defp payload_view(%Event{kind: :custom, payload: {name, data}}), do: %{name: Render.short(name), data: Render.term(data)}
+  defp payload_view(%Event{payload: other}), do: %{value: Render.term(other)}
+
+  defp vars_view(vars) when is_map(vars) or is_list(vars) do
+    vars
+    |> Enum.take(100)
+    |> Enum.map(fn
+      {k, v} -> %{name: var_name(k), value: Render.term(v)}
+      other -> %{name: "?", value: Render.term(other)}
+    end)
+    |> Enum.sort_by(& &1.name)
+  end
+
+  defp vars_view(other), do: [%{name: "?", value: Render.term(other)}]
+
+  defp var_name(k) when is_atom(k), do: Atom.to_string(k)
+  defp var_name(k) when is_binary(k), do: k
+  defp var_name(k), do: Render.short(k, 60)
+
+  # the call an event belongs to (the event itself for :call), with its events and end
+  defp call_of(source, %Event{kind: :call} = e), do: build_call(source, e)
+
+  defp call_of(source, %Event{call_id: cid}) when is_integer(cid) and cid > 0 do
+    case Source.get(source, cid) do
+      %Event{kind: :call} = c -> build_call(source, c)
+      _ -> nil
+    end
+  end
+
+  defp call_of(_, _), do: nil
+
+  defp build_call(source, call) do
+    related = Source.fetch(source, call_id: call.id, limit: 2_000) |> ok_list() |> Enum.reject(&(&1.id == call.id))
+    ending = Enum.find(related, &(&1.kind in [:return, :exception, :tail_call]))
+    %{event: call, related: related, ending: ending}
+  end
+
+  defp call_view(source, %{event: c, related: related, ending: ending}, t0) do
+    %{
+      id: c.id,
+      mfa: Render.mfa(c),
+      t: c.ts - t0,
+      args: if(is_list(c.payload), do: Enum.map(c.payload, &Render.term/1), else: []),
+      status: status(ending),
+      end_id: ending && ending.id,
+      duration_ns: ending && ending.ts - c.ts,
+      return: (match?(%Event{kind: :return}, ending) && Render.term(ending.payload)) || nil,
+      exception: (match?(%Event{kind: :exception}, ending) && Render.exception(ending.payload)) || nil,
+      tail_call: (match?(%Event{kind: :tail_call}, ending) && payload_view(ending)) || nil,
+      # at most 50 of each kind, so that a detail stays small whatever the call recorded
+      locals: for(%Event{kind: :local} = l <- first(related, :local), do: %{id: l.id, line: l.line, vars: vars_view(l.payload)}),
+      exprs:
+        for(%Event{kind: :expr, payload: {s, v}} = x <- first(related, :expr), do: %{id: x.id, line: x.line, source: to_string(s), value: Render.term(v)}),
+      states: for(%Event{kind: :state, payload: {p, st}} = s <- first(related, :state), do: %{id: s.id, phase: to_string(p), state: Render.term(st)}),
+      omitted: Enum.sum(for k <- [:local, :expr, :state], do: max(Enum.count(related, &(&1.kind == k)) - 50, 0)),
+      parent: parent_view(source, c)
+    }
+  end
+
+  defp first(events, kind), do: events |> Enum.filter(&(&1.kind == kind)) |> Enum.take(50)
+
+  defp status(nil), do: "open"
+  defp status(%Event{kind: :return}), do: "ok"
+  defp status(%Event{kind: :exception}), do: "exception"
+  defp status(%Event{kind: :tail_call}), do: "tail_call"
+
+  defp parent_view(source, call) do
+    case open_stack(source, call.pid, before_id: call.id) do
+      [parent | _] -> %{id: parent.id, mfa: Render.mfa(parent)}
+      [] -> nil
+    end
+  end
+
+  # for :send/:receive: the event at the other end of the message
+  defp peer(source, %Event{kind: :receive, correlation_id: c}, t0) when is_integer(c) do
+    case Source.get(source, c) do
+      %Event{kind: :send} = s -> %{id: s.id, pid: Render.pid(s.pid), t: s.ts - t0}
+      _ -> nil
+    end
+  end
+
+  defp peer(source, %Event{kind: :send, id: id}, t0) do
+    case Source.fetch(source, correlation_id: id, kinds: [:receive], limit: 1) |> ok_list() do
+      [r | _] -> %{id: r.id, pid: Render.pid(r.pid), t: r.ts - t0}
+      [] -> nil
+    end
+  end
+
+  defp peer(_, _, _), do: nil
+
+  @doc """
+  The source lines around `line` of the module's compiled source file. Only files of
+  loaded modules that lie under the current working directory are read, one small window.
+  """
+  @spec source_snippet(Event.t(), non_neg_integer() | nil) :: map() | nil
+  def source_snippet(%Event{module: m}, line) when is_atom(m) and m != nil and is_integer(line) and line > 0 do
+    with true <- function_exported?(m, :module_info, 1) or match?({:module, _}, :code.ensure_loaded(m)),
+         source when is_list(source) <- m.module_info(:compile)[:source],
+         path = List.to_string(source),
+         true <- inside_cwd?(path),
+         {:ok, %File.Stat{type: :regular, size: size}} when size < 2_000_000 <- File.stat(path),
+         {:ok, text} <- File.read(path) do
+      lines = String.split(text, "\n")
+      from = max(line - 3, 1)
+      window = lines |> Enum.slice((from - 1)..(line + 2)//1) |> Enum.map(&Render.cut(&1, 300))
+      %{file: Path.relative_to_cwd(path), line: line, from: from, lines: window}
+    else
+      _ -> nil
+    end
+  rescue
+    _ -> nil
+  end
+
+  def source_snippet(_, _), do: nil
+
+  defp inside_cwd?(path) do
+    cwd = File.cwd!()
+    expanded = Path.expand(path)
+    String.starts_with?(expanded, cwd <> "/") and Path.extname(expanded) in [".ex", ".exs"]
+  end
+
+  # ---------------------------------------------------------- state & stacks
+
+  # the calls of `pid` open at the point given by `before_id:` or `until:` (innermost first)
+  defp open_stack(source, pid, bound) do
+    filters = [pid: pid, kinds: @call_kinds, order: :desc, limit: 5_000] ++ bound
+
+    source
+    |> Source.fetch(filters)
+    |> ok_list()
+    |> Enum.reduce_while({MapSet.new(), []}, fn e, {ended, stack} ->
+      cond do
+        length(stack) >= 64 -> {:halt, {ended, stack}}
+        e.kind in [:return, :exception, :tail_call] -> {:cont, {MapSet.put(ended, e.call_id), stack}}
+        MapSet.member?(ended, e.id) -> {:cont, {ended, stack}}
+        true -> {:cont, {ended, [e | stack]}}
+      end
+    end)
+    |> elem(1)
+    |> Enum.reverse()
+  end
+
+  @doc """
+  The instant `t`: for each pid, its open calls (outermost first), its latest event, and
+  its latest GenServer state with the call that set it.
+  """
+  @spec at(Source.t(), integer(), [pid()]) :: map()
+  def at(source, t, pids) do
+    t0 = t0(source)
+    abs_t = t + t0
+
+    procs =
+      for pid <- Enum.take(pids, 64) do
+        stack = open_stack(source, pid, until: abs_t) |> Enum.reverse()
+        last = Source.fetch(source, pid: pid, until: abs_t, order: :desc, limit: 1) |> ok_list() |> List.first()
+
+        %{
+          pid: Render.pid(pid),
+          stack: Enum.map(stack, &%{id: &1.id, mfa: Render.mfa(&1), t: &1.ts - t0, args: args_short(&1)}),
+          last: last && %{id: last.id, kind: Atom.to_string(last.kind), t: last.ts - t0},
+          state: state_view(source, pid, abs_t, t0)
+        }
+      end
+
+    %{t: t, processes: procs}
+  end
+
+  defp args_short(%Event{payload: args}) when is_list(args), do: args |> Enum.map(&Render.short(&1, 60)) |> Enum.join(", ") |> Render.cut(160)
+  defp args_short(_), do: ""
+
+  @doc "The GenServer state of `pid` at absolute time `abs_t` (monotonic ns), or nil."
+  @spec state_at(Source.t(), pid(), integer()) :: {term(), Event.t(), Event.t() | nil} | nil
+  def state_at(source, pid, abs_t) do
+    states = Source.fetch(source, pid: pid, until: abs_t, kinds: [:state], order: :desc, limit: 200) |> ok_list()
+
+    case states do
+      [] ->
+        nil
+
+      [%Event{payload: {_, st}} = latest | _] ->
+        # the call that put this value there: the earliest callback, in the run of
+        # state events holding this same value, that finished with it
+        setter =
+          states
+          |> Enum.take_while(&match?(%Event{payload: {_, ^st}}, &1))
+          |> Enum.filter(&match?(%Event{payload: {:after, _}}, &1))
+          |> List.last()
+
+        setter_call = setter && setter.call_id && Source.get(source, setter.call_id)
+        {st, latest, setter_call}
+
+      _ ->
+        nil
+    end
+  end
+
+  defp state_view(source, pid, abs_t, t0) do
+    case state_at(source, pid, abs_t) do
+      nil ->
+        nil
+
+      {st, ev, setter} ->
+        %{
+          value: Render.term(st),
+          event_id: ev.id,
+          t: ev.ts - t0,
+          phase: ev.payload |> elem(0) |> to_string(),
+          set_by: setter && %{id: setter.id, mfa: Render.mfa(setter), args: args_short(setter), t: setter.ts - t0}
+        }
+    end
+  end
+
+  @doc "The state of `pid` at two instants and what changed between them (paths into the term)."
+  @spec state_diff(Source.t(), pid(), integer(), integer()) :: map()
+  def state_diff(source, pid, t1, t2) do
+    t0 = t0(source)
+    a = state_at(source, pid, t1 + t0)
+    b = state_at(source, pid, t2 + t0)
+
+    changes =
+      case {a, b} do
+        {{sa, _, _}, {sb, _, _}} -> diff(sa, sb, "", 0, []) |> Enum.reverse() |> Enum.take(200)
+        _ -> []
+      end
+
+    %{
+      pid: Render.pid(pid),
+      t1: t1,
+      t2: t2,
+      before: state_view(source, pid, t1 + t0, t0),
+      after: state_view(source, pid, t2 + t0, t0),
+      changes: changes
+    }
+  end
+
+  @doc false
+  @spec diff(term(), term(), String.t(), non_neg_integer(), list()) :: list()
+  def diff(a, a, _path, _depth, acc), do: acc
+
+  def diff(%s{} = a, %s{} = b, path, depth, acc) when depth < 6,
+    do: diff(Map.from_struct(a), Map.from_struct(b), path, depth, acc)
+
+  def diff(a, b, path, depth, acc) when is_map(a) and is_map(b) and not is_struct(a) and not is_struct(b) and depth < 6 do
+    keys = Map.keys(a) ++ Map.keys(b)
+
+    keys
+    |> Enum.uniq()
+    |> Enum.sort()
+    |> Enum.take(500)
+    |> Enum.reduce(acc, fn k, acc ->
+      p = path <> key_path(k)
+
+      case {Map.fetch(a, k), Map.fetch(b, k)} do
+        {:error, {:ok, v}} -> [%{path: p, op: "added", new: Render.term(v, max: 2048)} | acc]
+        {{:ok, v}, :error} -> [%{path: p, op: "removed", old: Render.term(v, max: 2048)} | acc]
+        {{:ok, v1}, {:ok, v2}} -> diff(v1, v2, p, depth + 1, acc)
+      end
+    end)
+  end
+
+  def diff(a, b, path, depth, acc) when is_tuple(a) and is_tuple(b) and tuple_size(a) == tuple_size(b) and depth < 6 do
+    Enum.reduce(0..(tuple_size(a) - 1)//1, acc, fn i, acc -> diff(elem(a, i), elem(b, i), "#{path}{#{i}}", depth + 1, acc) end)
+  end
+
+  def diff(a, b, path, depth, acc) when is_list(a) and is_list(b) and length(a) == length(b) and length(a) <= 100 and depth < 6 do
+    a |> Enum.zip(b) |> Enum.with_index() |> Enum.reduce(acc, fn {{x, y}, i}, acc -> diff(x, y, "#{path}[#{i}]", depth + 1, acc) end)
+  end
+
+  def diff(a, b, path, _depth, acc),
+    do: [%{path: if(path == "", do: "(whole state)", else: path), op: "changed", old: Render.term(a, max: 2048), new: Render.term(b, max: 2048)} | acc]
+
+  defp key_path(k) when is_atom(k) do
+    s = Atom.to_string(k)
+    if Regex.match?(~r/^[a-z_][a-zA-Z0-9_]*[?!]?$/, s), do: "." <> s, else: "[#{inspect(k)}]"
+  end
+
+  defp key_path(k), do: "[#{Render.short(k, 60)}]"
+
+  # --------------------------------------------------------------- call tree
+
+  @doc """
+  The call tree of `pid` flattened in display order: rows with `depth`, `id`, `mfa`, `status`,
+  `t`, `duration_ns`, `args`; bounded to `limit` rows (max 5,000) from the first `max_events` events.
+  """
+  @spec call_tree(Source.t(), pid(), keyword()) :: map()
+  def call_tree(source, pid, opts \\ []) do
+    t0 = t0(source)
+    limit = opts |> Keyword.get(:limit, 2_000) |> min(5_000) |> max(1)
+    window = Enum.flat_map([:since, :until], fn k -> if v = opts[k], do: [{k, v + t0}], else: [] end)
+    events = Source.fetch(source, [pid: pid, limit: 50_000] ++ window) |> ok_list()
+    roots = events |> EventCorrelator.call_trees_by_pid() |> Map.get(pid, [])
+    flat = EventCorrelator.flatten(roots)
+
+    rows =
+      flat
+      |> Enum.take(limit)
+      |> Enum.map(fn {depth, node} ->
+        c = node.event
+
+        %{
+          id: c.id,
+          depth: depth,
+          mfa: Render.mfa(c),
+          args: args_short(c),
+          status: Atom.to_string(node.status),
+          t: c.ts - t0,
+          duration_ns: node.duration_ns,
+          children: length(node.children)
+        }
+      end)
+
+    %{pid: Render.pid(pid), rows: rows, truncated: length(flat) > limit or length(events) >= 50_000}
+  end
+
+  # ------------------------------------------------------------------ search
+
+  @doc """
+  Event ids matching a search. `query` words: `kind:call`, `pid:<0.1.0>`, `mod:Name`, `fun:name`,
+  anything else is text looked for (case-insensitively) in `Mod.fun/arity` and the rendered payload.
+  At most `limit` (≤ 1,000) ids; at most 200,000 events are examined.
+  """
+  @spec search(Source.t(), String.t(), keyword()) :: map()
+  def search(source, query, opts \\ []) do
+    limit = opts |> Keyword.get(:limit, 500) |> min(1_000) |> max(1)
+    {filters, words} = parse_query(source, query)
+
+    case filters do
+      {:error, msg} ->
+        %{error: msg, ids: [], truncated: false}
+
+      filters ->
+        {ids, truncated?} = scan(source, filters, words, limit, 0, 0, [])
+        %{ids: ids, truncated: truncated?, query: query}
+    end
+  end
+
+  @max_scan 200_000
+
+  defp scan(source, filters, words, limit, after_id, scanned, acc) do
+    page = Source.fetch(source, filters ++ [after_id: after_id, limit: 5_000]) |> ok_list()
+
+    acc =
+      Enum.reduce(page, acc, fn e, acc -> if length(acc) < limit and matches?(e, words), do: [e.id | acc], else: acc end)
+
+    scanned = scanned + length(page)
+
+    cond do
+      length(acc) >= limit -> {Enum.reverse(acc), true}
+      page == [] or length(page) < 5_000 -> {Enum.reverse(acc), false}
+      scanned >= @max_scan -> {Enum.reverse(acc), true}
+      true -> scan(source, filters, words, limit, List.last(page).id, scanned, acc)
+    end
+  end
+
+  defp matches?(_e, []), do: true
+
+  defp matches?(e, words) do
+    text = String.downcase(Render.mfa(e) <> " " <> Render.short(e.payload, 4_000))
+    Enum.all?(words, &String.contains?(text, &1))
+  end
+
+  defp parse_query(source, query) do
+    query
+    |> String.split(~r/\s+/, trim: true)
+    |> Enum.take(20)
+    |> Enum.reduce({[], []}, fn
+      _, {{:error, _}, _} = err ->
+        err
+
+      word, {filters, words} ->
+        case String.split(word, ":", parts: 2) do
+          ["kind", k] ->
+            case Enum.find(@kinds, &(Atom.to_string(&1) == k)) do
+              nil -> {{:error, "unknown kind #{k}"}, words}
+              kind -> {Keyword.update(filters, :kinds, [kind], &[kind | &1]), words}
+            end
+
+          ["pid", p] ->
+            case parse_pid(source, p) do
+              nil -> {{:error, "unknown pid #{p}"}, words}
+              pid -> {Keyword.put(filters, :pid, pid), words}
+            end
+
+          ["mod", m] ->
+            {filters, [String.downcase(String.replace_prefix(m, "Elixir.", "")) <> "." | words]}
+
+          ["fun", f] ->
+            {filters, ["." <> String.downcase(f) <> "/" | words]}
+
+          _ ->
+            {filters, [String.downcase(word) | words]}
+        end
+    end)
+  end
+end

@@ -1,0 +1,173 @@
+// Drives Debian's chromium (through playwright-core) against a running cinema.
+// usage: node cinema.mjs URL [--screenshot FILE] [--checks]
+// Prints one JSON object on stdout with what it saw; the ExUnit test asserts on it.
+import { chromium } from 'playwright-core';
+
+const args = process.argv.slice(2);
+const url = args[0];
+const shotIdx = args.indexOf('--screenshot');
+const shot = shotIdx >= 0 ? args[shotIdx + 1] : null;
+const checks = args.includes('--checks');
+const tabIdx = args.indexOf('--tab');
+const tab = tabIdx >= 0 ? args[tabIdx + 1] : 'inspector';
+const exe = process.env.CHROMIUM || '/usr/bin/chromium';
+const out = { ok: false, errors: [] };
+
+// waitForFunction evaluates strings, which the page's CSP forbids: poll with evaluate instead
+async function waitFor(page, fn, arg, timeout = 10000) {
+  const until = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(fn, arg)) return;
+    if (Date.now() > until) throw new Error('timed out waiting for ' + fn.toString().slice(0, 160));
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath: exe, headless: true,
+  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--force-color-profile=srgb'],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1600, height: 900 }, deviceScaleFactor: 1 });
+  page.on('pageerror', (e) => out.errors.push('pageerror: ' + e.message));
+  page.on('console', (m) => { if (m.type() === 'error') out.errors.push('console: ' + m.text()); });
+  page.on('dialog', (d) => { out.errors.push('dialog: ' + d.message()); d.dismiss(); });
+  const loadStart = Date.now();
+  await page.goto(url, { waitUntil: 'load' });
+  await waitFor(page, () => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, 15000);
+  await page.waitForTimeout(300);
+  out.load_ms = Date.now() - loadStart;
+  out.events = await page.evaluate(() => window.cinema.events());
+  out.lanes = await page.evaluate(() => window.cinema.lanes());
+
+  if (checks) {
+    // lanes drawn: count coloured (non-background) pixels inside each lane's band
+    out.lanePixels = await page.evaluate(() => {
+      const cv = document.querySelector('#timeline');
+      const ctx = cv.getContext('2d');
+      const dpr = window.devicePixelRatio || 1;
+      return window.cinema.lanes().map((l) => {
+        const img = ctx.getImageData(200 * dpr, l.y * dpr, cv.width - 200 * dpr, Math.max(1, l.h * dpr)).data;
+        let n = 0;
+        for (let i = 0; i < img.length; i += 4) if (img[i] + img[i + 1] + img[i + 2] > 160) n++;
+        return n;
+      });
+    });
+
+    // click a handle_call span: its args must show in the inspector
+    const callId = await page.evaluate(() => window.cinema.findEvent('call', 'handle_call'));
+    const pos = await page.evaluate((id) => window.cinema.eventPos(id), callId);
+    out.clickAt = pos;
+    out.hitBefore = await page.evaluate((p) => window.cinema.hitAt(p.x, p.y), pos);
+    await page.mouse.click(pos.x, pos.y);
+    out.selectedAfterClick = await page.evaluate(() => window.cinema.view().selected);
+    await page.waitForSelector(`#panel-inspector[data-event-id="${callId}"]`, { timeout: 5000 });
+    out.clicked = { id: callId, args: await page.textContent('#args'), head: await page.textContent('#panel-inspector .ev-head') };
+
+    // scrub: drag the ruler to just after the first and the last state change of the GenServer
+    const states = await page.evaluate(() => window.cinema.stateEvents());
+    out.stateEvents = states.length;
+    await page.evaluate(() => { document.querySelector('[data-tab="instant"]').click(); window.cinema.fit(); });
+    const readState = async (t) => {
+      const a = await page.evaluate((t) => window.cinema.rulerPos(t), t);
+      await page.mouse.move(a.x - 30, a.y);
+      await page.mouse.down();
+      await page.mouse.move(a.x - 10, a.y, { steps: 3 });
+      await page.mouse.move(a.x, a.y, { steps: 2 });
+      await page.mouse.up();
+      await waitFor(page, (t) => {
+        const p = document.querySelector('#panel-instant');
+        const v = window.cinema.view();
+        const px = (v.end - v.start) / 1000;
+        // the panel shows the instant the scrubber was dragged to (within a few pixels of t)
+        return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(v.scrub - t) < 4 * px;
+      }, t, 5000);
+      return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
+    };
+    const first = states[0], last = states[states.length - 1];
+    const pxNs = await page.evaluate(() => { const v = window.cinema.view(); return (v.end - v.start) / 1000; });
+    out.stateA = await readState(first.t + pxNs * 2);
+    out.stateB = await readState(last.t + pxNs * 2);
+
+    // the captured XSS string: open the init call, its argument must be shown as text
+    const initId = await page.evaluate(() => window.cinema.findEvent('call', '.init'));
+    const ipos = await page.evaluate((id) => window.cinema.eventPos(id), initId);
+    await page.mouse.click(ipos.x, ipos.y);
+    await page.waitForSelector(`#panel-inspector[data-event-id="${initId}"]`, { timeout: 5000 });
+    out.xss = await page.evaluate(() => ({
+      shown: document.querySelector('#panel-inspector').textContent,
+      executed: window.__xss === undefined ? null : window.__xss,
+      scripts: document.querySelectorAll('body script').length,
+      imgs: document.querySelectorAll('#side img, #panel-inspector img').length,
+    }));
+  }
+
+  const liveIdx = args.indexOf('--live');
+  if (liveIdx >= 0) {
+    // live mode: a second page on a live server; events recorded after it loaded must appear without reload
+    const live = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    live.on('pageerror', (e) => out.errors.push('live pageerror: ' + e.message));
+    await live.goto(args[liveIdx + 1], { waitUntil: 'load' });
+    await waitFor(live, () => window.cinema && window.cinema.ready && window.cinema.events() > 0, null, 15000);
+    const first = await live.evaluate(() => window.cinema.events());
+    await waitFor(live, (n) => window.cinema.events() > n + 3, first, 10000);
+    out.live = { first, later: await live.evaluate(() => window.cinema.events()), badge: await live.textContent('#title') };
+    await live.close();
+  }
+
+  if (args.includes('--bench')) {
+    // zoom in 12 steps around the middle, pan 12 steps, zoom back out: time each full redraw
+    const times = await page.evaluate(() => {
+      const c = window.cinema, t = [];
+      t.push(c.fit());
+      window.__parts = [];
+      for (let i = 0; i < 12; i++) { t.push(c.timeZoom(0.6)); window.__parts.push(JSON.stringify(c.parts())); }
+      for (let i = 0; i < 12; i++) t.push(c.timePan(0.2));
+      for (let i = 0; i < 12; i++) t.push(c.timeZoom(1 / 0.6));
+      t.push(c.fit());
+      return t;
+    });
+    out.parts = await page.evaluate(() => window.__parts);
+    const sorted = times.slice().sort((a, b) => a - b);
+    out.bench = { times: times.map((x) => Math.round(x * 10) / 10), frames: times.length, median_ms: sorted[sorted.length >> 1], p90_ms: sorted[Math.floor(sorted.length * 0.9)], max_ms: sorted[sorted.length - 1], fit_ms: times[0] };
+  }
+
+  if (checks) {
+    // keyboard stepping: → and ← move the selection event by event
+    const sel0 = await page.evaluate(() => window.cinema.view().selected);
+    await page.focus('#timeline');
+    await page.keyboard.press('ArrowRight');
+    const sel1 = await page.evaluate(() => window.cinema.view().selected);
+    await page.keyboard.press('ArrowRight');
+    const sel2 = await page.evaluate(() => window.cinema.view().selected);
+    await page.keyboard.press('ArrowLeft');
+    const sel3 = await page.evaluate(() => window.cinema.view().selected);
+    out.steps = [sel0, sel1, sel2, sel3];
+    // the call tree and the state diff panels
+    await page.evaluate(() => document.querySelector('[data-tab="tree"]').click());
+    await waitFor(page, () => document.querySelectorAll('#panel-tree .tree-row').length > 0, null, 5000);
+    out.treeRows = await page.evaluate(() => Array.from(document.querySelectorAll('#panel-tree .tree-row')).map((r) => r.textContent));
+  }
+
+  if (shot) {
+    // a rich view: select the exception (the crash) and show the instant panel
+    const exc = await page.evaluate(() => window.cinema.findEvent('exception'));
+    if (exc) {
+      const p = await page.evaluate((id) => window.cinema.eventPos(id), exc);
+      await page.mouse.click(p.x, p.y);
+      await page.waitForTimeout(400);
+      await page.evaluate((tab) => document.querySelector(`[data-tab="${tab}"]`).click(), tab);
+      await page.waitForTimeout(300);
+    }
+    await page.mouse.move(5, 5);
+    await page.waitForTimeout(300);
+    await page.screenshot({ path: shot });
+    out.screenshot = shot;
+  }
+  out.ok = true;
+} catch (e) {
+  out.errors.push(String(e && e.stack || e));
+} finally {
+  await browser.close();
+  process.stdout.write(JSON.stringify(out) + '\n');
+}

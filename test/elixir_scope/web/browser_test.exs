@@ -1,0 +1,125 @@
+defmodule ElixirScope.Web.BrowserTest do
+  @moduledoc """
+  The cinema in a real browser: Debian's chromium driven by playwright-core
+  (test/browser/cinema.mjs). Skipped, with the reason printed, only where
+  chromium or node cannot be found.
+  """
+  use ExUnit.Case, async: false
+
+  @moduletag :browser
+  alias ElixirScope.Capture.InstrumentationRuntime, as: R
+  @node_dir Path.expand("../../browser", __DIR__)
+
+  setup_all do
+    chromium = System.get_env("CHROMIUM", "/usr/bin/chromium")
+
+    cond do
+      not File.exists?(chromium) ->
+        IO.puts("\n[browser tests skipped] chromium not found at #{chromium} (apt-get install chromium)")
+        {:ok, skip: true}
+
+      System.find_executable("node") == nil ->
+        IO.puts("\n[browser tests skipped] node not found (apt-get install nodejs npm)")
+        {:ok, skip: true}
+
+      true ->
+        case System.cmd(Path.join(@node_dir, "setup.sh"), [], stderr_to_stdout: true) do
+          {_, 0} ->
+            {:ok, skip: false}
+
+          {out, _} ->
+            IO.puts("\n[browser tests skipped] cannot install playwright-core: #{out}")
+            {:ok, skip: true}
+        end
+    end
+  end
+
+  @tag timeout: 120_000
+  test "the page loads a recording, draws lanes, shows args on click, scrubs state, escapes values", ctx do
+    if ctx.skip do
+      :ok
+    else
+      # the demo recording: recorded through the runtime API, saved to a file, loaded back
+      file = Path.join(System.tmp_dir!(), "cinema_browser_#{System.unique_integer([:positive])}.esrec")
+      on_exit(fn -> File.rm(file) end)
+
+      ExUnit.CaptureLog.capture_log(fn ->
+        {rec, pids} = ElixirScope.CinemaScenario.Recording.record(file)
+        send(self(), {:recorded, rec, pids})
+      end)
+
+      assert_received {:recorded, source, pids}
+      mode = "recording"
+      on_exit(fn -> ElixirScope.Recording.close(source) end)
+      {:ok, web} = ElixirScope.Web.start(port: 0, source: source)
+      on_exit(fn -> ElixirScope.Web.stop(web) end)
+      png = Path.expand("../../../_build/cinema_test.png", __DIR__)
+
+      # and a live server, fed by a process that keeps recording while the page is open
+      :ok = ElixirScope.start()
+      on_exit(fn -> ElixirScope.stop() end)
+      {:ok, live} = ElixirScope.Web.start(port: 0, source: :live)
+      on_exit(fn -> ElixirScope.Web.stop(live) end)
+      R.report_function_exit(R.report_function_entry(Live.Ticker, :boot, []), :ok)
+      ticker = spawn(fn -> tick(200) end)
+      on_exit(fn -> Process.exit(ticker, :kill) end)
+
+      {out, status} =
+        System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--checks", "--screenshot", png, "--live", live.url],
+          cd: @node_dir,
+          stderr_to_stdout: true
+        )
+
+      result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
+      assert status == 0, out
+      assert result["ok"], "browser run failed (#{mode}): #{inspect(Map.drop(result, ["lanes"]))}"
+      assert result["errors"] == []
+
+      # lanes: one per process of the scenario, each with something drawn in it
+      lane_pids = Enum.map(result["lanes"], & &1["pid"])
+      render = &ElixirScope.Web.Render.pid/1
+      assert render.(pids.account) in lane_pids
+      assert render.(pids.teller) in lane_pids
+      assert Enum.all?(result["lanePixels"], &(&1 > 20)), "empty lane: #{inspect(result["lanePixels"])}"
+
+      # clicking a handle_call span shows its arguments
+      assert result["clicked"]["head"] =~ "handle_call"
+      assert result["clicked"]["args"] =~ "{:deposit, 50}"
+
+      # scrubbing: state after the first change vs after the last
+      assert result["stateEvents"] >= 4
+      assert result["stateA"] =~ "balance: 100"
+      assert result["stateB"] =~ "balance: 145"
+      refute result["stateA"] == result["stateB"]
+
+      # the captured "<script>…" string is shown as text and never runs
+      xss = result["xss"]
+      assert xss["shown"] =~ "<script>window.__xss = 1</script>"
+      assert xss["shown"] =~ "onerror="
+      assert xss["executed"] == nil
+      assert xss["imgs"] == 0
+      assert xss["scripts"] == 1
+
+      # keyboard stepping from the selected init call: → → ← visits the next events in order
+      [s0, s1, s2, s3] = result["steps"]
+      assert {s1, s2, s3} == {s0 + 1, s0 + 2, s0 + 1}
+
+      # the call tree of the selected process (the account: init, then the callbacks)
+      assert [init | callbacks] = result["treeRows"]
+      assert init =~ "init/1"
+      assert length(callbacks) == 5 and Enum.all?(callbacks, &(&1 =~ "handle_call/3"))
+
+      # live mode: new events showed up without a reload
+      assert result["live"]["later"] > result["live"]["first"]
+      assert result["live"]["badge"] =~ "live"
+    end
+  end
+
+  defp tick(0), do: :ok
+
+  defp tick(n) do
+    R.report_function_exit(R.report_function_entry(Live.Ticker, :tick, [n]), n)
+    Process.sleep(100)
+    tick(n - 1)
+  end
+end
