@@ -37,18 +37,28 @@ defmodule ElixirScope.AST.InjectorHelpers do
   @spec templates(module()) :: templates()
   def templates(runtime \\ InstrumentationRuntime) when is_atom(runtime) do
     %{
+      # The switch is asked inline, so with capture off a call costs one remote call to a
+      # constant function: no argument list is built and the runtime is not entered.
       entry:
         quote do
-          unquote(runtime).report_function_entry(
-            __MODULE__,
-            unquote(hole(:fun)),
-            unquote(hole(:args)),
-            unquote(hole(:line))
-          )
+          case ElixirScope.Capture.Switch.on?(__MODULE__) do
+            true ->
+              unquote(runtime).report_function_entry(
+                __MODULE__,
+                unquote(hole(:fun)),
+                unquote(hole(:args)),
+                unquote(hole(:line))
+              )
+
+            _ ->
+              nil
+          end
         end,
       exit:
-        quote(
-          do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))
+        guarded(
+          quote(
+            do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))
+          )
         ),
       tail:
         guarded(
