@@ -143,8 +143,8 @@ defmodule ElixirScope.Bench.AST do
     {on, why} =
       try do
         case ElixirScope.start(
-               capture: [buffer_size: 4_194_304, flush_interval: 2],
-               storage: [max_bytes: 0]
+               capture: [buffer_size: 65_536, flush_interval: 2],
+               storage: [max_bytes: 256_000_000]
              ) do
           :ok ->
             on = per_call_ns(fn -> inst_mod.plain(1) end, 10_000, 21) - plain

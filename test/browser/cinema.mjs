@@ -81,7 +81,7 @@ try {
         const px = (v.end - v.start) / 1000;
         // the panel shows the instant the scrubber was dragged to (within a few pixels of t)
         return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(v.scrub - t) < 4 * px;
-      }, t, 5000);
+      }, t, 15000);
       return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
     };
     const first = states[0], last = states[states.length - 1];

@@ -93,32 +93,38 @@ defmodule ElixirScope.AST.InjectorHelpers do
           end
         ),
       expr:
-        quote do
-          unquote(runtime).report_expression_value(
-            unquote(hole(:call)),
-            unquote(hole(:source)),
-            unquote(hole(:value)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_expression_value(
+              unquote(hole(:call)),
+              unquote(hole(:source)),
+              unquote(hole(:value)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       state_before:
-        quote do
-          unquote(runtime).report_state_change(
-            unquote(hole(:call)),
-            :before,
-            unquote(hole(:state)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_state_change(
+              unquote(hole(:call)),
+              :before,
+              unquote(hole(:state)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       state_after:
-        quote do
-          unquote(__MODULE__).report_callback_state(
-            unquote(runtime),
-            unquote(hole(:call)),
-            unquote(hole(:result)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(__MODULE__).report_callback_state(
+              unquote(runtime),
+              unquote(hole(:call)),
+              unquote(hole(:result)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       module: quote(do: __MODULE__),
       tail_marker:
         quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
@@ -128,8 +134,8 @@ defmodule ElixirScope.AST.InjectorHelpers do
     }
   end
 
-  # Reports whose arguments allocate (the keyword list of locals, the argument list of a
-  # tail call) run only when the entry returned a call id: with capture off nothing is built.
+  # Reports after the entry run only when the entry returned a call id: with capture off
+  # nothing is built (no keyword list of locals, no argument list) and no call is made.
   defp guarded(report) do
     quote do
       case unquote(hole(:call)) do
