@@ -61,27 +61,38 @@ try {
     out.hitBefore = await page.evaluate((p) => window.cinema.hitAt(p.x, p.y), pos);
     await page.mouse.click(pos.x, pos.y);
     out.selectedAfterClick = await page.evaluate(() => window.cinema.view().selected);
-    await page.waitForSelector(`#panel-inspector[data-event-id="${callId}"]`, { timeout: 5000 });
+    await page.waitForSelector(`#panel-inspector[data-event-id="${callId}"]`, { timeout: 15000 });
     out.clicked = { id: callId, args: await page.textContent('#args'), head: await page.textContent('#panel-inspector .ev-head') };
 
     // scrub: drag the ruler to just after the first and the last state change of the GenServer
     const states = await page.evaluate(() => window.cinema.stateEvents());
     out.stateEvents = states.length;
     await page.evaluate(() => { document.querySelector('[data-tab="instant"]').click(); window.cinema.fit(); });
+    // drag the scrubber in the ruler to t; the Instant panel must then show that instant
+    // (a drag whose events were lost by a busy headless browser is retried, and counted)
+    out.scrubRetries = 0;
     const readState = async (t) => {
-      const a = await page.evaluate((t) => window.cinema.rulerPos(t), t);
-      await page.mouse.move(a.x - 30, a.y);
-      await page.mouse.down();
-      await page.mouse.move(a.x - 10, a.y, { steps: 3 });
-      await page.mouse.move(a.x, a.y, { steps: 2 });
-      await page.mouse.up();
-      await waitFor(page, (t) => {
-        const p = document.querySelector('#panel-instant');
-        const v = window.cinema.view();
-        const px = (v.end - v.start) / 1000;
-        // the panel shows the instant the scrubber was dragged to (within a few pixels of t)
-        return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(v.scrub - t) < 4 * px;
-      }, t, 15000);
+      for (let attempt = 1; ; attempt++) {
+        const a = await page.evaluate((t) => window.cinema.rulerPos(t), t);
+        await page.mouse.move(a.x - 30, a.y);
+        await page.mouse.down();
+        await page.mouse.move(a.x - 10, a.y, { steps: 3 });
+        await page.mouse.move(a.x, a.y, { steps: 2 });
+        await page.mouse.up();
+        try {
+          await waitFor(page, (t) => {
+            const p = document.querySelector('#panel-instant');
+            const v = window.cinema.view();
+            const px = (v.end - v.start) / 1000;
+            return p.dataset.t && Math.round(v.scrub) === Number(p.dataset.t) && Math.abs(v.scrub - t) < 4 * px;
+          }, t, 5000);
+          break;
+        } catch (e) {
+          out.scrubFail = await page.evaluate((t) => ({ t, view: window.cinema.view(), panelT: document.querySelector('#panel-instant').dataset.t }), t);
+          if (attempt >= 3) throw e;
+          out.scrubRetries++;
+        }
+      }
       return page.evaluate(() => Array.from(document.querySelectorAll('#panel-instant .state-value')).map((e) => e.textContent).join('\n---\n'));
     };
     const first = states[0], last = states[states.length - 1];
@@ -93,7 +104,7 @@ try {
     const initId = await page.evaluate(() => window.cinema.findEvent('call', '.init'));
     const ipos = await page.evaluate((id) => window.cinema.eventPos(id), initId);
     await page.mouse.click(ipos.x, ipos.y);
-    await page.waitForSelector(`#panel-inspector[data-event-id="${initId}"]`, { timeout: 5000 });
+    await page.waitForSelector(`#panel-inspector[data-event-id="${initId}"]`, { timeout: 15000 });
     out.xss = await page.evaluate(() => ({
       shown: document.querySelector('#panel-inspector').textContent,
       executed: window.__xss === undefined ? null : window.__xss,
