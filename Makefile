@@ -20,7 +20,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
 
-.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean dialyzer
+.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean
 
 all: nif
 
@@ -78,9 +78,6 @@ demo: setup nif
 # A screenshot of the execution cinema on the demo recording: _build/cinema.png
 demo-cinema: setup nif
 	./examples/cinema_screenshot.sh
-
-dialyzer:
-	mix dialyzer_lite 2>/dev/null || echo "see README: dialyzer"
 
 clean:
 	rm -rf build priv/elixir_scope_nif.so _build/bench
