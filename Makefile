@@ -18,9 +18,9 @@ C_TEST_BINS := $(patsubst test/c/%.c,build/c_tests/%,$(C_TESTS))
 C_TEST_BINS_ASAN := $(patsubst test/c/%.c,build/c_tests_asan/%,$(C_TESTS))
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto
+DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
 
-.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean dialyzer
+.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean
 
 all: nif
 
@@ -65,14 +65,19 @@ demo-test: nif
 
 test: nif test-c mix-test demo-test
 
-bench: nif
+build/c_core_bench: bench/c_core_bench.c $(PURE_SRC) $(HEADERS)
+	@mkdir -p build
+	$(CC) $(BASE_CFLAGS) -O2 -g -o $@ bench/c_core_bench.c $(PURE_SRC) $(LIBS)
+
+bench: nif build/c_core_bench
 	MIX_ENV=prod mix run bench/run.exs
 
 demo: setup nif
 	./examples/run_demo.sh
 
-dialyzer:
-	mix dialyzer_lite 2>/dev/null || echo "see README: dialyzer"
+# A screenshot of the execution cinema on the demo recording: _build/cinema.png
+demo-cinema: setup nif
+	./examples/cinema_screenshot.sh
 
 clean:
 	rm -rf build priv/elixir_scope_nif.so _build/bench

@@ -13,7 +13,9 @@ defmodule ElixirScope.Bench.AST do
       Stream.iterate(0, &(&1 + 1))
       |> Stream.map(&fun_source/1)
       |> Enum.reduce_while({[], 4}, fn {src, n}, {acc, total} ->
-        if total + n > lines - 1, do: {:halt, {acc, total}}, else: {:cont, {[src | acc], total + n}}
+        if total + n > lines - 1,
+          do: {:halt, {acc, total}},
+          else: {:cont, {[src | acc], total + n}}
       end)
       |> elem(0)
       |> Enum.reverse()
@@ -88,17 +90,26 @@ defmodule ElixirScope.Bench.AST do
         transform_5k_lines_prewalk_baseline_ns: prewalk,
         instrumented_call_overhead_off_ns: overhead.off
       }
-      |> then(fn r -> if overhead.on, do: Map.put(r, :instrumented_call_overhead_ns, overhead.on), else: r end)
+      |> then(fn r ->
+        if overhead.on, do: Map.put(r, :instrumented_call_overhead_ns, overhead.on), else: r
+      end)
 
     rows =
       [
         {"transform_5k_lines_ns (#{lines} lines, :full)", transform, "≤ 50,000,000",
          "identity Macro.prewalk/2 over the same AST: #{fmt(prewalk)} ns"},
-        {"instrumented_call_overhead_off_ns", overhead.off, "≤ 5 (capture off)", "plain call #{fmt(overhead.plain)} ns"}
+        {"instrumented_call_overhead_off_ns", overhead.off, "≤ 5 (capture off)",
+         "plain call #{fmt(overhead.plain)} ns"}
       ] ++
         if overhead.on,
-          do: [{"instrumented_call_overhead_ns", overhead.on, "≤ 250", "capture on, :function_boundaries"}],
-          else: [{"instrumented_call_overhead_ns (capture could not start: #{overhead.why})", 0, "≤ 250", "not measured"}]
+          do: [
+            {"instrumented_call_overhead_ns", overhead.on, "≤ 250",
+             "capture on, :function_boundaries"}
+          ],
+          else: [
+            {"instrumented_call_overhead_ns (capture could not start: #{overhead.why})", 0,
+             "≤ 250", "not measured"}
+          ]
 
     {results, rows}
   end
@@ -131,7 +142,10 @@ defmodule ElixirScope.Bench.AST do
 
     {on, why} =
       try do
-        case ElixirScope.start(capture: [buffer_size: 4_194_304, flush_interval: 2], storage: [max_bytes: 0]) do
+        case ElixirScope.start(
+               capture: [buffer_size: 65_536, flush_interval: 2],
+               storage: [max_bytes: 256_000_000]
+             ) do
           :ok ->
             on = per_call_ns(fn -> inst_mod.plain(1) end, 10_000, 21) - plain
             ElixirScope.stop()

@@ -9,22 +9,28 @@ defmodule ElixirScope.Bench.Capture do
   defmodule Target do
     @moduledoc false
     def plain(a, b, c, d), do: {a, b, c, d}
-
-    # What :function_boundaries instrumentation generates, written by hand so the
-    # foundation bench does not depend on the transformer.
-    def instrumented(a, b, c, d) do
-      cid = InstrumentationRuntime.report_function_entry(__MODULE__, :instrumented, [a, b, c, d], 10)
-      result = {a, b, c, d}
-      InstrumentationRuntime.report_function_exit(cid, result)
-      result
-    end
-
     def traced(a, b, c, d), do: {a, b, c, d}
+  end
+
+  # The same function compiled by the real transformer at :function_boundaries.
+  defp compile_instrumented do
+    ast =
+      quote do
+        defmodule ElixirScope.Bench.Capture.Instrumented do
+          @moduledoc false
+          def instrumented(a, b, c, d), do: {a, b, c, d}
+        end
+      end
+
+    {:ok, inst} = ElixirScope.AST.Transformer.transform_module(ast, :function_boundaries)
+    Code.compile_quoted(inst)
+    ElixirScope.Bench.Capture.Instrumented
   end
 
   def run do
     ElixirScope.stop()
     results = %{}
+    inst = compile_instrumented()
 
     empty_nif = per_call_ns(fn -> NIF.noop() end)
     remote = per_call_ns(fn -> Target.plain(1, 2, :a, "b") end)
@@ -33,11 +39,11 @@ defmodule ElixirScope.Bench.Capture do
     traced = trace_baseline()
 
     # capture on: entry event with 4 small args
-    :ok = ElixirScope.start(capture: [buffer_size: 1 <<< 22, flush_interval: 2], storage: [max_bytes: 0])
+    :ok = ElixirScope.start(capture: [buffer_size: 1 <<< 16, flush_interval: 2], storage: [max_bytes: 256_000_000])
     entry = per_call_ns(fn -> InstrumentationRuntime.report_function_entry(Target, :plain, [1, 2, :a, "b"], 10) end, 10_000, 41)
-    call_on = per_call_ns(fn -> Target.instrumented(1, 2, :a, "b") end, 10_000, 21)
+    call_on = per_call_ns(fn -> inst.instrumented(1, 2, :a, "b") end, 10_000, 21)
     ElixirScope.disable()
-    call_off = per_call_ns(fn -> Target.instrumented(1, 2, :a, "b") end, 100_000, 21)
+    call_off = per_call_ns(fn -> inst.instrumented(1, 2, :a, "b") end, 100_000, 21)
     plain = per_call_ns(fn -> Target.plain(1, 2, :a, "b") end, 100_000, 21)
     ElixirScope.stop()
 

@@ -461,7 +461,9 @@ typedef struct hole {
     T *value;
 } hole;
 
-static T *subst(tctx *tc, T *tpl, const hole *holes, size_t nh, int depth) {
+/* Fills the holes of a template. With linemeta ([line: L]), every call of the template that has
+ * no metadata gets it (holes' values are left as they are). */
+static T *subst(tctx *tc, T *tpl, const hole *holes, size_t nh, int depth, T *linemeta) {
     if (depth > ES_MAX_TEMPLATE_DEPTH) {
         set_error(tc, tup2(tc, atom(tc, "invalid_plan"), atom(tc, "template_too_deep")));
         return tpl;
@@ -475,8 +477,15 @@ static T *subst(tctx *tc, T *tpl, const hole *holes, size_t nh, int depth) {
     if (tpl->kind == ES_ETF_TUPLE || tpl->kind == ES_ETF_LIST) {
         uint32_t cnt = tpl->kind == ES_ETF_LIST ? tpl->n + 1 : tpl->n;
         T *c = NULL;
+        /* calls only: local (atom head) or remote (dot-call head); not dots, clauses, blocks */
+        int add_line = linemeta && tpl->kind == ES_ETF_TUPLE && tpl->n == 3 && tpl->u.items[1]->kind == ES_ETF_NIL &&
+                       is_plist(tpl->u.items[2]) &&
+                       (is_form(tpl->u.items[0], ".") ||
+                        (tpl->u.items[0]->kind == ES_ETF_ATOM && !es_etf_is_atom(tpl->u.items[0], ".") &&
+                         !es_etf_is_atom(tpl->u.items[0], "->") && !es_etf_is_atom(tpl->u.items[0], "__block__") &&
+                         !es_etf_is_atom(tpl->u.items[0], "case")));
         for (uint32_t i = 0; i < cnt; i++) {
-            T *x = subst(tc, tpl->u.items[i], holes, nh, depth + 1);
+            T *x = (add_line && i == 1) ? linemeta : subst(tc, tpl->u.items[i], holes, nh, depth + 1, linemeta);
             if (x != tpl->u.items[i] && !c) {
                 c = es_arena_alloc(tc->a, sizeof(T));
                 if (!c) return tpl;
@@ -970,17 +979,11 @@ out:
  * their own, such as a bad receive timeout) is what it would be in the plain function. */
 static T *hole_call(fctx *f, T *tpl, const hole *h, size_t nh) {
     tctx *tc = f->t;
-    T *x = subst(tc, tpl, h, nh, 0);
     T *line = f->line;
     for (size_t i = 0; i < nh; i++)
         if (strcmp(h[i].name, "line") == 0 && h[i].value && h[i].value->kind == ES_ETF_INT) line = h[i].value;
-    if (!x || !is_tuple(x, 3) || !is_plist(el(x, 1)) || es_etf_get(el(x, 1), "line")) return x;
-    T *meta = el(x, 1);
-    T *nm = es_etf_list(tc->a, llen(meta) + 1);
-    if (!nm) return NULL;
-    nm->u.items[0] = tup2(tc, atom(tc, "line"), line);
-    for (uint32_t i = 0; i < llen(meta); i++) nm->u.items[i + 1] = lat(meta, i);
-    return tup3(tc, el(x, 0), nm, el(x, 2));
+    T *linemeta = es_etf_list_of(tc->a, 1, tup2(tc, atom(tc, "line"), line));
+    return subst(tc, tpl, h, nh, 0, linemeta);
 }
 
 static T *wrap_value(fctx *f, T *e) { return tup2(f->t, atom(f->t, "$es_v"), e); }
@@ -1017,7 +1020,7 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
         hole h[] = {{"index", es_etf_int(tc->a, (int64_t)f->n_sites)}, {"call", tup3(tc, name, meta, args)}};
         f->n_sites++;
         f->needs_require = 1;
-        return subst(tc, tc->tpl_import_marker, h, 2, 0);
+        return subst(tc, tc->tpl_import_marker, h, 2, 0, NULL);
     }
     if (remote == SITE_FUN) { /* {:"$es_tail", index, fun, args...} */
         T *elems = es_etf_list(tc->a, nargs + 3);
@@ -1035,7 +1038,7 @@ static T *add_site(fctx *f, int remote, T *meta, T *dot_meta, T *mod, T *name, T
         hole h[] = {{"index", es_etf_int(tc->a, (int64_t)f->n_sites)}, {"call", tup3(tc, dot, meta, args)}};
         f->n_sites++;
         f->needs_require = 1;
-        return subst(tc, tc->tpl_tail_marker, h, 2, 0);
+        return subst(tc, tc->tpl_tail_marker, h, 2, 0, NULL);
     }
     /* marker: {:{}, [], [:"$es_tail", index, args...]} */
     T *elems = es_etf_list(tc->a, nargs + 2);

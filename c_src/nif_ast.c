@@ -17,12 +17,19 @@ typedef struct acache {
     uint32_t *lens;
     ERL_NIF_TERM *vals;
     size_t cap, n;
+    ERL_NIF_TERM nil; /* [] */
+    const T *last;    /* the last atom node seen, and its term: injected atoms are shared nodes */
+    ERL_NIF_TERM last_val;
 } acache;
 
+/* cheap: length and the first and last (up to) 8 bytes; equality is checked with memcmp */
 static uint64_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
-    return h;
+    uint64_t a = 0, b = 0;
+    size_t k = n < 8 ? n : 8;
+    memcpy(&a, p, k);
+    memcpy(&b, p + n - k, k);
+    uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b + 0x632BE59BD9B4E019ull) ^ ((uint64_t)n << 56);
+    return h ^ (h >> 29);
 }
 
 static int acache_grow(acache *c) {
@@ -58,11 +65,17 @@ static int acache_grow(acache *c) {
 }
 
 static int make_atom(ErlNifEnv *env, acache *c, const T *t, ERL_NIF_TERM *out) {
+    if (t == c->last) {
+        *out = c->last_val;
+        return 0;
+    }
     if ((c->n + 1) * 2 > c->cap && acache_grow(c) < 0) return -1;
     size_t h = hash_bytes(t->u.bytes, t->n) & (c->cap - 1);
     while (c->keys[h]) {
-        if (c->lens[h] == t->n && memcmp(c->keys[h], t->u.bytes, t->n) == 0) {
+        if (c->lens[h] == t->n && (c->keys[h] == t->u.bytes || memcmp(c->keys[h], t->u.bytes, t->n) == 0)) {
             *out = c->vals[h];
+            c->last = t;
+            c->last_val = *out;
             return 0;
         }
         h = (h + 1) & (c->cap - 1);
@@ -105,7 +118,7 @@ static int make_leaf(ErlNifEnv *env, acache *c, const T *t, ERL_NIF_TERM *out) {
         if (t->n) memcpy(p, t->u.bytes, t->n);
         return 0;
     case ES_ETF_NIL:
-        *out = enif_make_list(env, 0);
+        *out = c->nil;
         return 0;
     case ES_ETF_RAW: {
         unsigned char *buf = enif_alloc((size_t)t->n + 1);
@@ -130,6 +143,7 @@ typedef struct frame {
 /* Builds the VM term of the tree t, iteratively (post-order, explicit stacks). */
 static int build(ErlNifEnv *env, const T *root, ERL_NIF_TERM *out) {
     acache cache = {0};
+    cache.nil = enif_make_list(env, 0);
     frame *fs = NULL;
     ERL_NIF_TERM *vals = NULL;
     size_t fn = 0, fcap = 0, vn = 0, vcap = 0;
@@ -176,8 +190,12 @@ static int build(ErlNifEnv *env, const T *root, ERL_NIF_TERM *out) {
         if (t->kind == ES_ETF_TUPLE) {
             v = enif_make_tuple_from_array(env, kids, t->n);
         } else if (t->kind == ES_ETF_LIST) {
-            v = kids[t->n]; /* the tail */
-            for (uint32_t i = t->n; i-- > 0;) v = enif_make_list_cell(env, kids[i], v);
+            if (t->u.items[t->n]->kind == ES_ETF_NIL) {
+                v = enif_make_list_from_array(env, kids, t->n);
+            } else {
+                v = kids[t->n]; /* an improper tail */
+                for (uint32_t i = t->n; i-- > 0;) v = enif_make_list_cell(env, kids[i], v);
+            }
         } else {
             ERL_NIF_TERM *ks = enif_alloc(sizeof(ERL_NIF_TERM) * (t->n ? 2 * t->n : 1));
             if (!ks) goto out;

@@ -80,7 +80,7 @@ defmodule ElixirScope.Test.ASTCorpus do
   end
 
   @doc "Runs `fun` and describes what happened."
-  @spec outcome((-> term())) :: {:ok, term()} | {:raised, atom(), term(), list()}
+  @spec outcome((() -> term())) :: {:ok, term()} | {:raised, atom(), term(), list()}
   def outcome(fun) do
     {:ok, fun.()}
   catch
@@ -102,7 +102,10 @@ defmodule ElixirScope.Test.ASTCorpus do
     case term do
       a when is_atom(a) ->
         s = Atom.to_string(a)
-        if String.starts_with?(s, from), do: String.to_atom(to <> String.trim_leading(s, from)), else: a
+
+        if String.starts_with?(s, from),
+          do: String.to_atom(to <> String.trim_leading(s, from)),
+          else: a
 
       l when is_list(l) ->
         normalize_list(l, from, to)
@@ -118,7 +121,9 @@ defmodule ElixirScope.Test.ASTCorpus do
     end
   end
 
-  defp normalize_list([h | t], from, to), do: [normalize(h, from, to) | normalize_list(t, from, to)]
+  defp normalize_list([h | t], from, to),
+    do: [normalize(h, from, to) | normalize_list(t, from, to)]
+
   defp normalize_list([], _, _), do: []
   defp normalize_list(tail, from, to), do: normalize(tail, from, to)
 end

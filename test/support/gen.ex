@@ -49,21 +49,41 @@ defmodule ElixirScope.Test.Gen do
     {k, g} = int(g, 0, if(depth == 0, do: 4, else: 7))
 
     case k do
-      0 -> int(g, -1000, 1000)
-      1 -> one_of(g, [:a, :b, :ok, :error, nil, true, false])
-      2 -> binary(g)
-      3 -> with {x, g} <- int(g, -100, 100), do: {x / 4, g}
-      4 -> int(g, 0, 3)
-      5 -> list_of(g, 4, &term(&1, depth - 1))
-      6 -> with {l, g} <- list_of(g, 3, &term(&1, depth - 1)), do: {List.to_tuple(l), g}
-      7 -> with {l, g} <- list_of(g, 3, &term(&1, depth - 1)), do: {Map.new(Enum.with_index(l), fn {v, i} -> {i, v} end), g}
+      0 ->
+        int(g, -1000, 1000)
+
+      1 ->
+        one_of(g, [:a, :b, :ok, :error, nil, true, false])
+
+      2 ->
+        binary(g)
+
+      3 ->
+        with {x, g} <- int(g, -100, 100), do: {x / 4, g}
+
+      4 ->
+        int(g, 0, 3)
+
+      5 ->
+        list_of(g, 4, &term(&1, depth - 1))
+
+      6 ->
+        with {l, g} <- list_of(g, 3, &term(&1, depth - 1)), do: {List.to_tuple(l), g}
+
+      7 ->
+        with {l, g} <- list_of(g, 3, &term(&1, depth - 1)),
+             do: {Map.new(Enum.with_index(l), fn {v, i} -> {i, v} end), g}
     end
   end
 
   @doc "`n` values made by `fun`, threading the state."
   @spec many(t(), non_neg_integer(), (t() -> {term(), t()})) :: {list(), t()}
   def many(g, n, fun) do
-    {xs, g} = Enum.reduce(1..n//1, {[], g}, fn _, {acc, g} -> with {x, g} <- fun.(g), do: {[x | acc], g} end)
+    {xs, g} =
+      Enum.reduce(1..n//1, {[], g}, fn _, {acc, g} ->
+        with {x, g} <- fun.(g), do: {[x | acc], g}
+      end)
+
     {Enum.reverse(xs), g}
   end
 end

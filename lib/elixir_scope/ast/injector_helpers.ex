@@ -37,26 +37,41 @@ defmodule ElixirScope.AST.InjectorHelpers do
   @spec templates(module()) :: templates()
   def templates(runtime \\ InstrumentationRuntime) when is_atom(runtime) do
     %{
+      # The switch is asked inline, so with capture off a call costs one remote call to a
+      # constant function: no argument list is built and the runtime is not entered.
       entry:
         quote do
-          unquote(runtime).report_function_entry(
-            __MODULE__,
-            unquote(hole(:fun)),
-            unquote(hole(:args)),
-            unquote(hole(:line))
-          )
+          case ElixirScope.Capture.Switch.on?(__MODULE__) do
+            true ->
+              unquote(runtime).report_function_entry(
+                __MODULE__,
+                unquote(hole(:fun)),
+                unquote(hole(:args)),
+                unquote(hole(:line))
+              )
+
+            _ ->
+              nil
+          end
         end,
-      exit: quote(do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))),
+      exit:
+        guarded(
+          quote(
+            do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))
+          )
+        ),
       tail:
-        quote do
-          unquote(runtime).report_tail_call(
-            unquote(hole(:call)),
-            unquote(hole(:mod)),
-            unquote(hole(:fun)),
-            unquote(hole(:args)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_tail_call(
+              unquote(hole(:call)),
+              unquote(hole(:mod)),
+              unquote(hole(:fun)),
+              unquote(hole(:args)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       error:
         quote do
           unquote(__MODULE__).reraise(
@@ -68,36 +83,66 @@ defmodule ElixirScope.AST.InjectorHelpers do
           )
         end,
       locals:
-        quote do
-          unquote(runtime).report_local_variable_snapshot(unquote(hole(:call)), unquote(hole(:vars)), unquote(hole(:line)))
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_local_variable_snapshot(
+              unquote(hole(:call)),
+              unquote(hole(:vars)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       expr:
-        quote do
-          unquote(runtime).report_expression_value(
-            unquote(hole(:call)),
-            unquote(hole(:source)),
-            unquote(hole(:value)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_expression_value(
+              unquote(hole(:call)),
+              unquote(hole(:source)),
+              unquote(hole(:value)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       state_before:
-        quote do
-          unquote(runtime).report_state_change(unquote(hole(:call)), :before, unquote(hole(:state)), unquote(hole(:line)))
-        end,
+        guarded(
+          quote do
+            unquote(runtime).report_state_change(
+              unquote(hole(:call)),
+              :before,
+              unquote(hole(:state)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       state_after:
-        quote do
-          unquote(__MODULE__).report_callback_state(
-            unquote(runtime),
-            unquote(hole(:call)),
-            unquote(hole(:result)),
-            unquote(hole(:line))
-          )
-        end,
+        guarded(
+          quote do
+            unquote(__MODULE__).report_callback_state(
+              unquote(runtime),
+              unquote(hole(:call)),
+              unquote(hole(:result)),
+              unquote(hole(:line))
+            )
+          end
+        ),
       module: quote(do: __MODULE__),
-      tail_marker: quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
-      import_marker: quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
+      tail_marker:
+        quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
+      import_marker:
+        quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
       tail_require: quote(do: require(ElixirScope.AST.Tail))
     }
+  end
+
+  # Reports after the entry run only when the entry returned a call id: with capture off
+  # nothing is built (no keyword list of locals, no argument list) and no call is made.
+  defp guarded(report) do
+    quote do
+      case unquote(hole(:call)) do
+        nil -> :ok
+        _ -> unquote(report)
+      end
+    end
   end
 
   @doc """
@@ -105,7 +150,8 @@ defmodule ElixirScope.AST.InjectorHelpers do
   original class, reason and stacktrace (`:erlang.raise/3` keeps the stacktrace
   as given, so this helper's frame does not appear in it).
   """
-  @spec reraise(module(), pos_integer() | nil, :error | :throw | :exit, term(), list()) :: no_return()
+  @spec reraise(module(), pos_integer() | nil, :error | :throw | :exit, term(), list()) ::
+          no_return()
   def reraise(runtime, call_id, kind, reason, stacktrace) do
     runtime.report_error(call_id, kind, reason, stacktrace)
     :erlang.raise(kind, reason, stacktrace)

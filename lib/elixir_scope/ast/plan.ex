@@ -46,7 +46,16 @@ defmodule ElixirScope.AST.Plan do
     :reasons
   ]
   @function_keys [:level, :capture_locals, :trace_expressions, :custom_injections, :reason]
-  @project_keys [:version, :default_level, :include, :exclude, :modules, :strategy, :provider, :generated_at]
+  @project_keys [
+    :version,
+    :default_level,
+    :include,
+    :exclude,
+    :modules,
+    :strategy,
+    :provider,
+    :generated_at
+  ]
 
   @doc "The levels, in order."
   @spec levels() :: [level()]
@@ -64,7 +73,8 @@ defmodule ElixirScope.AST.Plan do
          {:ok, level} <- check_level(Map.get(plan, :level, :function_boundaries), "level"),
          {:ok, locals} <- check_selection(Map.get(plan, :capture_locals), "capture_locals"),
          {:ok, exprs} <- check_selection(Map.get(plan, :trace_expressions), "trace_expressions"),
-         {:ok, injections} <- check_injections(Map.get(plan, :custom_injections, []), "custom_injections"),
+         {:ok, injections} <-
+           check_injections(Map.get(plan, :custom_injections, []), "custom_injections"),
          {:ok, gs} <- check_genserver(Map.get(plan, :genserver_state, :auto)),
          {:ok, macros} <- check_boolean(Map.get(plan, :macros, false), "macros"),
          {:ok, reasons} <- check_reasons(Map.get(plan, :reasons, %{})),
@@ -83,7 +93,8 @@ defmodule ElixirScope.AST.Plan do
     end
   end
 
-  def normalize(other), do: {:error, "a module plan must be a map or a level atom, got: #{inspect(other)}"}
+  def normalize(other),
+    do: {:error, "a module plan must be a map or a level atom, got: #{inspect(other)}"}
 
   @doc "Validates a module plan (see `normalize/1`)."
   @spec validate(module_plan()) :: {:ok, module_plan()} | {:error, String.t()}
@@ -93,21 +104,28 @@ defmodule ElixirScope.AST.Plan do
   Validates a module plan against the functions a module defines (as returned by
   `defined_functions/1`): a plan naming a function that does not exist is an error.
   """
-  @spec validate_for(module_plan(), [{atom(), non_neg_integer()}]) :: {:ok, module_plan()} | {:error, String.t()}
+  @spec validate_for(module_plan(), [{atom(), non_neg_integer()}]) ::
+          {:ok, module_plan()} | {:error, String.t()}
   def validate_for(plan, defined) do
     with {:ok, plan} <- normalize(plan) do
-      missing = for {name, arity} = key <- Map.keys(plan.functions), {name, arity} not in defined, do: key
+      missing =
+        for {name, arity} = key <- Map.keys(plan.functions), {name, arity} not in defined, do: key
 
       case missing do
-        [] -> {:ok, plan}
-        _ -> {:error, "plan names functions the module does not define: #{format_functions(missing)}"}
+        [] ->
+          {:ok, plan}
+
+        _ ->
+          {:error,
+           "plan names functions the module does not define: #{format_functions(missing)}"}
       end
     end
   end
 
   @doc "Formats `[{name, arity}]` as `name/arity, ...`."
   @spec format_functions([{atom(), non_neg_integer()}]) :: String.t()
-  def format_functions(list), do: Enum.map_join(Enum.sort(list), ", ", fn {n, a} -> "#{n}/#{a}" end)
+  def format_functions(list),
+    do: Enum.map_join(Enum.sort(list), ", ", fn {n, a} -> "#{n}/#{a}" end)
 
   @doc """
   The `{name, arity}` of every `def`/`defp`/`defdelegate` at the top level of the
@@ -116,7 +134,8 @@ defmodule ElixirScope.AST.Plan do
   @spec defined_functions(Macro.t()) :: [{atom(), non_neg_integer()}]
   def defined_functions(ast), do: ast |> forms([]) |> Enum.uniq()
 
-  defp forms({:__block__, _, items}, acc) when is_list(items), do: Enum.reduce(items, acc, &forms/2)
+  defp forms({:__block__, _, items}, acc) when is_list(items),
+    do: Enum.reduce(items, acc, &forms/2)
 
   defp forms({:defmodule, _, [_, kw]}, acc) when is_list(kw) do
     case Keyword.fetch(kw, :do) do
@@ -149,7 +168,8 @@ defmodule ElixirScope.AST.Plan do
   def validate_project(plan) when is_map(plan) do
     with :ok <- check_keys(plan, @project_keys, "project plan"),
          :ok <- check_version(Map.get(plan, :version, 1)),
-         {:ok, default} <- check_level(Map.get(plan, :default_level, :function_boundaries), "default_level"),
+         {:ok, default} <-
+           check_level(Map.get(plan, :default_level, :function_boundaries), "default_level"),
          {:ok, include} <- check_module_list(Map.get(plan, :include, []), "include"),
          {:ok, exclude} <- check_module_list(Map.get(plan, :exclude, []), "exclude"),
          {:ok, modules} <- check_modules(Map.get(plan, :modules, %{})),
@@ -166,7 +186,8 @@ defmodule ElixirScope.AST.Plan do
     end
   end
 
-  def validate_project(other), do: {:error, "a project plan must be a map, got: #{inspect(other)}"}
+  def validate_project(other),
+    do: {:error, "a project plan must be a map, got: #{inspect(other)}"}
 
   @doc """
   The module plan that a (validated) project plan gives `module`: its own entry,
@@ -176,10 +197,17 @@ defmodule ElixirScope.AST.Plan do
   @spec for_module(project_plan(), module()) :: module_plan()
   def for_module(project, module) do
     cond do
-      matches?(module, Map.get(project, :exclude, [])) -> %{level: :none}
-      Map.has_key?(project.modules, module) -> Map.put_new(project.modules[module], :level, project.default_level)
-      project.include == [] or matches?(module, project.include) -> %{level: project.default_level}
-      true -> %{level: :none}
+      matches?(module, Map.get(project, :exclude, [])) ->
+        %{level: :none}
+
+      Map.has_key?(project.modules, module) ->
+        Map.put_new(project.modules[module], :level, project.default_level)
+
+      project.include == [] or matches?(module, project.include) ->
+        %{level: project.default_level}
+
+      true ->
+        %{level: :none}
     end
   end
 
@@ -238,15 +266,21 @@ defmodule ElixirScope.AST.Plan do
 
   defp check_keys(map, allowed, what) do
     case Enum.reject(Map.keys(map), &(&1 in allowed)) do
-      [] -> :ok
-      bad -> {:error, "unknown keys in #{what}: #{Enum.map_join(bad, ", ", &inspect/1)} (allowed: #{Enum.map_join(allowed, ", ", &inspect/1)})"}
+      [] ->
+        :ok
+
+      bad ->
+        {:error,
+         "unknown keys in #{what}: #{Enum.map_join(bad, ", ", &inspect/1)} (allowed: #{Enum.map_join(allowed, ", ", &inspect/1)})"}
     end
   end
 
   defp check_level(level, _what) when level in @levels, do: {:ok, level}
 
   defp check_level(other, what),
-    do: {:error, "#{what} must be one of #{Enum.map_join(@levels, ", ", &inspect/1)}, got: #{inspect(other)}"}
+    do:
+      {:error,
+       "#{what} must be one of #{Enum.map_join(@levels, ", ", &inspect/1)}, got: #{inspect(other)}"}
 
   defp check_selection(nil, _), do: {:ok, nil}
   defp check_selection(:all, _), do: {:ok, :all}
@@ -257,19 +291,26 @@ defmodule ElixirScope.AST.Plan do
       else: {:error, "#{what} must be :all or a list of atoms, got: #{inspect(list)}"}
   end
 
-  defp check_selection(other, what), do: {:error, "#{what} must be :all or a list of atoms, got: #{inspect(other)}"}
+  defp check_selection(other, what),
+    do: {:error, "#{what} must be :all or a list of atoms, got: #{inspect(other)}"}
 
   defp check_injections(list, what) when is_list(list) do
     Enum.reduce_while(list, {:ok, []}, fn
       {line, pos, quoted} = inj, {:ok, acc}
       when is_integer(line) and line > 0 and pos in [:before, :after] ->
         case Macro.validate(quoted) do
-          :ok -> {:cont, {:ok, [inj | acc]}}
-          {:error, bad} -> {:halt, {:error, "#{what}: invalid quoted expression at line #{line}: #{inspect(bad)}"}}
+          :ok ->
+            {:cont, {:ok, [inj | acc]}}
+
+          {:error, bad} ->
+            {:halt,
+             {:error, "#{what}: invalid quoted expression at line #{line}: #{inspect(bad)}"}}
         end
 
       other, _ ->
-        {:halt, {:error, "#{what} entries must be {line, :before | :after, quoted}, got: #{inspect(other)}"}}
+        {:halt,
+         {:error,
+          "#{what} entries must be {line, :before | :after, quoted}, got: #{inspect(other)}"}}
     end)
     |> case do
       {:ok, acc} -> {:ok, Enum.reverse(acc)}
@@ -277,10 +318,13 @@ defmodule ElixirScope.AST.Plan do
     end
   end
 
-  defp check_injections(other, what), do: {:error, "#{what} must be a list, got: #{inspect(other)}"}
+  defp check_injections(other, what),
+    do: {:error, "#{what} must be a list, got: #{inspect(other)}"}
 
   defp check_genserver(v) when v in [:auto, true, false], do: {:ok, v}
-  defp check_genserver(v), do: {:error, "genserver_state must be :auto, true or false, got: #{inspect(v)}"}
+
+  defp check_genserver(v),
+    do: {:error, "genserver_state must be :auto, true or false, got: #{inspect(v)}"}
 
   defp check_boolean(v, _) when is_boolean(v), do: {:ok, v}
   defp check_boolean(v, what), do: {:error, "#{what} must be a boolean, got: #{inspect(v)}"}
@@ -290,18 +334,22 @@ defmodule ElixirScope.AST.Plan do
 
   defp check_functions(fs) when is_map(fs) do
     Enum.reduce_while(fs, {:ok, %{}}, fn
-      {{name, arity} = key, fp}, {:ok, acc} when is_atom(name) and is_integer(arity) and arity >= 0 and is_map(fp) ->
+      {{name, arity} = key, fp}, {:ok, acc}
+      when is_atom(name) and is_integer(arity) and arity >= 0 and is_map(fp) ->
         case check_function(key, fp) do
           {:ok, fp} -> {:cont, {:ok, Map.put(acc, key, fp)}}
           err -> {:halt, err}
         end
 
       {key, fp}, _ ->
-        {:halt, {:error, "functions entries must be {name, arity} => map, got: #{inspect(key)} => #{inspect(fp)}"}}
+        {:halt,
+         {:error,
+          "functions entries must be {name, arity} => map, got: #{inspect(key)} => #{inspect(fp)}"}}
     end)
   end
 
-  defp check_functions(other), do: {:error, "functions must be a map of {name, arity} => plan, got: #{inspect(other)}"}
+  defp check_functions(other),
+    do: {:error, "functions must be a map of {name, arity} => plan, got: #{inspect(other)}"}
 
   defp check_function({name, arity}, fp) do
     what = "functions[#{name}/#{arity}]"
@@ -309,8 +357,10 @@ defmodule ElixirScope.AST.Plan do
     with :ok <- check_keys(fp, @function_keys, what),
          {:ok, fp} <- opt(fp, :level, &check_level(&1, what <> ".level")),
          {:ok, fp} <- opt(fp, :capture_locals, &check_selection(&1, what <> ".capture_locals")),
-         {:ok, fp} <- opt(fp, :trace_expressions, &check_selection(&1, what <> ".trace_expressions")),
-         {:ok, fp} <- opt(fp, :custom_injections, &check_injections(&1, what <> ".custom_injections")),
+         {:ok, fp} <-
+           opt(fp, :trace_expressions, &check_selection(&1, what <> ".trace_expressions")),
+         {:ok, fp} <-
+           opt(fp, :custom_injections, &check_injections(&1, what <> ".custom_injections")),
          :ok <- check_string(Map.get(fp, :reason), what <> ".reason") do
       {:ok, Map.delete(fp, :reason)}
     end
@@ -338,11 +388,13 @@ defmodule ElixirScope.AST.Plan do
       else: {:error, "#{what} must be a list of modules or name prefixes, got: #{inspect(list)}"}
   end
 
-  defp check_module_list(other, what), do: {:error, "#{what} must be a list, got: #{inspect(other)}"}
+  defp check_module_list(other, what),
+    do: {:error, "#{what} must be a list, got: #{inspect(other)}"}
 
   defp check_modules(mods) when is_map(mods) do
     Enum.reduce_while(mods, {:ok, %{}}, fn {mod, mp}, {:ok, acc} ->
-      with true <- is_atom(mod) || {:error, "modules keys must be module atoms, got: #{inspect(mod)}"},
+      with true <-
+             is_atom(mod) || {:error, "modules keys must be module atoms, got: #{inspect(mod)}"},
            {:ok, norm} <- normalize_keep_level(mp) do
         {:cont, {:ok, Map.put(acc, mod, norm)}}
       else
@@ -351,7 +403,8 @@ defmodule ElixirScope.AST.Plan do
     end)
   end
 
-  defp check_modules(other), do: {:error, "modules must be a map of Module => module plan, got: #{inspect(other)}"}
+  defp check_modules(other),
+    do: {:error, "modules must be a map of Module => module plan, got: #{inspect(other)}"}
 
   # validate but keep the plan as written (so a missing level inherits default_level)
   defp normalize_keep_level(mp) do

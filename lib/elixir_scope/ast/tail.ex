@@ -31,7 +31,8 @@ defmodule ElixirScope.AST.Tail do
   compiler inlines) becomes the marker `{:"$es_tail", index, Module, args...}`;
   anything else (an imported macro, a `Kernel` function) stays a plain value.
   """
-  defmacro import_marker(index, {name, _, args} = call) when is_integer(index) and is_atom(name) and is_list(args) do
+  defmacro import_marker(index, {name, _, args} = call)
+           when is_integer(index) and is_atom(name) and is_list(args) do
     arity = length(args)
 
     case Enum.find(__CALLER__.functions, fn {_mod, fs} -> {name, arity} in fs end) do
@@ -45,7 +46,9 @@ defmodule ElixirScope.AST.Tail do
         capture = {:&, [], [{:/, [], [{name, [], nil}, arity]}]}
         mod_expr = quote(do: :erlang.element(1, {unquote(mod), unquote(capture)}))
         {:{}, [], [:"$es_tail", index, mod_expr | args]}
-      _ -> quote do: {:"$es_v", unquote(call)}
+
+      _ ->
+        quote do: {:"$es_v", unquote(call)}
     end
   end
 

@@ -67,7 +67,9 @@ defmodule ElixirScope.AST.Transformer do
 
   @doc "A readable message for an error reason of `transform_module/3`."
   @spec format_error(reason() | term()) :: String.t()
-  def format_error({:invalid_ast, path}), do: "not a valid quoted expression at path #{inspect(path)}"
+  def format_error({:invalid_ast, path}),
+    do: "not a valid quoted expression at path #{inspect(path)}"
+
   def format_error({:too_deep, n}), do: "the AST nests deeper than the transformer's limit (#{n})"
   def format_error({:invalid_plan, msg}) when is_binary(msg), do: "invalid plan: #{msg}"
   def format_error({:invalid_plan, what}), do: "invalid plan: bad #{what}"

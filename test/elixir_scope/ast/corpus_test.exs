@@ -86,7 +86,23 @@ defmodule ElixirScope.AST.CorpusTest do
       {:odd?, nil, [&counter/1]},
       {:erl_tail, nil, [&int_list/1]},
       {:fact, nil, [fn g -> Gen.int(g, -2, 25) end]},
-      {:fail, nil, [fn g -> Gen.one_of(g, [:raise, :throw, :exit, :badarith, :badmatch, :case, :erlang, 1, 2, :other]) end]},
+      {:fail, nil,
+       [
+         fn g ->
+           Gen.one_of(g, [
+             :raise,
+             :throw,
+             :exit,
+             :badarith,
+             :badmatch,
+             :case,
+             :erlang,
+             1,
+             2,
+             :other
+           ])
+         end
+       ]},
       {:safe_div, nil, [num_or_atom, fn g -> Gen.int(g, -1, 1) end]},
       {:with_catch, nil, [fn g -> Gen.one_of(g, [:raise, :throw, :exit, 1, 2]) end]},
       {:with_else, nil, [&classify_input/1]},
@@ -98,7 +114,12 @@ defmodule ElixirScope.AST.CorpusTest do
       {:make_ast, nil, [&any/1]},
       {:receive_once, nil, [fn g -> Gen.one_of(g, [0, 1]) end]},
       {:binding_shadow, nil, [num_or_atom]},
-      {:string_ops, nil, [fn g -> with {k, g} <- Gen.int(g, 0, 3), do: if(k == 0, do: {42, g}, else: Gen.binary(g)) end]},
+      {:string_ops, nil,
+       [
+         fn g ->
+           with {k, g} <- Gen.int(g, 0, 3), do: if(k == 0, do: {42, g}, else: Gen.binary(g))
+         end
+       ]},
       {:delegated_reverse, nil, [&int_list/1]},
       {:gen_a, nil, []},
       {:gen_b, nil, []},
@@ -109,9 +130,15 @@ defmodule ElixirScope.AST.CorpusTest do
       {:over, nil, [&any/1]},
       {:wait, nil, [fn g -> Gen.one_of(g, [0, -1, :x]) end]},
       {:rev, nil, [&int_list/1]},
-      {:bin_size, nil, [fn g -> with {n, g} <- Gen.int(g, 0, 4), {b, g} <- Gen.binary(g, 6), do: {<<n, b::binary>>, g} end]},
+      {:bin_size, nil,
+       [
+         fn g ->
+           with {n, g} <- Gen.int(g, 0, 4), {b, g} <- Gen.binary(g, 6), do: {<<n, b::binary>>, g}
+         end
+       ]},
       {:un, nil, [fn g -> Gen.one_of(g, [true, false, nil, 1]) end]},
-      {:fun_tail, nil, [fn g -> Gen.one_of(g, [&abs/1, &Atom.to_string/1, :not_fun]) end, num_or_atom]},
+      {:fun_tail, nil,
+       [fn g -> Gen.one_of(g, [&abs/1, &Atom.to_string/1, :not_fun]) end, num_or_atom]},
       {:interp, nil, [&any/1]},
       {:compr, nil, [fn g -> Gen.list_of(g, 6, num_or_atom) end]},
       {:rescue_tail, nil, [fn g -> Gen.one_of(g, ["12", "x", "-3", :atom]) end]}
@@ -141,7 +168,9 @@ defmodule ElixirScope.AST.CorpusTest do
       assert stderr == ""
     end
 
-    test "#{level}: same values and exceptions as the plain module on generated inputs", %{variants: variants} do
+    test "#{level}: same values and exceptions as the plain module on generated inputs", %{
+      variants: variants
+    } do
       {plain, _} = variants[:plain]
       {inst, _} = variants[@level]
       from = "Elixir.ESTest.#{Macro.camelize(Atom.to_string(@level))}."

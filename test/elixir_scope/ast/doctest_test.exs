@@ -12,7 +12,10 @@ defmodule ElixirScope.AST.DoctestTest do
   doctest Fixture.DocMath
 
   test "the instrumented module's docs are the plain module's docs" do
-    plain_ast = ASTCorpus.load("doc_math.ex") |> ASTCorpus.rename([:Fixture, :DocMath], [:ESTest, :DocPlain])
+    plain_ast =
+      ASTCorpus.load("doc_math.ex")
+      |> ASTCorpus.rename([:Fixture, :DocMath], [:ESTest, :DocPlain])
+
     docs = Code.get_compiler_option(:docs)
     Code.put_compiler_option(:docs, true)
     [{_, plain_bin}] = Code.compile_quoted(plain_ast, "doc_plain.ex")

@@ -7,11 +7,24 @@ defmodule ElixirScope.AST.EventsTest do
   alias ElixirScope.Test.ASTCorpus
 
   setup_all do
-    {fb, ""} = ASTCorpus.compile("tricky.ex", [:Fixture, :Tricky], [:ESTest, :EvFB, :Tricky], :function_boundaries)
-    {full, ""} = ASTCorpus.compile("tricky.ex", [:Fixture, :Tricky], [:ESTest, :EvFull, :Tricky], :full)
+    {fb, ""} =
+      ASTCorpus.compile(
+        "tricky.ex",
+        [:Fixture, :Tricky],
+        [:ESTest, :EvFB, :Tricky],
+        :function_boundaries
+      )
+
+    {full, ""} =
+      ASTCorpus.compile("tricky.ex", [:Fixture, :Tricky], [:ESTest, :EvFull, :Tricky], :full)
 
     {gs, ""} =
-      ASTCorpus.compile("counter_server.ex", [:Fixture, :CounterServer], [:ESTest, :EvGS, :Counter], :full)
+      ASTCorpus.compile(
+        "counter_server.ex",
+        [:Fixture, :CounterServer],
+        [:ESTest, :EvGS, :Counter],
+        :full
+      )
 
     %{fb: fb, full: full, gs: gs}
   end
@@ -25,12 +38,28 @@ defmodule ElixirScope.AST.EventsTest do
   test "a tail-recursive function: one call per frame, tail calls between, one return", %{fb: m} do
     assert m.sum([1, 2, 3], 0) == 6
     evs = events()
-    assert Enum.map(evs, & &1.kind) == [:call, :tail_call, :call, :tail_call, :call, :tail_call, :call, :return]
+
+    assert Enum.map(evs, & &1.kind) == [
+             :call,
+             :tail_call,
+             :call,
+             :tail_call,
+             :call,
+             :tail_call,
+             :call,
+             :return
+           ]
+
     calls = Enum.filter(evs, &(&1.kind == :call))
     assert Enum.map(calls, & &1.payload) == [[[1, 2, 3], 0], [[2, 3], 1], [[3], 3], [[], 6]]
     assert Enum.all?(calls, &(&1.module == m and &1.function == :sum and &1.arity == 2))
     tails = Enum.filter(evs, &(&1.kind == :tail_call))
-    assert Enum.map(tails, & &1.payload) == [{m, :sum, [[2, 3], 1]}, {m, :sum, [[3], 3]}, {m, :sum, [[], 6]}]
+
+    assert Enum.map(tails, & &1.payload) == [
+             {m, :sum, [[2, 3], 1]},
+             {m, :sum, [[3], 3]},
+             {m, :sum, [[], 6]}
+           ]
 
     # each tail call belongs to the call before it; the return to the last call
     for [call, tail] <- evs |> Enum.chunk_every(2) |> Enum.take(3) do
@@ -56,10 +85,23 @@ defmodule ElixirScope.AST.EventsTest do
   test "a non-tail recursion returns from every frame in order", %{fb: m} do
     assert m.fact(3) == 6
     evs = events()
-    assert Enum.map(evs, & &1.kind) == [:call, :call, :call, :call, :return, :return, :return, :return]
+
+    assert Enum.map(evs, & &1.kind) == [
+             :call,
+             :call,
+             :call,
+             :call,
+             :return,
+             :return,
+             :return,
+             :return
+           ]
+
     assert evs |> Enum.filter(&(&1.kind == :return)) |> Enum.map(& &1.payload) == [1, 1, 2, 6]
     [c1, c2, c3, c4, r4, r3, r2, r1] = evs
-    assert {c1.return_id, c2.return_id, c3.return_id, c4.return_id} == {r1.id, r2.id, r3.id, r4.id}
+
+    assert {c1.return_id, c2.return_id, c3.return_id, c4.return_id} ==
+             {r1.id, r2.id, r3.id, r4.id}
   end
 
   test "throws and exits are recorded with class, reason and stacktrace, then re-raised", %{fb: m} do
@@ -91,7 +133,20 @@ defmodule ElixirScope.AST.EventsTest do
     evs = events()
 
     assert Enum.map(evs, & &1.kind) ==
-             [:call, :expr, :local, :expr, :local, :expr, :local, :expr, :expr, :local, :expr, :return]
+             [
+               :call,
+               :expr,
+               :local,
+               :expr,
+               :local,
+               :expr,
+               :local,
+               :expr,
+               :expr,
+               :local,
+               :expr,
+               :return
+             ]
 
     locals = for e <- evs, e.kind == :local, do: e.payload
     assert locals == [%{a: 2}, %{b: 4, c: 6}, %{d: 10}, %{e: 9}]
@@ -118,5 +173,41 @@ defmodule ElixirScope.AST.EventsTest do
              {:handle_call, {:before, %{count: 8}}},
              {:handle_call, {:after, %{count: 8}}}
            ]
+  end
+
+  test "an enhanced plan records only the named locals and expressions" do
+    src = """
+    defmodule ESTest.EvEnhanced do
+      def run(x) do
+        important_var = x * 10
+        other = important_var + 1
+        result = complex_calculation(other)
+        {important_var, result}
+      end
+
+      defp complex_calculation(v), do: v * 2
+    end
+    """
+
+    plan = %{
+      capture_locals: [:important_var, :result],
+      trace_expressions: [:complex_calculation],
+      functions: %{{:complex_calculation, 1} => %{level: :none}}
+    }
+
+    {:ok, ast} =
+      src
+      |> Code.string_to_quoted!()
+      |> ElixirScope.AST.EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
+
+    Code.compile_quoted(ast)
+    assert apply(ESTest.EvEnhanced, :run, [1]) == {10, 22}
+    evs = events()
+    assert Enum.map(evs, & &1.kind) == [:call, :local, :expr, :local, :return]
+    [_, l1, e, l2, ret] = evs
+    assert l1.payload == %{important_var: 10}
+    assert e.payload == {"result = complex_calculation(other)", 22}
+    assert l2.payload == %{result: 22}
+    assert ret.payload == {10, 22}
   end
 end

@@ -5,8 +5,14 @@ defmodule ElixirScope.AST.PlanTest do
   alias ElixirScope.AST.Plan
 
   test "defaults fill a module plan; a level atom is a plan" do
-    assert {:ok, %{level: :function_boundaries, functions: %{}, custom_injections: [], genserver_state: :auto, macros: false}} =
-             Plan.normalize(%{})
+    assert {:ok,
+            %{
+              level: :function_boundaries,
+              functions: %{},
+              custom_injections: [],
+              genserver_state: :auto,
+              macros: false
+            }} = Plan.normalize(%{})
 
     assert {:ok, %{level: :full}} = Plan.normalize(:full)
   end
@@ -55,7 +61,10 @@ defmodule ElixirScope.AST.PlanTest do
     defined = Plan.defined_functions(ast)
     assert Enum.sort(defined) == [a: 1, a: 2, b: 0, c: 1, d: 1, e: 0]
     assert {:ok, _} = Plan.validate_for(%{functions: %{{:a, 2} => %{level: :full}}}, defined)
-    assert {:error, msg} = Plan.validate_for(%{functions: %{{:a, 3} => %{}, {:zz, 0} => %{}}}, defined)
+
+    assert {:error, msg} =
+             Plan.validate_for(%{functions: %{{:a, 3} => %{}, {:zz, 0} => %{}}}, defined)
+
     assert msg =~ "a/3" and msg =~ "zz/0"
   end
 
@@ -73,8 +82,22 @@ defmodule ElixirScope.AST.PlanTest do
     assert {:f, 1, {4, [:x], :all, [{3, :before, :ok}]}} in nif.functions
     assert {:g, 0, {0, [:x], :none, [{3, :before, :ok}]}} in nif.functions
     assert is_atom(nif.var_context)
+
     assert Map.keys(nif.templates) |> Enum.sort() ==
-             [:entry, :error, :exit, :expr, :import_marker, :locals, :module, :state_after, :state_before, :tail, :tail_marker, :tail_require]
+             [
+               :entry,
+               :error,
+               :exit,
+               :expr,
+               :import_marker,
+               :locals,
+               :module,
+               :state_after,
+               :state_before,
+               :tail,
+               :tail_marker,
+               :tail_require
+             ]
 
     {:ok, fb} = Plan.normalize(:function_boundaries)
     assert Plan.to_nif(fb).default == {1, :none, :none, []}
@@ -95,7 +118,12 @@ defmodule ElixirScope.AST.PlanTest do
 
       assert {:ok, p} = Plan.validate_project(plan)
       assert Plan.for_module(p, MyApp.Worker) == %{level: :full}
-      assert Plan.for_module(p, MyApp.Cache) == %{level: :function_boundaries, capture_locals: [:x]}
+
+      assert Plan.for_module(p, MyApp.Cache) == %{
+               level: :function_boundaries,
+               capture_locals: [:x]
+             }
+
       assert Plan.for_module(p, MyApp.Other) == %{level: :function_boundaries}
       assert Plan.for_module(p, Other.Thing) == %{level: :function_boundaries}
       assert Plan.for_module(p, MyApp.Secret) == %{level: :none}

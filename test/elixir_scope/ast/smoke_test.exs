@@ -13,8 +13,11 @@ defmodule ElixirScope.AST.SmokeTest do
     |> File.read!()
     |> Code.string_to_quoted!(file: file)
     |> Macro.prewalk(fn
-      {:defmodule, m, [{:__aliases__, am, segs}, kw]} -> {:defmodule, m, [{:__aliases__, am, [prefix | segs]}, kw]}
-      other -> other
+      {:defmodule, m, [{:__aliases__, am, segs}, kw]} ->
+        {:defmodule, m, [{:__aliases__, am, [prefix | segs]}, kw]}
+
+      other ->
+        other
     end)
   end
 
@@ -28,7 +31,10 @@ defmodule ElixirScope.AST.SmokeTest do
 
     for file <- @files do
       plain = compile(renamed(file, :ESSmokePlain), file)
-      {:ok, inst} = Transformer.transform_module(renamed(file, :ESSmokeFull), %{level: :full, macros: true})
+
+      {:ok, inst} =
+        Transformer.transform_module(renamed(file, :ESSmokeFull), %{level: :full, macros: true})
+
       full = compile(inst, file)
       assert String.replace(full, "ESSmokeFull", "ESSmokePlain") == plain, file
     end

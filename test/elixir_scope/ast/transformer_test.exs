@@ -6,30 +6,45 @@ defmodule ElixirScope.AST.TransformerTest do
   alias ElixirScope.Test.ASTCorpus
 
   setup_all do
-    {full, ""} = ASTCorpus.compile("loops.ex", [:Fixture, :Loops], [:ESTest, :TailFull, :Loops], :full)
-    {fb, ""} = ASTCorpus.compile("loops.ex", [:Fixture, :Loops], [:ESTest, :TailFB, :Loops], :function_boundaries)
-    {plain, ""} = ASTCorpus.compile("loops.ex", [:Fixture, :Loops], [:ESTest, :TailPlain, :Loops], :plain)
+    {full, ""} =
+      ASTCorpus.compile("loops.ex", [:Fixture, :Loops], [:ESTest, :TailFull, :Loops], :full)
+
+    {fb, ""} =
+      ASTCorpus.compile(
+        "loops.ex",
+        [:Fixture, :Loops],
+        [:ESTest, :TailFB, :Loops],
+        :function_boundaries
+      )
+
+    {plain, ""} =
+      ASTCorpus.compile("loops.ex", [:Fixture, :Loops], [:ESTest, :TailPlain, :Loops], :plain)
+
     %{full: full, fb: fb, plain: plain}
   end
 
   describe "tail calls stay tail calls" do
-
     test "a self-recursive loop runs in constant stack at every instrumented level", ctx do
       for mod <- [ctx.plain, ctx.fb, ctx.full] do
         {10, {:stack_size, small}} = mod.spin(10, 0)
         {100_000, {:stack_size, big}} = mod.spin(100_000, 0)
-        assert big == small, "#{inspect(mod)}: stack #{small} after 10 iterations, #{big} after 100,000"
+
+        assert big == small,
+               "#{inspect(mod)}: stack #{small} after 10 iterations, #{big} after 100,000"
       end
     end
 
-    test "a 10-million-deep tail-recursive loop completes in a process with a small heap limit", ctx do
+    test "a 10-million-deep tail-recursive loop completes in a process with a small heap limit",
+         ctx do
       {pid, ref} =
         :erlang.spawn_opt(
           fn -> exit({:done, ctx.full.spin(10_000_000, 0)}) end,
           [:monitor, max_heap_size: %{size: 200_000, kill: true, error_logger: false}]
         )
 
-      assert_receive {:DOWN, ^ref, :process, ^pid, {:done, {10_000_000, {:stack_size, s}}}}, 60_000
+      assert_receive {:DOWN, ^ref, :process, ^pid, {:done, {10_000_000, {:stack_size, s}}}},
+                     60_000
+
       assert s < 100
     end
 
@@ -69,8 +84,21 @@ defmodule ElixirScope.AST.TransformerTest do
   describe "GenServer callbacks" do
     @tag :capture_log
     test "an instrumented GenServer behaves as the plain one" do
-      {plain, ""} = ASTCorpus.compile("counter_server.ex", [:Fixture, :CounterServer], [:ESTest, :GSPlain, :Counter], :plain)
-      {full, ""} = ASTCorpus.compile("counter_server.ex", [:Fixture, :CounterServer], [:ESTest, :GSFull, :Counter], :full)
+      {plain, ""} =
+        ASTCorpus.compile(
+          "counter_server.ex",
+          [:Fixture, :CounterServer],
+          [:ESTest, :GSPlain, :Counter],
+          :plain
+        )
+
+      {full, ""} =
+        ASTCorpus.compile(
+          "counter_server.ex",
+          [:Fixture, :CounterServer],
+          [:ESTest, :GSFull, :Counter],
+          :full
+        )
 
       for mod <- [plain, full] do
         {:ok, pid} = mod.start_link(5)
@@ -117,7 +145,10 @@ defmodule ElixirScope.AST.TransformerTest do
       assert {:ok, ^ast} = Transformer.transform_module(ast, :full)
       {:ok, new} = Transformer.transform_module(ast, %{level: :full, macros: true})
       refute new == ast
-      assert {:defmacro, _, [{:m, _, [{:=, _, [{:x, _, _}, {:es_arg1, _, _}]}]}, [do: body]]} = elem(new, 2) |> List.last() |> Keyword.fetch!(:do)
+
+      assert {:defmacro, _, [{:m, _, [{:=, _, [{:x, _, _}, {:es_arg1, _, _}]}]}, [do: body]]} =
+               elem(new, 2) |> List.last() |> Keyword.fetch!(:do)
+
       assert Macro.to_string(body) =~ "report_function_entry"
     end
 
@@ -127,8 +158,24 @@ defmodule ElixirScope.AST.TransformerTest do
     end
 
     test "functions set to :none in the plan are left alone" do
-      ast = quote(do: defmodule(P, do: (def a(x), do: x; def b(x), do: x)))
-      {:ok, new} = Transformer.transform_module(ast, %{level: :full, functions: %{{:a, 1} => %{level: :none}}})
+      ast =
+        quote(
+          do:
+            defmodule(P,
+              do:
+                (
+                  def a(x), do: x
+                  def b(x), do: x
+                )
+            )
+        )
+
+      {:ok, new} =
+        Transformer.transform_module(ast, %{
+          level: :full,
+          functions: %{{:a, 1} => %{level: :none}}
+        })
+
       {:defmodule, _, [_, [do: {:__block__, _, [a, b]}]]} = new
       assert a == quote(do: def(a(x), do: x))
       refute b == quote(do: def(b(x), do: x))
@@ -172,7 +219,9 @@ defmodule ElixirScope.AST.TransformerTest do
       end
       """
 
-      {:ok, ast} = src |> Code.string_to_quoted!(file: "lines.ex") |> Transformer.transform_module(:full)
+      {:ok, ast} =
+        src |> Code.string_to_quoted!(file: "lines.ex") |> Transformer.transform_module(:full)
+
       Code.compile_quoted(ast, "lines.ex")
 
       assert {:raised, :error, :badarith, [{ESTest.Lines.Full, :f, 1, 5}]} =
@@ -184,11 +233,17 @@ defmodule ElixirScope.AST.TransformerTest do
     test "an invalid quoted form gives {:invalid_ast, path}" do
       bad = {:foo, [], [1, {:bar, [], [%{a: 1}]}]}
       assert {:error, {:invalid_ast, [2, 1, 2, 0]}} = Transformer.transform_module(bad, :full)
-      assert {:error, {:invalid_ast, [1]}} = Transformer.transform_module({:x, :not_meta, nil}, :full)
+
+      assert {:error, {:invalid_ast, [1]}} =
+               Transformer.transform_module({:x, :not_meta, nil}, :full)
+
       assert {:error, {:invalid_ast, []}} = Transformer.transform_module({1, 2, 3, 4}, :full)
 
       assert {:error, {:invalid_ast, [2, 1, 0, 1, 2, 0, 1]}} =
-               Transformer.transform_module(quote(do: defmodule(M, do: unquote({:f, [], [[1 | 2]]}))), :full)
+               Transformer.transform_module(
+                 quote(do: defmodule(M, do: unquote({:f, [], [[1 | 2]]}))),
+                 :full
+               )
     end
 
     test "an expression nested 100,000 deep is transformed without overflowing the C stack" do
@@ -201,15 +256,25 @@ defmodule ElixirScope.AST.TransformerTest do
     end
 
     test "module structure nested 100,000 deep is rejected with :too_deep" do
-      blocks = Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc -> {:__block__, [], [acc]} end)
+      blocks =
+        Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc -> {:__block__, [], [acc]} end)
+
       assert {:error, {:too_deep, _}} = Transformer.transform_module(blocks, :full)
 
-      modules = Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc -> quote(do: defmodule(M, do: unquote(acc))) end)
+      modules =
+        Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc ->
+          quote(do: defmodule(M, do: unquote(acc)))
+        end)
+
       assert {:error, {:too_deep, _}} = Transformer.transform_module(modules, :full)
     end
 
     test "control structures nested deeper than the tail limit are still transformed" do
-      body = Enum.reduce(1..5_000, quote(do: x), fn _, acc -> quote(do: if(x, do: unquote(acc), else: 0)) end)
+      body =
+        Enum.reduce(1..5_000, quote(do: x), fn _, acc ->
+          quote(do: if(x, do: unquote(acc), else: 0))
+        end)
+
       ast = quote(do: defmodule(DeepIf, do: def(f(x), do: unquote(body))))
       assert {:ok, _} = Transformer.transform_module(ast, :full)
     end
@@ -217,15 +282,29 @@ defmodule ElixirScope.AST.TransformerTest do
     test "a 50,000-clause module is transformed" do
       clauses = for i <- 1..50_000, do: quote(do: def(f(unquote(i)), do: unquote(i) * 2))
       ast = quote(do: defmodule(Big, do: unquote({:__block__, [], clauses})))
-      assert {:ok, {:defmodule, _, [_, [do: {:__block__, _, new}]]}} = Transformer.transform_module(ast, :full)
+
+      assert {:ok, {:defmodule, _, [_, [do: {:__block__, _, new}]]}} =
+               Transformer.transform_module(ast, :full)
+
       assert length(new) == 50_000
     end
 
     test "the NIF validates its arguments" do
-      assert_raise ArgumentError, ~r/AST must be a binary/, fn -> ElixirScope.NIF.ast_transform(:x, "") end
-      assert_raise ArgumentError, ~r/plan must be a binary/, fn -> ElixirScope.NIF.ast_transform("", 1) end
+      assert_raise ArgumentError, ~r/AST must be a binary/, fn ->
+        ElixirScope.NIF.ast_transform(:x, "")
+      end
+
+      assert_raise ArgumentError, ~r/plan must be a binary/, fn ->
+        ElixirScope.NIF.ast_transform("", 1)
+      end
+
       assert {:error, {:invalid_plan, _}} = ElixirScope.NIF.ast_transform("", "junk")
-      plan = :erlang.term_to_binary(ElixirScope.AST.Plan.to_nif(elem(ElixirScope.AST.Plan.normalize(:full), 1)))
+
+      plan =
+        :erlang.term_to_binary(
+          ElixirScope.AST.Plan.to_nif(elem(ElixirScope.AST.Plan.normalize(:full), 1))
+        )
+
       assert {:error, {:bad_etf, _}} = ElixirScope.NIF.ast_transform(<<131, 104>>, plan)
     end
   end
@@ -233,15 +312,22 @@ defmodule ElixirScope.AST.TransformerTest do
   describe "plans through the transformer" do
     test "a plan naming a function the module does not define is an error" do
       ast = quote(do: defmodule(M, do: def(f(x), do: x)))
-      assert {:error, {:undefined_functions, [g: 2]}} = Transformer.transform_module(ast, %{functions: %{{:g, 2} => %{}}})
-      assert {:ok, _} = Transformer.transform_module(ast, %{functions: %{{:f, 1} => %{level: :full}}})
+
+      assert {:error, {:undefined_functions, [g: 2]}} =
+               Transformer.transform_module(ast, %{functions: %{{:g, 2} => %{}}})
+
+      assert {:ok, _} =
+               Transformer.transform_module(ast, %{functions: %{{:f, 1} => %{level: :full}}})
+
       assert {:error, {:invalid_plan, msg}} = Transformer.transform_module(ast, %{levle: :full})
       assert msg =~ ":levle"
     end
 
     test "transform_function instruments one definition" do
       ast = quote(do: def(double(x), do: x * 2))
-      assert {:ok, {:def, _, [{:double, _, [{:=, _, [{:x, _, _}, _]}]}, [do: _]]}} = Transformer.transform_function(ast, :full)
+
+      assert {:ok, {:def, _, [{:double, _, [{:=, _, [{:x, _, _}, _]}]}, [do: _]]}} =
+               Transformer.transform_function(ast, :full)
     end
 
     test "enhanced instrumentation: custom injections run before/after the expression on a line" do
@@ -267,8 +353,14 @@ defmodule ElixirScope.AST.TransformerTest do
         ]
       }
 
-      {:ok, ast} = src |> Code.string_to_quoted!() |> EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
-      refute ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, "inject.ex") end) =~ "inject.ex"
+      {:ok, ast} =
+        src
+        |> Code.string_to_quoted!()
+        |> EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
+
+      refute ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, "inject.ex") end) =~
+               "inject.ex"
+
       assert apply(ESTest.Enhanced.Inject, :run, [2]) == {20, 21}
       assert_received :before_line_3
       assert_received {:after_line_4, 21}

@@ -17,6 +17,7 @@ defmodule Demo.Scenario do
     ElixirScope.flush()
     events = ElixirScope.get_events()
     stats = ElixirScope.stats()
+    recording = save_recording()
 
     wall_ms =
       System.convert_time_unit(System.monotonic_time() - started, :native, :microsecond) / 1000
@@ -35,7 +36,29 @@ defmodule Demo.Scenario do
       ElixirScope.Report.render(events, names: names, stats: stats, overhead: overhead(wall_ms))
     )
 
+    IO.puts(next_steps(recording))
     events
+  end
+
+  # The recording, saved before the overhead measurement adds its own events.
+  defp save_recording do
+    path = System.get_env("ELIXIR_SCOPE_DEMO_RECORDING", Path.expand("../../_build/demo.esrec"))
+    File.mkdir_p!(Path.dirname(path))
+    {:ok, %{path: path}} = ElixirScope.Recording.save(path)
+    path
+  end
+
+  defp next_steps(path) do
+    rel = Path.relative_to(path, Path.expand("../.."))
+
+    """
+
+    ── Travel through this recording ─────────────────────────────────────────
+      saved to #{rel}; from the ElixirScope checkout:
+        iex -S mix scope.open #{rel}     then: import ElixirScope.IEx; history(Demo.Ledger)
+        mix scope.cinema #{rel}          the web timeline at http://127.0.0.1:4040
+        mix scope.export --format perfetto --input #{rel} _build/demo.trace.json   (ui.perfetto.dev)
+    """
   end
 
   defp scenario do
