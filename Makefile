@@ -20,7 +20,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
 
-.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean
+.PHONY: all setup nif test test-c test-asan mix-test demo-test bench demo demo-cinema clean dialyzer
 
 all: nif
 
@@ -78,6 +78,17 @@ demo: setup nif
 # A screenshot of the execution cinema on the demo recording: _build/cinema.png
 demo-cinema: setup nif
 	./examples/cinema_screenshot.sh
+
+# Dialyzer over the compiled project (erlang-dialyzer; the PLT is built once, ~3 minutes).
+ELIXIR_EBINS = $(shell elixir -e 'for a <- [:elixir, :logger, :mix], do: IO.puts(:code.lib_dir(a) ++ ~c"/ebin")')
+PLT := build/elixir_scope.plt
+$(PLT):
+	@mkdir -p build
+	dialyzer $(addprefix -pa ,$(ELIXIR_EBINS)) --build_plt --output_plt $@ --apps erts kernel stdlib compiler crypto public_key inets ssl $(ELIXIR_EBINS)
+
+dialyzer: nif $(PLT)
+	mix compile
+	dialyzer $(addprefix -pa ,$(ELIXIR_EBINS)) --plt $(PLT) --no_check_plt _build/dev/lib/elixir_scope/ebin
 
 clean:
 	rm -rf build priv/elixir_scope_nif.so _build/bench

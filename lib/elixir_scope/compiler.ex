@@ -140,10 +140,6 @@ defmodule ElixirScope.Compiler do
     abs = Path.absname(src)
 
     case Instrumenter.instrument(abs, content, settings) do
-      {:ok, %{errors: [_ | _] = errors}} ->
-        diags = Enum.map(errors, fn {line, msg} -> print_problem(abs, line, msg, :error) end)
-        {:error, src, diags}
-
       {:ok, %{forms: forms, modules: modules, warnings: warnings}} ->
         etf = Loader.encode(abs, forms)
         write_if_changed(etf_path(root, src), etf)
@@ -271,8 +267,7 @@ defmodule ElixirScope.Compiler do
   end
 
   defp print_problem(file, line, message, severity) do
-    label = if severity == :error, do: "error", else: "warning"
-    IO.puts(:stderr, "#{label}: #{message}\n  #{Path.relative_to_cwd(file)}:#{line}\n")
+    IO.puts(:stderr, "#{severity}: #{message}\n  #{Path.relative_to_cwd(file)}:#{line}\n")
     diagnostic(file, line, message, severity)
   end
 

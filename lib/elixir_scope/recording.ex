@@ -71,7 +71,9 @@ defmodule ElixirScope.Recording do
            :ok <- File.rename(tmp, path) |> file_error(path) do
         {:ok, %{path: path, events: count, bytes: File.stat!(path).size}}
       else
-        error -> File.rm(tmp) && error
+        error ->
+          _ = File.rm(tmp)
+          error
       end
     end
   end
@@ -79,13 +81,17 @@ defmodule ElixirScope.Recording do
   defp check_source(:live) do
     if ElixirScope.running?(),
       do: :ok,
-      else: {:error, "ElixirScope is not running: there is nothing to save (start it, or pass source: a loaded recording)"}
+      else:
+        {:error,
+         "ElixirScope is not running: there is nothing to save (start it, or pass source: a loaded recording)"}
   end
 
   defp check_source(_recording), do: :ok
 
   defp raw_ok(:ok), do: :ok
-  defp raw_ok({:error, reason}), do: raise(File.Error, reason: reason, action: "write to", path: "recording")
+
+  defp raw_ok({:error, reason}),
+    do: raise(File.Error, reason: reason, action: "write to", path: "recording")
 
   defp file_error(:ok, _path), do: :ok
   defp file_error({:ok, _} = ok, _path), do: ok
@@ -148,7 +154,12 @@ defmodule ElixirScope.Recording do
     chunks
     |> Task.async_stream(
       fn {i, n, _} = chunk ->
-        with {:ok, events} <- Format.decode_chunk(chunk), do: (Index.insert(tables, i, events); {:ok, n})
+        with {:ok, events} <- Format.decode_chunk(chunk),
+             do:
+               (
+                 Index.insert(tables, i, events)
+                 {:ok, n}
+               )
       end,
       max_concurrency: System.schedulers_online(),
       ordered: false,
@@ -179,7 +190,12 @@ defmodule ElixirScope.Recording do
     chunks = events |> Enum.sort_by(& &1.id) |> Enum.chunk_every(@chunk)
     chunks |> Enum.with_index(1) |> Enum.each(fn {evs, c} -> Index.insert(tables, c, evs) end)
     Index.finish(tables, length(chunks))
-    %__MODULE__{path: nil, meta: Map.merge(%{format: Format.version(), names: %{}, count: length(events)}, meta), tables: tables}
+
+    %__MODULE__{
+      path: nil,
+      meta: Map.merge(%{format: Format.version(), names: %{}, count: length(events)}, meta),
+      tables: tables
+    }
   end
 
   @doc "Frees a recording's tables; if it was the default source, `:live` is again."

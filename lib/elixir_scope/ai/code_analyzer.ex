@@ -99,7 +99,7 @@ defmodule ElixirScope.AI.CodeAnalyzer do
         {:ok, modules_in(ast, [], Keyword.get(opts, :file))}
 
       {:error, {meta, msg, token}} ->
-        line = if is_list(meta), do: Keyword.get(meta, :line, 0), else: meta
+        line = Keyword.get(meta, :line, 0)
         {:error, "#{file}:#{line}: syntax error: #{format_msg(msg)}#{token}"}
     end
   end

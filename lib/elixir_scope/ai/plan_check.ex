@@ -22,8 +22,7 @@ defmodule ElixirScope.AI.PlanCheck do
   def check_shape(plan) do
     case Plan.validate_project(plan) do
       {:ok, _} -> :ok
-      {:error, message} when is_binary(message) -> {:error, message}
-      {:error, other} -> {:error, inspect(other)}
+      {:error, message} -> {:error, message}
     end
   end
 

@@ -60,17 +60,25 @@ defmodule ElixirScope.Export.OTLP do
   POSTs the spans to a collector `url` (e.g. `http://127.0.0.1:4318/v1/traces`) as
   `application/json`. Returns `{:ok, span_count}` on a 2xx answer.
   """
-  @spec post([Event.t()], String.t(), keyword()) :: {:ok, non_neg_integer()} | {:error, String.t()}
+  @spec post([Event.t()], String.t(), keyword()) ::
+          {:ok, non_neg_integer()} | {:error, String.t()}
   def post(events, url, opts \\ []) do
     body = build(events, opts)
     {:ok, _} = Application.ensure_all_started(:inets)
     headers = [{~c"user-agent", ~c"elixir_scope"}]
     request = {String.to_charlist(url), headers, ~c"application/json", JSON.encode!(body)}
 
-    case :httpc.request(:post, request, [timeout: Keyword.get(opts, :timeout, 15_000)], body_format: :binary) do
-      {:ok, {{_, status, _}, _, _}} when status in 200..299 -> {:ok, span_count(body)}
-      {:ok, {{_, status, _}, _, resp}} -> {:error, "collector answered #{status}: #{Render.cut(to_string(resp), 300)}"}
-      {:error, reason} -> {:error, "cannot reach #{url}: #{inspect(reason)}"}
+    case :httpc.request(:post, request, [timeout: Keyword.get(opts, :timeout, 15_000)],
+           body_format: :binary
+         ) do
+      {:ok, {{_, status, _}, _, _}} when status in 200..299 ->
+        {:ok, span_count(body)}
+
+      {:ok, {{_, status, _}, _, resp}} ->
+        {:error, "collector answered #{status}: #{Render.cut(to_string(resp), 300)}"}
+
+      {:error, reason} ->
+        {:error, "cannot reach #{url}: #{inspect(reason)}"}
     end
   end
 
@@ -90,11 +98,14 @@ defmodule ElixirScope.Export.OTLP do
         [
           attr("code.namespace", Render.mod(c.module)),
           attr("code.function", to_string(c.function)),
-          attr("code.lineno", c.line || 0),
+          attr("code.lineno", c.line),
           attr("elixir.pid", Render.pid(pid)),
           attr("elixir.call_id", c.id)
         ] ++
-          if(is_list(c.payload), do: [attr("elixir.args", Render.term(c.payload, max: 4096, pretty: false))], else: []) ++
+          if(is_list(c.payload),
+            do: [attr("elixir.args", Render.term(c.payload, max: 4096, pretty: false))],
+            else: []
+          ) ++
           return_attr(span.ending),
       status: status(span),
       events: exception_events(span.ending, to_unix)
@@ -106,13 +117,19 @@ defmodule ElixirScope.Export.OTLP do
   defp span_id(%Event{id: id}), do: hex_id(8, {:span, node(), id})
 
   defp hex_id(bytes, key) do
-    :crypto.hash(:sha256, :erlang.term_to_binary(key)) |> binary_part(0, bytes) |> Base.encode16(case: :lower)
+    :crypto.hash(:sha256, :erlang.term_to_binary(key))
+    |> binary_part(0, bytes)
+    |> Base.encode16(case: :lower)
   end
 
-  defp return_attr(%Event{kind: :return, payload: v}), do: [attr("elixir.return", Render.term(v, max: 4096, pretty: false))]
+  defp return_attr(%Event{kind: :return, payload: v}),
+    do: [attr("elixir.return", Render.term(v, max: 4096, pretty: false))]
+
   defp return_attr(_), do: []
 
-  defp status(%{status: :exception, ending: %Event{payload: p}}), do: %{code: 2, message: Render.exception(p).message}
+  defp status(%{status: :exception, ending: %Event{payload: p}}),
+    do: %{code: 2, message: Render.exception(p).message}
+
   defp status(%{status: :open}), do: %{code: 0, message: "no end recorded"}
   defp status(_), do: %{code: 1}
 
