@@ -33,7 +33,6 @@ setup:
 	elif [ "$$(id -u)" = "0" ]; then echo "setup: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null && echo "setup: done"; \
 	else echo "setup: missing Debian packages:$$missing"; echo "run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi
-	@mix local.hex --force --if-missing >/dev/null 2>&1 || true
 
 nif: $(NIF_SO)
 
