@@ -10,7 +10,7 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
   `"gpt-4o-mini"`), `:json_mode` (default true: `response_format` json_object).
   """
 
-  @behaviour ElixirScope.AI.LLM.Provider
+  use ElixirScope.AI.LLM.Remote
 
   alias ElixirScope.AI.LLM.{Config, HTTP, Remote, Secret, Settings}
 
@@ -79,20 +79,4 @@ defmodule ElixirScope.AI.LLM.OpenAICompatible do
       Remote.extract(:openai, resp.body, "the OpenAI-compatible endpoint")
     end
   end
-
-  @impl true
-  def plan_instrumentation(analyses, opts),
-    do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
-
-  @impl true
-  def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
-  @impl true
-  def explain_error(context, opts), do: Remote.explain_error(__MODULE__, context, opts)
-  @impl true
-  def suggest_fix(context, opts), do: Remote.suggest_fix(__MODULE__, context, opts)
-  @impl true
-  def test_connection, do: test_connection([])
-  @doc "`test_connection/0` with explicit options."
-  @spec test_connection(keyword) :: :ok | {:error, {atom, String.t()}}
-  def test_connection(opts), do: Remote.test_connection(__MODULE__, opts)
 end

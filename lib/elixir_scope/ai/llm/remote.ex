@@ -9,6 +9,43 @@ defmodule ElixirScope.AI.LLM.Remote do
       check_configured(settings) :: :ok | {:error, {:not_configured, msg}}
   """
 
+  @doc """
+  `use ElixirScope.AI.LLM.Remote` makes a module an `ElixirScope.AI.LLM.Provider`
+  whose planning, analysis, explanation and connection test run this shared flow.
+  """
+  defmacro __using__(_opts) do
+    quote do
+      @behaviour ElixirScope.AI.LLM.Provider
+      alias ElixirScope.AI.LLM.Remote
+
+      @impl true
+      def plan_instrumentation(analyses, opts),
+        do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
+
+      @impl true
+      def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
+      @impl true
+      def explain_error(context, opts), do: Remote.explain_error(__MODULE__, context, opts)
+      @impl true
+      def suggest_fix(context, opts), do: Remote.suggest_fix(__MODULE__, context, opts)
+      @impl true
+      def test_connection, do: test_connection([])
+      @doc "`test_connection/0` with explicit options."
+      @spec test_connection(keyword) :: :ok | {:error, {atom, String.t()}}
+      def test_connection(opts), do: Remote.test_connection(__MODULE__, opts)
+    end
+  end
+
+  @doc "A Gemini/Vertex request body asking for JSON output without the plan schema."
+  @spec gemini_json_mode(binary) :: binary
+  def gemini_json_mode(body) do
+    {:ok, map} = ElixirScope.NIF.json_decode(body)
+
+    map
+    |> put_in(["generationConfig", "responseMimeType"], "application/json")
+    |> ElixirScope.NIF.json_encode()
+  end
+
   require Logger
   alias ElixirScope.AI.{CodeAnalyzer, Explainer}
   alias ElixirScope.AI.LLM.{PlanAnswer, Prompt}

@@ -16,7 +16,7 @@ defmodule ElixirScope.AI.LLM.Vertex do
   The private key and tokens are `ElixirScope.AI.LLM.Secret`s.
   """
 
-  @behaviour ElixirScope.AI.LLM.Provider
+  use ElixirScope.AI.LLM.Remote
 
   alias ElixirScope.AI.LLM.{Config, HTTP, Remote, Secret, Settings}
 
@@ -279,7 +279,7 @@ defmodule ElixirScope.AI.LLM.Vertex do
           o[:max_tokens]
         )
 
-      body = if mode == :json, do: json_mode(body), else: body
+      body = if mode == :json, do: Remote.gemini_json_mode(body), else: body
 
       url =
         "#{s.base_url}/v1/projects/#{URI.encode(project)}/locations/#{URI.encode(location)}" <>
@@ -303,28 +303,4 @@ defmodule ElixirScope.AI.LLM.Vertex do
       end
     end
   end
-
-  defp json_mode(body) do
-    {:ok, map} = ElixirScope.NIF.json_decode(body)
-
-    map
-    |> put_in(["generationConfig", "responseMimeType"], "application/json")
-    |> ElixirScope.NIF.json_encode()
-  end
-
-  @impl true
-  def plan_instrumentation(analyses, opts),
-    do: Remote.plan_instrumentation(__MODULE__, analyses, opts)
-
-  @impl true
-  def analyze_code(input, opts), do: Remote.analyze_code(__MODULE__, input, opts)
-  @impl true
-  def explain_error(context, opts), do: Remote.explain_error(__MODULE__, context, opts)
-  @impl true
-  def suggest_fix(context, opts), do: Remote.suggest_fix(__MODULE__, context, opts)
-  @impl true
-  def test_connection, do: test_connection([])
-  @doc "`test_connection/0` with explicit options."
-  @spec test_connection(keyword) :: :ok | {:error, {atom, String.t()}}
-  def test_connection(opts), do: Remote.test_connection(__MODULE__, opts)
 end
