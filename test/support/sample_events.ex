@@ -1,38 +1,9 @@
 defmodule ElixirScope.Test.SampleEvents do
-  @moduledoc "Constructed events (%ElixirScope.Event{} once it exists, else maps with its fields) for the AI tests."
+  @moduledoc "Constructed %ElixirScope.Event{} values for the AI tests."
   alias ElixirScope.AI.Explainer
 
-  @fields [
-    :id,
-    :ts,
-    :wall_time,
-    :pid,
-    :kind,
-    :module,
-    :function,
-    :arity,
-    :line,
-    :call_id,
-    :link,
-    :correlation_id,
-    :return_id,
-    :payload,
-    :truncated?
-  ]
-
-  @doc "An event with the given fields."
-  def ev(fields) do
-    base = Map.new(@fields, &{&1, nil}) |> Map.put(:truncated?, false)
-    fields = Map.new(fields)
-
-    if Code.ensure_loaded?(ElixirScope.Event),
-      do:
-        struct!(
-          ElixirScope.Event,
-          Map.merge(Map.take(base, Map.keys(struct(ElixirScope.Event))), fields)
-        ),
-      else: Map.merge(base, fields)
-  end
+  @doc "An event with the given fields (the rest as `%ElixirScope.Event{}` defaults them)."
+  def ev(fields), do: struct!(ElixirScope.Event, fields)
 
   @doc "Events of a GenServer call that raised a FunctionClauseError three frames deep."
   def sample_events do
