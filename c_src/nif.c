@@ -870,7 +870,7 @@ static ErlNifFunc nif_funcs[] = {
     {"llm_parse_plan", 1, es_nif_llm_parse_plan, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"llm_plan_schema", 0, es_nif_llm_plan_schema, 0},
     /* ---- ast (issue 3, c_src/nif_ast.c) ---- */
-    {"ast_transform", 2, es_nif_ast_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"forms_transform", 2, es_nif_forms_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
 };
 
 ERL_NIF_INIT(Elixir.ElixirScope.NIF, nif_funcs, on_load, NULL, NULL, on_unload)

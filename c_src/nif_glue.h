@@ -17,7 +17,7 @@ ERL_NIF_TERM es_nif_llm_build_openai_request(ErlNifEnv *env, int argc, const ERL
 ERL_NIF_TERM es_nif_llm_extract_text(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM es_nif_llm_parse_plan(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM es_nif_llm_plan_schema(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
-/* ---- nif_ast.c (AST transformer; issue 3): ast_transform(ast_etf, plan_etf) -> {ok, Ast} | {error, Reason} */
-ERL_NIF_TERM es_nif_ast_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+/* ---- nif_forms.c (forms transformer): forms_transform(forms_etf, plan_etf) -> {ok, Forms} | {error, Reason} */
+ERL_NIF_TERM es_nif_forms_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 #endif

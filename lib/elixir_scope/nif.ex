@@ -84,8 +84,11 @@ defmodule ElixirScope.NIF do
   @spec llm_plan_schema() :: binary
   def llm_plan_schema, do: nif_missing()
 
-  # ---- ast (issue 3) ----
-  @doc "Instruments a quoted AST (ETF) with a normalized plan (ETF); see ElixirScope.AST.Transformer."
-  @spec ast_transform(binary(), binary()) :: {:ok, Macro.t()} | {:error, term()}
-  def ast_transform(_ast_etf, _plan_etf), do: nif_missing()
+  # ---- the forms transformer ----
+  @doc """
+  Instruments a module's Erlang abstract forms (ETF) with a plan (ETF) built by
+  `ElixirScope.Compiler.ParseTransform`; runs on a dirty CPU scheduler.
+  """
+  @spec forms_transform(binary(), binary()) :: {:ok, [tuple()]} | {:error, term()}
+  def forms_transform(_forms_etf, _plan_etf), do: nif_missing()
 end

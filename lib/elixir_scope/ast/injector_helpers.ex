@@ -1,148 +1,75 @@
 defmodule ElixirScope.AST.InjectorHelpers do
   @moduledoc """
-  The shapes of the code that the transformer injects, in one place.
+  The shapes of the code that the transformer injects, in one place, and the helpers that
+  injected code calls.
 
-  `templates/1` returns quoted calls to `ElixirScope.Capture.InstrumentationRuntime`
-  with holes `{:"$es_hole", [], name}`; the C transformer (c_src/ast_transform.c)
-  fills the holes and builds the structure around them (the `try` that records
-  exceptions and re-raises them with the original stacktrace, and the `case` that
-  performs tail calls after the frame's `try`).
+  `templates/1` returns Erlang abstract expressions (the forms the Elixir compiler hands to the
+  Erlang compiler) with holes: variables named `ES@HOLE_<name>` that the C transformer
+  (`c_src/forms_*.c`) fills, and annotations `:"$es_anno"` that it replaces by the line of the
+  instrumented code. C builds only the structure around them: the `try` that records exceptions
+  and re-raises them with the original stacktrace, and the `case` that makes tail calls after it.
 
-  Holes: `:fun` (atom), `:args` (list AST), `:line` (integer), `:call` (the call id
-  variable), `:value`, `:kind`, `:reason`, `:mod`, `:vars` (keyword list AST),
-  `:source` (string), `:state`, `:result`, `:index` (integer), `:call` (a remote call AST).
-
-  Injected variables are hygienic: their context is `var_context/0`, so user code
-  cannot see them and they cannot clash with user variables.
+  Every report after the entry is guarded by the call id: with capture off the entry returns
+  `nil` and nothing else is built or called. Injected variables are named `ES@…`, which no Elixir
+  variable can be (Elixir's are `_name@N`).
   """
 
   alias ElixirScope.Capture.InstrumentationRuntime
 
-  @var_context :elixir_scope
-
-  @type templates :: %{atom() => Macro.t()}
-
-  @doc "The context atom of every variable the transformer injects."
-  @spec var_context() :: atom()
-  def var_context, do: @var_context
-
-  @doc "A template hole."
-  @spec hole(atom()) :: {:"$es_hole", [], atom()}
-  def hole(name) when is_atom(name), do: {:"$es_hole", [], name}
+  @type templates :: %{atom() => tuple()}
+  @type state_kind :: :gen_server | :gen_stage | :gen_statem | :gen_event | :gen_event_call
 
   @doc """
-  The templates of the injected calls. `runtime` is the module that receives them
-  (`ElixirScope.Capture.InstrumentationRuntime` unless told otherwise).
+  The templates of the injected calls, as Erlang abstract expressions. `runtime` is the module
+  that receives them (`ElixirScope.Capture.InstrumentationRuntime` unless told otherwise).
   """
   @spec templates(module()) :: templates()
   def templates(runtime \\ InstrumentationRuntime) when is_atom(runtime) do
-    %{
-      # The switch is asked inline, so with capture off a call costs one remote call to a
-      # constant function: no argument list is built and the runtime is not entered.
-      entry:
-        quote do
-          case ElixirScope.Capture.Switch.on?(__MODULE__) do
-            true ->
-              unquote(runtime).report_function_entry(
-                __MODULE__,
-                unquote(hole(:fun)),
-                unquote(hole(:args)),
-                unquote(hole(:line))
-              )
+    rt = erl_atom(runtime)
+    me = erl_atom(__MODULE__)
+    switch = erl_atom(ElixirScope.Capture.Switch)
 
-            _ ->
-              nil
-          end
-        end,
-      exit:
-        guarded(
-          quote(
-            do: unquote(runtime).report_function_exit(unquote(hole(:call)), unquote(hole(:value)))
-          )
-        ),
+    %{
+      # The switch is asked inline: with capture off a call costs one remote call to a constant
+      # function; no argument list is built and the runtime is not entered.
+      entry: """
+      case #{switch}:'on?'(ES@HOLE_mod) of
+        true -> #{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line);
+        _ -> nil
+      end
+      """,
+      exit: guarded("#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)"),
       tail:
         guarded(
-          quote do
-            unquote(runtime).report_tail_call(
-              unquote(hole(:call)),
-              unquote(hole(:mod)),
-              unquote(hole(:fun)),
-              unquote(hole(:args)),
-              unquote(hole(:line))
-            )
-          end
+          "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)"
         ),
-      error:
-        quote do
-          unquote(__MODULE__).reraise(
-            unquote(runtime),
-            unquote(hole(:call)),
-            unquote(hole(:kind)),
-            unquote(hole(:reason)),
-            __STACKTRACE__
-          )
-        end,
+      error: "#{me}:reraise(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_reason, ES@HOLE_stack)",
       locals:
-        guarded(
-          quote do
-            unquote(runtime).report_local_variable_snapshot(
-              unquote(hole(:call)),
-              unquote(hole(:vars)),
-              unquote(hole(:line))
-            )
-          end
-        ),
+        guarded("#{rt}:report_local_variable_snapshot(ES@HOLE_call, ES@HOLE_vars, ES@HOLE_line)"),
       expr:
         guarded(
-          quote do
-            unquote(runtime).report_expression_value(
-              unquote(hole(:call)),
-              unquote(hole(:source)),
-              unquote(hole(:value)),
-              unquote(hole(:line))
-            )
-          end
+          "#{rt}:report_expression_value(ES@HOLE_call, ES@HOLE_source, ES@HOLE_value, ES@HOLE_line)"
         ),
       state_before:
-        guarded(
-          quote do
-            unquote(runtime).report_state_change(
-              unquote(hole(:call)),
-              :before,
-              unquote(hole(:state)),
-              unquote(hole(:line))
-            )
-          end
-        ),
+        guarded("#{rt}:report_state_change(ES@HOLE_call, before, ES@HOLE_state, ES@HOLE_line)"),
       state_after:
         guarded(
-          quote do
-            unquote(__MODULE__).report_callback_state(
-              unquote(runtime),
-              unquote(hole(:call)),
-              unquote(hole(:result)),
-              unquote(hole(:line))
-            )
-          end
+          "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line)"
         ),
-      module: quote(do: __MODULE__),
-      tail_marker:
-        quote(do: ElixirScope.AST.Tail.marker(unquote(hole(:index)), unquote(hole(:call)))),
-      import_marker:
-        quote(do: ElixirScope.AST.Tail.import_marker(unquote(hole(:index)), unquote(hole(:call)))),
-      tail_require: quote(do: require(ElixirScope.AST.Tail))
+      inject:
+        guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)")
     }
+    |> Map.new(fn {name, source} -> {name, parse(source)} end)
   end
 
-  # Reports after the entry run only when the entry returned a call id: with capture off
-  # nothing is built (no keyword list of locals, no argument list) and no call is made.
-  defp guarded(report) do
-    quote do
-      case unquote(hole(:call)) do
-        nil -> :ok
-        _ -> unquote(report)
-      end
-    end
+  defp guarded(report), do: "case ES@HOLE_call of nil -> ok; _ -> #{report} end"
+
+  defp erl_atom(atom), do: "'" <> Atom.to_string(atom) <> "'"
+
+  defp parse(source) do
+    {:ok, tokens, _} = :erl_scan.string(String.to_charlist(source <> "."))
+    {:ok, [expr]} = :erl_parse.parse_exprs(tokens)
+    :erl_parse.map_anno(fn _ -> :"$es_anno" end, expr)
   end
 
   @doc """
@@ -158,15 +85,17 @@ defmodule ElixirScope.AST.InjectorHelpers do
   end
 
   @doc """
-  Records the state a GenServer callback returned (`{:ok, s}`, `{:reply, r, s}`,
-  `{:noreply, s}`, `{:stop, reason, s}`, ... with or without a timeout/continue) as
-  an `:after` state event. Called by instrumented callbacks; never raises.
+  Records the state an OTP callback returned as an `:after` state event. `kind` says how to read
+  the callback's result (`:gen_server`, `:gen_stage`, `:gen_statem`, `:gen_event`,
+  `:gen_event_call`); `before` is the state the callback was given (for `:gen_statem`,
+  `{state, data}`), needed where the result keeps it. Never raises.
   """
-  @spec report_callback_state(module(), pos_integer() | nil, term(), non_neg_integer()) :: :ok
-  def report_callback_state(_runtime, nil, _result, _line), do: :ok
+  @spec report_callback_state(module(), pos_integer() | nil, state_kind(), term(), term(), non_neg_integer()) ::
+          :ok
+  def report_callback_state(_runtime, nil, _kind, _result, _before, _line), do: :ok
 
-  def report_callback_state(runtime, call_id, result, line) do
-    case callback_state(result) do
+  def report_callback_state(runtime, call_id, kind, result, before, line) do
+    case callback_state(kind, result, before) do
       {:ok, state} -> runtime.report_state_change(call_id, :after, state, line)
       :none -> :ok
     end
@@ -174,15 +103,80 @@ defmodule ElixirScope.AST.InjectorHelpers do
     :ok
   end
 
-  @doc "The new state in a GenServer callback's return value, if it has one."
-  @spec callback_state(term()) :: {:ok, term()} | :none
-  def callback_state({:ok, s}), do: {:ok, s}
-  def callback_state({:ok, s, _}), do: {:ok, s}
-  def callback_state({:reply, _, s}), do: {:ok, s}
-  def callback_state({:reply, _, s, _}), do: {:ok, s}
-  def callback_state({:noreply, s}), do: {:ok, s}
-  def callback_state({:noreply, s, _}), do: {:ok, s}
-  def callback_state({:stop, _, s}), do: {:ok, s}
-  def callback_state({:stop, _, _, s}), do: {:ok, s}
-  def callback_state(_), do: :none
+  @doc "The new state in an OTP callback's return value, if it has one."
+  @spec callback_state(state_kind(), term(), term()) :: {:ok, term()} | :none
+  def callback_state(:gen_server, result, _before), do: gen_server_state(result)
+  def callback_state(:gen_stage, result, _before), do: gen_stage_state(result)
+  def callback_state(:gen_statem, result, before), do: gen_statem_state(result, before)
+  def callback_state(:gen_event, result, _before), do: gen_event_state(result)
+  def callback_state(:gen_event_call, result, _before), do: gen_event_call_state(result)
+  def callback_state(_kind, _result, _before), do: :none
+
+  defp gen_server_state({:ok, s}), do: {:ok, s}
+  defp gen_server_state({:ok, s, _}), do: {:ok, s}
+  defp gen_server_state({:reply, _, s}), do: {:ok, s}
+  defp gen_server_state({:reply, _, s, _}), do: {:ok, s}
+  defp gen_server_state({:noreply, s}), do: {:ok, s}
+  defp gen_server_state({:noreply, s, _}), do: {:ok, s}
+  defp gen_server_state({:stop, _, s}), do: {:ok, s}
+  defp gen_server_state({:stop, _, _, s}), do: {:ok, s}
+  defp gen_server_state(_), do: :none
+
+  defp gen_stage_state({:noreply, _events, s}), do: {:ok, s}
+  defp gen_stage_state({:noreply, _events, s, _}), do: {:ok, s}
+  defp gen_stage_state({:reply, _, _events, s}), do: {:ok, s}
+  defp gen_stage_state({:reply, _, _events, s, _}), do: {:ok, s}
+  defp gen_stage_state({:stop, _, s}), do: {:ok, s}
+  defp gen_stage_state({:stop, _, _, s}), do: {:ok, s}
+  defp gen_stage_state({type, s}) when type in [:producer, :consumer, :producer_consumer], do: {:ok, s}
+
+  defp gen_stage_state({type, s, _})
+       when type in [:producer, :consumer, :producer_consumer],
+       do: {:ok, s}
+
+  defp gen_stage_state(_), do: :none
+
+  # gen_statem's state is {state, data}: results that keep one take it from `before`
+  defp gen_statem_state({:ok, state, data}, _), do: {:ok, {state, data}}
+  defp gen_statem_state({:ok, state, data, _}, _), do: {:ok, {state, data}}
+  defp gen_statem_state({:next_state, state, data}, _), do: {:ok, {state, data}}
+  defp gen_statem_state({:next_state, state, data, _}, _), do: {:ok, {state, data}}
+  defp gen_statem_state({kind, data}, {state, _}) when kind in [:keep_state, :repeat_state], do: {:ok, {state, data}}
+
+  defp gen_statem_state({kind, data, _}, {state, _}) when kind in [:keep_state, :repeat_state],
+    do: {:ok, {state, data}}
+
+  defp gen_statem_state({:stop, _, data}, {state, _}), do: {:ok, {state, data}}
+  defp gen_statem_state({:stop_and_reply, _, _, data}, {state, _}), do: {:ok, {state, data}}
+  defp gen_statem_state(_, _), do: :none
+
+  defp gen_event_state({:ok, s}), do: {:ok, s}
+  defp gen_event_state({:ok, s, :hibernate}), do: {:ok, s}
+  defp gen_event_state(_), do: :none
+
+  defp gen_event_call_state({:ok, _reply, s}), do: {:ok, s}
+  defp gen_event_call_state({:ok, _reply, s, :hibernate}), do: {:ok, s}
+  defp gen_event_call_state(_), do: :none
+
+  @doc """
+  Runs a custom injection (quoted code from a plan) with the variables it names bound to their
+  values at that point. It runs apart from the instrumented code (it cannot rebind its
+  variables or change its result); an exception it raises is recorded, never raised into the
+  program.
+  """
+  @spec run_injection(module(), pos_integer() | nil, Macro.t(), map(), non_neg_integer()) :: :ok
+  def run_injection(runtime, call_id, code, vars, line) do
+    Code.eval_quoted(code, Map.to_list(vars))
+    :ok
+  catch
+    kind, reason ->
+      runtime.report_expression_value(
+        call_id,
+        "custom injection failed",
+        Exception.format_banner(kind, reason),
+        line
+      )
+
+      :ok
+  end
 end

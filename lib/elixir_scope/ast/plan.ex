@@ -10,7 +10,8 @@ defmodule ElixirScope.AST.Plan do
                                           custom_injections: ..., reason: "free text"}},
         capture_locals: :all | [atom], trace_expressions: :all | [atom],
         custom_injections: [{line, :before | :after, quoted}],
-        genserver_state: :auto | true | false, macros: false, reasons: %{...}}
+        genserver_state: :auto | true | false | :gen_server | :gen_stage | :gen_statem | :gen_event,
+        macros: false, reasons: %{...}}
 
   Levels are ordered: each includes the previous ones (`:expressions` adds traced
   top-level expressions to the function boundaries, `:locals` adds the variables
@@ -27,8 +28,6 @@ defmodule ElixirScope.AST.Plan do
       %{version: 1, default_level: level, include: [module | prefix_string], exclude: [...],
         modules: %{Module => module_plan}, strategy: atom, provider: atom, generated_at: string}
   """
-
-  alias ElixirScope.AST.InjectorHelpers
 
   @type level :: :none | :function_boundaries | :expressions | :locals | :full
   @type module_plan :: map()
@@ -220,48 +219,6 @@ defmodule ElixirScope.AST.Plan do
     end)
   end
 
-  @doc """
-  The term handed to the C transformer for a normalized module plan.
-  Options: `:runtime` (the module receiving the injected calls).
-  """
-  @spec to_nif(module_plan(), keyword()) :: map()
-  def to_nif(plan, opts \\ []) do
-    runtime = Keyword.get(opts, :runtime, ElixirScope.Capture.InstrumentationRuntime)
-
-    functions =
-      for {{name, arity}, fp} <- Enum.sort(plan.functions) do
-        merged = %{
-          level: Map.get(fp, :level, plan.level),
-          capture_locals: Map.get(fp, :capture_locals, plan.capture_locals),
-          trace_expressions: Map.get(fp, :trace_expressions, plan.trace_expressions),
-          custom_injections: Map.get(fp, :custom_injections, []) ++ plan.custom_injections
-        }
-
-        {name, arity, fn_tuple(merged)}
-      end
-
-    %{
-      version: 1,
-      default: fn_tuple(plan),
-      functions: functions,
-      genserver: plan.genserver_state,
-      macros: plan.macros,
-      var_context: InjectorHelpers.var_context(),
-      templates: InjectorHelpers.templates(runtime)
-    }
-  end
-
-  defp fn_tuple(p) do
-    level = Enum.find_index(@levels, &(&1 == p.level))
-    locals = selection(p.capture_locals, level >= 3)
-    exprs = selection(p.trace_expressions, level >= 2)
-    {level, locals, exprs, p.custom_injections}
-  end
-
-  defp selection(nil, true), do: :all
-  defp selection(nil, false), do: :none
-  defp selection(other, _), do: other
-
   # ---- checks
 
   defp check_keys(map, allowed, what) do
@@ -321,10 +278,15 @@ defmodule ElixirScope.AST.Plan do
   defp check_injections(other, what),
     do: {:error, "#{what} must be a list, got: #{inspect(other)}"}
 
+  @state_kinds [:gen_server, :gen_stage, :gen_statem, :gen_event]
+
   defp check_genserver(v) when v in [:auto, true, false], do: {:ok, v}
+  defp check_genserver(v) when v in @state_kinds, do: {:ok, v}
 
   defp check_genserver(v),
-    do: {:error, "genserver_state must be :auto, true or false, got: #{inspect(v)}"}
+    do:
+      {:error,
+       "genserver_state must be :auto, true, false or one of #{inspect(@state_kinds)}, got: #{inspect(v)}"}
 
   defp check_boolean(v, _) when is_boolean(v), do: {:ok, v}
   defp check_boolean(v, what), do: {:error, "#{what} must be a boolean, got: #{inspect(v)}"}

@@ -1,81 +1,81 @@
 defmodule ElixirScope.AST.Transformer do
   @moduledoc """
-  The Elixir face of the C AST transformer (c_src/ast_transform.c).
+  Instrumenting code by hand, with the same engine as the `:elixir_scope` compiler.
 
-  The quoted AST and the normalized plan travel to the NIF as external term
-  format; the NIF (on a dirty CPU scheduler) walks the term and returns the
-  instrumented AST (built as VM terms directly from the C result tree). What is injected (see `ElixirScope.AST.InjectorHelpers`):
+  Instrumentation happens where the Elixir compiler hands a module to the Erlang compiler, after
+  every macro is expanded (`ElixirScope.Compiler.ParseTransform`, which calls the C transformer in
+  `c_src/forms_*.c`). So there are two faces:
 
-    * at `:function_boundaries` and above, every `def`/`defp` clause reports its
-      entry (arguments, line) and gets a call id; its body runs inside a `try`
-      that reports exceptions and re-raises them with the original stacktrace;
-      the value is reported on return. Local (and own-module / Erlang) calls in
-      tail position are returned from the `try` as markers and performed after
-      it, so they stay real tail calls: the frame reports `:tail_call` and only
-      the frame that really returns reports `:return`;
-    * `:expressions`: top-level expressions of bodies with their values;
-    * `:locals`: the variables bound by each top-level match;
-    * GenServer callbacks: the state before and after;
-    * custom injections at a line, before or after the expression on it.
+    * `transform_module/3` takes quoted code (a `defmodule`, or a file of them) and returns it
+      with each module naming its plan (`@compile {:elixir_scope_plan, plan}`); nothing else in
+      the code changes. It installs the transform in this VM (`ParseTransform.install/0`), so
+      compiling the result gives the instrumented module;
+    * `transform_forms/3` takes a module's Erlang abstract forms and returns them instrumented.
 
-  `defmacro`, `defguard`, `defdelegate`, bodiless heads and definitions built
-  with `unquote` fragments are left as they are.
-
-  Errors: `{:error, {:invalid_ast, path}}` (path: the indices of tuple elements
-  and list elements from the root to the bad node), `{:error, {:too_deep, n}}`,
-  `{:error, {:invalid_plan, message}}`, `{:error, {:undefined_functions, [{name, arity}]}}`.
+  What is injected (see `ElixirScope.AST.InjectorHelpers` and docs/ast_transformer.md): every
+  clause of a planned function reports its entry (arguments, line) and gets a call id; its body
+  runs inside a `try` that reports exceptions and re-raises them unchanged; tail calls stay tail
+  calls (the frame reports `:tail_call`, only the frame that returns reports `:return`); at
+  `:expressions` each statement's value, at `:locals` the variables each match binds; OTP
+  callbacks report their state before and after; custom injections run at their lines.
   """
 
   alias ElixirScope.AST.Plan
-  alias ElixirScope.NIF
+  alias ElixirScope.Compiler.ParseTransform
 
-  @type reason ::
-          {:invalid_ast, [non_neg_integer()]}
-          | {:too_deep, pos_integer()}
-          | {:invalid_plan, String.t() | atom()}
-          | {:undefined_functions, [{atom(), non_neg_integer()}]}
+  @type reason :: {:invalid_plan, String.t()} | :not_an_elixir_module | term()
 
   @doc """
-  Instruments a module (or a whole file: every module in it, nested ones
-  included) according to a module plan (or a level atom). Options: `:runtime`.
+  Marks every module in quoted code to be instrumented with `plan` (a level or a module plan)
+  when it is compiled. Options: `:runtime` (the module receiving the injected calls).
   """
   @spec transform_module(Macro.t(), Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, Macro.t()} | {:error, reason()}
-  def transform_module(ast, plan, opts \\ []), do: run(ast, plan, opts)
-
-  @doc """
-  Instruments a single `def`/`defp` form (calls inside it to functions of the
-  same name count as local calls). Same plan and result as `transform_module/3`.
-  """
-  @spec transform_function(Macro.t(), Plan.module_plan() | Plan.level(), keyword()) ::
-          {:ok, Macro.t()} | {:error, reason()}
-  def transform_function(ast, plan, opts \\ []), do: run(ast, plan, opts)
-
-  defp run(ast, plan, opts) do
-    with {:ok, plan} <- normalize(plan) do
-      nif_plan = Plan.to_nif(plan, opts)
-      NIF.ast_transform(:erlang.term_to_binary(ast), :erlang.term_to_binary(nif_plan))
-    end
-  end
-
-  defp normalize(plan) do
+  def transform_module(ast, plan, opts \\ []) do
     case Plan.normalize(plan) do
-      {:ok, plan} -> {:ok, plan}
-      {:error, msg} -> {:error, {:invalid_plan, msg}}
+      {:ok, _} ->
+        ParseTransform.install()
+        attrs = attributes(plan, opts)
+        {:ok, Macro.prewalk(ast, &mark(&1, attrs))}
+
+      {:error, msg} ->
+        {:error, {:invalid_plan, msg}}
     end
   end
 
-  @doc "A readable message for an error reason of `transform_module/3`."
+  @doc "Instruments a module's Erlang abstract forms with `plan`. Options: `:runtime`."
+  @spec transform_forms([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
+          {:ok, [tuple()]} | {:error, reason()}
+  def transform_forms(forms, plan, opts \\ []) do
+    case ParseTransform.transform_forms(forms, plan, opts) do
+      {:ok, forms, _warnings} -> {:ok, forms}
+      {:error, _} = error -> error
+    end
+  end
+
+  defp attributes(plan, opts) do
+    runtime =
+      if opts[:runtime], do: [quote(do: @compile({:elixir_scope_runtime, unquote(opts[:runtime])}))], else: []
+
+    [quote(do: @compile({:elixir_scope_plan, unquote(Macro.escape(plan))})) | runtime]
+  end
+
+  # defmodule Name, do: body | defimpl Proto, for: T, do: body | defimpl Proto, [for: T], do: body
+  defp mark({kind, meta, args}, attrs) when kind in [:defmodule, :defimpl] and is_list(args) and args != [] do
+    {init, [last]} = Enum.split(args, -1)
+
+    if is_list(last) and Keyword.has_key?(last, :do) do
+      {kind, meta, init ++ [Keyword.update!(last, :do, &{:__block__, [], attrs ++ [&1]})]}
+    else
+      {kind, meta, args}
+    end
+  end
+
+  defp mark(other, _attrs), do: other
+
+  @doc "A readable message for an error reason."
   @spec format_error(reason() | term()) :: String.t()
-  def format_error({:invalid_ast, path}),
-    do: "not a valid quoted expression at path #{inspect(path)}"
-
-  def format_error({:too_deep, n}), do: "the AST nests deeper than the transformer's limit (#{n})"
   def format_error({:invalid_plan, msg}) when is_binary(msg), do: "invalid plan: #{msg}"
-  def format_error({:invalid_plan, what}), do: "invalid plan: bad #{what}"
-
-  def format_error({:undefined_functions, fs}),
-    do: "the plan names functions the module does not define: #{Plan.format_functions(fs)}"
-
+  def format_error(:not_an_elixir_module), do: "not the forms of an Elixir module"
   def format_error(other), do: inspect(other)
 end

@@ -26,8 +26,7 @@ defmodule ElixirScope.Compiler.Settings do
             exclude: [],
             macros: false,
             plan_modules: %{},
-            plan_file: nil,
-            transformer: ElixirScope.AST.Transformer
+            plan_file: nil
 
   @type level :: :none | :function_boundaries | :expressions | :locals | :full
   @type t :: %__MODULE__{
@@ -36,8 +35,7 @@ defmodule ElixirScope.Compiler.Settings do
           exclude: [module()],
           macros: boolean(),
           plan_modules: %{module() => map()},
-          plan_file: String.t() | nil,
-          transformer: module()
+          plan_file: String.t() | nil
         }
 
   @doc "The instrumentation levels, from none to everything."
@@ -45,11 +43,11 @@ defmodule ElixirScope.Compiler.Settings do
   def levels, do: @levels
 
   @doc """
-  Loads the settings for the current project. `project_config` is the Mix project config (its
-  `:elixir_scope` keyword may name a `:transformer` module, used by ElixirScope's own tests).
+  Loads the settings for the current project (the Mix project config is accepted for callers that
+  have it; the settings come from the application config and the plan file).
   """
   @spec load(keyword()) :: {:ok, t()} | {:error, String.t()}
-  def load(project_config) do
+  def load(_project_config \\ []) do
     ast = Application.get_env(:elixir_scope, :ast, [])
 
     with :ok <- check_keyword(ast, "config :elixir_scope, ast:"),
@@ -61,8 +59,7 @@ defmodule ElixirScope.Compiler.Settings do
          {:ok, macros} <-
            boolean(Keyword.get(ast, :instrument_macros, false), "instrument_macros"),
          plan_path = Keyword.get(ast, :plan_file, @default_plan_file),
-         {:ok, plan} <- read_plan(plan_path),
-         {:ok, transformer} <- transformer(project_config) do
+         {:ok, plan} <- read_plan(plan_path) do
       {:ok,
        %__MODULE__{
          default_level: config_default || Map.get(plan, :default_level) || :function_boundaries,
@@ -70,10 +67,25 @@ defmodule ElixirScope.Compiler.Settings do
          exclude: exclude ++ Map.get(plan, :exclude, []),
          macros: macros,
          plan_modules: Map.get(plan, :modules, %{}),
-         plan_file: if(plan == %{}, do: nil, else: plan_path),
-         transformer: transformer
+         plan_file: if(plan == %{}, do: nil, else: plan_path)
        }}
     end
+  end
+
+  @doc """
+  What the instrumented code depends on, for the compiler's fingerprint: the settings and the
+  redaction rules (secret parameter and variable names are decided at compile time).
+  """
+  @spec fingerprint_data(t()) :: term()
+  def fingerprint_data(%__MODULE__{} = s) do
+    capture = Application.get_env(:elixir_scope, :capture, [])
+
+    redaction =
+      if Keyword.keyword?(capture),
+        do: Enum.filter(capture, fn {k, _} -> k |> Atom.to_string() |> String.contains?("redact") end),
+        else: capture
+
+    {s, redaction}
   end
 
   @doc "The module plan for `module` (always a map with a `:level`)."
@@ -199,21 +211,6 @@ defmodule ElixirScope.Compiler.Settings do
          {:ok, _} <- module_list(Map.get(plan, :exclude, []), "exclude"),
          {:ok, _} <- overrides(Map.get(plan, :modules, %{})) do
       {:ok, plan}
-    end
-  end
-
-  defp transformer(project_config) do
-    case Keyword.get(
-           project_config[:elixir_scope] || [],
-           :transformer,
-           ElixirScope.AST.Transformer
-         ) do
-      mod when is_atom(mod) ->
-        {:ok, mod}
-
-      other ->
-        {:error,
-         "project elixir_scope: [transformer: ...] must be a module, got: #{inspect(other)}"}
     end
   end
 end

@@ -1,11 +1,11 @@
-/* NIF glue of the AST transformer: two ETF binaries in (the AST and the normalized plan),
- * the result term {ok, Ast} | {error, Reason} out, built directly from the transformer's
- * term tree (iteratively; atoms are made once per distinct name). Runs on a dirty CPU
- * scheduler (see the function table in c_src/nif.c). */
+/* NIF glue of the forms transformer: two ETF binaries in (a module's abstract forms and its
+ * plan), the result term {ok, Forms} | {error, Reason} out, built directly from the
+ * transformer's term tree (iteratively; atoms are made once per distinct name). Runs on a
+ * dirty CPU scheduler (see the function table in c_src/nif.c). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "elixir_scope/ast_transform.h"
+#include "elixir_scope/forms_transform.h"
 #include "elixir_scope/etf.h"
 #include "nif_glue.h"
 
@@ -236,19 +236,19 @@ out:
 static void *block_alloc(size_t n) { return enif_alloc(n); }
 static void block_free(void *p) { enif_free(p); }
 
-ERL_NIF_TERM es_nif_ast_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
-    ErlNifBinary ast, plan;
-    es_ast_tree tree;
+ERL_NIF_TERM es_nif_forms_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    ErlNifBinary forms, plan;
+    es_forms_tree tree;
     ERL_NIF_TERM result;
-    if (argc != 2) return es_raise_arg(env, "ast_transform/2 expects two binaries");
-    if (!enif_inspect_binary(env, argv[0], &ast))
-        return es_raise_arg(env, "ast_transform/2: the AST must be a binary (:erlang.term_to_binary(ast))");
+    if (argc != 2) return es_raise_arg(env, "forms_transform/2 expects two binaries");
+    if (!enif_inspect_binary(env, argv[0], &forms))
+        return es_raise_arg(env, "forms_transform/2: the forms must be a binary (:erlang.term_to_binary(forms))");
     if (!enif_inspect_binary(env, argv[1], &plan))
-        return es_raise_arg(env, "ast_transform/2: the plan must be a binary (:erlang.term_to_binary(plan))");
-    if (es_ast_transform_tree(ast.data, ast.size, plan.data, plan.size, block_alloc, block_free, &tree) != 0)
+        return es_raise_arg(env, "forms_transform/2: the plan must be a binary (:erlang.term_to_binary(plan))");
+    if (es_forms_transform_tree(forms.data, forms.size, plan.data, plan.size, block_alloc, block_free, &tree) != 0)
         return enif_raise_exception(env, enif_make_atom(env, "enomem"));
     int rc = build(env, tree.result, &result);
-    es_ast_tree_free(&tree);
+    es_forms_tree_free(&tree);
     if (rc < 0) return enif_raise_exception(env, enif_make_atom(env, "enomem"));
     return result;
 }

@@ -1,0 +1,99 @@
+/* Internal to the forms transformer (forms_transform.c, forms_tail.c, forms_body.c):
+ * the per-module context, the plan of one function, and the node builders of Erlang's
+ * abstract format. Pure C over the term tree of etf.h. */
+#ifndef ELIXIR_SCOPE_FORMS_INTERNAL_H
+#define ELIXIR_SCOPE_FORMS_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "elixir_scope/etf.h"
+
+typedef es_etf_term T;
+
+/* Levels, in the plan's order. */
+enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FULL = 4 };
+
+/* Control structures nested deeper than this in tail position stay values (correct, not tail). */
+#define FX_MAX_TAIL_DEPTH 200
+/* Statement walks (locals, expressions) do not go deeper than this into nested bodies. */
+#define FX_MAX_BODY_DEPTH 64
+
+/* The injected shapes (Erlang abstract expressions with holes), from the plan. */
+typedef struct fx_templates {
+    const T *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
+} fx_templates;
+
+/* What one function gets. */
+typedef struct fx_fun {
+    int level;
+    const T *locals;   /* the atom 'all' or a list of base-name atoms */
+    const T *exprs;    /* likewise */
+    int tail;          /* tail calls are rewritten (not for callbacks whose value is needed) */
+    const T *state;    /* 'none' or {Kind, Before} where Before is none | {arg, I} | {args, I, J} | {name, I} */
+    const T *inject;   /* list of {Line, before | after, InjectionFun, [VarBase]} */
+    const T *name;     /* the function's name atom node */
+    uint32_t arity;
+} fx_fun;
+
+typedef struct fx {
+    es_arena *a;
+    const T *module;       /* {atom, Anno, Module} node */
+    fx_templates tpl;
+    const uint8_t *source; /* the source file's text (may be NULL) */
+    size_t source_len;
+    size_t source_max;     /* at most this many bytes of a statement's text */
+    const T *secrets;      /* list of base-name atoms whose values are redacted */
+    const T *secret_lines; /* list of lines whose source names a secret */
+    const T *redacted;     /* the atom node '[REDACTED]' */
+    uint32_t counter;      /* fresh variable numbers */
+    const fx_fun *fun;     /* the function being transformed */
+} fx;
+
+/* ---- node builders (every injected node has a generated annotation) ---- */
+const T *fx_anno(fx *x, int64_t line);
+const T *fx_atom(fx *x, const char *name);
+const T *fx_atom_node(fx *x, const T *anno, const char *name);
+const T *fx_var(fx *x, const T *anno, const char *name);
+const T *fx_var_n(fx *x, const T *anno, const char *prefix, uint32_t n);
+const T *fx_int(fx *x, const T *anno, int64_t v);
+const T *fx_tuple_expr(fx *x, const T *anno, uint32_t n, const T *const *elems);
+const T *fx_list_expr(fx *x, const T *anno, uint32_t n, const T *const *elems);
+const T *fx_match(fx *x, const T *anno, const T *pattern, const T *expr);
+const T *fx_clause(fx *x, const T *anno, const T *patterns, const T *guards, const T *body);
+const T *fx_case(fx *x, const T *anno, const T *expr, const T *clauses);
+const T *fx_binary_string(fx *x, const T *anno, const uint8_t *bytes, size_t len);
+T *fx_list(fx *x, uint32_t n); /* a proper term list of n slots */
+const T *fx_terms(fx *x, const T *const *items, uint32_t n); /* a term list of items */
+
+/* A template with its holes filled: names[i] (without the "ES@HOLE_" prefix) -> values[i];
+ * every '$es_anno' becomes anno. */
+const T *fx_fill(fx *x, const T *tpl, const T *anno, uint32_t n, const char *const *names,
+                 const T *const *values);
+
+/* ---- inspection of abstract-format nodes ---- */
+int fx_tag_is(const T *node, const char *tag);
+int64_t fx_line_of(const T *node); /* the line of a node's annotation, 0 when none */
+int fx_var_base(const T *var_name_atom, const uint8_t **base, size_t *len);
+int fx_name_listed(const T *list_or_all, const uint8_t *name, size_t len);
+int fx_is_secret(const fx *x, const uint8_t *base, size_t len);
+int fx_line_is_secret(const fx *x, int64_t line);
+int fx_is_call_to_erlang(const T *call); /* a remote call to the erlang module (a BIF) */
+
+/* ---- forms_tail.c ---- */
+/* Rewrites the tail positions of body (a list of expressions) so that calls in tail position
+ * return {'$es_tail', I, Callee.., Args..} markers and other values {'$es_v', V}; appends one
+ * dispatch clause per marker to *dispatch (a growable array). Returns the new body, or body
+ * itself when it has no tail call (then *n_sites is 0). */
+typedef struct fx_sites {
+    const T **clauses;
+    uint32_t n, cap;
+} fx_sites;
+const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *sites);
+
+/* ---- forms_body.c ---- */
+/* Adds locals, expressions and injections to the statements of body (and nested bodies);
+ * head_patterns: the clause's patterns, whose variables injections may see. */
+const T *fx_statements(fx *x, const T *body, const T *call_var, const T *head_patterns);
+
+#endif

@@ -1,0 +1,503 @@
+/* The forms transformer, function boundaries: decodes the module's abstract forms and the plan,
+ * and gives every clause of a planned function its entry report, its exception report (a try
+ * that re-raises with the original class, reason and stacktrace), its return report and, for
+ * OTP callbacks, the state before and after. Tail calls: forms_tail.c; statements (locals,
+ * expressions, injections): forms_body.c. The shapes of the injected calls are templates
+ * from the plan (ElixirScope.AST.InjectorHelpers), so this file only builds structure. */
+#include "elixir_scope/forms_transform.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "forms_internal.h"
+
+/* ---------------- node builders ---------------- */
+
+const T *fx_atom(fx *x, const char *name) { return es_etf_atom(x->a, name); }
+
+const T *fx_anno(fx *x, int64_t line) {
+    /* [{generated, true}, {location, Line}]: injected code keeps the user's line for stack
+     * traces, and the compiler does not warn about it */
+    const T *gen = es_etf_tuple_of(x->a, 2, es_etf_atom(x->a, "generated"), es_etf_atom(x->a, "true"));
+    const T *loc = es_etf_tuple_of(x->a, 2, es_etf_atom(x->a, "location"), es_etf_int(x->a, line));
+    return es_etf_list_of(x->a, 2, (T *)gen, (T *)loc);
+}
+
+const T *fx_atom_node(fx *x, const T *anno, const char *name) {
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, es_etf_atom(x->a, name));
+}
+
+const T *fx_var(fx *x, const T *anno, const char *name) {
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "var"), (T *)anno, es_etf_atom(x->a, name));
+}
+
+const T *fx_var_n(fx *x, const T *anno, const char *prefix, uint32_t n) {
+    size_t pl = strlen(prefix);
+    char *name = es_arena_alloc(x->a, pl + 12);
+    if (!name) return NULL;
+    memcpy(name, prefix, pl);
+    char digits[12];
+    int d = 0;
+    do {
+        digits[d++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (int i = 0; i < d; i++) name[pl + i] = digits[d - 1 - i];
+    name[pl + d] = 0;
+    return fx_var(x, anno, name);
+}
+
+const T *fx_int(fx *x, const T *anno, int64_t v) {
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "integer"), (T *)anno, es_etf_int(x->a, v));
+}
+
+T *fx_list(fx *x, uint32_t n) { return es_etf_list(x->a, n); }
+
+/* a plain term list of the given nodes (NULL if any is NULL: an allocation failed) */
+const T *fx_terms(fx *x, const T *const *items, uint32_t n) {
+    T *l = es_etf_list(x->a, n);
+    if (!l) return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!items[i]) return NULL;
+        l->u.items[i] = (T *)items[i];
+    }
+    return l;
+}
+
+const T *fx_tuple_expr(fx *x, const T *anno, uint32_t n, const T *const *elems) {
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "tuple"), (T *)anno, (T *)fx_terms(x, elems, n));
+}
+
+/* the abstract form of a list expression: {cons, A, E1, {cons, A, E2, ... {nil, A}}} */
+const T *fx_list_expr(fx *x, const T *anno, uint32_t n, const T *const *elems) {
+    const T *acc = es_etf_tuple_of(x->a, 2, es_etf_atom(x->a, "nil"), (T *)anno);
+    for (uint32_t i = n; i-- > 0;)
+        acc = es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "cons"), (T *)anno, (T *)elems[i], (T *)acc);
+    return acc;
+}
+
+const T *fx_match(fx *x, const T *anno, const T *pattern, const T *expr) {
+    return es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "match"), (T *)anno, (T *)pattern, (T *)expr);
+}
+
+const T *fx_clause(fx *x, const T *anno, const T *patterns, const T *guards, const T *body) {
+    return es_etf_tuple_of(x->a, 5, es_etf_atom(x->a, "clause"), (T *)anno, (T *)patterns, (T *)guards,
+                           (T *)body);
+}
+
+const T *fx_case(fx *x, const T *anno, const T *expr, const T *clauses) {
+    return es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "case"), (T *)anno, (T *)expr, (T *)clauses);
+}
+
+const T *fx_binary_string(fx *x, const T *anno, const uint8_t *bytes, size_t len) {
+    /* {bin, A, [{bin_element, A, {string, A, Bytes}, default, default}]}; <<>> when empty */
+    if (len == 0) return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "bin"), (T *)anno, es_etf_nil(x->a));
+    T *chars = es_etf_list(x->a, (uint32_t)len);
+    if (!chars) return NULL;
+    for (size_t i = 0; i < len; i++) chars->u.items[i] = es_etf_int(x->a, bytes[i]);
+    const T *str = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "string"), (T *)anno, chars);
+    const T *el = es_etf_tuple_of(x->a, 5, es_etf_atom(x->a, "bin_element"), (T *)anno, (T *)str,
+                                  es_etf_atom(x->a, "default"), es_etf_atom(x->a, "default"));
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "bin"), (T *)anno, es_etf_list_of(x->a, 1, (T *)el));
+}
+
+/* ---------------- templates ---------------- */
+
+#define HOLE_PREFIX "ES@HOLE_"
+
+static const T *fill_rec(fx *x, const T *t, const T *anno, uint32_t n, const char *const *names,
+                         const T *const *values, int depth) {
+    if (!t || depth > 256) return NULL;
+    if (t->kind == ES_ETF_ATOM) return es_etf_is_atom(t, "$es_anno") ? anno : t;
+    if (t->kind == ES_ETF_TUPLE && t->n == 3 && es_etf_is_atom(t->u.items[0], "var") &&
+        t->u.items[2]->kind == ES_ETF_ATOM && t->u.items[2]->n > strlen(HOLE_PREFIX) &&
+        memcmp(t->u.items[2]->u.bytes, HOLE_PREFIX, strlen(HOLE_PREFIX)) == 0) {
+        const T *name = t->u.items[2];
+        size_t pl = strlen(HOLE_PREFIX);
+        for (uint32_t i = 0; i < n; i++)
+            if (strlen(names[i]) == name->n - pl && memcmp(names[i], name->u.bytes + pl, name->n - pl) == 0)
+                return values[i];
+        return NULL; /* a hole the caller did not fill: a template and this code disagree */
+    }
+    if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return t;
+    uint32_t count = t->kind == ES_ETF_LIST ? t->n + 1 : t->n;
+    T *c = t->kind == ES_ETF_LIST ? es_etf_list(x->a, t->n) : es_etf_tuple(x->a, t->n);
+    if (!c) return NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        const T *k = fill_rec(x, t->u.items[i], anno, n, names, values, depth + 1);
+        if (!k) return NULL;
+        c->u.items[i] = (T *)k;
+    }
+    return c;
+}
+
+const T *fx_fill(fx *x, const T *tpl, const T *anno, uint32_t n, const char *const *names,
+                 const T *const *values) {
+    for (uint32_t i = 0; i < n; i++)
+        if (!values[i]) return NULL;
+    return fill_rec(x, tpl, anno, n, names, values, 0);
+}
+
+/* ---------------- inspection ---------------- */
+
+int fx_tag_is(const T *node, const char *tag) {
+    return node && node->kind == ES_ETF_TUPLE && node->n >= 2 && es_etf_is_atom(node->u.items[0], tag);
+}
+
+static int64_t anno_line(const T *anno) {
+    if (!anno) return 0;
+    if (anno->kind == ES_ETF_INT) return anno->u.i;
+    if (anno->kind == ES_ETF_TUPLE && anno->n == 2 && anno->u.items[0]->kind == ES_ETF_INT)
+        return anno->u.items[0]->u.i; /* {Line, Column} */
+    if (anno->kind == ES_ETF_LIST) {
+        const T *loc = es_etf_get(anno, "location");
+        if (loc) return anno_line(loc);
+    }
+    return 0;
+}
+
+int64_t fx_line_of(const T *node) {
+    if (!node || node->kind != ES_ETF_TUPLE || node->n < 2) return 0;
+    return anno_line(node->u.items[1]);
+}
+
+/* Elixir names its variables _name@N (an unused one __name@N, a compiler one _@N): the base is
+ * what the user wrote. Returns 1 with base/len set for a user-visible name. */
+int fx_var_base(const T *name, const uint8_t **base, size_t *len) {
+    if (!name || name->kind != ES_ETF_ATOM || name->n < 3 || name->u.bytes[0] != '_') return 0;
+    const uint8_t *p = name->u.bytes;
+    size_t n = name->n, at = n;
+    while (at > 0 && p[at - 1] != '@') at--;
+    if (at < 2) return 0; /* no '@', or "_@N" */
+    if (p[1] == '_') return 0; /* the user wrote _name: not meant to be seen */
+    *base = p + 1;
+    *len = at - 2;
+    return *len > 0;
+}
+
+int fx_name_listed(const T *list_or_all, const uint8_t *name, size_t len) {
+    if (!list_or_all) return 0;
+    if (es_etf_is_atom(list_or_all, "all")) return 1;
+    if (list_or_all->kind != ES_ETF_LIST) return 0;
+    for (uint32_t i = 0; i < list_or_all->n; i++) {
+        const T *e = list_or_all->u.items[i];
+        if (e->kind == ES_ETF_ATOM && e->n == len && memcmp(e->u.bytes, name, len) == 0) return 1;
+    }
+    return 0;
+}
+
+int fx_is_secret(const fx *x, const uint8_t *base, size_t len) { return fx_name_listed(x->secrets, base, len); }
+
+int fx_line_is_secret(const fx *x, int64_t line) {
+    const T *l = x->secret_lines;
+    if (!l || l->kind != ES_ETF_LIST) return 0;
+    for (uint32_t i = 0; i < l->n; i++)
+        if (l->u.items[i]->kind == ES_ETF_INT && l->u.items[i]->u.i == line) return 1;
+    return 0;
+}
+
+int fx_is_call_to_erlang(const T *call) {
+    if (!fx_tag_is(call, "call") || call->n != 4) return 0;
+    const T *fn = call->u.items[2];
+    return fx_tag_is(fn, "remote") && fn->n == 4 && fx_tag_is(fn->u.items[2], "atom") &&
+           es_etf_is_atom(fn->u.items[2]->u.items[2], "erlang");
+}
+
+/* ---------------- boundaries ---------------- */
+
+/* The value a callback's state-before report captures: none | {arg, I} | {args, I, J} | {name, J}. */
+static const T *state_before_expr(fx *x, const T *anno, const T *spec, const T *const *argv, uint32_t argc) {
+    if (!spec || spec->kind != ES_ETF_TUPLE || spec->n < 2) return NULL;
+    const T *tag = spec->u.items[0];
+    int64_t i = spec->u.items[1]->kind == ES_ETF_INT ? spec->u.items[1]->u.i : 0;
+    if (i < 1 || (uint64_t)i > argc) return NULL;
+    if (es_etf_is_atom(tag, "arg") && spec->n == 2) return argv[i - 1];
+    if (es_etf_is_atom(tag, "args") && spec->n == 3 && spec->u.items[2]->kind == ES_ETF_INT) {
+        int64_t j = spec->u.items[2]->u.i;
+        if (j < 1 || (uint64_t)j > argc) return NULL;
+        const T *pair[2] = {argv[i - 1], argv[j - 1]};
+        return fx_tuple_expr(x, anno, 2, pair);
+    }
+    if (es_etf_is_atom(tag, "name") && spec->n == 2) {
+        const T *pair[2] = {es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name),
+                            argv[i - 1]};
+        return fx_tuple_expr(x, anno, 2, pair);
+    }
+    return NULL;
+}
+
+static const T *catch_clause(fx *x, const T *anno, const T *call_var) {
+    const T *k = fx_var(x, anno, "ES@kind"), *r = fx_var(x, anno, "ES@reason"), *st = fx_var(x, anno, "ES@stack");
+    const T *kv[3] = {k, r, st};
+    const char *names[4] = {"call", "kind", "reason", "stack"};
+    const T *vals[4] = {call_var, k, r, st};
+    const T *body = fx_fill(x, x->tpl.error, anno, 4, names, vals);
+    if (!body) return NULL;
+    const T *pat = fx_tuple_expr(x, anno, 3, kv);
+    return fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)pat), es_etf_nil(x->a), es_etf_list_of(x->a, 1, (T *)body));
+}
+
+static const T *try_expr(fx *x, const T *anno, const T *body, const T *call_var) {
+    const T *cc = catch_clause(x, anno, call_var);
+    if (!cc) return NULL;
+    return es_etf_tuple_of(x->a, 6, es_etf_atom(x->a, "try"), (T *)anno, (T *)body, es_etf_nil(x->a),
+                           es_etf_list_of(x->a, 1, (T *)cc), es_etf_nil(x->a));
+}
+
+/* the statements that end a call with value v: exit report, state after, v */
+static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *state_kind, const T *before,
+                  int64_t line, const T **out, uint32_t *n) {
+    const char *en[2] = {"call", "value"};
+    const T *ev[2] = {call_var, v};
+    out[(*n)++] = fx_fill(x, x->tpl.exit, anno, 2, en, ev);
+    if (state_kind) {
+        const char *sn[5] = {"call", "kind", "result", "before", "line"};
+        const T *sv[5] = {call_var, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)state_kind),
+                          v, before ? before : fx_atom_node(x, anno, "none"), fx_int(x, anno, line)};
+        out[(*n)++] = fx_fill(x, x->tpl.state_after, anno, 5, sn, sv);
+    }
+    out[(*n)++] = v;
+    for (uint32_t i = 0; i < *n; i++)
+        if (!out[i]) return -1;
+    return 0;
+}
+
+static const T *transform_clause(fx *x, const T *clause) {
+    if (!fx_tag_is(clause, "clause") || clause->n != 5) return clause;
+    const T *pats = clause->u.items[2], *guards = clause->u.items[3], *body = clause->u.items[4];
+    if (!es_etf_is_proper_list(pats) || !es_etf_is_proper_list(body) || body->kind != ES_ETF_LIST) return clause;
+    int64_t line = fx_line_of(clause);
+    const T *anno = fx_anno(x, line);
+    uint32_t argc = es_etf_list_len(pats);
+    T *new_pats = es_etf_list(x->a, argc);
+    const T **argv = es_arena_alloc(x->a, sizeof(T *) * (argc ? argc : 1));
+    const T **reported = es_arena_alloc(x->a, sizeof(T *) * (argc ? argc : 1));
+    if (!new_pats || !argv || !reported) return NULL;
+    for (uint32_t i = 0; i < argc; i++) {
+        const T *p = pats->u.items[i];
+        const uint8_t *base;
+        size_t blen;
+        if (fx_tag_is(p, "var") && p->n == 3 && !es_etf_is_atom(p->u.items[2], "_")) {
+            new_pats->u.items[i] = (T *)p;
+            argv[i] = p;
+        } else { /* P = ES@argN: the pattern matches as before, and the whole argument is seen */
+            const T *v = fx_var_n(x, anno, "ES@arg", i + 1);
+            new_pats->u.items[i] = (T *)fx_match(x, p->kind == ES_ETF_TUPLE && p->n >= 2 ? p->u.items[1] : anno, p, v);
+            argv[i] = v;
+        }
+        reported[i] = argv[i];
+        if (fx_tag_is(p, "var") && p->n == 3 && fx_var_base(p->u.items[2], &base, &blen) && fx_is_secret(x, base, blen))
+            reported[i] = x->redacted; /* a parameter named like a secret is never recorded */
+    }
+    const T *call_var = fx_var(x, anno, "ES@call");
+    const char *en[4] = {"mod", "fun", "args", "line"};
+    const T *ev[4] = {x->module, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name),
+                      fx_list_expr(x, anno, argc, reported), fx_int(x, anno, line)};
+    const T *entry = fx_fill(x, x->tpl.entry, anno, 4, en, ev);
+    if (!entry) return NULL;
+
+    const T *stmts[8];
+    uint32_t ns = 0;
+    stmts[ns++] = fx_match(x, anno, call_var, entry);
+
+    const T *state_kind = NULL, *before = NULL;
+    const T *st = x->fun->state;
+    if (st && st->kind == ES_ETF_TUPLE && st->n == 2 && st->u.items[0]->kind == ES_ETF_ATOM) {
+        state_kind = st->u.items[0];
+        before = state_before_expr(x, anno, st->u.items[1], reported, argc);
+        if (before) {
+            const char *bn[3] = {"call", "state", "line"};
+            const T *bv[3] = {call_var, before, fx_int(x, anno, line)};
+            stmts[ns++] = fx_fill(x, x->tpl.state_before, anno, 3, bn, bv);
+        }
+    }
+
+    const T *inner = fx_statements(x, body, call_var, pats);
+    if (!inner) return NULL;
+    fx_sites sites = {0};
+    const T *tailed = x->fun->tail ? fx_tail_rewrite(x, inner, call_var, &sites) : inner;
+    if (!tailed) return NULL;
+
+    const T *result = fx_var(x, anno, "ES@result");
+    if (sites.n == 0) {
+        const T *tr = try_expr(x, anno, inner, call_var);
+        if (!tr) return NULL;
+        stmts[ns++] = fx_match(x, anno, result, tr);
+        if (finish(x, anno, call_var, result, state_kind, before, line, stmts, &ns) < 0) return NULL;
+    } else {
+        const T *tr = try_expr(x, anno, tailed, call_var);
+        const T *vk[2] = {fx_atom_node(x, anno, "$es_v"), result};
+        const T *fin[8];
+        uint32_t nf = 0;
+        if (!tr || finish(x, anno, call_var, result, NULL, NULL, line, fin, &nf) < 0) return NULL;
+        T *clauses = es_etf_list(x->a, sites.n + 1);
+        if (!clauses) return NULL;
+        clauses->u.items[0] = (T *)fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)fx_tuple_expr(x, anno, 2, vk)),
+                                             es_etf_nil(x->a), fx_terms(x, fin, nf));
+        for (uint32_t i = 0; i < sites.n; i++) clauses->u.items[i + 1] = (T *)sites.clauses[i];
+        stmts[ns++] = fx_case(x, anno, tr, clauses);
+    }
+    const T *new_body = fx_terms(x, stmts, ns);
+    if (!new_body) return NULL;
+    return fx_clause(x, clause->u.items[1], new_pats, guards, new_body);
+}
+
+static const T *transform_function(fx *x, const T *form) {
+    /* {function, Anno, Name, Arity, Clauses} */
+    const T *clauses = form->u.items[4];
+    if (!es_etf_is_proper_list(clauses) || clauses->kind != ES_ETF_LIST) return form;
+    T *out = es_etf_list(x->a, clauses->n);
+    if (!out) return NULL;
+    for (uint32_t i = 0; i < clauses->n; i++) {
+        const T *c = transform_clause(x, clauses->u.items[i]);
+        if (!c) return NULL;
+        out->u.items[i] = (T *)c;
+    }
+    return es_etf_tuple_of(x->a, 5, form->u.items[0], form->u.items[1], form->u.items[2], form->u.items[3], out);
+}
+
+/* ---------------- plan ---------------- */
+
+static int decode_fun(const T *entry, fx_fun *f) {
+    /* {Name, Arity, #{level, locals, exprs, tail, state, inject}} */
+    if (!entry || entry->kind != ES_ETF_TUPLE || entry->n != 3 || entry->u.items[0]->kind != ES_ETF_ATOM ||
+        entry->u.items[1]->kind != ES_ETF_INT || entry->u.items[2]->kind != ES_ETF_MAP)
+        return -1;
+    const T *spec = entry->u.items[2], *level = es_etf_get(spec, "level");
+    if (!level || level->kind != ES_ETF_INT || level->u.i < FX_NONE || level->u.i > FX_FULL) return -1;
+    memset(f, 0, sizeof(*f));
+    f->name = entry->u.items[0];
+    f->arity = (uint32_t)entry->u.items[1]->u.i;
+    f->level = (int)level->u.i;
+    f->locals = es_etf_get(spec, "locals");
+    f->exprs = es_etf_get(spec, "exprs");
+    f->tail = es_etf_is_atom(es_etf_get(spec, "tail"), "true");
+    f->state = es_etf_get(spec, "state");
+    f->inject = es_etf_get(spec, "inject");
+    return 0;
+}
+
+static int decode_templates(const T *m, fx_templates *t) {
+    if (!m || m->kind != ES_ETF_MAP) return -1;
+    t->entry = es_etf_get(m, "entry");
+    t->exit = es_etf_get(m, "exit");
+    t->tail = es_etf_get(m, "tail");
+    t->error = es_etf_get(m, "error");
+    t->locals = es_etf_get(m, "locals");
+    t->expr = es_etf_get(m, "expr");
+    t->state_before = es_etf_get(m, "state_before");
+    t->state_after = es_etf_get(m, "state_after");
+    t->inject = es_etf_get(m, "inject");
+    return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
+                   t->state_after && t->inject
+               ? 0
+               : -1;
+}
+
+static const T *error_term(es_arena *a, const char *what, const T *detail) {
+    return es_etf_tuple_of(a, 2, es_etf_atom(a, "error"),
+                           detail ? es_etf_tuple_of(a, 2, es_etf_atom(a, what), (T *)detail) : es_etf_atom(a, what));
+}
+
+static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, const uint8_t *plan_etf,
+                    size_t plan_len) {
+    T *forms = NULL, *plan = NULL;
+    if (es_etf_decode(a, forms_etf, forms_len, 100000, &forms, NULL) != ES_ETF_OK || !es_etf_is_proper_list(forms))
+        return a->failed ? NULL : error_term(a, "invalid_forms", NULL);
+    if (es_etf_decode(a, plan_etf, plan_len, 64, &plan, NULL) != ES_ETF_OK || plan->kind != ES_ETF_MAP)
+        return a->failed ? NULL : error_term(a, "invalid_plan", NULL);
+
+    fx x;
+    memset(&x, 0, sizeof(x));
+    x.a = a;
+    const T *mod = es_etf_get(plan, "module"), *funs = es_etf_get(plan, "functions");
+    const T *source = es_etf_get(plan, "source"), *smax = es_etf_get(plan, "source_max");
+    if (!mod || mod->kind != ES_ETF_ATOM || !funs || !es_etf_is_proper_list(funs) ||
+        decode_templates(es_etf_get(plan, "templates"), &x.tpl) < 0)
+        return error_term(a, "invalid_plan", NULL);
+    const T *anno0 = fx_anno(&x, 0);
+    x.module = es_etf_tuple_of(a, 3, es_etf_atom(a, "atom"), (T *)anno0, (T *)mod);
+    x.redacted = fx_atom_node(&x, anno0, "[REDACTED]");
+    if (source && source->kind == ES_ETF_BINARY) {
+        x.source = source->u.bytes;
+        x.source_len = source->n;
+    }
+    x.source_max = smax && smax->kind == ES_ETF_INT && smax->u.i > 0 ? (size_t)smax->u.i : 120;
+    x.secrets = es_etf_get(plan, "secrets");
+    x.secret_lines = es_etf_get(plan, "secret_lines");
+
+    uint32_t nf = es_etf_list_len(funs);
+    fx_fun *specs = es_arena_alloc(a, sizeof(fx_fun) * (nf ? nf : 1));
+    if (!specs) return NULL;
+    for (uint32_t i = 0; i < nf; i++)
+        if (decode_fun(funs->u.items[i], &specs[i]) < 0) return error_term(a, "invalid_plan", funs->u.items[i]);
+
+    uint32_t n = es_etf_list_len(forms);
+    T *out = es_etf_list(a, n);
+    if (!out) return NULL;
+    uint32_t cursor = 0; /* the plan lists functions in the order of the forms */
+    for (uint32_t i = 0; i < n; i++) {
+        const T *form = forms->u.items[i];
+        out->u.items[i] = (T *)form;
+        if (!fx_tag_is(form, "function") || form->n != 5 || form->u.items[2]->kind != ES_ETF_ATOM ||
+            form->u.items[3]->kind != ES_ETF_INT)
+            continue;
+        const T *name = form->u.items[2];
+        int64_t arity = form->u.items[3]->u.i;
+        const fx_fun *spec = NULL;
+        for (uint32_t k = 0; k < nf && !spec; k++) {
+            const fx_fun *s = &specs[(cursor + k) % nf];
+            if (s->arity == arity && s->name->n == name->n && memcmp(s->name->u.bytes, name->u.bytes, name->n) == 0) {
+                spec = s;
+                cursor = (uint32_t)((s - specs) + 1);
+            }
+        }
+        if (!spec || spec->level == FX_NONE) continue;
+        x.fun = spec;
+        const T *t = transform_function(&x, form);
+        if (!t) {
+            if (a->failed) return NULL;
+            return error_term(a, "cannot_instrument",
+                              es_etf_tuple_of(a, 2, (T *)name, es_etf_int(a, arity)));
+        }
+        out->u.items[i] = (T *)t;
+    }
+    return es_etf_tuple_of(a, 2, es_etf_atom(a, "ok"), out);
+}
+
+int es_forms_transform_tree(const uint8_t *forms_etf, size_t forms_len, const uint8_t *plan_etf,
+                            size_t plan_len, void *(*block_alloc)(size_t), void (*block_free)(void *),
+                            es_forms_tree *out) {
+    es_arena *a = malloc(sizeof(es_arena));
+    if (!a) return -1;
+    if (block_alloc)
+        es_arena_init_with(a, block_alloc, block_free);
+    else
+        es_arena_init(a);
+    const T *r = run(a, forms_etf, forms_len, plan_etf, plan_len);
+    if (!r || a->failed) {
+        es_arena_free(a);
+        free(a);
+        return -1;
+    }
+    out->arena = a;
+    out->result = r;
+    return 0;
+}
+
+void es_forms_tree_free(es_forms_tree *t) {
+    if (t && t->arena) {
+        es_arena_free(t->arena);
+        free(t->arena);
+        t->arena = NULL;
+    }
+}
+
+int es_forms_transform(const uint8_t *forms_etf, size_t forms_len, const uint8_t *plan_etf, size_t plan_len,
+                       uint8_t **out_etf, size_t *out_len) {
+    es_forms_tree tree;
+    if (es_forms_transform_tree(forms_etf, forms_len, plan_etf, plan_len, NULL, NULL, &tree) < 0) return -1;
+    int rc = es_etf_encode(tree.result, out_etf, out_len) == ES_ETF_OK ? 0 : -1;
+    es_forms_tree_free(&tree);
+    return rc;
+}
