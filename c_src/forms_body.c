@@ -259,14 +259,15 @@ static const T *walk_body(walk *w, const T *body, const bound *visible, int dept
         if (s != body->u.items[i]) changed = 1;
         int last = i + 1 == n;
         int64_t line = fx_line_of(s);
+        if (line <= 0) line = x->clause_line;
         const T *anno = fx_anno(x, line);
         uint32_t before = k;
         if (injections(w, line, "before", visible, out, &k, cap) < 0) return NULL;
         int is_match = fx_tag_is(s, "match") && s->n == 4;
         const T *value = is_match ? s->u.items[3] : s;
         /* the value of a call in last position is the call's return (or its tail call) */
-        int record = exprs_on && !is_plain_value(value) && !is_control(value) &&
-                     !(last && fx_tag_is(value, "call") && !fx_is_call_to_erlang(value)) && expr_selected(x, s);
+        int record = exprs_on && !is_plain_value(value) && !is_control(value) && !fx_is_constant(value, 0) &&
+                     !(last && fx_is_tail_call(value)) && expr_selected(x, s);
         if (record) {
             const T *v = fx_var_n(x, anno, "ES@expr", ++x->counter);
             out[k++] = is_match ? fx_match(x, s->u.items[1], s->u.items[2], fx_match(x, anno, v, value))
@@ -284,7 +285,7 @@ static const T *walk_body(walk *w, const T *body, const bound *visible, int dept
         }
         if (!last) {
             if (injections(w, line, "after", visible, out, &k, cap) < 0) return NULL;
-        } else if (!(fx_tag_is(value, "call") && !fx_is_call_to_erlang(value)) && pending(w, line, "after")) {
+        } else if (!fx_is_tail_call(value) && pending(w, line, "after")) {
             /* after the last statement: its value is kept and returned after the injections
              * (never after a call, which must stay in tail position) */
             const T *v;

@@ -48,6 +48,7 @@ typedef struct fx {
     const T *redacted;     /* the atom node '[REDACTED]' */
     uint32_t counter;      /* fresh variable numbers */
     const fx_fun *fun;     /* the function being transformed */
+    int64_t clause_line;   /* the line of the clause being transformed (for nodes without one) */
 } fx;
 
 /* ---- node builders (every injected node has a generated annotation) ---- */
@@ -78,7 +79,8 @@ int fx_var_base(const T *var_name_atom, const uint8_t **base, size_t *len);
 int fx_name_listed(const T *list_or_all, const uint8_t *name, size_t len);
 int fx_is_secret(const fx *x, const uint8_t *base, size_t len);
 int fx_line_is_secret(const fx *x, int64_t line);
-int fx_is_call_to_erlang(const T *call); /* a remote call to the erlang module (a BIF) */
+int fx_is_tail_call(const T *e);           /* a call that must stay a tail call in tail position */
+int fx_is_constant(const T *e, int depth); /* built of literals only */
 
 /* ---- forms_tail.c ---- */
 /* Rewrites the tail positions of body (a list of expressions) so that calls in tail position

@@ -139,12 +139,7 @@ static const T *with(fx *x, const T *t, uint32_t i, const T *v) {
 
 static const T *tail_expr(fx *x, const T *e, const T *call_var, fx_sites *s, int depth) {
     if (depth > FX_MAX_TAIL_DEPTH || !e || e->kind != ES_ETF_TUPLE || e->n < 2) return value_marker(x, e);
-    if (fx_tag_is(e, "call") && e->n == 4) {
-        const T *fn = e->u.items[2];
-        if (fx_is_call_to_erlang(e) && !(fx_tag_is(fn->u.items[3], "atom") && es_etf_is_atom(fn->u.items[3]->u.items[2], "apply")))
-            return value_marker(x, e);
-        return site(x, e, call_var, s);
-    }
+    if (fx_tag_is(e, "call") && e->n == 4) return fx_is_tail_call(e) ? site(x, e, call_var, s) : value_marker(x, e);
     if (fx_tag_is(e, "case") && e->n == 4) return with(x, e, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
     if (fx_tag_is(e, "if") && e->n == 3) return with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
     if (fx_tag_is(e, "receive") && e->n == 3)

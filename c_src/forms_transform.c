@@ -196,11 +196,37 @@ int fx_line_is_secret(const fx *x, int64_t line) {
     return 0;
 }
 
-int fx_is_call_to_erlang(const T *call) {
-    if (!fx_tag_is(call, "call") || call->n != 4) return 0;
-    const T *fn = call->u.items[2];
-    return fx_tag_is(fn, "remote") && fn->n == 4 && fx_tag_is(fn->u.items[2], "atom") &&
-           es_etf_is_atom(fn->u.items[2]->u.items[2], "erlang");
+/* A call that stays a tail call: any call but those to the erlang module (BIFs, whose
+ * exceptions the frame records), erlang:apply excepted. */
+int fx_is_tail_call(const T *e) {
+    if (!fx_tag_is(e, "call") || e->n != 4) return 0;
+    const T *fn = e->u.items[2];
+    if (!(fx_tag_is(fn, "remote") && fn->n == 4 && fx_tag_is(fn->u.items[2], "atom") &&
+          es_etf_is_atom(fn->u.items[2]->u.items[2], "erlang")))
+        return 1;
+    return fx_tag_is(fn->u.items[3], "atom") && es_etf_is_atom(fn->u.items[3]->u.items[2], "apply");
+}
+
+/* A value built only of literals (a quote result, a constant tuple): nothing worth recording. */
+int fx_is_constant(const T *e, int depth) {
+    static const char *const leaf[] = {"atom", "integer", "float", "char", "string", "nil", NULL};
+    static const char *const node[] = {"cons", "tuple", "map", "map_field_assoc", "bin", "bin_element", NULL};
+    if (depth > 64) return 0;
+    if (e->kind == ES_ETF_LIST) {
+        for (uint32_t i = 0; i <= e->n; i++)
+            if (!fx_is_constant(e->u.items[i], depth + 1)) return 0;
+        return 1;
+    }
+    if (e->kind != ES_ETF_TUPLE) return 1;
+    for (int i = 0; leaf[i]; i++)
+        if (fx_tag_is(e, leaf[i])) return 1;
+    for (int i = 0; node[i]; i++)
+        if (fx_tag_is(e, node[i])) {
+            for (uint32_t k = 2; k < e->n; k++)
+                if (!fx_is_constant(e->u.items[k], depth + 1)) return 0;
+            return 1;
+        }
+    return 0;
 }
 
 /* ---------------- boundaries ---------------- */
@@ -267,6 +293,7 @@ static const T *transform_clause(fx *x, const T *clause) {
     const T *pats = clause->u.items[2], *guards = clause->u.items[3], *body = clause->u.items[4];
     if (!es_etf_is_proper_list(pats) || !es_etf_is_proper_list(body) || body->kind != ES_ETF_LIST) return clause;
     int64_t line = fx_line_of(clause);
+    x->clause_line = line;
     const T *anno = fx_anno(x, line);
     uint32_t argc = es_etf_list_len(pats);
     T *new_pats = es_etf_list(x->a, argc);
