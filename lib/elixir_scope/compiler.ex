@@ -179,7 +179,7 @@ defmodule ElixirScope.Compiler do
   end
 
   defp safe_binary_to_term(bin) do
-    :erlang.binary_to_term(bin, [:safe])
+    :erlang.binary_to_term(bin)
   rescue
     _ -> :error
   end

@@ -9,8 +9,6 @@ defmodule ElixirScope.CompilerTest do
   @moduletag :integration
   @moduletag timeout: 300_000
 
-  @transformer? Code.ensure_loaded?(ElixirScope.AST.Transformer)
-
   setup_all do
     dir = P.create!()
     {out, status} = P.mix(dir, ["compile"])
@@ -25,7 +23,7 @@ defmodule ElixirScope.CompilerTest do
   end
 
   defp instrumented(out) do
-    case Regex.run(~r/ElixirScope: instrumented \d+ files? \(([^)]*)\)/, out) do
+    case Regex.run(~r/ElixirScope: instrumented \d+ modules? \(([^)]*)\)/, out) do
       [_, files] -> files |> String.split(", ") |> Enum.sort()
       nil -> []
     end
@@ -41,17 +39,15 @@ defmodule ElixirScope.CompilerTest do
     end
   end
 
-  test "the first compile instruments every file of the project", %{first_compile: out} do
-    assert instrumented(out) ==
-             Enum.sort(
-               ~w(lib/ct_app/counter.ex lib/ct_app/describe.ex lib/ct_app/math.ex lib/ct_app/plain.ex lib/ct_app/shape.ex lib/ct_app/user.ex)
-             )
+  @all_instrumented ~w(CtApp.Counter CtApp.Describe.CtApp.Shape CtApp.Math CtApp.Shape CtApp.User)
 
+  test "the first compile instruments every module of the project but the excluded one and the protocol",
+       %{first_compile: out} do
+    assert instrumented(out) == @all_instrumented
     assert compiled_count(out) == 6
   end
 
-  if @transformer? do
-    test "the instrumented project records calls, returns, state changes and the exception", %{
+  test "the instrumented project records calls, returns, state changes and the exception", %{
       dir: dir
     } do
       %{events: events, frame: frame} = P.run_script!(dir)
@@ -104,10 +100,6 @@ defmodule ElixirScope.CompilerTest do
       assert to_string(info[:file]) == "lib/ct_app/math.ex"
       assert info[:line] == 8
     end
-  else
-    @tag skip: "ElixirScope.AST.Transformer is not available on this branch yet"
-    test "the instrumented project records calls, returns, state changes and the exception"
-  end
 
   test "a second compile compiles nothing; touching a file without changing it neither", %{
     dir: dir
@@ -134,7 +126,7 @@ defmodule ElixirScope.CompilerTest do
 
       P.write!(dir, "lib/ct_app/math.ex", edited)
       out = compile!(dir)
-      assert instrumented(out) == ["lib/ct_app/math.ex"]
+      assert instrumented(out) == ["CtApp.Math"]
       assert compiled_count(out) == 1
 
       # the struct and macro provider: its compile-time dependent (user.ex) is recompiled too
@@ -145,7 +137,7 @@ defmodule ElixirScope.CompilerTest do
       )
 
       out = compile!(dir)
-      assert instrumented(out) == ["lib/ct_app/shape.ex"]
+      assert "CtApp.Shape" in instrumented(out) and "CtApp.User" in instrumented(out)
       assert compiled_count(out) >= 2
     after
       P.write!(dir, "lib/ct_app/math.ex", P.original("lib/ct_app/math.ex"))
@@ -154,24 +146,27 @@ defmodule ElixirScope.CompilerTest do
     end
   end
 
-  test "a plan file changes the level of one module: only its file is re-instrumented", %{
-    dir: dir
-  } do
-    plan = "%{version: 1, modules: %{CtApp.Math => %{level: :function_boundaries}}}\n"
+  # Mix's own cache key carries the settings' fingerprint: a changed plan recompiles the project
+  # (as a changed config does), and the next compile compiles nothing again.
+  test "a plan file changes the level of one module; mix scope.status shows it", %{dir: dir} do
+    plan =
+      "%{version: 1, modules: %{CtApp.Math => %{level: :function_boundaries, functions: %{{:fact, 1} => %{level: :full}}}}}\n"
 
     try do
       P.write!(dir, ".elixir_scope/plan.exs", plan)
       out = compile!(dir)
-      assert instrumented(out) == ["lib/ct_app/math.ex"]
+      assert instrumented(out) == @all_instrumented
+      assert compile!(dir) |> compiled_count() == 0
 
       {status_out, 0} = P.mix(dir, ["scope.status"])
       assert status_out =~ ~r/CtApp\.Math\s+:function_boundaries\s+lib\/ct_app\/math\.ex/
+      assert status_out =~ ~r/fact\/1\s+:full/
       assert status_out =~ ~r/CtApp\.Plain\s+:none/
       assert status_out =~ ~r/CtApp\.Counter\s+:full/
     after
       File.rm_rf!(Path.join(dir, ".elixir_scope"))
       out = compile!(dir)
-      assert instrumented(out) == ["lib/ct_app/math.ex"]
+      assert instrumented(out) == @all_instrumented
     end
   end
 
@@ -247,20 +242,19 @@ defmodule ElixirScope.CompilerTest do
       assert compiled_count(out) == 6
     end
 
-    if @transformer?, do: assert(runtime?.())
+    assert runtime?.()
   end
 
   test "mix clean removes what the compiler generated; --force rebuilds everything", %{dir: dir} do
-    out_dir = Path.join(dir, "_build/dev/lib/ct_app/elixir_scope")
     manifest = Path.join(dir, "_build/dev/lib/ct_app/.mix/compile.elixir_scope")
-    assert File.dir?(out_dir) and File.regular?(manifest)
+    assert File.regular?(manifest)
     {_, 0} = P.mix(dir, ["clean"])
-    refute File.exists?(out_dir) or File.exists?(manifest)
+    refute File.exists?(manifest)
     out = compile!(dir)
-    assert length(instrumented(out)) == 6
+    assert instrumented(out) == @all_instrumented
 
     out = compile!(dir, ["--force"])
-    assert length(instrumented(out)) == 6
+    assert instrumented(out) == @all_instrumented
     assert compiled_count(out) == 6
   end
 

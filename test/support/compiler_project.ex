@@ -121,6 +121,8 @@ defmodule ElixirScope.Test.CompilerProject do
   def write!(dir, path, content) do
     full = Path.join(dir, path)
     File.mkdir_p!(Path.dirname(full))
+    # Mix sees an edit by its mtime (in seconds) being newer than its last compile's
+    Process.sleep(1_100)
     File.write!(full, content)
   end
 
