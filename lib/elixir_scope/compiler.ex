@@ -153,10 +153,9 @@ defmodule ElixirScope.Compiler do
     failed = for {m, %{status: {:failed, _}}} <- fresh, do: m
 
     if instrumented != [] do
-      names =
-        if length(instrumented) <= 8,
-          do: " (" <> Enum.map_join(Enum.sort(instrumented), ", ", &inspect/1) <> ")",
-          else: ""
+      {shown, rest} = instrumented |> Enum.sort() |> Enum.split(12)
+      more = if rest == [], do: "", else: ", and #{length(rest)} more (mix scope.status lists them)"
+      names = " (" <> Enum.map_join(shown, ", ", &inspect/1) <> more <> ")"
 
       Mix.shell().info(
         "ElixirScope: instrumented #{length(instrumented)} module#{if length(instrumented) == 1, do: "", else: "s"}#{names}"

@@ -39,12 +39,12 @@ defmodule ElixirScope.CompilerTest do
     end
   end
 
-  @all_instrumented ~w(CtApp.Counter CtApp.Describe.CtApp.Shape CtApp.Math CtApp.Shape CtApp.User)
+  @all_instrumented ~w(CtApp.Builder CtApp.Counter CtApp.Describe.CtApp.Shape CtApp.Generated CtApp.Generated.Answer CtApp.Generated.Parser CtApp.Math CtApp.Shape CtApp.User)
 
   test "the first compile instruments every module of the project but the excluded one and the protocol",
        %{first_compile: out} do
     assert instrumented(out) == @all_instrumented
-    assert compiled_count(out) == 6
+    assert compiled_count(out) == 7
   end
 
   test "the instrumented project records calls, returns, state changes and the exception", %{
@@ -91,6 +91,10 @@ defmodule ElixirScope.CompilerTest do
       assert [boom] = by.(:call, CtApp.Math, :boom)
       assert [exc] = Enum.filter(events, &(&1.kind == :exception and &1.call_id == boom.call_id))
       assert {:error, %ArgumentError{message: "boom 42"}, _stack} = exc.payload
+
+      # modules that code defined while the project compiled are instrumented too
+      assert [_] = by.(:call, CtApp.Generated.Answer, :twice)
+      assert [%{payload: ["a,b"]}] = by.(:call, CtApp.Generated.Parser, :parse)
 
       # excluded in config: compiled as it is, so nothing recorded
       refute Enum.any?(events, &(&1.module == CtApp.Plain))
@@ -228,7 +232,7 @@ defmodule ElixirScope.CompilerTest do
 
     try do
       {out, 0} = P.mix(dir, ["compile"], [{"CT_PLAIN", "1"}])
-      assert compiled_count(out) == 6
+      assert compiled_count(out) == 7
       refute runtime?.()
 
       {out, 0} =
@@ -239,7 +243,7 @@ defmodule ElixirScope.CompilerTest do
       assert out =~ "lib/ct_app/math.ex"
     after
       out = compile!(dir)
-      assert compiled_count(out) == 6
+      assert compiled_count(out) == 7
     end
 
     assert runtime?.()
@@ -255,7 +259,7 @@ defmodule ElixirScope.CompilerTest do
 
     out = compile!(dir, ["--force"])
     assert instrumented(out) == @all_instrumented
-    assert compiled_count(out) == 6
+    assert compiled_count(out) == 7
   end
 
   defp imported_modules(beam) do

@@ -73,6 +73,35 @@ defmodule ElixirScope.Test.CompilerProject do
       def describe(%{w: w, h: h}), do: "#{w}x#{h}"
     end
     """,
+    "lib/ct_app/builder.ex" => ~S"""
+    defmodule CtApp.Builder do
+      @moduledoc false
+      # Library-style code that defines modules while the project compiles: neither module
+      # below exists in any source file.
+      def define(name, value) do
+        contents =
+          quote do
+            def value, do: unquote(value)
+            def twice, do: value() * 2
+          end
+
+        Module.create(name, contents, Macro.Env.location(__ENV__))
+      end
+
+      def define_parser(name) do
+        defmodule name do
+          def parse(s), do: String.split(s, ",")
+        end
+      end
+    end
+
+    defmodule CtApp.Generated do
+      @moduledoc false
+      CtApp.Builder.define(CtApp.Generated.Answer, 21)
+      CtApp.Builder.define_parser(CtApp.Generated.Parser)
+      def answer, do: CtApp.Generated.Answer.twice()
+    end
+    """,
     "lib/ct_app/plain.ex" => ~S"""
     defmodule CtApp.Plain do
       @moduledoc false
@@ -87,6 +116,8 @@ defmodule ElixirScope.Test.CompilerProject do
     {:ok, pid} = CtApp.Counter.start_link(10)
     15 = CtApp.Counter.add(pid, 5)
     "hello x" = CtApp.Plain.hello("x")
+    42 = CtApp.Generated.answer()
+    ["a", "b"] = CtApp.Generated.Parser.parse("a,b")
 
     frame =
       try do
