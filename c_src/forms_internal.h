@@ -22,6 +22,7 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {
     const T *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
+    const T *send, *receive, *receive_start, *no_clause;
 } fx_templates;
 
 /* What one function gets. */
@@ -32,6 +33,7 @@ typedef struct fx_fun {
     int tail;          /* tail calls are rewritten (not for callbacks whose value is needed) */
     const T *state;    /* 'none' or {Kind, Before} where Before is none | {arg, I} | {args, I, J} | {name, I} */
     const T *inject;   /* list of {Line, before | after, InjectionFun, [VarBase]} */
+    const T *receive;  /* 'none' or {Kind, ArgIndex}: an OTP callback taking a message */
     const T *name;     /* the function's name atom node */
     uint32_t arity;
 } fx_fun;
@@ -45,6 +47,7 @@ typedef struct fx {
     size_t source_max;     /* at most this many bytes of a statement's text */
     const T *secrets;      /* list of base-name atoms whose values are redacted */
     const T *secret_lines; /* list of lines whose source names a secret */
+    const T *file;         /* the module's file as the compiler names it (a charlist) */
     const T *redacted;     /* the atom node '[REDACTED]' */
     uint32_t counter;      /* fresh variable numbers */
     const fx_fun *fun;     /* the function being transformed */
@@ -92,6 +95,12 @@ typedef struct fx_sites {
     uint32_t n, cap;
 } fx_sites;
 const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *sites);
+
+/* ---- forms_messages.c ---- */
+/* Records the sends and receives in body (see forms_messages.c). */
+const T *fx_messages(fx *x, const T *body, const T *call_var);
+/* The :receive of a message taken by an OTP callback (handle_call/cast/info). */
+const T *fx_callback_receive(fx *x, const T *anno, int64_t line, const T *call_var, const T *kind, const T *msg);
 
 /* ---- forms_body.c ---- */
 /* Adds locals, expressions and injections to the statements of body (and nested bodies);

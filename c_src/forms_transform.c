@@ -339,7 +339,16 @@ static const T *transform_clause(fx *x, const T *clause) {
         }
     }
 
+    const T *rcv = x->fun->receive;
+    if (rcv && rcv->kind == ES_ETF_TUPLE && rcv->n == 2 && rcv->u.items[1]->kind == ES_ETF_INT &&
+        rcv->u.items[1]->u.i >= 1 && (uint64_t)rcv->u.items[1]->u.i <= argc)
+        stmts[ns++] = fx_callback_receive(x, anno, line, call_var,
+                                          es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno,
+                                                          rcv->u.items[0]),
+                                          reported[rcv->u.items[1]->u.i - 1]);
+
     const T *inner = fx_statements(x, body, call_var, pats);
+    if (inner) inner = fx_messages(x, inner, call_var);
     if (!inner) return NULL;
     fx_sites sites = {0};
     const T *tailed = x->fun->tail ? fx_tail_rewrite(x, inner, call_var, &sites) : inner;
@@ -369,16 +378,58 @@ static const T *transform_clause(fx *x, const T *clause) {
     return fx_clause(x, clause->u.items[1], new_pats, guards, new_body);
 }
 
+/* A clause that matches whatever it is given: variables only (or _), no guard. */
+static int catches_all(const T *clause) {
+    if (!fx_tag_is(clause, "clause") || clause->n != 5 || clause->u.items[3]->kind != ES_ETF_NIL) return 0;
+    const T *pats = clause->u.items[2];
+    for (uint32_t i = 0; i < es_etf_list_len(pats); i++)
+        if (!fx_tag_is(pats->u.items[i], "var")) return 0;
+    return 1;
+}
+
+/* When no clause matches, the plain function raises function_clause before any body runs. This
+ * last clause records that attempted call (arguments and exception) and raises the same error
+ * with the same stacktrace: its body is a tail call, so the helper's stack is the caller's. */
+static const T *no_clause_clause(fx *x, const T *first) {
+    int64_t line = fx_line_of(first);
+    const T *anno = fx_anno(x, line);
+    uint32_t argc = x->fun->arity;
+    T *pats = es_etf_list(x->a, argc);
+    const T **args = es_arena_alloc(x->a, sizeof(T *) * (argc ? argc : 1));
+    if (!pats || !args) return NULL;
+    for (uint32_t i = 0; i < argc; i++) {
+        args[i] = fx_var_n(x, anno, "ES@arg", i + 1);
+        pats->u.items[i] = (T *)args[i];
+    }
+    const T *file = x->file && es_etf_is_proper_list(x->file) ? x->file : es_etf_nil(x->a);
+    const T *file_el[2] = {fx_atom_node(x, anno, "file"),
+                           es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "string"), (T *)anno, (T *)file)};
+    const T *line_el[2] = {fx_atom_node(x, anno, "line"), fx_int(x, anno, line)};
+    const T *loc[2] = {fx_tuple_expr(x, anno, 2, file_el), fx_tuple_expr(x, anno, 2, line_el)};
+    const char *names[4] = {"mod", "fun", "args", "location"};
+    const T *vals[4] = {x->module, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name),
+                        fx_list_expr(x, anno, argc, args), fx_list_expr(x, anno, 2, loc)};
+    const T *body = fx_fill(x, x->tpl.no_clause, anno, 4, names, vals);
+    if (!body) return NULL;
+    return fx_clause(x, anno, pats, es_etf_nil(x->a), es_etf_list_of(x->a, 1, (T *)body));
+}
+
 static const T *transform_function(fx *x, const T *form) {
     /* {function, Anno, Name, Arity, Clauses} */
     const T *clauses = form->u.items[4];
     if (!es_etf_is_proper_list(clauses) || clauses->kind != ES_ETF_LIST) return form;
-    T *out = es_etf_list(x->a, clauses->n);
+    int add_catch_all = !catches_all(clauses->u.items[clauses->n - 1]);
+    T *out = es_etf_list(x->a, clauses->n + (add_catch_all ? 1 : 0));
     if (!out) return NULL;
     for (uint32_t i = 0; i < clauses->n; i++) {
         const T *c = transform_clause(x, clauses->u.items[i]);
         if (!c) return NULL;
         out->u.items[i] = (T *)c;
+    }
+    if (add_catch_all) {
+        const T *c = no_clause_clause(x, clauses->u.items[0]);
+        if (!c) return NULL;
+        out->u.items[clauses->n] = (T *)c;
     }
     return es_etf_tuple_of(x->a, 5, form->u.items[0], form->u.items[1], form->u.items[2], form->u.items[3], out);
 }
@@ -401,6 +452,7 @@ static int decode_fun(const T *entry, fx_fun *f) {
     f->tail = es_etf_is_atom(es_etf_get(spec, "tail"), "true");
     f->state = es_etf_get(spec, "state");
     f->inject = es_etf_get(spec, "inject");
+    f->receive = es_etf_get(spec, "receive");
     return 0;
 }
 
@@ -415,8 +467,12 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->state_before = es_etf_get(m, "state_before");
     t->state_after = es_etf_get(m, "state_after");
     t->inject = es_etf_get(m, "inject");
+    t->send = es_etf_get(m, "send");
+    t->receive = es_etf_get(m, "receive");
+    t->receive_start = es_etf_get(m, "receive_start");
+    t->no_clause = es_etf_get(m, "no_clause");
     return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
-                   t->state_after && t->inject
+                   t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause
                ? 0
                : -1;
 }
@@ -452,6 +508,7 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
     x.source_max = smax && smax->kind == ES_ETF_INT && smax->u.i > 0 ? (size_t)smax->u.i : 120;
     x.secrets = es_etf_get(plan, "secrets");
     x.secret_lines = es_etf_get(plan, "secret_lines");
+    x.file = es_etf_get(plan, "file");
 
     uint32_t nf = es_etf_list_len(funs);
     fx_fun *specs = es_arena_alloc(a, sizeof(fx_fun) * (nf ? nf : 1));

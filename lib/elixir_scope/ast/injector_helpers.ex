@@ -57,7 +57,13 @@ defmodule ElixirScope.AST.InjectorHelpers do
           "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line)"
         ),
       inject:
-        guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)")
+        guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)"),
+      send: guarded("#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"),
+      # when a receive starts waiting (only read while recording)
+      receive_start: "case ES@HOLE_call of nil -> 0; _ -> erlang:monotonic_time() end",
+      receive:
+        guarded("#{rt}:report_receive(ES@HOLE_call, ES@HOLE_msg, ES@HOLE_clause, ES@HOLE_since, ES@HOLE_line)"),
+      no_clause: "#{me}:no_clause(#{rt}, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_location)"
     }
     |> Map.new(fn {name, source} -> {name, parse(source)} end)
   end
@@ -157,6 +163,28 @@ defmodule ElixirScope.AST.InjectorHelpers do
   defp gen_event_call_state({:ok, _reply, s}), do: {:ok, s}
   defp gen_event_call_state({:ok, _reply, s, :hibernate}), do: {:ok, s}
   defp gen_event_call_state(_), do: :none
+
+  @doc """
+  Called when no clause of an instrumented function matches its arguments: records the attempted
+  call with its arguments and the `function_clause` error, then raises that error with the
+  stacktrace the plain function would have had (its own frame, with the arguments and the
+  location of the function's first clause, on top of the caller's frames: this helper is reached
+  by a tail call, so the stack below it is the caller's).
+  """
+  @spec no_clause(module(), module(), atom(), list(), keyword()) :: no_return()
+  def no_clause(runtime, module, fun, args, location) do
+    [_self | callers] =
+      try do
+        :erlang.error(:elixir_scope_no_clause)
+      catch
+        :error, :elixir_scope_no_clause -> __STACKTRACE__
+      end
+
+    stacktrace = [{module, fun, args, location} | callers]
+    call = runtime.report_function_entry(module, fun, args, Keyword.get(location, :line, 0))
+    runtime.report_error(call, :error, :function_clause, stacktrace)
+    :erlang.raise(:error, :function_clause, stacktrace)
+  end
 
   @doc """
   Runs a custom injection (quoted code from a plan) with the variables it names bound to their

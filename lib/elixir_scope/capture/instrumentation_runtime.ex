@@ -92,6 +92,40 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
 
   def report_state_change(_call_id, _phase, _state, _line), do: :ok
 
+  @doc """
+  Records, for the call `call_id`, a message about to be sent to `dest` by instrumented code.
+  `kind`: `:send`, `:send_after`, `:call`, `:cast` or `:reply` (what the sending function does).
+  The payload is `{dest, message}`; the kind is the event's `function`.
+  """
+  @spec report_send(call_id(), atom(), term(), term(), non_neg_integer()) :: :ok
+  def report_send(nil, _kind, _dest, _message, _line), do: :ok
+
+  def report_send(call_id, kind, dest, message, line) when is_atom(kind) and is_integer(line),
+    do: emit(:send, call_id, nil, kind, nil, line, nil, {dest, message})
+
+  def report_send(_call_id, _kind, _dest, _message, _line), do: :ok
+
+  @doc """
+  Records, for the call `call_id`, the message a `receive` took: `clause` is the index of the
+  clause that matched (`:after` when its timeout ran, the message then being `:"$es_after"`), or,
+  for a message an OTP callback takes, the callback's kind (`:call`, `:cast`, `:info`); `since` is
+  when the receive started waiting (`:erlang.monotonic_time/0`, or nil). The payload is
+  `{message, %{clause: clause, waited_us: microseconds | nil}}`.
+  """
+  @spec report_receive(call_id(), term(), pos_integer() | atom(), integer() | nil, non_neg_integer()) :: :ok
+  def report_receive(nil, _message, _clause, _since, _line), do: :ok
+
+  def report_receive(call_id, message, clause, since, line) when is_integer(line) do
+    waited =
+      if is_integer(since) and since != 0,
+        do: System.convert_time_unit(:erlang.monotonic_time() - since, :native, :microsecond),
+        else: nil
+
+    emit(:receive, call_id, nil, :receive, nil, line, nil, {message, %{clause: clause, waited_us: waited}})
+  end
+
+  def report_receive(_call_id, _message, _clause, _since, _line), do: :ok
+
   @doc "Records a message about to be sent to `dest`. Returns the event id (a correlation id) or nil."
   @spec report_message_send(term(), term(), non_neg_integer() | nil) :: pos_integer() | nil
   def report_message_send(dest, message, correlation_id \\ nil),

@@ -212,6 +212,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         source_max: @source_max,
         secrets: Enum.filter(vars, &secret?/1),
         secret_lines: secret_lines(source),
+        file: String.to_charlist(source_file(forms) || "nofile"),
         functions: functions
       }
 
@@ -255,9 +256,20 @@ defmodule ElixirScope.Compiler.ParseTransform do
       exprs: selection(exprs, level >= 2, level),
       tail: state == :none,
       state: state,
+      receive: callback_receive(state, name),
       inject: if(level > 0, do: Enum.map(injections, &injection/1), else: [])
     }
   end
+
+  # OTP callbacks that take a message record it as a :receive: {kind, argument index}
+  defp callback_receive({kind, _}, :handle_call) when kind in [:gen_server, :gen_stage], do: {:call, 1}
+  defp callback_receive({kind, _}, :handle_cast) when kind in [:gen_server, :gen_stage], do: {:cast, 1}
+  defp callback_receive({kind, _}, :handle_info) when kind in [:gen_server, :gen_stage, :gen_event], do: {:info, 1}
+  defp callback_receive({:gen_event, _}, :handle_event), do: {:cast, 1}
+  defp callback_receive({:gen_event_call, _}, :handle_call), do: {:call, 1}
+  defp callback_receive({:gen_statem, {:args, 3, 4}}, :handle_event), do: {:event, 2}
+  defp callback_receive({:gen_statem, {:name, 3}}, _name), do: {:event, 2}
+  defp callback_receive(_state, _name), do: :none
 
   defp selection(_sel, _on, 0), do: :none
   defp selection(nil, true, _), do: :all

@@ -1,0 +1,220 @@
+/* The forms transformer, messages: every send in an instrumented body (Kernel.send, Process.send,
+ * send_after, GenServer/:gen_server/:gen_statem/:gen_event call, cast, reply and notify) records a
+ * :send with its destination and message just before it is made, and every receive records the
+ * message its clause took, which clause, and when it started waiting (or that its after ran).
+ * Messages are never changed: the arguments are evaluated once, into fresh variables, recorded,
+ * and then passed to the very call the program made, so the call, its stack trace and its tail
+ * position are as before. Calls cannot appear in patterns, and none of these is a guard BIF, so
+ * the walk may enter every sub-term; it enters funs too (a send inside Enum.each's fun is still a
+ * send of this call; the fun captures the call id). */
+#include <string.h>
+
+#include "forms_internal.h"
+
+typedef struct msg_call {
+    const char *module, *function;
+    uint32_t arity;
+    const char *kind;  /* what the :send records: send, send_after, call, cast, reply */
+    uint32_t dest, msg; /* 1-based argument positions */
+} msg_call;
+
+static const msg_call MESSAGE_CALLS[] = {
+    {"erlang", "send", 2, "send", 1, 2},
+    {"erlang", "send", 3, "send", 1, 2},
+    {"erlang", "send_after", 3, "send_after", 2, 3},
+    {"erlang", "send_after", 4, "send_after", 2, 3},
+    {"Elixir.Process", "send", 3, "send", 1, 2},
+    {"Elixir.Process", "send_after", 3, "send_after", 1, 2},
+    {"Elixir.Process", "send_after", 4, "send_after", 1, 2},
+    {"Elixir.GenServer", "call", 2, "call", 1, 2},
+    {"Elixir.GenServer", "call", 3, "call", 1, 2},
+    {"Elixir.GenServer", "cast", 2, "cast", 1, 2},
+    {"Elixir.GenServer", "reply", 2, "reply", 1, 2},
+    {"gen_server", "call", 2, "call", 1, 2},
+    {"gen_server", "call", 3, "call", 1, 2},
+    {"gen_server", "cast", 2, "cast", 1, 2},
+    {"gen_server", "reply", 2, "reply", 1, 2},
+    {"gen_statem", "call", 2, "call", 1, 2},
+    {"gen_statem", "call", 3, "call", 1, 2},
+    {"gen_statem", "cast", 2, "cast", 1, 2},
+    {"gen_statem", "reply", 2, "reply", 1, 2},
+    {"gen_event", "call", 3, "call", 1, 3},
+    {"gen_event", "call", 4, "call", 1, 3},
+    {"gen_event", "notify", 2, "cast", 1, 2},
+    {"gen_event", "sync_notify", 2, "call", 1, 2},
+    {NULL, NULL, 0, NULL, 0, 0},
+};
+
+static const msg_call *message_call(const T *e) {
+    if (!fx_tag_is(e, "call") || e->n != 4) return NULL;
+    const T *fn = e->u.items[2], *args = e->u.items[3];
+    if (!fx_tag_is(fn, "remote") || fn->n != 4 || !fx_tag_is(fn->u.items[2], "atom") ||
+        !fx_tag_is(fn->u.items[3], "atom") || !es_etf_is_proper_list(args))
+        return NULL;
+    const T *m = fn->u.items[2]->u.items[2], *f = fn->u.items[3]->u.items[2];
+    uint32_t arity = es_etf_list_len(args);
+    for (const msg_call *c = MESSAGE_CALLS; c->module; c++)
+        if (c->arity == arity && es_etf_is_atom(m, c->module) && es_etf_is_atom(f, c->function)) return c;
+    return NULL;
+}
+
+typedef struct mwalk {
+    fx *x;
+    const T *call_var;
+} mwalk;
+
+static const T *walk(mwalk *w, const T *t, int depth);
+
+/* begin Arg_i = ..., report, Call(Args) end */
+static const T *wrap_send(mwalk *w, const T *call, const msg_call *mc, int depth) {
+    fx *x = w->x;
+    const T *args = call->u.items[3];
+    uint32_t n = args->n;
+    int64_t line = fx_line_of(call);
+    if (line <= 0) line = x->clause_line;
+    const T *anno = fx_anno(x, line);
+    const T **stmts = es_arena_alloc(x->a, sizeof(T *) * (n + 2));
+    T *new_args = es_etf_list(x->a, n);
+    if (!stmts || !new_args) return NULL;
+    for (uint32_t i = 0; i < n; i++) {
+        const T *arg = walk(w, args->u.items[i], depth + 1);
+        const T *v = fx_var_n(x, anno, "ES@sent", ++x->counter);
+        if (!arg || !v) return NULL;
+        stmts[i] = fx_match(x, anno, v, arg);
+        new_args->u.items[i] = (T *)v;
+    }
+    const char *names[5] = {"call", "kind", "dest", "msg", "line"};
+    const T *vals[5] = {w->call_var, fx_atom_node(x, anno, mc->kind), new_args->u.items[mc->dest - 1],
+                        new_args->u.items[mc->msg - 1], fx_int(x, anno, line)};
+    stmts[n] = fx_fill(x, x->tpl.send, anno, 5, names, vals);
+    stmts[n + 1] = es_etf_tuple_of(x->a, 4, call->u.items[0], call->u.items[1], call->u.items[2], new_args);
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)fx_terms(x, stmts, n + 2));
+}
+
+static const T *receive_report(mwalk *w, const T *anno, int64_t line, const T *msg, const T *clause, const T *t0) {
+    const char *names[5] = {"call", "msg", "clause", "since", "line"};
+    const T *vals[5] = {w->call_var, msg, clause, t0, fx_int(w->x, anno, line)};
+    return fx_fill(w->x, w->x->tpl.receive, anno, 5, names, vals);
+}
+
+static const T *prepend(fx *x, const T *first, const T *body) {
+    if (!first || !body || body->kind != ES_ETF_LIST) return NULL;
+    T *nb = es_etf_list(x->a, body->n + 1);
+    if (!nb) return NULL;
+    nb->u.items[0] = (T *)first;
+    memcpy(nb->u.items + 1, body->u.items, sizeof(T *) * body->n);
+    return nb;
+}
+
+/* begin ES@since = (now when recording), receive P = ES@msg -> report, Body ... end end */
+static const T *wrap_receive(mwalk *w, const T *r, int depth) {
+    fx *x = w->x;
+    int64_t line = fx_line_of(r);
+    if (line <= 0) line = x->clause_line;
+    const T *anno = fx_anno(x, line);
+    const T *since = fx_var_n(x, anno, "ES@since", ++x->counter);
+    const char *tn[1] = {"call"};
+    const T *tv[1] = {w->call_var};
+    const T *start = fx_fill(x, x->tpl.receive_start, anno, 1, tn, tv);
+    const T *clauses = r->u.items[2];
+    if (!since || !start) return NULL;
+    if (clauses->kind != ES_ETF_LIST && clauses->kind != ES_ETF_NIL) return r;
+    uint32_t nc = es_etf_list_len(clauses);
+    T *ncl = es_etf_list(x->a, nc);
+    if (!ncl) return NULL;
+    for (uint32_t i = 0; i < nc; i++) {
+        const T *c = clauses->u.items[i];
+        if (!fx_tag_is(c, "clause") || c->n != 5 || es_etf_list_len(c->u.items[2]) != 1) return r;
+        const T *ca = c->u.items[1], *pat = c->u.items[2]->u.items[0];
+        const T *mv = fx_var_n(x, anno, "ES@msg", ++x->counter);
+        const T *body = walk(w, c->u.items[4], depth + 1);
+        const T *rep = receive_report(w, fx_anno(x, fx_line_of(c) > 0 ? fx_line_of(c) : line),
+                                      fx_line_of(c) > 0 ? fx_line_of(c) : line, mv, fx_int(x, anno, i + 1), since);
+        const T *guards = walk(w, c->u.items[3], depth + 1);
+        if (!mv || !body || !rep || !guards) return NULL;
+        ncl->u.items[i] = (T *)fx_clause(x, ca, es_etf_list_of(x->a, 1, (T *)fx_match(x, ca, pat, mv)), guards,
+                                         prepend(x, rep, body));
+    }
+    const T *nr;
+    if (r->n == 5) {
+        const T *after = walk(w, r->u.items[4], depth + 1);
+        const T *timeout = walk(w, r->u.items[3], depth + 1);
+        const T *rep = receive_report(w, anno, line, fx_atom_node(x, anno, "$es_after"), fx_atom_node(x, anno, "after"),
+                                      since);
+        if (!after || !timeout || !rep) return NULL;
+        nr = es_etf_tuple_of(x->a, 5, r->u.items[0], r->u.items[1], ncl, (T *)timeout, (T *)prepend(x, rep, after));
+    } else {
+        nr = es_etf_tuple_of(x->a, 3, r->u.items[0], r->u.items[1], ncl);
+    }
+    const T *stmts[2] = {fx_match(x, anno, since, start), nr};
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)fx_terms(x, stmts, 2));
+}
+
+/* a list literal is a chain of cons cells as deep as it is long: walked in a loop */
+static const T *walk_cons(mwalk *w, const T *t, int depth) {
+    uint32_t n = 0;
+    for (const T *c = t; fx_tag_is(c, "cons") && c->n == 4; c = c->u.items[3]) n++;
+    const T **cells = es_arena_alloc(w->x->a, sizeof(T *) * n), **heads = es_arena_alloc(w->x->a, sizeof(T *) * n);
+    if (!cells || !heads) return NULL;
+    const T *c = t;
+    int changed = 0;
+    for (uint32_t i = 0; i < n; i++, c = c->u.items[3]) {
+        cells[i] = c;
+        heads[i] = walk(w, c->u.items[2], depth + 1);
+        if (!heads[i]) return NULL;
+        changed |= heads[i] != c->u.items[2];
+    }
+    const T *tail = walk(w, c, depth + 1);
+    if (!tail) return NULL;
+    if (!changed && tail == c) return t;
+    for (uint32_t i = n; i-- > 0;)
+        tail = es_etf_tuple_of(w->x->a, 4, cells[i]->u.items[0], cells[i]->u.items[1], (T *)heads[i], (T *)tail);
+    return tail;
+}
+
+static const T *walk(mwalk *w, const T *t, int depth) {
+    /* deeper nesting than this is left as it is (its sends are not recorded), never a stack overflow */
+    if (!t || depth > 1000) return t;
+    if (fx_tag_is(t, "cons") && t->n == 4) return walk_cons(w, t, depth);
+    if (t->kind == ES_ETF_LIST) {
+        T *c = NULL;
+        for (uint32_t i = 0; i <= t->n; i++) {
+            const T *k = walk(w, t->u.items[i], depth + 1);
+            if (!k) return NULL;
+            if (k != t->u.items[i] && !c) {
+                c = es_etf_list(w->x->a, t->n);
+                if (!c) return NULL;
+                memcpy(c->u.items, t->u.items, sizeof(T *) * (t->n + 1));
+            }
+            if (c) c->u.items[i] = (T *)k;
+        }
+        return c ? c : t;
+    }
+    if (t->kind != ES_ETF_TUPLE || t->n < 2) return t;
+    const msg_call *mc = message_call(t);
+    if (mc) return wrap_send(w, t, mc, depth);
+    if (fx_tag_is(t, "receive") && (t->n == 3 || t->n == 5)) return wrap_receive(w, t, depth);
+    T *c = NULL;
+    for (uint32_t i = 2; i < t->n; i++) { /* item 1 is the annotation */
+        const T *k = walk(w, t->u.items[i], depth + 1);
+        if (!k) return NULL;
+        if (k != t->u.items[i] && !c) {
+            c = es_etf_tuple(w->x->a, t->n);
+            if (!c) return NULL;
+            memcpy(c->u.items, t->u.items, sizeof(T *) * t->n);
+        }
+        if (c) c->u.items[i] = (T *)k;
+    }
+    return c ? c : t;
+}
+
+const T *fx_messages(fx *x, const T *body, const T *call_var) {
+    mwalk w = {x, call_var};
+    return walk(&w, body, 0);
+}
+
+const T *fx_callback_receive(fx *x, const T *anno, int64_t line, const T *call_var, const T *kind, const T *msg) {
+    const char *names[5] = {"call", "msg", "clause", "since", "line"};
+    const T *vals[5] = {call_var, msg, kind, fx_atom_node(x, anno, "nil"), fx_int(x, anno, line)};
+    return fx_fill(x, x->tpl.receive, anno, 5, names, vals);
+}
