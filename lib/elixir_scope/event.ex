@@ -5,7 +5,11 @@ defmodule ElixirScope.Event do
   `payload` depends on `kind`: `:call` the argument list, `:return` the value,
   `:exception` `{kind, reason, stacktrace}`, `:tail_call` `{module, function, args}`,
   `:local` a map of variable names to values, `:expr` `{source, value}`,
-  `:state` `{phase, state}`, `:send` `{dest, message}`, `:receive` the message,
+  `:state` `{phase, state}`, `:send` `{dest, message}` (its `function` says how it was sent:
+  `:send`, `:send_after`, `:call`, `:cast`, `:reply`), `:receive` the message (recorded by compiled
+  code as `{message, %{clause: clause, waited_us: us}}` with `function: :receive`, where `clause` is
+  the index of the receive clause that took it, `:after`, or the OTP callback that took it:
+  `:call`, `:cast`, `:info`, `:event`; `message/1` gives the message of either form),
   `:spawn` the child pid, `:exit` the reason, `:custom` `{name, data}`.
   Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
   """
@@ -54,6 +58,18 @@ defmodule ElixirScope.Event do
           truncated?: boolean(),
           redacted?: boolean()
         }
+
+  @doc "The message of a `:send` or `:receive` event (nil for other kinds)."
+  @spec message(t()) :: term()
+  def message(%__MODULE__{kind: :receive, function: :receive, payload: {msg, %{clause: _}}}), do: msg
+  def message(%__MODULE__{kind: :receive, payload: msg}), do: msg
+  def message(%__MODULE__{kind: :send, payload: {_dest, msg}}), do: msg
+  def message(%__MODULE__{}), do: nil
+
+  @doc "How a compiled `receive` took its message: `%{clause: clause, waited_us: us}`, or nil."
+  @spec receive_info(t()) :: %{clause: term(), waited_us: non_neg_integer() | nil} | nil
+  def receive_info(%__MODULE__{kind: :receive, function: :receive, payload: {_msg, %{clause: _} = info}}), do: info
+  def receive_info(%__MODULE__{}), do: nil
 
   @doc "Every event kind."
   @spec kinds() :: [kind()]

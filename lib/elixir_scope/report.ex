@@ -289,7 +289,8 @@ defmodule ElixirScope.Report do
   defp describe(_ctx, %{kind: :send, payload: {dest, msg}}),
     do: "send      → #{F.value(dest)}: #{F.value(msg)}"
 
-  defp describe(_ctx, %{kind: :receive, payload: msg}), do: "receive   ← #{F.value(msg)}"
+  defp describe(_ctx, %{kind: :receive} = e),
+    do: "receive   ← #{F.value(ElixirScope.Event.message(e))}#{ElixirScope.IEx.Format.receive_note(e)}"
   defp describe(_ctx, %{kind: :spawn, payload: pid}), do: "spawn     #{F.value(pid)}"
   defp describe(_ctx, %{kind: :exit, payload: reason}), do: "exit      #{F.value(reason)}"
   defp describe(ctx, %{kind: kind, payload: p} = e), do: "#{kind} #{mfa(ctx, e)} #{F.value(p)}"

@@ -110,7 +110,7 @@ defmodule ElixirScope.IEx.Format do
   def describe(%Event{kind: :expr, payload: {src, v}} = e), do: "  expr `#{src}` = #{value(v)}#{line_no(e)}"
   def describe(%Event{kind: :state, payload: {phase, st}}), do: "  state (#{phase}) #{value(st)}"
   def describe(%Event{kind: :send, payload: {dest, msg}}), do: "✉ send → #{value(dest)}: #{value(msg)}"
-  def describe(%Event{kind: :receive, payload: msg}), do: "✉ recv #{value(msg)}"
+  def describe(%Event{kind: :receive} = e), do: "✉ recv #{value(Event.message(e))}#{receive_note(e)}"
   def describe(%Event{kind: :spawn, payload: child}), do: "spawn #{value(child)}"
   def describe(%Event{kind: :exit, payload: reason}), do: "exit #{value(reason)}"
   def describe(%Event{kind: :custom, payload: {name, data}}), do: "custom #{name} #{value(data)}"
@@ -118,4 +118,15 @@ defmodule ElixirScope.IEx.Format do
 
   defp line_no(%Event{line: l}) when is_integer(l) and l > 0, do: " (line #{l})"
   defp line_no(_), do: ""
+
+  @doc "How a receive took its message, as a short note (the clause, the wait), or \"\"."
+  @spec receive_note(Event.t()) :: String.t()
+  def receive_note(e) do
+    case Event.receive_info(e) do
+      %{clause: :after} -> " (after: timed out)"
+      %{clause: c, waited_us: w} when is_integer(c) and is_integer(w) -> " (clause #{c}, waited #{w} µs)"
+      %{clause: c} when c in [:call, :cast, :info, :event] -> " (#{c})"
+      _ -> ""
+    end
+  end
 end

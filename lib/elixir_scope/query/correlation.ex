@@ -30,6 +30,12 @@ defmodule ElixirScope.Query.Correlation do
       parent's receive of `{:DOWN, _, :process, C, _}` or `{:EXIT, C, _}` is
       linked from C's last event (`:exit`).
 
+  Compiled code records a receive as `{message, %{clause: c, waited_us: w}}` with `function:
+  :receive`; an OTP callback's message as such a receive whose clause is `:call`, `:cast`,
+  `:info` or `:event` (then the callback's `:call` event is not a consumer itself). A
+  `GenServer.reply/2` send (destination `{pid, tag}`) is linked to the caller's next event
+  (`:reply`). A send that nothing took is in `unpaired_sends/2`, never paired with another receive.
+
   A link is `%{type: type, from: Event.t(), to: Event.t()}`; links are returned
   in the order of their `to` event.
   """
@@ -50,16 +56,26 @@ defmodule ElixirScope.Query.Correlation do
     {msg_links, _sends} = consume(events, sends, taken, ctx)
     spawn_links = spawn_links(events, ctx)
 
-    (explicit ++ msg_links ++ spawn_links)
+    (explicit ++ msg_links ++ spawn_links ++ explicit_replies(events, ctx))
     |> Enum.uniq_by(fn l -> {l.from.id, l.to.id} end)
     |> Enum.sort_by(fn l -> {l.to.id, l.from.id} end)
   end
 
-  # by_id: id => event; by_pid: pid => tuple of the process's events in id order
+  @doc "The sends among `events` that no link takes (a dead or uninstrumented receiver)."
+  @spec unpaired_sends([Event.t()], [link()]) :: [Event.t()]
+  def unpaired_sends(events, links) do
+    taken = MapSet.new(links, & &1.from.id)
+    Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id)))
+  end
+
+  # by_id: id => event; by_pid: pid => tuple of the process's events in id order;
+  # callback_calls: call ids of OTP callbacks whose message was recorded as a receive
   defp context(events) do
     %{
       by_id: Map.new(events, &{&1.id, &1}),
-      by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)
+      by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end),
+      callback_calls:
+        for(%Event{kind: :receive, payload: {_, %{clause: c}}, call_id: id} <- events, is_atom(c), into: MapSet.new(), do: id)
     }
   end
 
@@ -130,6 +146,7 @@ defmodule ElixirScope.Query.Correlation do
   defp key(term), do: :erlang.phash2(term)
 
   defp dest_key(pid) when is_pid(pid), do: pid
+  defp dest_key({pid, _tag}) when is_pid(pid), do: pid
   defp dest_key(_name), do: :named
 
   defp unwrap({:"$gen_call", _from, req}), do: req
@@ -142,7 +159,7 @@ defmodule ElixirScope.Query.Correlation do
 
   defp consume(events, sends, taken, ctx) do
     Enum.reduce(events, {[], sends}, fn e, {links, sends} ->
-      case consumer(e, taken) do
+      case consumer(e, taken, ctx) do
         nil ->
           {links, sends}
 
@@ -155,17 +172,38 @@ defmodule ElixirScope.Query.Correlation do
     end)
   end
 
-  defp consumer(%Event{kind: :receive, id: id, payload: msg}, taken) do
-    if MapSet.member?(taken, id), do: nil, else: {:message, unwrap(msg), nil}
+  defp consumer(%Event{kind: :receive, id: id} = e, taken, ctx) do
+    cond do
+      MapSet.member?(taken, id) -> nil
+      true -> receive_consumer(e, ctx)
+    end
   end
 
-  defp consumer(%Event{kind: :call, function: :handle_call, arity: 3, payload: [req, {caller, _} | _]}, _)
+  defp consumer(%Event{kind: :call, call_id: id} = e, _taken, ctx) do
+    if MapSet.member?(ctx.callback_calls, id), do: nil, else: callback_consumer(e)
+  end
+
+  defp consumer(_e, _taken, _ctx), do: nil
+
+  # an OTP callback's message recorded as a receive: the callback's own call event says who sent it
+  defp receive_consumer(%Event{payload: {msg, %{clause: :call}}} = e, ctx) do
+    case Map.get(ctx.by_id, e.call_id) do
+      %Event{payload: [_req, {caller, _} | _]} when is_pid(caller) -> {:call, msg, caller}
+      _ -> {:call, msg, nil}
+    end
+  end
+
+  defp receive_consumer(%Event{payload: {msg, %{clause: :cast}}}, _ctx), do: {:cast, msg, nil}
+  defp receive_consumer(%Event{payload: {msg, %{clause: :info}}}, _ctx), do: {:info, msg, nil}
+  defp receive_consumer(e, _ctx), do: {:message, unwrap(Event.message(e)), nil}
+
+  defp callback_consumer(%Event{function: :handle_call, arity: 3, payload: [req, {caller, _} | _]})
        when is_pid(caller),
        do: {:call, req, caller}
 
-  defp consumer(%Event{kind: :call, function: :handle_cast, arity: 2, payload: [req | _]}, _), do: {:cast, req, nil}
-  defp consumer(%Event{kind: :call, function: :handle_info, arity: 2, payload: [msg | _]}, _), do: {:info, msg, nil}
-  defp consumer(_e, _taken), do: nil
+  defp callback_consumer(%Event{function: :handle_cast, arity: 2, payload: [req | _]}), do: {:cast, req, nil}
+  defp callback_consumer(%Event{function: :handle_info, arity: 2, payload: [msg | _]}), do: {:info, msg, nil}
+  defp callback_consumer(_e), do: nil
 
   # the earliest acceptable send to this process (by pid) or to a name
   defp take_send(sends, e, msg, sender) do
@@ -217,6 +255,13 @@ defmodule ElixirScope.Query.Correlation do
   end
 
   # handle_call's {:reply, reply, _} → the caller's receive of it, or the caller's next event
+  defp reply(:call, %Event{kind: :receive, call_id: id}, ctx) do
+    case Map.get(ctx.by_id, id) do
+      %Event{kind: :call} = call -> reply(:call, call, ctx)
+      _ -> []
+    end
+  end
+
   defp reply(:call, %Event{payload: [_req, {caller, _} | _]} = call, ctx) do
     with %Event{payload: payload} = ret when is_tuple(payload) and elem(payload, 0) == :reply <-
            call.return_id && Map.get(ctx.by_id, call.return_id),
@@ -224,8 +269,7 @@ defmodule ElixirScope.Query.Correlation do
          [_ | _] = after_events <- events_after(ctx, caller, ret.id, 32) do
       to =
         Enum.find(after_events, fn
-          %Event{kind: :receive, payload: ^reply} -> true
-          %Event{kind: :receive, payload: {_, ^reply}} -> true
+          %Event{kind: :receive} = r -> Event.message(r) == reply or match?({_, ^reply}, Event.message(r))
           _ -> false
         end) || hd(after_events)
 
@@ -236,6 +280,14 @@ defmodule ElixirScope.Query.Correlation do
   end
 
   defp reply(_type, _e, _ctx), do: []
+
+  # GenServer.reply(from, reply): the caller's first event after it
+  defp explicit_replies(events, ctx) do
+    for %Event{kind: :send, function: :reply, payload: {{caller, _tag}, _reply}} = s <- events,
+        is_pid(caller),
+        [to | _] <- [events_after(ctx, caller, s.id, 1)],
+        do: %{type: :reply, from: s, to: to}
+  end
 
   # -- spawns, task replies, exits --
 
@@ -266,8 +318,7 @@ defmodule ElixirScope.Query.Correlation do
       %Event{payload: value} = ret ->
         parent_after
         |> Enum.find(fn
-          %Event{kind: :receive, id: id, payload: {_ref, ^value}} -> id > ret.id
-          %Event{kind: :receive, id: id, payload: ^value} -> id > ret.id
+          %Event{kind: :receive, id: id} = r -> id > ret.id and (Event.message(r) == value or match?({_ref, ^value}, Event.message(r)))
           _ -> false
         end)
         |> case do
@@ -282,8 +333,7 @@ defmodule ElixirScope.Query.Correlation do
 
     parent_after
     |> Enum.find(fn
-      %Event{kind: :receive, payload: {:DOWN, _, :process, ^child, _}} -> true
-      %Event{kind: :receive, payload: {:EXIT, ^child, _}} -> true
+      %Event{kind: :receive} = r -> match?({:DOWN, _, :process, ^child, _}, Event.message(r)) or match?({:EXIT, ^child, _}, Event.message(r))
       _ -> false
     end)
     |> case do
