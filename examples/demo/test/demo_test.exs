@@ -33,6 +33,15 @@ defmodule DemoTest do
     assert Interest.format(5) == "$0.05"
   end
 
+  test "a checked transfer crosses three processes; ping-pong counts its pongs", %{ledger: l} do
+    :ok = Ledger.open(l, "a", 1_000)
+    :ok = Ledger.open(l, "b", 0)
+    assert :ok = Ledger.checked_transfer(l, "a", "b", 100)
+    assert {:error, {:too_risky, risk}} = Ledger.checked_transfer(l, "a", "b", 5_000)
+    assert risk >= 90
+    assert Demo.PingPong.play(5) == 5
+  end
+
   test "the courier answers messages" do
     assert {:delivered, _, "x: $1.00"} = Courier.deliver(Courier, "x", %{"x" => 100})
   end

@@ -32,6 +32,15 @@ defmodule Demo.Ledger do
     do: GenServer.call(ledger, {:transfer, from, to, amount})
 
   @spec balances(GenServer.server()) :: %{account() => integer()}
+  @doc """
+  A transfer that the risk scorer approves first: the ledger asks `Demo.RiskScorer` (another
+  GenServer) while it handles the caller's request, so one request crosses three processes.
+  """
+  @spec checked_transfer(GenServer.server(), String.t(), String.t(), pos_integer()) ::
+          :ok | {:error, term()}
+  def checked_transfer(ledger \\ __MODULE__, from, to, amount),
+    do: GenServer.call(ledger, {:checked_transfer, from, to, amount})
+
   def balances(ledger \\ __MODULE__), do: GenServer.call(ledger, :balances)
 
   @spec journal(GenServer.server()) :: [Posting.t()]
@@ -83,6 +92,15 @@ defmodule Demo.Ledger do
       {:reply, :ok, state}
     else
       error -> {:reply, error, state}
+    end
+  end
+
+  def handle_call({:checked_transfer, from, to, amount}, caller, state) do
+    history = for %{account: ^from, amount: a} <- state.journal, do: a
+
+    case Demo.RiskScorer.score(amount, history) do
+      risk when risk < 90 -> handle_call({:transfer, from, to, amount}, caller, state)
+      risk -> {:reply, {:error, {:too_risky, risk}}, state}
     end
   end
 

@@ -5,7 +5,7 @@ defmodule Demo.Scenario do
   (config/config.exs), so the recording shows the application, not the script driving it.
   """
 
-  alias Demo.{Audit, Courier, Interest, Ledger, RiskScorer}
+  alias Demo.{Audit, Courier, Interest, Ledger, PingPong, RiskScorer}
 
   @doc "Runs the scenario, prints the report, returns the recorded events."
   @spec run() :: [ElixirScope.Event.t()]
@@ -75,6 +75,8 @@ defmodule Demo.Scenario do
     mismatches = Audit.audit(Ledger.balances(), Ledger.journal())
     receipt = Courier.deliver("carol", Ledger.balances())
 
+    checked = Ledger.checked_transfer("alice", "bob", 200)
+    pongs = PingPong.play(3)
     low_risk = RiskScorer.score(1_000, [400, -250, 800])
     old = Process.whereis(RiskScorer)
     crash = catch_exit(fn -> RiskScorer.score(700, []) end)
@@ -85,6 +87,8 @@ defmodule Demo.Scenario do
       "1000 split in 3: #{inspect(shares)}",
       "audit mismatches: #{inspect(mismatches)}",
       "courier receipt: #{inspect(receipt)}",
+      "transfer checked by the risk scorer (caller → ledger → scorer): #{inspect(checked)}",
+      "ping-pong between two processes: #{pongs} pongs in 3 rounds",
       "risk of 1000 with history: #{low_risk}",
       "risk of 700 without history: the scorer crashed (#{crash}); restarted as #{inspect(restarted)}",
       "balances: #{inspect(Ledger.balances())}"
@@ -143,7 +147,8 @@ defmodule Demo.Scenario do
   defp banner(steps) do
     [
       "ElixirScope demo: a bank ledger (GenServer), a risk scorer that crashes and is restarted,\n",
-      "a courier process (messages), an audit fan-out (Task.async_stream), recursive interest.\n\n",
+      "a courier process (messages), a ping-pong between two processes, a GenServer.call chain\n",
+      "across three processes, an audit fan-out (Task.async_stream), recursive interest.\n\n",
       "What the scenario did:\n",
       Enum.map(steps, &["  • ", &1, "\n"])
     ]
