@@ -1,0 +1,146 @@
+defmodule ElixirScope.MessagesTest do
+  @moduledoc false
+  # Processes and messages recorded from compiled code (test/fixtures/messages/scenario.ex, compiled
+  # plain and instrumented): the program behaves as plain, every send is paired with exactly the
+  # receive that took it, receives say which clause took the message and when an after ran, and a
+  # call that no clause matches is recorded with its arguments.
+  use ElixirScope.ScopeCase, async: false
+
+  alias ElixirScope.AST.Transformer
+  alias ElixirScope.Event
+  alias ElixirScope.Query.Correlation
+
+  @file_path Path.expand("../fixtures/messages/scenario.ex", __DIR__)
+
+  defp compile(to, plan) do
+    ast =
+      @file_path
+      |> File.read!()
+      |> Code.string_to_quoted!(file: @file_path)
+      |> Macro.prewalk(fn
+        {:__aliases__, m, [:Fixture, :Messages]} -> {:__aliases__, m, to}
+        other -> other
+      end)
+
+    ast = if plan == :plain, do: ast, else: elem(Transformer.transform_module(ast, plan), 1)
+    ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, @file_path) end)
+    Module.concat(to)
+  end
+
+  setup_all do
+    %{plain: compile([:MsgTest, :Plain], :plain), inst: compile([:MsgTest, :Inst], :function_boundaries)}
+  end
+
+  setup do
+    start_scope!()
+  end
+
+  defp run_all(m) do
+    [
+      m.ping_pong(3),
+      m.chain(:q),
+      m.timeout(1),
+      m.stream([1, 2, 3]),
+      catch_error(m.clause(:c))
+    ]
+  end
+
+  test "the instrumented scenario behaves as the plain one, messages identical", %{plain: p, inst: i} do
+    ElixirScope.disable()
+    plain = run_all(p)
+    ElixirScope.enable()
+    inst = run_all(i)
+    rename = fn t -> :erlang.term_to_binary(t) |> :binary.replace("Plain", "Inst", [:global]) end
+    assert rename.(plain) == :erlang.term_to_binary(inst)
+  end
+
+  test "ping-pong: every send is paired with exactly the receive that took it", %{inst: m} do
+    assert [[3, 3, 3], [2, 2, 2], [1, 1, 1]] = Enum.map(m.ping_pong(3), & &1.payload)
+    evs = recorded()
+    links = Correlation.links(evs)
+    sends = Enum.filter(evs, &(&1.kind == :send and match?({:ping, _, _}, Event.message(&1)) or match?({:pong, _, _}, Event.message(&1)) and &1.kind == :send))
+    assert length(sends) == 6
+
+    for s <- sends do
+      assert [l] = Enum.filter(links, &(&1.from.id == s.id)), "send #{s.id} paired #{inspect(links)}"
+      assert l.type == :message
+      assert l.to.kind == :receive and l.to.pid != s.pid
+      assert Event.message(l.to) == Event.message(s)
+      assert %{clause: 1, waited_us: w} = Event.receive_info(l.to)
+      assert is_integer(w) and w >= 0
+    end
+
+    # each receive takes one send
+    receivers = for l <- links, l.type == :message, do: l.to.id
+    assert receivers == Enum.uniq(receivers)
+  end
+
+  test "a GenServer.call chain across three processes, casts, infos, send_after and reply", %{inst: m} do
+    assert {{:via, {:via, {:answer, :q}}}, [1, {:tick, 2}, {:tick, 3}]} = m.chain(:q)
+    evs = recorded()
+    links = Correlation.links(evs)
+    server = Module.concat(m, Server)
+
+    calls = for l <- links, l.type == :call, do: l
+    asks = Enum.filter(calls, &match?({:ask, :q}, Event.message(&1.to)))
+    assert length(asks) == 3
+    # caller → a → b → c: three different receiving processes, each asked by the previous one
+    assert asks |> Enum.map(& &1.to.pid) |> Enum.uniq() |> length() == 3
+    assert Enum.all?(asks, &(&1.from.kind == :send and &1.from.function == :call and &1.to.kind == :receive))
+    assert Enum.all?(asks, &(Event.receive_info(&1.to).clause == :call))
+
+    assert [cast] = for(l <- links, l.type == :cast, do: l)
+    assert Event.message(cast.from) == {:note, 1}
+    infos = for l <- links, l.type == :info, do: Event.message(l.from)
+    assert {:tick, 2} in infos and {:tick, 3} in infos
+    assert Enum.any?(links, &(&1.type == :info and &1.from.function == :send_after))
+
+    assert Enum.any?(links, &(&1.type == :reply and &1.from.kind == :send and &1.from.function == :reply))
+    server_calls = for e <- evs, e.kind == :call, e.module == server, into: MapSet.new(), do: e.call_id
+    assert Enum.any?(evs, &(&1.kind == :state and &1.call_id in server_calls))
+  end
+
+  test "a receive whose after runs is recorded as such", %{inst: m} do
+    :timed_out = m.timeout(1)
+    assert [r] = Enum.filter(recorded(), &(&1.kind == :receive))
+    assert %{clause: :after} = Event.receive_info(r)
+  end
+
+  test "a call no clause matches is recorded with its arguments; the error is the plain one", %{inst: m, plain: p} do
+    run = fn mod ->
+      try do
+        mod.clause(:c)
+      rescue
+        e -> {e, __STACKTRACE__}
+      end
+    end
+
+    {e_plain, [plain_top | _]} = run.(p)
+    {e_inst, [inst_top | _] = st} = run.(m)
+    assert %FunctionClauseError{arity: 1, function: :clause} = e_inst
+    assert %{e_inst | module: p} == e_plain
+    assert [{^m, :clause, [:c], loc} | _] = st
+    assert put_elem(plain_top, 0, m) == inst_top
+    assert loc[:line] == 78
+    evs = recorded()
+    assert [call] = Enum.filter(evs, &(&1.kind == :call and &1.function == :clause))
+    assert call.payload == [:c]
+    assert [exc] = Enum.filter(evs, &(&1.kind == :exception and &1.call_id == call.call_id))
+    assert {:error, :function_clause, [{^m, :clause, [:c], _} | _]} = exc.payload
+  end
+
+  test "a send nobody takes stays unpaired", %{inst: m} do
+    dead = spawn(fn -> :ok end)
+    ref = Process.monitor(dead)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    m.unsent(dead)
+    evs = recorded()
+    assert [s] = Correlation.unpaired_sends(evs, Correlation.links(evs))
+    assert Event.message(s) == {:nobody_listens, 1}
+  end
+
+  defp recorded do
+    ElixirScope.flush()
+    ElixirScope.get_events()
+  end
+end
