@@ -121,7 +121,7 @@ defmodule ElixirScope.MessagesTest do
     assert %{e_inst | module: p} == e_plain
     assert [{^m, :clause, [:c], loc} | _] = st
     assert put_elem(plain_top, 0, m) == inst_top
-    assert loc[:line] == 78
+    assert loc[:line] == 76
     evs = recorded()
     assert [call] = Enum.filter(evs, &(&1.kind == :call and &1.function == :clause))
     assert call.payload == [:c]
