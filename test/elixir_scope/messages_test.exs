@@ -139,6 +139,52 @@ defmodule ElixirScope.MessagesTest do
     assert Event.message(s) == {:nobody_listens, 1}
   end
 
+  test "OTLP: a request across three processes is one trace, each server span a child of its caller's", %{inst: m} do
+    m.chain(:q)
+    evs = recorded()
+    spans = ElixirScope.Export.OTLP.build(evs).resourceSpans |> hd() |> Map.fetch!(:scopeSpans) |> hd() |> Map.fetch!(:spans)
+    by_id = Map.new(spans, &{&1.spanId, &1})
+    server = inspect(Module.concat(m, Server))
+    asks = Enum.filter(spans, &(&1.name == server <> ".handle_call/3" and attr(&1, "elixir.args") =~ "{:ask, :q}"))
+    assert length(asks) == 3
+    assert asks |> Enum.map(& &1.traceId) |> Enum.uniq() |> length() == 1
+
+    for ask <- asks do
+      parent = Map.fetch!(by_id, ask.parentSpanId)
+      assert attr(parent, "elixir.pid") != attr(ask, "elixir.pid")
+    end
+
+    # the first server's request comes from the caller's chain/1 span
+    chain = Enum.find(spans, &(&1.name == inspect(m) <> ".chain/1"))
+    assert Enum.any?(asks, &(&1.parentSpanId != nil and trace_ancestor?(&1, chain, by_id)))
+  end
+
+  test "Perfetto: every message between processes is a flow arrow from the send to the receive", %{inst: m} do
+    m.ping_pong(2)
+    evs = recorded()
+    trace = ElixirScope.Export.Perfetto.build(evs)
+    starts = for %{ph: "s"} = e <- trace.traceEvents, do: e
+    finishes = for %{ph: "f"} = e <- trace.traceEvents, into: %{}, do: {e.id, e}
+    assert length(starts) >= 4
+    for s <- starts, do: assert(Map.has_key?(finishes, s.id) and finishes[s.id].tid != s.tid)
+  end
+
+  defp attr(span, key) do
+    Enum.find_value(span.attributes, fn
+      %{key: ^key, value: %{stringValue: v}} -> v
+      %{key: ^key, value: %{intValue: v}} -> v
+      _ -> nil
+    end)
+  end
+
+  defp trace_ancestor?(span, target, by_id) do
+    cond do
+      span.spanId == target.spanId -> true
+      parent = span[:parentSpanId] && by_id[span.parentSpanId] -> trace_ancestor?(parent, target, by_id)
+      true -> false
+    end
+  end
+
   defp recorded do
     ElixirScope.flush()
     ElixirScope.get_events()

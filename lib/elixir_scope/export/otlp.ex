@@ -1,8 +1,11 @@
 defmodule ElixirScope.Export.OTLP do
   @moduledoc """
-  OpenTelemetry spans as OTLP/JSON (`ExportTraceServiceRequest`): one trace per
-  root call of each process, one span per call (`parentSpanId` from the call
-  tree), times in Unix nanoseconds (from the recording's clock), attributes
+  OpenTelemetry spans as OTLP/JSON (`ExportTraceServiceRequest`): one span per
+  call (`parentSpanId` from the call tree), one trace per root call of each
+  process — except that a request handled in another process (a GenServer call
+  or cast, a message, a spawned task, as linked by `ElixirScope.Query.Correlation`)
+  is a child span of the caller's span that sent it, in the caller's trace, so a
+  request across processes is one trace. Times in Unix nanoseconds (from the recording's clock), attributes
   `code.namespace`, `code.function`, `code.lineno`, `elixir.pid`, `elixir.args`,
   `elixir.return`; a call that raised has status ERROR and an `exception` span
   event (`exception.type`, `exception.message`, `exception.stacktrace`).
@@ -11,6 +14,7 @@ defmodule ElixirScope.Export.OTLP do
 
   alias ElixirScope.Event
   alias ElixirScope.Export.Trace
+  alias ElixirScope.Query.Correlation
   alias ElixirScope.Web.{JSON, Render}
 
   @doc """
@@ -22,10 +26,16 @@ defmodule ElixirScope.Export.OTLP do
   def build(events, opts \\ []) do
     events = Enum.sort_by(events, & &1.id)
     to_unix = unix_fun(events, opts[:clock])
+    by_pid = Trace.spans(events)
+    all = for {pid, spans} <- by_pid, span <- spans, do: {pid, span}
+    adopted = adopted_parents(events, all)
+    root_of = Map.new(all, fn {pid, span} -> {span.call.id, {pid, span.root}} end)
 
     spans =
-      for {pid, spans} <- Trace.spans(events), span <- spans do
-        otlp_span(span, pid, span.root, to_unix)
+      for {pid, span} <- all do
+        trace = trace_root(span.call.id, root_of, adopted, 0)
+        span = if is_nil(span.parent) and adopted[span.call.id], do: %{span | parent: adopted[span.call.id]}, else: span
+        otlp_span(span, pid, trace, to_unix)
       end
 
     %{
@@ -78,17 +88,46 @@ defmodule ElixirScope.Export.OTLP do
         {:error, "collector answered #{status}: #{Render.cut(to_string(resp), 300)}"}
 
       {:error, reason} ->
-        {:error, "cannot reach #{url}: #{inspect(reason)}"}
+        {:error, "cannot reach the collector at #{url}: #{connect_error(reason)}"}
     end
   end
 
   defp span_count(%{resourceSpans: [%{scopeSpans: [%{spans: s}]}]}), do: length(s)
 
-  defp otlp_span(span, pid, root, to_unix) do
+  # A process's root span that handles something another process's span sent it gets that span
+  # as parent: %{root call id => the sending span's call event}.
+  defp adopted_parents(events, all) do
+    roots = for {_pid, %{parent: nil, call: c}} <- all, into: MapSet.new(), do: c.id
+    calls = for {_pid, %{call: c}} <- all, into: %{}, do: {c.id, c}
+
+    events
+    |> Correlation.links()
+    |> Enum.filter(&(&1.type in [:call, :cast, :info, :message, :spawn] and &1.from.pid != &1.to.pid))
+    |> Enum.reduce(%{}, fn l, acc ->
+      receiver = if l.to.kind == :call, do: l.to.id, else: l.to.call_id
+      sender = calls[l.from.call_id] || calls[l.from.id]
+
+      if receiver in roots and sender && not Map.has_key?(acc, receiver),
+        do: Map.put(acc, receiver, sender),
+        else: acc
+    end)
+  end
+
+  # the trace a span belongs to: its process root, or the trace of the span that sent its request
+  defp trace_root(call_id, root_of, adopted, hops) do
+    {pid, root} = Map.fetch!(root_of, call_id)
+
+    case adopted[root] do
+      %Event{id: sender} when hops < 64 and is_map_key(root_of, sender) -> trace_root(sender, root_of, adopted, hops + 1)
+      _ -> {pid, root}
+    end
+  end
+
+  defp otlp_span(span, pid, {trace_pid, root}, to_unix) do
     c = span.call
 
     base = %{
-      traceId: hex_id(16, {:trace, pid, root}),
+      traceId: hex_id(16, {:trace, trace_pid, root}),
       spanId: span_id(c),
       name: Render.mfa(c),
       kind: 1,
@@ -138,8 +177,9 @@ defmodule ElixirScope.Export.OTLP do
 
     type =
       case p do
-        {:error, %{__struct__: m}, _} -> Render.mod(m)
-        {kind, _, _} -> to_string(kind)
+        {:error, reason, st} when is_list(st) -> Render.mod(Exception.normalize(:error, reason, st).__struct__)
+        {:error, reason, _} -> Render.mod(Exception.normalize(:error, reason, []).__struct__)
+        {kind, _, _} when kind in [:throw, :exit] -> to_string(kind)
         _ -> "error"
       end
 
@@ -157,6 +197,19 @@ defmodule ElixirScope.Export.OTLP do
   end
 
   defp exception_events(_, _), do: []
+
+  defp connect_error({:failed_connect, details}) do
+    case List.keyfind(details, :inet, 0) do
+      {:inet, _, :econnrefused} -> "connection refused (is a collector listening there?)"
+      {:inet, _, :nxdomain} -> "unknown host"
+      {:inet, _, :timeout} -> "timed out"
+      {:inet, _, reason} -> :inet.format_error(reason) |> to_string()
+      _ -> "could not connect"
+    end
+  end
+
+  defp connect_error(:timeout), do: "timed out"
+  defp connect_error(reason), do: Render.short(reason, 200)
 
   defp attr(key, v) when is_binary(v), do: %{key: key, value: %{stringValue: v}}
   defp attr(key, v) when is_integer(v), do: %{key: key, value: %{intValue: Integer.to_string(v)}}

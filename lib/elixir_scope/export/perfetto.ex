@@ -6,12 +6,16 @@ defmodule ElixirScope.Export.Perfetto do
   Erlang process (`tid`, named `name <0.x.y>`); each call is a complete event
   (`ph: "X"`, `ts`/`dur` in microseconds from the trace start, `args` with the
   rendered arguments, return value or exception); exceptions, state changes,
-  messages, spawns and exits are instant events (`ph: "i"`); a message sent
-  and received is also a flow (`ph: "s"` → `ph: "f"`).
+  messages, spawns and exits are instant events (`ph: "i"`); every link between
+  processes found by `ElixirScope.Query.Correlation` (a message and the receive
+  that took it, a GenServer call, cast or reply, a spawn, a task's reply) is a
+  flow arrow (`ph: "s"` → `ph: "f"`). A call with no recorded end lasts to the
+  trace's end with `status: "open"`.
   """
 
   alias ElixirScope.Event
   alias ElixirScope.Export.Trace
+  alias ElixirScope.Query.Correlation
   alias ElixirScope.Web.{JSON, Render}
 
   @doc "Builds the trace as a map ready for JSON. `opts`: `names: %{pid => name}`."
@@ -50,8 +54,21 @@ defmodule ElixirScope.Export.Perfetto do
       |> Enum.filter(&(&1.kind in [:exception, :state, :send, :receive, :spawn, :exit, :custom]))
       |> Enum.flat_map(&instant(&1, tids[&1.pid], us))
 
+    flows =
+      events
+      |> Correlation.links()
+      |> Enum.filter(&(&1.from.pid != &1.to.pid))
+      |> Enum.with_index(1)
+      |> Enum.flat_map(fn {l, id} ->
+        name = Atom.to_string(l.type)
+        [
+          %{ph: "s", id: id, name: name, cat: "message", pid: 1, tid: tids[l.from.pid], ts: us.(l.from.ts)},
+          %{ph: "f", bp: "e", id: id, name: name, cat: "message", pid: 1, tid: tids[l.to.pid], ts: us.(l.to.ts)}
+        ]
+      end)
+
     %{
-      traceEvents: meta ++ calls ++ points,
+      traceEvents: meta ++ calls ++ points ++ flows,
       displayTimeUnit: "ns",
       otherData: %{generator: "ElixirScope", node: Atom.to_string(node()), events: length(events)}
     }
@@ -102,15 +119,10 @@ defmodule ElixirScope.Export.Perfetto do
 
       :send ->
         {dest, msg} = pair(e.payload, :unknown)
-        flow = %{ph: "s", id: e.id, name: "message", cat: "message", pid: 1, tid: tid, ts: us.(e.ts)}
-        [Map.merge(base, %{name: "send", args: %{to: Render.short(dest), message: Render.term(msg, max: 2048, pretty: false)}}), flow]
+        [Map.merge(base, %{name: "send", args: %{to: Render.short(dest), message: Render.term(msg, max: 2048, pretty: false)}})]
 
       :receive ->
-        recv = Map.merge(base, %{name: "receive", args: %{message: Render.term(e.payload, max: 2048, pretty: false)}})
-
-        if is_integer(e.correlation_id),
-          do: [recv, %{ph: "f", bp: "e", id: e.correlation_id, name: "message", cat: "message", pid: 1, tid: tid, ts: us.(e.ts)}],
-          else: [recv]
+        [Map.merge(base, %{name: "receive", args: %{message: Render.term(Event.message(e), max: 2048, pretty: false)}})]
 
       :spawn ->
         [Map.merge(base, %{name: "spawn", args: %{child: Render.short(e.payload)}})]

@@ -2,9 +2,11 @@ defmodule ElixirScope.Export.Trace do
   @moduledoc """
   The shape both exporters share: events turned into per-process call spans
   (built by `ElixirScope.Storage.EventCorrelator`) with start and end times that
-  always nest — a call whose end was not recorded ends with its parent (or at
-  the last event of the trace) — plus the process-level events (messages,
-  spawns, exits) and each span's exception.
+  always nest — a call that ended by a tail call lasts until its tail-called
+  continuation ends (the callee runs in its place), a call whose end was not
+  recorded ends with its parent or at the last event of the trace (`status:
+  :open`) — plus the process-level events (messages, spawns, exits) and each
+  span's exception.
   """
 
   alias ElixirScope.Event
@@ -44,6 +46,7 @@ defmodule ElixirScope.Export.Trace do
   defp walk([{node, parent, parent_stop, depth, root} | rest], acc) do
     start = node.event.ts
     own = if node.duration_ns, do: start + node.duration_ns, else: parent_stop
+    own = if node.status == :tail_call, do: max(own, continuation_end(node, parent_stop)), else: own
     stop = own |> min(parent_stop) |> max(start)
 
     span = %{
@@ -60,6 +63,15 @@ defmodule ElixirScope.Export.Trace do
 
     kids = Enum.map(node.children, &{&1, node.event, stop, depth + 1, root})
     walk(kids ++ rest, [span | acc])
+  end
+
+  # where the calls a tail call handed over to end (their own ends, or the parent's when open)
+  defp continuation_end(node, parent_stop) do
+    Enum.reduce(node.children, 0, fn child, acc ->
+      own = if child.duration_ns, do: child.event.ts + child.duration_ns, else: parent_stop
+      own = if child.status == :tail_call, do: max(own, continuation_end(child, parent_stop)), else: own
+      max(acc, own)
+    end)
   end
 
   @doc "The process-level events (not part of a call): sends, receives, spawns, exits, custom."
