@@ -85,6 +85,8 @@ defmodule ElixirScope.Web.HTTP do
         accept_loop(lsock, owner, handle, count, max)
 
       {:error, _} ->
+        # a connection that failed before it was accepted (econnaborted, …): never spin
+        Process.sleep(10)
         accept_loop(lsock, owner, handle, count, max)
     end
   end
