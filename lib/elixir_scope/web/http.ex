@@ -5,8 +5,9 @@ defmodule ElixirScope.Web.HTTP do
   fixed port, so its backlog stays at 128 — a burst of 200 connects loses SYNs and waits
   1 s for their retransmission — and TCP_NODELAY could only be set per request).
 
-  - One listen socket (`backlog` 1024, `nodelay`), a few acceptors, one process per
-    connection; at most `max_clients` connections at once (more get `503` and are closed).
+  - One listener process owning the listen socket (`backlog` 1024, `nodelay`), a few
+    acceptors, one process per connection; at most `max_clients` connections at once (more
+    get `503` and are closed).
   - Requests are parsed by the VM's HTTP packet parser (`packet: :http_bin`), bounded: a
     target of at most 8 KB (`414`), at most 100 headers of 16 KB in all (`431`), the whole
     head within 10 s (`408`), any line within 64 KB (past that the connection is closed
@@ -36,21 +37,49 @@ defmodule ElixirScope.Web.HTTP do
   @head_ms 10_000
 
   @doc """
-  Opens the listen socket on `ip`/`port` (0 picks one) and starts the acceptors, linked to
-  the caller, which owns the socket: when the caller exits, every acceptor and connection
-  of this listener exits with it (a caller that traps exits gets `{:EXIT, pid, :normal}` as
-  connections end). Returns `{:ok, listen_socket, acceptor_pids}` or `{:error, posix}`.
+  Starts a listener on `ip`/`port` (0 picks one), linked to the caller: a process that owns
+  the listen socket, its acceptors and every connection (all linked to it). It traps exits,
+  so that a connection that fails takes nothing else down; when the caller exits (or sends
+  it an exit signal), it exits with `:shutdown`, and its acceptors and connections with it.
+  Returns `{:ok, listener, port}` or `{:error, posix}`.
   """
-  @spec listen(:inet.ip_address(), :inet.port_number(), handler(), pos_integer()) :: {:ok, port(), [pid()]} | {:error, atom()}
-  def listen(ip, port, handle, max_clients) do
+  @spec start_link(:inet.ip_address(), :inet.port_number(), handler(), pos_integer()) ::
+          {:ok, pid(), :inet.port_number()} | {:error, atom()}
+  def start_link(ip, port, handle, max_clients) do
+    parent = self()
+    ref = make_ref()
+    _listener = spawn_link(fn -> listener(parent, ref, ip, port, handle, max_clients) end)
+
+    receive do
+      {^ref, result} -> result
+    end
+  end
+
+  defp listener(parent, ref, ip, port, handle, max) do
+    Process.flag(:trap_exit, true)
     family = if tuple_size(ip) == 8, do: [:inet6], else: []
     opts = family ++ [:binary, ip: ip, packet: :http_bin, packet_size: @max_line, active: false, reuseaddr: true, nodelay: true, backlog: 1024]
 
-    with {:ok, lsock} <- :gen_tcp.listen(port, opts) do
-      count = :counters.new(1, [:atomics])
-      owner = self()
-      acceptors = for _ <- 1..@acceptors, do: spawn_link(fn -> accept_loop(lsock, owner, handle, count, max_clients) end)
-      {:ok, lsock, acceptors}
+    case :gen_tcp.listen(port, opts) do
+      {:ok, lsock} ->
+        {:ok, port} = :inet.port(lsock)
+        count = :counters.new(1, [:atomics])
+        me = self()
+        acceptors = for _ <- 1..@acceptors, do: spawn_link(fn -> accept_loop(lsock, me, handle, count, max) end)
+        send(parent, {ref, {:ok, me, port}})
+        watch(parent, acceptors)
+
+      {:error, reason} ->
+        send(parent, {ref, {:error, reason}})
+    end
+  end
+
+  # connections end all the time; the caller or an acceptor ending ends the listener
+  defp watch(parent, acceptors) do
+    receive do
+      {:EXIT, ^parent, _} -> exit(:shutdown)
+      {:EXIT, pid, reason} -> if pid in acceptors, do: exit({:acceptor_down, reason}), else: watch(parent, acceptors)
+      _ -> watch(parent, acceptors)
     end
   end
 
@@ -91,9 +120,9 @@ defmodule ElixirScope.Web.HTTP do
     end
   end
 
-  defp connection(owner, handle, count) do
-    # linked, so that stopping the server ends its connections too
-    Process.link(owner)
+  defp connection(listener, handle, count) do
+    # linked, so that stopping the listener ends its connections too
+    Process.link(listener)
 
     receive do
       {:socket, sock} ->

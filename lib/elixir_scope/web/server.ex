@@ -40,11 +40,10 @@ defmodule ElixirScope.Web.Server do
     static_dir = Keyword.fetch!(opts, :static_dir)
     handle = fn method, uri, headers -> Handler.handle(ref, method, uri, headers) end
 
-    case HTTP.listen(ip, Keyword.fetch!(opts, :port), handle, @max_clients) do
-      {:ok, lsock, acceptors} ->
-        {:ok, port} = :inet.port(lsock)
+    case HTTP.start_link(ip, Keyword.fetch!(opts, :port), handle, @max_clients) do
+      {:ok, listener, port} ->
         # published once the port is known (the accepted Host names carry it); until then requests get 503
-        s = %{ref: ref, lsock: lsock, acceptors: acceptors, port: port, ip: ip, token: opts[:token], source: source, owned?: owned?,
+        s = %{ref: ref, listener: listener, port: port, ip: ip, token: opts[:token], source: source, owned?: owned?,
               static_dir: static_dir, hosts: Hosts.accepted(ip, port, Keyword.get(opts, :hosts, [])),
               cache: Cache.new(), generation: make_ref()}
         publish(s)
@@ -105,20 +104,22 @@ defmodule ElixirScope.Web.Server do
   end
 
   @impl true
-  def handle_info({:EXIT, pid, reason}, s) do
-    # connections end all the time; an acceptor never does while the socket is open
-    if pid in s.acceptors, do: {:stop, {:acceptor_down, reason}, s}, else: {:noreply, s}
-  end
-
+  def handle_info({:EXIT, pid, reason}, %{listener: pid} = s), do: {:stop, {:listener_down, reason}, s}
   def handle_info(_msg, s), do: {:noreply, s}
 
   @impl true
   def terminate(_reason, s) do
     :persistent_term.erase({__MODULE__, s.ref})
-    :gen_tcp.close(s.lsock)
-    # acceptors and open connections are linked to this process
-    {:links, links} = Process.info(self(), :links)
-    for pid <- links, is_pid(pid), do: Process.exit(pid, :shutdown)
+    # the listener takes its socket, acceptors and connections with it; wait, so that the port is free on return
+    ref = Process.monitor(s.listener)
+    Process.exit(s.listener, :shutdown)
+
+    receive do
+      {:DOWN, ^ref, _, _, _} -> :ok
+    after
+      5_000 -> Process.exit(s.listener, :kill)
+    end
+
     if s.owned?, do: Source.release(s.source)
     :ok
   end
