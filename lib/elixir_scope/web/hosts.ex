@@ -77,13 +77,8 @@ defmodule ElixirScope.Web.Hosts do
         _ -> []
       end
 
-    names =
-      case :inet.gethostname() do
-        {:ok, name} -> [String.downcase(List.to_string(name))]
-        _ -> []
-      end
-
-    Enum.map(addrs, &address/1) ++ names
+    {:ok, name} = :inet.gethostname()
+    Enum.map(addrs, &address/1) ++ [String.downcase(List.to_string(name))]
   end
 
   defp bound_names(ip), do: [address(ip)]
