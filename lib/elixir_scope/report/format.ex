@@ -1,3 +1,13 @@
+defmodule ElixirScope.Report.Format.Shown do
+  @moduledoc false
+  # stands in for a part of a captured value in `ElixirScope.Report.Format.bounded/2`: inspects as its text
+  defstruct [:text]
+
+  defimpl Inspect do
+    def inspect(%{text: text}, _opts), do: text
+  end
+end
+
 defmodule ElixirScope.Report.Format do
   @moduledoc """
   Short, readable text for the values of a recording: bounded `inspect`, call lines, exceptions
@@ -10,6 +20,7 @@ defmodule ElixirScope.Report.Format do
   """
 
   import Bitwise, only: [<<<: 2]
+  alias ElixirScope.Report.Format.Shown
 
   @line_limit 150
   @callbacks [:handle_call, :handle_cast, :handle_info, :handle_continue]
@@ -18,16 +29,6 @@ defmodule ElixirScope.Report.Format do
   # at most this many terms are visited by one rendering; the rest shows as `...`
   @max_nodes 10_000
   @max_text 16_384
-
-  defmodule Shown do
-    @moduledoc false
-    # stands in for a part of a captured value in `Format.bounded/1`: inspects as its text
-    defstruct [:text]
-
-    defimpl Inspect do
-      def inspect(%{text: text}, _opts), do: text
-    end
-  end
 
   @doc "A value, bounded in size."
   @spec value(term()) :: String.t()
