@@ -9,7 +9,7 @@ defmodule ElixirScope.Config do
                 redact: [:password, ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
-      web: [port: 4040, ip: {127, 0, 0, 1}, token: nil]
+      web: [port: 4040, ip: {127, 0, 0, 1}, token: nil, hosts: []]
       enabled: true
   """
 
@@ -69,7 +69,8 @@ defmodule ElixirScope.Config do
       enabled: {:boolean, false},
       port: {:non_neg_integer, 4040},
       ip: {:any, {127, 0, 0, 1}},
-      token: {:any, nil}
+      token: {:any, nil},
+      hosts: {:host_list, []}
     ]
   ]
 
@@ -168,6 +169,7 @@ defmodule ElixirScope.Config do
   defp valid?(:ratio, v), do: is_number(v) and v > 0 and v <= 1
   defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and v <= 1_073_741_824 and Bitwise.band(v, v - 1) == 0
   defp valid?({:one_of, values}, v), do: v in values
+  defp valid?(:host_list, v), do: ElixirScope.Web.Hosts.valid_list?(v)
   defp valid?(:name_list, v), do: is_list(v) and length(v) <= 64 and Enum.all?(v, &(is_atom(&1) or is_binary(&1)))
 
   defp describe(:boolean), do: "a boolean"
@@ -178,6 +180,7 @@ defmodule ElixirScope.Config do
   defp describe(:ratio), do: "a number in (0, 1]"
   defp describe(:pow2), do: "a power of two between 2 and 2^30"
   defp describe({:one_of, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
+  defp describe(:host_list), do: ~s(a list of at most 64 "name" or "name:port" strings)
   defp describe(:name_list), do: "a list of at most 64 atoms or strings"
   defp describe(:any), do: "any term"
 

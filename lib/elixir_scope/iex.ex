@@ -169,14 +169,14 @@ defmodule ElixirScope.IEx do
 
   defp print_explanation(result) when is_map(result) do
     for {k, v} <- Enum.sort(result) do
-      text = if is_binary(v), do: v, else: inspect(v, pretty: true, limit: 20)
+      text = if is_binary(v), do: v, else: ElixirScope.Report.Format.text(v, pretty: true, limit: 20)
       IO.puts(Format.color("#{k}: ", :bright) |> IO.iodata_to_binary() |> Kernel.<>(text))
     end
 
     :ok
   end
 
-  defp print_explanation(other), do: IO.puts(inspect(other, pretty: true))
+  defp print_explanation(other), do: IO.puts(ElixirScope.Report.Format.text(other, pretty: true))
 
   @doc "Prints the call tree of a process (pid/name) or of one call (a call id)."
   @spec tree(term()) :: :ok
@@ -227,7 +227,7 @@ defmodule ElixirScope.IEx do
     with {:ok, pid} <- to_pid(who),
          {:ok, state, e} <- Query.state_at(pid, at) do
       IO.puts(Format.color("state of #{inspect(pid)} at #{describe_at(at)} (from event ##{e.id}, #{elem(e.payload, 0)} a callback, #{Format.rel(e, src)} #{Format.wall(e)}):", :faint))
-      IO.puts(inspect(state, pretty: true, limit: 50, printable_limit: 200))
+      IO.puts(ElixirScope.Report.Format.text(state, pretty: true, limit: 50, printable_limit: 200))
     else
       {:error, msg} -> hint(msg)
     end

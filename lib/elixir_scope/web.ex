@@ -1,7 +1,7 @@
 defmodule ElixirScope.Web do
   @moduledoc """
-  The execution cinema: a web timeline of the recorded execution, served by
-  OTP's `:httpd` (no Phoenix).
+  The execution cinema: a web timeline of the recorded execution, served by a small
+  HTTP/1.1 server on `:gen_tcp` (`ElixirScope.Web.HTTP`; no Phoenix, no `:httpd`).
 
       {:ok, info} = ElixirScope.Web.start(port: 4040)
       info.url #=> "http://127.0.0.1:4040/"
@@ -13,6 +13,10 @@ defmodule ElixirScope.Web do
     generated; open the printed URL (it carries `?token=`).
   - `token:` a string every request must carry (header `x-scope-token`, query `token`,
     or the cookie the page sets). Optional on loopback.
+  - `hosts:` extra names the server is reached by (`["cinema.internal", "box:8080"]`): only
+    requests whose `Host` is a loopback name, the bound address or one of these are
+    answered, and API requests carrying an `Origin` must name one of them (against DNS
+    rebinding; see `ElixirScope.Web.Hosts`).
   - `source:` `:live` (default: the running ElixirScope's store),
     `{:events, [%ElixirScope.Event{}], meta}` (a fixed set of events, kept in memory),
     or a recording (`%ElixirScope.Recording{}`, e.g. from `ElixirScope.Recording.load/2`).
@@ -20,7 +24,7 @@ defmodule ElixirScope.Web do
   The JSON API is documented in `docs/web_api.md`.
   """
 
-  alias ElixirScope.Web.Server
+  alias ElixirScope.Web.{Hosts, Server}
 
   @type info :: %{port: non_neg_integer(), ip: tuple(), token: String.t() | nil, url: String.t(), pid: pid()}
 
@@ -42,7 +46,10 @@ defmodule ElixirScope.Web do
     end
   end
 
-  @doc "Starts a cinema server. Returns `{:ok, info}` with the URL to open."
+  @doc """
+  Starts a cinema server. Returns `{:ok, info}` with the URL to open, or `{:error, message}`
+  (a bad option, or the port cannot be listened on: `"port 4040 on 127.0.0.1 is already in use"`).
+  """
   @spec start(keyword()) :: {:ok, info()} | {:error, term()}
   def start(opts \\ []), do: start(opts, :nolink)
 
@@ -51,12 +58,26 @@ defmodule ElixirScope.Web do
          {:ok, ip} <- parse_ip(Keyword.get(opts, :ip, {127, 0, 0, 1})),
          {:ok, token} <- token(ip, Keyword.get(opts, :token)),
          {:ok, port} <- port(Keyword.get(opts, :port, 4040)),
-         {:ok, _} <- Application.ensure_all_started(:inets),
+         {:ok, hosts} <- hosts(Keyword.get(opts, :hosts, [])),
          {:ok, pid} <-
-           Server.start([ip: ip, port: port, token: token, source: Keyword.get(opts, :source, :live), static_dir: static_dir()], link) do
+           Server.start([ip: ip, port: port, token: token, hosts: hosts, source: Keyword.get(opts, :source, :live), static_dir: static_dir()], link)
+           |> start_error(ip, port) do
       info = Server.info(pid)
       url = if token, do: info.url <> "?token=" <> URI.encode_www_form(token), else: info.url
       {:ok, Map.merge(info, %{pid: pid, url: url})}
+    end
+  end
+
+  # one line that says what is wrong
+  defp start_error({:ok, _} = ok, _ip, _port), do: ok
+
+  defp start_error({:error, reason}, ip, port) do
+    where = "#{:inet.ntoa(ip)}"
+
+    case reason do
+      {:listen, :eaddrinuse} -> {:error, "port #{port} on #{where} is already in use"}
+      {:listen, cause} -> {:error, "cannot listen on #{where} port #{port}: #{:inet.format_error(cause)}"}
+      other -> {:error, "cannot start the cinema server: " <> String.slice(inspect(other, limit: 6), 0, 200)}
     end
   end
 
@@ -92,7 +113,7 @@ defmodule ElixirScope.Web do
   @spec static_dir() :: String.t()
   def static_dir, do: :elixir_scope |> :code.priv_dir() |> List.to_string() |> Path.join("static")
 
-  @known [:port, :ip, :token, :source]
+  @known [:port, :ip, :token, :hosts, :source]
 
   defp check_keys(opts) when is_list(opts) do
     case Enum.uniq(Keyword.keys(opts)) -- @known do
@@ -122,6 +143,12 @@ defmodule ElixirScope.Web do
   end
 
   defp token(_ip, other), do: {:error, "token: expected a string, got #{inspect(other)}"}
+
+  defp hosts(hosts) do
+    if Hosts.valid_list?(hosts),
+      do: {:ok, hosts},
+      else: {:error, "hosts: expected a list of at most 64 \"name\" or \"name:port\" strings, got #{inspect(hosts, limit: 5)}"}
+  end
 
   defp port(p) when is_integer(p) and p >= 0 and p < 65_536, do: {:ok, p}
   defp port(p), do: {:error, "port: expected an integer in 0..65535, got #{inspect(p)}"}

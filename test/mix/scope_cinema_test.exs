@@ -34,6 +34,16 @@ defmodule Mix.Tasks.Scope.CinemaTest do
     assert_raise Mix.Error, fn -> Mix.Tasks.Scope.Cinema.run([bad, "--no-wait"]) end
   end
 
+  test "mix scope.cinema on a port in use says so in one line and suggests --port", %{rec_file: file} do
+    {:ok, taken} = :gen_tcp.listen(0, ip: {127, 0, 0, 1})
+    {:ok, port} = :inet.port(taken)
+    on_exit(fn -> :gen_tcp.close(taken) end)
+
+    error = assert_raise Mix.Error, fn -> Mix.Tasks.Scope.Cinema.run([file, "--port", "#{port}", "--no-wait"]) end
+    assert error.message == "scope.cinema: port #{port} on 127.0.0.1 is already in use; choose another with --port N (--port 0 picks a free one)"
+    assert ElixirScope.Web.start(port: port, source: {:events, [], %{}}) == {:error, "port #{port} on 127.0.0.1 is already in use"}
+  end
+
   test "mix scope.export --input FILE exports a saved recording", %{rec_file: file, tmp_dir: dir} do
     out = Path.join(dir, "trace.json")
     ExUnit.CaptureIO.capture_io(fn -> Mix.Tasks.Scope.Export.run(["--format", "perfetto", "--input", file, out]) end)

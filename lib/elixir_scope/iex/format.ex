@@ -23,7 +23,7 @@ defmodule ElixirScope.IEx.Format do
 
   @doc "A value, inspected with limits."
   @spec value(term(), pos_integer()) :: String.t()
-  def value(term, limit \\ 12), do: inspect(term, limit: limit, printable_limit: 80, width: :infinity)
+  def value(term, limit \\ 12), do: ElixirScope.Report.Format.text(term, limit: limit, printable_limit: 80, width: :infinity)
 
   @doc "Cuts a line to the display width, with a visible marker."
   @spec cut(String.t(), pos_integer()) :: String.t()

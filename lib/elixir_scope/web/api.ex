@@ -10,25 +10,19 @@ defmodule ElixirScope.Web.Api do
   import Bitwise, only: [<<<: 2]
   @max_int 1 <<< 62
 
-  @doc "Handles `GET /api/<endpoint>?<query>`."
-  @spec handle(Source.t(), String.t(), %{optional(String.t()) => String.t()}) ::
+  @doc "Handles `GET /api/<endpoint>?<query>`; `opts` go to `Data` (`cache:`, see `Data.event_detail/3`)."
+  @spec handle(Source.t(), String.t(), %{optional(String.t()) => String.t()}, keyword()) ::
           {:ok, map()} | {:error, pos_integer(), String.t()}
-  def handle(source, endpoint, q) do
-    do_handle(source, endpoint, q)
+  def handle(source, endpoint, q, opts \\ []) do
+    do_handle(source, endpoint, q, opts)
   catch
     {:bad_request, msg} -> {:error, 400, msg}
   end
 
-  defp do_handle(source, "summary", _q), do: {:ok, Data.summary(source)}
-
-  defp do_handle(source, "events", q) do
-    {:ok, Data.events_page(source, after_id: int(q, "after_id", 0), limit: int(q, "limit", 5_000, 1, 20_000))}
-  end
-
-  defp do_handle(source, "event/" <> id, _q) do
+  defp do_handle(source, "event/" <> id, _q, opts) do
     case Integer.parse(id) do
       {n, ""} when n > 0 and n < @max_int ->
-        case Data.event_detail(source, n) do
+        case Data.event_detail(source, n, opts) do
           nil -> {:error, 404, "no event #{n}"}
           detail -> {:ok, detail}
         end
@@ -36,6 +30,14 @@ defmodule ElixirScope.Web.Api do
       _ ->
         {:error, 400, "event id must be a positive integer"}
     end
+  end
+
+  defp do_handle(source, endpoint, q, _opts), do: do_handle(source, endpoint, q)
+
+  defp do_handle(source, "summary", _q), do: {:ok, Data.summary(source)}
+
+  defp do_handle(source, "events", q) do
+    {:ok, Data.events_page(source, after_id: int(q, "after_id", 0), limit: int(q, "limit", 5_000, 1, 20_000))}
   end
 
   defp do_handle(source, "at", q) do
@@ -55,7 +57,7 @@ defmodule ElixirScope.Web.Api do
 
   defp do_handle(source, "call_tree", q) do
     opts =
-      [limit: int(q, "limit", 2_000, 1, 5_000)] ++
+      [limit: int(q, "limit", 2_000, 1, 5_000), offset: int(q, "offset", 0)] ++
         Enum.flat_map(["since", "until"], fn k ->
           if q[k], do: [{String.to_existing_atom(k), int(q, k, nil, -@max_int)}], else: []
         end)
@@ -67,7 +69,7 @@ defmodule ElixirScope.Web.Api do
     query = Map.get(q, "q", "")
     if byte_size(query) > 500, do: bad("q is limited to 500 bytes")
 
-    case Data.search(source, query, limit: int(q, "limit", 500, 1, 1_000)) do
+    case Data.search(source, query, limit: int(q, "limit", 500, 1, 1_000), after_id: int(q, "after_id", 0)) do
       %{error: msg} -> {:error, 400, msg}
       result -> {:ok, result}
     end

@@ -11,9 +11,16 @@ defmodule ElixirScope.Web.Data do
 
   alias ElixirScope.Event
   alias ElixirScope.Storage.EventCorrelator
-  alias ElixirScope.Web.{Render, Source}
+  alias ElixirScope.Web.{Cache, Render, Source}
 
   @max_page 20_000
+  # A detail stays bounded whatever the call recorded: each section (arguments, locals,
+  # expressions, states) shares a byte budget among its values, each value getting at least
+  # @min_value bytes and at most the usual 16 KB.
+  @args_budget 65_536
+  @section_budget 131_072
+  @min_value 256
+
   @call_kinds [:call, :return, :exception, :tail_call]
   @kinds Event.kinds()
   @kind_index @kinds |> Enum.with_index() |> Map.new()
@@ -180,24 +187,34 @@ defmodule ElixirScope.Web.Data do
     cond do
       not Regex.match?(~r/^<\d{1,10}\.\d{1,10}\.\d{1,10}>$/, text) -> nil
       pids = Source.pids(source) -> Enum.find(pids, &(Render.pid(&1) == text))
-      true -> :erlang.list_to_pid(String.to_charlist(text))
+      true -> to_pid(text)
     end
   end
 
   def parse_pid(_, _), do: nil
 
+  # numbers past the pid ranges (`<9999999999.0.0>`) are not pids
+  defp to_pid(text) do
+    :erlang.list_to_pid(String.to_charlist(text))
+  rescue
+    ArgumentError -> nil
+  end
+
   # ------------------------------------------------------------------- detail
 
-  @doc "Everything about one event, for the detail panel; nil when there is no such event."
-  @spec event_detail(Source.t(), pos_integer()) :: map() | nil
-  def event_detail(source, id) do
+  @doc """
+  Everything about one event, for the detail panel; nil when there is no such event.
+  `cache:` the server's `ElixirScope.Web.Cache`, for source snippets (see `source_snippet/3`).
+  """
+  @spec event_detail(Source.t(), pos_integer(), keyword()) :: map() | nil
+  def event_detail(source, id, opts \\ []) do
     case Source.get(source, id) do
       nil -> nil
-      e -> detail(source, e, t0(source))
+      e -> detail(source, e, t0(source), opts[:cache])
     end
   end
 
-  defp detail(source, e, t0) do
+  defp detail(source, e, t0, files) do
     call = call_of(source, e)
 
     %{
@@ -213,21 +230,21 @@ defmodule ElixirScope.Web.Data do
       redacted: e.redacted?,
       value: payload_view(e),
       call: call && call_view(source, call, t0),
-      source: source_snippet((call && call.event) || e, e.line),
+      source: source_snippet((call && call.event) || e, e.line, files),
       peer: peer(source, e, t0)
     }
   end
 
-  defp payload_view(%Event{kind: :call, payload: args}) when is_list(args), do: %{args: Enum.map(args, &Render.term/1)}
+  defp payload_view(%Event{kind: :call, payload: args}) when is_list(args), do: %{args: terms(args, @args_budget)}
   defp payload_view(%Event{kind: :return, payload: v}), do: %{return: Render.term(v)}
   defp payload_view(%Event{kind: :exception, payload: p}), do: %{exception: Render.exception(p)}
 
   defp payload_view(%Event{kind: :tail_call, payload: {m, f, args}}) when is_list(args),
-    do: %{target: Render.mfa({m, f, length(args)}), args: Enum.map(args, &Render.term/1)}
+    do: %{target: Render.mfa({m, f, length(args)}), args: terms(args, @args_budget)}
 
-  defp payload_view(%Event{kind: :local, payload: vars}), do: %{locals: vars_view(vars)}
-  defp payload_view(%Event{kind: :expr, payload: {src, v}}), do: %{expr: to_string(src), value: Render.term(v)}
-  defp payload_view(%Event{kind: :state, payload: {phase, st}}), do: %{phase: to_string(phase), state: Render.term(st)}
+  defp payload_view(%Event{kind: :local, payload: vars}), do: %{locals: vars_view(vars, @section_budget)}
+  defp payload_view(%Event{kind: :expr, payload: {src, v}}), do: %{expr: source_text(src), value: Render.term(v)}
+  defp payload_view(%Event{kind: :state, payload: {phase, st}}), do: %{phase: phase(phase), state: Render.term(st)}
   defp payload_view(%Event{kind: :send, payload: {dest, msg}}), do: %{dest: Render.short(dest), message: Render.term(msg)}
   defp payload_view(%Event{kind: :receive, payload: msg}), do: %{message: Render.term(msg)}
   defp payload_view(%Event{kind: :spawn, payload: child}), do: %{child: Render.short(child)}
@@ -235,17 +252,32 @@ defmodule ElixirScope.Web.Data do
   defp payload_view(%Event{kind: :custom, payload: {name, data}}), do: %{name: Render.short(name), data: Render.term(data)}
   defp payload_view(%Event{payload: other}), do: %{value: Render.term(other)}
 
-  defp vars_view(vars) when is_map(vars) or is_list(vars) do
+  defp vars_view(vars, budget) when is_map(vars) or is_list(vars) do
+    vars = Enum.take(vars, 100)
+    max = per_value(length(vars), budget)
+
     vars
-    |> Enum.take(100)
     |> Enum.map(fn
-      {k, v} -> %{name: var_name(k), value: Render.term(v)}
-      other -> %{name: "?", value: Render.term(other)}
+      {k, v} -> %{name: var_name(k), value: Render.term(v, max: max)}
+      other -> %{name: "?", value: Render.term(other, max: max)}
     end)
     |> Enum.sort_by(& &1.name)
   end
 
-  defp vars_view(other), do: [%{name: "?", value: Render.term(other)}]
+  defp vars_view(other, budget), do: [%{name: "?", value: Render.term(other, max: per_value(1, budget))}]
+
+  defp per_value(n, budget), do: budget |> div(max(n, 1)) |> max(@min_value) |> min(16_384)
+
+  defp terms(values, budget) do
+    max = per_value(length(values), budget)
+    Enum.map(values, &Render.term(&1, max: max))
+  end
+
+  defp phase(p) when is_atom(p), do: Atom.to_string(p)
+  defp phase(p), do: Render.short(p, 40)
+
+  defp source_text(src) when is_binary(src), do: Render.cut(src, 2_000)
+  defp source_text(src), do: Render.short(src, 2_000)
 
   defp var_name(k) when is_atom(k), do: Atom.to_string(k)
   defp var_name(k) when is_binary(k), do: k
@@ -274,7 +306,7 @@ defmodule ElixirScope.Web.Data do
       id: c.id,
       mfa: Render.mfa(c),
       t: c.ts - t0,
-      args: if(is_list(c.payload), do: Enum.map(c.payload, &Render.term/1), else: []),
+      args: if(is_list(c.payload), do: terms(c.payload, @args_budget), else: []),
       status: status(ending),
       end_id: ending && ending.id,
       duration_ns: ending && ending.ts - c.ts,
@@ -282,16 +314,30 @@ defmodule ElixirScope.Web.Data do
       exception: (match?(%Event{kind: :exception}, ending) && Render.exception(ending.payload)) || nil,
       tail_call: (match?(%Event{kind: :tail_call}, ending) && payload_view(ending)) || nil,
       # at most 50 of each kind, so that a detail stays small whatever the call recorded
-      locals: for(%Event{kind: :local} = l <- first(related, :local), do: %{id: l.id, line: l.line, vars: vars_view(l.payload)}),
-      exprs:
-        for(%Event{kind: :expr, payload: {s, v}} = x <- first(related, :expr), do: %{id: x.id, line: x.line, source: to_string(s), value: Render.term(v)}),
-      states: for(%Event{kind: :state, payload: {p, st}} = s <- first(related, :state), do: %{id: s.id, phase: to_string(p), state: Render.term(st)}),
+      locals: locals_view(first(related, :local)),
+      exprs: exprs_view(first(related, :expr)),
+      states: states_view(first(related, :state)),
       omitted: Enum.sum(for k <- [:local, :expr, :state], do: max(Enum.count(related, &(&1.kind == k)) - 50, 0)),
       parent: parent_view(source, c)
     }
   end
 
   defp first(events, kind), do: events |> Enum.filter(&(&1.kind == kind)) |> Enum.take(50)
+
+  defp locals_view(events) do
+    budget = div(@section_budget, max(length(events), 1))
+    for l <- events, do: %{id: l.id, line: l.line, vars: vars_view(l.payload, budget)}
+  end
+
+  defp exprs_view(events) do
+    max = per_value(length(events), @section_budget)
+    for %Event{payload: {s, v}} = x <- events, do: %{id: x.id, line: x.line, source: source_text(s), value: Render.term(v, max: max)}
+  end
+
+  defp states_view(events) do
+    max = per_value(length(events), @section_budget)
+    for %Event{payload: {p, st}} = s <- events, do: %{id: s.id, phase: phase(p), state: Render.term(st, max: max)}
+  end
 
   defp status(nil), do: "open"
   defp status(%Event{kind: :return}), do: "ok"
@@ -325,19 +371,22 @@ defmodule ElixirScope.Web.Data do
   @doc """
   The source lines around `line` of the module's compiled source file. Only files of
   loaded modules that lie under the current working directory are read, one small window.
+  Loading a module and reading a file go through single VM-wide processes (the code server:
+  for a module that does not exist, a search of the whole code path; the file server): under
+  load they queue every request behind them. So modules are never loaded here (a server
+  loads a recording's modules when it starts, `ElixirScope.Web.Server`), and a server
+  passes its `ElixirScope.Web.Cache`, where each file is read once.
   """
-  @spec source_snippet(Event.t(), non_neg_integer() | nil) :: map() | nil
-  def source_snippet(%Event{module: m}, line) when is_atom(m) and m != nil and is_integer(line) and line > 0 do
-    with true <- function_exported?(m, :module_info, 1) or match?({:module, _}, :code.ensure_loaded(m)),
+  @spec source_snippet(Event.t(), non_neg_integer() | nil, Cache.t() | nil) :: map() | nil
+  def source_snippet(event, line, cache \\ nil)
+
+  def source_snippet(%Event{module: m}, line, cache) when is_atom(m) and m != nil and is_integer(line) and line > 0 do
+    with true <- function_exported?(m, :module_info, 1),
          source when is_list(source) <- m.module_info(:compile)[:source],
-         path = List.to_string(source),
-         true <- inside_cwd?(path),
-         {:ok, %File.Stat{type: :regular, size: size}} when size < 2_000_000 <- File.stat(path),
-         {:ok, text} <- File.read(path) do
-      lines = String.split(text, "\n")
+         {:ok, file, lines} <- source_lines(List.to_string(source), cache) do
       from = max(line - 3, 1)
-      window = lines |> Enum.slice((from - 1)..(line + 2)//1) |> Enum.map(&Render.cut(&1, 300))
-      %{file: Path.relative_to_cwd(path), line: line, from: from, lines: window}
+      window = for i <- from..min(line + 2, tuple_size(lines))//1, do: Render.cut(elem(lines, i - 1), 300)
+      %{file: file, line: line, from: from, lines: window}
     else
       _ -> nil
     end
@@ -345,12 +394,31 @@ defmodule ElixirScope.Web.Data do
     _ -> nil
   end
 
-  def source_snippet(_, _), do: nil
+  def source_snippet(_, _, _), do: nil
 
-  defp inside_cwd?(path) do
+  defp source_lines(path, nil), do: read_lines(path)
+
+  defp source_lines(path, cache) do
+    Cache.fetch(cache, {:file, path}, fn ->
+      case read_lines(path) do
+        {:ok, _, lines} = ok -> {ok, 64 + Enum.sum(for l <- Tuple.to_list(lines), do: byte_size(l) + 16)}
+        error -> {error, 64}
+      end
+    end)
+  end
+
+  # {:ok, path relative to the cwd, lines} for a .ex/.exs file under the cwd, smaller than 2 MB
+  defp read_lines(path) do
     cwd = File.cwd!()
-    expanded = Path.expand(path)
-    String.starts_with?(expanded, cwd <> "/") and Path.extname(expanded) in [".ex", ".exs"]
+    expanded = Path.expand(path, cwd)
+
+    with true <- String.starts_with?(expanded, cwd <> "/") and Path.extname(expanded) in [".ex", ".exs"],
+         {:ok, %File.Stat{type: :regular, size: size}} when size < 2_000_000 <- File.stat(expanded),
+         {:ok, text} <- File.read(expanded) do
+      {:ok, Path.relative_to(expanded, cwd), text |> String.split("\n") |> List.to_tuple()}
+    else
+      _ -> :error
+    end
   end
 
   # ---------------------------------------------------------- state & stacks
@@ -514,12 +582,15 @@ defmodule ElixirScope.Web.Data do
 
   @doc """
   The call tree of `pid` flattened in display order: rows with `depth`, `id`, `mfa`, `status`,
-  `t`, `duration_ns`, `args`; bounded to `limit` rows (max 5,000) from the first `max_events` events.
+  `t`, `duration_ns`, `args`; a page of `limit` rows (max 5,000) from `offset`, built from the
+  process's first 50,000 events (`truncated` when it had more). `next_offset` is where the next
+  page starts, nil after the last.
   """
   @spec call_tree(Source.t(), pid(), keyword()) :: map()
   def call_tree(source, pid, opts \\ []) do
     t0 = t0(source)
     limit = opts |> Keyword.get(:limit, 2_000) |> min(5_000) |> max(1)
+    offset = opts |> Keyword.get(:offset, 0) |> max(0)
     window = Enum.flat_map([:since, :until], fn k -> if v = opts[k], do: [{k, v + t0}], else: [] end)
     events = Source.fetch(source, [pid: pid, limit: 50_000] ++ window) |> ok_list()
     roots = events |> EventCorrelator.call_trees_by_pid() |> Map.get(pid, [])
@@ -527,6 +598,7 @@ defmodule ElixirScope.Web.Data do
 
     rows =
       flat
+      |> Enum.drop(offset)
       |> Enum.take(limit)
       |> Enum.map(fn {depth, node} ->
         c = node.event
@@ -543,15 +615,17 @@ defmodule ElixirScope.Web.Data do
         }
       end)
 
-    %{pid: Render.pid(pid), rows: rows, truncated: length(flat) > limit or length(events) >= 50_000}
+    more? = length(flat) > offset + limit
+    %{pid: Render.pid(pid), rows: rows, offset: offset, next_offset: if(more?, do: offset + limit), truncated: length(events) >= 50_000}
   end
 
   # ------------------------------------------------------------------ search
 
   @doc """
-  Event ids matching a search. `query` words: `kind:call`, `pid:<0.1.0>`, `mod:Name`, `fun:name`,
-  anything else is text looked for (case-insensitively) in `Mod.fun/arity` and the rendered payload.
-  At most `limit` (≤ 1,000) ids; at most 200,000 events are examined.
+  Event ids matching a search, after event `after_id` (default 0). `query` words: `kind:call`,
+  `pid:<0.1.0>`, `mod:Name`, `fun:name`, anything else is text looked for (case-insensitively)
+  in `Mod.fun/arity` and the rendered payload. At most `limit` (≤ 1,000) ids; at most 200,000
+  events are examined. When it stopped early (`truncated`), `next_after_id` is where to go on.
   """
   @spec search(Source.t(), String.t(), keyword()) :: map()
   def search(source, query, opts \\ []) do
@@ -563,27 +637,36 @@ defmodule ElixirScope.Web.Data do
         %{error: msg, ids: [], truncated: false}
 
       filters ->
-        {ids, truncated?} = scan(source, filters, words, limit, 0, 0, [])
-        %{ids: ids, truncated: truncated?, query: query}
+        {ids, next} = scan(source, filters, words, limit, Keyword.get(opts, :after_id, 0), 0, [])
+        %{ids: ids, truncated: next != nil, next_after_id: next, query: query}
     end
   end
 
   @max_scan 200_000
+  @scan_page 2_000
 
-  defp scan(source, filters, words, limit, after_id, scanned, acc) do
-    page = Source.fetch(source, filters ++ [after_id: after_id, limit: 5_000]) |> ok_list()
-
-    acc =
-      Enum.reduce(page, acc, fn e, acc -> if length(acc) < limit and matches?(e, words), do: [e.id | acc], else: acc end)
-
+  # {ids, the id to continue after (nil when the source is exhausted)}; `left` ids still wanted
+  defp scan(source, filters, words, left, after_id, scanned, acc) do
+    page = Source.fetch(source, filters ++ [after_id: after_id, limit: @scan_page]) |> ok_list()
+    {acc, left, last} = match_page(page, words, left, acc, after_id)
     scanned = scanned + length(page)
 
     cond do
-      length(acc) >= limit -> {Enum.reverse(acc), true}
-      page == [] or length(page) < 5_000 -> {Enum.reverse(acc), false}
-      scanned >= @max_scan -> {Enum.reverse(acc), true}
-      true -> scan(source, filters, words, limit, List.last(page).id, scanned, acc)
+      left == 0 -> {Enum.reverse(acc), last}
+      length(page) < @scan_page -> {Enum.reverse(acc), nil}
+      scanned >= @max_scan -> {Enum.reverse(acc), last}
+      true -> scan(source, filters, words, left, last, scanned, acc)
     end
+  end
+
+  # stops at the limit, so that the cursor is the last id examined
+  defp match_page([], _words, left, acc, last), do: {acc, left, last}
+  defp match_page(_page, _words, 0, acc, last), do: {acc, 0, last}
+
+  defp match_page([e | rest], words, left, acc, _last) do
+    if matches?(e, words),
+      do: match_page(rest, words, left - 1, [e.id | acc], e.id),
+      else: match_page(rest, words, left, acc, e.id)
   end
 
   defp matches?(_e, []), do: true

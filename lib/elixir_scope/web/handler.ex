@@ -1,69 +1,91 @@
 defmodule ElixirScope.Web.Handler do
   @moduledoc """
-  The `:httpd` module callback (`do/1`) serving the cinema: the page and its
-  static assets (only files listed in `priv/static` when the server started;
-  no path from a request is ever joined to the file system), and the JSON API
-  (see `docs/web_api.md`). Requests are GET/HEAD only. When the server has a
-  token, every request must carry it: `x-scope-token` header, `token` query
-  parameter, or the `scope_token` cookie set when the page was opened with it.
+  Answers one request of the cinema (called by `ElixirScope.Web.HTTP` for each request):
+  the page and its static assets (the files of `priv/static`, read when the server
+  started; no path from a request is ever joined to the file system), and the JSON API
+  (see `docs/web_api.md`). Requests are GET/HEAD only, with a `Host` the server answers
+  to, and API requests with no foreign `Origin` (`ElixirScope.Web.Hosts`, against DNS
+  rebinding). When the server has a token, every request must carry it: `x-scope-token`
+  header, `token` query parameter, or the `scope_token` cookie set when the page was opened
+  with it. Errors are JSON `{"error": message}`; an internal error is logged, and the client
+  is told only that it happened.
   """
 
-  require Record
-  Record.defrecordp(:mod, Record.extract(:mod, from_lib: "inets/include/httpd.hrl"))
-
-  alias ElixirScope.Web.{Api, JSON}
+  require Logger
+  alias ElixirScope.Web.{Api, Cache, Hosts, JSON, Server}
 
   @security_headers [
-    {:"x-content-type-options", ~c"nosniff"},
-    {:"x-frame-options", ~c"DENY"},
-    {:"referrer-policy", ~c"no-referrer"},
-    {:"content-security-policy",
-     ~c"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
+    {"x-content-type-options", "nosniff"},
+    {"x-frame-options", "DENY"},
+    {"referrer-policy", "no-referrer"},
+    {"cache-control", "no-store"},
+    {"content-security-policy",
+     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
   ]
 
-  @doc false
-  # the httpd callback; `do` is a reserved word in Elixir, hence unquote
-  @spec unquote(:do)(tuple()) :: {:proceed, list()}
-  def unquote(:do)(mod_data) do
-    ref = :httpd_util.lookup(mod(mod_data, :config_db), :elixir_scope_web)
-    state = ElixirScope.Web.Server.state(ref)
-    method = mod(mod_data, :method)
-    {path, query} = split_uri(List.to_string(mod(mod_data, :request_uri)))
-    headers = mod(mod_data, :parsed_header)
+  @typedoc "A request header, name in lower case."
+  @type header :: {String.t(), String.t()}
 
-    {status, extra_headers, content_type, body} =
+  @doc "The response to `method uri` with `headers`, for the server published under `ref`."
+  @spec handle(reference(), String.t(), String.t(), [header()]) :: {pos_integer(), [{String.t(), iodata()}], iodata()}
+  def handle(ref, method, uri, headers) do
+    {status, extra, content_type, body} =
       try do
-        cond do
-          state == nil -> json(503, %{error: "the cinema server is stopping"})
-          method not in [~c"GET", ~c"HEAD"] -> json(405, %{error: "only GET is supported"})
-          not authorized?(state, headers, query) -> json(401, %{error: "a valid token is required (x-scope-token header or ?token=)"})
-          true -> route(state, path, query) |> with_cookie(state, query)
-        end
+        respond(Server.state(ref), method, uri, headers)
       rescue
-        e -> json(500, %{error: "internal error: " <> Exception.message(e)})
+        e ->
+          # the details go to the log, never to the client
+          Logger.error("ElixirScope cinema: internal error on #{method} #{String.slice(uri, 0, 200)}: " <> Exception.format(:error, e, __STACKTRACE__))
+          json(500, %{error: "internal error (details are in the server log)"})
       end
 
-    body = if method == ~c"HEAD", do: "", else: body
-    size = if method == ~c"HEAD", do: 0, else: IO.iodata_length(body)
+    {status, [{"content-type", content_type} | @security_headers] ++ extra, body}
+  end
 
-    head =
-      [code: status, content_type: content_type, content_length: Integer.to_charlist(size), cache_control: ~c"no-store"] ++
-        @security_headers ++ extra_headers
+  defp respond(nil, _method, _uri, _headers), do: json(503, %{error: "the cinema server is stopping"})
 
-    {:proceed, [{:response, {:response, head, body}}]}
+  defp respond(state, method, uri, headers) do
+    {path, query} = split_uri(uri)
+
+    cond do
+      (error = host_error(state, headers)) != nil -> error
+      method not in ["GET", "HEAD"] -> json(405, %{error: "only GET is supported"})
+      query == :malformed -> json(400, %{error: "malformed query string (bad percent-encoding)"})
+      not authorized?(state, headers, query) -> json(401, %{error: "a valid token is required (x-scope-token header or ?token=)"})
+      api?(path) and not Hosts.origin?(state.hosts, header(headers, "origin")) -> json(403, %{error: "cross-origin requests are refused"})
+      true -> route(state, path, query) |> with_cookie(state, query)
+    end
+  end
+
+  defp api?(path), do: String.starts_with?(path, "/api/")
+
+  # DNS rebinding: only the Host names this server is reached by (see ElixirScope.Web.Hosts)
+  defp host_error(state, headers) do
+    case for({"host", v} <- headers, do: v) do
+      [host] ->
+        if Hosts.host?(state.hosts, host),
+          do: nil,
+          else: json(403, %{error: "Host #{inspect(String.slice(host, 0, 80))} is not accepted: open the cinema by its address, or list the name in the hosts: option"})
+
+      [] ->
+        json(400, %{error: "a Host header is required"})
+
+      _ ->
+        json(400, %{error: "one Host header is required"})
+    end
   end
 
   defp split_uri(uri) do
     case String.split(uri, "?", parts: 2) do
-      [path, q] -> {path, safe_query(q)}
+      [path, q] -> {path, parse_query(q)}
       [path] -> {path, %{}}
     end
   end
 
-  defp safe_query(q) do
+  defp parse_query(q) do
     URI.decode_query(q)
   rescue
-    _ -> %{}
+    ArgumentError -> :malformed
   end
 
   # ------------------------------------------------------------------ auth
@@ -72,9 +94,9 @@ defmodule ElixirScope.Web.Handler do
 
   defp authorized?(%{token: token}, headers, query) do
     candidates = [
-      header(headers, ~c"x-scope-token"),
+      header(headers, "x-scope-token"),
       query["token"],
-      cookie(header(headers, ~c"cookie"), "scope_token")
+      cookie(header(headers, "cookie"), "scope_token")
     ]
 
     Enum.any?(candidates, &(is_binary(&1) and secure_equal?(&1, token)))
@@ -82,7 +104,7 @@ defmodule ElixirScope.Web.Handler do
 
   defp header(headers, name) do
     case List.keyfind(headers, name, 0) do
-      {_, value} -> List.to_string(value)
+      {_, value} -> value
       nil -> nil
     end
   end
@@ -103,7 +125,7 @@ defmodule ElixirScope.Web.Handler do
   defp secure_equal?(a, b), do: :crypto.hash(:sha256, a) == :crypto.hash(:sha256, b) and a == b
 
   defp with_cookie({status, headers, type, body}, %{token: token}, %{"token" => token}) when is_binary(token),
-    do: {status, [{:"set-cookie", String.to_charlist("scope_token=#{token}; HttpOnly; SameSite=Strict; Path=/")} | headers], type, body}
+    do: {status, [{"set-cookie", "scope_token=#{token}; HttpOnly; SameSite=Strict; Path=/"} | headers], type, body}
 
   defp with_cookie(response, _state, _query), do: response
 
@@ -119,35 +141,28 @@ defmodule ElixirScope.Web.Handler do
     key = if path == "/index.html", do: "/static/index.html", else: path
 
     case Map.fetch(files, key) do
-      {:ok, file} ->
-        case File.read(file) do
-          {:ok, body} -> {200, [], content_type(file), body}
-          {:error, _} -> json(404, %{error: "not found"})
-        end
-
-      :error ->
-        json(404, %{error: "not found"})
+      {:ok, {type, body}} -> {200, [], type, body}
+      :error -> json(404, %{error: "not found"})
     end
   end
 
+  # a recording never changes: each distinct API request is computed once (see ElixirScope.Web.Cache)
+  defp api(%{source: :live} = state, endpoint, query), do: compute(state, endpoint, query)
+
   defp api(state, endpoint, query) do
-    case Api.handle(state.source, endpoint, query) do
-      {:ok, data} -> json(200, data)
+    Cache.fetch(state.cache, {:api, state.generation, endpoint, Map.delete(query, "token")}, fn ->
+      {status, _, _, body} = response = compute(state, endpoint, query)
+      if status == 200, do: {response, IO.iodata_length(body) + 256}, else: {response, :skip}
+    end)
+  end
+
+  defp compute(state, endpoint, query) do
+    case Api.handle(state.source, endpoint, query, cache: state.cache) do
+      {:ok, data} -> json(200, IO.iodata_to_binary(JSON.encode_iodata(data)))
       {:error, status, message} -> json(status, %{error: message})
     end
   end
 
-  defp json(status, data), do: {status, [], ~c"application/json; charset=utf-8", JSON.encode_iodata(data)}
-
-  defp content_type(file) do
-    case Path.extname(file) do
-      ".html" -> ~c"text/html; charset=utf-8"
-      ".js" -> ~c"text/javascript; charset=utf-8"
-      ".css" -> ~c"text/css; charset=utf-8"
-      ".svg" -> ~c"image/svg+xml"
-      ".png" -> ~c"image/png"
-      ".json" -> ~c"application/json"
-      _ -> ~c"application/octet-stream"
-    end
-  end
+  defp json(status, body) when is_binary(body), do: {status, [], "application/json; charset=utf-8", body}
+  defp json(status, data), do: {status, [], "application/json; charset=utf-8", JSON.encode_iodata(data)}
 end

@@ -1,30 +1,26 @@
 defmodule ElixirScope.Web.Render do
   @moduledoc """
-  Turns recorded terms into bounded text for the cinema: values are shown as
-  Elixir terms (`inspect/2` with limits, then cut to a byte budget, the cut
-  marked), pids as `<0.123.0>`, calls as `Mod.fun/arity`. Never raises: a term
-  whose `Inspect` implementation fails is shown by the default inspector.
+  Turns recorded terms into bounded text for the cinema and the exports: values
+  through the one formatter of captured values (`ElixirScope.Report.Format.text/2`,
+  cut to a byte budget, the cut marked), pids as `<0.123.0>`, calls as
+  `Mod.fun/arity`. Never raises.
   """
 
   alias ElixirScope.{Event, Truncated}
+  alias ElixirScope.Report.Format
 
   @max_bytes 16_384
 
-  @doc "A value as Elixir source-like text, at most `max` bytes (`…` marks a cut)."
+  @doc "A value as Elixir source-like text, at most `max` bytes (`…` marks a cut); see `ElixirScope.Report.Format.text/2`."
   @spec term(term(), keyword()) :: String.t()
   def term(value, opts \\ []) do
-    max = Keyword.get(opts, :max, @max_bytes)
-    pretty = Keyword.get(opts, :pretty, true)
-    inspect_opts = [limit: Keyword.get(opts, :limit, 100), printable_limit: max, pretty: pretty, width: 80]
-
-    text =
-      try do
-        inspect(value, inspect_opts)
-      rescue
-        _ -> inspect(value, [structs: false] ++ inspect_opts)
-      end
-
-    cut(text, max)
+    Format.text(value,
+      max: Keyword.get(opts, :max, @max_bytes),
+      limit: Keyword.get(opts, :limit, 100),
+      printable_limit: Keyword.get(opts, :max, @max_bytes),
+      pretty: Keyword.get(opts, :pretty, true),
+      width: 80
+    )
   end
 
   @doc "A short one-line rendering (for lists and tooltips)."
@@ -33,22 +29,13 @@ defmodule ElixirScope.Web.Render do
 
   @doc "Cuts `text` to at most `max` bytes on a character boundary, appending `…`."
   @spec cut(String.t(), pos_integer()) :: String.t()
-  def cut(text, max) when byte_size(text) <= max, do: text
-
-  def cut(text, max) do
-    prefix = binary_part(text, 0, max)
-    # drop a partial UTF-8 sequence at the end
-    prefix = if String.valid?(prefix), do: prefix, else: String.slice(prefix, 0, String.length(prefix) - 1) |> valid_prefix()
-    prefix <> "…"
-  end
-
-  defp valid_prefix(s), do: if(String.valid?(s), do: s, else: valid_prefix(binary_part(s, 0, byte_size(s) - 1)))
+  defdelegate cut(text, max), to: Format, as: :cut_bytes
 
   @doc "`<0.123.0>` for a pid; other values inspected."
   @spec pid(term()) :: String.t()
   def pid(p) when is_pid(p), do: p |> :erlang.pid_to_list() |> List.to_string()
   def pid(nil), do: "?"
-  def pid(other), do: inspect(other)
+  def pid(other), do: short(other, 80)
 
   @doc "`Mod.fun/arity` of an event (empty string when it names no function)."
   @spec mfa(Event.t() | {module(), atom(), non_neg_integer() | nil}) :: String.t()
@@ -65,7 +52,8 @@ defmodule ElixirScope.Web.Render do
   @doc "An exception payload `{kind, reason, stacktrace}` as a banner and stacktrace lines."
   @spec exception(term()) :: %{kind: String.t(), message: String.t(), reason: String.t(), stacktrace: [String.t()]}
   def exception({kind, reason, stack}) do
-    stack = if is_list(stack), do: Enum.filter(stack, &stack_entry?/1), else: []
+    # exception messages inspect their fields themselves: format a bounded copy
+    {reason, stack} = Format.bounded({reason, if(is_list(stack), do: Enum.filter(stack, &stack_entry?/1), else: [])})
 
     message =
       try do

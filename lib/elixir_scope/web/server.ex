@@ -1,12 +1,13 @@
 defmodule ElixirScope.Web.Server do
   @moduledoc """
   One running cinema: owns the event source (its ETS tables for a recording)
-  and the `:httpd` instance, and publishes what the request handler needs
-  (source, token, static file list) in `:persistent_term` under its ref.
+  and the listen socket (`ElixirScope.Web.HTTP`), and publishes what the request handler needs
+  (source, token, accepted hosts, static files, its `ElixirScope.Web.Cache`) in
+  `:persistent_term` under its ref.
   """
   use GenServer
 
-  alias ElixirScope.Web.Source
+  alias ElixirScope.Web.{Cache, Handler, Hosts, HTTP, Source}
 
   @doc false
   @spec start(keyword(), :link | :nolink) :: GenServer.on_start()
@@ -25,57 +26,64 @@ defmodule ElixirScope.Web.Server do
   @spec set_source(pid(), Source.t() | {:events, list(), map()}) :: :ok
   def set_source(pid, source), do: GenServer.call(pid, {:set_source, source})
 
+  # Connections are cheap processes: room for a few hundred keep-alive clients (each holds a
+  # slot until it closes or idles out).
+  @max_clients 512
+
   @impl true
   def init(opts) do
     Process.flag(:trap_exit, true)
     ref = make_ref()
     ip = Keyword.fetch!(opts, :ip)
     {source, owned?} = build_source(Keyword.fetch!(opts, :source))
+    load_modules(source)
     static_dir = Keyword.fetch!(opts, :static_dir)
+    handle = fn method, uri, headers -> Handler.handle(ref, method, uri, headers) end
 
-    publish(ref, source, opts[:token], static_dir)
-
-    config = [
-      port: Keyword.fetch!(opts, :port),
-      server_name: ~c"elixir_scope",
-      server_root: String.to_charlist(System.tmp_dir!()),
-      document_root: String.to_charlist(static_dir),
-      bind_address: ip,
-      modules: [ElixirScope.Web.Handler],
-      max_body_size: 4096,
-      max_uri_size: 8192,
-      max_header_size: 16_384,
-      keep_alive: true,
-      max_clients: 64,
-      elixir_scope_web: ref
-    ]
-
-    case :inets.start(:httpd, config) do
-      {:ok, httpd} ->
-        Process.monitor(httpd)
-        port = :httpd.info(httpd)[:port]
-        {:ok, %{ref: ref, httpd: httpd, port: port, ip: ip, token: opts[:token], source: source, owned?: owned?, static_dir: static_dir}}
+    case HTTP.start_link(ip, Keyword.fetch!(opts, :port), handle, @max_clients) do
+      {:ok, listener, port} ->
+        # published once the port is known (the accepted Host names carry it); until then requests get 503
+        s = %{ref: ref, listener: listener, port: port, ip: ip, token: opts[:token], source: source, owned?: owned?,
+              static_dir: static_dir, hosts: Hosts.accepted(ip, port, Keyword.get(opts, :hosts, [])),
+              cache: Cache.new(), generation: make_ref()}
+        publish(s)
+        {:ok, s}
 
       {:error, reason} ->
-        :persistent_term.erase({__MODULE__, ref})
         if owned?, do: Source.release(source)
-        {:stop, reason}
+        {:stop, {:listen, reason}}
     end
   end
+
+  # The inspector shows source lines of loaded modules only (Data.source_snippet/3): load a
+  # recording's modules here, once, rather than let concurrent requests each ask the code server.
+  defp load_modules(source), do: source |> Source.modules() |> Enum.each(&Code.ensure_loaded/1)
 
   # {source, whether this server built it (and so frees it)}
   defp build_source({:events, events, meta}), do: {Source.from_events(events, meta), true}
   defp build_source(source), do: {source, false}
 
-  defp publish(ref, source, token, static_dir) do
+  defp publish(s) do
     files =
-      static_dir
+      s.static_dir
       |> Path.join("**")
       |> Path.wildcard()
       |> Enum.filter(&File.regular?/1)
-      |> Map.new(fn f -> {"/static/" <> Path.relative_to(f, static_dir), f} end)
+      |> Map.new(fn f -> {"/static/" <> Path.relative_to(f, s.static_dir), {content_type(f), File.read!(f)}} end)
 
-    :persistent_term.put({__MODULE__, ref}, %{source: source, token: token, static: files})
+    :persistent_term.put({__MODULE__, s.ref}, %{source: s.source, token: s.token, static: files, hosts: s.hosts, cache: s.cache, generation: s.generation})
+  end
+
+  defp content_type(file) do
+    case Path.extname(file) do
+      ".html" -> "text/html; charset=utf-8"
+      ".js" -> "text/javascript; charset=utf-8"
+      ".css" -> "text/css; charset=utf-8"
+      ".svg" -> "image/svg+xml"
+      ".png" -> "image/png"
+      ".json" -> "application/json"
+      _ -> "application/octet-stream"
+    end
   end
 
   @impl true
@@ -87,19 +95,31 @@ defmodule ElixirScope.Web.Server do
 
   def handle_call({:set_source, source}, _from, s) do
     {new, owned?} = build_source(source)
-    publish(s.ref, new, s.token, s.static_dir)
+    load_modules(new)
+    # requests still running on the old source store under the old generation, never read again
+    publish(%{s | source: new, generation: make_ref()})
+    Cache.clear(s.cache)
     if s.owned? and new != s.source, do: Source.release(s.source)
     {:reply, :ok, %{s | source: new, owned?: owned?}}
   end
 
   @impl true
-  def handle_info({:DOWN, _, :process, pid, reason}, %{httpd: pid} = s), do: {:stop, {:httpd_down, reason}, s}
+  def handle_info({:EXIT, pid, reason}, %{listener: pid} = s), do: {:stop, {:listener_down, reason}, s}
   def handle_info(_msg, s), do: {:noreply, s}
 
   @impl true
   def terminate(_reason, s) do
     :persistent_term.erase({__MODULE__, s.ref})
-    _ = :inets.stop(:httpd, s.httpd)
+    # the listener takes its socket, acceptors and connections with it; wait, so that the port is free on return
+    ref = Process.monitor(s.listener)
+    Process.exit(s.listener, :shutdown)
+
+    receive do
+      {:DOWN, ^ref, _, _, _} -> :ok
+    after
+      5_000 -> Process.exit(s.listener, :kill)
+    end
+
     if s.owned?, do: Source.release(s.source)
     :ok
   end

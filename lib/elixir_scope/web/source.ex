@@ -67,6 +67,24 @@ defmodule ElixirScope.Web.Source do
   def size(:live), do: nil
   def size(%Recording{} = rec), do: Index.size(rec)
 
+  @doc "The distinct modules of a recording's first `max_events` events (`[]` for live)."
+  @spec modules(t(), pos_integer()) :: [module()]
+  def modules(source, max_events \\ 100_000)
+  def modules(:live, _max), do: []
+  def modules(%Recording{} = rec, max), do: modules(rec, 0, max, MapSet.new())
+
+  defp modules(rec, after_id, left, acc) do
+    case fetch(rec, after_id: after_id, limit: min(left, 10_000)) do
+      [_ | _] = page ->
+        acc = Enum.reduce(page, acc, fn e, acc -> if is_atom(e.module) and e.module != nil, do: MapSet.put(acc, e.module), else: acc end)
+        left = left - length(page)
+        if left > 0, do: modules(rec, List.last(page).id, left, acc), else: MapSet.to_list(acc)
+
+      _ ->
+        MapSet.to_list(acc)
+    end
+  end
+
   @doc "Every process of a recording (`nil` for live)."
   @spec pids(t()) :: [pid()] | nil
   def pids(:live), do: nil

@@ -44,8 +44,9 @@ defmodule Mix.Tasks.Scope.Cinema do
         if Keyword.get(opts, :wait, true), do: Process.sleep(:infinity)
         info
 
-      {:error, reason} ->
-        Mix.raise("scope.cinema: cannot start the server: #{inspect(reason)}")
+      {:error, message} ->
+        hint = if message =~ "already in use", do: "; choose another with --port N (--port 0 picks a free one)", else: ""
+        Mix.raise("scope.cinema: #{message}#{hint}")
     end
   end
 end

@@ -173,7 +173,7 @@ defmodule ElixirScope.Web.ServerTest do
   end
 
   test "only GET: other methods are refused", %{web: web} do
-    resp = raw(web.port, "POST /api/summary HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+    resp = raw(web.port, "POST /api/summary HTTP/1.1\r\nHost: 127.0.0.1:#{web.port}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
     assert resp =~ "HTTP/1.1 405"
   end
 
@@ -192,7 +192,7 @@ defmodule ElixirScope.Web.ServerTest do
           "/api/event/1/../../../../mix.exs",
           "/static/" <> Path.expand("mix.exs")
         ] do
-      resp = raw(web.port, "GET #{path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+      resp = raw(web.port, "GET #{path} HTTP/1.1\r\nHost: 127.0.0.1:#{web.port}\r\nConnection: close\r\n\r\n")
       [status_line | _] = String.split(resp, "\r\n")
       refute status_line =~ " 200 ", "#{path} answered #{status_line}"
       refute resp =~ String.slice(secret, 0, 60)
