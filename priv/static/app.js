@@ -207,6 +207,22 @@
     return added;
   }
 
+  // links between processes (messages, calls, replies, spawns) computed by the server
+  async function loadLinks() {
+    let res;
+    try { res = await api('links'); } catch (e) { return; }
+    const seen = new Set(S.arrows.map((a) => a.from.id + ':' + a.to.id));
+    for (const [from, to, type] of res.links) {
+      const a = S.byId.get(from), b = S.byId.get(to);
+      if (!a || !b || seen.has(from + ':' + to)) continue;
+      seen.add(from + ':' + to);
+      S.arrows.push({ from: a, to: b, type });
+      if (a.kind === 'send') a.matched = true;
+    }
+    S.unpaired = new Set(res.unpaired);
+    redraw();
+  }
+
   function renderStats() {
     const st = $('#stats');
     st.textContent = '';
@@ -419,12 +435,13 @@
     const ends = (from, to) => (to.y >= from.y
       ? [laneY(from) + from.h - 2, laneY(to) + 3]
       : [laneY(from) + 3, laneY(to) + to.h - 2]);
+    const colors = { reply: '#a78bfa', spawn: '#34d399', exit: '#f87171', task_reply: '#a78bfa' };
     for (const a of S.arrows) {
       if (a.to.t < vs || a.from.t > ve) continue;
       if (++drawn > 4000) break;
       if (a.from.lane === a.to.lane) continue;
       const [y0, y1] = ends(a.from.lane, a.to.lane);
-      arrow(GUT + (a.from.t - vs) * sc, y0, GUT + (a.to.t - vs) * sc, y1, '#22d3ee', false);
+      arrow(GUT + (a.from.t - vs) * sc, y0, GUT + (a.to.t - vs) * sc, y1, colors[a.type] || '#22d3ee', false);
     }
     for (const s of S.sends.values()) {
       if (s.matched || !s.dest || s.dest === s.lane || s.t < vs || s.t > ve) continue;
@@ -1069,6 +1086,7 @@
       const before = S.rows.length;
       const wasAtEnd = S.viewEnd >= S.tEnd;
       const added = await loadMore();
+      if (added) await loadLinks();
       if (added && S.follow && (wasAtEnd || before === 0)) fit();
     } catch (e) { /* server gone for a moment: retry */ }
     setTimeout(poll, 1000);
@@ -1080,6 +1098,7 @@
     lanes: () => S.lanes.map((l) => ({ pid: l.pid, name: l.name, module: l.module, events: l.events.length, y: l.y, h: l.h, hasState: l.hasState })),
     events: () => S.rows.length,
     findEvent: (kind, mfaPart) => { const r = S.rows.find((x) => x.kind === kind && (!mfaPart || (x.mfa || '').includes(mfaPart))); return r ? r.id : null; },
+    arrows: () => S.arrows.map((a) => ({ from: a.from.id, to: a.to.id, type: a.type || 'message', fromLane: a.from.lane.pid, toLane: a.to.lane.pid })),
     stateEvents: (pid) => S.rows.filter((r) => r.kind === 'state' && (!pid || r.lane.pid === pid)).map((r) => ({ id: r.id, t: r.t, pid: r.lane.pid })),
     /** client coordinates (whole pixels, as mouse events have) of an event on the canvas; pans, scrolls and,
      *  for a call narrower than 30px, zooms so that it can be clicked the way a person would */
@@ -1124,6 +1143,7 @@
       $('#empty').hidden = false;
       $('#empty').textContent = 'Could not load the recording: ' + e.message;
     }
+    await loadLinks();
     S.ready = true;
     redraw();
     if (S.live) setTimeout(poll, 1000);

@@ -39,6 +39,7 @@ try {
   out.load_ms = Date.now() - loadStart;
   out.events = await page.evaluate(() => window.cinema.events());
   out.lanes = await page.evaluate(() => window.cinema.lanes());
+  out.arrows = await page.evaluate(() => window.cinema.arrows());
 
   if (checks) {
     // lanes drawn: count coloured (non-background) pixels inside each lane's band

@@ -40,6 +40,8 @@ defmodule ElixirScope.Web.Api do
     {:ok, Data.events_page(source, after_id: int(q, "after_id", 0), limit: int(q, "limit", 5_000, 1, 20_000))}
   end
 
+  defp do_handle(source, "links", _q), do: {:ok, Data.links(source)}
+
   defp do_handle(source, "at", q) do
     pids =
       q

@@ -10,6 +10,7 @@ defmodule ElixirScope.Web.Data do
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Query.Correlation
   alias ElixirScope.Storage.EventCorrelator
   alias ElixirScope.Web.{Cache, Render, Source}
 
@@ -131,6 +132,26 @@ defmodule ElixirScope.Web.Data do
     }
   end
 
+  @max_link_events 500_000
+
+  @doc """
+  Every link between processes (`ElixirScope.Query.Correlation`): a message and the receive that
+  took it, a GenServer call, cast or reply, a spawn, a task's reply, an exit —
+  `%{links: [[from_id, to_id, type]], unpaired: [send_id]}` (sends that nothing took). Computed over
+  the first #{@max_link_events} events (`truncated: true` beyond).
+  """
+  @spec links(Source.t()) :: map()
+  def links(source) do
+    events = Source.fetch(source, limit: @max_link_events) |> ok_list()
+    links = Enum.filter(Correlation.links(events), &(&1.from.pid != &1.to.pid))
+
+    %{
+      links: Enum.map(links, &[&1.from.id, &1.to.id, Atom.to_string(&1.type)]),
+      unpaired: events |> Correlation.unpaired_sends(links) |> Enum.map(& &1.id),
+      truncated: length(events) == @max_link_events
+    }
+  end
+
   defp ok_list({:error, _}), do: []
   defp ok_list(list), do: list
 
@@ -246,7 +267,11 @@ defmodule ElixirScope.Web.Data do
   defp payload_view(%Event{kind: :expr, payload: {src, v}}), do: %{expr: source_text(src), value: Render.term(v)}
   defp payload_view(%Event{kind: :state, payload: {phase, st}}), do: %{phase: phase(phase), state: Render.term(st)}
   defp payload_view(%Event{kind: :send, payload: {dest, msg}}), do: %{dest: Render.short(dest), message: Render.term(msg)}
-  defp payload_view(%Event{kind: :receive, payload: msg}), do: %{message: Render.term(msg)}
+  defp payload_view(%Event{kind: :receive} = e) do
+    info = Event.receive_info(e)
+    base = %{message: Render.term(Event.message(e))}
+    if info, do: Map.merge(base, %{clause: to_string(info.clause), waited_us: info.waited_us}), else: base
+  end
   defp payload_view(%Event{kind: :spawn, payload: child}), do: %{child: Render.short(child)}
   defp payload_view(%Event{kind: :exit, payload: reason}), do: %{reason: Render.term(reason)}
   defp payload_view(%Event{kind: :custom, payload: {name, data}}), do: %{name: Render.short(name), data: Render.term(data)}

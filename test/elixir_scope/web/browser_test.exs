@@ -117,6 +117,38 @@ defmodule ElixirScope.Web.BrowserTest do
     end
   end
 
+  @tag timeout: 300_000
+  test "the demo's own recording: arrows from each send to the receive that took it", ctx do
+    if ctx.skip do
+      :ok
+    else
+      file = Path.join(System.tmp_dir!(), "demo_browser_#{System.unique_integer([:positive])}.esrec")
+      on_exit(fn -> File.rm(file) end)
+      demo = Path.expand("../../../examples/run_demo.sh", __DIR__)
+      {out, 0} = System.cmd(demo, [], env: [{"ELIXIR_SCOPE_DEMO_RECORDING", file}, {"MIX_ENV", "dev"}], stderr_to_stdout: true)
+      assert out =~ "ping-pong between two processes: 3 pongs"
+      {:ok, source} = ElixirScope.Recording.load(file)
+      on_exit(fn -> ElixirScope.Recording.close(source) end)
+      {:ok, web} = ElixirScope.Web.start(port: 0, source: source)
+      on_exit(fn -> ElixirScope.Web.stop(web) end)
+
+      {out, status} = System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url], cd: @node_dir, stderr_to_stdout: true)
+      result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
+      assert status == 0 and result["ok"], out
+      assert result["errors"] == []
+      arrows = result["arrows"]
+      types = Enum.frequencies_by(arrows, & &1["type"])
+      # GenServer calls (caller → ledger → scorer), their replies, and plain messages (courier, ping-pong)
+      assert types["call"] >= 10 and types["reply"] >= 10 and types["message"] >= 6, inspect(types)
+      assert Enum.all?(arrows, &(&1["fromLane"] != &1["toLane"]))
+      lanes = Map.new(result["lanes"], &{&1["pid"], &1})
+      # the ping-pong's messages go both ways between two lanes
+      pairs = for a <- arrows, a["type"] == "message", do: {a["fromLane"], a["toLane"]}
+      assert Enum.any?(pairs, fn {f, t} -> {t, f} in pairs end), inspect(pairs)
+      assert map_size(lanes) >= 9
+    end
+  end
+
   defp tick(0), do: :ok
 
   defp tick(n) do
