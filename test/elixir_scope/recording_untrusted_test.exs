@@ -166,8 +166,8 @@ defmodule ElixirScope.RecordingUntrustedTest do
     test "a ratio over max_ratio is taken for a bomb; the limits are options", %{good: good, dir: dir} do
       forged = F.parse(good)
       [{n, table, _} | rest] = forged.chunks
-      bomb = F.zero_bomb(40)
-      bytes = F.build(%{forged | chunks: [{n, table, <<131, 80, 40 * 1024 * 1024::32, bomb::binary>>} | rest]})
+      bomb = F.zero_bomb(8)
+      bytes = F.build(%{forged | chunks: [{n, table, <<131, 80, 8 * 1024 * 1024::32, bomb::binary>>} | rest]})
       assert {:error, msg} = load(dir, bytes)
       assert msg =~ "a ratio over max_ratio, 200: an inflation bomb?"
       assert {:error, msg} = load(dir, bytes, max_ratio: 10_000)
@@ -178,6 +178,29 @@ defmodule ElixirScope.RecordingUntrustedTest do
       assert msg =~ "max_total_bytes (200)"
       assert {:error, msg} = load(dir, good, max_ratio: 0)
       assert msg =~ "recording.max_ratio must be a positive integer"
+    end
+
+    test "every file a save writes loads under the default limits: big chunks are split, bomb-like ones stored plain",
+         %{dir: dir} do
+      [a] = B.pids(1)
+      payloads = [:binary.copy(<<0>>, 4 * 1024 * 1024) | for(_ <- 1..12, do: :crypto.strong_rand_bytes(512 * 1024))]
+      b = Enum.reduce(payloads, B.new(), fn p, b -> elem(B.call(b, a, Big, :f, [p]), 0) end)
+      path = Path.join(dir, "big.esrec")
+      {:ok, %{events: 13}} = Recording.save(path, :all, source: Recording.from_events(B.events(b)), compressed: 6)
+      chunks = F.parse(File.read!(path)).chunks
+      assert length(chunks) >= 3
+
+      for {_n, _t, etf} <- chunks do
+        case etf do
+          <<131, 80, raw::32, _::binary>> -> assert raw <= byte_size(etf) * 200
+          _ -> :ok
+        end
+
+        assert byte_size(etf) <= 16 * 1024 * 1024
+      end
+
+      assert {:ok, rec} = load(dir, File.read!(path))
+      assert Enum.map(Query.events(source: rec), &hd(&1.payload)) == payloads
     end
 
     test "a chunk compressed twice is refused", %{good: good, dir: dir} do

@@ -67,6 +67,15 @@ defmodule ElixirScope.Test.RecordingForge do
     <<length(names)::32, n::binary, length(exports)::32, e::binary>>
   end
 
+  @doc "Takes an atom table apart: `{names, exports}` (trusted input: raises otherwise)."
+  @spec parse_table(binary()) :: {[binary()], [{non_neg_integer(), non_neg_integer(), 0..255}]}
+  def parse_table(<<n::32, rest::binary>>) do
+    {names, <<m::32, funs::binary>>} =
+      Enum.reduce(1..n//1, {[], rest}, fn _, {acc, <<len::16, name::binary-size(len), rest::binary>>} -> {[name | acc], rest} end)
+
+    {Enum.reverse(names), for(<<a::32, b::32, c::8 <- funs>>, do: {a, b, c}) |> Enum.take(m)}
+  end
+
   @doc """
   A zlib stream that inflates to `mib` MiB of zeros (with a valid checksum),
   built in milliseconds: after a sync flush a deflate block of zeros only

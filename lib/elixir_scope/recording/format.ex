@@ -34,7 +34,7 @@ defmodule ElixirScope.Recording.Format do
   @chunk_head 17
   @trailer 13
   # the saver splits chunks above this (inflated) size, far below the default max_chunk_bytes
-  @target_chunk_bytes 8 * 1024 * 1024
+  @target_chunk_bytes 4 * 1024 * 1024
 
   @typedoc "One part of a file: the header (index 0) or chunk `index`, with its byte offset."
   @type part :: %{index: non_neg_integer(), offset: non_neg_integer(), events: non_neg_integer(),

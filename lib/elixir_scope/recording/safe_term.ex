@@ -25,9 +25,9 @@ defmodule ElixirScope.Recording.SafeTerm do
   @doc "Inflates (within the announced size) and decodes without creating atoms."
   @spec decode(binary()) :: {:ok, term()} | {:error, String.t()}
   def decode(<<131, @compressed, raw::32, zdata::binary>>) do
-    case inflate(zdata, raw) do
-      {:ok, <<@compressed, _::binary>>} -> {:error, "its ETF is compressed twice"}
-      {:ok, data} -> to_term(<<131, data::binary>>)
+    case inflate(zdata, raw, <<131>>) do
+      {:ok, <<131, @compressed, _::binary>>} -> {:error, "its ETF is compressed twice"}
+      {:ok, etf} -> to_term(etf)
       error -> error
     end
   end
@@ -44,14 +44,17 @@ defmodule ElixirScope.Recording.SafeTerm do
     ArgumentError -> {:error, "its ETF is malformed or names an atom or function missing from its atom table"}
   end
 
-  @doc "Inflates zlib `data` that must give exactly `size` bytes; memory stays within `size` plus one slice."
-  @spec inflate(binary(), non_neg_integer()) :: {:ok, binary()} | {:error, String.t()}
-  def inflate(data, size) do
+  @doc """
+  Inflates zlib `data` that must give exactly `size` bytes, returned after
+  `prefix`; memory stays within twice `size` plus one slice.
+  """
+  @spec inflate(binary(), non_neg_integer(), binary()) :: {:ok, binary()} | {:error, String.t()}
+  def inflate(data, size, prefix \\ "") do
     z = :zlib.open()
 
     try do
       :ok = :zlib.inflateInit(z)
-      inflate_loop(z, :zlib.safeInflate(z, data), [], 0, size)
+      inflate_loop(z, :zlib.safeInflate(z, data), prefix, 0, size)
     rescue
       e in ErlangError -> {:error, "its compressed data is damaged (zlib: #{inspect(e.original)})"}
     after
