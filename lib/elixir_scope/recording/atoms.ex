@@ -26,13 +26,17 @@ defmodule ElixirScope.Recording.Atoms do
 
   @doc "Adds the atoms and external function references inside `term` to `acc`."
   @spec collect(term(), found()) :: found()
-  def collect(term, acc) when is_atom(term), do: Map.put(acc, term, true)
+  def collect(term, acc) when is_atom(term), do: put(acc, term)
   def collect(term, acc) when is_list(term), do: collect_list(term, acc)
   def collect(term, acc) when is_tuple(term), do: collect_tuple(term, tuple_size(term), acc)
   def collect(term, acc) when is_map(term), do: :maps.fold(fn k, v, a -> collect(v, collect(k, a)) end, acc, term)
-  def collect(term, acc) when is_pid(term) or is_port(term) or is_reference(term), do: Map.put(acc, node(term), true)
+  def collect(term, acc) when is_pid(term) or is_port(term) or is_reference(term), do: put(acc, node(term))
   def collect(term, acc) when is_function(term), do: collect_fun(term, acc)
   def collect(_number_or_bitstring, acc), do: acc
+
+  # most atoms are seen many times: looking is cheaper than putting again
+  defp put(acc, key) when is_map_key(acc, key), do: acc
+  defp put(acc, key), do: Map.put(acc, key, true)
 
   defp collect_list([h | t], acc), do: collect_list(t, collect(h, acc))
   defp collect_list([], acc), do: acc
