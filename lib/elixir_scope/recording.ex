@@ -214,19 +214,38 @@ defmodule ElixirScope.Recording do
          do: {:ok, Map.new(config[:recording])}
   end
 
-  # the whole file is read, so its size is checked first (a file is at most about
-  # 1.5 times what it inflates to: each chunk holds at least one event)
+  # the whole file is read, so only a regular file, and no more than the limits allow (a file
+  # is at most about 1.5 times what it inflates to: each chunk holds at least one event)
   defp read(path, limits) do
-    with {:ok, %{size: size}} <- File.stat(path),
-         :ok <- if(size <= limits.max_total_bytes * 3 / 2 + 64, do: :ok, else: {:error, :too_big}),
-         {:ok, bin} <- File.read(path) do
+    max = div(limits.max_total_bytes * 3, 2) + 64
+
+    with {:ok, %{type: :regular}} <- File.stat(path),
+         {:ok, bin} <- read_at_most(path, max) do
       {:ok, bin}
     else
+      {:ok, %{type: type}} ->
+        {:error, "cannot read #{path}: it is not a regular file (#{type})"}
+
       {:error, :too_big} ->
         {:error, "#{path}: recording refused: the file is larger than max_total_bytes (#{limits.max_total_bytes}) allows"}
 
       {:error, reason} ->
         {:error, "cannot read #{path}: #{:file.format_error(reason)}"}
+    end
+  end
+
+  defp read_at_most(path, max) do
+    with {:ok, io} <- :file.open(path, [:read, :binary, :raw]) do
+      try do
+        case :file.read(io, max + 1) do
+          {:ok, bin} when byte_size(bin) > max -> {:error, :too_big}
+          {:ok, bin} -> {:ok, bin}
+          :eof -> {:ok, ""}
+          error -> error
+        end
+      after
+        :file.close(io)
+      end
     end
   end
 

@@ -340,8 +340,12 @@ defmodule ElixirScope.RecordingUntrustedTest do
     assert msg =~ "save them again"
   end
 
-  test "a file larger than max_total_bytes allows is not read", %{good: good, dir: dir} do
+  test "a file larger than max_total_bytes allows is not read, nor anything but a regular file", %{good: good, dir: dir} do
     assert {:error, msg} = load(dir, good <> :binary.copy(<<0>>, 10_000), max_total_bytes: 1000)
     assert msg =~ "the file is larger than max_total_bytes (1000) allows"
+    assert {:error, msg} = Recording.load("/dev/zero", default: false)
+    assert msg =~ "cannot read /dev/zero: it is not a regular file (device)"
+    assert {:error, msg} = Recording.load(dir, default: false)
+    assert msg =~ "it is not a regular file (directory)"
   end
 end
