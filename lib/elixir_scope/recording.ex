@@ -13,6 +13,7 @@ defmodule ElixirScope.Recording do
   Files are versioned and checksummed (see `ElixirScope.Recording.Format`) and
   written atomically: to a temporary file in the same directory, synced, then
   renamed over `path`, so a crash never leaves half a recording behind.
+  Loading treats every file as untrusted (bounded atoms, sizes and types; see `load/2`).
   """
 
   alias ElixirScope.{Config, Event, Query}

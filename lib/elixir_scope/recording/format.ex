@@ -41,7 +41,8 @@ defmodule ElixirScope.Recording.Format do
                   table: binary(), etf: binary()}
 
   @typedoc "Limits from `ElixirScope.Config` `recording:`."
-  @type limits :: %{max_chunk_bytes: pos_integer(), max_total_bytes: pos_integer(), max_ratio: pos_integer()}
+  @type limits :: %{max_chunk_bytes: pos_integer(), max_total_bytes: pos_integer(), max_ratio: pos_integer(),
+                    max_new_atoms: non_neg_integer()}
 
   @doc "The current format version."
   @spec version() :: pos_integer()
