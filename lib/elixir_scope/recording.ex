@@ -220,8 +220,9 @@ defmodule ElixirScope.Recording do
   defp read(path, limits) do
     max = div(limits.max_total_bytes * 3, 2) + 64
 
-    with {:ok, %{type: :regular}} <- File.stat(path),
-         {:ok, bin} <- read_at_most(path, max) do
+    with {:ok, %{type: :regular, size: size}} <- File.stat(path),
+         :ok <- if(size <= max, do: :ok, else: {:error, :too_big}),
+         {:ok, bin} <- read_at_most(path, size + 1, max) do
       {:ok, bin}
     else
       {:ok, %{type: type}} ->
@@ -235,10 +236,12 @@ defmodule ElixirScope.Recording do
     end
   end
 
-  defp read_at_most(path, max) do
+  # reads `n` bytes at most (a read allocates what it asks for up front, so `n` is
+  # the size the file had, plus one to see it grow), refusing more than `max`
+  defp read_at_most(path, n, max) do
     with {:ok, io} <- :file.open(path, [:read, :binary, :raw]) do
       try do
-        case :file.read(io, max + 1) do
+        case :file.read(io, n) do
           {:ok, bin} when byte_size(bin) > max -> {:error, :too_big}
           {:ok, bin} -> {:ok, bin}
           :eof -> {:ok, ""}
