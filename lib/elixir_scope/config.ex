@@ -8,6 +8,7 @@ defmodule ElixirScope.Config do
                 writers: 2, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
                 redact: [:password, ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
+      recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200]
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
       web: [port: 4040, ip: {127, 0, 0, 1}, token: nil, hosts: []]
       enabled: true
@@ -41,6 +42,13 @@ defmodule ElixirScope.Config do
     storage: [
       max_bytes: {:non_neg_integer, 512 * 1024 * 1024},
       segment_events: {:pos_integer, 65_536}
+    ],
+    # what ElixirScope.Recording.load/2 accepts from a file (see its docs)
+    recording: [
+      max_new_atoms: {:non_neg_integer, 50_000},
+      max_chunk_bytes: {:pos_integer, 16 * 1024 * 1024},
+      max_total_bytes: {:pos_integer, 2 * 1024 * 1024 * 1024},
+      max_ratio: {:pos_integer, 200}
     ],
     ai: [
       llm_provider: {{:one_of, [:gemini, :vertex, :openai_compatible, :mock, :heuristic, :auto]}, :auto},

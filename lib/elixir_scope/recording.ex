@@ -13,23 +13,30 @@ defmodule ElixirScope.Recording do
   Files are versioned and checksummed (see `ElixirScope.Recording.Format`) and
   written atomically: to a temporary file in the same directory, synced, then
   renamed over `path`, so a crash never leaves half a recording behind.
+  Loading treats every file as untrusted (bounded atoms, sizes and types; see `load/2`).
   """
 
-  alias ElixirScope.{Event, Query}
+  alias ElixirScope.{Config, Event, Query}
   alias ElixirScope.Query.Source
-  alias ElixirScope.Recording.{Format, Index}
+  alias ElixirScope.Recording.{Atoms, Format, Index}
 
   defstruct [:path, :meta, :tables]
 
   @type t :: %__MODULE__{path: String.t() | nil, meta: map(), tables: Index.tables()}
 
   @chunk 8192
+  @stale_seconds 15 * 60
 
   @doc """
   Saves events to `path`. `filter` is `:all` or `ElixirScope.Query` filters
   (`module:`, `pid:`, `since:` …). Options: `source:` (default: the default
   source), `compressed:` (0–9, default 1).
   Returns `{:ok, %{path:, events:, bytes:}}` or `{:error, message}`.
+
+  The temporary file is named after the host and node, the OS process, the
+  saving process and a unique integer, so that saves from several nodes to
+  one path never share it; temporary files of `path` left by saves that died
+  (their process is gone, or untouched for #{div(@stale_seconds, 60)} minutes) are deleted first.
   """
   @spec save(Path.t(), :all | keyword(), keyword()) :: {:ok, map()} | {:error, String.t()}
   def save(path, filter \\ :all, opts \\ []) do
@@ -37,11 +44,13 @@ defmodule ElixirScope.Recording do
     filters = if filter == :all, do: [], else: filter
     compression = Keyword.get(opts, :compressed, 1)
     path = Path.expand(path)
-    tmp = "#{path}.tmp-#{System.unique_integer([:positive])}"
+    tmp = temp_path(path)
 
     with :ok <- check_source(source),
+         {:ok, limits} <- limits([]),
          {:ok, meta} <- meta(source, filter),
          :ok <- File.mkdir_p(Path.dirname(path)) |> file_error(Path.dirname(path)),
+         _ = clean_orphans(path),
          {:ok, io} <- File.open(tmp, [:write, :binary, :raw, :delayed_write]) |> file_error(tmp) do
       result =
         try do
@@ -50,10 +59,13 @@ defmodule ElixirScope.Recording do
           {count, crcs} =
             Query.stream(filters, source: source, chunk: @chunk)
             |> Stream.chunk_every(@chunk)
-            |> Enum.reduce({0, []}, fn events, {n, crcs} ->
-              {data, crc} = Format.encode_chunk(events, compression)
-              :ok = :file.write(io, data)
-              {n + length(events), [crc | crcs]}
+            |> Enum.reduce({0, []}, fn events, acc ->
+              events
+              |> Format.encode_chunks(compression, limits.max_ratio)
+              |> Enum.reduce(acc, fn {data, crc, n}, {count, crcs} ->
+                :ok = :file.write(io, data)
+                {count + n, [crc | crcs]}
+              end)
             end)
 
           :ok = :file.write(io, Format.encode_trailer(count, Enum.reverse(crcs)))
@@ -76,6 +88,52 @@ defmodule ElixirScope.Recording do
           error
       end
     end
+  end
+
+  @doc false
+  # the temporary file a save of `path` by the calling process writes
+  @spec temp_path(Path.t()) :: Path.t()
+  def temp_path(path), do: "#{path}.tmp-#{owner_tag()}-#{System.unique_integer([:positive])}"
+
+  # who owns a temporary file: host and node (hashed), OS process, saving process ("N.S" of <0.N.S>)
+  defp owner_tag do
+    {:ok, host} = :inet.gethostname()
+    hash = :erlang.phash2({node(), host}) |> Integer.to_string(16) |> String.pad_leading(8, "0") |> String.downcase()
+    [_node, n, s] = Regex.run(~r/<(\d+)\.(\d+)\.(\d+)>/, List.to_string(:erlang.pid_to_list(self())), capture: :all_but_first)
+    "#{hash}-#{System.pid()}-#{n}.#{s}"
+  end
+
+  defp clean_orphans(path) do
+    {dir, prefix} = {Path.dirname(path), Path.basename(path) <> ".tmp-"}
+    [mine, os_pid, _] = String.split(owner_tag(), "-")
+
+    for name <- File.ls!(dir), String.starts_with?(name, prefix), file = Path.join(dir, name),
+        orphan?(String.split(String.replace_prefix(name, prefix, ""), "-"), file, mine, os_pid),
+        do: File.rm(file)
+  rescue
+    _ in File.Error -> []
+  end
+
+  # a temporary file is an orphan when its saving process (in this VM) or OS process
+  # (on this host) is gone, or when nothing has written to it for a while
+  defp orphan?(tag, file, mine, os_pid) do
+    stale? =
+      case File.stat(file, time: :posix) do
+        {:ok, %{mtime: t}} -> System.os_time(:second) - t > @stale_seconds
+        _ -> false
+      end
+
+    case tag do
+      [^mine, ^os_pid, proc, _n] -> stale? or not alive?(proc)
+      [^mine, other, _proc, _n] -> stale? or (File.dir?("/proc/self") and not File.dir?("/proc/#{other}"))
+      _ -> stale?
+    end
+  end
+
+  defp alive?(proc) do
+    Process.alive?(:erlang.list_to_pid(~c"<0.#{proc}>"))
+  rescue
+    ArgumentError -> true
   end
 
   defp check_source(:live) do
@@ -109,7 +167,7 @@ defmodule ElixirScope.Recording do
        node: node(),
        clock: clock,
        names: names,
-       filter: inspect(filter),
+       filter: inspect(filter, limit: 100, printable_limit: 1000),
        source_stats: stats,
        otp_release: System.otp_release(),
        elixir: System.version()
@@ -118,57 +176,128 @@ defmodule ElixirScope.Recording do
 
   @doc """
   Loads a recording. Options: `default: true` (the default) makes it the
-  default source for `ElixirScope.Query` and the IEx helpers.
-  Returns `{:ok, recording}` or `{:error, message}` (missing, foreign, truncated
-  or corrupted file).
+  default source for `ElixirScope.Query` and the IEx helpers; the limits of
+  `ElixirScope.Config` `recording:` (`max_new_atoms:`, `max_chunk_bytes:`,
+  `max_total_bytes:`, `max_ratio:`) may be given here too.
+  Returns `{:ok, recording}` or `{:error, message}` (missing, foreign,
+  truncated, corrupted or refused file; the message says where).
+
+  Every file is untrusted: its atoms go through its own atom tables and at
+  most `max_new_atoms` are created; nothing is inflated past `max_chunk_bytes`
+  per chunk, `max_total_bytes` in all, or `max_ratio` times its stored size;
+  every field is checked. See `ElixirScope.Recording.Format`.
   """
   @spec load(Path.t(), keyword()) :: {:ok, t()} | {:error, String.t()}
   def load(path, opts \\ []) do
     path = Path.expand(path)
 
-    case File.read(path) do
-      {:ok, bin} ->
-        with {:ok, meta, chunks} <- Format.split(bin),
-             tables = Index.new(),
-             {:ok, count} <- insert_chunks(tables, chunks) do
-          Index.finish(tables, length(chunks))
-          rec = %__MODULE__{path: path, meta: Map.put(meta, :count, count), tables: tables}
-          if Keyword.get(opts, :default, true), do: Source.put_default(rec)
-          {:ok, rec}
-        else
-          {:error, message, tables} ->
-            Index.close(tables)
-            {:error, "#{path}: #{message}"}
+    with {:ok, limits} <- limits(opts),
+         {:ok, bin} <- read(path, limits),
+         {:ok, header, chunks} <- Format.split(bin, limits),
+         {:ok, atom_tables} <- Format.tables([header | chunks]),
+         :ok <- Atoms.admit(atom_tables, limits.max_new_atoms) |> refused(),
+         {:ok, meta} <- Format.decode_header(header),
+         {:ok, tables, count} <- index(chunks) do
+      meta = Map.merge(%{names: %{}}, meta) |> Map.merge(%{format: Format.version(), count: count})
+      rec = %__MODULE__{path: path, meta: meta, tables: tables}
+      if Keyword.get(opts, :default, true), do: Source.put_default(rec)
+      {:ok, rec}
+    else
+      {:error, "cannot read " <> _ = message} -> {:error, message}
+      {:error, message} -> {:error, "#{path}: #{message}"}
+    end
+  end
 
-          {:error, message} ->
-            {:error, "#{path}: #{message}"}
-        end
+  @limit_keys [:max_new_atoms, :max_chunk_bytes, :max_total_bytes, :max_ratio]
+
+  defp limits(opts) do
+    with {:ok, config} <- Config.validate(recording: Keyword.take(opts, @limit_keys)),
+         do: {:ok, Map.new(config[:recording])}
+  end
+
+  # the whole file is read, so only a regular file, and no more than the limits allow (a file
+  # is at most about 1.5 times what it inflates to: each chunk holds at least one event)
+  defp read(path, limits) do
+    max = div(limits.max_total_bytes * 3, 2) + 64
+
+    with {:ok, %{type: :regular, size: size}} <- File.stat(path),
+         :ok <- if(size <= max, do: :ok, else: {:error, :too_big}),
+         {:ok, bin} <- read_at_most(path, size + 1, max) do
+      {:ok, bin}
+    else
+      {:ok, %{type: type}} ->
+        {:error, "cannot read #{path}: it is not a regular file (#{type})"}
+
+      {:error, :too_big} ->
+        {:error, "#{path}: recording refused: the file is larger than max_total_bytes (#{limits.max_total_bytes}) allows"}
 
       {:error, reason} ->
         {:error, "cannot read #{path}: #{:file.format_error(reason)}"}
     end
   end
 
-  # chunks are decoded and indexed by several processes at once
-  defp insert_chunks(tables, chunks) do
-    chunks
-    |> Task.async_stream(
-      fn {i, n, _} = chunk ->
-        with {:ok, events} <- Format.decode_chunk(chunk),
-             do:
-               (
-                 Index.insert(tables, i, events)
-                 {:ok, n}
-               )
-      end,
-      max_concurrency: System.schedulers_online(),
-      ordered: false,
-      timeout: :infinity
-    )
-    |> Enum.reduce_while({:ok, 0}, fn
-      {:ok, {:ok, n}}, {:ok, count} -> {:cont, {:ok, count + n}}
-      {:ok, {:error, message}}, _ -> {:halt, {:error, message, tables}}
-    end)
+  # reads `n` bytes at most (a read allocates what it asks for up front, so `n` is
+  # the size the file had, plus one to see it grow), refusing more than `max`
+  defp read_at_most(path, n, max) do
+    with {:ok, io} <- :file.open(path, [:read, :binary, :raw]) do
+      try do
+        case :file.read(io, n) do
+          {:ok, bin} when byte_size(bin) > max -> {:error, :too_big}
+          {:ok, bin} -> {:ok, bin}
+          :eof -> {:ok, ""}
+          error -> error
+        end
+      after
+        :file.close(io)
+      end
+    end
+  end
+
+  defp refused({:error, what}), do: {:error, "recording refused: #{what}"}
+  defp refused(:ok), do: :ok
+
+  # chunks are decoded, checked and indexed by several processes at once; then
+  # each chunk's ids must lie above the previous chunk's
+  defp index(chunks) do
+    tables = Index.new()
+
+    result =
+      chunks
+      |> Task.async_stream(
+        &decode_chunk(tables, &1),
+        max_concurrency: System.schedulers_online(),
+        ordered: true,
+        timeout: :infinity
+      )
+      |> Enum.reduce_while({:ok, 0, 0}, fn
+        {:ok, {:ok, {part, first, last}}}, {:ok, count, prev} ->
+          if first > prev,
+            do: {:cont, {:ok, count + part.events, last}},
+            else: {:halt, {:error, "corrupted recording: #{Format.where(part)}: its first id (#{first}) is not above the previous chunk's last (#{prev})"}}
+
+        {:ok, {:error, message}}, _ ->
+          {:halt, {:error, message}}
+      end)
+
+    case result do
+      {:ok, count, _} ->
+        Index.finish(tables, length(chunks))
+        {:ok, tables, count}
+
+      error ->
+        Index.close(tables)
+        error
+    end
+  end
+
+  defp decode_chunk(tables, part) do
+    with {:ok, events} <- Format.decode_chunk(part) do
+      Index.insert(tables, part.index, events)
+      {:ok, {part, hd(events).id, List.last(events).id}}
+    end
+  rescue
+    # a task's crash would take the caller down; this would be a bug, and is said to be one
+    e -> {:error, "internal error on #{Format.where(part)}: #{Exception.message(e)}"}
   end
 
   @doc "Like `load/2` but raises on error."

@@ -15,7 +15,8 @@ defmodule ElixirScope.RecordingTest do
     [a, s] = B.pids(2)
     b = B.new()
     {b, c} = B.call(b, a, Shop, :checkout, [%Secret{token: "t-1", n: 3}, <<1, 2, 3>>])
-    {b, _} = B.local(b, a, c, %{cart: [1, 2, 3], big: %Truncated{kind: :list, omitted: 997}})
+    gone = :erlang.make_fun(Shop.Gone, :handler, 2)
+    {b, _} = B.local(b, a, c, %{cart: [1, 2, 3], big: %Truncated{kind: :list, omitted: 997}, h: gone})
     {b, _} = B.send_msg(b, a, s, {:order, 1, self()})
     {b, _} = B.recv(b, s, {:order, 1, self()})
     {b, h} = B.call(b, s, Shop.Server, :handle_info, [{:order, 1, self()}, %{n: 0}])
@@ -49,7 +50,7 @@ defmodule ElixirScope.RecordingTest do
     assert Query.call_tree(a, source: rec) == Query.call_tree(a, source: src)
     assert {:ok, %{n: 1}, _} = Query.state_at(s, :now, source: rec)
     assert Recording.stats(rec).events == length(events)
-    assert rec.meta.format == 1 and rec.meta.clock == {1_000_000, 1_700_000_000_000_000}
+    assert rec.meta.format == 2 and rec.meta.clock == {1_000_000, 1_700_000_000_000_000}
     assert File.ls!(dir) == ["run.esrec"]
   end
 
@@ -136,6 +137,77 @@ defmodule ElixirScope.RecordingTest do
     end
   end
 
+  test "a save deletes the orphaned temporary files of its path and keeps those still being written", %{tmp_dir: dir} do
+    {events, _, _} = sample()
+    path = Path.join(dir, "run.esrec")
+    # names as a save would make them: <path>.tmp-<host+node hash>-<OS pid>-<N.S of the saving process>-<n>
+    [hash, os_pid, _proc, _n] = path |> Recording.temp_path() |> String.replace_prefix(path <> ".tmp-", "") |> String.split("-")
+    dead = Task.async(fn -> Recording.temp_path(path) end) |> Task.await()
+    {dead_os_pid, 0} = System.cmd("sh", ["-c", "echo $$"])
+    hour_ago = System.os_time(:second) - 3600
+
+    files = %{
+      dead_process: {dead, :now},
+      live_process: {Recording.temp_path(path), :now},
+      dead_os_process: {"#{path}.tmp-#{hash}-#{String.trim(dead_os_pid)}-1.0-1", :now},
+      other_node_fresh: {"#{path}.tmp-0badc0de-#{os_pid}-1.0-1", :now},
+      other_node_stale: {"#{path}.tmp-0badc0de-#{os_pid}-1.0-2", hour_ago},
+      old_style_fresh: {"#{path}.tmp-12", :now},
+      old_style_stale: {"#{path}.tmp-13", hour_ago},
+      other_path: {"#{path}x.tmp-#{hash}-#{os_pid}-999999.0-1", hour_ago}
+    }
+
+    for {_, {file, mtime}} <- files do
+      File.write!(file, "partial")
+      if mtime != :now, do: File.touch!(file, mtime)
+    end
+
+    assert {:ok, _} = Recording.save(path, :all, source: from_events(events))
+    left = File.ls!(dir) |> Enum.map(&Path.join(dir, &1)) |> MapSet.new()
+    kept = for {what, {file, _}} <- files, MapSet.member?(left, file), do: what
+    assert Enum.sort(kept) == [:live_process, :old_style_fresh, :other_node_fresh, :other_path]
+    assert MapSet.member?(left, path)
+  end
+
+  @tag timeout: 120_000
+  test "two nodes saving one path at once never share a temporary file", %{tmp_dir: dir} do
+    path = Path.join(dir, "shared.esrec")
+    paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    script = fn n ->
+      """
+      [a] = ElixirScope.Test.EventBuilder.pids(1)
+      b = Enum.reduce(1..#{n}, ElixirScope.Test.EventBuilder.new(), fn i, b ->
+        ElixirScope.Test.EventBuilder.add!(b, a, :custom, payload: {:tick, i})
+      end)
+      rec = ElixirScope.Recording.from_events(ElixirScope.Test.EventBuilder.events(b))
+      for _ <- 1..25, do: ElixirScope.Recording.save(#{inspect(path)}, :all, source: rec)
+      """
+    end
+
+    peers =
+      for n <- [300, 700] do
+        {:ok, peer, _} = :peer.start(%{connection: :standard_io, args: paths, wait_boot: 30_000})
+        {:ok, _} = :peer.call(peer, :application, :ensure_all_started, [:elixir])
+        {peer, n}
+      end
+
+    try do
+      results =
+        peers
+        |> Enum.map(fn {peer, n} -> Task.async(fn -> :peer.call(peer, Code, :eval_string, [script.(n)], 60_000) end) end)
+        |> Enum.map(&Task.await(&1, 90_000))
+
+      for {saves, _binding} <- results, do: assert(Enum.all?(saves, &match?({:ok, _}, &1)), inspect(saves))
+      assert {:ok, rec} = Recording.load(path, default: false)
+      assert Recording.stats(rec).events in [300, 700]
+      Recording.close(rec)
+      assert File.ls!(dir) == ["shared.esrec"]
+    after
+      for {peer, _} <- peers, do: :peer.stop(peer)
+    end
+  end
+
   test "mix scope.open summarises a recording and says how to open it; bad files raise", %{tmp_dir: dir} do
     {events, _, _} = sample()
     path = Path.join(dir, "open.esrec")
@@ -165,11 +237,14 @@ defmodule ElixirScope.RecordingTest do
     [%{token: tok} | _] = root.event.payload
     IO.puts("calls=\#{root.event.function} n=\#{length(ElixirScope.Query.events())} token=\#{tok}")
     IO.puts(inspect(hd(ElixirScope.Query.events(kind: :local)).payload.big))
+    IO.puts(inspect(hd(ElixirScope.Query.events(kind: :local)).payload.h))
     """
 
     {out, 0} = System.cmd("elixir", ["-pa", ebin, "-e", script], stderr_to_stdout: true)
     assert out =~ "calls=checkout n=#{length(events)} token=t-1"
     assert out =~ "#Truncated<list, 997 more>"
+    # a function of a module the fresh node never loaded (its export entry comes from the atom table)
+    assert out =~ "&Shop.Gone.handler/2"
     _ = a
   end
 end
