@@ -562,6 +562,118 @@ static void reverse(work *items, size_t from, size_t to /* exclusive */) {
     }
 }
 
+static int put_redacted(enc *e) {
+    e->flags |= ES_CODEC_REDACTED;
+    e->inexact++;
+    return put_atom(e->out, REDACTED_ATOM, sizeof(REDACTED_ATOM) - 1);
+}
+
+/* Pids, ports, references (or a term an op failed on): through ops->external, else a marker. */
+static int put_other(enc *e, es_term t) {
+    es_buf *out = e->out;
+    if (e->ops->external) {
+        size_t before = out->len;
+        if (e->ops->external(e->env, t, out) == 0 && !out->failed) return 0;
+        if (out->failed) return -1;
+        out->len = before; /* drop a partial write */
+    }
+    return marker(e, K_OTHER, 1);
+}
+
+static inline int is_scalar(es_term_type ty) { return ty <= ES_T_NIL; }
+
+/* A term that is neither a container nor special (is_scalar). */
+static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
+    const es_term_ops *ops = e->ops;
+    es_buf *out = e->out;
+    switch (ty) {
+    case ES_T_INT: {
+        int64_t v;
+        if (!ops->get_int64(e->env, t, &v)) return put_other(e, t);
+        return put_int(out, v);
+    }
+    case ES_T_FLOAT: {
+        double d;
+        if (!ops->get_double(e->env, t, &d)) return put_other(e, t);
+        return put_float(out, d);
+    }
+    case ES_T_ATOM: {
+        char name[ES_NAME_MAX];
+        int n = ops->get_atom(e->env, t, name, sizeof name);
+        if (n < 0) return put_other(e, t);
+        if (n == (int)MARKER_LEN && memcmp(name, MARKER_ATOM, MARKER_LEN) == 0) e->inexact++;
+        return put_atom(out, name, (size_t)n);
+    }
+    case ES_T_BINARY:
+    case ES_T_BITSTRING: {
+        const uint8_t *d;
+        size_t sz;
+        unsigned tail_bits = 0;
+        if (!ops->get_binary(e->env, t, &d, &sz, &tail_bits)) return put_other(e, t);
+        if (ty == ES_T_BINARY) tail_bits = 0;
+        size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
+        if (total > max_binary) {
+            if (max_binary == 0) return marker(e, K_BINARY, total);
+            e->flags |= ES_CODEC_TRUNCATED;
+            e->inexact++;
+            return put_binary_marker(out, d, max_binary, total - max_binary);
+        }
+        if (tail_bits) {
+            if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total) || put1(out, (uint8_t)tail_bits)) return -1;
+            return es_buf_put(out, d, total);
+        }
+        if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) return -1;
+        return es_buf_put(out, d, sz);
+    }
+    default: /* ES_T_NIL */
+        return put1(out, ETF_NIL);
+    }
+}
+
+/* A map's header and pairs (the first `kept` of its iteration, `omitted` more).
+ * Leading pairs of scalars are written at once (the fast path), a key that is
+ * not exact wrapped on the spot; from the first other pair on, pairs are
+ * pushed: value, W_KEY_END, key, so the key's end is seen before its value. */
+static int map_body(enc *e, const work *it, const es_term *keys, const es_term *vals, size_t kept, size_t omitted,
+                    const es_codec_limits *lim, const es_redact_set *rs, size_t start) {
+    const es_term_ops *ops = e->ops;
+    void *env = e->env;
+    es_buf *out = e->out;
+    walker *w = &e->w;
+    uint64_t slots = kept + (omitted ? 1 : 0);
+    if (stack_reserve(w, 3 * kept + 2)) return -1;
+    size_t fi = push_frame(w, out->len, C_MAP, slots, it->parent);
+    if (put_tag_be32(out, ETF_MAP, (uint32_t)slots)) return -1;
+    size_t i = 0;
+    for (; i < kept && (!lim->max_bytes || out->len - start <= lim->max_bytes); i++) {
+        es_term_type kty = ops->type(env, keys[i]), vty = ES_T_NIL;
+        if (!is_scalar(kty)) break;
+        int secret = rs && secret_term(ops, env, keys[i], rs);
+        if (!secret && !is_scalar(vty = ops->type(env, vals[i]))) break;
+        size_t at = out->len;
+        uint64_t before = e->inexact;
+        if (put_scalar(e, keys[i], kty, lim->max_binary)) return -1;
+        if (e->inexact != before && wrap_key(e, at, (uint32_t)i)) return -1;
+        int rc = secret                                                          ? put_redacted(e)
+                 : lim->max_bytes && out->len - start > lim->max_bytes ? marker(e, K_BYTES, 1) /* as pushed values */
+                                                                         : put_scalar(e, vals[i], vty, lim->max_binary);
+        if (rc) return -1;
+    }
+    if (i == kept) { /* nothing pushed: no frame needed */
+        w->top = fi;
+        if (omitted && (put_atom(out, MARKER_ATOM, MARKER_LEN) || marker(e, K_MAP, omitted))) return -1;
+        return 0;
+    }
+    if (omitted) push_marker(w, W_MAP_MARKER, K_MAP, omitted, R_PAIR, fi);
+    for (size_t j = kept; j-- > i;) {
+        if (rs && secret_term(ops, env, keys[j], rs)) push(w, W_REDACTED, R_VALUE, fi);
+        else push_term(w, vals[j], it->depth + 1, R_VALUE, fi);
+        push(w, W_KEY_END, R_NONE, fi)->depth = (uint32_t)j;
+        push_term(w, keys[j], it->depth + 1, R_KEY, fi);
+    }
+    return 0;
+}
+
 /* ---- the walker ---- */
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
                     const es_redact_set *redact, es_buf *out, unsigned *result_flags) {
@@ -572,7 +684,6 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
     const uint32_t max_depth = limits->max_depth, max_width = limits->max_width;
     const uint32_t max_binary = limits->max_binary, max_bytes = limits->max_bytes;
     const es_redact_set *rs = redact && redact->ndeny > 0 ? redact : NULL;
-    char abuf[ES_NAME_MAX];
     int rc = 0;
 
     if (put1(out, ETF_VERSION)) goto fail;
@@ -587,9 +698,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             if (marker(&e, it.kind, it.n)) goto fail;
             continue;
         case W_REDACTED:
-            e.flags |= ES_CODEC_REDACTED;
-            e.inexact++;
-            if (put_atom(out, REDACTED_ATOM, sizeof(REDACTED_ATOM) - 1)) goto fail;
+            if (put_redacted(&e)) goto fail;
             continue;
         case W_MAP_MARKER:
             if (put_atom(out, MARKER_ATOM, MARKER_LEN) || marker(&e, K_MAP, it.n)) goto fail;
@@ -614,71 +723,44 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
         }
         es_term_type ty = ops->type(env, t);
         switch (ty) {
-        case ES_T_INT: {
-            int64_t v;
-            if (!ops->get_int64(env, t, &v)) goto other;
-            if (put_int(out, v)) goto fail;
-            break;
-        }
-        case ES_T_FLOAT: {
-            double d;
-            if (!ops->get_double(env, t, &d)) goto other;
-            if (put_float(out, d)) goto fail;
-            break;
-        }
-        case ES_T_ATOM: {
-            int n = ops->get_atom(env, t, abuf, sizeof abuf);
-            if (n < 0) goto other;
-            if (n == (int)MARKER_LEN && memcmp(abuf, MARKER_ATOM, MARKER_LEN) == 0) e.inexact++;
-            if (put_atom(out, abuf, (size_t)n)) goto fail;
-            break;
-        }
+        case ES_T_INT:
+        case ES_T_FLOAT:
+        case ES_T_ATOM:
         case ES_T_BINARY:
-        case ES_T_BITSTRING: {
-            const uint8_t *d;
-            size_t sz;
-            unsigned tail_bits = 0;
-            if (!ops->get_binary(env, t, &d, &sz, &tail_bits)) goto other;
-            if (ty == ES_T_BINARY) tail_bits = 0;
-            size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
-            if (total > max_binary) {
-                if (max_binary == 0) {
-                    if (marker(&e, K_BINARY, total)) goto fail;
-                } else {
-                    e.flags |= ES_CODEC_TRUNCATED;
-                    e.inexact++;
-                    if (put_binary_marker(out, d, max_binary, total - max_binary)) goto fail;
-                }
-            } else if (tail_bits) {
-                if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total)) goto fail;
-                if (put1(out, (uint8_t)tail_bits)) goto fail;
-                if (es_buf_put(out, d, total)) goto fail;
-            } else {
-                if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) goto fail;
-                if (es_buf_put(out, d, sz)) goto fail;
-            }
-            break;
-        }
+        case ES_T_BITSTRING:
         case ES_T_NIL:
-            if (put1(out, ETF_NIL)) goto fail;
+            if (put_scalar(&e, t, ty, max_binary)) goto fail;
             break;
         case ES_T_LIST: {
             if (it.depth > max_depth) {
                 if (marker(&e, K_DEPTH, 1)) goto fail;
                 break;
             }
-            /* Stack, bottom up: frame, tail, [width marker], elements (reversed
-               below). At most max_width cells are kept and max_width more
-               looked at, whatever the list's length. */
+            /* The header goes first (its count patched below). Leading scalar
+               elements are written at once (the fast path); from the first
+               other one on, elements are pushed. Stack, bottom up: frame, tail,
+               [width marker], pushed elements (reversed below). At most
+               max_width cells are kept and max_width more looked at,
+               whatever the list's length. */
             if (stack_reserve(w, 2)) goto fail;
-            size_t fi = push_frame(w, out->len, C_LIST, 0, it.parent);
+            const size_t hdr = out->len;
+            if (put_tag_be32(out, ETF_LIST, 0)) goto fail;
+            size_t fi = push_frame(w, hdr, C_LIST, 0, it.parent);
             w->top++; /* the tail, set below */
+            const size_t first_pushed = w->top;
             const uint32_t d = it.depth + 1;
             uint64_t kept = 0;
+            int inline_ok = 1;
             es_term cur = t, hd, tl;
             while (kept < max_width && ops->list_cell(env, cur, &hd, &tl)) {
-                if (w->top == w->cap && stack_reserve(w, 1)) goto fail;
-                push_term(w, hd, d, R_ELEM, fi);
+                es_term_type hty;
+                if (inline_ok && (!max_bytes || out->len - start <= max_bytes) && is_scalar(hty = ops->type(env, hd))) {
+                    if (put_scalar(&e, hd, hty, max_binary)) goto fail;
+                } else {
+                    inline_ok = 0;
+                    if (w->top == w->cap && stack_reserve(w, 1)) goto fail;
+                    push_term(w, hd, d, R_ELEM, fi);
+                }
                 kept++;
                 cur = tl;
             }
@@ -694,25 +776,30 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 if (ops->list_cell(env, c, &hd, &tl)) unknown = 1; /* longer still: not counted */
                 else cur = c;
             }
+            patch_be32(out->data + hdr + 1, (uint32_t)(kept + (uint64_t)cut));
+            size_t pushed = w->top - first_pushed;
+            if (pushed == 0 && !cut && ops->type(env, cur) == ES_T_NIL) { /* all written: close it here */
+                w->top = fi;
+                if (put1(out, ETF_NIL)) goto fail;
+                break;
+            }
             work *tail = &w->items[fi + 1];
             tail->op = unknown ? W_NIL : W_TERM;
             tail->role = R_TAIL;
             tail->parent = (uint32_t)fi;
             tail->t = cur;
             tail->depth = d;
-            size_t first = fi + 2;
-            if (cut) {
+            size_t first = first_pushed;
+            if (cut) { /* the marker goes below the pushed elements */
                 if (stack_reserve(w, 1)) goto fail;
-                memmove(&w->items[fi + 3], &w->items[fi + 2], (size_t)kept * sizeof(work));
-                size_t top = w->top + 1;
-                w->top = fi + 2;
+                memmove(&w->items[first + 1], &w->items[first], pushed * sizeof(work));
+                w->top = first;
                 push_marker(w, W_MARKER, K_LIST, unknown ? COUNT_UNKNOWN : omitted, R_ELEM, fi);
-                w->top = top;
-                first = fi + 3;
+                w->top = first + 1 + pushed;
+                first++;
             }
             reverse(w->items, first, w->top);
             w->items[fi].n = kept + (uint64_t)cut;
-            if (put_tag_be32(out, ETF_LIST, (uint32_t)(kept + (uint64_t)cut))) goto fail;
             break;
         }
         case ES_T_TUPLE: {
@@ -733,12 +820,27 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             if (stack_reserve(w, (size_t)slots + 1)) goto fail;
             size_t fi = push_frame(w, out->len, slots <= 255 ? C_SMALL_TUPLE : C_LARGE_TUPLE, slots, it.parent);
             if (put_tuple_header(out, slots)) goto fail;
-            if (omitted) push_marker(w, W_MARKER, K_TUPLE, omitted, R_ELEM, fi);
             /* a tuple tagged with a secret name: {:password, v}, {"authorization", v}, {:token, v, x} */
             int redact_rest = rs && kept >= 2 && secret_term(ops, env, elems[0], rs);
-            for (uint64_t i = kept; i-- > 0;) {
-                if (i >= 1 && redact_rest) push(w, W_REDACTED, R_ELEM, fi);
-                else push_term(w, elems[i], it.depth + 1, R_ELEM, fi);
+            uint64_t i = 0;
+            for (; i < kept && (!max_bytes || out->len - start <= max_bytes); i++) { /* leading scalars at once */
+                if (i >= 1 && redact_rest) {
+                    if (put_redacted(&e)) goto fail;
+                    continue;
+                }
+                es_term_type ety = ops->type(env, elems[i]);
+                if (!is_scalar(ety)) break;
+                if (put_scalar(&e, elems[i], ety, max_binary)) goto fail;
+            }
+            if (i == kept) {
+                w->top = fi; /* nothing pushed: no frame needed */
+                if (omitted && marker(&e, K_TUPLE, omitted)) goto fail;
+                break;
+            }
+            if (omitted) push_marker(w, W_MARKER, K_TUPLE, omitted, R_ELEM, fi);
+            for (uint64_t j = kept; j-- > i;) {
+                if (j >= 1 && redact_rest) push(w, W_REDACTED, R_ELEM, fi);
+                else push_term(w, elems[j], it.depth + 1, R_ELEM, fi);
             }
             break;
         }
@@ -762,21 +864,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 }
             }
             int bad = kept && ops->map_pairs(env, t, keys, vals, kept) != 0;
-            int oom = 0;
-            if (!bad) {
-                uint64_t slots = kept + (omitted ? 1 : 0);
-                oom = stack_reserve(w, 3 * kept + 2) || put_tag_be32(out, ETF_MAP, (uint32_t)slots);
-                if (!oom) {
-                    size_t fi = push_frame(w, out->len - 5, C_MAP, slots, it.parent);
-                    if (omitted) push_marker(w, W_MAP_MARKER, K_MAP, omitted, R_PAIR, fi);
-                    for (size_t i = kept; i-- > 0;) {
-                        if (rs && secret_term(ops, env, keys[i], rs)) push(w, W_REDACTED, R_VALUE, fi);
-                        else push_term(w, vals[i], it.depth + 1, R_VALUE, fi);
-                        push(w, W_KEY_END, R_NONE, fi)->depth = (uint32_t)i;
-                        push_term(w, keys[i], it.depth + 1, R_KEY, fi);
-                    }
-                }
-            }
+            int oom = !bad && map_body(&e, &it, keys, vals, kept, omitted, limits, rs, start);
             if (kept > SMALL_MAP) {
                 free(keys);
                 free(vals);
@@ -793,14 +881,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             break;
         case ES_T_OTHER:
         default:
-        other:
-            if (ops->external) {
-                size_t before = out->len;
-                if (ops->external(env, t, out) == 0 && !out->failed) break;
-                if (out->failed) goto fail;
-                out->len = before; /* drop a partial write */
-            }
-            if (marker(&e, K_OTHER, 1)) goto fail;
+            if (put_other(&e, t)) goto fail;
             break;
         }
     }

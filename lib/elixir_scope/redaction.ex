@@ -64,15 +64,18 @@ defmodule ElixirScope.Redaction do
   @doc "Checks deny and allow patterns (after `:defaults` is expanded): `:ok` or `{:error, message}`."
   @spec check(term(), term()) :: :ok | {:error, String.t()}
   def check(deny, allow) when is_list(deny) and is_list(allow) do
-    if Enum.all?(deny ++ allow, &(is_atom(&1) or is_binary(&1))),
+    if not List.improper?(deny) and not List.improper?(allow) and Enum.all?(deny ++ allow, &(is_atom(&1) or is_binary(&1))),
       do: NIF.redact_check(deny, allow),
-      else: {:error, "patterns must be atoms or strings"}
+      else: {:error, "patterns must be a proper list of atoms or strings"}
   end
 
-  def check(_deny, _allow), do: {:error, "patterns must be lists"}
+  def check(_deny, _allow), do: {:error, "patterns must be a proper list of atoms or strings"}
 
   @doc "Replaces `:defaults` in a pattern list by `defaults`."
   @spec expand(term(), [String.t()]) :: term()
-  def expand(list, defaults) when is_list(list), do: Enum.flat_map(list, &if(&1 == :defaults, do: defaults, else: [&1]))
+  def expand(list, defaults) when is_list(list) do
+    if List.improper?(list), do: list, else: Enum.flat_map(list, &if(&1 == :defaults, do: defaults, else: [&1]))
+  end
+
   def expand(other, _defaults), do: other
 end

@@ -117,6 +117,8 @@ defmodule ElixirScope.RedactionTest do
     assert msg =~ "atoms or strings"
     assert {:error, msg} = Config.validate(capture: [redact: :password])
     assert msg =~ "capture.redact"
+    assert {:error, msg} = Config.validate(capture: [redact: [:a | :b]])
+    assert msg =~ "proper list"
     assert {:error, msg} = Config.validate(capture: [redact: List.duplicate("x", 65)])
     assert msg =~ "at most 64"
   end
