@@ -328,7 +328,7 @@ static const char *add_patterns(ErlNifEnv *env, es_redact_set *rs, int allow, ER
         int n = enif_get_atom(env, head, name, sizeof name, ERL_NIF_LATIN1);
         if (n > 0) err = es_redact_add(rs, allow, name, (size_t)n - 1);
         else if (enif_inspect_binary(env, head, &bin)) err = es_redact_add(rs, allow, (const char *)bin.data, bin.size);
-        else err = "redaction patterns must be atoms or binaries";
+        else err = "redaction patterns must be Latin-1 atoms or binaries";
         if (err) return err;
     }
     if (!enif_is_empty_list(env, tail)) return "redaction patterns must be a proper list";
