@@ -48,6 +48,7 @@ defmodule ElixirScope.Bench.Capture do
     ElixirScope.stop()
 
     {drain_rate, store_bytes, query_native, query_events} = store_bench()
+    {size_results, size_rows} = size_bench()
 
     results =
       Map.merge(results, %{
@@ -77,6 +78,47 @@ defmodule ElixirScope.Bench.Capture do
       {"query_pid_1000_of_1m_events_ns (as %Event{} structs)", query_events, "", "includes decoding"},
       {"store_event_bytes (record + indexes, no payload)", store_bytes, "≤ 64", ""}
     ]
+
+    {Map.merge(results, size_results), rows ++ size_rows}
+  end
+
+  # Capture cost must not grow with the value: an entry event carrying a huge
+  # value vs the same kind of value with 100 elements (same batch sizes, default limits).
+  defp size_bench do
+    :ok = ElixirScope.start(capture: [buffer_size: 1 <<< 16, flush_interval: 2], storage: [max_bytes: 64_000_000])
+
+    pairs = [
+      {"list", Enum.to_list(1..100), Enum.to_list(1..1_000_000)},
+      {"map", Map.new(1..100, &{&1, &1}), Map.new(1..1_000_000, &{&1, &1})},
+      {"binary", :binary.copy("x", 100), :binary.copy("x", 100_000_000)}
+    ]
+
+    # small and huge measured in alternation, best of 5 medians each: a loaded machine shifts both alike
+    ns = fn v ->
+      :erlang.garbage_collect()
+      per_call_ns(fn -> InstrumentationRuntime.report_function_entry(Target, :plain, [v], 1) end, 2_000, 11)
+    end
+
+    measured =
+      for {kind, small, huge} <- pairs do
+        {s, h} = Enum.reduce(1..5, {[], []}, fn _, {s, h} -> {[ns.(small) | s], [ns.(huge) | h]} end)
+        {kind, Enum.min(s), Enum.min(h)}
+      end
+
+    ElixirScope.stop()
+
+    results =
+      for {kind, s, h} <- measured, into: %{} do
+        {"capture_#{kind}_huge_vs_100_ratio", h / s}
+      end
+
+    rows =
+      for {kind, s, h} <- measured do
+        {huge, small} = %{"list" => {"1M-element list", "100-element"}, "map" => {"1M-key map", "100-key"},
+                          "binary" => {"100 MB binary", "100-byte"}}[kind]
+        {"capture of a #{huge} / of a #{small} one (#{fmt(h)} / #{fmt(s)} ns)",
+         h / s, "≤ 2", "cost bounded by the capture limits"}
+      end
 
     {results, rows}
   end

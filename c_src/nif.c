@@ -17,7 +17,7 @@ typedef struct es_atoms {
     ERL_NIF_TERM ok, error, nil, true_, false_, kinds[ES_KIND__COUNT];
     ERL_NIF_TERM drop_newest, overwrite_oldest, asc, desc;
     ERL_NIF_TERM k_ring_capacity, k_overflow, k_max_depth, k_max_width, k_max_binary, k_max_bytes,
-        k_redact, k_store_max_bytes, k_segment_events;
+        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events;
     ERL_NIF_TERM k_pid, k_module, k_function, k_arity, k_kinds, k_call_id, k_correlation_id, k_since,
         k_until, k_after_id, k_before_id, k_limit, k_order;
     ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
@@ -37,6 +37,7 @@ typedef struct es_session {
     es_store *store;
     es_codec_limits limits;
     es_redact_set redact;
+    es_redact_cache redact_cache;
     ErlNifMutex *drain_lock; /* drains are serialised so store ids keep ring order */
     _Atomic int enabled;
     _Atomic uint64_t dropped_store;  /* drained events the store refused */
@@ -77,12 +78,13 @@ static es_term_type op_type(void *envp, es_term t) {
     switch (enif_term_type(env, term)) {
     case ERL_NIF_TERM_TYPE_ATOM: return ES_T_ATOM;
     case ERL_NIF_TERM_TYPE_FLOAT: return ES_T_FLOAT;
-    case ERL_NIF_TERM_TYPE_INTEGER: return enif_get_int64(env, term, &i) ? ES_T_INT : ES_T_OTHER;
-    case ERL_NIF_TERM_TYPE_BITSTRING: return enif_is_binary(env, term) ? ES_T_BINARY : ES_T_OTHER;
+    case ERL_NIF_TERM_TYPE_INTEGER: return enif_get_int64(env, term, &i) ? ES_T_INT : ES_T_BIGINT;
+    case ERL_NIF_TERM_TYPE_BITSTRING: return enif_is_binary(env, term) ? ES_T_BINARY : ES_T_BITSTRING;
     case ERL_NIF_TERM_TYPE_LIST: return enif_is_empty_list(env, term) ? ES_T_NIL : ES_T_LIST;
     case ERL_NIF_TERM_TYPE_TUPLE: return ES_T_TUPLE;
     case ERL_NIF_TERM_TYPE_MAP: return ES_T_MAP;
-    default: return ES_T_OTHER;
+    case ERL_NIF_TERM_TYPE_FUN: return ES_T_FUN;
+    default: return ES_T_OTHER; /* pid, port, reference */
     }
 }
 
@@ -118,12 +120,27 @@ static int op_get_atom(void *env, es_term t, char *buf, size_t cap) {
     return (int)out;
 }
 
-static int op_get_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
+static int op_get_binary(void *envp, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
+    ErlNifEnv *env = envp;
     ErlNifBinary bin;
-    if (!enif_inspect_binary(env, (ERL_NIF_TERM)t, &bin)) return 0;
-    *data = bin.data;
-    *size = bin.size;
-    *tail_bits = 0;
+    if (enif_inspect_binary(env, (ERL_NIF_TERM)t, &bin)) {
+        *data = bin.data;
+        *size = bin.size;
+        *tail_bits = 0;
+        return 1;
+    }
+    /* A bitstring that is not byte-aligned: OTP 25 NIFs cannot see its bits
+     * except through its ETF, BIT_BINARY_EXT = 131, 77, Len:32, Bits, Data.
+     * The binary is handed to a term of env, which frees it after the call. */
+    if (!enif_term_to_binary(env, (ERL_NIF_TERM)t, &bin)) return 0;
+    enif_make_binary(env, &bin);
+    if (bin.size < 7 || bin.data[1] != 77) return 0;
+    size_t len = (size_t)bin.data[2] << 24 | (size_t)bin.data[3] << 16 | (size_t)bin.data[4] << 8 | bin.data[5];
+    unsigned bits = bin.data[6];
+    if (len == 0 || len != bin.size - 7 || bits == 0 || bits > 8) return 0;
+    *data = bin.data + 7;
+    *size = bits == 8 ? len : len - 1;
+    *tail_bits = bits == 8 ? 0 : bits;
     return 1;
 }
 
@@ -148,6 +165,7 @@ static size_t op_map_size(void *env, es_term t) {
     return n;
 }
 
+/* The first n pairs only: a map is never iterated further than the capture keeps. */
 static int op_map_pairs(void *env, es_term t, es_term *keys, es_term *values, size_t n) {
     ErlNifMapIterator it;
     size_t i = 0;
@@ -164,6 +182,7 @@ static int op_map_pairs(void *env, es_term t, es_term *keys, es_term *values, si
     return i == n ? 0 : -1;
 }
 
+/* Pids, ports, references; the ETF of a big integer. */
 static int op_external(void *env, es_term t, es_buf *out) {
     ErlNifBinary bin;
     int rc;
@@ -173,9 +192,86 @@ static int op_external(void *env, es_term t, es_buf *out) {
     return rc;
 }
 
+/* An atom in ETF (the 4 atom tags) into a NUL-terminated UTF-8 name; returns bytes read or 0. */
+static size_t etf_atom_name(const uint8_t *p, size_t avail, char *out, size_t cap) {
+    size_t len, hdr, o = 0;
+    int latin1;
+    if (avail < 2) return 0;
+    switch (p[0]) {
+    case 119: len = p[1]; hdr = 2; latin1 = 0; break;  /* SMALL_ATOM_UTF8_EXT */
+    case 115: len = p[1]; hdr = 2; latin1 = 1; break;  /* SMALL_ATOM_EXT */
+    case 118: case 100:                                 /* ATOM_UTF8_EXT, ATOM_EXT */
+        if (avail < 3) return 0;
+        len = (size_t)p[1] << 8 | p[2];
+        hdr = 3;
+        latin1 = p[0] == 100;
+        break;
+    default: return 0;
+    }
+    if (avail < hdr + len) return 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = p[hdr + i];
+        if (o + 3 > cap) return 0;
+        if (latin1 && c >= 0x80) {
+            out[o++] = (char)(0xC0 | (c >> 6));
+            out[o++] = (char)(0x80 | (c & 0x3F));
+        } else {
+            out[o++] = (char)c;
+        }
+    }
+    out[o] = '\0';
+    return hdr + len;
+}
+
+/* What a fun is, in O(1): never its environment. A closure prints as
+ * #Fun<Module.Index.Uniq> (enif_snprintf does not walk the environment); an
+ * external fun has a constant-size ETF, EXPORT_EXT = 113, Module, Name, Arity. */
+static int op_fun_info(void *envp, es_term t, es_fun_info *fi) {
+    ErlNifEnv *env = envp;
+    char txt[ES_NAME_MAX + 64];
+    int n = enif_snprintf(txt, sizeof txt, "%T", (ERL_NIF_TERM)t);
+    if (n <= 0 || (size_t)n >= sizeof txt) return -1;
+    if (strncmp(txt, "#Fun<", 5) == 0 && txt[n - 1] == '>') {
+        char *dot2 = NULL, *dot1 = NULL;
+        for (char *q = txt + n - 2; q > txt + 5; q--)
+            if (*q == '.') {
+                if (!dot2) dot2 = q;
+                else { dot1 = q; break; }
+            }
+        if (!dot1) return -1;
+        size_t mlen = (size_t)(dot1 - (txt + 5));
+        if (mlen == 0 || mlen >= sizeof fi->module) return -1;
+        memcpy(fi->module, txt + 5, mlen);
+        fi->module[mlen] = '\0';
+        fi->external = 0;
+        fi->index = strtoull(dot1 + 1, NULL, 10);
+        fi->uniq = strtoull(dot2 + 1, NULL, 10);
+        return 0;
+    }
+    ErlNifBinary bin;
+    if (!enif_term_to_binary(env, (ERL_NIF_TERM)t, &bin)) return -1;
+    int rc = -1;
+    if (bin.size > 2 && bin.data[1] == 113) {
+        size_t off = 2, k;
+        if ((k = etf_atom_name(bin.data + off, bin.size - off, fi->module, sizeof fi->module)) != 0) {
+            off += k;
+            if ((k = etf_atom_name(bin.data + off, bin.size - off, fi->name, sizeof fi->name)) != 0) {
+                off += k;
+                if (off + 2 == bin.size && bin.data[off] == 97) {
+                    fi->arity = bin.data[off + 1];
+                    fi->external = 1;
+                    rc = 0;
+                }
+            }
+        }
+    }
+    enif_release_binary(&bin);
+    return rc;
+}
+
 static const es_term_ops NIF_TERM_OPS = {
     op_type, op_get_int64, op_get_double, op_get_atom, op_get_binary, op_list_cell,
-    op_tuple, op_map_size, op_map_pairs, op_external};
+    op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info};
 
 /* ---- session resource ------------------------------------------------------ */
 static void session_dtor(ErlNifEnv *env, void *obj) {
@@ -222,6 +318,23 @@ static int map_u64(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, uint64_t 
     return 1;
 }
 
+/* A list of redaction patterns (atoms or binaries) into rs; NULL or what is wrong. */
+static const char *add_patterns(ErlNifEnv *env, es_redact_set *rs, int allow, ERL_NIF_TERM list) {
+    ERL_NIF_TERM head, tail = list;
+    while (enif_get_list_cell(env, tail, &head, &tail)) {
+        char name[256];
+        ErlNifBinary bin;
+        const char *err;
+        int n = enif_get_atom(env, head, name, sizeof name, ERL_NIF_LATIN1);
+        if (n > 0) err = es_redact_add(rs, allow, name, (size_t)n - 1);
+        else if (enif_inspect_binary(env, head, &bin)) err = es_redact_add(rs, allow, (const char *)bin.data, bin.size);
+        else err = "redaction patterns must be Latin-1 atoms or binaries";
+        if (err) return err;
+    }
+    if (!enif_is_empty_list(env, tail)) return "redaction patterns must be a proper list";
+    return NULL;
+}
+
 static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
     es_atoms *a = &p->atoms;
@@ -263,30 +376,14 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     s->limits.max_binary = (uint32_t)maxbin;
     s->limits.max_bytes = (uint32_t)maxbytes;
 
-    if (enif_get_map_value(env, opts, a->k_redact, &v)) {
-        ERL_NIF_TERM head, tail = v;
-        while (enif_get_list_cell(env, tail, &head, &tail)) {
-            char *dst;
-            ErlNifBinary bin;
-            if (s->redact.count >= ES_REDACT_MAX) {
-                enif_release_resource(s);
-                return es_raise_arg(env, "redact: at most 64 names");
-            }
-            dst = s->redact.names[s->redact.count];
-            if (enif_get_atom(env, head, dst, sizeof(s->redact.names[0]), ERL_NIF_LATIN1) > 0) {
-                s->redact.count++;
-            } else if (enif_inspect_binary(env, head, &bin) && bin.size < sizeof(s->redact.names[0])) {
-                memcpy(dst, bin.data, bin.size);
-                dst[bin.size] = '\0';
-                s->redact.count++;
-            } else {
-                enif_release_resource(s);
-                return es_raise_arg(env, "redact: names must be atoms or binaries shorter than 64 bytes");
-            }
-        }
-        if (!enif_is_empty_list(env, tail)) {
+    s->redact.cache = &s->redact_cache;
+    {
+        const char *err = NULL;
+        if (enif_get_map_value(env, opts, a->k_redact, &v)) err = add_patterns(env, &s->redact, 0, v);
+        if (!err && enif_get_map_value(env, opts, a->k_redact_allow, &v)) err = add_patterns(env, &s->redact, 1, v);
+        if (err) {
             enif_release_resource(s);
-            return es_raise_arg(env, "redact must be a proper list");
+            return es_raise_arg(env, err);
         }
     }
 
@@ -731,6 +828,54 @@ static ERL_NIF_TERM nif_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     return enif_make_tuple2(env, bin, enif_make_uint(env, flags));
 }
 
+/* redact_check(deny, allow) -> :ok | {:error, message}: the patterns as session_new/1 takes them */
+static ERL_NIF_TERM nif_redact_check(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_redact_set *rs = enif_alloc(sizeof *rs);
+    const char *err;
+    ERL_NIF_TERM msg;
+    (void)argc;
+    if (!rs) return es_raise_arg(env, "redact_check/2: out of memory");
+    es_redact_init(rs);
+    err = add_patterns(env, rs, 0, argv[0]);
+    if (!err) err = add_patterns(env, rs, 1, argv[1]);
+    enif_free(rs);
+    if (!err) return PRIV(env)->atoms.ok;
+    memcpy(enif_make_new_binary(env, strlen(err), &msg), err, strlen(err));
+    return enif_make_tuple2(env, PRIV(env)->atoms.error, msg);
+}
+
+/* redact_secret_name(name, deny, allow) -> boolean: the capture's name rule, for the compiler */
+static ERL_NIF_TERM nif_redact_secret_name(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_atoms *a = &PRIV(env)->atoms;
+    char name[ES_NAME_MAX];
+    const char *data = name;
+    size_t len;
+    ErlNifBinary bin;
+    int n, secret;
+    es_redact_set *rs;
+    const char *err;
+    (void)argc;
+    if ((n = enif_get_atom(env, argv[0], name, sizeof name, ERL_NIF_LATIN1)) > 0) {
+        len = (size_t)n - 1;
+    } else if (enif_inspect_binary(env, argv[0], &bin)) {
+        data = (const char *)bin.data;
+        len = bin.size;
+    } else if (enif_is_atom(env, argv[0])) {
+        return a->false_; /* beyond Latin-1: no pattern is (patterns are ASCII in practice) */
+    } else {
+        return es_raise_arg(env, "redact_secret_name/3: the name must be an atom or a binary");
+    }
+    rs = enif_alloc(sizeof *rs);
+    if (!rs) return es_raise_arg(env, "redact_secret_name/3: out of memory");
+    es_redact_init(rs);
+    err = add_patterns(env, rs, 0, argv[1]);
+    if (!err) err = add_patterns(env, rs, 1, argv[2]);
+    secret = !err && es_redact_secret_name(rs, data, len);
+    enif_free(rs);
+    if (err) return es_raise_arg(env, err);
+    return secret ? a->true_ : a->false_;
+}
+
 static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     (void)argv;
@@ -765,6 +910,7 @@ static void make_atoms(ErlNifEnv *env, es_atoms *a) {
     a->k_max_binary = mk_atom(env, "max_binary");
     a->k_max_bytes = mk_atom(env, "max_bytes");
     a->k_redact = mk_atom(env, "redact");
+    a->k_redact_allow = mk_atom(env, "redact_allow");
     a->k_store_max_bytes = mk_atom(env, "store_max_bytes");
     a->k_segment_events = mk_atom(env, "segment_events");
     a->k_pid = mk_atom(env, "pid");
@@ -857,6 +1003,8 @@ static ErlNifFunc nif_funcs[] = {
     {"clear", 1, nif_clear, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"stats", 1, nif_stats, 0},
     {"encode", 2, nif_encode, 0},
+    {"redact_check", 2, nif_redact_check, 0},
+    {"redact_secret_name", 3, nif_redact_secret_name, 0},
     {"now", 0, nif_now, 0},
     {"noop", 0, nif_noop, 0},
     /* component glue (c_src/nif_<component>.c), appended below */

@@ -4,7 +4,9 @@
  * The walker keeps an explicit work stack (a small array on the C stack,
  * moved to the heap when it grows), so arbitrarily deep terms never recurse.
  * Containers write their header at once and push their children in reverse
- * order, so the bytes come out in ETF order. */
+ * order, so the bytes come out in ETF order. Each container also pushes a
+ * frame (where its header is, how many slots it declares) below its children,
+ * so that the byte budget can cut it short and patch the header. */
 #include "elixir_scope/term_codec.h"
 
 #include <stdlib.h>
@@ -22,6 +24,7 @@
 #define ETF_LIST 108
 #define ETF_BINARY 109
 #define ETF_SMALL_BIG 110
+#define ETF_LARGE_BIG 111
 #define ETF_MAP 116
 #define ETF_ATOM_UTF8 118
 #define ETF_SMALL_ATOM_UTF8 119
@@ -159,52 +162,184 @@ static int put_atom(es_buf *b, const char *name, size_t len) {
 }
 
 #define MARKER_ATOM "$es_truncated"
+#define MARKER_LEN (sizeof(MARKER_ATOM) - 1)
 #define REDACTED_ATOM "[REDACTED]"
+#define COUNT_UNKNOWN UINT64_MAX
+
+/* a marker's count: an integer, or the atom `unknown` */
+static int put_count(es_buf *b, uint64_t n) {
+    if (n == COUNT_UNKNOWN) return put_atom(b, "unknown", 7);
+    return put_u64_int(b, n);
+}
+
+/* {:"$es_truncated", (then the caller writes kind and count) */
+static int put_marker_head(es_buf *b) {
+    uint8_t x[2] = {ETF_SMALL_TUPLE, 3};
+    if (es_buf_put(b, x, 2)) return -1;
+    return put_atom(b, MARKER_ATOM, MARKER_LEN);
+}
+
+static int put_small_tuple_header(es_buf *b, uint8_t arity) {
+    uint8_t x[2] = {ETF_SMALL_TUPLE, arity};
+    return es_buf_put(b, x, 2);
+}
 
 /* {:"$es_truncated", kind, count} */
 static int put_marker(es_buf *b, const char *kind, uint64_t count) {
-    uint8_t x[2] = {ETF_SMALL_TUPLE, 3};
-    if (es_buf_put(b, x, 2)) return -1;
-    if (put_atom(b, MARKER_ATOM, sizeof(MARKER_ATOM) - 1)) return -1;
+    if (put_marker_head(b)) return -1;
     if (put_atom(b, kind, strlen(kind))) return -1;
-    return put_u64_int(b, count);
+    return put_count(b, count);
 }
 
 /* {:"$es_truncated", {:binary, <<prefix>>}, omitted} */
 static int put_binary_marker(es_buf *b, const uint8_t *data, uint32_t keep, uint64_t omitted) {
-    uint8_t x[2] = {ETF_SMALL_TUPLE, 3};
-    if (es_buf_put(b, x, 2)) return -1;
-    if (put_atom(b, MARKER_ATOM, sizeof(MARKER_ATOM) - 1)) return -1;
-    uint8_t y[2] = {ETF_SMALL_TUPLE, 2};
-    if (es_buf_put(b, y, 2)) return -1;
-    if (put_atom(b, "binary", 6)) return -1;
+    if (put_marker_head(b) || put_small_tuple_header(b, 2) || put_atom(b, "binary", 6)) return -1;
     if (put_tag_be32(b, ETF_BINARY, keep)) return -1;
     if (es_buf_put(b, data, keep)) return -1;
     return put_u64_int(b, omitted);
 }
 
-static int put_tuple_header(es_buf *b, uint64_t arity) {
-    if (arity <= 255) {
-        uint8_t x[2] = {ETF_SMALL_TUPLE, (uint8_t)arity};
-        return es_buf_put(b, x, 2);
+/* {:"$es_truncated", {:integer, Top}, omitted_bytes}; top: the most significant bytes, little-endian */
+static int put_integer_marker(es_buf *b, uint8_t sign, const uint8_t *top, uint32_t keep, uint64_t omitted) {
+    if (put_marker_head(b) || put_small_tuple_header(b, 2) || put_atom(b, "integer", 7)) return -1;
+    if (keep <= 255) {
+        uint8_t x[3] = {ETF_SMALL_BIG, (uint8_t)keep, sign};
+        if (es_buf_put(b, x, 3)) return -1;
+    } else {
+        if (put_tag_be32(b, ETF_LARGE_BIG, keep) || put1(b, sign)) return -1;
     }
+    if (es_buf_put(b, top, keep)) return -1;
+    return put_u64_int(b, omitted);
+}
+
+static int put_tuple_header(es_buf *b, uint64_t arity) {
+    if (arity <= 255) return put_small_tuple_header(b, (uint8_t)arity);
     return put_tag_be32(b, ETF_LARGE_TUPLE, (uint32_t)arity);
+}
+
+static void patch_be32(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* ---- redaction rules ---- */
+enum { RK_EXACT = 0, RK_PREFIX, RK_SUFFIX, RK_CONTAINS };
+
+/* ASCII lower case without '_', '-', '.' and spaces: `apiKey`, `API_KEY`, `x-api-key` contain `apikey`. */
+static size_t normalize(const char *in, size_t len, char *out) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)in[i];
+        if (c == '_' || c == '-' || c == '.' || c == ' ') continue;
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c - 'A' + 'a');
+        out[n++] = (char)c;
+    }
+    return n;
+}
+
+void es_redact_init(es_redact_set *rs) { memset(rs, 0, sizeof *rs); }
+
+const char *es_redact_add(es_redact_set *rs, int allow, const char *p, size_t len) {
+    uint32_t *count = allow ? &rs->nallow : &rs->ndeny;
+    if (*count >= ES_REDACT_MAX) return "at most 64 redaction patterns per list";
+    if (len == 0 || len > ES_REDACT_PATTERN_MAX) return "a redaction pattern must be 1 to 63 bytes long";
+    int lead = p[0] == '*';
+    int trail = len > 1 && p[len - 1] == '*';
+    const char *inner = p + lead;
+    size_t ilen = len - (size_t)lead - (size_t)trail;
+    if (memchr(inner, '*', ilen)) return "'*' may only begin or end a redaction pattern";
+    es_redact_rule *r = allow ? &rs->allow[*count] : &rs->deny[*count];
+    size_t n = normalize(inner, ilen, r->text);
+    if (n == 0) return "a redaction pattern must name something besides '*', '_', '-', '.' and spaces";
+    r->text[n] = '\0';
+    r->len = (uint8_t)n;
+    r->kind = lead && trail ? RK_CONTAINS : lead ? RK_SUFFIX : trail ? RK_PREFIX : RK_EXACT;
+    (*count)++;
+    return NULL;
+}
+
+static int rule_match(const es_redact_rule *r, const char *s, size_t n) {
+    if (n < r->len) return 0;
+    switch (r->kind) {
+    case RK_EXACT: return n == r->len && memcmp(s, r->text, n) == 0;
+    case RK_PREFIX: return memcmp(s, r->text, r->len) == 0;
+    case RK_SUFFIX: return memcmp(s + n - r->len, r->text, r->len) == 0;
+    default: return memmem(s, n, r->text, r->len) != NULL;
+    }
+}
+
+int es_redact_secret_name(const es_redact_set *rs, const char *name, size_t len) {
+    char norm[ES_REDACT_NAME_MAX];
+    if (!rs || len > ES_REDACT_NAME_MAX) return 0;
+    size_t n = normalize(name, len, norm);
+    if (n == 0) return 0;
+    for (uint32_t i = 0; i < rs->ndeny && i < ES_REDACT_MAX; i++) {
+        if (!rule_match(&rs->deny[i], norm, n)) continue;
+        for (uint32_t j = 0; j < rs->nallow && j < ES_REDACT_MAX; j++)
+            if (rule_match(&rs->allow[j], norm, n)) return 0;
+        return 1;
+    }
+    return 0;
+}
+
+static inline size_t cache_slot(es_term t) {
+    return (size_t)(((uint64_t)t * 0x9E3779B97F4A7C15ull) >> 32) % ES_REDACT_CACHE;
+}
+
+/* Whether a map key or a tuple's first element names a secret. */
+static int secret_term(const es_term_ops *ops, void *env, es_term key, const es_redact_set *rs) {
+    es_term_type ty = ops->type(env, key);
+    if (ty == ES_T_ATOM) {
+        es_redact_cache *c = rs->cache;
+        size_t slot = cache_slot(key);
+        if (c) {
+            if (atomic_load_explicit(&c->clean[slot], memory_order_relaxed) == key) return 0;
+            if (atomic_load_explicit(&c->secret[slot], memory_order_relaxed) == key) return 1;
+        }
+        char name[ES_NAME_MAX];
+        int n = ops->get_atom(env, key, name, sizeof name);
+        if (n < 0) return 0;
+        int secret = es_redact_secret_name(rs, name, (size_t)n);
+        if (c) atomic_store_explicit(secret ? &c->secret[slot] : &c->clean[slot], key, memory_order_relaxed);
+        return secret;
+    }
+    if (ty == ES_T_BINARY) {
+        const uint8_t *d;
+        size_t sz;
+        unsigned tb = 0;
+        if (!ops->get_binary(env, key, &d, &sz, &tb) || tb) return 0;
+        return es_redact_secret_name(rs, (const char *)d, sz);
+    }
+    return 0;
 }
 
 /* ---- the work stack ---- */
 enum {
     W_TERM = 0,
-    W_MARKER,      /* {:"$es_truncated", kind, n} */
-    W_REDACTED,    /* :"[REDACTED]" */
-    W_MAP_MARKER   /* key :"$es_truncated" and value {:"$es_truncated", :map, n} */
+    W_MARKER,     /* {:"$es_truncated", kind, n} */
+    W_REDACTED,   /* :"[REDACTED]" */
+    W_MAP_MARKER, /* key :"$es_truncated" and value {:"$es_truncated", :map, n} */
+    W_NIL,        /* [] ending a list cut short */
+    W_FRAME,      /* a container: t = offset of its header in out, n = slots declared */
+    W_KEY_END     /* after a map key: t = its offset, n = inexact count before it, depth = pair position */
 };
+
+/* where an item sits in its container (what a spent byte budget does to it) */
+enum { R_ROOT = 0, R_ELEM, R_KEY, R_VALUE, R_TAIL, R_PAIR, R_NONE };
+enum { C_LIST = 0, C_SMALL_TUPLE, C_LARGE_TUPLE, C_MAP };
+enum { K_DEPTH = 0, K_LIST, K_TUPLE, K_MAP, K_BINARY, K_BYTES, K_OTHER, K_INTEGER };
+static const char *const KIND_NAME[] = {"depth", "list", "tuple", "map", "binary", "bytes", "other", "integer"};
+
+#define NO_PARENT UINT32_MAX
 
 typedef struct work {
     es_term t;
     uint64_t n;
     uint32_t depth;
-    uint8_t op;
-    const char *kind;
+    uint32_t parent; /* stack index of the enclosing W_FRAME */
+    uint8_t op, role, kind;
 } work;
 
 #define SMALL_STACK 32
@@ -214,13 +349,13 @@ typedef struct walker {
     work *items;
     size_t top, cap;
     int on_heap;
-    int oom;
 } walker;
 
 static int stack_reserve(walker *w, size_t extra) {
     if (w->cap - w->top >= extra) return 0;
     size_t ncap = w->cap * 2;
     if (ncap < w->top + extra) ncap = w->top + extra;
+    if (ncap >= NO_PARENT) return -1; /* parent indexes are 32-bit */
     work *n;
     if (w->on_heap) {
         n = realloc(w->items, ncap * sizeof(work));
@@ -228,61 +363,313 @@ static int stack_reserve(walker *w, size_t extra) {
         n = malloc(ncap * sizeof(work));
         if (n) memcpy(n, w->items, w->top * sizeof(work));
     }
-    if (!n) {
-        w->oom = 1;
-        return -1;
-    }
+    if (!n) return -1;
     w->items = n;
     w->cap = ncap;
     w->on_heap = 1;
     return 0;
 }
 
-static inline int push_term(walker *w, es_term t, uint32_t depth) {
-    if (w->top == w->cap && stack_reserve(w, 1)) return -1;
-    work *it = &w->items[w->top++];
-    it->t = t;
-    it->depth = depth;
-    it->op = W_TERM;
-    return 0;
-}
-
-static inline int push_op(walker *w, uint8_t op, const char *kind, uint64_t n) {
-    if (w->top == w->cap && stack_reserve(w, 1)) return -1;
+/* Callers reserve first. */
+static inline work *push(walker *w, uint8_t op, uint8_t role, size_t parent) {
     work *it = &w->items[w->top++];
     it->op = op;
+    it->role = role;
+    it->parent = (uint32_t)parent;
+    return it;
+}
+
+static inline void push_term(walker *w, es_term t, uint32_t depth, uint8_t role, size_t parent) {
+    work *it = push(w, W_TERM, role, parent);
+    it->t = t;
+    it->depth = depth;
+}
+
+static inline void push_marker(walker *w, uint8_t op, uint8_t kind, uint64_t n, uint8_t role, size_t parent) {
+    work *it = push(w, op, role, parent);
     it->kind = kind;
     it->n = n;
-    it->t = 0;
-    it->depth = 0;
+}
+
+static inline size_t push_frame(walker *w, size_t at, uint8_t ckind, uint64_t slots, uint32_t parent) {
+    size_t fi = w->top;
+    work *f = push(w, W_FRAME, R_NONE, parent);
+    f->t = at;
+    f->kind = ckind;
+    f->n = slots;
+    return fi;
+}
+
+/* ---- the encoder ---- */
+typedef struct enc {
+    const es_term_ops *ops;
+    void *env;
+    es_buf *out;
+    unsigned flags;
+    uint64_t inexact; /* markers, redactions and :"$es_truncated" atoms written so far (keys compare it) */
+    walker w;
+} enc;
+
+static int marker(enc *e, int kind, uint64_t n) {
+    e->flags |= ES_CODEC_TRUNCATED;
+    e->inexact++;
+    return put_marker(e->out, KIND_NAME[kind], n);
+}
+
+/* The byte budget is spent at x, an element or a key: x and its remaining
+ * siblings are dropped, the container's header is patched to what was written
+ * plus one marker saying how much was not. */
+static int cut_container(enc *e, const work *x) {
+    walker *w = &e->w;
+    size_t fi = x->parent;
+    const work *f = &w->items[fi];
+    uint64_t slots = 1, omitted = 1; /* x itself */
+    for (size_t i = fi + 1; i < w->top; i++) {
+        const work *s = &w->items[i];
+        if (s->role != R_ELEM && s->role != R_KEY && s->role != R_PAIR) continue;
+        slots++;
+        if (omitted == COUNT_UNKNOWN) continue;
+        if (s->op == W_MARKER || s->op == W_MAP_MARKER) omitted = s->n == COUNT_UNKNOWN ? COUNT_UNKNOWN : omitted + s->n;
+        else omitted++;
+    }
+    uint64_t count = f->n - slots + 1;
+    uint8_t *h = e->out->data + f->t;
+    uint8_t ckind = f->kind;
+    if (ckind == C_SMALL_TUPLE) h[1] = (uint8_t)count;
+    else patch_be32(h + 1, (uint32_t)count);
+    w->top = fi + 1; /* the frame stays, a no-op when popped */
+    if (ckind == C_MAP && put_atom(e->out, MARKER_ATOM, MARKER_LEN)) return -1;
+    if (marker(e, K_BYTES, omitted)) return -1;
+    if (ckind == C_LIST) return put1(e->out, ETF_NIL);
     return 0;
 }
 
-/* ---- redaction ---- */
-static int redact_match(const es_term_ops *ops, void *env, es_term key, const es_redact_set *rs) {
-    es_term_type ty = ops->type(env, key);
-    const char *name;
-    size_t len;
-    char abuf[1024];
-    if (ty == ES_T_ATOM) {
-        int n = ops->get_atom(env, key, abuf, sizeof abuf);
-        if (n < 0) return 0;
-        name = abuf;
-        len = (size_t)n;
-    } else if (ty == ES_T_BINARY) {
+static int over_budget(enc *e, const work *x) {
+    switch (x->role) {
+    case R_TAIL:
+        if (e->ops->type(e->env, x->t) == ES_T_NIL) return put1(e->out, ETF_NIL);
+        return marker(e, K_BYTES, 1);
+    case R_ELEM:
+    case R_KEY:
+        return cut_container(e, x);
+    default: /* the root, or a value whose key is written */
+        return marker(e, K_BYTES, 1);
+    }
+}
+
+/* A key that is not exact becomes {:"$es_truncated", {:key, index}, key}: the
+ * key's bytes (from `at` to the end) move right to make room for the head. */
+static int wrap_key(enc *e, size_t at, uint32_t index) {
+    uint8_t pre[48];
+    size_t n = 0;
+    pre[n++] = ETF_SMALL_TUPLE;
+    pre[n++] = 3;
+    pre[n++] = ETF_SMALL_ATOM_UTF8;
+    pre[n++] = MARKER_LEN;
+    memcpy(pre + n, MARKER_ATOM, MARKER_LEN);
+    n += MARKER_LEN;
+    pre[n++] = ETF_SMALL_TUPLE;
+    pre[n++] = 2;
+    pre[n++] = ETF_SMALL_ATOM_UTF8;
+    pre[n++] = 3;
+    memcpy(pre + n, "key", 3);
+    n += 3;
+    if (index <= 255) {
+        pre[n++] = ETF_SMALL_INTEGER;
+        pre[n++] = (uint8_t)index;
+    } else {
+        pre[n++] = ETF_INTEGER;
+        patch_be32(pre + n, index);
+        n += 4;
+    }
+    es_buf *b = e->out;
+    if (buf_reserve(b, n)) return -1;
+    memmove(b->data + at + n, b->data + at, b->len - at);
+    memcpy(b->data + at, pre, n);
+    b->len += n;
+    e->flags |= ES_CODEC_TRUNCATED;
+    e->inexact++;
+    return 0;
+}
+
+/* {:"$es_truncated", {:fun, {Mod, :name, Arity}}, 0} or {:"$es_truncated", {:fun, {Mod, Index, Uniq}}, :unknown} */
+static int put_fun(enc *e, es_term t) {
+    es_fun_info fi;
+    memset(&fi, 0, sizeof fi);
+    if (!e->ops->fun_info || e->ops->fun_info(e->env, t, &fi) != 0) return marker(e, K_OTHER, 1);
+    fi.module[ES_NAME_MAX - 1] = fi.name[ES_NAME_MAX - 1] = '\0';
+    es_buf *b = e->out;
+    e->flags |= ES_CODEC_TRUNCATED;
+    e->inexact++;
+    if (put_marker_head(b) || put_small_tuple_header(b, 2) || put_atom(b, "fun", 3) || put_small_tuple_header(b, 3) ||
+        put_atom(b, fi.module, strlen(fi.module)))
+        return -1;
+    if (fi.external)
+        return put_atom(b, fi.name, strlen(fi.name)) || put_u64_int(b, fi.arity) || put_u64_int(b, 0) ? -1 : 0;
+    return put_u64_int(b, fi.index) || put_u64_int(b, fi.uniq) || put_count(b, COUNT_UNKNOWN) ? -1 : 0;
+}
+
+/* An integer beyond int64: its ETF (SMALL_BIG/LARGE_BIG) from ops->external, cut to max_binary bytes. */
+static int put_bigint(enc *e, es_term t, uint32_t max_binary) {
+    uint8_t storage[64];
+    es_buf tmp;
+    es_buf_init(&tmp, storage, sizeof storage);
+    int ok = e->ops->external && e->ops->external(e->env, t, &tmp) == 0;
+    if (tmp.failed) {
+        es_buf_free(&tmp);
+        return -1;
+    }
+    size_t nd = 0, hdr = 0;
+    uint8_t sign = 0;
+    if (ok && tmp.len >= 3 && tmp.data[0] == ETF_SMALL_BIG) {
+        nd = tmp.data[1];
+        sign = tmp.data[2];
+        hdr = 3;
+    } else if (ok && tmp.len >= 6 && tmp.data[0] == ETF_LARGE_BIG) {
+        nd = (size_t)tmp.data[1] << 24 | (size_t)tmp.data[2] << 16 | (size_t)tmp.data[3] << 8 | tmp.data[4];
+        sign = tmp.data[5];
+        hdr = 6;
+    } else {
+        ok = 0;
+    }
+    int rc;
+    if (!ok || tmp.len != hdr + nd || nd == 0) rc = marker(e, K_OTHER, 1);
+    else if (nd <= max_binary) rc = es_buf_put(e->out, tmp.data, tmp.len);
+    else if (max_binary == 0) rc = marker(e, K_INTEGER, nd);
+    else {
+        e->flags |= ES_CODEC_TRUNCATED;
+        e->inexact++;
+        rc = put_integer_marker(e->out, sign, tmp.data + hdr + nd - max_binary, max_binary, nd - max_binary);
+    }
+    es_buf_free(&tmp);
+    return rc;
+}
+
+static int put_float(es_buf *b, double d) {
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    uint8_t x[9] = {ETF_NEW_FLOAT,         (uint8_t)(bits >> 56), (uint8_t)(bits >> 48),
+                    (uint8_t)(bits >> 40), (uint8_t)(bits >> 32), (uint8_t)(bits >> 24),
+                    (uint8_t)(bits >> 16), (uint8_t)(bits >> 8),  (uint8_t)bits};
+    return es_buf_put(b, x, 9);
+}
+
+static void reverse(work *items, size_t from, size_t to /* exclusive */) {
+    for (size_t i = from, j = to - 1; to - from > 1 && i < j; i++, j--) {
+        work tmp = items[i];
+        items[i] = items[j];
+        items[j] = tmp;
+    }
+}
+
+static int put_redacted(enc *e) {
+    e->flags |= ES_CODEC_REDACTED;
+    e->inexact++;
+    return put_atom(e->out, REDACTED_ATOM, sizeof(REDACTED_ATOM) - 1);
+}
+
+/* Pids, ports, references (or a term an op failed on): through ops->external, else a marker. */
+static int put_other(enc *e, es_term t) {
+    es_buf *out = e->out;
+    if (e->ops->external) {
+        size_t before = out->len;
+        if (e->ops->external(e->env, t, out) == 0 && !out->failed) return 0;
+        if (out->failed) return -1;
+        out->len = before; /* drop a partial write */
+    }
+    return marker(e, K_OTHER, 1);
+}
+
+static inline int is_scalar(es_term_type ty) { return ty <= ES_T_NIL; }
+
+/* A term that is neither a container nor special (is_scalar). */
+static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
+    const es_term_ops *ops = e->ops;
+    es_buf *out = e->out;
+    switch (ty) {
+    case ES_T_INT: {
+        int64_t v;
+        if (!ops->get_int64(e->env, t, &v)) return put_other(e, t);
+        return put_int(out, v);
+    }
+    case ES_T_FLOAT: {
+        double d;
+        if (!ops->get_double(e->env, t, &d)) return put_other(e, t);
+        return put_float(out, d);
+    }
+    case ES_T_ATOM: {
+        char name[ES_NAME_MAX];
+        int n = ops->get_atom(e->env, t, name, sizeof name);
+        if (n < 0) return put_other(e, t);
+        if (n == (int)MARKER_LEN && memcmp(name, MARKER_ATOM, MARKER_LEN) == 0) e->inexact++;
+        return put_atom(out, name, (size_t)n);
+    }
+    case ES_T_BINARY:
+    case ES_T_BITSTRING: {
         const uint8_t *d;
         size_t sz;
-        unsigned tb = 0;
-        if (!ops->get_binary(env, key, &d, &sz, &tb) || tb) return 0;
-        name = (const char *)d;
-        len = sz;
-    } else {
+        unsigned tail_bits = 0;
+        if (!ops->get_binary(e->env, t, &d, &sz, &tail_bits)) return put_other(e, t);
+        if (ty == ES_T_BINARY) tail_bits = 0;
+        size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
+        if (total > max_binary) {
+            if (max_binary == 0) return marker(e, K_BINARY, total);
+            e->flags |= ES_CODEC_TRUNCATED;
+            e->inexact++;
+            return put_binary_marker(out, d, max_binary, total - max_binary);
+        }
+        if (tail_bits) {
+            if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total) || put1(out, (uint8_t)tail_bits)) return -1;
+            return es_buf_put(out, d, total);
+        }
+        if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) return -1;
+        return es_buf_put(out, d, sz);
+    }
+    default: /* ES_T_NIL */
+        return put1(out, ETF_NIL);
+    }
+}
+
+/* A map's header and pairs (the first `kept` of its iteration, `omitted` more).
+ * Leading pairs of scalars are written at once (the fast path), a key that is
+ * not exact wrapped on the spot; from the first other pair on, pairs are
+ * pushed: value, W_KEY_END, key, so the key's end is seen before its value. */
+static int map_body(enc *e, const work *it, const es_term *keys, const es_term *vals, size_t kept, size_t omitted,
+                    const es_codec_limits *lim, const es_redact_set *rs, size_t start) {
+    const es_term_ops *ops = e->ops;
+    void *env = e->env;
+    es_buf *out = e->out;
+    walker *w = &e->w;
+    uint64_t slots = kept + (omitted ? 1 : 0);
+    if (stack_reserve(w, 3 * kept + 2)) return -1;
+    size_t fi = push_frame(w, out->len, C_MAP, slots, it->parent);
+    if (put_tag_be32(out, ETF_MAP, (uint32_t)slots)) return -1;
+    size_t i = 0;
+    for (; i < kept && (!lim->max_bytes || out->len - start <= lim->max_bytes); i++) {
+        es_term_type kty = ops->type(env, keys[i]), vty = ES_T_NIL;
+        if (!is_scalar(kty)) break;
+        int secret = rs && secret_term(ops, env, keys[i], rs);
+        if (!secret && !is_scalar(vty = ops->type(env, vals[i]))) break;
+        size_t at = out->len;
+        uint64_t before = e->inexact;
+        if (put_scalar(e, keys[i], kty, lim->max_binary)) return -1;
+        if (e->inexact != before && wrap_key(e, at, (uint32_t)i)) return -1;
+        int rc = secret                                                          ? put_redacted(e)
+                 : lim->max_bytes && out->len - start > lim->max_bytes ? marker(e, K_BYTES, 1) /* as pushed values */
+                                                                         : put_scalar(e, vals[i], vty, lim->max_binary);
+        if (rc) return -1;
+    }
+    if (i == kept) { /* nothing pushed: no frame needed */
+        w->top = fi;
+        if (omitted && (put_atom(out, MARKER_ATOM, MARKER_LEN) || marker(e, K_MAP, omitted))) return -1;
         return 0;
     }
-    for (size_t i = 0; i < rs->count && i < ES_REDACT_MAX; i++) {
-        const char *r = rs->names[i];
-        size_t rl = strnlen(r, sizeof rs->names[i]);
-        if (rl == len && memcmp(r, name, len) == 0) return 1;
+    if (omitted) push_marker(w, W_MAP_MARKER, K_MAP, omitted, R_PAIR, fi);
+    for (size_t j = kept; j-- > i;) {
+        if (rs && secret_term(ops, env, keys[j], rs)) push(w, W_REDACTED, R_VALUE, fi);
+        else push_term(w, vals[j], it->depth + 1, R_VALUE, fi);
+        push(w, W_KEY_END, R_NONE, fi)->depth = (uint32_t)j;
+        push_term(w, keys[j], it->depth + 1, R_KEY, fi);
     }
     return 0;
 }
@@ -291,234 +678,210 @@ static int redact_match(const es_term_ops *ops, void *env, es_term key, const es
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
                     const es_redact_set *redact, es_buf *out, unsigned *result_flags) {
     work small[SMALL_STACK];
-    walker w = {small, 0, SMALL_STACK, 0, 0};
-    unsigned flags = 0;
+    enc e = {ops, env, out, 0, 0, {small, 0, SMALL_STACK, 0}};
+    walker *w = &e.w;
     const size_t start = out->len;
     const uint32_t max_depth = limits->max_depth, max_width = limits->max_width;
     const uint32_t max_binary = limits->max_binary, max_bytes = limits->max_bytes;
-    const int redacting = redact && redact->count > 0;
-    char abuf[1024];
+    const es_redact_set *rs = redact && redact->ndeny > 0 ? redact : NULL;
     int rc = 0;
 
     if (put1(out, ETF_VERSION)) goto fail;
-    if (push_term(&w, term, 1)) goto fail;
+    push_term(w, term, 1, R_ROOT, NO_PARENT);
 
-    while (w.top > 0) {
-        work it = w.items[--w.top];
-        if (it.op == W_MARKER) {
-            if (put_marker(out, it.kind, it.n)) goto fail;
+    while (w->top > 0) {
+        work it = w->items[--w->top];
+        switch (it.op) {
+        case W_TERM: break;
+        case W_FRAME: continue;
+        case W_MARKER:
+            if (marker(&e, it.kind, it.n)) goto fail;
             continue;
-        }
-        if (it.op == W_REDACTED) {
-            if (put_atom(out, REDACTED_ATOM, sizeof(REDACTED_ATOM) - 1)) goto fail;
+        case W_REDACTED:
+            if (put_redacted(&e)) goto fail;
             continue;
-        }
-        if (it.op == W_MAP_MARKER) {
-            if (put_atom(out, MARKER_ATOM, sizeof(MARKER_ATOM) - 1)) goto fail;
-            if (put_marker(out, "map", it.n)) goto fail;
+        case W_MAP_MARKER:
+            if (put_atom(out, MARKER_ATOM, MARKER_LEN) || marker(&e, K_MAP, it.n)) goto fail;
             continue;
+        case W_NIL:
+            if (put1(out, ETF_NIL)) goto fail;
+            continue;
+        case W_KEY_END:
+            if (e.inexact != it.n && wrap_key(&e, (size_t)it.t, it.depth)) goto fail;
+            continue;
+        default: continue;
         }
         /* W_TERM */
         es_term t = it.t;
-        es_term_type ty = ops->type(env, t);
-        if (max_bytes && out->len - start > max_bytes && ty != ES_T_NIL) {
-            /* [] (one byte) is kept so that lists stay proper */
-            flags |= ES_CODEC_TRUNCATED;
-            if (put_marker(out, "bytes", 1)) goto fail;
+        if (it.role == R_KEY) { /* its W_KEY_END is right below: note where the key starts */
+            w->items[w->top - 1].t = out->len;
+            w->items[w->top - 1].n = e.inexact;
+        }
+        if (max_bytes && out->len - start > max_bytes) {
+            if (over_budget(&e, &it)) goto fail;
             continue;
         }
+        es_term_type ty = ops->type(env, t);
         switch (ty) {
-        case ES_T_INT: {
-            int64_t v;
-            if (!ops->get_int64(env, t, &v)) goto other;
-            if (put_int(out, v)) goto fail;
-            break;
-        }
-        case ES_T_FLOAT: {
-            double d;
-            if (!ops->get_double(env, t, &d)) goto other;
-            uint64_t bits;
-            memcpy(&bits, &d, sizeof bits);
-            uint8_t x[9] = {ETF_NEW_FLOAT,         (uint8_t)(bits >> 56), (uint8_t)(bits >> 48),
-                            (uint8_t)(bits >> 40), (uint8_t)(bits >> 32), (uint8_t)(bits >> 24),
-                            (uint8_t)(bits >> 16), (uint8_t)(bits >> 8),  (uint8_t)bits};
-            if (es_buf_put(out, x, 9)) goto fail;
-            break;
-        }
-        case ES_T_ATOM: {
-            int n = ops->get_atom(env, t, abuf, sizeof abuf);
-            if (n < 0) goto other;
-            if (put_atom(out, abuf, (size_t)n)) goto fail;
-            break;
-        }
+        case ES_T_INT:
+        case ES_T_FLOAT:
+        case ES_T_ATOM:
         case ES_T_BINARY:
-        case ES_T_BITSTRING: {
-            const uint8_t *d;
-            size_t sz;
-            unsigned tail_bits = 0;
-            if (!ops->get_binary(env, t, &d, &sz, &tail_bits)) goto other;
-            if (ty == ES_T_BINARY) tail_bits = 0;
-            size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
-            if (total > max_binary) {
-                flags |= ES_CODEC_TRUNCATED;
-                if (max_binary == 0) {
-                    if (put_marker(out, "binary", total)) goto fail;
-                } else {
-                    if (put_binary_marker(out, d, max_binary, total - max_binary)) goto fail;
-                }
-            } else if (tail_bits) {
-                if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total)) goto fail;
-                if (put1(out, (uint8_t)tail_bits)) goto fail;
-                if (es_buf_put(out, d, total)) goto fail;
-            } else {
-                if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) goto fail;
-                if (es_buf_put(out, d, sz)) goto fail;
-            }
-            break;
-        }
+        case ES_T_BITSTRING:
         case ES_T_NIL:
-            if (put1(out, ETF_NIL)) goto fail;
+            if (put_scalar(&e, t, ty, max_binary)) goto fail;
             break;
         case ES_T_LIST: {
             if (it.depth > max_depth) {
-                flags |= ES_CODEC_TRUNCATED;
-                if (put_marker(out, "depth", 1)) goto fail;
+                if (marker(&e, K_DEPTH, 1)) goto fail;
                 break;
             }
-            /* One pass over the cells: the first max_width heads go onto the
-               stack (reversed afterwards), the rest are only counted. Below
-               them: the tail, and above the tail the width marker when
-               something was cut. */
-            if (stack_reserve(&w, 1)) goto fail;
-            size_t base = w.top;
-            w.top += 1;
-            uint64_t count = 0;
+            /* The header goes first (its count patched below). Leading scalar
+               elements are written at once (the fast path); from the first
+               other one on, elements are pushed. Stack, bottom up: frame, tail,
+               [width marker], pushed elements (reversed below). At most
+               max_width cells are kept and max_width more looked at,
+               whatever the list's length. */
+            if (stack_reserve(w, 2)) goto fail;
+            const size_t hdr = out->len;
+            if (put_tag_be32(out, ETF_LIST, 0)) goto fail;
+            size_t fi = push_frame(w, hdr, C_LIST, 0, it.parent);
+            w->top++; /* the tail, set below */
+            const size_t first_pushed = w->top;
+            const uint32_t d = it.depth + 1;
+            uint64_t kept = 0;
+            int inline_ok = 1;
             es_term cur = t, hd, tl;
-            while (ops->list_cell(env, cur, &hd, &tl)) {
-                if (count < max_width) {
-                    if (w.top == w.cap && stack_reserve(&w, 1)) goto fail;
-                    work *slot = &w.items[w.top++];
-                    slot->t = hd;
-                    slot->depth = it.depth + 1;
-                    slot->op = W_TERM;
+            while (kept < max_width && ops->list_cell(env, cur, &hd, &tl)) {
+                es_term_type hty;
+                if (inline_ok && (!max_bytes || out->len - start <= max_bytes) && is_scalar(hty = ops->type(env, hd))) {
+                    if (put_scalar(&e, hd, hty, max_binary)) goto fail;
+                } else {
+                    inline_ok = 0;
+                    if (w->top == w->cap && stack_reserve(w, 1)) goto fail;
+                    push_term(w, hd, d, R_ELEM, fi);
                 }
-                count++;
+                kept++;
                 cur = tl;
             }
-            uint64_t kept = count < max_width ? count : max_width;
-            uint64_t omitted = count - kept;
-            work *tail = &w.items[base];
+            int cut = 0, unknown = 0;
+            uint64_t omitted = 0;
+            if (kept == max_width && ops->list_cell(env, cur, &hd, &tl)) {
+                es_term c = cur;
+                while (omitted < max_width && ops->list_cell(env, c, &hd, &tl)) {
+                    omitted++;
+                    c = tl;
+                }
+                cut = 1;
+                if (ops->list_cell(env, c, &hd, &tl)) unknown = 1; /* longer still: not counted */
+                else cur = c;
+            }
+            patch_be32(out->data + hdr + 1, (uint32_t)(kept + (uint64_t)cut));
+            size_t pushed = w->top - first_pushed;
+            if (pushed == 0 && !cut && ops->type(env, cur) == ES_T_NIL) { /* all written: close it here */
+                w->top = fi;
+                if (put1(out, ETF_NIL)) goto fail;
+                break;
+            }
+            work *tail = &w->items[fi + 1];
+            tail->op = unknown ? W_NIL : W_TERM;
+            tail->role = R_TAIL;
+            tail->parent = (uint32_t)fi;
             tail->t = cur;
-            tail->depth = it.depth + 1;
-            tail->op = W_TERM;
-            size_t first = base + 1;
-            if (omitted) { /* the marker goes between the tail and the elements */
-                if (stack_reserve(&w, 1)) goto fail;
-                memmove(&w.items[base + 2], &w.items[base + 1], (size_t)kept * sizeof(work));
-                w.top++;
-                work *mark = &w.items[base + 1];
-                mark->op = W_MARKER;
-                mark->kind = "list";
-                mark->n = omitted;
-                first = base + 2;
+            tail->depth = d;
+            size_t first = first_pushed;
+            if (cut) { /* the marker goes below the pushed elements */
+                if (stack_reserve(w, 1)) goto fail;
+                memmove(&w->items[first + 1], &w->items[first], pushed * sizeof(work));
+                w->top = first;
+                push_marker(w, W_MARKER, K_LIST, unknown ? COUNT_UNKNOWN : omitted, R_ELEM, fi);
+                w->top = first + 1 + pushed;
+                first++;
             }
-            for (size_t i = first, j = w.top - 1; kept > 1 && i < j; i++, j--) {
-                work tmp = w.items[i];
-                w.items[i] = w.items[j];
-                w.items[j] = tmp;
-            }
-            if (omitted) flags |= ES_CODEC_TRUNCATED;
-            if (put_tag_be32(out, ETF_LIST, (uint32_t)(kept + (omitted ? 1 : 0)))) goto fail;
+            reverse(w->items, first, w->top);
+            w->items[fi].n = kept + (uint64_t)cut;
             break;
         }
         case ES_T_TUPLE: {
             if (it.depth > max_depth) {
-                flags |= ES_CODEC_TRUNCATED;
-                if (put_marker(out, "depth", 1)) goto fail;
+                if (marker(&e, K_DEPTH, 1)) goto fail;
                 break;
             }
             int arity = 0;
             const es_term *elems = NULL;
-            if (!ops->tuple(env, t, &arity, &elems)) goto other;
+            if (!ops->tuple(env, t, &arity, &elems)) {
+                if (marker(&e, K_OTHER, 1)) goto fail;
+                break;
+            }
             uint64_t n = arity > 0 ? (uint64_t)arity : 0;
             uint64_t kept = n < max_width ? n : max_width;
             uint64_t omitted = n - kept;
-            if (omitted) flags |= ES_CODEC_TRUNCATED;
-            if (put_tuple_header(out, kept + (omitted ? 1 : 0))) goto fail;
-            if (stack_reserve(&w, (size_t)kept + 1)) goto fail;
-            if (omitted) push_op(&w, W_MARKER, "tuple", omitted);
-            int redact_second = 0;
-            if (redacting && n == 2 && kept == 2 && redact_match(ops, env, elems[0], redact)) redact_second = 1;
-            for (uint64_t i = kept; i-- > 0;) {
-                if (i == 1 && redact_second) {
-                    flags |= ES_CODEC_REDACTED;
-                    push_op(&w, W_REDACTED, NULL, 0);
-                } else {
-                    push_term(&w, elems[i], it.depth + 1);
+            uint64_t slots = kept + (omitted ? 1 : 0);
+            if (stack_reserve(w, (size_t)slots + 1)) goto fail;
+            size_t fi = push_frame(w, out->len, slots <= 255 ? C_SMALL_TUPLE : C_LARGE_TUPLE, slots, it.parent);
+            if (put_tuple_header(out, slots)) goto fail;
+            /* a tuple tagged with a secret name: {:password, v}, {"authorization", v}, {:token, v, x} */
+            int redact_rest = rs && kept >= 2 && secret_term(ops, env, elems[0], rs);
+            uint64_t i = 0;
+            for (; i < kept && (!max_bytes || out->len - start <= max_bytes); i++) { /* leading scalars at once */
+                if (i >= 1 && redact_rest) {
+                    if (put_redacted(&e)) goto fail;
+                    continue;
                 }
+                es_term_type ety = ops->type(env, elems[i]);
+                if (!is_scalar(ety)) break;
+                if (put_scalar(&e, elems[i], ety, max_binary)) goto fail;
+            }
+            if (i == kept) {
+                w->top = fi; /* nothing pushed: no frame needed */
+                if (omitted && marker(&e, K_TUPLE, omitted)) goto fail;
+                break;
+            }
+            if (omitted) push_marker(w, W_MARKER, K_TUPLE, omitted, R_ELEM, fi);
+            for (uint64_t j = kept; j-- > i;) {
+                if (j >= 1 && redact_rest) push(w, W_REDACTED, R_ELEM, fi);
+                else push_term(w, elems[j], it.depth + 1, R_ELEM, fi);
             }
             break;
         }
         case ES_T_MAP: {
             if (it.depth > max_depth) {
-                flags |= ES_CODEC_TRUNCATED;
-                if (put_marker(out, "depth", 1)) goto fail;
+                if (marker(&e, K_DEPTH, 1)) goto fail;
                 break;
             }
             size_t n = ops->map_size(env, t);
+            size_t kept = n < max_width ? n : max_width;
+            size_t omitted = n - kept;
             es_term kbuf[SMALL_MAP], vbuf[SMALL_MAP];
             es_term *keys = kbuf, *vals = vbuf;
-            if (n > SMALL_MAP) {
-                keys = malloc(n * sizeof(es_term));
-                vals = malloc(n * sizeof(es_term));
+            if (kept > SMALL_MAP) {
+                keys = malloc(kept * sizeof(es_term));
+                vals = malloc(kept * sizeof(es_term));
                 if (!keys || !vals) {
                     free(keys);
                     free(vals);
                     goto fail;
                 }
             }
-            if (n && ops->map_pairs(env, t, keys, vals, n) != 0) {
-                if (n > SMALL_MAP) {
-                    free(keys);
-                    free(vals);
-                }
-                goto other;
-            }
-            size_t kept = n < max_width ? n : max_width;
-            size_t omitted = n - kept;
-            if (omitted) flags |= ES_CODEC_TRUNCATED;
-            int bad = put_tag_be32(out, ETF_MAP, (uint32_t)(kept + (omitted ? 1 : 0))) ||
-                      stack_reserve(&w, 2 * kept + 1);
-            if (!bad) {
-                if (omitted) push_op(&w, W_MAP_MARKER, NULL, omitted);
-                for (size_t i = kept; i-- > 0;) {
-                    if (redacting && redact_match(ops, env, keys[i], redact)) {
-                        flags |= ES_CODEC_REDACTED;
-                        push_op(&w, W_REDACTED, NULL, 0);
-                    } else {
-                        push_term(&w, vals[i], it.depth + 1);
-                    }
-                    push_term(&w, keys[i], it.depth + 1);
-                }
-            }
-            if (n > SMALL_MAP) {
+            int bad = kept && ops->map_pairs(env, t, keys, vals, kept) != 0;
+            int oom = !bad && map_body(&e, &it, keys, vals, kept, omitted, limits, rs, start);
+            if (kept > SMALL_MAP) {
                 free(keys);
                 free(vals);
             }
-            if (bad) goto fail;
+            if (oom) goto fail;
+            if (bad && marker(&e, K_OTHER, 1)) goto fail; /* not through external: that would copy it all */
             break;
         }
+        case ES_T_BIGINT:
+            if (put_bigint(&e, t, max_binary)) goto fail;
+            break;
+        case ES_T_FUN:
+            if (put_fun(&e, t)) goto fail;
+            break;
         case ES_T_OTHER:
         default:
-        other:
-            if (ops->external) {
-                size_t before = out->len;
-                if (ops->external(env, t, out) == 0 && !out->failed) break;
-                if (out->failed) goto fail;
-                out->len = before; /* drop a partial write */
-            }
-            flags |= ES_CODEC_TRUNCATED;
-            if (put_marker(out, "other", 1)) goto fail;
+            if (put_other(&e, t)) goto fail;
             break;
         }
     }
@@ -526,8 +889,8 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
 fail:
     rc = -1;
 done:
-    if (w.on_heap) free(w.items);
+    if (w->on_heap) free(w->items);
     if (out->failed) rc = -1;
-    if (result_flags) *result_flags = flags;
+    if (result_flags) *result_flags = e.flags;
     return rc;
 }

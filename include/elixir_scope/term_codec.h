@@ -5,53 +5,85 @@
  * terms are reached through es_term_ops, which the NIF glue implements over
  * ERL_NIF_TERM and the C unit tests implement over a small fake term model.
  *
+ * Guarantees:
+ * - Cost is bounded by the limits, not by the value: a list is walked for at
+ *   most 2 * max_width cells, a map for max_width pairs, a binary copied for
+ *   max_binary bytes. (Exceptions, in the glue: a bitstring that is not
+ *   byte-aligned and an integer beyond 64 bits are serialised by the VM
+ *   before being cut, and a byte-sized binary starting at a bit offset is
+ *   copied by enif_inspect_binary; all three are rare.)
+ * - The output is always valid ETF: every map's keys stay distinct, whatever
+ *   the limits cut (see "key" below).
+ *
  * Limits: max_depth, max_width (elements of a list/tuple/map kept), max_binary
- * (bytes of a binary kept), max_bytes (soft budget of the whole encoding).
- * Whatever is cut is replaced by the marker tuple
+ * (bytes of a binary, bitstring or big integer kept), max_bytes (soft budget
+ * of the whole encoding). Whatever is cut is replaced by the marker tuple
  *     {:"$es_truncated", Kind, Count}
- * with Kind one of depth | list | tuple | map | binary | bytes and Count the
- * number of elements/bytes that were left out (for depth and bytes: 1 per
- * subterm replaced). Elixir turns markers into %ElixirScope.Truncated{}.
- *
- * Redaction: a map value whose key, or a 2-tuple's second element whose
- * first element (keyword lists), is an atom or binary named in the redact
- * set is replaced by the atom :"[REDACTED]" before it is written.
- *
- * Precise rules (implementation notes, added by the capture core):
+ * Count is a non-negative integer, or the atom `unknown` where counting would
+ * cost more than the limits allow. Elixir turns markers into
+ * %ElixirScope.Truncated{}. The rules:
  * - Depth: the root term is at depth 1, a container's elements (and an
  *   improper list's tail) at depth + 1. A list/tuple/map deeper than max_depth
  *   is replaced by {:"$es_truncated", :depth, 1}; scalars are never cut by
  *   depth. max_depth = 0 replaces even a container root.
  * - Width: a list/tuple longer than max_width keeps its first max_width
  *   elements followed by ONE marker element {:"$es_truncated", :list | :tuple,
- *   omitted} (so it has max_width + 1 elements; an improper list keeps its
- *   tail). A map with more than max_width pairs keeps max_width pairs (in
- *   map_pairs order) plus the pair
+ *   omitted}. A list is looked at for max_width more cells: when it ends there,
+ *   omitted is exact and an improper tail is kept; otherwise omitted is
+ *   `unknown` and the kept list ends in []. A map with more than max_width
+ *   pairs keeps max_width pairs (in map_pairs order) plus the pair
  *   :"$es_truncated" => {:"$es_truncated", :map, omitted}.
  * - Binary: a binary/bitstring of more than max_binary bytes (a bitstring's
  *   partial last byte counts as one) becomes
  *   {:"$es_truncated", {:binary, <<first max_binary bytes>>}, omitted_bytes},
  *   or {:"$es_truncated", :binary, total_bytes} when max_binary is 0.
- *   So Kind is an atom, except for a binary prefix, where it is {:binary, prefix}.
+ * - Integer: an integer beyond 64 bits whose magnitude is longer than
+ *   max_binary bytes becomes {:"$es_truncated", {:integer, Top}, omitted_bytes}
+ *   where Top is its max_binary most significant bytes (with its sign), so the
+ *   value is about Top * 256^omitted_bytes; {:"$es_truncated", :integer,
+ *   total_bytes} when max_binary is 0.
+ * - Fun: never serialised with its environment (which may be any size and
+ *   hold secrets). `&Mod.name/arity` becomes
+ *   {:"$es_truncated", {:fun, {Mod, :name, Arity}}, 0}; a closure becomes
+ *   {:"$es_truncated", {:fun, {Mod, Index, Uniq}}, :unknown} (its free
+ *   variables are not captured).
  * - Bytes: max_bytes = 0 means no budget. Otherwise, once the encoding is
- *   longer than max_bytes, every subterm not yet written is replaced by
- *   {:"$es_truncated", :bytes, 1} (containers already opened stay valid ETF;
- *   [] is always written, so proper lists stay proper).
- * - Other: when an op fails, or ES_T_OTHER and ops->external is NULL or
- *   fails without an allocation failure, the term is written as
+ *   longer than max_bytes, the next subterm cuts its container: the list or
+ *   tuple keeps what is written plus ONE marker {:"$es_truncated", :bytes,
+ *   not_written} (a list then ends in []); a map gets the pair
+ *   :"$es_truncated" => {:"$es_truncated", :bytes, pairs_not_written}. A map
+ *   value whose key is written, an improper tail, or the root becomes
+ *   {:"$es_truncated", :bytes, 1}; a [] tail is always written.
+ * - Key: a map key whose encoding is not exact (something in it was cut or
+ *   redacted, or it holds the atom :"$es_truncated") is written as
+ *   {:"$es_truncated", {:key, I}, cut_key}, I being the pair's position, so
+ *   two keys cut alike stay distinct, and no exact key can equal a marker.
+ * - Other: pids, ports and references are written whole through
+ *   ops->external. When an op fails the term is written as
  *   {:"$es_truncated", :other, 1}.
- * - Redaction applies to a 2-tuple's second element (only when the tuple is
- *   not width-truncated) and to map values; the flag ES_CODEC_REDACTED is set.
+ * ES_CODEC_TRUNCATED is set whenever a marker is written.
+ *
+ * Redaction: a name (an atom, or a binary of at most 255 bytes) is a secret
+ * when, normalised (ASCII lower case; '_', '-', '.' and spaces removed, so
+ * `apiKey`, `API_KEY` and `x-api-key` all contain `apikey`), it matches a deny
+ * pattern and no allow pattern. Patterns are `name` (equal), `name*`
+ * (prefix), `*name` (suffix) and `*name*` (contains), normalised the same way.
+ * The value of a map pair whose key is a secret name, and every element after
+ * the first of a tuple (any arity >= 2) whose first element is a secret name
+ * (keyword pairs, `{:password, v, x}`, `{"authorization", v}` headers), are
+ * written as the atom :"[REDACTED]" and ES_CODEC_REDACTED is set.
+ *
  * Op return conventions: get_int64, get_double, get_binary, list_cell, tuple
  * return nonzero on success (like enif_get_*; list_cell must return 0 for a
- * term that is not a cons cell: the walker calls it on list tails); get_atom returns the name's
- * length or -1; map_pairs and external return 0 on success. For
- * ES_T_BITSTRING, get_binary's data holds *size whole bytes plus one more
- * byte whose tail_bits high bits are used (the ETF layout). The walker never
- * keeps pointers returned by ops beyond the encode call. */
+ * term that is not a cons cell: the walker calls it on list tails); get_atom
+ * returns the name's length or -1; map_pairs, fun_info and external return 0
+ * on success. For ES_T_BITSTRING, get_binary's data holds *size whole bytes
+ * plus one more byte whose tail_bits high bits are used (the ETF layout). The
+ * walker never keeps pointers returned by ops beyond the encode call. */
 #ifndef ELIXIR_SCOPE_TERM_CODEC_H
 #define ELIXIR_SCOPE_TERM_CODEC_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,8 +107,20 @@ typedef enum es_term_type {
     ES_T_LIST,     /* a cons cell */
     ES_T_TUPLE,
     ES_T_MAP,
-    ES_T_OTHER     /* bignum, pid, port, reference, fun: written through ops->external */
+    ES_T_BIGINT,   /* an integer beyond int64: its ETF comes from ops->external, then is cut */
+    ES_T_FUN,      /* described through ops->fun_info, never serialised */
+    ES_T_OTHER     /* pid, port, reference: written through ops->external */
 } es_term_type;
+
+#define ES_NAME_MAX 1024 /* UTF-8 bytes of an atom name (255 characters) plus NUL */
+
+typedef struct es_fun_info {
+    int external;             /* 1: &module.name/arity; 0: a closure module/index/uniq */
+    char module[ES_NAME_MAX]; /* UTF-8, NUL-terminated */
+    char name[ES_NAME_MAX];   /* external funs only */
+    uint64_t arity;           /* external funs only */
+    uint64_t index, uniq;     /* closures only */
+} es_fun_info;
 
 typedef struct es_term_ops {
     es_term_type (*type)(void *env, es_term t);
@@ -89,11 +133,13 @@ typedef struct es_term_ops {
     int (*list_cell)(void *env, es_term t, es_term *head, es_term *tail);
     int (*tuple)(void *env, es_term t, int *arity, const es_term **elems);
     size_t (*map_size)(void *env, es_term t);
-    /* Map iteration: fill keys/values (arrays of map_size) in iteration order. Returns 0 on success.
-       The walker allocates the arrays. */
+    /* Map iteration: fill keys/values (arrays of n <= map_size) with the first n pairs in iteration
+       order. Returns 0 on success. The walker allocates the arrays. */
     int (*map_pairs)(void *env, es_term t, es_term *keys, es_term *values, size_t n);
     /* ETF of t without the leading version byte 131, appended to out by the callee through es_buf_put. */
     int (*external)(void *env, es_term t, struct es_buf *out);
+    /* For ES_T_FUN: what the fun is (not its environment). */
+    int (*fun_info)(void *env, es_term t, es_fun_info *out);
 } es_term_ops;
 
 /* Start with caller-provided storage (e.g. a stack array); grows onto the heap. */
@@ -105,21 +151,48 @@ typedef struct es_codec_limits {
     uint32_t max_depth;  /* >= 1 */
     uint32_t max_width;  /* >= 1 */
     uint32_t max_binary; /* bytes */
-    uint32_t max_bytes;  /* soft budget for the whole encoding */
+    uint32_t max_bytes;  /* soft budget for the whole encoding; 0 = none */
 } es_codec_limits;
 
-#define ES_REDACT_MAX 64
+/* ---- redaction rules ---- */
+#define ES_REDACT_MAX 64         /* patterns per list (deny, allow) */
+#define ES_REDACT_PATTERN_MAX 63 /* bytes of a pattern as given */
+#define ES_REDACT_NAME_MAX 255   /* longer names are never secret names */
+#define ES_REDACT_CACHE 256      /* slots of the per-atom verdict cache */
+
+typedef struct es_redact_rule {
+    uint8_t kind; /* exact, prefix, suffix, contains */
+    uint8_t len;  /* of text */
+    char text[ES_REDACT_PATTERN_MAX + 1]; /* normalised */
+} es_redact_rule;
+
+/* Remembers verdicts per atom term word (an atom's word names the same atom
+ * for the life of the VM). Lock-free: a slot holds one atom word, and a word
+ * is only ever stored in the table of its (fixed) verdict. Zeroed = empty. */
+typedef struct es_redact_cache {
+    _Atomic uint64_t secret[ES_REDACT_CACHE];
+    _Atomic uint64_t clean[ES_REDACT_CACHE];
+} es_redact_cache;
+
 typedef struct es_redact_set {
-    size_t count;
-    char names[ES_REDACT_MAX][64]; /* atom names / binary keys, NUL-terminated */
+    uint32_t ndeny, nallow;
+    es_redact_rule deny[ES_REDACT_MAX];
+    es_redact_rule allow[ES_REDACT_MAX];
+    es_redact_cache *cache; /* optional (NULL: no caching) */
 } es_redact_set;
+
+void es_redact_init(es_redact_set *rs);
+/* Adds a deny (allow = 0) or allow pattern. Returns NULL, or a message saying what is wrong. */
+const char *es_redact_add(es_redact_set *rs, int allow, const char *pattern, size_t len);
+/* 1 when name (UTF-8 or bytes) is a secret name under rs. */
+int es_redact_secret_name(const es_redact_set *rs, const char *name, size_t len);
 
 /* Result flags */
 #define ES_CODEC_TRUNCATED 0x1
 #define ES_CODEC_REDACTED 0x2
 
 /* Encodes term as ETF (with the 131 version byte) into out.
- * Returns 0 and sets *result_flags, or -1 on allocation failure. Never recurses. */
+ * redact may be NULL. Returns 0 and sets *result_flags, or -1 on allocation failure. Never recurses. */
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
                     const es_redact_set *redact, es_buf *out, unsigned *result_flags);
 

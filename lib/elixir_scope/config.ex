@@ -6,7 +6,7 @@ defmodule ElixirScope.Config do
 
       capture: [buffer_size: 65_536, overflow: :drop_newest, batch_size: 10_000, flush_interval: 5,
                 writers: 2, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
-                redact: [:password, ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
+                redact: ["*password*", ...], redact_allow: ["tokens", ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
       recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200]
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
@@ -14,8 +14,7 @@ defmodule ElixirScope.Config do
       enabled: true
   """
 
-  @default_redact [:password, :passwd, :secret, :token, :access_token, :refresh_token, :api_key,
-                   :apikey, :private_key, :authorization, :cookie, :session, :credentials, :client_secret]
+  alias ElixirScope.Redaction
 
   @schema [
     enabled: {:boolean, true},
@@ -30,7 +29,8 @@ defmodule ElixirScope.Config do
       max_width: {:pos_integer, 32},
       max_binary: {:non_neg_integer, 256},
       max_payload_bytes: {:pos_integer, 4096},
-      redact: {:name_list, @default_redact},
+      redact: {:deny_patterns, Redaction.default_deny()},
+      redact_allow: {:allow_patterns, Redaction.default_allow()},
       fuse: [
         enabled: {:boolean, true},
         max_full_ms: {:pos_integer, 2_000},
@@ -84,9 +84,9 @@ defmodule ElixirScope.Config do
 
   @type t :: keyword()
 
-  @doc "The default list of keys whose values are redacted at capture time."
-  @spec default_redact() :: [atom()]
-  def default_redact, do: @default_redact
+  @doc "The default deny patterns of redaction (see `ElixirScope.Redaction`)."
+  @spec default_redact() :: [String.t()]
+  def default_redact, do: Redaction.default_deny()
 
   @doc """
   Validates `opts` merged over the application environment and the defaults.
@@ -119,6 +119,7 @@ defmodule ElixirScope.Config do
   def session_options(config) do
     capture = config[:capture]
     storage = config[:storage]
+    rules = Redaction.rules(capture)
 
     %{
       ring_capacity: capture[:buffer_size],
@@ -127,7 +128,8 @@ defmodule ElixirScope.Config do
       max_width: capture[:max_width],
       max_binary: capture[:max_binary],
       max_bytes: max(capture[:max_payload_bytes], 64),
-      redact: capture[:redact],
+      redact: rules.deny,
+      redact_allow: rules.allow,
       store_max_bytes: storage[:max_bytes],
       segment_events: storage[:segment_events]
     }
@@ -153,10 +155,9 @@ defmodule ElixirScope.Config do
           end
 
         {:ok, {type, _default}} ->
-          if valid?(type, value) do
-            {:cont, {:ok, [{key, value} | acc]}}
-          else
-            {:halt, {:error, "ElixirScope option #{name(path, key)} must be #{describe(type)}, got: #{inspect(value)}"}}
+          case problem(type, value) do
+            nil -> {:cont, {:ok, [{key, value} | acc]}}
+            why -> {:halt, {:error, "ElixirScope option #{name(path, key)} must be #{describe(type)}, got: #{inspect(value)}#{why}"}}
           end
       end
     end)
@@ -168,6 +169,20 @@ defmodule ElixirScope.Config do
 
   defp name(path, key), do: (path ++ [key]) |> Enum.map_join(".", &Atom.to_string/1)
 
+  # nil when value is valid for type, else "" or ": what is wrong"
+  defp problem(type, value) when type in [:deny_patterns, :allow_patterns] do
+    defaults = if type == :deny_patterns, do: Redaction.default_deny(), else: Redaction.default_allow()
+    list = Redaction.expand(value, defaults)
+    checked = if type == :deny_patterns, do: Redaction.check(list, []), else: Redaction.check([], list)
+
+    case checked do
+      :ok -> nil
+      {:error, message} -> ": " <> message
+    end
+  end
+
+  defp problem(type, value), do: if(valid?(type, value), do: nil, else: "")
+
   defp valid?(:boolean, v), do: is_boolean(v)
   defp valid?(:atom, v), do: is_atom(v)
   defp valid?(:any, _), do: true
@@ -178,7 +193,6 @@ defmodule ElixirScope.Config do
   defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and v <= 1_073_741_824 and Bitwise.band(v, v - 1) == 0
   defp valid?({:one_of, values}, v), do: v in values
   defp valid?(:host_list, v), do: ElixirScope.Web.Hosts.valid_list?(v)
-  defp valid?(:name_list, v), do: is_list(v) and length(v) <= 64 and Enum.all?(v, &(is_atom(&1) or is_binary(&1)))
 
   defp describe(:boolean), do: "a boolean"
   defp describe(:atom), do: "an atom"
@@ -189,7 +203,10 @@ defmodule ElixirScope.Config do
   defp describe(:pow2), do: "a power of two between 2 and 2^30"
   defp describe({:one_of, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
   defp describe(:host_list), do: ~s(a list of at most 64 "name" or "name:port" strings)
-  defp describe(:name_list), do: "a list of at most 64 atoms or strings"
+
+  defp describe(t) when t in [:deny_patterns, :allow_patterns],
+    do: "a list of at most 64 names or patterns (atoms or strings of 1 to 63 bytes, `*` only at the start or end; " <>
+          ":defaults for the built-in list)"
   defp describe(:any), do: "any term"
 
   defp fill(schema) do

@@ -49,6 +49,10 @@ defmodule ElixirScope.NIF do
   def stats(_session), do: nif_missing()
   @spec encode(reference(), term()) :: {binary(), non_neg_integer()}
   def encode(_session, _term), do: nif_missing()
+  @spec redact_check([atom() | binary()], [atom() | binary()]) :: :ok | {:error, String.t()}
+  def redact_check(_deny, _allow), do: nif_missing()
+  @spec redact_secret_name(atom() | binary(), [atom() | binary()], [atom() | binary()]) :: boolean()
+  def redact_secret_name(_name, _deny, _allow), do: nif_missing()
   @spec now() :: non_neg_integer()
   def now, do: nif_missing()
   @spec noop() :: :ok

@@ -1,5 +1,10 @@
 /* CMocka tests of the bounded ETF encoder (c_src/term_codec.c) over a tiny
- * fake term model (tagged structs) implementing es_term_ops. */
+ * fake term model (tagged structs) implementing es_term_ops. Outputs are
+ * checked byte for byte, or decoded with the project's ETF decoder
+ * (c_src/etf.c) and printed in Erlang syntax. A seeded property test encodes
+ * generated terms under many limits and checks every output is valid ETF
+ * (decodes completely, distinct map keys) and, when nothing was cut, equal to
+ * its input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "elixir_scope/etf.h"
 #include "elixir_scope/term_codec.h"
 
 /* ---- fake term model ---- */
@@ -24,6 +30,7 @@ typedef struct ft {
     es_term *elems; /* tuple elements, or map keys */
     es_term *vals;  /* map values */
     int n;
+    es_fun_info fun; /* ES_T_FUN */
     struct ft *next_alloc;
 } ft;
 
@@ -77,6 +84,36 @@ static es_term BITS(const void *b, size_t whole, unsigned bits) {
     return t;
 }
 static es_term OTHER(const void *etf, size_t len) { return bytes_node(ES_T_OTHER, etf, len); }
+/* an integer beyond int64: n magnitude bytes (little-endian), as its ETF */
+static es_term BIGN(int negative, const uint8_t *mag, size_t n) {
+    uint8_t *etf = malloc(n + 6);
+    size_t h;
+    if (n <= 255) {
+        etf[0] = 110, etf[1] = (uint8_t)n, etf[2] = (uint8_t)negative, h = 3;
+    } else {
+        etf[0] = 111, etf[1] = (uint8_t)(n >> 24), etf[2] = (uint8_t)(n >> 16), etf[3] = (uint8_t)(n >> 8);
+        etf[4] = (uint8_t)n, etf[5] = (uint8_t)negative, h = 6;
+    }
+    memcpy(etf + h, mag, n);
+    es_term t = bytes_node(ES_T_BIGINT, etf, n + h);
+    free(etf);
+    return t;
+}
+static es_term FUN_EXT(const char *mod, const char *name, unsigned arity) {
+    ft *f = node(ES_T_FUN);
+    f->fun.external = 1;
+    strcpy(f->fun.module, mod);
+    strcpy(f->fun.name, name);
+    f->fun.arity = arity;
+    return T(f);
+}
+static es_term FUN_LOCAL(const char *mod, unsigned index, unsigned uniq) {
+    ft *f = node(ES_T_FUN);
+    strcpy(f->fun.module, mod);
+    f->fun.index = index;
+    f->fun.uniq = uniq;
+    return T(f);
+}
 static es_term NIL(void) { return T(node(ES_T_NIL)); }
 static es_term CONS(es_term h, es_term t) {
     ft *f = node(ES_T_LIST);
@@ -142,8 +179,10 @@ static int f_binary(void *env, es_term t, const uint8_t **data, size_t *size, un
     *tail_bits = F(t)->bits;
     return 1;
 }
+static size_t cells_walked, pairs_asked; /* what the walker looked at: its cost */
 static int f_cell(void *env, es_term t, es_term *h, es_term *tl) {
     (void)env;
+    cells_walked++;
     if (F(t)->type != ES_T_LIST) return 0;
     *h = F(t)->hd;
     *tl = F(t)->tl;
@@ -162,19 +201,26 @@ static size_t f_map_size(void *env, es_term t) {
 }
 static int f_map_pairs(void *env, es_term t, es_term *keys, es_term *values, size_t n) {
     (void)env;
-    if (F(t)->type != ES_T_MAP || n != (size_t)F(t)->n) return -1;
+    if (F(t)->type != ES_T_MAP || n > (size_t)F(t)->n) return -1;
+    pairs_asked += n;
     memcpy(keys, F(t)->elems, n * sizeof(es_term));
     memcpy(values, F(t)->vals, n * sizeof(es_term));
     return 0;
 }
 static int f_external(void *env, es_term t, es_buf *out) {
     (void)env;
-    if (F(t)->type != ES_T_OTHER || F(t)->len == 0) return -1;
+    if ((F(t)->type != ES_T_OTHER && F(t)->type != ES_T_BIGINT) || F(t)->len == 0) return -1;
     return es_buf_put(out, F(t)->bytes, F(t)->len);
+}
+static int f_fun_info(void *env, es_term t, es_fun_info *out) {
+    (void)env;
+    if (F(t)->type != ES_T_FUN) return -1;
+    *out = F(t)->fun;
+    return 0;
 }
 
 static const es_term_ops OPS = {f_type, f_int, f_double, f_atom, f_binary, f_cell,
-                                f_tuple, f_map_size, f_map_pairs, f_external};
+                                f_tuple, f_map_size, f_map_pairs, f_external, f_fun_info};
 
 static const es_codec_limits BIG = {1000000, 100000, 1u << 20, 0};
 
@@ -206,6 +252,100 @@ static void expect_enc_l(es_term t, const es_codec_limits *lim, const es_redact_
     do {                                                                                   \
         static const uint8_t e_[] = {__VA_ARGS__};                                         \
         expect_enc_l((t), (lim), (rs), e_, sizeof e_, (fl));                               \
+    } while (0)
+
+
+/* ---- decoding outputs back, for readable assertions ---- */
+typedef struct sbuf {
+    char *d;
+    size_t len, cap;
+} sbuf;
+
+static void sput(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[512];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof tmp) n = sizeof tmp - 1;
+    if (b->len + (size_t)n + 1 > b->cap) {
+        b->cap = (b->len + (size_t)n + 1) * 2;
+        b->d = realloc(b->d, b->cap);
+    }
+    memcpy(b->d + b->len, tmp, (size_t)n + 1);
+    b->len += (size_t)n;
+}
+
+/* Erlang-like text of a decoded term (RAW terms print as raw<tag>) */
+static void show_term(sbuf *b, const es_etf_term *t) {
+    switch (t->kind) {
+    case ES_ETF_ATOM: sput(b, "%.*s", (int)t->n, (const char *)t->u.bytes); break;
+    case ES_ETF_INT: sput(b, "%lld", (long long)t->u.i); break;
+    case ES_ETF_FLOAT: sput(b, "%g", t->u.f); break;
+    case ES_ETF_BINARY: sput(b, "<<\"%.*s\">>", (int)t->n, (const char *)t->u.bytes); break;
+    case ES_ETF_NIL: sput(b, "[]"); break;
+    case ES_ETF_LIST:
+        sput(b, "[");
+        for (uint32_t i = 0; i < t->n; i++) {
+            if (i) sput(b, ",");
+            show_term(b, t->u.items[i]);
+        }
+        if (t->u.items[t->n]->kind != ES_ETF_NIL) {
+            sput(b, "|");
+            show_term(b, t->u.items[t->n]);
+        }
+        sput(b, "]");
+        break;
+    case ES_ETF_TUPLE:
+        sput(b, "{");
+        for (uint32_t i = 0; i < t->n; i++) {
+            if (i) sput(b, ",");
+            show_term(b, t->u.items[i]);
+        }
+        sput(b, "}");
+        break;
+    case ES_ETF_MAP:
+        sput(b, "#{");
+        for (uint32_t i = 0; i < t->n; i++) {
+            if (i) sput(b, ",");
+            show_term(b, t->u.items[2 * i]);
+            sput(b, "=>");
+            show_term(b, t->u.items[2 * i + 1]);
+        }
+        sput(b, "}");
+        break;
+    default: sput(b, "raw<%u>", t->u.bytes[0]); break;
+    }
+}
+
+/* Encodes t and returns its decoded text (caller frees); *flags gets the result flags. */
+static char *show(es_term t, const es_codec_limits *lim, const es_redact_set *rs, unsigned *flags) {
+    es_buf b;
+    es_buf_init(&b, NULL, 0);
+    unsigned fl = 0;
+    assert_int_equal(es_codec_encode(&OPS, NULL, t, lim, rs, &b, &fl), 0);
+    if (flags) *flags = fl;
+    es_arena a;
+    es_arena_init(&a);
+    es_etf_term *root = NULL;
+    size_t off = 0;
+    assert_int_equal(es_etf_decode(&a, b.data, b.len, 1u << 20, &root, &off), ES_ETF_OK);
+    sbuf sb = {0};
+    show_term(&sb, root);
+    es_arena_free(&a);
+    es_buf_free(&b);
+    return sb.d;
+}
+
+#define EXPECT_SHOW(t, lim, rs, want_flags, text)                                          \
+    do {                                                                                   \
+        unsigned fl_;                                                                      \
+        char *got_ = show((t), (lim), (rs), &fl_);                                         \
+        if (strcmp(got_, (text)) != 0) fprintf(stderr, "expected %s\n     got %s\n", (text), got_); \
+        assert_string_equal(got_, (text));                                                 \
+        assert_int_equal(fl_, (want_flags));                                               \
+        free(got_);                                                                        \
     } while (0)
 
 #define MARKER_HEAD 104, 3, 119, 13, '$', 'e', 's', '_', 't', 'r', 'u', 'n', 'c', 'a', 't', 'e', 'd'
@@ -313,8 +453,8 @@ static void test_lists_tuples_maps(void **state) {
 static void test_width_truncation(void **state) {
     (void)state;
     es_codec_limits lim = {100, 2, 100, 0};
-    EXPECT_LIM(LIST(I(1), I(2), I(3), I(4), I(5)), &lim, NULL, ES_CODEC_TRUNCATED, 108, 0, 0, 0, 3, 97, 1, 97, 2,
-               MARKER_HEAD, 119, 4, 'l', 'i', 's', 't', 97, 3, 106);
+    EXPECT_LIM(LIST(I(1), I(2), I(3), I(4)), &lim, NULL, ES_CODEC_TRUNCATED, 108, 0, 0, 0, 3, 97, 1, 97, 2,
+               MARKER_HEAD, 119, 4, 'l', 'i', 's', 't', 97, 2, 106);
     /* exactly max_width: untouched */
     EXPECT_LIM(LIST(I(1), I(2)), &lim, NULL, 0, 108, 0, 0, 0, 2, 97, 1, 97, 2, 106);
     /* improper list keeps its tail */
@@ -324,13 +464,18 @@ static void test_width_truncation(void **state) {
                'u', 'p', 'l', 'e', 97, 1);
     EXPECT_LIM(MAP(I(1), I(10), I(2), I(20), I(3), I(30), I(4), I(40)), &lim, NULL, ES_CODEC_TRUNCATED, 116, 0, 0, 0,
                3, 97, 1, 97, 10, 97, 2, 97, 20, M_ATOM, MARKER_HEAD, 119, 3, 'm', 'a', 'p', 97, 2);
-    /* a 1,000,000-element list with width 2: count is exact */
+    /* a 1,000,000-element list with width 2: 2 kept, 2 more looked at, the rest not counted */
     {
         es_term l = NIL();
         for (int i = 0; i < 1000000; i++) l = CONS(I(i & 0x7f), l);
+        cells_walked = 0;
         EXPECT_LIM(l, &lim, NULL, ES_CODEC_TRUNCATED, 108, 0, 0, 0, 3, 97, 0x3f, 97, 0x3e, MARKER_HEAD, 119, 4, 'l',
-                   'i', 's', 't', 98, 0, 0x0f, 0x42, 0x3e, 106); /* 999998 = 0x0F423E */
+                   'i', 's', 't', 119, 7, 'u', 'n', 'k', 'n', 'o', 'w', 'n', 106);
+        assert_true(cells_walked <= 2 * 2 + 3);
     }
+    /* a list that ends within the look-ahead: exact count */
+    EXPECT_SHOW(LIST(I(1), I(2), I(3), I(4)), &lim, NULL, ES_CODEC_TRUNCATED, "[1,2,{$es_truncated,list,2}]");
+    EXPECT_SHOW(LIST(I(1), I(2), I(3), I(4), I(5)), &lim, NULL, ES_CODEC_TRUNCATED, "[1,2,{$es_truncated,list,unknown}]");
     free_nodes();
 }
 
@@ -403,45 +548,230 @@ static void test_byte_budget(void **state) {
     unsigned fl = 0;
     assert_int_equal(es_codec_encode(&OPS, NULL, l, &lim, NULL, &b, &fl), 0);
     assert_int_equal(fl, ES_CODEC_TRUNCATED);
-    /* header 1+5; ints are 2 bytes: after 8 ints the encoding is 22 > 20, so 92 markers follow */
-    const uint8_t marker[] = {MARKER_HEAD, 119, 5, 'b', 'y', 't', 'e', 's', 97, 1};
-    assert_int_equal(b.len, 6 + 8 * 2 + 92 * sizeof marker + 1); /* [] is never replaced: the list stays proper */
+    /* header 1+5; ints are 2 bytes: after 8 ints the encoding is 22 > 20, so the
+       list is cut there: its header says 9 and one marker counts the 92 left out */
+    const uint8_t head[] = {131, 108, 0, 0, 0, 9};
+    const uint8_t marker[] = {MARKER_HEAD, 119, 5, 'b', 'y', 't', 'e', 's', 97, 92, 106};
+    assert_int_equal(b.len, 6 + 8 * 2 + sizeof marker);
+    assert_memory_equal(b.data, head, sizeof head);
     for (int i = 0; i < 8; i++) assert_int_equal(b.data[6 + 2 * i + 1], i);
     assert_memory_equal(b.data + 6 + 16, marker, sizeof marker);
-    assert_memory_equal(b.data + 6 + 16 + 91 * sizeof marker, marker, sizeof marker);
     es_buf_free(&b);
+
+    /* tuples, maps (cut at a key: one pair counts the rest; at a value: that value), nested containers */
+    es_codec_limits tiny = {100, 1000, 100, 12};
+    EXPECT_SHOW(TUPLE(I(1000), I(1001), I(1002), I(1003)), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "{1000,1001,{$es_truncated,bytes,2}}");
+    EXPECT_SHOW(MAP(I(1000), I(1), I(1001), I(2), I(1002), I(3)), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "#{1000=>1,$es_truncated=>{$es_truncated,bytes,2}}");
+    EXPECT_SHOW(MAP(I(1000), B("0123456789", 10), I(1001), I(2)), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "#{1000=><<\"0123456789\">>,$es_truncated=>{$es_truncated,bytes,1}}");
+    EXPECT_SHOW(MAP(B("0123456789", 10), I(5), I(1001), I(2)), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "#{<<\"0123456789\">>=>{$es_truncated,bytes,1},$es_truncated=>{$es_truncated,bytes,1}}");
+    EXPECT_SHOW(LIST(LIST(I(1000), I(1001), I(1002)), I(7), I(8)), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "[[1000,{$es_truncated,bytes,2}],{$es_truncated,bytes,2}]");
+    /* an improper tail over budget becomes a marker; a [] tail is always written */
+    EXPECT_SHOW(CONS(I(1000), CONS(I(1001), A("tail"))), &tiny, NULL, ES_CODEC_TRUNCATED,
+                "[1000,1001|{$es_truncated,bytes,1}]");
+    EXPECT_SHOW(LIST(I(1000), I(1001)), &tiny, NULL, 0, "[1000,1001]");
+    /* a width marker still pending when the budget cuts: counted with the rest */
+    es_codec_limits w3 = {100, 3, 100, 12};
+    EXPECT_SHOW(LIST(I(1000), I(1001), I(1002), I(1003), I(1004)), &w3, NULL, ES_CODEC_TRUNCATED,
+                "[1000,1001,{$es_truncated,bytes,3}]");
+    EXPECT_SHOW(LISTV(100, items, NIL()), &w3, NULL, ES_CODEC_TRUNCATED, "[0,1,2,{$es_truncated,list,unknown}]");
     free_nodes();
 }
 
-static void set_redact(es_redact_set *rs, const char *a, const char *c) {
-    memset(rs, 0, sizeof *rs);
-    strcpy(rs->names[rs->count++], a);
-    if (c) strcpy(rs->names[rs->count++], c);
+static void add(es_redact_set *rs, int allow, const char *p) { assert_null(es_redact_add(rs, allow, p, strlen(p))); }
+
+static void default_rules(es_redact_set *rs, es_redact_cache *cache) {
+    es_redact_init(rs);
+    add(rs, 0, "*password*");
+    add(rs, 0, "*secret*");
+    add(rs, 0, "*token*");
+    add(rs, 0, "*api_key*");
+    add(rs, 0, "authorization");
+    add(rs, 0, "cookie*");
+    add(rs, 0, "*_pin");
+    add(rs, 1, "tokens");
+    rs->cache = cache;
 }
 
 #define REDACTED 119, 10, '[', 'R', 'E', 'D', 'A', 'C', 'T', 'E', 'D', ']'
 
+static void test_redaction_rule(void **state) {
+    (void)state;
+    es_redact_set rs;
+    default_rules(&rs, NULL);
+    const char *secret[] = {"password", "Password", "PASSWORD", "db_password", "passwordHash", "x-api-key", "apiKey",
+                            "API_KEY", "secret_key_base", "clientSecret", "access_token", "X-Auth-Token",
+                            "authorization", "Authorization", "cookie", "Cookies", "card_pin", "api.key", "api key"};
+    const char *clean[] = {"user", "pass", "tokens", "Tokens", "auth", "authorization_header" /* exact rule */,
+                           "set_cookie" /* prefix rule */, "pinned", "", "___", "api"};
+    for (size_t i = 0; i < sizeof secret / sizeof *secret; i++)
+        if (!es_redact_secret_name(&rs, secret[i], strlen(secret[i]))) fail_msg("%s should be secret", secret[i]);
+    for (size_t i = 0; i < sizeof clean / sizeof *clean; i++)
+        if (es_redact_secret_name(&rs, clean[i], strlen(clean[i]))) fail_msg("%s should not be secret", clean[i]);
+    /* names longer than 255 bytes are never secret */
+    char longname[300];
+    memset(longname, 'a', sizeof longname);
+    memcpy(longname, "password", 8);
+    assert_true(es_redact_secret_name(&rs, longname, 255));
+    assert_false(es_redact_secret_name(&rs, longname, 256));
+    /* bad patterns say what is wrong */
+    es_redact_set bad;
+    es_redact_init(&bad);
+    assert_non_null(es_redact_add(&bad, 0, "", 0));
+    assert_non_null(es_redact_add(&bad, 0, "*", 1));
+    assert_non_null(es_redact_add(&bad, 0, "**", 2));
+    assert_non_null(es_redact_add(&bad, 0, "*_-*", 4));
+    assert_non_null(es_redact_add(&bad, 0, "pa*ss", 5));
+    char big[64];
+    memset(big, 'a', sizeof big);
+    assert_non_null(es_redact_add(&bad, 0, big, 64));
+    assert_null(es_redact_add(&bad, 0, big, 63));
+    for (int i = 1; i < ES_REDACT_MAX; i++) assert_null(es_redact_add(&bad, 0, "x", 1));
+    assert_non_null(es_redact_add(&bad, 0, "x", 1));
+    assert_null(es_redact_add(&bad, 1, "x", 1)); /* the allow list has its own room */
+}
+
 static void test_redaction(void **state) {
     (void)state;
     es_redact_set rs;
-    set_redact(&rs, "password", "token");
-    EXPECT_LIM(MAP(A("user"), B("bob", 3), A("password"), B("s3cret", 6)), &BIG, &rs, ES_CODEC_REDACTED, 116, 0, 0, 0,
-               2, 119, 4, 'u', 's', 'e', 'r', 109, 0, 0, 0, 3, 'b', 'o', 'b', 119, 8, 'p', 'a', 's', 's', 'w', 'o', 'r',
-               'd', REDACTED);
-    /* binary keys too */
-    EXPECT_LIM(MAP(B("token", 5), LIST(I(1), I(2))), &BIG, &rs, ES_CODEC_REDACTED, 116, 0, 0, 0, 1, 109, 0, 0, 0, 5,
-               't', 'o', 'k', 'e', 'n', REDACTED);
-    /* keyword lists: [password: "x", a: 1] */
-    EXPECT_LIM(LIST(TUPLE(A("password"), B("x", 1)), TUPLE(A("a"), I(1))), &BIG, &rs, ES_CODEC_REDACTED, 108, 0, 0, 0,
-               2, 104, 2, 119, 8, 'p', 'a', 's', 's', 'w', 'o', 'r', 'd', REDACTED, 104, 2, 119, 1, 'a', 97, 1, 106);
-    /* nested under a non-redacted key; prefix names do not match */
-    EXPECT_LIM(MAP(A("cfg"), MAP(A("pass"), I(1), A("token"), I(2))), &BIG, &rs, ES_CODEC_REDACTED, 116, 0, 0, 0, 1,
-               119, 3, 'c', 'f', 'g', 116, 0, 0, 0, 2, 119, 4, 'p', 'a', 's', 's', 97, 1, 119, 5, 't', 'o', 'k', 'e',
-               'n', REDACTED);
-    /* no match: no flag */
-    EXPECT_LIM(TUPLE(A("user"), I(1)), &BIG, &rs, 0, 104, 2, 119, 4, 'u', 's', 'e', 'r', 97, 1);
-    /* 3-tuples are not keyword pairs */
-    EXPECT_LIM(TUPLE(A("token"), I(1), I(2)), &BIG, &rs, 0, 104, 3, 119, 5, 't', 'o', 'k', 'e', 'n', 97, 1, 97, 2);
+    es_redact_cache cache;
+    memset(&cache, 0, sizeof cache);
+    default_rules(&rs, &cache);
+    for (int round = 0; round < 2; round++) { /* the second round answers from the atom cache */
+        EXPECT_LIM(MAP(A("user"), B("bob", 3), A("password"), B("s3cret", 6)), &BIG, &rs, ES_CODEC_REDACTED, 116, 0, 0,
+                   0, 2, 119, 4, 'u', 's', 'e', 'r', 109, 0, 0, 0, 3, 'b', 'o', 'b', 119, 8, 'p', 'a', 's', 's', 'w',
+                   'o', 'r', 'd', REDACTED);
+    }
+    /* binary keys, any case and separator */
+    EXPECT_SHOW(MAP(B("X-Api-Key", 9), LIST(I(1), I(2)), B("Tokens", 6), I(3)), &BIG, &rs, ES_CODEC_REDACTED,
+                "#{<<\"X-Api-Key\">>=>[REDACTED],<<\"Tokens\">>=>3}");
+    /* keyword lists, headers, tuples of any arity tagged with a secret name */
+    EXPECT_SHOW(LIST(TUPLE(A("apiKey"), B("x", 1)), TUPLE(A("a"), I(1))), &BIG, &rs, ES_CODEC_REDACTED,
+                "[{apiKey,[REDACTED]},{a,1}]");
+    EXPECT_SHOW(LIST(TUPLE(B("authorization", 13), B("Bearer x", 8))), &BIG, &rs, ES_CODEC_REDACTED,
+                "[{<<\"authorization\">>,[REDACTED]}]");
+    EXPECT_SHOW(TUPLE(A("password"), I(1), A("x")), &BIG, &rs, ES_CODEC_REDACTED, "{password,[REDACTED],[REDACTED]}");
+    EXPECT_SHOW(TUPLE(A("password")), &BIG, &rs, 0, "{password}");
+    /* width-cut tuples are still redacted */
+    es_codec_limits w2 = {100, 2, 100, 0};
+    EXPECT_SHOW(TUPLE(A("db_password"), I(1), I(2)), &w2, &rs, ES_CODEC_REDACTED | ES_CODEC_TRUNCATED,
+                "{db_password,[REDACTED],{$es_truncated,tuple,1}}");
+    /* nested under a non-secret key; non-secret names are kept */
+    EXPECT_SHOW(MAP(A("cfg"), MAP(A("pass"), I(1), A("secretKeyBase"), I(2))), &BIG, &rs, ES_CODEC_REDACTED,
+                "#{cfg=>#{pass=>1,secretKeyBase=>[REDACTED]}}");
+    EXPECT_SHOW(TUPLE(A("user"), I(1)), &BIG, &rs, 0, "{user,1}");
+    /* secret names as map keys stay distinct once their insides are redacted */
+    EXPECT_SHOW(MAP(TUPLE(A("token"), I(1)), I(1), TUPLE(A("token"), I(2)), I(2)), &BIG, &rs,
+                ES_CODEC_REDACTED | ES_CODEC_TRUNCATED,
+                "#{{$es_truncated,{key,0},{token,[REDACTED]}}=>1,{$es_truncated,{key,1},{token,[REDACTED]}}=>2}");
+    free_nodes();
+}
+
+static void test_bounded_cost(void **state) {
+    (void)state;
+    es_codec_limits lim = {8, 32, 256, 4096};
+    /* a 1,000,000-key map: 32 pairs asked for */
+    {
+        es_term *kv = malloc(2 * 1000000 * sizeof(es_term));
+        es_term k = I(1), v = NIL();
+        for (int i = 0; i < 1000000; i++) kv[2 * i] = k, kv[2 * i + 1] = v; /* keys need not differ here */
+        es_term m = MAPV(1000000, kv);
+        free(kv);
+        pairs_asked = 0;
+        unsigned fl;
+        char *txt = show(m, &lim, NULL, &fl);
+        assert_int_equal(pairs_asked, 32);
+        assert_non_null(strstr(txt, "$es_truncated=>{$es_truncated,map,999968}"));
+        free(txt);
+    }
+    /* lists: at most 2 * max_width cells, whatever the length */
+    for (int len = 100; len <= 1000000; len *= 100) {
+        es_term l = NIL();
+        for (int i = 0; i < len; i++) l = CONS(I(i & 0x7f), l);
+        cells_walked = 0;
+        free(show(l, &lim, NULL, NULL));
+        assert_true(cells_walked <= 2 * 32 + 3);
+    }
+    /* a 10 MB binary: 256 bytes copied */
+    {
+        size_t n = 10u << 20;
+        uint8_t *data = calloc(n, 1);
+        es_term b = B(data, n);
+        free(data);
+        es_buf out;
+        es_buf_init(&out, NULL, 0);
+        unsigned fl;
+        assert_int_equal(es_codec_encode(&OPS, NULL, b, &lim, NULL, &out, &fl), 0);
+        assert_int_equal(fl, ES_CODEC_TRUNCATED);
+        assert_true(out.len < 256 + 64);
+        es_buf_free(&out);
+    }
+    free_nodes();
+}
+
+static void test_big_integers_funs_bitstrings(void **state) {
+    (void)state;
+    es_codec_limits lim = {8, 32, 4, 0};
+    uint8_t mag[300];
+    for (int i = 0; i < 300; i++) mag[i] = (uint8_t)(i + 1);
+    /* within max_binary: written whole */
+    EXPECT_LIM(BIGN(1, mag, 3), &lim, NULL, 0, 110, 3, 1, 1, 2, 3);
+    /* beyond: the 4 most significant bytes, and how many were left out */
+    EXPECT_LIM(BIGN(1, mag, 10), &lim, NULL, ES_CODEC_TRUNCATED, MARKER_HEAD, 104, 2, 119, 7, 'i', 'n', 't', 'e', 'g',
+               'e', 'r', 110, 4, 1, 7, 8, 9, 10, 97, 6);
+    es_codec_limits lim300 = {8, 32, 299, 0};
+    {
+        unsigned fl;
+        char *txt = show(BIGN(0, mag, 300), &lim300, NULL, &fl);
+        assert_string_equal(txt, "{$es_truncated,{integer,raw<111>},1}");
+        free(txt);
+    }
+    es_codec_limits zero = {8, 32, 0, 0};
+    EXPECT_SHOW(BIGN(0, mag, 10), &zero, NULL, ES_CODEC_TRUNCATED, "{$es_truncated,integer,10}");
+    /* funs: never their environment */
+    EXPECT_SHOW(FUN_EXT("Elixir.Enum", "map", 2), &lim, NULL, ES_CODEC_TRUNCATED,
+                "{$es_truncated,{fun,{Elixir.Enum,map,2}},0}");
+    EXPECT_SHOW(FUN_LOCAL("Elixir.MyMod", 3, 123456), &lim, NULL, ES_CODEC_TRUNCATED,
+                "{$es_truncated,{fun,{Elixir.MyMod,3,123456}},unknown}");
+    /* bitstrings cut to max_binary whole bytes */
+    EXPECT_SHOW(BITS((uint8_t[]){1, 2, 3, 4, 5, 0xE0}, 5, 3), &lim, NULL, ES_CODEC_TRUNCATED,
+                "{$es_truncated,{binary,<<\"\x01\x02\x03\x04\">>},2}");
+    EXPECT_SHOW(BITS((uint8_t[]){1, 2, 3, 0xE0}, 3, 3), &lim, NULL, 0, "raw<77>");
+    free_nodes();
+}
+
+static void test_keys_stay_distinct(void **state) {
+    (void)state;
+    es_codec_limits lim = {2, 2, 3, 0};
+    /* keys cut alike by depth, width, binary length, and a key that is the marker atom */
+    EXPECT_SHOW(MAP(LIST(LIST(I(1))), I(1), LIST(LIST(I(2))), I(2)), &lim, NULL, ES_CODEC_TRUNCATED,
+                "#{{$es_truncated,{key,0},[{$es_truncated,depth,1}]}=>1,"
+                "{$es_truncated,{key,1},[{$es_truncated,depth,1}]}=>2}");
+    EXPECT_SHOW(MAP(B("abcdef", 6), I(1), B("abcxyz", 6), I(2)), &lim, NULL, ES_CODEC_TRUNCATED,
+                "#{{$es_truncated,{key,0},{$es_truncated,{binary,<<\"abc\">>},3}}=>1,"
+                "{$es_truncated,{key,1},{$es_truncated,{binary,<<\"abc\">>},3}}=>2}");
+    es_codec_limits wide = {8, 2, 100, 0};
+    EXPECT_SHOW(MAP(A("$es_truncated"), I(1), A("a"), I(2), A("b"), I(3)), &wide, NULL, ES_CODEC_TRUNCATED,
+                "#{{$es_truncated,{key,0},$es_truncated}=>1,a=>2,$es_truncated=>{$es_truncated,map,1}}");
+    EXPECT_SHOW(MAP(FUN_LOCAL("m", 1, 2), I(1), FUN_LOCAL("m", 1, 2), I(2)), &wide, NULL, ES_CODEC_TRUNCATED,
+                "#{{$es_truncated,{key,0},{$es_truncated,{fun,{m,1,2}},unknown}}=>1,"
+                "{$es_truncated,{key,1},{$es_truncated,{fun,{m,1,2}},unknown}}=>2}");
+    /* exact keys are left alone, even next to cut ones; large pair positions */
+    EXPECT_SHOW(MAP(A("k"), LIST(I(1), I(2), I(3)), LIST(I(1), I(2), I(3)), I(2)), &wide, NULL, ES_CODEC_TRUNCATED,
+                "#{k=>[1,2,{$es_truncated,list,1}],{$es_truncated,{key,1},[1,2,{$es_truncated,list,1}]}=>2}");
+    {
+        es_term kv[600];
+        for (int i = 0; i < 300; i++) kv[2 * i] = B("abcdef", 6), kv[2 * i + 1] = I(i);
+        es_codec_limits l2 = {8, 1000, 3, 0};
+        unsigned fl;
+        char *txt = show(MAPV(300, kv), &l2, NULL, &fl);
+        assert_non_null(strstr(txt, "{$es_truncated,{key,299},{$es_truncated,{binary,<<\"abc\">>},3}}=>299"));
+        free(txt);
+    }
     free_nodes();
 }
 
@@ -473,13 +803,246 @@ static void test_buf_and_append(void **state) {
     free_nodes();
 }
 
+/* ---- property: every output is valid ETF ---- */
+static uint64_t rng_state;
+static uint64_t rnd(void) { /* xorshift64*, fixed seed: reproducible */
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545F4914F6CDD1DULL;
+}
+static unsigned rn(unsigned n) { return (unsigned)(rnd() % n); }
+
+static es_term gen(int depth, int in_key);
+
+static es_term gen_binary(es_term_type ty) {
+    static const size_t sizes[] = {0, 1, 3, 8, 40, 300};
+    uint8_t buf[301];
+    size_t n = sizes[rn(6)];
+    for (size_t i = 0; i <= n; i++) buf[i] = (uint8_t)("abcXYZ_-"[rn(8)]);
+    if (ty == ES_T_BITSTRING) return BITS(buf, n, 1 + rn(7));
+    return B(buf, n);
+}
+
+/* Encoded bytes under no limits: the identity of a fake term without maps (for distinct keys). */
+static int same_bytes(es_term a, es_term b) {
+    es_codec_limits none = {UINT32_MAX, UINT32_MAX, UINT32_MAX, 0};
+    es_buf x, y;
+    es_buf_init(&x, NULL, 0);
+    es_buf_init(&y, NULL, 0);
+    unsigned fl;
+    es_codec_encode(&OPS, NULL, a, &none, NULL, &x, &fl);
+    es_codec_encode(&OPS, NULL, b, &none, NULL, &y, &fl);
+    int same = x.len == y.len && memcmp(x.data, y.data, x.len) == 0;
+    es_buf_free(&x);
+    es_buf_free(&y);
+    return same;
+}
+
+static es_term gen_container(int depth, int in_key) {
+    unsigned wide = rn(10) == 0;
+    switch (rn(in_key ? 2 : 3)) {
+    case 0: { /* list, sometimes improper, sometimes long */
+        int n = wide ? 30 + (int)rn(80) : (int)rn(6);
+        es_term items[110];
+        for (int i = 0; i < n; i++) items[i] = gen(depth - 1, in_key);
+        return LISTV(n, items, rn(5) == 0 ? gen(0, in_key) : NIL());
+    }
+    case 1: {
+        int n = wide ? 30 + (int)rn(40) : (int)rn(5);
+        es_term items[70];
+        for (int i = 0; i < n; i++) items[i] = gen(depth - 1, in_key);
+        return TUPLEV(n, items);
+    }
+    default: { /* map with distinct keys; keys are anything but maps (fake maps have no canonical order) */
+        int want = wide ? 33 + (int)rn(30) : (int)rn(6), n = 0;
+        es_term kv[2 * 64];
+        for (int tries = 0; n < want && tries < 4 * want; tries++) {
+            es_term k = gen(depth - 1, 1);
+            int dup = 0;
+            for (int j = 0; j < n && !dup; j++) dup = same_bytes(kv[2 * j], k);
+            if (dup) continue;
+            kv[2 * n] = k;
+            kv[2 * n + 1] = gen(depth - 1, 0);
+            n++;
+        }
+        return MAPV(n, kv);
+    }
+    }
+}
+
+static es_term gen(int depth, int in_key) {
+    static const char *atoms[] = {"ok", "a", "$es_truncated", "password", "Api-Key", "tokens", "nil", "h\xc3\xa9"};
+    static const uint8_t pid[] = {88, 119, 4, 'n', 'o', 'd', 'e', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const int64_t ints[] = {0, 1, 255, 256, -1, INT32_MAX, (int64_t)INT32_MAX + 1, INT32_MIN, INT64_MAX, INT64_MIN};
+    unsigned k = rn(depth > 0 ? 14 : 10);
+    switch (k) {
+    case 0: return I(ints[rn(10)]);
+    case 1: return I((int64_t)rnd());
+    case 2: return FL((double)(int64_t)rn(2000) / 8.0 - 100.0);
+    case 3: return A(atoms[rn(8)]);
+    case 4: return gen_binary(ES_T_BINARY);
+    case 5: return gen_binary(ES_T_BITSTRING);
+    case 6: return NIL();
+    case 7: {
+        uint8_t mag[400];
+        size_t n = 9 + rn(391);
+        for (size_t i = 0; i < n; i++) mag[i] = (uint8_t)(1 + rn(255));
+        return BIGN((int)rn(2), mag, n);
+    }
+    case 8: return rn(2) ? FUN_EXT("Elixir.Enum", "map", 2) : FUN_LOCAL("Elixir.M", rn(4), 77);
+    case 9: return OTHER(pid, sizeof pid);
+    default: return gen_container(depth, in_key);
+    }
+}
+
+static int etf_equal(const es_etf_term *a, const es_etf_term *b) {
+    if (a->kind != b->kind || a->n != b->n) return 0;
+    switch (a->kind) {
+    case ES_ETF_INT: return a->u.i == b->u.i;
+    case ES_ETF_FLOAT: return a->u.f == b->u.f; /* 0.0 == -0.0, as OTP 25 map keys */
+    case ES_ETF_NIL: return 1;
+    case ES_ETF_ATOM:
+    case ES_ETF_BINARY:
+    case ES_ETF_RAW: return memcmp(a->u.bytes, b->u.bytes, a->n) == 0;
+    case ES_ETF_LIST:
+        for (uint32_t i = 0; i <= a->n; i++)
+            if (!etf_equal(a->u.items[i], b->u.items[i])) return 0;
+        return 1;
+    case ES_ETF_MAP: /* compared in order: enough for what the codec writes */
+    case ES_ETF_TUPLE: {
+        uint32_t m = a->kind == ES_ETF_MAP ? 2 * a->n : a->n;
+        for (uint32_t i = 0; i < m; i++)
+            if (!etf_equal(a->u.items[i], b->u.items[i])) return 0;
+        return 1;
+    }
+    default: return 0;
+    }
+}
+
+/* every map has distinct keys; every bitstring's bit count is 1..8 */
+static void check_valid(const es_etf_term *t) {
+    switch (t->kind) {
+    case ES_ETF_LIST:
+        for (uint32_t i = 0; i <= t->n; i++) check_valid(t->u.items[i]);
+        break;
+    case ES_ETF_TUPLE:
+        for (uint32_t i = 0; i < t->n; i++) check_valid(t->u.items[i]);
+        break;
+    case ES_ETF_MAP:
+        for (uint32_t i = 0; i < t->n; i++) {
+            check_valid(t->u.items[2 * i]);
+            check_valid(t->u.items[2 * i + 1]);
+            for (uint32_t j = 0; j < i; j++)
+                if (etf_equal(t->u.items[2 * i], t->u.items[2 * j])) fail_msg("duplicate map key at pair %u", i);
+        }
+        break;
+    case ES_ETF_RAW:
+        if (t->u.bytes[0] == 77) assert_true(t->n >= 7 && t->u.bytes[5] >= 1 && t->u.bytes[5] <= 8);
+        break;
+    default: break;
+    }
+}
+
+/* the decoded output equals the input term (when nothing was cut or redacted) */
+static int same_as_input(es_term t, const es_etf_term *e) {
+    const ft *f = F(t);
+    switch (f->type) {
+    case ES_T_INT:
+        if (e->kind == ES_ETF_INT) return e->u.i == f->i;
+        if (e->kind != ES_ETF_RAW || e->u.bytes[0] != 110) return 0;
+        {
+            uint64_t mag = 0;
+            for (int i = e->u.bytes[1]; i-- > 0;) mag = mag << 8 | e->u.bytes[3 + i];
+            return e->u.bytes[2] ? (uint64_t)f->i == (uint64_t)0 - mag : (uint64_t)f->i == mag;
+        }
+        return 0;
+    case ES_T_FLOAT: return e->kind == ES_ETF_FLOAT && e->u.f == f->d;
+    case ES_T_ATOM:
+    case ES_T_BINARY: return (e->kind == ES_ETF_ATOM || e->kind == ES_ETF_BINARY) && e->n == f->len &&
+                             memcmp(e->u.bytes, f->bytes, f->len) == 0;
+    case ES_T_BITSTRING:
+        return e->kind == ES_ETF_RAW && e->n == 6 + f->len + 1 && e->u.bytes[5] == f->bits &&
+               memcmp(e->u.bytes + 6, f->bytes, f->len + 1) == 0;
+    case ES_T_BIGINT:
+    case ES_T_OTHER: return e->kind == ES_ETF_RAW && e->n == f->len && memcmp(e->u.bytes, f->bytes, f->len) == 0;
+    case ES_T_NIL: return e->kind == ES_ETF_NIL;
+    case ES_T_LIST: {
+        es_term cur = t;
+        uint32_t i = 0;
+        if (e->kind != ES_ETF_LIST) return 0;
+        for (; F(cur)->type == ES_T_LIST; cur = F(cur)->tl, i++)
+            if (i >= e->n || !same_as_input(F(cur)->hd, e->u.items[i])) return 0;
+        return i == e->n && same_as_input(cur, e->u.items[e->n]);
+    }
+    case ES_T_TUPLE:
+        if (e->kind != ES_ETF_TUPLE || e->n != (uint32_t)f->n) return 0;
+        for (int i = 0; i < f->n; i++)
+            if (!same_as_input(f->elems[i], e->u.items[i])) return 0;
+        return 1;
+    case ES_T_MAP:
+        if (e->kind != ES_ETF_MAP || e->n != (uint32_t)f->n) return 0;
+        for (int i = 0; i < f->n; i++)
+            if (!same_as_input(f->elems[i], e->u.items[2 * i]) || !same_as_input(f->vals[i], e->u.items[2 * i + 1]))
+                return 0;
+        return 1;
+    default: return 0;
+    }
+}
+
+static void test_property_valid_etf(void **state) {
+    (void)state;
+    static const es_codec_limits limits[] = {
+        {1, 1, 0, 64},  {2, 2, 1, 1},     {3, 3, 4, 40},   {4, 5, 8, 128}, {8, 32, 256, 4096},
+        {2, 40, 3, 0},  {6, 2, 300, 200}, {1000, 1000, 1u << 20, 0},
+    };
+    es_redact_set rs;
+    es_redact_cache cache;
+    memset(&cache, 0, sizeof cache);
+    default_rules(&rs, &cache);
+    rng_state = 0x5EED1234ABCDULL;
+    size_t outputs = 0, exact = 0;
+    for (int iter = 0; iter < 400; iter++) {
+        es_term t = gen(1 + (int)rn(5), 0);
+        for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+            for (int redacting = 0; redacting < 2; redacting++) {
+                es_buf b;
+                es_buf_init(&b, NULL, 0);
+                unsigned fl = 0;
+                assert_int_equal(es_codec_encode(&OPS, NULL, t, &limits[l], redacting ? &rs : NULL, &b, &fl), 0);
+                es_arena a;
+                es_arena_init(&a);
+                es_etf_term *root = NULL;
+                size_t off = 0;
+                if (es_etf_decode(&a, b.data, b.len, 1u << 20, &root, &off) != ES_ETF_OK)
+                    fail_msg("iteration %d, limits %zu: invalid ETF at byte %zu of %zu", iter, l, off, b.len);
+                check_valid(root);
+                if (limits[l].max_bytes && b.len > (size_t)limits[l].max_bytes + 64 * limits[l].max_depth + 400)
+                    fail_msg("iteration %d, limits %zu: %zu bytes, far over the budget", iter, l, b.len);
+                if (fl == 0) {
+                    exact++;
+                    if (!same_as_input(t, root)) fail_msg("iteration %d, limits %zu: not equal to its input", iter, l);
+                }
+                outputs++;
+                es_arena_free(&a);
+                es_buf_free(&b);
+            }
+        }
+        free_nodes();
+    }
+    assert_true(exact > outputs / 20); /* the generator also makes values that fit */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integers),          cmocka_unit_test(test_floats_atoms_binaries),
         cmocka_unit_test(test_lists_tuples_maps), cmocka_unit_test(test_width_truncation),
         cmocka_unit_test(test_depth_truncation),  cmocka_unit_test(test_deep_list_no_recursion),
         cmocka_unit_test(test_binary_truncation), cmocka_unit_test(test_byte_budget),
-        cmocka_unit_test(test_redaction),         cmocka_unit_test(test_buf_and_append),
+        cmocka_unit_test(test_redaction_rule),    cmocka_unit_test(test_redaction),
+        cmocka_unit_test(test_bounded_cost),      cmocka_unit_test(test_big_integers_funs_bitstrings),
+        cmocka_unit_test(test_keys_stay_distinct), cmocka_unit_test(test_property_valid_etf),
+        cmocka_unit_test(test_buf_and_append),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -170,7 +170,8 @@ defmodule ElixirScope.CaptureTest do
       assert call.truncated?
       [d, w, b, m] = call.payload
       assert [[[%Truncated{kind: :depth}]]] = d
-      assert [1, 2, 3, 4, 5, %Truncated{kind: :list, omitted: 995}] = w
+      # 5 kept, 5 more looked at, the rest not counted (capture cost does not grow with the list)
+      assert [1, 2, 3, 4, 5, %Truncated{kind: :list, omitted: :unknown}] = w
       assert %Truncated{kind: :binary, omitted: 999_992, preview: "xxxxxxxx"} = b
       assert map_size(m) == 6
       assert %Truncated{kind: :map, omitted: 95} = m[:"$es_truncated"]
@@ -202,7 +203,6 @@ defmodule ElixirScope.CaptureTest do
     test "every term type round-trips" do
       start_scope!(capture: [max_depth: 50, max_width: 1000, max_binary: 10_000, max_payload_bytes: 100_000])
       ref = make_ref()
-      fun = fn x -> x end
       port = hd(Port.list() ++ [nil])
 
       values = [
@@ -210,7 +210,7 @@ defmodule ElixirScope.CaptureTest do
         -9_223_372_036_854_775_808, 123_456_789_012_345_678_901_234_567_890, -(2 ** 200), 1.5, -0.0, 1.0e300,
         :atom, :"with space", :ünïcødé, :"日本", true, nil, "binary", <<1, 2, 3>>, <<1::3>>, <<255, 7::5>>, "",
         [], [1, 2], [1 | 2], [[1, [2]] | :tail], {}, {1, {2, {3}}}, %{}, %{a: 1, b: %{c: [1]}}, %{{1, 2} => [3]},
-        self(), ref, fun, port, String.duplicate("é", 10), List.duplicate(:x, 300), Tuple.duplicate(0, 300)
+        self(), ref, port, String.duplicate("é", 10), List.duplicate(:x, 300), Tuple.duplicate(0, 300)
       ]
 
       for v <- values do

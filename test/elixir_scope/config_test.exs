@@ -6,7 +6,8 @@ defmodule ElixirScope.ConfigTest do
     {:ok, c} = Config.validate([])
     assert c[:capture][:buffer_size] == 65_536
     assert c[:capture][:overflow] == :drop_newest
-    assert :password in c[:capture][:redact]
+    assert "*password*" in c[:capture][:redact]
+    assert "tokens" in c[:capture][:redact_allow]
     assert c[:storage][:segment_events] == 65_536
     assert c[:enabled] == true
   end

@@ -204,14 +204,16 @@ defmodule ElixirScope.Compiler.ParseTransform do
     else
       source = if needs_source?(functions), do: read_source(source_file(forms)), else: nil
       vars = var_bases(for {n, a, _} <- functions, {:function, _, ^n, ^a, cs} <- forms, do: cs)
+      rules = ElixirScope.Redaction.rules(Application.get_env(:elixir_scope, :capture, []))
+      secret? = &ElixirScope.Redaction.secret_name?(&1, rules)
 
       c_plan = %{
         module: module,
         templates: templates(runtime),
         source: source,
         source_max: @source_max,
-        secrets: Enum.filter(vars, &secret?/1),
-        secret_lines: secret_lines(source),
+        secrets: Enum.filter(vars, secret?),
+        secret_lines: secret_lines(source, secret?),
         file: String.to_charlist(source_file(forms) || "nofile"),
         functions: functions
       }
@@ -353,20 +355,15 @@ defmodule ElixirScope.Compiler.ParseTransform do
   defp collect_vars([h | t], acc), do: collect_vars(t, collect_vars(h, acc))
   defp collect_vars(_, acc), do: acc
 
-  defp secret_lines(nil), do: []
+  defp secret_lines(nil, _secret?), do: []
 
-  defp secret_lines(source) do
+  defp secret_lines(source, secret?) do
     source
     |> String.split("\n")
     |> Enum.with_index(1)
     |> Enum.flat_map(fn {text, line} ->
       words = Regex.scan(~r/[A-Za-z_][A-Za-z0-9_]*/, text) |> List.flatten()
-      if Enum.any?(words, &secret?/1), do: [line], else: []
+      if Enum.any?(words, secret?), do: [line], else: []
     end)
-  end
-
-  defp secret?(name) do
-    rules = ElixirScope.Redaction.rules(Application.get_env(:elixir_scope, :capture, []))
-    ElixirScope.Redaction.secret_name?(name, rules)
   end
 end
