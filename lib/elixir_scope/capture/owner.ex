@@ -154,9 +154,12 @@ defmodule ElixirScope.Capture.Owner do
     end
   end
 
-  # A tree of a killed owner may still be shutting down (its names still taken).
+  # A tree of a killed owner (or a killed tree) may still be shutting down, its names taken.
   defp await_old_tree do
-    if pid = Process.whereis(ElixirScope.Supervisor), do: stop_tree(pid)
+    for name <- [ElixirScope.Supervisor, Session, SwitchLoader, ElixirScope.Capture.AsyncWriterPool],
+        pid = Process.whereis(name),
+        do: stop_tree(pid)
+
     :ok
   end
 
