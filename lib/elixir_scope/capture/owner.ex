@@ -37,9 +37,38 @@ defmodule ElixirScope.Capture.Owner do
   @spec last_session() :: map() | nil
   def last_session, do: :persistent_term.get(@last_key, nil)
 
+  # Loaded at start, not on first use: a module loaded lazily goes through the code
+  # server, which a node whose schedulers are all busy does not run for seconds, and the
+  # fuse or the switch would wait behind it.
+  @preload [
+    ElixirScope.NIF,
+    Control,
+    Ingestor,
+    RingBuffer,
+    Session,
+    SwitchLoader,
+    ElixirScope.Capture.InstrumentationRuntime,
+    ElixirScope.Capture.AsyncWriter,
+    Access,
+    Keyword,
+    Map,
+    Enum,
+    Process,
+    System,
+    DateTime,
+    Calendar.ISO,
+    String.Chars,
+    String.Chars.Integer,
+    String.Chars.Float,
+    String.Chars.BitString,
+    String.Chars.Atom,
+    Logger
+  ]
+
   @impl true
   def init(config) do
     Process.flag(:trap_exit, true)
+    Enum.each(@preload, &Code.ensure_loaded/1)
     await_old_tree()
     Control.ensure_created()
     {info, how} = adopt_or_create(config)
