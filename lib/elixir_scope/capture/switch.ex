@@ -15,14 +15,13 @@ defmodule ElixirScope.Capture.Switch do
       while, or when ElixirScope stops, so that the steady "off" state costs
       nothing.
 
-  `__shape__/0` says which one is loaded.
+  The persisted `shape` attribute says which one is loaded.
   """
+
+  Module.register_attribute(__MODULE__, :shape, persist: true)
+  @shape :off
 
   @doc "Whether events of `module` are recorded now."
   @spec on?(term()) :: boolean()
   def on?(_module), do: false
-
-  @doc false
-  @spec __shape__() :: :off | :dynamic
-  def __shape__, do: :off
 end

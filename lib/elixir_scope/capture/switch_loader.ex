@@ -44,9 +44,9 @@ defmodule ElixirScope.Capture.SwitchLoader do
                into: %{} do
              source = [
                ~c"-module('Elixir.ElixirScope.Capture.Switch').",
-               ~c"-export(['on?'/1, '__shape__'/0]).",
-               body,
-               ~c"'__shape__'() -> #{shape}."
+               ~c"-export(['on?'/1]).",
+               ~c"-shape(#{shape}).",
+               body
              ]
 
              forms =
@@ -66,7 +66,10 @@ defmodule ElixirScope.Capture.SwitchLoader do
 
   @doc "The shape of `ElixirScope.Capture.Switch` loaded now."
   @spec shape() :: :off | :dynamic
-  def shape, do: @switch.__shape__()
+  def shape do
+    [shape] = Keyword.fetch!(@switch.module_info(:attributes), :shape)
+    shape
+  end
 
   @doc "Tells the loader that the switch changed (no-op when it is not running)."
   @spec changed() :: :ok
@@ -163,13 +166,18 @@ defmodule ElixirScope.Capture.SwitchLoader do
     end
   end
 
+  defp retry_purge(deadline) do
+    Process.sleep(10)
+    purged?(deadline)
+  end
+
   # True once no old version of the switch is left (soft purges only, until the deadline).
   defp purged?(deadline) do
     cond do
       not :erlang.check_old_code(@switch) -> true
       :erts_code_purger.soft_purge(@switch) -> true
       System.monotonic_time(:millisecond) >= deadline -> false
-      true -> Process.sleep(10) && purged?(deadline)
+      true -> retry_purge(deadline)
     end
   end
 end
