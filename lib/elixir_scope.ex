@@ -60,7 +60,7 @@ defmodule ElixirScope do
   @spec stop() :: :ok
   def stop do
     with pid when is_pid(pid) <- Process.whereis(Owner),
-         {:error, _} <- Supervisor.terminate_child(ElixirScope.AppSupervisor, __MODULE__) do
+         {:error, _} <- terminate_app_child() do
       # started in another supervision tree
       try do
         GenServer.stop(pid, :shutdown, 30_000)
@@ -168,6 +168,12 @@ defmodule ElixirScope do
   defp modules(list) when is_list(list), do: list
 
   defp with_session(fun), do: if(running?(), do: fun.(), else: {:error, :not_running})
+
+  defp terminate_app_child do
+    Supervisor.terminate_child(ElixirScope.AppSupervisor, __MODULE__)
+  catch
+    :exit, _ -> {:error, :no_app_supervisor}
+  end
 
   defp wrap_key(opts) do
     with true <- Keyword.keyword?(opts),
