@@ -17,7 +17,7 @@ typedef struct es_atoms {
     ERL_NIF_TERM ok, error, nil, true_, false_, kinds[ES_KIND__COUNT];
     ERL_NIF_TERM drop_newest, overwrite_oldest, asc, desc;
     ERL_NIF_TERM k_ring_capacity, k_overflow, k_max_depth, k_max_width, k_max_binary, k_max_bytes,
-        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events;
+        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events, k_ring_payload_budget;
     ERL_NIF_TERM k_pid, k_module, k_function, k_arity, k_kinds, k_call_id, k_correlation_id, k_since,
         k_until, k_after_id, k_before_id, k_limit, k_order;
     ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
@@ -338,7 +338,8 @@ static const char *add_patterns(ErlNifEnv *env, es_redact_set *rs, int allow, ER
 static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
     es_atoms *a = &p->atoms;
-    uint64_t cap = 65536, depth = 8, width = 32, maxbin = 256, maxbytes = 4096, store_max = 0, seg = 65536;
+    uint64_t cap = 65536, depth = 8, width = 32, maxbin = 256, maxbytes = 4096, store_max = 0, seg = 65536,
+             payload_budget = 0;
     int present;
     es_overflow policy = ES_OVERFLOW_DROP_NEWEST;
     ERL_NIF_TERM opts = argv[0], v;
@@ -347,9 +348,12 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     (void)argc;
 
     if (!enif_is_map(env, opts)) return es_raise_arg(env, "session_new/1 expects a map of options");
-    if (!map_u64(env, opts, a->k_ring_capacity, &cap, &present) || cap < 2 || cap > (1u << 30) ||
+    if (!map_u64(env, opts, a->k_ring_capacity, &cap, &present) || cap < 2 || cap > ES_RING_MAX_CAPACITY ||
         (cap & (cap - 1)) != 0)
-        return es_raise_arg(env, "ring_capacity must be a power of two between 2 and 2^30");
+        return es_raise_arg(env, "ring_capacity must be a power of two between 2 and 4194304 "
+                                 "(the largest ring takes 1 GiB at 256 B a slot)");
+    if (!map_u64(env, opts, a->k_ring_payload_budget, &payload_budget, &present))
+        return es_raise_arg(env, "ring_payload_budget must be a non-negative integer (bytes, 0 = unbounded)");
     if (!map_u64(env, opts, a->k_max_depth, &depth, &present) || depth < 1 || depth > 10000)
         return es_raise_arg(env, "max_depth must be an integer in 1..10000");
     if (!map_u64(env, opts, a->k_max_width, &width, &present) || width < 1 || width > 1000000)
@@ -388,6 +392,7 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     }
 
     s->ring = es_ring_create((uint32_t)cap, policy);
+    if (s->ring) es_ring_set_payload_budget(s->ring, payload_budget);
     {
         es_store_config sc = {store_max, (uint32_t)seg};
         s->store = es_store_create(&sc);
@@ -913,6 +918,7 @@ static void make_atoms(ErlNifEnv *env, es_atoms *a) {
     a->k_redact_allow = mk_atom(env, "redact_allow");
     a->k_store_max_bytes = mk_atom(env, "store_max_bytes");
     a->k_segment_events = mk_atom(env, "segment_events");
+    a->k_ring_payload_budget = mk_atom(env, "ring_payload_budget");
     a->k_pid = mk_atom(env, "pid");
     a->k_module = mk_atom(env, "module");
     a->k_function = mk_atom(env, "function");
@@ -999,7 +1005,7 @@ static ErlNifFunc nif_funcs[] = {
     {"emit", 8, nif_emit, 0},
     {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"query", 2, nif_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
-    {"get_event", 2, nif_get_event, 0},
+    {"get_event", 2, nif_get_event, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* payloads up to max_bytes */
     {"clear", 1, nif_clear, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"stats", 1, nif_stats, 0},
     {"encode", 2, nif_encode, 0},

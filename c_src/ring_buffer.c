@@ -10,11 +10,17 @@
  *
  * Ids: id = position + 1. Drops never consume a position, so under
  * drop_newest ids are dense. Under overwrite_oldest a producer that finds the
- * ring full discards the oldest event itself (counted) and retries. */
+ * ring full discards the oldest event itself (counted) and retries.
+ *
+ * The slots come from an anonymous mmap and are never initialised: a slot's
+ * `seq` field holds (sequence - slot index), so the zero page already reads as
+ * "slot i is free for position i" and a page becomes resident only when an
+ * event is first written to it. */
 #include "elixir_scope/ring_buffer.h"
 
 #include <sched.h>
 #include <stdalign.h>
+#include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,7 +29,7 @@
 #define ES_CACHE_LINE 64
 
 typedef struct es_slot {
-    _Atomic uint64_t seq;
+    _Atomic uint64_t seq; /* sequence - slot index (see slot_seq) */
     uint32_t len;
     uint32_t pad_;
     uint8_t *heap; /* payload when len > ES_RING_INLINE_PAYLOAD, owned by the slot */
@@ -40,6 +46,7 @@ struct es_ring {
     uint64_t mask;
     uint32_t capacity;
     es_overflow policy;
+    uint64_t payload_budget; /* 0 = unbounded */
     /* producers */
     alignas(ES_CACHE_LINE) _Atomic uint64_t enqueue_pos;
     /* consumers */
@@ -49,7 +56,26 @@ struct es_ring {
     alignas(ES_CACHE_LINE) _Atomic uint64_t dropped_full;
     _Atomic uint64_t overwritten;
     _Atomic uint64_t full_since_ns;
+    _Atomic uint64_t heap_bytes;
 };
+
+static inline uint64_t slot_index(const es_ring *r, const es_slot *s) { return (uint64_t)(s - r->slots); }
+
+static inline uint64_t slot_seq(const es_ring *r, es_slot *s, memory_order mo) {
+    return atomic_load_explicit(&s->seq, mo) + slot_index(r, s);
+}
+
+static inline void slot_set_seq(const es_ring *r, es_slot *s, uint64_t seq) {
+    atomic_store_explicit(&s->seq, seq - slot_index(r, s), memory_order_release);
+}
+
+static inline void release_heap(es_ring *r, es_slot *s) {
+    if (s->heap) {
+        free(s->heap);
+        s->heap = NULL;
+        atomic_fetch_sub_explicit(&r->heap_bytes, s->len, memory_order_relaxed);
+    }
+}
 
 uint64_t es_now_ns(void) {
     struct timespec ts;
@@ -71,37 +97,43 @@ static inline void cpu_relax(unsigned *spins) {
 }
 
 es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
-    if (capacity < 2 || capacity > (1u << 30) || (capacity & (capacity - 1)) != 0) return NULL;
+    if (capacity < 2 || capacity > ES_RING_MAX_CAPACITY || (capacity & (capacity - 1)) != 0) return NULL;
     if (policy != ES_OVERFLOW_DROP_NEWEST && policy != ES_OVERFLOW_OVERWRITE_OLDEST) return NULL;
     es_ring *r = aligned_alloc(ES_CACHE_LINE, sizeof(es_ring));
     if (!r) return NULL;
     memset(r, 0, sizeof(*r));
-    r->slots = aligned_alloc(ES_CACHE_LINE, (size_t)capacity * sizeof(es_slot));
-    if (!r->slots) {
+    /* zero pages, untouched: the relative seq encoding makes them an empty ring */
+    void *slots = mmap(NULL, (size_t)capacity * sizeof(es_slot), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (slots == MAP_FAILED) {
         free(r);
         return NULL;
     }
-    for (uint32_t i = 0; i < capacity; i++) {
-        atomic_init(&r->slots[i].seq, (uint64_t)i);
-        r->slots[i].heap = NULL;
-        r->slots[i].len = 0;
-    }
+    r->slots = slots;
     r->mask = (uint64_t)capacity - 1;
     r->capacity = capacity;
     r->policy = policy;
+    r->payload_budget = 0;
     atomic_init(&r->enqueue_pos, 0);
     atomic_init(&r->dequeue_pos, 0);
     atomic_init(&r->popped, 0);
     atomic_init(&r->dropped_full, 0);
     atomic_init(&r->overwritten, 0);
     atomic_init(&r->full_since_ns, 0);
+    atomic_init(&r->heap_bytes, 0);
     return r;
 }
 
+void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes) { ring->payload_budget = bytes; }
+
 void es_ring_destroy(es_ring *ring) {
     if (!ring) return;
-    for (uint32_t i = 0; i < ring->capacity; i++) free(ring->slots[i].heap);
-    free(ring->slots);
+    /* only slots between the dequeue and enqueue positions can hold a heap
+       payload; walking just those keeps untouched pages untouched */
+    uint64_t deq = atomic_load(&ring->dequeue_pos), enq = atomic_load(&ring->enqueue_pos);
+    if (enq - deq > ring->capacity) deq = enq - ring->capacity;
+    for (uint64_t p = deq; p < enq; p++) free(ring->slots[p & ring->mask].heap);
+    munmap(ring->slots, (size_t)ring->capacity * sizeof(es_slot));
     free(ring);
 }
 
@@ -124,15 +156,14 @@ static int discard_oldest(es_ring *r) {
     uint64_t pos = atomic_load_explicit(&r->dequeue_pos, memory_order_relaxed);
     for (;;) {
         es_slot *s = &r->slots[pos & r->mask];
-        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        uint64_t seq = slot_seq(r, s, memory_order_acquire);
         int64_t dif = (int64_t)(seq - (pos + 1));
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&r->dequeue_pos, &pos, pos + 1, memory_order_relaxed,
                                                       memory_order_relaxed)) {
-                free(s->heap);
-                s->heap = NULL;
+                release_heap(r, s);
                 atomic_fetch_add_explicit(&r->overwritten, 1, memory_order_relaxed);
-                atomic_store_explicit(&s->seq, pos + r->mask + 1, memory_order_release);
+                slot_set_seq(r, s, pos + r->mask + 1);
                 return 1;
             }
         } else if (dif < 0) {
@@ -147,8 +178,10 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
     uint8_t *heap = NULL;
     if (len && !payload) len = 0; /* nothing to copy */
     if (len > ES_RING_INLINE_PAYLOAD) {
-        heap = malloc(len);
-        if (!heap) {
+        uint64_t held = atomic_fetch_add_explicit(&ring->heap_bytes, len, memory_order_relaxed) + len;
+        heap = (ring->payload_budget && held > ring->payload_budget) ? NULL : malloc(len);
+        if (!heap) { /* over the payload budget, or out of memory: dropped, counted */
+            atomic_fetch_sub_explicit(&ring->heap_bytes, len, memory_order_relaxed);
             atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
             return 0;
         }
@@ -159,7 +192,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
     es_slot *s;
     for (;;) {
         s = &ring->slots[pos & ring->mask];
-        uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+        uint64_t seq = slot_seq(ring, s, memory_order_acquire);
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
             if (atomic_compare_exchange_weak_explicit(&ring->enqueue_pos, &pos, pos + 1, memory_order_relaxed,
@@ -170,6 +203,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
             if (logically_full(ring, pos)) {
                 note_full(ring);
                 if (ring->policy == ES_OVERFLOW_DROP_NEWEST) {
+                    if (heap) atomic_fetch_sub_explicit(&ring->heap_bytes, len, memory_order_relaxed);
                     free(heap);
                     atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
                     return 0;
@@ -194,7 +228,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
         s->heap = NULL;
         if (len) memcpy(s->inline_payload, payload, len);
     }
-    atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+    slot_set_seq(ring, s, pos + 1);
     return id;
 }
 
@@ -210,7 +244,7 @@ size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx) {
         int64_t first_dif = 0;
         while (k < want) {
             es_slot *s = &ring->slots[(pos + k) & ring->mask];
-            uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+            uint64_t seq = slot_seq(ring, s, memory_order_acquire);
             int64_t dif = (int64_t)(seq - (pos + k + 1));
             if (k == 0) first_dif = dif;
             if (dif != 0) break;
@@ -227,11 +261,8 @@ size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx) {
             es_slot *s = &ring->slots[(pos + i) & ring->mask];
             const uint8_t *p = s->heap ? s->heap : s->inline_payload;
             sink(ctx, &s->head, p, s->len);
-            if (s->heap) {
-                free(s->heap);
-                s->heap = NULL;
-            }
-            atomic_store_explicit(&s->seq, pos + i + ring->mask + 1, memory_order_release);
+            release_heap(ring, s);
+            slot_set_seq(ring, s, pos + i + ring->mask + 1);
         }
         atomic_fetch_add_explicit(&ring->popped, k, memory_order_relaxed);
         done += k;
@@ -251,4 +282,5 @@ void es_ring_get_stats(es_ring *ring, es_ring_stats *out) {
     out->popped = atomic_load_explicit(&ring->popped, memory_order_relaxed);
     out->size = enq > deq ? enq - deq : 0;
     out->full_since_ns = atomic_load_explicit(&ring->full_since_ns, memory_order_relaxed);
+    out->heap_bytes = atomic_load_explicit(&ring->heap_bytes, memory_order_relaxed);
 }

@@ -11,20 +11,21 @@ defmodule ElixirScope do
   or by hand with `ElixirScope.start/1`. See `ElixirScope.Config` for options.
   """
 
-  alias ElixirScope.Capture.{RingBuffer, Session}
+  alias ElixirScope.AI.LLM.Secret
+  alias ElixirScope.Capture.{Owner, RingBuffer, Session}
   alias ElixirScope.Storage.DataAccess
 
-  @doc "Child spec: `{ElixirScope, opts}` in a supervision tree."
+  @doc "Child spec: `{ElixirScope, opts}` in a supervision tree (an `ai: [api_key:]` is wrapped first)."
   @spec child_spec(keyword()) :: Supervisor.child_spec()
   def child_spec(opts) do
-    %{id: __MODULE__, start: {__MODULE__, :start_link, [opts]}, type: :supervisor}
+    %{id: __MODULE__, start: {__MODULE__, :start_link, [wrap_key(opts)]}, type: :supervisor}
   end
 
   @doc "Starts ElixirScope linked to the caller (what the child spec runs). Validates `opts` first."
-  @spec start_link(keyword()) :: Supervisor.on_start() | {:error, String.t()}
+  @spec start_link(keyword()) :: GenServer.on_start() | {:error, String.t()}
   def start_link(opts \\ []) do
     case ElixirScope.Config.validate(opts) do
-      {:ok, config} -> ElixirScope.Supervisor.start_link(config)
+      {:ok, config} -> Owner.start_link(config)
       {:error, message} -> {:error, message}
     end
   end
@@ -37,7 +38,7 @@ defmodule ElixirScope do
   def start(opts \\ []) do
     with {:ok, config} <- ElixirScope.Config.validate(opts),
          {:ok, _} <- Application.ensure_all_started(:elixir_scope) do
-      spec = %{id: __MODULE__, start: {ElixirScope.Supervisor, :start_link, [config]}, type: :supervisor}
+      spec = %{id: __MODULE__, start: {Owner, :start_link, [config]}, type: :supervisor}
 
       case Supervisor.start_child(ElixirScope.AppSupervisor, spec) do
         {:ok, _} -> :ok
@@ -52,27 +53,30 @@ defmodule ElixirScope do
     end
   end
 
-  @doc "Stops ElixirScope (whichever way it was started). Recorded events are discarded."
+  @doc """
+  Stops ElixirScope (whichever way it was started) and ends the session: recorded
+  events are discarded; the final accounting stays in `stats/0` as `last_session:`.
+  """
   @spec stop() :: :ok
   def stop do
-    case Process.whereis(ElixirScope.Supervisor) do
-      nil ->
-        :ok
-
-      pid ->
-        if Supervisor.terminate_child(ElixirScope.AppSupervisor, __MODULE__) == :ok do
-          Supervisor.delete_child(ElixirScope.AppSupervisor, __MODULE__)
-        else
-          ref = Process.monitor(pid)
-          Process.exit(pid, :shutdown)
-          receive do: ({:DOWN, ^ref, _, _, _} -> :ok), after: (5_000 -> :ok)
-        end
-
-        :ok
+    with pid when is_pid(pid) <- Process.whereis(Owner),
+         {:error, _} <- terminate_app_child() do
+      # started in another supervision tree
+      try do
+        GenServer.stop(pid, :shutdown, 30_000)
+      catch
+        :exit, _ -> :ok
+      end
+    else
+      :ok -> Supervisor.delete_child(ElixirScope.AppSupervisor, __MODULE__)
+      nil -> :ok
     end
+
+    # a session whose processes are all gone is ended too
+    Owner.end_session()
   end
 
-  @doc "Whether ElixirScope is running."
+  @doc "Whether a capture session exists (it outlives crashes of ElixirScope's processes)."
   @spec running?() :: boolean()
   def running?, do: Session.info() != nil
 
@@ -98,14 +102,21 @@ defmodule ElixirScope do
   end
 
   @doc """
-  Counters since start (after draining the ring): `emitted == stored + dropped + pending`,
-  `dropped` broken down by reason in `dropped_by_reason`, plus evictions and bytes.
+  Counters of the session (after draining the ring): `emitted == stored + dropped + lost + pending`,
+  `dropped` broken down by reason in `dropped_by_reason`, plus evictions and bytes. The
+  session outlives crashes of ElixirScope's processes, so these count from `start/1`.
+  `lost` counts events that entered the ring and were destroyed undrained; that happens
+  only when a session ends (`stop/0`), so it is 0 here and is reported, with the rest
+  of the final accounting, as `last_session:` once stopped.
   """
   @spec stats() :: map()
   def stats do
     case Session.info() do
       nil ->
-        %{running: false}
+        case Owner.last_session() do
+          nil -> %{running: false}
+          last -> %{running: false, last_session: last}
+        end
 
       %{session: session, config: config} ->
         RingBuffer.drain_all(session, config[:capture][:batch_size])
@@ -117,6 +128,7 @@ defmodule ElixirScope do
           stored: s.stored,
           dropped: reasons |> Map.values() |> Enum.sum(),
           dropped_by_reason: reasons,
+          lost: 0,
           pending: s.pending,
           evicted: s.evicted_events,
           live_events: s.live_events,
@@ -126,7 +138,7 @@ defmodule ElixirScope do
           payload_bytes: s.payload_bytes,
           ring_capacity: s.ring_capacity,
           enabled: s.enabled,
-          fuse: (running?() && Session.switch_state().fuse) || nil
+          fuse: Session.switch_state().fuse
         }
     end
   end
@@ -157,6 +169,23 @@ defmodule ElixirScope do
 
   defp with_session(fun), do: if(running?(), do: fun.(), else: {:error, :not_running})
 
+  defp terminate_app_child do
+    Supervisor.terminate_child(ElixirScope.AppSupervisor, __MODULE__)
+  catch
+    :exit, _ -> {:error, :no_app_supervisor}
+  end
+
+  defp wrap_key(opts) do
+    with true <- Keyword.keyword?(opts),
+         ai when is_list(ai) <- opts[:ai],
+         true <- Keyword.keyword?(ai),
+         key when is_binary(key) <- ai[:api_key] do
+      Keyword.put(opts, :ai, Keyword.put(ai, :api_key, Secret.wrap(key)))
+    else
+      _ -> opts
+    end
+  end
+
   # -- time travel (names kept from the original ElixirScope; see ElixirScope.Query) --
 
   @doc "Every recorded state of a GenServer (`ElixirScope.Query.state_history/2`)."
@@ -173,29 +202,31 @@ defmodule ElixirScope do
 end
 
 defmodule ElixirScope.Supervisor do
-  @moduledoc "The capture tree: the session owner, then the writer pool (rest_for_one)."
+  @moduledoc """
+  The capture processes, under `ElixirScope.Capture.Owner`: the fuse
+  (`ElixirScope.Capture.Session`), the switch loader and the writer pool. None
+  of them holds state that matters: the session and the switch live in
+  `:persistent_term`, so any of them (or this supervisor) may crash and restart.
+  """
   use Supervisor
 
   @doc false
   @spec start_link(keyword()) :: Supervisor.on_start()
-  def start_link(config), do: Supervisor.start_link(__MODULE__, config, name: __MODULE__)
+  def start_link(tree), do: Supervisor.start_link(__MODULE__, tree, name: __MODULE__)
 
   @impl true
-  def init(config) do
-    capture = config[:capture]
-
+  def init(tree) do
     children = [
-      {ElixirScope.Capture.Session, config},
+      {ElixirScope.Capture.Session, tree[:fuse]},
+      ElixirScope.Capture.SwitchLoader,
       %{
         id: ElixirScope.Capture.AsyncWriterPool,
         type: :supervisor,
-        start:
-          {__MODULE__, :start_pool,
-           [[writers: capture[:writers], batch_size: capture[:batch_size], flush_interval: capture[:flush_interval]]]}
+        start: {__MODULE__, :start_pool, [Keyword.take(tree, [:writers, :batch_size, :flush_interval])]}
       }
     ]
 
-    Supervisor.init(children, strategy: :rest_for_one)
+    Supervisor.init(children, strategy: :one_for_one)
   end
 
   @doc false

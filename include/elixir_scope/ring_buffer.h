@@ -18,6 +18,10 @@ typedef enum es_overflow {
  * the heap and owned by the slot until drained. */
 #define ES_RING_INLINE_PAYLOAD 168u
 
+/* A slot takes this many bytes; the largest ring (2^22 slots) takes 1 GiB. */
+#define ES_RING_SLOT_BYTES 256u
+#define ES_RING_MAX_CAPACITY (1u << 22)
+
 typedef struct es_ring es_ring;
 
 typedef struct es_ring_stats {
@@ -28,10 +32,18 @@ typedef struct es_ring_stats {
     uint64_t popped;       /* events handed to a sink */
     uint64_t size;         /* events in the ring now (approximate while producers run) */
     uint64_t full_since_ns; /* 0, or the es_now_ns() at which the ring was last seen becoming full */
+    uint64_t heap_bytes;    /* out-of-slot payload bytes held by events in the ring now */
 } es_ring_stats;
 
-/* capacity must be a power of two in [2, 2^30]; returns NULL otherwise or on OOM. */
+/* capacity must be a power of two in [2, ES_RING_MAX_CAPACITY]; returns NULL
+ * otherwise or on OOM. The slots are reserved, not touched: a page of the ring
+ * becomes resident only when an event is first written to it. */
 es_ring *es_ring_create(uint32_t capacity, es_overflow policy);
+
+/* Bounds the payload bytes the ring holds outside its slots (payloads over
+ * ES_RING_INLINE_PAYLOAD); 0 = unbounded (the default). A push that would go
+ * over is dropped and counted in dropped_full. Call before producers start. */
+void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes);
 /* Frees the ring and any heap payload still inside. No producer or drainer may be running. */
 void es_ring_destroy(es_ring *ring);
 
@@ -55,8 +67,11 @@ void es_ring_get_stats(es_ring *ring, es_ring_stats *out);
  *   es_ring_get_stats from anywhere (a consistent-enough snapshot).
  *   create/destroy are not concurrent with anything.
  * - A slot is 256 bytes (64-byte head + 168 inline payload bytes + bookkeeping);
- *   the ring takes capacity * 256 bytes. Heap payloads are freed by the drain
- *   (after the sink returns), by an overwrite, or by es_ring_destroy.
+ *   the ring reserves capacity * 256 bytes of address space (anonymous mmap,
+ *   zero pages until written: a slot's sequence number is stored relative to
+ *   its index so that zeroed memory is a valid empty ring). Heap payloads are
+ *   freed by the drain (after the sink returns), by an overwrite, or by
+ *   es_ring_destroy, and counted in heap_bytes while held.
  * - The sink runs while its slots are still claimed: it must not push into the
  *   same ring (a producer that meets a claimed slot waits for it).
  * - "full" means capacity events are waiting: a producer that meets a slot a

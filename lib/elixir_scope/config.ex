@@ -9,6 +9,7 @@ defmodule ElixirScope.Config do
                 redact: ["*password*", ...], redact_allow: ["tokens", ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
       recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200]
+      max_memory: 1 GiB   # ring + store (see ElixirScope.Capture.Memory); 0 = unbounded
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
       web: [port: 4040, ip: {127, 0, 0, 1}, token: nil, hosts: []]
       enabled: true
@@ -19,6 +20,7 @@ defmodule ElixirScope.Config do
   @schema [
     enabled: {:boolean, true},
     name: {:atom, ElixirScope},
+    max_memory: {:non_neg_integer, 1024 * 1024 * 1024},
     capture: [
       buffer_size: {:pow2, 65_536},
       overflow: {{:one_of, [:drop_newest, :overwrite_oldest]}, :drop_newest},
@@ -52,7 +54,7 @@ defmodule ElixirScope.Config do
     ],
     ai: [
       llm_provider: {{:one_of, [:gemini, :vertex, :openai_compatible, :mock, :heuristic, :auto]}, :auto},
-      api_key: {:any, nil},
+      api_key: {:secret, nil},
       model: {:any, nil},
       base_url: {:any, nil},
       project_id: {:any, nil},
@@ -82,6 +84,8 @@ defmodule ElixirScope.Config do
     ]
   ]
 
+  alias ElixirScope.AI.LLM.Secret
+
   @type t :: keyword()
 
   @doc "The default deny patterns of redaction (see `ElixirScope.Redaction`)."
@@ -98,12 +102,15 @@ defmodule ElixirScope.Config do
 
     with :ok <- keyword?(opts, "options"),
          {:ok, from_env} <- check(@schema, env, []),
-         {:ok, explicit} <- check(@schema, opts, []) do
-      {:ok, deep_merge(fill(@schema), deep_merge(from_env, explicit))}
+         {:ok, explicit} <- check(@schema, opts, []),
+         config = deep_merge(fill(@schema), deep_merge(from_env, explicit)),
+         :ok <- ElixirScope.Capture.Memory.check(config) do
+      # the key travels only inside its wrapper (child specs, process states, logs)
+      {:ok, update_in(config, [:ai, :api_key], &Secret.wrap/1)}
     end
   end
 
-  def validate(other), do: {:error, "ElixirScope options must be a keyword list, got: #{inspect(other)}"}
+  def validate(other), do: {:error, "ElixirScope options must be a keyword list, got: #{shown(other)}"}
 
   @doc "Like `validate/1` but raises `ArgumentError`."
   @spec validate!(keyword()) :: t()
@@ -130,13 +137,16 @@ defmodule ElixirScope.Config do
       max_bytes: max(capture[:max_payload_bytes], 64),
       redact: rules.deny,
       redact_allow: rules.allow,
-      store_max_bytes: storage[:max_bytes],
+      ring_payload_budget: ElixirScope.Capture.Memory.ring_payload_budget(config),
+      store_max_bytes: ElixirScope.Capture.Memory.store_max_bytes(config),
       segment_events: storage[:segment_events]
     }
   end
 
-  defp keyword?(opts, where) do
-    if Keyword.keyword?(opts), do: :ok, else: {:error, "#{where} must be a keyword list, got: #{inspect(opts)}"}
+  defp keyword?(opts, where, key \\ nil) do
+    if Keyword.keyword?(opts),
+      do: :ok,
+      else: {:error, "#{where} must be a keyword list, got: #{{key, opts} |> scrub() |> elem(1) |> shown()}"}
   end
 
   defp check(schema, opts, path) do
@@ -147,7 +157,7 @@ defmodule ElixirScope.Config do
           {:halt, {:error, "unknown ElixirScope option #{name(path, key)}; known keys here: #{known}"}}
 
         {:ok, sub} when is_list(sub) ->
-          with :ok <- keyword?(value, name(path, key)),
+          with :ok <- keyword?(value, name(path, key), key),
                {:ok, checked} <- check(sub, value, path ++ [key]) do
             {:cont, {:ok, [{key, checked} | acc]}}
           else
@@ -156,8 +166,12 @@ defmodule ElixirScope.Config do
 
         {:ok, {type, _default}} ->
           case problem(type, value) do
-            nil -> {:cont, {:ok, [{key, value} | acc]}}
-            why -> {:halt, {:error, "ElixirScope option #{name(path, key)} must be #{describe(type)}, got: #{inspect(value)}#{why}"}}
+            nil ->
+              {:cont, {:ok, [{key, value} | acc]}}
+
+            why ->
+              got = if type == :secret, do: "a value that is not shown", else: shown(value)
+              {:halt, {:error, "ElixirScope option #{name(path, key)} must be #{describe(type)}, got: #{got}#{why}"}}
           end
       end
     end)
@@ -186,11 +200,13 @@ defmodule ElixirScope.Config do
   defp valid?(:boolean, v), do: is_boolean(v)
   defp valid?(:atom, v), do: is_atom(v)
   defp valid?(:any, _), do: true
+  defp valid?(:secret, v), do: is_nil(v) or is_binary(v) or is_struct(v, Secret)
   defp valid?(:list, v), do: is_list(v)
   defp valid?(:pos_integer, v), do: is_integer(v) and v > 0
   defp valid?(:non_neg_integer, v), do: is_integer(v) and v >= 0
   defp valid?(:ratio, v), do: is_number(v) and v > 0 and v <= 1
-  defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and v <= 1_073_741_824 and Bitwise.band(v, v - 1) == 0
+  # the upper bound (and its memory) is ElixirScope.Capture.Memory's
+  defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and Bitwise.band(v, v - 1) == 0
   defp valid?({:one_of, values}, v), do: v in values
   defp valid?(:host_list, v), do: ElixirScope.Web.Hosts.valid_list?(v)
 
@@ -200,7 +216,8 @@ defmodule ElixirScope.Config do
   defp describe(:pos_integer), do: "a positive integer"
   defp describe(:non_neg_integer), do: "a non-negative integer"
   defp describe(:ratio), do: "a number in (0, 1]"
-  defp describe(:pow2), do: "a power of two between 2 and 2^30"
+  defp describe(:pow2), do: "a power of two between 2 and 4194304 (2^22)"
+  defp describe(:secret), do: "a string or nil"
   defp describe({:one_of, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
   defp describe(:host_list), do: ~s(a list of at most 64 "name" or "name:port" strings)
 
@@ -208,6 +225,21 @@ defmodule ElixirScope.Config do
     do: "a list of at most 64 names or patterns (atoms or strings of 1 to 63 bytes, `*` only at the start or end; " <>
           ":defaults for the built-in list)"
   defp describe(:any), do: "any term"
+
+  # Error messages show the offending value, but never what sits under a secret key
+  # (nor the whole :ai section when it is malformed).
+  defp shown(value), do: inspect(scrub(value), limit: 20, printable_limit: 200)
+
+  defp scrub({k, _}) when k in [:api_key, :token, :ai], do: {k, :"[not shown]"}
+  defp scrub(list) when is_list(list), do: scrub_list(list)
+  defp scrub(tuple) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> scrub_list() |> List.to_tuple()
+  defp scrub(%Secret{} = s), do: s
+  defp scrub(map) when is_map(map), do: Map.new(map, fn {k, v} -> scrub({k, v}) end)
+  defp scrub(other), do: other
+
+  defp scrub_list([h | t]), do: [scrub(h) | scrub_list(t)]
+  defp scrub_list([]), do: []
+  defp scrub_list(tail), do: scrub(tail)
 
   defp fill(schema) do
     Enum.map(schema, fn

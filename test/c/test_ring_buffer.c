@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,7 @@ static void test_capacity_validation(void **state) {
     assert_null(es_ring_create(3, ES_OVERFLOW_DROP_NEWEST));
     assert_null(es_ring_create(1000, ES_OVERFLOW_DROP_NEWEST));
     assert_null(es_ring_create((1u << 30) + 1, ES_OVERFLOW_DROP_NEWEST));
+    assert_null(es_ring_create(ES_RING_MAX_CAPACITY * 2, ES_OVERFLOW_DROP_NEWEST));
     assert_null(es_ring_create(1u << 31, ES_OVERFLOW_DROP_NEWEST));
     assert_null(es_ring_create(16, (es_overflow)7));
     es_ring *r = es_ring_create(2, ES_OVERFLOW_DROP_NEWEST);
@@ -360,6 +362,87 @@ static void test_stress_overflow_overwrite(void **state) {
     free(s);
 }
 
+/* Resident pages of this process (from /proc/self/statm). */
+static long resident_pages(void) {
+    long size = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = -1;
+    fclose(f);
+    return resident;
+}
+
+/* The largest ring reserves 1 GiB but touches nothing until events arrive;
+   a lap over a few slots then makes only those pages resident. */
+static void test_slots_are_touched_lazily(void **state) {
+    (void)state;
+    long before = resident_pages();
+    es_ring *r = es_ring_create(ES_RING_MAX_CAPACITY, ES_OVERFLOW_DROP_NEWEST);
+    assert_non_null(r);
+    long after = resident_pages();
+    assert_true(before > 0 && after > 0);
+    assert_true((after - before) * 4096L < 4L * 1024 * 1024); /* not 1 GiB */
+    collector c = {calloc(64, sizeof(rec)), 0, 64};
+    for (int lap = 0; lap < 3; lap++) {
+        c.n = 0;
+        for (int i = 0; i < 64; i++) {
+            es_event_head h = mk_head(2, (uint32_t)i);
+            assert_int_equal(es_ring_push(r, &h, NULL, 0), (uint64_t)lap * 64 + i + 1);
+        }
+        assert_int_equal(es_ring_drain(r, 1000, collect_sink, &c), 64);
+    }
+    assert_true((resident_pages() - before) * 4096L < 8L * 1024 * 1024);
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+/* Slot sequence numbers are stored relative to the slot index: many laps
+   around a small ring keep FIFO order and dense ids. */
+static void test_many_laps(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(4, ES_OVERFLOW_DROP_NEWEST);
+    collector c = {calloc(4, sizeof(rec)), 0, 4};
+    uint64_t next = 1;
+    for (int lap = 0; lap < 1000; lap++) {
+        c.n = 0;
+        for (int i = 0; i < 3; i++) {
+            es_event_head h = mk_head(3, (uint32_t)i);
+            assert_int_equal(es_ring_push(r, &h, NULL, 0), next + i);
+        }
+        assert_int_equal(es_ring_drain(r, 10, collect_sink, &c), 3);
+        for (int i = 0; i < 3; i++) assert_int_equal(c.items[i].head.id, next + i);
+        next += 3;
+    }
+    free(c.items);
+    es_ring_destroy(r);
+}
+
+/* Payloads kept outside the slots are bounded: pushes over the budget are
+   dropped and counted; draining gives the budget back. */
+static void test_payload_budget(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    es_ring_set_payload_budget(r, 1000);
+    uint8_t big[400] = {0};
+    es_ring_stats st;
+    es_event_head h = mk_head(1, 0);
+    assert_int_not_equal(es_ring_push(r, &h, big, 400), 0);
+    assert_int_not_equal(es_ring_push(r, &h, big, 400), 0);
+    assert_int_equal(es_ring_push(r, &h, big, 400), 0); /* 1200 > 1000 */
+    assert_int_not_equal(es_ring_push(r, &h, big, 8), 0); /* inline payloads are not counted */
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.heap_bytes, 800);
+    assert_int_equal(st.dropped_full, 1);
+    assert_int_equal(st.pushed, 3);
+    collector c = {calloc(8, sizeof(rec)), 0, 8};
+    assert_int_equal(es_ring_drain(r, 100, collect_sink, &c), 3);
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.heap_bytes, 0);
+    assert_int_not_equal(es_ring_push(r, &h, big, 400), 0);
+    free(c.items);
+    es_ring_destroy(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capacity_validation),
@@ -370,6 +453,9 @@ int main(void) {
         cmocka_unit_test(test_stress_lossless),
         cmocka_unit_test(test_stress_overflow_drop),
         cmocka_unit_test(test_stress_overflow_overwrite),
+        cmocka_unit_test(test_slots_are_touched_lazily),
+        cmocka_unit_test(test_many_laps),
+        cmocka_unit_test(test_payload_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

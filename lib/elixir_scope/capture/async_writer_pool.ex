@@ -3,9 +3,11 @@ defmodule ElixirScope.Capture.AsyncWriterPool do
   Workers that drain the ring buffer into the event store in batches
   (`capture: [batch_size:, flush_interval:, writers:]`). Each worker wakes every
   `flush_interval` ms and drains until the ring is empty. A crashed worker is
-  restarted by the pool's supervisor; the events wait in the ring meanwhile,
-  so nothing is lost. Drains are serialised natively, so several workers never
-  reorder events.
+  restarted by the pool's supervisor; the events wait in the ring meanwhile.
+  A drain is one dirty NIF call that moves a batch from the ring into the store,
+  and a process cannot be killed in the middle of a NIF call, so killing a
+  writer never loses the batch it was moving. Drains are serialised natively,
+  so several workers never reorder events.
   """
   use Supervisor
 
@@ -25,10 +27,12 @@ defmodule ElixirScope.Capture.AsyncWriterPool do
     Supervisor.init(children, strategy: :one_for_one, max_restarts: 100, max_seconds: 5)
   end
 
-  @doc "The pids of the running writers."
+  @doc "The pids of the running writers (none while the pool is being restarted)."
   @spec writers() :: [pid()]
   def writers do
     for {_, pid, _, _} <- Supervisor.which_children(__MODULE__), is_pid(pid), do: pid
+  catch
+    :exit, _ -> []
   end
 end
 

@@ -66,8 +66,9 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
   def report_local_variable_snapshot(call_id, vars, line \\ 0)
   def report_local_variable_snapshot(nil, _vars, _line), do: :ok
 
-  def report_local_variable_snapshot(call_id, vars, line) when is_list(vars),
-    do: report_local_variable_snapshot(call_id, Map.new(vars), line)
+  def report_local_variable_snapshot(call_id, vars, line) when is_list(vars) do
+    if pairs?(vars), do: report_local_variable_snapshot(call_id, Map.new(vars), line), else: :ok
+  end
 
   def report_local_variable_snapshot(call_id, vars, line) when is_map(vars),
     do: emit(:local, call_id, nil, nil, nil, line, nil, vars)
@@ -146,8 +147,9 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
 
   @doc "Records a custom event `name` with `data`."
   @spec report_custom(atom(), term(), non_neg_integer() | nil) :: pos_integer() | nil
-  def report_custom(name, data, correlation_id \\ nil) when is_atom(name),
-    do: emit_id(:custom, name, correlation_id, {name, data})
+  def report_custom(name, data, correlation_id \\ nil)
+  def report_custom(name, data, correlation_id) when is_atom(name), do: emit_id(:custom, name, correlation_id, {name, data})
+  def report_custom(_name, _data, _correlation_id), do: nil
 
   @doc "Whether capture is on for `module` right now."
   @spec enabled?(module()) :: boolean()
@@ -163,6 +165,11 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
       end
     end
   end
+
+  # a proper list of {name, value} pairs (what Map.new/1 takes without raising)
+  defp pairs?([{_, _} | rest]), do: pairs?(rest)
+  defp pairs?([]), do: true
+  defp pairs?(_), do: false
 
   defp emit(kind, call_id, module, function, arity, line, link, payload) do
     NIF.emit(kind, call_id, module, function, arity, line, link, payload)

@@ -1,38 +1,183 @@
 defmodule ElixirScope.Capture.SwitchLoader do
+  @settle_ms 2_000
+
   @moduledoc """
-  Regenerates and hot-loads `ElixirScope.Capture.Switch`: recording on or off,
-  with a list of modules that are always off. Called by the session owner
-  only, so loads never race.
+  Loads the shapes of `ElixirScope.Capture.Switch` (see its moduledoc) and keeps
+  the loaded one in line with the switch: `:dynamic` while capture is on or was
+  switched off less than #{@settle_ms} ms ago, `:off` once it has stayed off that long.
+
+  Switching never waits for a load: `ElixirScope.Capture.Control` writes the
+  mode word that the `:dynamic` shape reads. Loads happen here, in a
+  high-priority process, and only when the previous version of the module has
+  been purged (a soft purge, retried in the background: a process that is
+  inside the old code is never killed). The one case where a switch waits is
+  `enable/1` while the `:off` shape is loaded: the `:dynamic` shape must be
+  loaded first, which is immediate unless the `:off` shape was itself loaded so
+  recently that the version before it is still in use.
+
+  Loads use `:erlang.load_module/2` and purges `:erts_code_purger` (a
+  high-priority system process) directly: going through the code server (a
+  normal-priority process) would put the switch behind every runnable process.
   """
+  use GenServer
+
+  alias ElixirScope.Capture.Control
 
   @switch ElixirScope.Capture.Switch
 
-  @doc "Loads `Switch.on?/1` answering `on` for every module except `off_modules` (always `false`)."
-  @spec set(boolean(), [module()]) :: :ok
-  def set(on, off_modules) when is_boolean(on) and is_list(off_modules) do
-    line = 1
+  # Both shapes are compiled once, when this module is.
+  @shapes (for {shape, body} <- [
+                 off: ~c"'on?'(_) -> false.",
+                 dynamic: ~c"""
+                 'on?'(M) ->
+                     case persistent_term:get('Elixir.ElixirScope.Capture.Switch', undefined) of
+                         undefined -> false;
+                         Ref ->
+                             case atomics:get(Ref, 1) of
+                                 1 -> true;
+                                 2 -> not is_map_key(M, persistent_term:get({'Elixir.ElixirScope.Capture.Switch', off}, \#{}));
+                                 _ -> false
+                             end
+                     end.
+                 """
+               ],
+               into: %{} do
+             source = [
+               ~c"-module('Elixir.ElixirScope.Capture.Switch').",
+               ~c"-export(['on?'/1]).",
+               ~c"-shape(#{shape}).",
+               body
+             ]
 
-    clauses =
-      Enum.map(Enum.uniq(off_modules), fn m -> {:clause, line, [{:atom, line, m}], [], [{:atom, line, false}]} end) ++
-        [{:clause, line, [{:var, line, :_}], [], [{:atom, line, on}]}]
+             forms =
+               for form <- source do
+                 {:ok, tokens, _} = :erl_scan.string(form)
+                 {:ok, parsed} = :erl_parse.parse_form(tokens)
+                 parsed
+               end
 
-    forms = [
-      {:attribute, line, :module, @switch},
-      {:attribute, line, :export, [{:on?, 1}]},
-      {:function, line, :on?, 1, clauses}
-    ]
+             {:ok, _, binary} = :compile.forms(forms, [:binary, :return_errors])
+             {shape, binary}
+           end)
 
-    {:ok, @switch, binary} = :compile.forms(forms, [:binary, :return_errors])
-    purge_old(200)
-    {:module, @switch} = :code.load_binary(@switch, ~c"elixir_scope_switch (generated)", binary)
+  @doc false
+  @spec start_link(term()) :: GenServer.on_start()
+  def start_link(_), do: GenServer.start_link(__MODULE__, [], name: __MODULE__)
+
+  @doc "The shape of `ElixirScope.Capture.Switch` loaded now."
+  @spec shape() :: :off | :dynamic
+  def shape do
+    [shape] = Keyword.fetch!(@switch.module_info(:attributes), :shape)
+    shape
+  end
+
+  @doc "Tells the loader that the switch changed (no-op when it is not running)."
+  @spec changed() :: :ok
+  def changed do
+    if pid = Process.whereis(__MODULE__), do: send(pid, :converge)
     :ok
   end
 
-  # A process scheduled out inside the old on?/1 holds the old code for a moment;
-  # a soft purge waits for it instead of killing it.
-  defp purge_old(0), do: :code.purge(@switch)
+  @doc "Makes sure the `:dynamic` shape is loaded (waiting at most `timeout` ms for a purge)."
+  @spec ensure_dynamic(timeout()) :: :ok
+  def ensure_dynamic(timeout \\ 5_000) do
+    cond do
+      shape() == :dynamic -> :ok
+      pid = Process.whereis(__MODULE__) -> call(pid, timeout)
+      true -> load_now(:dynamic, timeout)
+    end
+  end
 
-  defp purge_old(tries) do
-    if :code.soft_purge(@switch), do: true, else: (Process.sleep(1); purge_old(tries - 1))
+  @doc """
+  Loads `shape` from the calling process, after waiting up to `wait_ms` for the
+  previous version to be purged. Returns `:ok`, or `{:error, :not_purged}`.
+  """
+  @spec load_now(:off | :dynamic, non_neg_integer()) :: :ok | {:error, :not_purged}
+  def load_now(shape, wait_ms) do
+    cond do
+      shape() == shape -> :ok
+      purged?(System.monotonic_time(:millisecond) + wait_ms) -> load(shape)
+      true -> {:error, :not_purged}
+    end
+  end
+
+  @impl true
+  def init(_) do
+    Process.flag(:priority, :high)
+    send(self(), :purge)
+    send(self(), :converge)
+    {:ok, %{settle: nil}}
+  end
+
+  @impl true
+  def handle_call(:ensure_dynamic, _from, state) do
+    {:reply, load_now(:dynamic, 60_000), state}
+  end
+
+  @impl true
+  def handle_info(:converge, state), do: {:noreply, converge(state)}
+
+  def handle_info(:settled, state), do: {:noreply, converge(%{state | settle: nil})}
+
+  def handle_info(:purge, state) do
+    unless purged?(System.monotonic_time(:millisecond)), do: Process.send_after(self(), :purge, 50)
+    {:noreply, state}
+  end
+
+  def handle_info(_msg, state), do: {:noreply, state}
+
+  defp converge(state) do
+    case {Control.off_for_ms(), shape()} do
+      {nil, :off} ->
+        load_now(:dynamic, 60_000)
+        state
+
+      {off_ms, :dynamic} when is_integer(off_ms) and off_ms < @settle_ms ->
+        if state.settle, do: state, else: %{state | settle: Process.send_after(self(), :settled, @settle_ms - off_ms)}
+
+      {off_ms, :dynamic} when is_integer(off_ms) ->
+        if purged?(System.monotonic_time(:millisecond) + 60_000) do
+          # under the switch lock: an enable/1 cannot slip in between the check and the load
+          Control.while_off(fn -> load(:off) end)
+        end
+
+        state
+
+      _ ->
+        state
+    end
+  end
+
+  defp call(pid, timeout) do
+    GenServer.call(pid, :ensure_dynamic, timeout)
+  catch
+    :exit, _ -> :ok
+  end
+
+  defp load(shape) do
+    case :erlang.load_module(@switch, Map.fetch!(@shapes, shape)) do
+      {:module, @switch} ->
+        # the version just replaced is purged in the background, so that the next load is immediate
+        if pid = Process.whereis(__MODULE__), do: send(pid, :purge)
+        :ok
+
+      {:error, :not_purged} ->
+        {:error, :not_purged}
+    end
+  end
+
+  defp retry_purge(deadline) do
+    Process.sleep(10)
+    purged?(deadline)
+  end
+
+  # True once no old version of the switch is left (soft purges only, until the deadline).
+  defp purged?(deadline) do
+    cond do
+      not :erlang.check_old_code(@switch) -> true
+      :erts_code_purger.soft_purge(@switch) -> true
+      System.monotonic_time(:millisecond) >= deadline -> false
+      true -> retry_purge(deadline)
+    end
   end
 end

@@ -1,18 +1,21 @@
 defmodule ElixirScope.AI.LLM.Secret do
   @moduledoc """
   Wraps a credential (API key, access token, private key PEM) so it never
-  shows up in logs, errors, inspected structs or crash reports.
+  shows up in logs, errors, inspected structs, crash reports, process states
+  or messages.
 
-  The value is kept inside a closure: `inspect/1` prints `#Secret<redacted>`
-  and Erlang's crash-report formatting (`~p`) prints only `#Fun<...>`.
-  `redact/2` scrubs known secret values out of any text before it leaves
-  the LLM layer.
+  The value is never held in clear: the wrapper keeps it XOR-ed with a random
+  pad of the same length, and the pad next to it, so that neither `inspect/1`
+  (which prints `#Secret<redacted>`), nor Erlang's `~p`, nor
+  `:erlang.term_to_binary/1` of anything that contains it shows the bytes.
+  `reveal/1` gives the value back where it is put on the wire. `redact/2`
+  scrubs known secret values out of any text before it leaves the LLM layer.
   """
 
-  @enforce_keys [:fun]
-  defstruct [:fun]
+  @enforce_keys [:masked, :pad]
+  defstruct [:masked, :pad]
 
-  @type t :: %__MODULE__{fun: (() -> String.t())}
+  @type t :: %__MODULE__{masked: binary(), pad: binary()}
 
   @doc "Wraps a value (surrounding whitespace removed); `nil` and blank strings give `nil`."
   @spec wrap(String.t() | t() | nil) :: t() | nil
@@ -23,15 +26,21 @@ defmodule ElixirScope.AI.LLM.Secret do
   def wrap(value) when is_binary(value) do
     # keys read from files often end with a newline
     case String.trim(value) do
-      "" -> nil
-      v -> %__MODULE__{fun: fn -> v end}
+      "" ->
+        nil
+
+      v ->
+        pad = :crypto.strong_rand_bytes(byte_size(v))
+        %__MODULE__{masked: xor(v, pad), pad: pad}
     end
   end
 
   @doc "The wrapped value (only to put it on the wire)."
   @spec reveal(t() | nil) :: String.t() | nil
   def reveal(nil), do: nil
-  def reveal(%__MODULE__{fun: f}), do: f.()
+  def reveal(%__MODULE__{masked: m, pad: p}), do: xor(m, p)
+
+  defp xor(a, b), do: :crypto.exor(a, b)
 
   @doc "Replaces every occurrence of the given secrets in `text` with `[REDACTED]`."
   @spec redact(String.t(), [t() | String.t() | nil]) :: String.t()
