@@ -105,7 +105,7 @@ defmodule ElixirScope.FidelityTest do
   end
 
   describe "every variant" do
-    test "compiles with the plain compiler's warnings only; every module with functions is instrumented at its level",
+    test "compiles without warnings; every module with functions is instrumented at its level",
          %{plain_stderr: plain_stderr, stderr: stderr, plain_mods: plain_mods} do
       assert plain_stderr == ""
       assert stderr == ""
@@ -218,7 +218,13 @@ defmodule ElixirScope.FidelityTest do
         assert (got.depth - plain.depth) in 0..@frame_slack,
                "#{name} at #{v}: #{got.depth} words, plain #{plain.depth}"
 
-        if v == :none, do: assert(got.depth == plain.depth, "#{name} at :none")
+        # measured outside the instrumented code, or in a plain build: the very same depth
+        if v == :none or String.ends_with?(name, "(probe outside)"),
+          do:
+            assert(
+              got.depth == plain.depth,
+              "#{name} at #{v}: #{got.depth} words, plain #{plain.depth}"
+            )
       end
     end
   end

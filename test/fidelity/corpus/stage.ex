@@ -127,11 +127,19 @@ defmodule Fidelity.Pipeline do
       result = Enum.map(script, &step(&1, producer, batcher))
       {result, MiniStage.call(batcher, :stats)}
     after
-      # unlinked first, so that no exit message is left in the caller's mailbox
-      for pid <- [producer, batcher],
-          Process.unlink(pid),
-          Process.alive?(pid),
-          do: GenServer.stop(pid)
+      # unlinked first (an exit message that came before is dropped), so that no exit message
+      # is left in the caller's mailbox
+      for pid <- [producer, batcher] do
+        Process.unlink(pid)
+
+        receive do
+          {:EXIT, ^pid, _} -> :ok
+        after
+          0 -> :ok
+        end
+
+        if Process.alive?(pid), do: GenServer.stop(pid)
+      end
 
       Process.flag(:trap_exit, false)
     end
