@@ -1,11 +1,11 @@
 # ElixirScope build. `make demo` sets up and runs the main job; `make test` runs every test.
 SHELL := /bin/bash
-ERL_ROOT := $(shell erl -noshell -eval 'io:format("~s", [code:root_dir()]), halt().' 2>/dev/null)
-ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null)
+# Evaluated once, on first use: an up-to-date `make nif` (run by every `mix compile`) starts no erl.
+ERTS_INCLUDE = $(eval ERTS_INCLUDE := $(shell erl -noshell -eval 'io:format("~s/erts-~s/include", [code:root_dir(), erlang:system_info(version)]), halt().' 2>/dev/null))$(ERTS_INCLUDE)
 
 CC ?= gcc
 WARN := -Wall -Wextra -Werror
-BASE_CFLAGS := -std=gnu11 -fPIC $(WARN) -Iinclude -I$(ERTS_INCLUDE) -D_GNU_SOURCE
+BASE_CFLAGS = -std=gnu11 -fPIC $(WARN) -Iinclude -I$(ERTS_INCLUDE) -D_GNU_SOURCE
 CFLAGS_OPT := -O2 -g
 LIBS := -lcurl -lcjson -lpthread -lm
 

@@ -125,7 +125,7 @@ defmodule ElixirScope.Web.BrowserTest do
       file = Path.join(System.tmp_dir!(), "demo_browser_#{System.unique_integer([:positive])}.esrec")
       on_exit(fn -> File.rm(file) end)
       demo = Path.expand("../../../examples/run_demo.sh", __DIR__)
-      {out, 0} = System.cmd(demo, [], env: [{"ELIXIR_SCOPE_DEMO_RECORDING", file}, {"MIX_ENV", "dev"}], stderr_to_stdout: true)
+      {out, 0} = System.cmd(demo, [], env: [{"ELIXIR_SCOPE_DEMO_RECORDING", file}, {"MIX_ENV", "dev"}, {"ERL_COMPILER_OPTIONS", nil}], stderr_to_stdout: true)
       assert out =~ "ping-pong between two processes: 3 pongs"
       {:ok, source} = ElixirScope.Recording.load(file)
       on_exit(fn -> ElixirScope.Recording.close(source) end)

@@ -1,0 +1,98 @@
+defmodule ElixirScope.Bench.Compile do
+  @moduledoc false
+  # The compile cost of the :elixir_scope compiler (issue 10) on a Mix project made of the
+  # fidelity corpus (test/fidelity/corpus), with ElixirScope as a path dependency: a no-op
+  # `mix compile` with and without the compiler, and a full compile (`mix compile --force`)
+  # plain, through the compiler at :none, and instrumented at :full. Each figure is the median
+  # wall time of whole `mix` commands (VM start included); plain and instrumented runs alternate.
+  import ElixirScope.Bench
+  alias ElixirScope.Test.FidelityProject
+
+  Code.require_file("../test/support/fidelity_project.ex", __DIR__)
+
+  @full_runs 3
+  @noop_runs 9
+
+  def run do
+    dir = FidelityProject.create!(Path.expand("_build/bench/fidelity_project"), dep: true)
+    # plain and instrumented builds in their own build paths, so their runs can alternate and
+    # the machine's load changes weigh on both alike
+    plain_env = FidelityProject.env_for(:plain, Path.join(dir, "_build/plain"))
+    none_env = FidelityProject.env_for(:none, Path.join(dir, "_build/scope"))
+    full_env = FidelityProject.env_for(:full, Path.join(dir, "_build/scope"))
+
+    # first builds: the dependency once per build path, then the project
+    mix!(dir, ["compile"], plain_env)
+    mix!(dir, ["compile"], none_env)
+
+    [plain_full, none_full] =
+      alternate(@full_runs, dir, ["compile", "--force"], [plain_env, none_env])
+
+    mix!(dir, ["compile"], full_env)
+
+    [plain_full2, full_full] =
+      alternate(@full_runs, dir, ["compile", "--force"], [plain_env, full_env])
+
+    [plain_noop, full_noop] = alternate(@noop_runs, dir, ["compile"], [plain_env, full_env])
+    plain_full = median(plain_full ++ plain_full2)
+    [none_full, full_full] = [median(none_full), median(full_full)]
+    [plain_noop, full_noop] = [median(plain_noop), median(full_noop)]
+
+    noop_added = full_noop - plain_noop
+    ratio = full_full / plain_full
+    net_ratio = (full_full - full_noop) / max(plain_full - plain_noop, 1)
+    none_ratio = none_full / plain_full
+    files = length(FidelityProject.corpus_files())
+    load = load_average()
+
+    results = %{
+      compile_noop_plain_ms: plain_noop,
+      compile_noop_scope_ms: full_noop,
+      compile_noop_added_ms: noop_added,
+      compile_full_plain_ms: plain_full,
+      compile_full_none_ms: none_full,
+      compile_full_instrumented_ms: full_full,
+      compile_full_instrumented_ratio: ratio
+    }
+
+    rows = [
+      {"compile_noop_added_ms (no-op mix compile, with - without the compiler)", noop_added,
+       "≤ 200",
+       "#{fmt(plain_noop)} ms plain, #{fmt(full_noop)} ms with :elixir_scope (#{files}-file corpus project, path dependency; load average #{load})"},
+      {"compile_full_instrumented_ratio (mix compile --force, :full / plain)", ratio, "≤ 1.5",
+       "#{fmt(full_full)} ms vs #{fmt(plain_full)} ms; minus the no-op (VM start, dependency check): #{fmt(net_ratio)}×; at :none #{fmt(none_ratio)}× (#{fmt(none_full)} ms)"}
+    ]
+
+    {results, rows}
+  end
+
+  # `runs` rounds of the same command in each environment in turn: a list of times per environment
+  defp alternate(runs, dir, args, envs) do
+    rounds = for _ <- 1..runs, do: Enum.map(envs, &timed(dir, args, &1))
+    rounds |> Enum.zip() |> Enum.map(&Tuple.to_list/1)
+  end
+
+  defp timed(dir, args, env) do
+    {us, out} = :timer.tc(fn -> mix!(dir, args, env) end)
+    full? = {"FID_LEVEL", "full"} in env
+
+    if args == ["compile", "--force"] and full? and not (out =~ "ElixirScope: instrumented"),
+      do: raise("the :full build instrumented nothing:\n#{out}")
+
+    us / 1000
+  end
+
+  defp load_average do
+    case File.read("/proc/loadavg") do
+      {:ok, text} -> text |> String.split() |> hd()
+      _ -> "unknown"
+    end
+  end
+
+  defp mix!(dir, args, env) do
+    case FidelityProject.mix(dir, args, env) do
+      {out, 0} -> out
+      {out, status} -> raise "mix #{Enum.join(args, " ")} failed (#{status}):\n#{out}"
+    end
+  end
+end
