@@ -52,6 +52,8 @@ typedef struct fx {
     uint32_t counter;      /* fresh variable numbers */
     const fx_fun *fun;     /* the function being transformed */
     int64_t clause_line;   /* the line of the clause being transformed (for nodes without one) */
+    const T *clause_pats;  /* its patterns and (instrumented) body, for the free variables of funs */
+    const T *clause_body;
 } fx;
 
 /* ---- node builders (every injected node has a generated annotation) ---- */

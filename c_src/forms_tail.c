@@ -20,6 +20,122 @@ static const T *value_marker(fx *x, const T *e) {
     return fx_tuple_expr(x, anno, 2, el);
 }
 
+/* ---- the variables a literal fun closes over ---- */
+
+typedef struct var_count {
+    const T **names; /* atom nodes */
+    uint32_t *counts;
+    uint32_t n, cap;
+} var_count;
+
+static int vc_add(fx *x, var_count *vc, const T *name) {
+    for (uint32_t i = 0; i < vc->n; i++)
+        if (vc->names[i]->n == name->n && memcmp(vc->names[i]->u.bytes, name->u.bytes, name->n) == 0) {
+            vc->counts[i]++;
+            return 0;
+        }
+    if (vc->n == vc->cap) {
+        uint32_t nc = vc->cap ? vc->cap * 2 : 16;
+        const T **nn = es_arena_alloc(x->a, sizeof(T *) * nc);
+        uint32_t *ncount = es_arena_alloc(x->a, sizeof(uint32_t) * nc);
+        if (!nn || !ncount) return -1;
+        if (vc->n) {
+            memcpy(nn, vc->names, sizeof(T *) * vc->n);
+            memcpy(ncount, vc->counts, sizeof(uint32_t) * vc->n);
+        }
+        vc->names = nn;
+        vc->counts = ncount;
+        vc->cap = nc;
+    }
+    vc->names[vc->n] = name;
+    vc->counts[vc->n++] = 1;
+    return 0;
+}
+
+static uint32_t vc_get(const var_count *vc, const T *name) {
+    for (uint32_t i = 0; i < vc->n; i++)
+        if (vc->names[i]->n == name->n && memcmp(vc->names[i]->u.bytes, name->u.bytes, name->n) == 0) return vc->counts[i];
+    return 0;
+}
+
+/* counts the variable occurrences in t, iteratively (an explicit stack in the arena) */
+static int count_vars(fx *x, const T *t, var_count *vc) {
+    uint32_t cap = 256, n = 0;
+    const T **stack = es_arena_alloc(x->a, sizeof(T *) * cap);
+    if (!stack) return -1;
+    stack[n++] = t;
+    while (n) {
+        const T *e = stack[--n];
+        if (!e) continue;
+        if (fx_tag_is(e, "var") && e->n == 3 && e->u.items[2]->kind == ES_ETF_ATOM) {
+            if (!es_etf_is_atom(e->u.items[2], "_") && vc_add(x, vc, e->u.items[2]) < 0) return -1;
+            continue;
+        }
+        if (e->kind != ES_ETF_TUPLE && e->kind != ES_ETF_LIST) continue;
+        uint32_t count = e->kind == ES_ETF_LIST ? e->n + 1 : e->n;
+        if (n + count > cap) {
+            uint32_t nc = (n + count) * 2;
+            const T **ns = es_arena_alloc(x->a, sizeof(T *) * nc);
+            if (!ns) return -1;
+            memcpy(ns, stack, sizeof(T *) * n);
+            stack = ns;
+            cap = nc;
+        }
+        for (uint32_t i = 0; i < count; i++) stack[n++] = e->u.items[i];
+    }
+    return 0;
+}
+
+/* a copy of t with the variables named in from[] renamed to to[] */
+static const T *rename_vars(fx *x, const T *t, uint32_t k, const T *const *from, const T *const *to, int depth) {
+    if (!t || depth > 2000) return t;
+    if (fx_tag_is(t, "var") && t->n == 3) {
+        for (uint32_t i = 0; i < k; i++)
+            if (from[i]->n == t->u.items[2]->n && memcmp(from[i]->u.bytes, t->u.items[2]->u.bytes, from[i]->n) == 0)
+                return to[i];
+        return t;
+    }
+    if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return t;
+    uint32_t count = t->kind == ES_ETF_LIST ? t->n + 1 : t->n;
+    T *c = t->kind == ES_ETF_LIST ? es_etf_list(x->a, t->n) : es_etf_tuple(x->a, t->n);
+    if (!c) return NULL;
+    for (uint32_t i = 0; i < count; i++) {
+        const T *r = rename_vars(x, t->u.items[i], k, from, to, depth + 1);
+        if (!r) return NULL;
+        c->u.items[i] = (T *)r;
+    }
+    return c;
+}
+
+/* A fun written where it is applied, (fn … end).(args): the Erlang compiler inlines it, which
+ * names its frames (-f/1-inlined-0-). The dispatch clause applies the same literal fun, so it is
+ * inlined as before; the variables it closes over that were bound in the clause travel in the
+ * marker, under fresh names. Returns the number of them (parts/part_vars filled), -1 on OOM. */
+static int literal_fun_free_vars(fx *x, const T *fun, const T *anno, const T ***parts, const T ***part_vars,
+                                 const T **renamed) {
+    var_count all = {0}, inside = {0};
+    if (count_vars(x, x->clause_pats, &all) < 0 || count_vars(x, x->clause_body, &all) < 0 ||
+        count_vars(x, fun, &inside) < 0)
+        return -1;
+    uint32_t k = 0;
+    const T **from = es_arena_alloc(x->a, sizeof(T *) * (inside.n ? inside.n : 1));
+    const T **to = es_arena_alloc(x->a, sizeof(T *) * (inside.n ? inside.n : 1));
+    const T **vals = es_arena_alloc(x->a, sizeof(T *) * (inside.n ? inside.n : 1));
+    if (!from || !to || !vals) return -1;
+    for (uint32_t i = 0; i < inside.n; i++)
+        if (vc_get(&all, inside.names[i]) > inside.counts[i]) { /* also used outside the fun: bound there */
+            from[k] = inside.names[i];
+            vals[k] = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "var"), (T *)anno, (T *)inside.names[i]);
+            to[k] = fx_var_n(x, anno, "ES@closed", ++x->counter);
+            if (!vals[k] || !to[k]) return -1;
+            k++;
+        }
+    *renamed = k ? rename_vars(x, fun, k, from, to, 0) : fun;
+    *parts = vals;
+    *part_vars = to;
+    return *renamed ? (int)k : -1;
+}
+
 static int grow(fx *x, fx_sites *s) {
     if (s->n < s->cap) return 0;
     uint32_t nc = s->cap ? s->cap * 2 : 8;
@@ -39,10 +155,17 @@ static const T *site(fx *x, const T *call, const T *call_var, fx_sites *s) {
     const T *anno = fx_anno(x, line);
     uint32_t argc = es_etf_list_len(args), idx = s->n;
     /* the callee's parts that are values computed at run time travel in the marker too */
-    const T *parts[2] = {NULL, NULL}, *part_vars[2] = {NULL, NULL};
+    const T *fixed_parts[2] = {NULL, NULL}, *fixed_vars[2] = {NULL, NULL};
+    const T **parts = fixed_parts, **part_vars = fixed_vars;
     uint32_t np = 0;
     const T *rep_mod, *rep_fun, *new_fn;
-    if (fx_tag_is(fn, "atom")) {
+    if (fx_tag_is(fn, "fun") && fn->n == 3 && fx_tag_is(fn->u.items[2], "clauses")) {
+        int k = literal_fun_free_vars(x, fn, anno, &parts, &part_vars, &new_fn);
+        if (k < 0) return NULL;
+        np = (uint32_t)k;
+        rep_mod = fx_atom_node(x, anno, "nil");
+        rep_fun = fx_atom_node(x, anno, "fn");
+    } else if (fx_tag_is(fn, "atom")) {
         rep_mod = x->module;
         rep_fun = fn;
         new_fn = fn;

@@ -351,6 +351,8 @@ static const T *transform_clause(fx *x, const T *clause) {
     if (inner) inner = fx_messages(x, inner, call_var);
     if (!inner) return NULL;
     fx_sites sites = {0};
+    x->clause_pats = pats;
+    x->clause_body = inner;
     const T *tailed = x->fun->tail ? fx_tail_rewrite(x, inner, call_var, &sites) : inner;
     if (!tailed) return NULL;
 
