@@ -34,6 +34,7 @@ typedef struct fx_fun {
     const T *state;    /* 'none' or {Kind, Before} where Before is none | {arg, I} | {args, I, J} | {name, I} */
     const T *inject;   /* list of {Line, before | after, InjectionFun, [VarBase]} */
     const T *receive;  /* 'none' or {Kind, ArgIndex}: an OTP callback taking a message */
+    int no_clause;     /* add the clause that records a call no clause matches */
     const T *name;     /* the function's name atom node */
     uint32_t arity;
 } fx_fun;

@@ -420,7 +420,10 @@ static const T *transform_function(fx *x, const T *form) {
     /* {function, Anno, Name, Arity, Clauses} */
     const T *clauses = form->u.items[4];
     if (!es_etf_is_proper_list(clauses) || clauses->kind != ES_ETF_LIST) return form;
-    int add_catch_all = !catches_all(clauses->u.items[clauses->n - 1]);
+    /* a function without a line (code generated at compile time, e.g. a derived protocol
+     * implementation) has a compiler-specific no-clause frame: it is left as it is */
+    int add_catch_all = x->fun->no_clause && fx_line_of(clauses->u.items[0]) > 0 &&
+                        !catches_all(clauses->u.items[clauses->n - 1]);
     T *out = es_etf_list(x->a, clauses->n + (add_catch_all ? 1 : 0));
     if (!out) return NULL;
     for (uint32_t i = 0; i < clauses->n; i++) {
@@ -455,6 +458,7 @@ static int decode_fun(const T *entry, fx_fun *f) {
     f->state = es_etf_get(spec, "state");
     f->inject = es_etf_get(spec, "inject");
     f->receive = es_etf_get(spec, "receive");
+    f->no_clause = !es_etf_is_atom(es_etf_get(spec, "no_clause"), "false");
     return 0;
 }
 

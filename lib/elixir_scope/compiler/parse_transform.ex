@@ -186,11 +186,12 @@ defmodule ElixirScope.Compiler.ParseTransform do
     names = MapSet.new(defined, fn {n, a, _} -> {n, a} end)
     unknown = for key <- Map.keys(plan.functions), not MapSet.member?(names, key), do: key
     states = StatePlan.for_module(forms, plan.genserver_state)
+    inlined = inlined(forms)
 
     functions =
       for {name, arity, clauses} <- defined,
           instrumentable?(name, arity, clauses, plan),
-          spec = function_spec(plan, name, arity, Map.get(states, {name, arity}, :none)),
+          spec = function_spec(plan, name, arity, Map.get(states, {name, arity}, :none), inlined),
           spec.level > 0,
           do: {name, arity, spec}
 
@@ -245,7 +246,20 @@ defmodule ElixirScope.Compiler.ParseTransform do
 
   defp default_filler?(_name, _arity, _clauses), do: false
 
-  defp function_spec(plan, name, arity, state) do
+  # Functions the Erlang compiler may inline (@compile {:inline, …} or :inline): a call that no
+  # clause matches raises inside the caller's inlined copy, so no catch-all clause is added.
+  defp inlined(forms) do
+    opts = for {:attribute, _, :compile, o} <- forms, opt <- List.wrap(o), do: opt
+
+    Enum.reduce(opts, MapSet.new(), fn
+      :inline, _acc -> :all
+      _opt, :all -> :all
+      {:inline, fs}, acc -> Enum.reduce(List.wrap(fs), acc, &MapSet.put(&2, &1))
+      _, acc -> acc
+    end)
+  end
+
+  defp function_spec(plan, name, arity, state, inlined) do
     fp = Map.get(plan.functions, {name, arity}, %{})
     level = Enum.find_index(@levels, &(&1 == Map.get(fp, :level, plan.level)))
     locals = Map.get(fp, :capture_locals, plan.capture_locals)
@@ -259,7 +273,8 @@ defmodule ElixirScope.Compiler.ParseTransform do
       tail: state == :none,
       state: state,
       receive: callback_receive(state, name),
-      inject: if(level > 0, do: Enum.map(injections, &injection/1), else: [])
+      inject: if(level > 0, do: Enum.map(injections, &injection/1), else: []),
+      no_clause: not (inlined == :all or MapSet.member?(inlined, {name, arity}))
     }
   end
 
