@@ -9,7 +9,53 @@ defmodule ElixirScope.Report.Format do
 
   @doc "A value, bounded in size."
   @spec value(term()) :: String.t()
-  def value(v), do: inspect(v, limit: 6, printable_limit: 60, width: :infinity)
+  def value(v), do: inspect(v, limit: 6, printable_limit: 60, width: :infinity, inspect_fun: &term/2)
+
+  @doc """
+  The `inspect_fun` of every rendering of a captured value: `Inspect.inspect/2`, except that a
+  struct whose module is not loaded (a recording opened without the recorded code) is still
+  written as a struct, `%Demo.Posting{account: "alice", …}`, from its `__struct__` key.
+  """
+  @spec term(term(), Inspect.Opts.t()) :: Inspect.Algebra.t()
+  def term(%{__struct__: mod} = map, opts) when is_atom(mod) do
+    if :erlang.module_loaded(mod) and function_exported?(mod, :__struct__, 0),
+      do: Inspect.inspect(map, opts),
+      else: unloaded_struct(mod, Map.delete(map, :__struct__), opts)
+  end
+
+  def term(term, opts), do: Inspect.inspect(term, opts)
+
+  defp unloaded_struct(mod, fields, opts) do
+    import Inspect.Algebra
+    pairs = fields |> Map.to_list() |> Enum.sort()
+
+    field = fn {k, v}, o ->
+      key = if is_atom(k), do: Macro.inspect_atom(:key, k), else: Inspect.inspect(k, o) <> " =>"
+      concat([key, " ", o.inspect_fun.(v, o)])
+    end
+
+    container_doc("%" <> Macro.inspect_atom(:literal, mod) <> "{", pairs, "}", opts, field, separator: ",", break: :flex)
+  end
+
+  @doc "A stacktrace entry as `Mod.fun/arity (file:line)`; a file name cut at capture keeps its start."
+  @spec frame(term()) :: String.t()
+  def frame({m, f, a, info}) when is_atom(m) and is_atom(f) do
+    arity = if is_list(a), do: length(a), else: a
+    file = if is_list(info), do: file_text(info[:file])
+    where = if file, do: " (#{file}:#{info[:line]})", else: ""
+    "#{inspect(m)}.#{f}/#{arity}#{where}"
+  end
+
+  def frame(other), do: value(other)
+
+  defp file_text(file) when is_binary(file), do: file
+
+  defp file_text([_ | _] = file) do
+    {chars, rest} = Enum.split_while(file, &(is_integer(&1) and &1 in 0..0x10FFFF))
+    List.to_string(chars) <> if(rest == [], do: "", else: "…")
+  end
+
+  defp file_text(_), do: nil
 
   @doc "Cuts a line to the line limit, marking the cut."
   @spec cut(String.t(), pos_integer()) :: String.t()
