@@ -21,7 +21,7 @@ defmodule Mix.Tasks.Scope.Open do
   def run(args) do
     case args do
       [path] -> open(path)
-      _ -> Mix.raise("usage: mix scope.open FILE   (or: iex -S mix scope.open FILE)")
+      _ -> Mix.raise("usage: mix scope.open FILE, e.g. mix scope.open _build/demo.esrec (or, to explore it: iex -S mix scope.open FILE)")
     end
   end
 
