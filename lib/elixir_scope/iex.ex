@@ -64,12 +64,8 @@ defmodule ElixirScope.IEx do
   defp names_text([]), do: "-"
   defp names_text(names), do: Enum.map_join(names, ", ", &inspect/1)
 
-  defp first_call(%{first: first} = p) do
-    case Query.events(pid: p.pid, kind: :call, limit: 1, after_id: first.id - 1) do
-      [call] -> Format.mfa(call)
-      _ -> "-"
-    end
-  end
+  defp first_call(%{first_call: nil}), do: "-"
+  defp first_call(%{first_call: call}), do: Format.mfa(call)
 
   defp status(%{crash: nil}), do: "ok"
 

@@ -13,6 +13,8 @@ defmodule ElixirScope.Query do
     * `origin/2` — the earliest event holding a value, and how it travelled;
     * `timeline/3`, `message_flow/3`, `links/1` — processes side by side with
       the messages between them (`ElixirScope.Query.Correlation`);
+    * `processes/1` — the recorded processes: names, event counts, crashes
+      (`ElixirScope.Query.Processes`);
     * `cursor/1` and `ElixirScope.Query.Cursor` — stepping through events;
     * `logpoint/3` (a macro: `logpoint(MyMod.fun/2, fn hit -> … end)`) and
       `run_logpoint/3` — "prints after the fact" over every recorded hit of a function.
@@ -313,6 +315,12 @@ defmodule ElixirScope.Query do
       {:error, _} -> nil
     end
   end
+
+  # ---------------------------------------------------------------- processes
+
+  @doc "The recorded processes: see `ElixirScope.Query.Processes.list/1`."
+  @spec processes(keyword()) :: [ElixirScope.Query.Processes.info()] | error()
+  defdelegate processes(opts \\ []), to: ElixirScope.Query.Processes, as: :list
 
   # ---------------------------------------------------------------- cursor
 

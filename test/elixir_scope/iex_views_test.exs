@@ -165,6 +165,12 @@ defmodule ElixirScope.IExViewsTest do
     assert ElixirScope.Report.render(B.events(b)) =~ "called from Demo.RiskScorer.risk/2 (lib/demo/risk…:29)"
   end
 
+  test "12. an exception of a module that is not loaded is written like the others" do
+    e = %{__struct__: Not.Loaded.Error, __exception__: true, message: "card declined"}
+    assert ElixirScope.Report.Format.exception_line({:error, e, []}) == "Not.Loaded.Error: card declined"
+    assert ElixirScope.IEx.Format.exception({:error, :badarith, []}) == "ArithmeticError: bad argument in arithmetic expression"
+  end
+
   test "12. wrong arguments say what was expected, with an example" do
     out = capture_io(fn -> state_at(Demo.Ledger, :bogus) end)
     assert out =~ "error: cannot read :bogus as an instant"

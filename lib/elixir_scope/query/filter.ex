@@ -3,7 +3,7 @@ defmodule ElixirScope.Query.Filter do
   Turns user filters into what a source answers (`ElixirScope.Query.Source`)
   plus the predicates checked in Elixir afterwards.
 
-  Filters: `pid:` (a pid or a registered name), `module:`, `function:`,
+  Filters: `pid:` (a pid, a registered name or a string like `"0.123.0"`), `module:`, `function:`,
   `arity:`, `mfa:` (`{m, f, a}` or `{m, f}`), `kind:`/`kinds:`/`event_type:` (a
   kind or a list), `call_id:`, `correlation_id:`, `since:`/`until:` (monotonic
   ns or `DateTime`), `window:` (`{since, until}`), `after_id:`, `before_id:`,

@@ -1,7 +1,7 @@
 defmodule ElixirScope.Query.Processes do
   @moduledoc """
-  The recorded processes: for each, its event count, its first and last events, the module its
-  first call ran, the names it had, and whether it crashed.
+  The recorded processes: for each, its event count, its first and last events, its first
+  recorded call, the names it had, and whether it crashed.
 
   A name is known two ways: the registry (a live session's, or the names saved with a recording,
   which are those registered when it was saved), and the messages sent to the name that a process
@@ -18,7 +18,7 @@ defmodule ElixirScope.Query.Processes do
           events: pos_integer(),
           first: Event.t(),
           last: Event.t(),
-          runs: module() | nil,
+          first_call: Event.t() | nil,
           crash: Event.t() | nil
         }
 
@@ -72,14 +72,14 @@ defmodule ElixirScope.Query.Processes do
     end)
   end
 
-  defp new(e), do: %{pid: e.pid, names: [], events: 1, first: e, last: e, runs: runs(e), crash: nil, exceptions: exc(e)}
+  defp new(e), do: %{pid: e.pid, names: [], events: 1, first: e, last: e, first_call: call(e), crash: nil, exceptions: exc(e)}
 
   defp add(p, e) do
-    %{p | events: p.events + 1, last: e, runs: p.runs || runs(e), exceptions: p.exceptions or exc(e)}
+    %{p | events: p.events + 1, last: e, first_call: p.first_call || call(e), exceptions: p.exceptions or exc(e)}
   end
 
-  defp runs(%Event{kind: :call, module: m}), do: m
-  defp runs(_), do: nil
+  defp call(%Event{kind: :call} = e), do: e
+  defp call(_), do: nil
 
   defp exc(%Event{kind: k}), do: k in [:exception, :exit]
 

@@ -123,10 +123,23 @@ defmodule ElixirScope.Report.Format do
   def exception_line(payload) do
     case exception(payload) do
       {:error, %{__exception__: true} = e, _} ->
-        "#{inspect(e.__struct__)}: #{Exception.message(e)}"
+        "#{inspect(e.__struct__)}: #{message(e)}"
 
       {kind, reason, _} ->
         "#{kind} #{value(reason)}"
+    end
+  end
+
+  # an exception of a module that is not loaded (a recording opened without its code) has no
+  # message/1 to call: its :message field, else its fields
+  defp message(%{__struct__: mod} = e) do
+    if Code.ensure_loaded?(mod) and function_exported?(mod, :message, 1) do
+      Exception.message(e)
+    else
+      case e do
+        %{message: m} when is_binary(m) -> m
+        _ -> e |> Map.drop([:__struct__, :__exception__]) |> value()
+      end
     end
   end
 
