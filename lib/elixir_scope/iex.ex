@@ -126,8 +126,8 @@ defmodule ElixirScope.IEx do
 
       hits ->
         for h <- hits do
-          IO.puts(Format.cut("##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} " <>
-                               Format.value(h.result)))
+          head = "##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} "
+          IO.puts(IO.iodata_to_binary([Format.color(head, :faint), Format.cut(Format.value(h.result))]))
         end
 
         :ok

@@ -42,6 +42,37 @@ defmodule ElixirScope.IExViewsTest do
     assert out =~ ~r/\d+ event\(s\), [1-9]\d* link\(s\) between processes/
   end
 
+  test "1. every helper prints with colours on as with colours off", %{scorer: scorer, crash: crash} do
+    Application.put_env(:elixir_scope, :ai, llm_provider: :heuristic)
+    on_exit(fn -> Application.delete_env(:elixir_scope, :ai) end)
+
+    helpers = [
+      fn -> apply(ElixirScope.IEx, :processes, []) end,
+      fn -> history(scorer) end,
+      fn -> calls(Demo.RiskScorer.risk/2) end,
+      fn -> tree(scorer) end,
+      fn -> state_at(Demo.Ledger, {:event, 120}) end,
+      fn -> vars(crash.call_id) end,
+      fn -> origin({:score, 700, []}) end,
+      fn -> timeline([Demo.Ledger, scorer]) end,
+      fn -> explain(Demo.RiskScorer) end,
+      fn -> logpoint(Demo.RiskScorer.risk/2, fn hit -> hit.args end) end,
+      fn -> step(scorer) end,
+      fn -> stats() end,
+      fn -> state_at(Demo.Ledger, :bogus) end
+    ]
+
+    for h <- helpers do
+      Process.put(:elixir_scope_colors, true)
+      on = capture_io(h)
+      Process.put(:elixir_scope_colors, false)
+      off = capture_io(h)
+      assert on =~ "\e["
+      refute off =~ "\e["
+      assert String.replace(on, ~r/\e\[[0-9;]*m/, "") == off
+    end
+  end
+
   test "3. origin lists the one call open when the value first appeared" do
     out = capture_io(fn -> origin({:score, 700, []}) end)
     assert out =~ ~r/first seen:  #\d+ .*send → Demo.RiskScorer: \{:score, 700, \[\]\}/

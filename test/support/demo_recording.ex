@@ -65,6 +65,10 @@ defmodule ElixirScope.Test.DemoRecording do
     unless Code.ensure_loaded?(Demo.Ledger) do
       files = @demo |> File.ls!() |> Enum.filter(&String.ends_with?(&1, ".ex")) |> Enum.sort_by(&{&1 != "posting.ex", &1})
 
+      # transform_module/2 installs the parse transform through ERL_COMPILER_OPTIONS, which
+      # child processes inherit (the compiler tests' `mix` runs): put it back once compiled
+      options = System.get_env("ERL_COMPILER_OPTIONS")
+
       ExUnit.CaptureIO.capture_io(:stderr, fn ->
         for f <- files do
           # named as `mix compile` in examples/demo names them (stacktraces, the recording)
@@ -74,6 +78,8 @@ defmodule ElixirScope.Test.DemoRecording do
           Code.compile_quoted(ast, file)
         end
       end)
+
+      if options, do: System.put_env("ERL_COMPILER_OPTIONS", options), else: System.delete_env("ERL_COMPILER_OPTIONS")
     end
 
     :ok
