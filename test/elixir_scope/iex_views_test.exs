@@ -156,6 +156,13 @@ defmodule ElixirScope.IExViewsTest do
     assert ElixirScope.Report.Format.value(posting) =~ "%Not.Loaded.Posting{"
   end
 
+  test "12. a struct whose module is loaded keeps its own Inspect (which may hide what it holds)" do
+    secret = ElixirScope.AI.LLM.Secret.wrap("hunter2-key")
+    refute ElixirScope.Report.Format.value(secret) =~ "hunter2"
+    refute ElixirScope.IEx.Format.value({:settings, secret}) =~ "hunter2"
+    assert ElixirScope.Report.Format.value(%ElixirScope.Truncated{kind: :list, omitted: 3}) == "#Truncated<list, 3 more>"
+  end
+
   test "12. calls and tree cut arguments and results alike, and never the event id or duration" do
     [p] = B.pids(1)
     big = String.duplicate("x", 5_000)

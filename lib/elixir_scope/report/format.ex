@@ -18,12 +18,29 @@ defmodule ElixirScope.Report.Format do
   """
   @spec term(term(), Inspect.Opts.t()) :: Inspect.Algebra.t()
   def term(%{__struct__: mod} = map, opts) when is_atom(mod) do
-    if :erlang.module_loaded(mod) and function_exported?(mod, :__struct__, 0),
+    if struct_module?(mod),
       do: Inspect.inspect(map, opts),
       else: unloaded_struct(mod, Map.delete(map, :__struct__), opts)
   end
 
   def term(term, opts), do: Inspect.inspect(term, opts)
+
+  # loads the module when it is available, so that its own Inspect (which may hide fields) is
+  # used; the answer is kept in the process dictionary: a module that is not there is looked
+  # for on the code path once per process, not once per value
+  defp struct_module?(mod) do
+    key = {__MODULE__, :struct_module, mod}
+
+    case Process.get(key) do
+      nil ->
+        known = Code.ensure_loaded?(mod) and function_exported?(mod, :__struct__, 0)
+        Process.put(key, known)
+        known
+
+      known ->
+        known
+    end
+  end
 
   defp unloaded_struct(mod, fields, opts) do
     import Inspect.Algebra
