@@ -4,7 +4,6 @@ defmodule ElixirScope.AI do
   configured LLM provider (or offline with `:heuristic`).
   """
 
-  require Logger
   alias ElixirScope.AI.Explainer
   alias ElixirScope.AI.LLM.Provider
 
@@ -38,8 +37,8 @@ defmodule ElixirScope.AI do
         {:ok, result}
 
       {:error, {kind, msg}} ->
+        # returned in the result (which IEx prints), not logged: shown once
         warning = "#{mod.provider_name()} failed (#{kind}): #{msg}; heuristic explanation instead"
-        Logger.warning("ElixirScope AI: " <> warning)
         {:ok, Map.put(Explainer.explain(ctx), :warning, warning)}
     end
   end

@@ -1,7 +1,8 @@
 defmodule ElixirScope.IEx do
   @moduledoc """
-  IEx helpers: `import ElixirScope.IEx` (the demo's `.iex.exs` does it).
+  IEx helpers: `import ElixirScope.IEx` (`mix scope.open FILE` prints the command that does it).
 
+      processes()             # the recorded processes: names, pids, event counts, crashes
       history(pid)            # a process's latest events (or history(pid, 100))
       calls(MyMod.fun/2)      # every recorded call: args, result, duration
       logpoint(MyMod.fun/2, fn hit -> hit.locals[:x] end)   # a print, after the fact
@@ -16,19 +17,71 @@ defmodule ElixirScope.IEx do
 
   They read the default source: the live session, or the recording opened
   with `ElixirScope.Recording.load/1` / `mix scope.open FILE`. Pids can be
-  given as pids, registered names, or strings like `"0.123.0"`.
+  given as pids, registered names, or strings like `"0.123.0"`. A wrong
+  argument prints what was expected, with an example.
   """
 
   alias ElixirScope.{Event, Query}
   alias ElixirScope.IEx.Format
-  alias ElixirScope.Query.{Cursor, Source}
+  alias ElixirScope.Query.{Cursor, Filter, Processes, Source}
   alias ElixirScope.Storage.EventCorrelator
 
   @cursor_key :elixir_scope_iex_cursor
+  # the width a value may take in a line that shows several (calls, tree)
+  @value_width 70
+
+  @doc "Prints the recorded processes: pid, names, first call, event count, time span and whether it crashed."
+  @spec processes() :: :ok
+  def processes do
+    src = Source.default()
+
+    case Processes.list(source: src) do
+      {:error, msg} ->
+        error(msg)
+
+      [] ->
+        hint("no events recorded in the #{Source.describe(src)}")
+
+      procs ->
+        rows =
+          for p <- procs do
+            [inspect(p.pid), names_text(p.names), first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p)]
+          end
+
+        widths = for i <- 0..4, do: [["pid", "name", "first call", "events", "span"] | rows] |> Enum.map(&String.length(Enum.at(&1, i))) |> Enum.max()
+
+        print_row = fn cells, colour ->
+          text = cells |> Enum.take(5) |> Enum.zip(widths) |> Enum.map_join("  ", fn {c, w} -> String.pad_trailing(c, w) end)
+          IO.puts(IO.iodata_to_binary([text, "  ", Format.color(List.last(cells), colour)]))
+        end
+
+        print_row.(["pid", "name", "first call", "events", "span", "status"], :faint)
+        Enum.each(rows, &print_row.(&1, if(String.starts_with?(List.last(&1), "crashed"), do: :red, else: :default_color)))
+        IO.puts(Format.color("#{length(procs)} process(es); history(pid), tree(pid), explain(pid) take a pid, a name or \"0.123.0\"", :faint))
+    end
+  end
+
+  defp names_text([]), do: "-"
+  defp names_text(names), do: Enum.map_join(names, ", ", &inspect/1)
+
+  defp first_call(%{first_call: nil}), do: "-"
+  defp first_call(%{first_call: call}), do: Format.mfa(call)
+
+  defp status(%{crash: nil}), do: "ok"
+
+  defp status(%{crash: %Event{kind: :exit} = e}), do: "crashed: exit #{Format.value(e.payload)} (##{e.id})"
+
+  defp status(%{crash: e}),
+    do: Format.cut("crashed at ##{e.id}: #{Format.exception(e.payload)} (in #{Format.mfa(e)})")
 
   @doc "Prints the latest `n` events of a process (default 30)."
   @spec history(term(), pos_integer()) :: :ok
-  def history(who, n \\ 30) do
+  def history(who, n \\ 30)
+
+  def history(_who, n) when not (is_integer(n) and n > 0),
+    do: error("history/2 takes a number of events, e.g. history(pid, 100); got: #{inspect(n)}")
+
+  def history(who, n) do
     src = Source.default()
 
     with {:ok, pid} <- to_pid(who),
@@ -73,8 +126,8 @@ defmodule ElixirScope.IEx do
 
       hits ->
         for h <- hits do
-          IO.puts(Format.cut("##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} " <>
-                               Format.value(h.result)))
+          head = "##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} "
+          IO.puts(IO.iodata_to_binary([Format.color(head, :faint), Format.cut(Format.value(h.result))]))
         end
 
         :ok
@@ -99,19 +152,22 @@ defmodule ElixirScope.IEx do
 
           outcome =
             case h.status do
-              :ok -> Format.color("= #{Format.value(h.return)}", :cyan)
-              :exception -> Format.color("raised #{Format.value(h.exception |> elem(1))}", :red)
+              :ok -> Format.color("= " <> short(h.return), :cyan)
+              :exception -> Format.color("raised " <> Format.cut(Format.exception(h.exception), @value_width), :red)
               :tail_call -> "tail call"
               :open -> Format.color("(still running or its end was not recorded)", :faint)
             end
 
           head = "##{h.event.id} #{Format.rel(h.event, src)} #{Format.wall(h.event)} #{inspect(h.pid)} #{Format.mfa(h.event)} #{dur} "
-          IO.puts(head <> IO.iodata_to_binary(outcome) <> Format.cut("  args: " <> Format.value(h.args), 100))
+          IO.puts(IO.iodata_to_binary([head, outcome, "  args: ", short(h.args)]))
         end
 
         IO.puts(Format.color("#{length(hits)} call(s)", :faint))
     end
   end
+
+  # a value sharing its line with others: cut to its part of the width, with the cut marked
+  defp short(value), do: Format.cut(Format.value(value), @value_width)
 
   defp duration(%{event: %{return_id: nil}}), do: ""
 
@@ -135,7 +191,9 @@ defmodule ElixirScope.IEx do
   @doc """
   Explains an exception with `ElixirScope.AI.explain/2` (when the AI part is
   present): an exception event, its id, the id of the call that raised, or a
-  process (its latest exception). Reads the default source, so it works on
+  process (its latest exception). A registered name means every process that
+  had the name (a crashed GenServer and the one restarted in its place): the
+  latest exception among them. Reads the default source, so it works on
   recordings too.
   """
   @spec explain(term()) :: :ok
@@ -154,29 +212,48 @@ defmodule ElixirScope.IEx do
     end
   end
 
-  defp explain_target(id) when is_integer(id), do: {:ok, id}
+  defp explain_target(id) when is_integer(id) and id > 0, do: {:ok, id}
   defp explain_target(%Event{} = e), do: {:ok, e}
 
-  defp explain_target(who) do
-    with {:ok, pid} <- to_pid(who) do
+  defp explain_target(name) when is_atom(name) and name not in [nil, true, false] do
+    case Processes.named(name) do
+      [] -> with({:ok, pid} <- to_pid(name), do: latest_exception([pid], name))
+      pids -> latest_exception(pids, name)
+    end
+  end
+
+  defp explain_target(who) when is_pid(who) or is_binary(who) do
+    with {:ok, pid} <- to_pid(who), do: latest_exception([pid], who)
+  end
+
+  defp explain_target(other),
+    do: {:error, "explain/1 takes a process (a pid, a name or \"0.123.0\"), an exception event or its id, e.g. explain(MyApp.Worker); got: #{inspect(other)}"}
+
+  defp latest_exception(pids, who) do
+    pids
+    |> Enum.flat_map(fn pid ->
       case Query.events(pid: pid, kind: :exception, order: :desc, limit: 1) do
-        [e] -> {:ok, e}
-        [] -> {:error, "no exception recorded for #{inspect(who)}: explain/1 explains exceptions"}
-        {:error, _} = err -> err
+        evs when is_list(evs) -> evs
+        {:error, _} -> []
       end
+    end)
+    |> Enum.max_by(& &1.id, fn -> nil end)
+    |> case do
+      nil -> {:error, "no exception recorded for #{inspect(who)} (#{Enum.map_join(pids, ", ", &inspect/1)}): explain/1 explains exceptions"}
+      e -> {:ok, e}
     end
   end
 
   defp print_explanation(result) when is_map(result) do
     for {k, v} <- Enum.sort(result) do
-      text = if is_binary(v), do: v, else: ElixirScope.Report.Format.text(v, pretty: true, limit: 20)
+      text = if is_binary(v), do: v, else: Format.pretty(v, 20)
       IO.puts(Format.color("#{k}: ", :bright) |> IO.iodata_to_binary() |> Kernel.<>(text))
     end
 
     :ok
   end
 
-  defp print_explanation(other), do: IO.puts(ElixirScope.Report.Format.text(other, pretty: true))
+  defp print_explanation(other), do: IO.puts(Format.pretty(other))
 
   @doc "Prints the call tree of a process (pid/name) or of one call (a call id)."
   @spec tree(term()) :: :ok
@@ -206,30 +283,44 @@ defmodule ElixirScope.IEx do
 
       status =
         case node.status do
-          :ok -> Format.color("= #{Format.value(node.return.payload, 6)}", :cyan)
-          :exception -> Format.color("✗ #{Format.value(elem(node.exception.payload, 1), 6)}", :red)
+          :ok -> Format.color("= " <> short(node.return.payload), :cyan)
+          :exception -> Format.color("✗ " <> Format.cut(Format.exception(node.exception.payload), @value_width), :red)
           :tail_call -> "↪ tail call"
           :open -> Format.color("(open)", :faint)
         end
 
-      text = Format.cut("#{indent}#{Format.mfa(e)} #{Format.value(e.payload, 6)} [##{e.id} #{Format.rel(e, src)} #{Format.duration(node.duration_ns)}]")
+      # the id and the duration are never cut: only the values have a width
+      text = "#{indent}#{Format.mfa(e)} #{short(e.payload)} [##{e.id} #{Format.rel(e, src)} #{Format.duration(node.duration_ns)}]"
       IO.puts(text <> " " <> IO.iodata_to_binary(status))
     end
 
     :ok
   end
 
-  @doc "Prints a GenServer's state at `at` (monotonic ns, `DateTime`, `{:event, id}`, `:now`)."
+  @doc """
+  Prints a GenServer's state at `at`: `{:event, id}` (just after that event), monotonic ns,
+  a `DateTime`, or `:now` (the default), e.g. `state_at(MyApp.Ledger, {:event, 120})`.
+  """
   @spec state_at(term(), Query.at()) :: :ok
   def state_at(who, at \\ :now) do
     src = Source.default()
 
-    with {:ok, pid} <- to_pid(who),
-         {:ok, state, e} <- Query.state_at(pid, at) do
-      IO.puts(Format.color("state of #{inspect(pid)} at #{describe_at(at)} (from event ##{e.id}, #{elem(e.payload, 0)} a callback, #{Format.rel(e, src)} #{Format.wall(e)}):", :faint))
-      IO.puts(ElixirScope.Report.Format.text(state, pretty: true, limit: 50, printable_limit: 200))
+    with {:ok, _} <- Query.at_filter(at),
+         {:ok, pid} <- to_pid(who) do
+      print_state(pid, at, src)
     else
-      {:error, msg} -> hint(msg)
+      {:error, msg} -> error(msg)
+    end
+  end
+
+  defp print_state(pid, at, src) do
+    case Query.state_at(pid, at) do
+      {:ok, state, e} ->
+        IO.puts(Format.color("state of #{inspect(pid)} at #{describe_at(at)} (from event ##{e.id}, #{elem(e.payload, 0)} a callback, #{Format.rel(e, src)} #{Format.wall(e)}):", :faint))
+        IO.puts(Format.pretty(state))
+
+      {:error, msg} ->
+        hint(msg)
     end
   end
 
@@ -242,7 +333,7 @@ defmodule ElixirScope.IEx do
   @spec vars(term()) :: :ok
   def vars(who) do
     src = Source.default()
-    scope = if is_integer(who), do: {:ok, [call_id: who]}, else: with({:ok, pid} <- to_pid(who), do: {:ok, [pid: pid]})
+    scope = if is_integer(who) and who > 0, do: {:ok, [call_id: who]}, else: with({:ok, pid} <- to_pid(who), do: {:ok, [pid: pid]})
 
     with {:ok, scope} <- scope,
          evs when is_list(evs) <- Query.events(scope ++ [kind: :local]) do
@@ -343,7 +434,7 @@ defmodule ElixirScope.IEx do
 
           case incoming[e.id] do
             nil -> :ok
-            l -> IO.puts(pad <> Format.color("    ↳ #{l.type} from #{inspect(l.from.pid)} (##{l.from.id})", :magenta))
+            l -> IO.puts(IO.iodata_to_binary([pad, Format.color("    ↳ #{l.type} from #{inspect(l.from.pid)} (##{l.from.id})", :magenta)]))
           end
         end
 
@@ -392,22 +483,7 @@ defmodule ElixirScope.IEx do
 
   @doc false
   @spec to_pid(term()) :: {:ok, pid()} | {:error, String.t()}
-  def to_pid(pid) when is_pid(pid), do: {:ok, pid}
-
-  def to_pid(name) when is_atom(name) and name != nil do
-    case Source.whereis(Source.default(), name) do
-      nil -> {:error, "no process is registered as #{inspect(name)} in the #{Source.describe(Source.default())}"}
-      pid -> {:ok, pid}
-    end
-  end
-
-  def to_pid(str) when is_binary(str) do
-    {:ok, str |> String.trim_leading("#PID") |> String.trim("<") |> String.trim(">") |> then(&"<#{&1}>") |> String.to_charlist() |> :erlang.list_to_pid()}
-  rescue
-    ArgumentError -> {:error, "cannot read #{inspect(str)} as a pid (write \"0.123.0\")"}
-  end
-
-  def to_pid(other), do: {:error, "expected a pid, a registered name or \"0.123.0\", got #{inspect(other)}"}
+  def to_pid(who), do: Filter.resolve_pid(who, Source.default())
 
   defp print_events(evs, src) do
     names = Source.names(src)

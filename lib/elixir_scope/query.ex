@@ -13,6 +13,8 @@ defmodule ElixirScope.Query do
     * `origin/2` — the earliest event holding a value, and how it travelled;
     * `timeline/3`, `message_flow/3`, `links/1` — processes side by side with
       the messages between them (`ElixirScope.Query.Correlation`);
+    * `processes/1` — the recorded processes: names, event counts, crashes
+      (`ElixirScope.Query.Processes`);
     * `cursor/1` and `ElixirScope.Query.Cursor` — stepping through events;
     * `logpoint/3` (a macro: `logpoint(MyMod.fun/2, fn hit -> … end)`) and
       `run_logpoint/3` — "prints after the fact" over every recorded hit of a function.
@@ -168,18 +170,29 @@ defmodule ElixirScope.Query do
   """
   @spec state_at(pid() | atom(), at(), keyword()) :: {:ok, term(), Event.t()} | error()
   def state_at(pid, at, opts \\ []) do
-    case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter(at) ++ Keyword.take(opts, [:source])) do
-      [%Event{payload: {phase, state}} = e] when phase in [:before, :after] -> {:ok, state, e}
-      [%Event{payload: other} = e] -> {:ok, other, e}
-      [] -> {:error, "no state was recorded for #{inspect(pid)} at or before #{describe_at(at)}"}
-      {:error, _} = e -> e
+    with {:ok, at_filter} <- at_filter(at) do
+      case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter ++ Keyword.take(opts, [:source])) do
+        [%Event{payload: {phase, state}} = e] when phase in [:before, :after] -> {:ok, state, e}
+        [%Event{payload: other} = e] -> {:ok, other, e}
+        [] -> {:error, "no state was recorded for #{inspect(pid)} at or before #{describe_at(at)}"}
+        {:error, _} = e -> e
+      end
     end
   end
 
-  defp at_filter(:now), do: []
-  defp at_filter(%Event{id: id}), do: [before_id: id + 1]
-  defp at_filter({:event, id}) when is_integer(id), do: [before_id: id + 1]
-  defp at_filter(t), do: [until: t]
+  @doc "The filters meaning \"at or before `at`\" (see `state_at/3`), or `{:error, message}` saying what an instant is."
+  @spec at_filter(term()) :: {:ok, filters()} | error()
+  def at_filter(:now), do: {:ok, []}
+  def at_filter(%Event{id: id}), do: {:ok, [before_id: id + 1]}
+  def at_filter({:event, id}) when is_integer(id) and id > 0, do: {:ok, [before_id: id + 1]}
+  def at_filter(t) when is_integer(t) and t >= 0, do: {:ok, [until: t]}
+  def at_filter(%DateTime{} = t), do: {:ok, [until: t]}
+
+  def at_filter(other) do
+    {:error,
+     "cannot read #{inspect(other)} as an instant: give {:event, id} (just after that event, e.g. {:event, 120}), " <>
+       "monotonic ns (an integer), a DateTime (e.g. ~U[2024-01-01 12:00:00.000Z]) or :now"}
+  end
 
   defp describe_at(%Event{id: id}), do: "event #{id}"
   defp describe_at({:event, id}), do: "event #{id}"
@@ -253,8 +266,16 @@ defmodule ElixirScope.Query do
         :all -> []
         {s, u} -> [window: {s, u}]
         kw when is_list(kw) -> Keyword.take(kw, [:since, :until, :window])
+        _ -> :bad
       end
 
+    if win == :bad,
+      do: {:error, "timeline: the window must be :all, {since, until} (monotonic ns or DateTime, either may be nil) " <>
+                   "or a keyword list, e.g. {nil, ~U[2024-01-01 12:00:00Z]}; got: #{inspect(window)}"},
+      else: merged_timeline(pids, win, opts)
+  end
+
+  defp merged_timeline(pids, win, opts) do
     pids
     |> List.wrap()
     |> Enum.reduce_while([], fn pid, acc ->
@@ -288,8 +309,18 @@ defmodule ElixirScope.Query do
     with evs when is_list(evs) <- events(filters), do: Correlation.links(evs)
   end
 
-  defp resolve_pid(pid, _opts) when is_pid(pid), do: pid
-  defp resolve_pid(name, opts), do: Source.whereis(Source.resolve(opts[:source]), name)
+  defp resolve_pid(who, opts) do
+    case Filter.resolve_pid(who, Source.resolve(opts[:source])) do
+      {:ok, pid} -> pid
+      {:error, _} -> nil
+    end
+  end
+
+  # ---------------------------------------------------------------- processes
+
+  @doc "The recorded processes: see `ElixirScope.Query.Processes.list/1`."
+  @spec processes(keyword()) :: [ElixirScope.Query.Processes.info()] | error()
+  defdelegate processes(opts \\ []), to: ElixirScope.Query.Processes, as: :list
 
   # ---------------------------------------------------------------- cursor
 

@@ -178,19 +178,11 @@ defmodule ElixirScope.Report do
   # The top frame, and the first frame with a source file when the top one is the runtime's.
   defp frame_line([top | rest]) do
     user = Enum.find([top | rest], &match?({_, _, _, [{:file, _} | _]}, &1))
-    from = if user && user != top, do: ", called from " <> frame(user), else: ""
-    line(["    at ", frame(top), from])
+    from = if user && user != top, do: ", called from " <> F.frame(user), else: ""
+    line(["    at ", F.frame(top), from])
   end
 
   defp frame_line(_), do: []
-
-  defp frame({m, f, a, info}) do
-    arity = if is_list(a), do: length(a), else: a
-    where = if is_list(info) && info[:file], do: " (#{info[:file]}:#{info[:line]})", else: ""
-    "#{inspect(m)}.#{f}/#{arity}#{where}"
-  end
-
-  defp frame(other), do: F.value(other)
 
   # A frame that ended in a tail call to code that is not instrumented (GenServer.call, Enum...)
   # never sees its target's call event; the correlator keeps it open, so the calls that follow

@@ -41,7 +41,7 @@ defmodule ElixirScope.IExTest do
     assert out =~ "vars items=#Truncated<list, 500 more>, total=42"
     assert out =~ "✉ send → #PID<"
     assert out =~ "← Shop.checkout/2 = {:ok, 42}"
-    assert out =~ "✗ Shop.checkout/2 error: %ArgumentError{message: \"bad\"}"
+    assert out =~ "✗ Shop.checkout/2 ArgumentError: bad"
     refute out =~ "\e["
   end
 
@@ -56,7 +56,7 @@ defmodule ElixirScope.IExTest do
   test "calls lists every call with its outcome" do
     out = capture_io(fn -> calls(Shop.checkout/2) end)
     assert out =~ ~r/#1 .* Shop.checkout\/2 \(7\.0µs\) = \{:ok, 42\}  args: \[%\{id: 7\}, "x+.*…\(\+\d+ chars\)/
-    assert out =~ "raised %ArgumentError{message: \"bad\"}"
+    assert out =~ "raised ArgumentError: bad"
     assert out =~ "2 call(s)"
     assert capture_io(fn -> calls(Shop.refund/1) end) =~ "hint: no recorded calls of Shop.refund/1"
     assert capture_io(fn -> calls({Shop, :checkout}) end) =~ "2 call(s)"
@@ -67,7 +67,7 @@ defmodule ElixirScope.IExTest do
   test "tree, state_at and vars", %{a: a, s: s, call: c} do
     out = capture_io(fn -> tree(a) end)
     assert out =~ ~r/^Shop.checkout\/2 .*\[#1 \+1\.0µs 7\.0µs\] = \{:ok, 42\}/m
-    assert out =~ "✗ %ArgumentError{message: \"bad\"}"
+    assert out =~ "✗ ArgumentError: bad"
     assert capture_io(fn -> tree(c) end) =~ "Shop.checkout/2"
     assert capture_io(fn -> tree(999) end) =~ "hint: no call with id 999"
     assert capture_io(fn -> state_at(s, {:event, 5}) end) =~ "%{balance: 100}"

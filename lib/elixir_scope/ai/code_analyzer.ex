@@ -22,7 +22,12 @@ defmodule ElixirScope.AI.CodeAnalyzer do
         public?: boolean, line: n, end_line: n, clauses: n,
         complexity: %{cyclomatic: n, nesting_depth: n, size: n},
         recursive?: boolean, side_effects: [atom], local_calls: [{atom, n}],
-        remote_calls: [{module, atom, n}], callback?: boolean}
+        remote_calls: [{module, atom, n}], callback?: boolean,
+        arithmetic: [atom], state: :updates | :reads | nil}
+
+  `arithmetic` lists the arithmetic it does (`ElixirScope.AI.ComplexityAnalyzer.arithmetic/1`);
+  `state` says whether a function of a GenServer module takes the state (a parameter named
+  `state` or `*_state`) and whether it builds a new one from it (`%{state | …}`).
   """
 
   alias ElixirScope.AI.{CallScanner, ComplexityAnalyzer}
@@ -435,12 +440,52 @@ defmodule ElixirScope.AI.CodeAnalyzer do
           remote_calls: remotes,
           side_effects: CallScanner.side_effects(bodies, remotes),
           callback?: d.impl or (role == :genserver and {d.name, d.arity} in @genserver_callbacks),
-          recursive?: false
+          recursive?: false,
+          arithmetic: ComplexityAnalyzer.arithmetic(bodies),
+          state: if(role == :genserver, do: state_use(d.clauses))
         }
       end)
 
     recursive = recursive_set(infos)
     Enum.map(infos, &%{&1 | recursive?: MapSet.member?(recursive, {&1.name, &1.arity})})
+  end
+
+  # Whether clauses take a GenServer state (a parameter named state or *_state) and update it.
+  defp state_use(clauses) do
+    names =
+      for {head, _body} <- clauses, {_, _, args} <- [call_head(head)], is_list(args), arg <- args,
+          name <- state_names(arg), into: MapSet.new(), do: name
+
+    cond do
+      MapSet.size(names) == 0 -> nil
+      Enum.any?(clauses, fn {_h, body} -> updates?(body, names) end) -> :updates
+      true -> :reads
+    end
+  end
+
+  defp call_head({:when, _, [call, _]}), do: call
+  defp call_head(call), do: call
+
+  # the state-named variables a parameter binds (`state`, `%{} = state`, `new_state \\ x`)
+  defp state_names({name, _, ctx}) when is_atom(name) and is_atom(ctx) do
+    text = Atom.to_string(name)
+    if text == "state" or String.ends_with?(text, "_state"), do: [name], else: []
+  end
+
+  defp state_names({op, _, [a, b]}) when op in [:=, :\\], do: state_names(a) ++ state_names(b)
+  defp state_names(_), do: []
+
+  defp updates?(body, names) do
+    {_, found} =
+      Macro.prewalk(body, false, fn
+        {:%{}, _, [{:|, _, [{var, _, ctx}, _]}]} = node, acc when is_atom(var) and is_atom(ctx) ->
+          {node, acc or MapSet.member?(names, var)}
+
+        node, acc ->
+          {node, acc}
+      end)
+
+    found
   end
 
   # Functions on a cycle of the local call graph (self-recursion included).

@@ -73,6 +73,38 @@ defmodule ElixirScope.AI.ComplexityAnalyzer do
     }
   end
 
+  @arith [:+, :-, :*, :/]
+  @int_arith [:div, :rem]
+
+  @doc """
+  The arithmetic a piece of code does: the operators and functions used (`+ - * / div rem`),
+  sorted, each once. An operation on two number literals is left out (it is a constant).
+  """
+  @spec arithmetic(Macro.t()) :: [atom]
+  def arithmetic(ast) do
+    {_, ops} =
+      Macro.prewalk(ast, [], fn
+        # a capture `&abs/1` names a function: its `/` is no division
+        {:&, _, [{:/, _, [_, arity]}]}, acc when is_integer(arity) ->
+          {:capture, acc}
+
+        {op, _, [a, b]} = node, acc when op in @arith ->
+          {node, if(is_number(a) and is_number(b), do: acc, else: [op | acc])}
+
+        # div/rem, also piped (one argument) and as Kernel.div
+        {op, _, args} = node, acc when op in @int_arith and is_list(args) and length(args) in [1, 2] ->
+          {node, [op | acc]}
+
+        {{:., _, [{:__aliases__, _, [:Kernel]}, op]}, _, args} = node, acc when op in @int_arith and is_list(args) ->
+          {node, [op | acc]}
+
+        node, acc ->
+          {node, acc}
+      end)
+
+    ops |> Enum.uniq() |> Enum.sort()
+  end
+
   @doc "Metrics of one expression."
   @spec metrics(Macro.t()) :: metrics
   def metrics(ast) do

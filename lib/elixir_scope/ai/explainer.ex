@@ -33,14 +33,16 @@ defmodule ElixirScope.AI.Explainer do
       before = Enum.filter(pid_events, &(&1.id < exc.id))
       stack = open_frames(before, exc)
       stack_ids = MapSet.new(stack, &call_id/1)
+      # events inside a call (states, expressions) name their function through their call
+      calls = for %{kind: :call} = c <- pid_events, into: %{}, do: {c.id, c}
 
       {:ok,
        %{
-         exception: exception_info(exc),
+         exception: exception_info(exc, before),
          chain: Enum.map(stack, &frame_info/1),
          locals: locals(before, stack_ids),
-         state: state_info(before),
-         recent: before |> Enum.take(-@recent) |> Enum.map(&brief/1),
+         state: state_info(before, calls),
+         recent: before |> Enum.take(-@recent) |> Enum.map(&brief(&1, calls)),
          truncated?: Enum.any?([exc | before], &Map.get(&1, :truncated?, false))
        }}
     else
@@ -101,9 +103,32 @@ defmodule ElixirScope.AI.Explainer do
     end
   end
 
-  defp mfa(e), do: "#{inspect(e.module)}.#{e.function}/#{e.arity}"
+  defp mfa(%{module: m, function: f, arity: a}) when is_atom(m) and m != nil and is_atom(f), do: "#{inspect(m)}.#{f}/#{a}"
+  defp mfa(_), do: nil
 
-  defp exception_info(exc) do
+  # the function of an event: its own, else that of the call it belongs to
+  defp function_of(e, calls), do: mfa(e) || mfa(Map.get(calls, Map.get(e, :call_id)))
+
+  defp line(%{line: l}) when is_integer(l) and l > 0, do: l
+  defp line(_), do: nil
+
+  # the line that raised: the stacktrace's frame of the raising function, else the last line
+  # recorded inside the raising call, else the call's own line
+  defp raise_line(exc, stack, before) do
+    from_stack =
+      Enum.find_value(stack, fn
+        {m, f, a, info} when m == exc.module and f == exc.function and is_list(info) ->
+          if (is_integer(a) and a == exc.arity) or (is_list(a) and length(a) == exc.arity), do: line(%{line: info[:line]})
+
+        _ ->
+          nil
+      end)
+
+    inside = before |> Enum.filter(&(&1.call_id == exc.call_id)) |> Enum.map(&line/1) |> Enum.reject(&is_nil/1)
+    line(exc) || from_stack || List.last(inside)
+  end
+
+  defp exception_info(exc, before) do
     {kind, reason, stack} =
       case exc.payload do
         {k, r, s} -> {k, r, s}
@@ -125,7 +150,7 @@ defmodule ElixirScope.AI.Explainer do
       type: type_of(kind, reason),
       reason: reason,
       where: mfa(exc),
-      line: exc.line,
+      line: raise_line(exc, stack, before),
       pid: inspect(exc.pid),
       stacktrace: stack |> Enum.take(10) |> Enum.map(&format_entry/1)
     }
@@ -149,7 +174,7 @@ defmodule ElixirScope.AI.Explainer do
 
   defp frame_info(e) do
     args = if is_list(e.payload), do: Enum.map(e.payload, &show/1), else: [show(e.payload)]
-    %{function: mfa(e), line: e.line, call_id: call_id(e), args: args}
+    %{function: mfa(e), line: line(e), call_id: call_id(e), args: args}
   end
 
   defp locals(before, stack_ids) do
@@ -165,20 +190,20 @@ defmodule ElixirScope.AI.Explainer do
     end)
   end
 
-  defp state_info(before) do
+  defp state_info(before, calls) do
     case before |> Enum.filter(&(&1.kind == :state)) |> List.last() do
       nil -> nil
-      %{payload: {phase, state}} = e -> %{phase: phase, value: show(state), function: mfa(e)}
-      e -> %{phase: :unknown, value: show(e.payload), function: mfa(e)}
+      %{payload: {phase, state}} = e -> %{phase: phase, value: show(state), function: function_of(e, calls)}
+      e -> %{phase: :unknown, value: show(e.payload), function: function_of(e, calls)}
     end
   end
 
-  defp brief(e) do
+  defp brief(e, calls) do
     %{
       id: e.id,
       kind: e.kind,
-      function: mfa(e),
-      line: e.line,
+      function: function_of(e, calls),
+      line: line(e),
       value: show(e.payload) |> String.slice(0, 120)
     }
   end
@@ -211,7 +236,8 @@ defmodule ElixirScope.AI.Explainer do
     e = ctx.exception
     chain = Enum.map_join(ctx.chain, " -> ", & &1.function)
     chain = if chain == "", do: e.where, else: chain
-    "#{e.banner} in #{e.where} (line #{e.line}); call chain: #{chain}"
+    at = if e.line, do: " (line #{e.line})", else: ""
+    "#{e.banner} in #{e.where}#{at}; call chain: #{chain}"
   end
 
   @doc "The structured offline explanation of a context."
@@ -233,7 +259,7 @@ defmodule ElixirScope.AI.Explainer do
 
     state_text =
       if ctx.state,
-        do: "GenServer state (#{ctx.state.phase} #{ctx.state.function}): #{ctx.state.value}"
+        do: "GenServer state (#{state_when(ctx.state)}): #{ctx.state.value}"
 
     explanation =
       [
@@ -254,6 +280,11 @@ defmodule ElixirScope.AI.Explainer do
       chain: Enum.map(ctx.chain, & &1.function)
     }
   end
+
+  defp state_when(%{phase: :before, function: f}) when is_binary(f), do: "before #{f}"
+  defp state_when(%{phase: :after, function: f}) when is_binary(f), do: "after #{f}"
+  defp state_when(%{phase: phase}) when phase in [:before, :after], do: "#{phase} the callback"
+  defp state_when(_), do: "last recorded"
 
   defp fix(%{type: "FunctionClauseError"}, f),
     do:

@@ -8,8 +8,11 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
   Strategies:
   - `:minimal` — function boundaries only on GenServer callbacks and on
     public functions with side effects; nothing else.
-  - `:balanced` (default) — boundaries on the public API and on callbacks,
-    captured locals where complexity is high, nothing on tiny private leaf
+  - `:balanced` (default) — boundaries on the public API and on callbacks;
+    locals and expressions where complexity is high, where arithmetic meets
+    branching or division (where a wrong value is computed), and in the state
+    logic of a GenServer (functions that build a new state from the old one);
+    boundaries on functions that read the state; nothing on tiny private leaf
     functions or private recursive helpers (hot paths).
   - `:full` — everything at `:full` (macros excepted).
   """
@@ -108,6 +111,25 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
     do:
       "cyclomatic #{f.complexity.cyclomatic}, nesting #{f.complexity.nesting_depth}, size #{f.complexity.size}"
 
+  defp state_text(true), do: " (and GenServer state)"
+  defp state_text(false), do: ""
+
+  # division can raise or round; with branching a wrong path gives a wrong value
+  defp arithmetic?(f) do
+    ops = Map.get(f, :arithmetic, [])
+    ops != [] and (Enum.any?(ops, &(&1 in [:/, :div, :rem])) or f.complexity.cyclomatic >= 2)
+  end
+
+  defp arith_why(f) do
+    division = Enum.filter(f.arithmetic, &(&1 in [:/, :div, :rem]))
+
+    cond do
+      division != [] and f.complexity.cyclomatic >= 2 -> "division and branching (cyclomatic #{f.complexity.cyclomatic})"
+      division != [] -> "division"
+      true -> "branching (cyclomatic #{f.complexity.cyclomatic})"
+    end
+  end
+
   defp macro?(f), do: f.kind in [:defmacro, :defmacrop]
 
   defp callback?(f, genserver?),
@@ -132,7 +154,7 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
   defp choose(f, :minimal, genserver?) do
     cond do
       callback?(f, genserver?) ->
-        {%{level: :function_boundaries}, "callback #{f.name}/#{f.arity}: entry and exit recorded"}
+        {%{level: :function_boundaries}, "callback #{f.name}/#{f.arity}: entry and exit recorded#{state_text(genserver?)}"}
 
       f.public? and f.side_effects != [] ->
         {%{level: :function_boundaries},
@@ -149,9 +171,19 @@ defmodule ElixirScope.AI.InstrumentationPlanner do
         {%{level: :locals, capture_locals: :all},
          "high complexity (#{complexity_text(f)}): boundaries plus local variables"}
 
+      arithmetic?(f) and not (f.recursive? and not f.public?) ->
+        {%{level: :locals, capture_locals: :all},
+         "arithmetic (#{Enum.join(f.arithmetic, " ")}) with #{arith_why(f)}: locals and expressions, where a wrong value is computed"}
+
+      Map.get(f, :state) == :updates and not callback?(f, genserver?) ->
+        {%{level: :locals, capture_locals: :all},
+         "GenServer state logic (builds the new state from the old): locals and expressions"}
+
       callback?(f, genserver?) ->
-        {%{level: :function_boundaries},
-         "callback #{f.name}/#{f.arity}: boundaries (and GenServer state)"}
+        {%{level: :function_boundaries}, "callback #{f.name}/#{f.arity}: boundaries#{state_text(genserver?)}"}
+
+      Map.get(f, :state) == :reads ->
+        {%{level: :function_boundaries}, "reads the GenServer state: boundaries"}
 
       f.public? ->
         {%{level: :function_boundaries}, "public API: boundaries"}

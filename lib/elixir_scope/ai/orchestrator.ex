@@ -5,7 +5,6 @@ defmodule ElixirScope.AI.Orchestrator do
   save to the plan file the compiler reads (`.elixir_scope/plan.exs`).
   """
 
-  require Logger
   alias ElixirScope.AI.{CodeAnalyzer, PlanCheck}
   alias ElixirScope.AI.LLM.{Heuristic, Provider}
 
@@ -46,7 +45,7 @@ defmodule ElixirScope.AI.Orchestrator do
   Plans the analyses with `opts[:provider]` (or the configured one) and
   `opts[:strategy]`. Returns `{:ok, plan, warnings}`; when the provider
   fails or answers with an invalid plan, the heuristic plan is returned and
-  the warning says why.
+  the warning says why. Warnings are returned, not logged: the caller shows them once.
   """
   @spec plan([map], keyword) :: {:ok, map, [String.t()]} | {:error, String.t()}
   def plan(analyses, opts \\ []) do
@@ -60,11 +59,8 @@ defmodule ElixirScope.AI.Orchestrator do
 
     with {:ok, mod} <- Provider.module(name) do
       case mod.plan_instrumentation(analyses, opts) do
-        {:ok, plan} ->
-          case PlanCheck.validate(plan, analyses) do
-            {:ok, plan} -> {:ok, plan, []}
-            {:error, msg} -> fallback(analyses, opts, "#{name} produced an invalid plan: #{msg}")
-          end
+        {:ok, plan, warnings} ->
+          checked(plan, warnings, analyses, opts, name)
 
         {:error, {kind, msg}} ->
           fallback(analyses, opts, "#{name} failed (#{kind}): #{msg}")
@@ -72,12 +68,18 @@ defmodule ElixirScope.AI.Orchestrator do
     end
   end
 
+  defp checked(plan, warnings, analyses, opts, name) do
+    case PlanCheck.validate(plan, analyses) do
+      {:ok, plan} -> {:ok, plan, warnings}
+      {:error, msg} -> fallback(analyses, opts, "#{name} produced an invalid plan: #{msg}")
+    end
+  end
+
   defp fallback(analyses, opts, why) do
     warning = why <> "; using the heuristic plan instead"
-    Logger.warning("ElixirScope AI: " <> warning)
 
     case Heuristic.plan_instrumentation(analyses, opts) do
-      {:ok, plan} -> {:ok, plan, [warning]}
+      {:ok, plan, warnings} -> {:ok, plan, [warning | warnings]}
       {:error, {_k, msg}} -> {:error, "the heuristic plan failed too: #{msg}"}
     end
   end

@@ -177,8 +177,9 @@ defmodule ElixirScope.Export.OTLP do
 
     type =
       case p do
-        {:error, reason, st} when is_list(st) -> Render.mod(Exception.normalize(:error, reason, st).__struct__)
-        {:error, reason, _} -> Render.mod(Exception.normalize(:error, reason, []).__struct__)
+        {:error, %{__struct__: m}, _} when is_atom(m) -> Render.mod(m)
+        # a bounded copy: normalizing may format the reason
+        {:error, reason, _} -> Render.mod(Exception.normalize(:error, ElixirScope.Report.Format.bounded(reason), []).__struct__)
         {kind, _, _} when kind in [:throw, :exit] -> to_string(kind)
         _ -> "error"
       end

@@ -21,9 +21,14 @@ defmodule ElixirScope.IEx.Format do
   @spec color(iodata(), atom()) :: iodata()
   def color(text, name), do: if(colors?(), do: [apply(IO.ANSI, name, []), text, IO.ANSI.reset()], else: text)
 
-  @doc "A value, inspected with limits."
+  @doc "A value, inspected with limits (structs of modules not loaded still print as structs)."
   @spec value(term(), pos_integer()) :: String.t()
   def value(term, limit \\ 12), do: ElixirScope.Report.Format.text(term, limit: limit, printable_limit: 80, width: :infinity)
+
+  @doc "A value on several lines (states, explanations), bounded like every rendering of a captured value."
+  @spec pretty(term(), pos_integer()) :: String.t()
+  def pretty(term, limit \\ 50),
+    do: ElixirScope.Report.Format.text(term, pretty: true, limit: limit, printable_limit: 200)
 
   @doc "Cuts a line to the display width, with a visible marker."
   @spec cut(String.t(), pos_integer()) :: String.t()
@@ -98,8 +103,8 @@ defmodule ElixirScope.IEx.Format do
   def describe(%Event{kind: :call, payload: args} = e), do: "→ #{mfa(e)} #{value(args)}#{line_no(e)}"
   def describe(%Event{kind: :return, payload: v} = e), do: "← #{mfa(e)} = #{value(v)}"
 
-  def describe(%Event{kind: :exception, payload: {kind, reason, _st}} = e),
-    do: "✗ #{mfa(e)} #{kind}: #{value(reason)}"
+  def describe(%Event{kind: :exception, payload: payload} = e),
+    do: "✗ #{mfa(e)} #{exception(payload)}"
 
   def describe(%Event{kind: :tail_call, payload: {m, f, args}} = e),
     do: "↪ #{mfa(e)} tail-calls #{inspect(m)}.#{f}/#{length(List.wrap(args))}"
@@ -115,6 +120,10 @@ defmodule ElixirScope.IEx.Format do
   def describe(%Event{kind: :exit, payload: reason}), do: "exit #{value(reason)}"
   def describe(%Event{kind: :custom, payload: {name, data}}), do: "custom #{name} #{value(data)}"
   def describe(%Event{kind: k, payload: p}), do: "#{k} #{value(p)}"
+
+  @doc "An exception payload in one line, as everywhere else (`ArithmeticError: bad argument…`)."
+  @spec exception(term()) :: String.t()
+  def exception(payload), do: ElixirScope.Report.Format.exception_line(payload)
 
   defp line_no(%Event{line: l}) when is_integer(l) and l > 0, do: " (line #{l})"
   defp line_no(_), do: ""

@@ -61,6 +61,9 @@ defmodule ElixirScope.Query.Cursor do
   def jump_to(c, {:time, t}), do: land(c, until: t, order: :desc)
   def jump_to(c, %DateTime{} = dt), do: land(c, until: dt, order: :desc)
 
+  def jump_to(_c, other),
+    do: {:error, "cannot jump to #{inspect(other)}: give an event id (120 or {:event, 120}), {:time, monotonic_ns} or a DateTime"}
+
   @doc "The next call of a function after the cursor (`{m, f, a}`, `{m, f}`, `&M.f/a` or `\"M.f/a\"`)."
   @spec next_call(t(), term()) :: move()
   def next_call(c, target) do

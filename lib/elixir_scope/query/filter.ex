@@ -3,7 +3,7 @@ defmodule ElixirScope.Query.Filter do
   Turns user filters into what a source answers (`ElixirScope.Query.Source`)
   plus the predicates checked in Elixir afterwards.
 
-  Filters: `pid:` (a pid or a registered name), `module:`, `function:`,
+  Filters: `pid:` (a pid, a registered name or a string like `"0.123.0"`), `module:`, `function:`,
   `arity:`, `mfa:` (`{m, f, a}` or `{m, f}`), `kind:`/`kinds:`/`event_type:` (a
   kind or a list), `call_id:`, `correlation_id:`, `since:`/`until:` (monotonic
   ns or `DateTime`), `window:` (`{since, until}`), `after_id:`, `before_id:`,
@@ -24,6 +24,29 @@ defmodule ElixirScope.Query.Filter do
 
   @known [:pid, :module, :function, :arity, :mfa, :kind, :kinds, :event_type, :call_id, :correlation_id, :since,
           :until, :window, :after_id, :before_id, :limit, :order, :payload, :where, :source]
+
+  @expected %{
+    pid: ~s(a pid, a registered name or a string like "0.123.0", e.g. pid: "0.123.0"),
+    module: "a module, e.g. module: MyApp.Ledger",
+    function: "a function name, e.g. function: :handle_call",
+    arity: "an arity >= 0, e.g. arity: 3",
+    mfa: "{module, function, arity} or {module, function}, e.g. mfa: {MyApp.Ledger, :post, 4}",
+    kind: "an event kind or a list of kinds, e.g. kind: :exception",
+    kinds: "a list of event kinds, e.g. kinds: [:call, :return]",
+    event_type: "an event kind, e.g. event_type: :call",
+    call_id: "a call's event id, e.g. call_id: 120",
+    correlation_id: "an event id, e.g. correlation_id: 120",
+    since: "monotonic ns (an integer), a DateTime or nil, e.g. since: ~U[2024-01-01 12:00:00Z]",
+    until: "monotonic ns (an integer), a DateTime or nil, e.g. until: ~U[2024-01-01 12:00:00Z]",
+    window: "{since, until}, e.g. window: {nil, ~U[2024-01-01 12:00:00Z]}",
+    after_id: "an event id, e.g. after_id: 120",
+    before_id: "an event id, e.g. before_id: 120",
+    limit: "a positive integer or nil, e.g. limit: 50",
+    order: ":asc or :desc",
+    payload: "a 1-arity function, e.g. payload: &match?({:ok, _}, &1)",
+    where: "a 1-arity function on the event, e.g. where: &(&1.line == 12)",
+    source: ":live or a loaded recording"
+  }
 
   @doc "Normalises `filters` (a keyword list). `{:ok, t}` or `{:error, message}`."
   @spec normalize(keyword()) :: {:ok, t()} | {:error, String.t()}
@@ -50,12 +73,10 @@ defmodule ElixirScope.Query.Filter do
 
   defp put(:source, _v, acc), do: {:ok, acc}
 
-  defp put(:pid, pid, acc) when is_pid(pid), do: store(acc, :pid, pid)
-
-  defp put(:pid, name, acc) when is_atom(name) and name != nil do
-    case Source.whereis(acc.source, name) do
-      nil -> {:error, "pid: no process is registered as #{inspect(name)} (in the #{Source.describe(acc.source)})"}
-      pid -> store(acc, :pid, pid)
+  defp put(:pid, who, acc) do
+    case resolve_pid(who, acc.source) do
+      {:ok, pid} -> store(acc, :pid, pid)
+      {:error, msg} -> {:error, "pid: " <> msg}
     end
   end
 
@@ -92,10 +113,41 @@ defmodule ElixirScope.Query.Filter do
 
   defp put(:payload, f, acc) when is_function(f, 1), do: {:ok, %{acc | preds: [&f.(&1.payload) | acc.preds]}}
   defp put(:where, f, acc) when is_function(f, 1), do: {:ok, %{acc | preds: [f | acc.preds]}}
-  defp put(k, v, _acc) when k in @known, do: {:error, "invalid value for filter #{k}: #{inspect(v)}"}
+  defp put(k, v, _acc) when k in @known,
+    do: {:error, "invalid value for filter #{k}: #{inspect(v)} (expected #{Map.fetch!(@expected, k)})"}
 
   defp put(k, _v, _acc),
     do: {:error, "unknown filter #{inspect(k)}; known filters: #{Enum.map_join(@known, ", ", &inspect/1)}"}
+
+  @doc """
+  A pid from a pid, a registered name (known to `source`) or a string like `"0.123.0"` or
+  `"#PID<0.123.0>"`. `{:ok, pid}` or `{:error, message}` saying what was expected.
+  """
+  @spec resolve_pid(term(), Source.t()) :: {:ok, pid()} | {:error, String.t()}
+  def resolve_pid(pid, _source) when is_pid(pid), do: {:ok, pid}
+
+  def resolve_pid(name, source) when is_atom(name) and name not in [nil, true, false] do
+    # a name no process holds now (its holder crashed): the last process that took its messages
+    case Source.whereis(source, name) || List.last(ElixirScope.Query.Processes.named(name, source: source)) do
+      nil -> {:error, "no process is registered as #{inspect(name)} in the #{Source.describe(source)} (ElixirScope.IEx.processes/0 lists the recorded processes and their names)"}
+      pid -> {:ok, pid}
+    end
+  end
+
+  def resolve_pid(str, _source) when is_binary(str) do
+    text = str |> String.trim() |> String.trim_leading("#PID") |> String.trim_leading("<") |> String.trim_trailing(">")
+
+    if Regex.match?(~r/\A\d{1,10}\.\d{1,10}\.\d{1,10}\z/, text),
+      do: {:ok, :erlang.list_to_pid(~c"<" ++ String.to_charlist(text) ++ ~c">")},
+      else: pid_error(str)
+  rescue
+    ArgumentError -> pid_error(str)
+  end
+
+  def resolve_pid(other, _source),
+    do: {:error, ~s(expected a pid, a registered name or a string like "0.123.0", got: #{inspect(other)})}
+
+  defp pid_error(str), do: {:error, "cannot read #{inspect(str)} as a pid (write \"0.123.0\" or \"#PID<0.123.0>\")"}
 
   # the native store indexes functions under their module: without a module, check them in Elixir
   defp function_without_module(%{store: %{module: _}} = acc), do: acc

@@ -8,6 +8,8 @@ defmodule ElixirScope.Query.Logpoint do
 
   alias ElixirScope.{Event, Query}
 
+  @target_examples ~s(expected a function such as MyMod.fun/2, {MyMod, :fun, 2}, {MyMod, :fun}, &MyMod.fun/2 or "MyMod.fun/2")
+
   @doc """
   Evaluates `fun` over every recorded hit of a function (what
   `ElixirScope.Query.logpoint/3` runs). `target` is `{m, f, a}`, `{m, f}`, a capture `&M.f/a`,
@@ -18,7 +20,9 @@ defmodule ElixirScope.Query.Logpoint do
   Options: `source:`, `limit:` (default 10_000 hits), `pid:`, `since:`/`until:`.
   """
   @spec run(term(), (map() -> term()), keyword()) :: [map()] | {:error, String.t()}
-  def run(target, fun, opts \\ []) when is_function(fun, 1) do
+  def run(target, fun, opts \\ [])
+
+  def run(target, fun, opts) when is_function(fun, 1) do
     with {:ok, mfa} <- target_filter(target),
          calls when is_list(calls) <- Query.events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
                                                 Keyword.take(opts, [:source, :pid, :since, :until, :window])) do
@@ -30,6 +34,9 @@ defmodule ElixirScope.Query.Logpoint do
       end
     end
   end
+
+  def run(_target, fun, _opts),
+    do: {:error, "expected a 1-arity function of the hit, e.g. fn hit -> hit.locals[:total] end, got: #{inspect(fun)}"}
 
   @doc "The hit map of one call (what `logpoint/3` passes to its function)."
   @spec hit(Event.t(), keyword()) :: map()
@@ -80,7 +87,7 @@ defmodule ElixirScope.Query.Logpoint do
         {:ok, [module: m, function: f, arity: a]}
 
       _ ->
-        {:error, "an anonymous function is not a function reference; use &Module.fun/arity"}
+        {:error, "an anonymous function is not a function reference (#{@target_examples})"}
     end
   end
 
@@ -88,9 +95,9 @@ defmodule ElixirScope.Query.Logpoint do
     case Regex.run(~r/^(.+)\.([^.\/]+)(?:\/(\d+))?$/, String.trim(string)) do
       [_, m, f, a] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f), arity: String.to_integer(a)]}
       [_, m, f] -> {:ok, [module: Module.concat([m]), function: String.to_atom(f)]}
-      _ -> {:error, "cannot read #{inspect(string)} as Module.function/arity"}
+      _ -> {:error, "cannot read #{inspect(string)} as Module.function/arity (#{@target_examples})"}
     end
   end
 
-  def target_filter(other), do: {:error, "cannot read #{inspect(other)} as a function reference"}
+  def target_filter(other), do: {:error, "cannot read #{inspect(other)} as a function reference (#{@target_examples})"}
 end

@@ -8,6 +8,7 @@ defmodule ElixirScope.Query.Origin do
 
   alias ElixirScope.{Event, Query}
   alias ElixirScope.Query.Correlation
+  alias ElixirScope.Storage.EventCorrelator
 
   @doc """
   Where did `value` come from: the earliest event whose payload holds it
@@ -69,19 +70,9 @@ defmodule ElixirScope.Query.Origin do
   end
 
   defp open_calls(%Event{} = e, source) do
-    kinds = [:call, :return, :exception]
-
-    case Query.events([pid: e.pid, kinds: kinds, before_id: e.id + 1] ++ source) do
-      evs when is_list(evs) ->
-        evs
-        |> Enum.reduce([], fn
-          %Event{kind: :call} = c, stack -> [c | stack]
-          %Event{call_id: cid}, stack -> Enum.drop_while(stack, &(&1.id != cid)) |> Enum.drop(1)
-        end)
-        |> Enum.reverse()
-
-      _ ->
-        []
+    case Query.events([pid: e.pid, before_id: e.id + 1] ++ source) do
+      evs when is_list(evs) -> EventCorrelator.open_calls(evs)
+      _ -> []
     end
   end
 end

@@ -74,7 +74,7 @@ defmodule ElixirScope.Report.Format do
     Inspect.inspect(bin, opts)
   end
 
-  defp visit(term, opts, _budget), do: Inspect.inspect(term, opts)
+  defp visit(term, opts, _budget), do: term(term, opts)
 
   @doc """
   A huge integer abbreviated: `1234…5678 (301030 digits)`. The leading digits and the count
@@ -163,6 +163,70 @@ defmodule ElixirScope.Report.Format do
   # drops a partial UTF-8 sequence at the end (at most 3 bytes)
   defp valid_prefix(s), do: if(String.valid?(s) or s == "", do: s, else: valid_prefix(binary_part(s, 0, byte_size(s) - 1)))
 
+
+  @doc """
+  The `inspect_fun` of every rendering of a captured value: `Inspect.inspect/2`, except that a
+  struct whose module is not loaded (a recording opened without the recorded code) is still
+  written as a struct, `%Demo.Posting{account: "alice", …}`, from its `__struct__` key.
+  """
+  @spec term(term(), Inspect.Opts.t()) :: Inspect.Algebra.t()
+  def term(%{__struct__: mod} = map, opts) when is_atom(mod) do
+    if struct_module?(mod),
+      do: Inspect.inspect(map, opts),
+      else: unloaded_struct(mod, Map.delete(map, :__struct__), opts)
+  end
+
+  def term(term, opts), do: Inspect.inspect(term, opts)
+
+  # loads the module when it is available, so that its own Inspect (which may hide fields) is
+  # used; the answer is kept in the process dictionary: a module that is not there is looked
+  # for on the code path once per process, not once per value
+  defp struct_module?(mod) do
+    key = {__MODULE__, :struct_module, mod}
+
+    case Process.get(key) do
+      nil ->
+        known = Code.ensure_loaded?(mod) and function_exported?(mod, :__struct__, 0)
+        Process.put(key, known)
+        known
+
+      known ->
+        known
+    end
+  end
+
+  defp unloaded_struct(mod, fields, opts) do
+    import Inspect.Algebra
+    pairs = fields |> Map.to_list() |> Enum.sort()
+
+    field = fn {k, v}, o ->
+      key = if is_atom(k), do: Macro.inspect_atom(:key, k), else: Inspect.inspect(k, o) <> " =>"
+      concat([key, " ", o.inspect_fun.(v, o)])
+    end
+
+    container_doc("%" <> Macro.inspect_atom(:literal, mod) <> "{", pairs, "}", opts, field, separator: ",", break: :flex)
+  end
+
+  @doc "A stacktrace entry as `Mod.fun/arity (file:line)`; a file name cut at capture keeps its start."
+  @spec frame(term()) :: String.t()
+  def frame({m, f, a, info}) when is_atom(m) and is_atom(f) do
+    arity = if is_list(a), do: length(a), else: a
+    file = if is_list(info), do: file_text(info[:file])
+    where = if file, do: " (#{file}:#{info[:line]})", else: ""
+    "#{inspect(m)}.#{f}/#{arity}#{where}"
+  end
+
+  def frame(other), do: value(other)
+
+  defp file_text(file) when is_binary(file), do: file
+
+  defp file_text([_ | _] = file) do
+    {chars, rest} = Enum.split_while(file, &(is_integer(&1) and &1 in 0..0x10FFFF))
+    List.to_string(chars) <> if(rest == [], do: "", else: "…")
+  end
+
+  defp file_text(_), do: nil
+
   @doc "Cuts a line to the line limit, marking the cut."
   @spec cut(String.t(), pos_integer()) :: String.t()
   def cut(text, limit \\ @line_limit) do
@@ -230,10 +294,23 @@ defmodule ElixirScope.Report.Format do
   def exception_line(payload) do
     case exception(payload) do
       {:error, %{__exception__: true} = e, _} ->
-        "#{inspect(e.__struct__)}: #{Exception.message(e)}"
+        "#{inspect(e.__struct__)}: #{message(e)}"
 
       {kind, reason, _} ->
         "#{kind} #{value(reason)}"
+    end
+  end
+
+  # an exception of a module that is not loaded (a recording opened without its code) has no
+  # message/1 to call: its :message field, else its fields
+  defp message(%{__struct__: mod} = e) do
+    if Code.ensure_loaded?(mod) and function_exported?(mod, :message, 1) do
+      Exception.message(e)
+    else
+      case e do
+        %{message: m} when is_binary(m) -> m
+        _ -> e |> Map.drop([:__struct__, :__exception__]) |> value()
+      end
     end
   end
 

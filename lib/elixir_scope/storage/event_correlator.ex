@@ -54,6 +54,17 @@ defmodule ElixirScope.Storage.EventCorrelator do
     end
   end
 
+  @doc """
+  The calls still open after the last of `events` (one process's, in id order), outermost
+  first: what the process's stack held at that moment, by the same rules as the trees (a frame
+  that tail-called code that is not instrumented is closed at the jump).
+  """
+  @spec open_calls([Event.t()]) :: [Event.t()]
+  def open_calls(events) do
+    {stack, _roots} = Enum.reduce(events, {[], []}, fn e, acc -> e |> settle_tail(acc) |> then(&step(e, &1)) end)
+    stack |> Enum.reverse() |> Enum.map(& &1.event)
+  end
+
   @doc "Flattens trees into `{depth, node}` pairs in display order (iteratively)."
   @spec flatten([call_node()]) :: [{non_neg_integer(), call_node()}]
   def flatten(roots), do: do_flatten(Enum.map(roots, &{0, &1}), [])

@@ -13,12 +13,19 @@ defmodule Mix.Tasks.Scope.Analyze do
 
   @impl true
   def run(argv) do
-    {opts, args, _} = OptionParser.parse(argv, strict: [root: :string, path: :keep])
+    {opts, args, invalid} = OptionParser.parse(argv, strict: [root: :string, path: :keep])
 
     target =
-      case args do
-        [t] -> t
-        _ -> Mix.raise("usage: mix scope.analyze Module | path/to/file.ex")
+      case {args, invalid} do
+        {[t], []} ->
+          t
+
+        _ ->
+          Mix.raise(
+            "usage: mix scope.analyze MODULE | FILE [--root DIR] [--path lib]..., " <>
+              "e.g. mix scope.analyze MyApp.Worker or mix scope.analyze lib/my_app/worker.ex" <>
+              if(invalid == [], do: "", else: "; unknown option(s) #{Enum.map_join(invalid, " ", &elem(&1, 0))}")
+          )
       end
 
     Mix.Task.run("loadpaths")

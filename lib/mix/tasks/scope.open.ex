@@ -21,7 +21,7 @@ defmodule Mix.Tasks.Scope.Open do
   def run(args) do
     case args do
       [path] -> open(path)
-      _ -> Mix.raise("usage: mix scope.open FILE   (or: iex -S mix scope.open FILE)")
+      _ -> Mix.raise("usage: mix scope.open FILE, e.g. mix scope.open _build/demo.esrec (or, to explore it: iex -S mix scope.open FILE)")
     end
   end
 
@@ -33,14 +33,14 @@ defmodule Mix.Tasks.Scope.Open do
         summary(rec)
 
         if iex_running?() do
-          Mix.shell().info("Recording loaded as the default source. Type: import ElixirScope.IEx; then history(pid), tree(pid), timeline([...]), stats()")
+          Mix.shell().info("Recording loaded as the default source. Type: import ElixirScope.IEx; then processes(), history(pid), tree(pid), timeline([...]), stats()")
         else
           dot = Path.join(System.tmp_dir!(), "elixir_scope_open_#{System.unique_integer([:positive])}.exs")
 
           File.write!(dot, """
           ElixirScope.Recording.load!(#{inspect(rec.path)})
           import ElixirScope.IEx
-          IO.puts("ElixirScope: #{rec.path} loaded; try stats(), history(pid), tree(pid), timeline([pid1, pid2])")
+          IO.puts("ElixirScope: #{rec.path} loaded; try processes(), history(pid), tree(pid), timeline([pid1, pid2])")
           """)
 
           Mix.shell().info("To explore it in IEx, run:\n\n    iex -S mix scope.open #{path}\n\nor, with the helpers imported:\n\n    iex --dot-iex #{dot} -S mix\n")

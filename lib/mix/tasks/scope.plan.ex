@@ -39,8 +39,14 @@ defmodule Mix.Tasks.Scope.Plan do
   def run(argv) do
     {opts, rest, invalid} = OptionParser.parse(argv, strict: @switches)
 
-    if invalid != [] or rest != [],
-      do: Mix.raise("mix scope.plan: unexpected arguments #{inspect(invalid ++ rest)}")
+    if invalid != [] or rest != [] do
+      unexpected = Enum.map(invalid, &elem(&1, 0)) ++ rest
+
+      Mix.raise(
+        "mix scope.plan: unexpected argument(s) #{Enum.join(unexpected, " ")}; it takes options only, " <>
+          "e.g. mix scope.plan --strategy balanced --provider heuristic --dry-run (see mix help scope.plan)"
+      )
+    end
 
     Mix.Task.run("loadpaths")
     Mix.Task.run("app.config")
@@ -94,7 +100,8 @@ defmodule Mix.Tasks.Scope.Plan do
     case Enum.find(allowed, &(Atom.to_string(&1) == text)) do
       nil ->
         Mix.raise(
-          "mix scope.plan: #{flag} must be one of #{Enum.map_join(allowed, ", ", &Atom.to_string/1)}"
+          "mix scope.plan: #{flag} must be one of #{Enum.map_join(allowed, ", ", &Atom.to_string/1)}, " <>
+            "e.g. #{flag} #{hd(allowed)}; got: #{text}"
         )
 
       atom ->

@@ -57,7 +57,8 @@ defmodule ElixirScope.QueryTest do
       assert {:error, "unknown filter :colour" <> _} = Query.events(colour: :red, source: rec)
       assert {:error, "unknown event kind(s) [:nope]" <> _} = Query.events(kind: :nope, source: rec)
       assert {:error, "pid: no process is registered as :ghost" <> _} = Query.events(pid: :ghost, source: rec)
-      assert {:error, "invalid value for filter limit: -1"} = Query.events(limit: -1, source: rec)
+      assert {:error, "invalid value for filter limit: -1 (expected a positive integer or nil, e.g. limit: 50)"} =
+             Query.events(limit: -1, source: rec)
     end
 
     test "pages cover everything once, in order, with predicates", %{rec: rec, events: events} do

@@ -23,7 +23,7 @@ defmodule ElixirScope.AI.LLM.Heuristic do
 
     with {:ok, plan} <- InstrumentationPlanner.plan(analyses, strategy, provider: :heuristic),
          {:ok, plan} <- PlanCheck.validate(plan, analyses) do
-      {:ok, plan}
+      {:ok, plan, []}
     else
       {:error, msg} when is_binary(msg) -> {:error, {:invalid_plan, msg}}
     end

@@ -27,10 +27,7 @@ defmodule ElixirScope.AI.LLM.Mock do
 
     case response(opts) do
       text when is_binary(text) ->
-        with {:ok, plan, _warnings} <-
-               PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: :mock) do
-          {:ok, plan}
-        end
+        PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: :mock)
 
       nil ->
         canned(analyses, strategy)
@@ -78,7 +75,7 @@ defmodule ElixirScope.AI.LLM.Mock do
     }
 
     case PlanCheck.validate(plan, analyses) do
-      {:ok, plan} -> {:ok, plan}
+      {:ok, plan} -> {:ok, plan, []}
       {:error, msg} -> {:error, {:invalid_plan, msg}}
     end
   end

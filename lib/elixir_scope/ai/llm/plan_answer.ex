@@ -4,10 +4,10 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
   The text is parsed and checked by the C parser (`ElixirScope.NIF.llm_parse_plan/1`);
   names are matched against the analyses (no atoms are created from the
   answer); modules the answer leaves out are planned by the heuristic
-  planner, with a warning.
+  planner, and an entry naming a module or function the sources do not define
+  is dropped: each with a warning, the rest of the answer is kept.
   """
 
-  require Logger
   alias ElixirScope.AI.{InstrumentationPlanner, PlanCheck}
 
   @doc """
@@ -21,19 +21,20 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
     provider = Keyword.get(opts, :provider, :unknown)
 
     with {:ok, parsed} <- parse(text),
-         {:ok, modules} <- convert_modules(parsed, analyses, provider) do
+         {:ok, modules, dropped} <- convert_modules(parsed, analyses, provider) do
       {:ok, heuristic} = InstrumentationPlanner.plan(analyses, strategy, provider: provider)
       missing = Map.keys(heuristic.modules) -- Map.keys(modules)
 
       warnings =
         case missing do
           [] ->
-            []
+            dropped
 
           _ ->
-            [
-              "the #{provider} answer did not cover #{Enum.map_join(missing, ", ", &inspect/1)}; used the heuristic plan for them"
-            ]
+            dropped ++
+              [
+                "the #{provider} answer did not cover #{Enum.map_join(missing, ", ", &inspect/1)}; used the heuristic plan for them"
+              ]
         end
 
       merged = Map.merge(Map.take(heuristic.modules, missing), modules)
@@ -66,24 +67,23 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
     end
   end
 
+  # -> {:ok, modules, warnings}: entries naming code the sources do not define are dropped
   defp convert_modules(parsed, analyses, provider) do
     by_name = Map.new(analyses, &{inspect(&1.module), &1})
 
-    Enum.reduce_while(parsed.modules, {:ok, %{}}, fn m, {:ok, acc} ->
-      case Map.fetch(by_name, m.module) do
-        :error ->
-          {:halt,
-           {:error,
-            {:invalid_plan,
-             "the answer names module #{m.module}, which is not in the analysed sources"}}}
+    {modules, warnings} =
+      Enum.reduce(parsed.modules, {%{}, []}, fn m, {acc, ws} ->
+        case Map.fetch(by_name, m.module) do
+          :error ->
+            {acc, ws ++ ["the #{provider} answer names module #{m.module}, which is not in the analysed sources; dropped that entry"]}
 
-        {:ok, analysis} ->
-          case convert_module(m, analysis, parsed.default_level, provider) do
-            {:ok, mp} -> {:cont, {:ok, Map.put(acc, analysis.module, mp)}}
-            err -> {:halt, err}
-          end
-      end
-    end)
+          {:ok, analysis} ->
+            {mp, dropped} = convert_module(m, analysis, parsed.default_level, provider)
+            {Map.put(acc, analysis.module, mp), ws ++ dropped}
+        end
+      end)
+
+    {:ok, modules, warnings}
   end
 
   defp convert_module(m, analysis, default_level, provider) do
@@ -96,33 +96,28 @@ defmodule ElixirScope.AI.LLM.PlanAnswer do
         Enum.flat_map(defined, fn f -> Enum.map(f.arities, &{{Atom.to_string(f.name), &1}, f}) end)
       )
 
-    result =
-      Enum.reduce_while(m.functions, {:ok, %{}, %{}}, fn f, {:ok, fmap, reasons} ->
+    {fmap, reasons, dropped} =
+      Enum.reduce(m.functions, {%{}, %{}, []}, fn f, {fmap, reasons, dropped} ->
         case Map.get(funs, {f.name, f.arity}) || Map.get(alt, {f.name, f.arity}) do
           nil ->
-            {:halt,
-             {:error,
-              {:invalid_plan,
-               "the answer names #{m.module}.#{f.name}/#{f.arity}, which is not defined there"}}}
+            {fmap, reasons,
+             dropped ++ ["the #{provider} answer names #{m.module}.#{f.name}/#{f.arity}, which is not defined there; dropped that entry"]}
 
           info ->
             key = {info.name, info.arity}
             entry = function_entry(f, level)
             reason = f.reason || "no reason given by #{provider}"
-            {:cont, {:ok, Map.put(fmap, key, entry), Map.put(reasons, key, reason)}}
+            {Map.put(fmap, key, entry), Map.put(reasons, key, reason), dropped}
         end
       end)
 
-    with {:ok, fmap, reasons} <- result do
-      {:ok,
-       %{
-         level: level,
-         functions: fmap,
-         genserver_state: if(m.genserver_state == nil, do: :auto, else: m.genserver_state),
-         macros: false,
-         reasons: Map.put(reasons, :module, m.reason || "no reason given by #{provider}")
-       }}
-    end
+    {%{
+       level: level,
+       functions: fmap,
+       genserver_state: if(m.genserver_state == nil, do: :auto, else: m.genserver_state),
+       macros: false,
+       reasons: Map.put(reasons, :module, m.reason || "no reason given by #{provider}")
+     }, dropped}
   end
 
   defp function_entry(f, module_level) do

@@ -16,7 +16,9 @@ defmodule ElixirScope.AI.LLM.Provider do
         }
 
   @doc "A project plan (`ElixirScope.AST.Plan` format) for the analyses. Options: `:strategy` and provider settings."
-  @callback plan_instrumentation(analyses :: [map], opts :: keyword) :: {:ok, map} | error
+  # the warnings say which parts of an answer were dropped or planned by the heuristic instead;
+  # they are returned, not logged, so that the caller shows them once
+  @callback plan_instrumentation(analyses :: [map], opts :: keyword) :: {:ok, map, [String.t()]} | error
   @doc "Commentary on an analysis (or source), with the analysis itself."
   @callback analyze_code(analysis_or_source :: map | String.t(), opts :: keyword) ::
               {:ok, map} | error

@@ -46,12 +46,14 @@ defmodule ElixirScope.AI.LLM.Remote do
     |> ElixirScope.NIF.json_encode()
   end
 
-  require Logger
   alias ElixirScope.AI.{CodeAnalyzer, Explainer}
   alias ElixirScope.AI.LLM.{PlanAnswer, Prompt}
 
-  @doc "Plan through `mod`; warnings of partial answers are logged."
-  @spec plan_instrumentation(module, [map], keyword) :: {:ok, map} | {:error, {atom, String.t()}}
+  @doc """
+  Plan through `mod`: `{:ok, plan, warnings}`, the warnings saying which parts of the answer
+  were dropped or planned by the heuristic instead (the caller shows them, once).
+  """
+  @spec plan_instrumentation(module, [map], keyword) :: {:ok, map, [String.t()]} | {:error, {atom, String.t()}}
   def plan_instrumentation(mod, analyses, opts) do
     settings = mod.settings(Keyword.put(opts, :purpose, :plan))
     strategy = Keyword.get(opts, :strategy, :balanced)
@@ -59,18 +61,16 @@ defmodule ElixirScope.AI.LLM.Remote do
     {user, omitted} =
       Prompt.plan_user(analyses, strategy, Keyword.fetch!(settings.options, :max_prompt_bytes))
 
-    if omitted != [] do
-      Logger.warning(
-        "ElixirScope AI: #{length(omitted)} modules did not fit in the prompt (max_prompt_bytes); the heuristic plans them"
-      )
-    end
+    fit =
+      if omitted != [],
+        do: ["#{length(omitted)} modules did not fit in the prompt (max_prompt_bytes); the heuristic plans them"],
+        else: []
 
     with :ok <- mod.check_configured(settings),
          {:ok, text} <- mod.complete(Prompt.plan_system(), user, :plan, settings),
          {:ok, plan, warnings} <-
            PlanAnswer.to_plan(text, analyses, strategy: strategy, provider: mod.provider_name()) do
-      Enum.each(warnings, &Logger.warning("ElixirScope AI: " <> &1))
-      {:ok, plan}
+      {:ok, plan, fit ++ warnings}
     end
   end
 

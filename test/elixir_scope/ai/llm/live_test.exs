@@ -17,7 +17,7 @@ defmodule ElixirScope.AI.LLM.LiveTest do
     assert :ok = Gemini.test_connection()
 
     capture_log(fn ->
-      assert {:ok, %{provider: :gemini}} = Gemini.plan_instrumentation(AIFixtures.analyses(), [])
+      assert {:ok, %{provider: :gemini}, _warnings} = Gemini.plan_instrumentation(AIFixtures.analyses(), [])
     end)
   end
 
@@ -27,7 +27,7 @@ defmodule ElixirScope.AI.LLM.LiveTest do
     assert :ok = Vertex.test_connection()
 
     capture_log(fn ->
-      assert {:ok, %{provider: :vertex}} = Vertex.plan_instrumentation(AIFixtures.analyses(), [])
+      assert {:ok, %{provider: :vertex}, _warnings} = Vertex.plan_instrumentation(AIFixtures.analyses(), [])
     end)
   end
 end

@@ -28,7 +28,7 @@ defmodule ElixirScope.AI.LLM.OpenAICompatibleTest do
 
   test "plans through chat completions (local server, no key)", %{opts: opts} do
     capture_log(fn ->
-      assert {:ok, plan} = OpenAICompatible.plan_instrumentation(AIFixtures.analyses(), opts)
+      assert {:ok, plan, _warnings} = OpenAICompatible.plan_instrumentation(AIFixtures.analyses(), opts)
       assert plan.provider == :openai_compatible
       AIFixtures.assert_answer_plan(plan)
     end)

@@ -117,7 +117,7 @@ defmodule ElixirScope.AI.LLM.VertexTest do
   test "service account -> RS256 JWT verified by the token endpoint -> token -> regional generateContent",
        %{opts: opts, srv: srv} do
     capture_log(fn ->
-      assert {:ok, plan} = Vertex.plan_instrumentation(AIFixtures.analyses(), opts)
+      assert {:ok, plan, _warnings} = Vertex.plan_instrumentation(AIFixtures.analyses(), opts)
       assert plan.provider == :vertex
       AIFixtures.assert_answer_plan(plan)
     end)
