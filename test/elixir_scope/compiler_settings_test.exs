@@ -1,7 +1,7 @@
 defmodule ElixirScope.Compiler.SettingsTest do
   use ExUnit.Case, async: false
 
-  alias ElixirScope.Compiler.{Instrumenter, Settings}
+  alias ElixirScope.Compiler.Settings
 
   setup do
     previous = Application.get_env(:elixir_scope, :ast)
@@ -69,46 +69,5 @@ defmodule ElixirScope.Compiler.SettingsTest do
     assert msg =~ "plan.exs"
     assert {:error, msg} = load([], "%{oops", tmp)
     assert msg =~ "plan.exs"
-  end
-
-  test "module names of nested modules, __MODULE__ aliases and defimpl" do
-    assert Instrumenter.module_name(quote(do: A.B), nil) == A.B
-    assert Instrumenter.module_name(quote(do: Inner), Outer) == Outer.Inner
-    assert Instrumenter.module_name(quote(do: __MODULE__.Sub), Outer) == Outer.Sub
-    assert Instrumenter.module_name(quote(do: Elixir.Top), Outer) == Top
-    assert Instrumenter.module_name(:erlang_style, nil) == :erlang_style
-  end
-
-  test "nested modules and defimpl bodies are each given to the transformer once, with their own names" do
-    src = """
-    defmodule Outer do
-      def a, do: 1
-      defmodule Inner do
-        def b, do: 2
-      end
-      defimpl String.Chars do
-        def to_string(_), do: "outer"
-      end
-    end
-    """
-
-    {:ok, s} = Settings.load(elixir_scope: [transformer: __MODULE__.Recorder])
-    Process.put(:seen, [])
-    assert {:ok, %{modules: mods}} = Instrumenter.instrument("outer.ex", src, s)
-    assert Enum.sort(for {m, _, _} <- mods, do: m) == [Outer, Outer.Inner, String.Chars.Outer]
-    seen = Process.get(:seen)
-    assert length(seen) == 3
-    # the outer module was given without the nested modules' bodies
-    outer = Enum.find(seen, &match?({:defmodule, _, [{:__aliases__, _, [:Outer]} | _]}, &1))
-    refute Macro.to_string(outer) =~ "def b"
-    refute Macro.to_string(outer) =~ "to_string"
-  end
-
-  defmodule Recorder do
-    @moduledoc false
-    def transform_module(ast, _plan) do
-      Process.put(:seen, [ast | Process.get(:seen)])
-      {:ok, ast}
-    end
   end
 end

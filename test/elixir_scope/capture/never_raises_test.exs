@@ -55,6 +55,8 @@ defmodule ElixirScope.Capture.NeverRaisesTest do
     {:report_expression_value, 4, &__MODULE__.ok/1},
     {:report_state_change, 3, &__MODULE__.ok/1},
     {:report_state_change, 4, &__MODULE__.ok/1},
+    {:report_send, 5, &__MODULE__.ok/1},
+    {:report_receive, 5, &__MODULE__.ok/1},
     {:report_message_send, 2, &__MODULE__.id_or_nil/1},
     {:report_message_send, 3, &__MODULE__.id_or_nil/1},
     {:report_message_receive, 1, &__MODULE__.id_or_nil/1},
@@ -85,7 +87,10 @@ defmodule ElixirScope.Capture.NeverRaisesTest do
         assert ok?.(result), "#{fun}/#{arity} with #{inspect(as, limit: 8)} returned #{inspect(result, limit: 8)}"
         assert is_boolean(Switch.on?(hd(as)))
         {r, g} = wild(g)
-        assert InjectorHelpers.report_callback_state(InstrumentationRuntime, cid, r, 1) == :ok
+        {before, g} = wild(g)
+        {k, g} = Gen.int(g, 0, 5)
+        kind = Enum.at([:gen_server, :gen_stage, :gen_statem, :gen_event, :gen_event_call, :other], k)
+        assert InjectorHelpers.report_callback_state(InstrumentationRuntime, cid, kind, r, before, 1) == :ok
         g
       end)
     end)
