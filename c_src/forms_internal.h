@@ -53,6 +53,7 @@ typedef struct fx {
     uint32_t counter;      /* fresh variable numbers */
     const fx_fun *fun;     /* the function being transformed */
     int64_t clause_line;   /* the line of the clause being transformed (for nodes without one) */
+    uint8_t entry_used[256], tail_used[256], exit_used; /* the local report helpers the module needs */
     const T *clause_pats;  /* its patterns and (instrumented) body, for the free variables of funs */
     const T *clause_body;
 } fx;
@@ -78,6 +79,13 @@ const T *fx_terms(fx *x, const T *const *items, uint32_t n); /* a term list of i
 const T *fx_fill(fx *x, const T *tpl, const T *anno, uint32_t n, const char *const *names,
                  const T *const *values);
 
+/* A call to the module's local report helper name/arity (the shapes the helpers share are
+ * built once per module, so each clause carries one local call instead of the report code). */
+const T *fx_local_call(fx *x, const T *anno, const char *name, uint32_t n, const T *const *args);
+#define FX_ENTRY_HELPER "-es-entry-" /* (Fun, Line, Args...) -> call id | nil */
+#define FX_EXIT_HELPER "-es-exit-"   /* (Call, Value) */
+#define FX_TAIL_HELPER "-es-tail-"   /* (Call, Mod, Fun, Line, Args...) */
+
 /* ---- inspection of abstract-format nodes ---- */
 int fx_tag_is(const T *node, const char *tag);
 int64_t fx_line_of(const T *node); /* the line of a node's annotation, 0 when none */
@@ -87,6 +95,7 @@ int fx_is_secret(const fx *x, const uint8_t *base, size_t len);
 int fx_line_is_secret(const fx *x, int64_t line);
 int fx_is_tail_call(const T *e);           /* a call that must stay a tail call in tail position */
 int fx_is_constant(const T *e, int depth); /* built of literals only */
+int fx_cannot_raise(const T *body);        /* a body of variables, literals and data construction only */
 
 /* ---- forms_tail.c ---- */
 /* Rewrites the tail positions of body (a list of expressions) so that calls in tail position
@@ -96,6 +105,7 @@ int fx_is_constant(const T *e, int depth); /* built of literals only */
 typedef struct fx_sites {
     const T **clauses;
     uint32_t n, cap;
+    uint32_t values; /* how many {'$es_v', V} markers the body may return */
 } fx_sites;
 const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *sites);
 

@@ -14,7 +14,8 @@
 
 #include "forms_internal.h"
 
-static const T *value_marker(fx *x, const T *e) {
+static const T *value_marker(fx *x, fx_sites *s, const T *e) {
+    s->values++;
     const T *anno = fx_anno(x, fx_line_of(e));
     const T *el[2] = {fx_atom_node(x, anno, "$es_v"), e};
     return fx_tuple_expr(x, anno, 2, el);
@@ -150,7 +151,7 @@ static int grow(fx *x, fx_sites *s) {
 /* A call in tail position becomes a marker; its dispatch clause makes the real call. */
 static const T *site(fx *x, const T *call, const T *call_var, fx_sites *s) {
     const T *fn = call->u.items[2], *args = call->u.items[3];
-    if (!es_etf_is_proper_list(args)) return value_marker(x, call);
+    if (!es_etf_is_proper_list(args)) return value_marker(x, s, call);
     int64_t line = fx_line_of(call);
     const T *anno = fx_anno(x, line);
     uint32_t argc = es_etf_list_len(args), idx = s->n;
@@ -209,9 +210,15 @@ static const T *site(fx *x, const T *call, const T *call_var, fx_sites *s) {
     }
     const T *real = es_etf_tuple_of(x->a, 4, call->u.items[0], call->u.items[1], (T *)new_fn,
                                     (T *)fx_terms(x, tvars, argc));
-    const char *names[5] = {"call", "mod", "fun", "args", "line"};
-    const T *vals[5] = {call_var, rep_mod, rep_fun, fx_list_expr(x, anno, argc, tvars), fx_int(x, anno, line)};
-    const T *report = fx_fill(x, x->tpl.tail, anno, 5, names, vals);
+    const T **rargs = es_arena_alloc(x->a, sizeof(T *) * (argc + 4));
+    if (!rargs || argc > 250) return NULL;
+    rargs[0] = call_var;
+    rargs[1] = rep_mod;
+    rargs[2] = rep_fun;
+    rargs[3] = fx_int(x, anno, line);
+    for (uint32_t i = 0; i < argc; i++) rargs[4 + i] = tvars[i];
+    x->tail_used[argc] = 1;
+    const T *report = fx_local_call(x, anno, FX_TAIL_HELPER, argc + 4, rargs);
     const T *body[2] = {report, real};
     const T *clause = fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)fx_tuple_expr(x, anno, width, pattern)),
                                 es_etf_nil(x->a), fx_terms(x, body, 2));
@@ -261,8 +268,8 @@ static const T *with(fx *x, const T *t, uint32_t i, const T *v) {
 }
 
 static const T *tail_expr(fx *x, const T *e, const T *call_var, fx_sites *s, int depth) {
-    if (depth > FX_MAX_TAIL_DEPTH || !e || e->kind != ES_ETF_TUPLE || e->n < 2) return value_marker(x, e);
-    if (fx_tag_is(e, "call") && e->n == 4) return fx_is_tail_call(e) ? site(x, e, call_var, s) : value_marker(x, e);
+    if (depth > FX_MAX_TAIL_DEPTH || !e || e->kind != ES_ETF_TUPLE || e->n < 2) return value_marker(x, s, e);
+    if (fx_tag_is(e, "call") && e->n == 4) return fx_is_tail_call(e) ? site(x, e, call_var, s) : value_marker(x, s, e);
     if (fx_tag_is(e, "case") && e->n == 4) return with(x, e, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
     if (fx_tag_is(e, "if") && e->n == 3) return with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
     if (fx_tag_is(e, "receive") && e->n == 3)
@@ -277,18 +284,18 @@ static const T *tail_expr(fx *x, const T *e, const T *call_var, fx_sites *s, int
         const T *r = e;
         if (e->u.items[3]->kind == ES_ETF_NIL) { /* the body's value is the result: mark it */
             const T *b = e->u.items[2];
-            if (!b || b->kind != ES_ETF_LIST || !es_etf_is_proper_list(b)) return value_marker(x, e);
+            if (!b || b->kind != ES_ETF_LIST || !es_etf_is_proper_list(b)) return value_marker(x, s, e);
             T *nb = es_etf_list(x->a, b->n);
             if (!nb) return NULL;
             memcpy(nb->u.items, b->u.items, sizeof(T *) * b->n);
-            nb->u.items[b->n - 1] = (T *)value_marker(x, b->u.items[b->n - 1]);
+            nb->u.items[b->n - 1] = (T *)value_marker(x, s, b->u.items[b->n - 1]);
             r = with(x, r, 2, nb);
         } else {
             r = with(x, r, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
         }
         return r ? with(x, r, 4, tail_clauses(x, e->u.items[4], call_var, s, depth + 1)) : NULL;
     }
-    return value_marker(x, e);
+    return value_marker(x, s, e);
 }
 
 const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *sites) {

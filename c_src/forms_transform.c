@@ -89,6 +89,11 @@ const T *fx_case(fx *x, const T *anno, const T *expr, const T *clauses) {
     return es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "case"), (T *)anno, (T *)expr, (T *)clauses);
 }
 
+const T *fx_local_call(fx *x, const T *anno, const char *name, uint32_t n, const T *const *args) {
+    return es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "call"), (T *)anno, (T *)fx_atom_node(x, anno, name),
+                           (T *)fx_terms(x, args, n));
+}
+
 const T *fx_binary_string(fx *x, const T *anno, const uint8_t *bytes, size_t len) {
     /* {bin, A, [{bin_element, A, {string, A, Bytes}, default, default}]}; <<>> when empty */
     if (len == 0) return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "bin"), (T *)anno, es_etf_nil(x->a));
@@ -207,6 +212,37 @@ int fx_is_tail_call(const T *e) {
     return fx_tag_is(fn->u.items[3], "atom") && es_etf_is_atom(fn->u.items[3]->u.items[2], "apply");
 }
 
+/* No exception can come out of these: variables, literals, and tuples, lists and maps built of
+ * them (the markers of tail calls among them). Such a body needs no try. */
+static int safe_expr(const T *e, int depth) {
+    static const char *const leaf[] = {"var", "atom", "integer", "float", "char", "string", "nil", NULL};
+    static const char *const node[] = {"cons", "tuple", "map", "map_field_assoc", NULL};
+    if (depth > 64) return 0;
+    if (e->kind == ES_ETF_LIST) {
+        for (uint32_t i = 0; i <= e->n; i++)
+            if (!safe_expr(e->u.items[i], depth + 1)) return 0;
+        return 1;
+    }
+    if (e->kind != ES_ETF_TUPLE) return 1;
+    for (int i = 0; leaf[i]; i++)
+        if (fx_tag_is(e, leaf[i])) return 1;
+    if (fx_tag_is(e, "map") && e->n != 3) return 0; /* a map update can raise */
+    for (int i = 0; node[i]; i++)
+        if (fx_tag_is(e, node[i])) {
+            for (uint32_t k = 2; k < e->n; k++)
+                if (!safe_expr(e->u.items[k], depth + 1)) return 0;
+            return 1;
+        }
+    return 0;
+}
+
+int fx_cannot_raise(const T *body) {
+    if (!body || body->kind != ES_ETF_LIST) return 0;
+    for (uint32_t i = 0; i < body->n; i++)
+        if (!safe_expr(body->u.items[i], 0)) return 0;
+    return 1;
+}
+
 /* A value built only of literals (a quote result, a constant tuple): nothing worth recording. */
 int fx_is_constant(const T *e, int depth) {
     static const char *const leaf[] = {"atom", "integer", "float", "char", "string", "nil", NULL};
@@ -264,6 +300,8 @@ static const T *catch_clause(fx *x, const T *anno, const T *call_var) {
 }
 
 static const T *try_expr(fx *x, const T *anno, const T *body, const T *call_var) {
+    if (fx_cannot_raise(body)) /* nothing to record: the body as a block */
+        return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)body);
     const T *cc = catch_clause(x, anno, call_var);
     if (!cc) return NULL;
     return es_etf_tuple_of(x->a, 6, es_etf_atom(x->a, "try"), (T *)anno, (T *)body, es_etf_nil(x->a),
@@ -273,9 +311,9 @@ static const T *try_expr(fx *x, const T *anno, const T *body, const T *call_var)
 /* the statements that end a call with value v: exit report, state after, v */
 static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *state_kind, const T *before,
                   int64_t line, const T **out, uint32_t *n) {
-    const char *en[2] = {"call", "value"};
     const T *ev[2] = {call_var, v};
-    out[(*n)++] = fx_fill(x, x->tpl.exit, anno, 2, en, ev);
+    x->exit_used = 1;
+    out[(*n)++] = fx_local_call(x, anno, FX_EXIT_HELPER, 2, ev);
     if (state_kind) {
         const char *sn[5] = {"call", "kind", "result", "before", "line"};
         const T *sv[5] = {call_var, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)state_kind),
@@ -317,10 +355,14 @@ static const T *transform_clause(fx *x, const T *clause) {
             reported[i] = x->redacted; /* a parameter named like a secret is never recorded */
     }
     const T *call_var = fx_var(x, anno, "ES@call");
-    const char *en[4] = {"mod", "fun", "args", "line"};
-    const T *ev[4] = {x->module, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name),
-                      fx_list_expr(x, anno, argc, reported), fx_int(x, anno, line)};
-    const T *entry = fx_fill(x, x->tpl.entry, anno, 4, en, ev);
+    if (argc > 250) return NULL;
+    const T **eargs = es_arena_alloc(x->a, sizeof(T *) * (argc + 2));
+    if (!eargs) return NULL;
+    eargs[0] = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name);
+    eargs[1] = fx_int(x, anno, line);
+    for (uint32_t i = 0; i < argc; i++) eargs[2 + i] = reported[i];
+    x->entry_used[argc] = 1;
+    const T *entry = fx_local_call(x, anno, FX_ENTRY_HELPER, argc + 2, eargs);
     if (!entry) return NULL;
 
     const T *stmts[8];
@@ -368,11 +410,14 @@ static const T *transform_clause(fx *x, const T *clause) {
         const T *fin[8];
         uint32_t nf = 0;
         if (!tr || finish(x, anno, call_var, result, NULL, NULL, line, fin, &nf) < 0) return NULL;
-        T *clauses = es_etf_list(x->a, sites.n + 1);
+        /* the clause for values only when the body may return one */
+        uint32_t first = sites.values ? 1 : 0;
+        T *clauses = es_etf_list(x->a, sites.n + first);
         if (!clauses) return NULL;
-        clauses->u.items[0] = (T *)fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)fx_tuple_expr(x, anno, 2, vk)),
-                                             es_etf_nil(x->a), fx_terms(x, fin, nf));
-        for (uint32_t i = 0; i < sites.n; i++) clauses->u.items[i + 1] = (T *)sites.clauses[i];
+        if (first)
+            clauses->u.items[0] = (T *)fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)fx_tuple_expr(x, anno, 2, vk)),
+                                                 es_etf_nil(x->a), fx_terms(x, fin, nf));
+        for (uint32_t i = 0; i < sites.n; i++) clauses->u.items[i + first] = (T *)sites.clauses[i];
         stmts[ns++] = fx_case(x, anno, tr, clauses);
     }
     const T *new_body = fx_terms(x, stmts, ns);
@@ -437,6 +482,64 @@ static const T *transform_function(fx *x, const T *form) {
         out->u.items[clauses->n] = (T *)c;
     }
     return es_etf_tuple_of(x->a, 5, form->u.items[0], form->u.items[1], form->u.items[2], form->u.items[3], out);
+}
+
+/* ---------------- the module's report helpers ---------------- */
+
+static const T *helper_form(fx *x, const char *name, uint32_t n, const T *const *params, const T *body) {
+    const T *anno = fx_anno(x, 0);
+    const T *clause = fx_clause(x, anno, fx_terms(x, params, n), es_etf_nil(x->a), es_etf_list_of(x->a, 1, (T *)body));
+    return es_etf_tuple_of(x->a, 5, es_etf_atom(x->a, "function"), (T *)anno, es_etf_atom(x->a, name),
+                           es_etf_int(x->a, n), es_etf_list_of(x->a, 1, (T *)clause));
+}
+
+/* '-es-entry-'(Fun, Line, A1..An), '-es-exit-'(Call, Value), '-es-tail-'(Call, Mod, Fun, Line, A1..An):
+ * the entry, exit and tail-call templates once, for the arities the module's clauses use */
+static int add_helpers(fx *x, const T ***forms, uint32_t *n, uint32_t *cap) {
+    const T *anno = fx_anno(x, 0);
+    const T *params[260];
+    for (int pass = 0; pass < 3; pass++)
+        for (uint32_t arity = 0; arity < 256; arity++) {
+            const T *form = NULL;
+            if (pass == 0 && x->entry_used[arity]) {
+                const T *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");
+                params[0] = fun;
+                params[1] = line;
+                for (uint32_t i = 0; i < arity; i++) params[2 + i] = fx_var_n(x, anno, "ES@a", i + 1);
+                const char *names[4] = {"mod", "fun", "args", "line"};
+                const T *vals[4] = {x->module, fun, fx_list_expr(x, anno, arity, params + 2), line};
+                form = helper_form(x, FX_ENTRY_HELPER, arity + 2, params, fx_fill(x, x->tpl.entry, anno, 4, names, vals));
+            } else if (pass == 1 && x->tail_used[arity]) {
+                const T *call = fx_var(x, anno, "ES@call"), *mod = fx_var(x, anno, "ES@mod"),
+                        *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");
+                params[0] = call;
+                params[1] = mod;
+                params[2] = fun;
+                params[3] = line;
+                for (uint32_t i = 0; i < arity; i++) params[4 + i] = fx_var_n(x, anno, "ES@a", i + 1);
+                const char *names[5] = {"call", "mod", "fun", "args", "line"};
+                const T *vals[5] = {call, mod, fun, fx_list_expr(x, anno, arity, params + 4), line};
+                form = helper_form(x, FX_TAIL_HELPER, arity + 4, params, fx_fill(x, x->tpl.tail, anno, 5, names, vals));
+            } else if (pass == 2 && arity == 0 && x->exit_used) {
+                params[0] = fx_var(x, anno, "ES@call");
+                params[1] = fx_var(x, anno, "ES@value");
+                const char *names[2] = {"call", "value"};
+                form = helper_form(x, FX_EXIT_HELPER, 2, params, fx_fill(x, x->tpl.exit, anno, 2, names, params));
+            } else {
+                continue;
+            }
+            if (!form) return -1;
+            if (*n == *cap) {
+                uint32_t nc = *cap * 2 + 8;
+                const T **nf = es_arena_alloc(x->a, sizeof(T *) * nc);
+                if (!nf) return -1;
+                memcpy(nf, *forms, sizeof(T *) * *n);
+                *forms = nf;
+                *cap = nc;
+            }
+            (*forms)[(*n)++] = form;
+        }
+    return 0;
 }
 
 /* ---------------- plan ---------------- */
@@ -523,12 +626,14 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
         if (decode_fun(funs->u.items[i], &specs[i]) < 0) return error_term(a, "invalid_plan", funs->u.items[i]);
 
     uint32_t n = es_etf_list_len(forms);
-    T *out = es_etf_list(a, n);
+    uint32_t out_cap = n + 8, out_n = 0;
+    const T **out = es_arena_alloc(a, sizeof(T *) * out_cap);
     if (!out) return NULL;
     uint32_t cursor = 0; /* the plan lists functions in the order of the forms */
     for (uint32_t i = 0; i < n; i++) {
         const T *form = forms->u.items[i];
-        out->u.items[i] = (T *)form;
+        if (fx_tag_is(form, "eof")) continue; /* put back last, after the helpers */
+        out[out_n++] = form;
         if (!fx_tag_is(form, "function") || form->n != 5 || form->u.items[2]->kind != ES_ETF_ATOM ||
             form->u.items[3]->kind != ES_ETF_INT)
             continue;
@@ -550,9 +655,17 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
             return error_term(a, "cannot_instrument",
                               es_etf_tuple_of(a, 2, (T *)name, es_etf_int(a, arity)));
         }
-        out->u.items[i] = (T *)t;
+        out[out_n - 1] = t;
     }
-    return es_etf_tuple_of(a, 2, es_etf_atom(a, "ok"), out);
+    if (add_helpers(&x, &out, &out_n, &out_cap) < 0) return NULL;
+    T *result = es_etf_list(a, out_n + 1);
+    if (!result) return NULL;
+    memcpy(result->u.items, out, sizeof(T *) * out_n);
+    result->n = out_n;
+    for (uint32_t i = 0; i < n; i++)
+        if (fx_tag_is(forms->u.items[i], "eof")) result->u.items[result->n++] = forms->u.items[i];
+    result->u.items[result->n] = es_etf_nil(a);
+    return es_etf_tuple_of(a, 2, es_etf_atom(a, "ok"), result->n ? result : es_etf_nil(a));
 }
 
 int es_forms_transform_tree(const uint8_t *forms_etf, size_t forms_len, const uint8_t *plan_etf,
