@@ -288,6 +288,20 @@ static int is_value_marker(const T *e) {
            is_atom_node(es_etf_list_at(e->u.items[2], 0), "$es_v");
 }
 
+static const T *tree_forms(es_forms_tree *t) {
+    assert_int_equal(t->result->kind, ES_ETF_TUPLE);
+    assert_true(es_etf_is_atom(t->result->u.items[0], "ok"));
+    return t->result->u.items[1];
+}
+
+/* For big or deep trees: the result tree, not re-decoded; *fb and *pb must outlive it. */
+static void transform_tree(const T *forms, const T *p, es_forms_tree *t, uint8_t **fb, uint8_t **pb) {
+    size_t fl, pl;
+    assert_int_equal(es_etf_encode(forms, fb, &fl), ES_ETF_OK);
+    assert_int_equal(es_etf_encode(p, pb, &pl), ES_ETF_OK);
+    assert_int_equal(es_forms_transform_tree(*fb, fl, *pb, pl, NULL, NULL, t), 0);
+}
+
 /* ---------------- tail calls ---------------- */
 
 static void test_local_tail_call_becomes_marker_and_dispatch_clause(void **state) {
@@ -624,6 +638,89 @@ static void test_functions_found_whatever_the_plan_order_and_none_left_alone(voi
     es_arena_free(&a);
 }
 
+static void test_injections_run_at_their_line_whatever_their_size(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    /* f(X) -> Y = g(X), Y.  with {3, after, Code, [y]}, Code nested 1,000 deep */
+    T *code = aatom(&a, 3, "probe");
+    for (int i = 0; i < 1000; i++) code = tuple_expr(&a, 3, es_etf_list_of(&a, 1, code));
+    T *inject = es_etf_list_of(&a, 1, es_etf_tuple_of(&a, 4, es_etf_int(&a, 3), at(&a, "after"), code, es_etf_list_of(&a, 1, at(&a, "y"))));
+    T *spec = es_etf_tuple_of(&a, 3, at(&a, "f"), es_etf_int(&a, 1),
+                              map_of(&a, 6, "level", es_etf_int(&a, 1), "locals", at(&a, "none"), "exprs", at(&a, "none"), "tail",
+                                     at(&a, "true"), "state", at(&a, "none"), "inject", inject));
+    T *m = match(&a, 3, var(&a, 3, "_y@1"), lcall(&a, 3, "g", es_etf_list_of(&a, 1, var(&a, 3, "_x@1"))));
+    T *f = function(&a, 2, "f", 1,
+                    es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), es_etf_list_of(&a, 2, m, var(&a, 4, "_y@1")))));
+    es_forms_tree t;
+    uint8_t *fb, *pb;
+    transform_tree(module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, spec)), &t, &fb, &pb);
+    const T *cl = es_etf_list_at(es_etf_list_at(tree_forms(&t), 1)->u.items[4], 0);
+    T *tb = try_body(plain_try((T *)cl));
+    /* [Y = g(X), inject(ES@call, Code, #{y => Y}, 3), Y] */
+    assert_int_equal(es_etf_list_len(tb), 3);
+    T *inj = find_report(es_etf_list_at(tb, 1), "inject");
+    assert_non_null(inj);
+    assert_true(report_arg(inj, 1) == code || term_eq(report_arg(inj, 1), code));
+    T *field = es_etf_list_at(report_arg(inj, 2)->u.items[2], 0);
+    assert_true(is_atom_node(field->u.items[2], "y") && is_var(field->u.items[3], "_y@1"));
+    es_forms_tree_free(&t);
+    free(fb);
+    free(pb);
+    es_arena_free(&a);
+}
+
+static void test_locals_on_a_secret_line_are_redacted(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    /* f(X) -> Pin = string:trim(X), Pin.  line 3 names a secret (secret_lines [3]) */
+    T *m = match(&a, 3, var(&a, 3, "_pin@1"), rcall(&a, 3, "string", "trim", es_etf_list_of(&a, 1, var(&a, 3, "_x@1"))));
+    T *f = function(&a, 2, "f", 1,
+                    es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), es_etf_list_of(&a, 2, m, var(&a, 4, "_pin@1")))));
+    T *p = plan_with(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 4, "all", "all")), es_etf_nil(&a), templates(&a));
+    p->u.items[11] = es_etf_list_of(&a, 1, es_etf_int(&a, 3)); /* secret_lines */
+    run r;
+    transform(&r, module(&a, 1, f), p);
+    T *tb = try_body(plain_try(first_clause(ok_forms(&r), "f", 1)));
+    T *expr = find_report(tb, "expr");
+    assert_true(is_atom_node(report_arg(expr, 2), "[REDACTED]"));
+    T *fields = report_arg(find_report(tb, "locals"), 1)->u.items[2];
+    assert_true(is_atom_node(es_etf_list_at(fields, 0)->u.items[2], "pin"));
+    assert_true(is_atom_node(es_etf_list_at(fields, 0)->u.items[3], "[REDACTED]"));
+    run_free(&r);
+    es_arena_free(&a);
+}
+
+static void test_a_statement_without_a_line_takes_the_first_line_inside_it(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    /* f(X) ->            (line 2)
+     *     Y = g(X),      (line 3)
+     *     {ok, Y}.       (line 4, but Elixir's 2-tuples have no line: {tuple, 0, ...}) */
+    T *m = match(&a, 3, var(&a, 3, "_y@1"), lcall(&a, 3, "g", es_etf_list_of(&a, 1, var(&a, 3, "_x@1"))));
+    T *last_stmt = tuple_expr(&a, 0, es_etf_list_of(&a, 2, aatom(&a, 0, "ok"), var(&a, 4, "_y@1")));
+    T *inject = es_etf_list_of(&a, 1, es_etf_tuple_of(&a, 4, es_etf_int(&a, 4), at(&a, "before"), aatom(&a, 4, "probe"), es_etf_nil(&a)));
+    T *spec = es_etf_tuple_of(&a, 3, at(&a, "f"), es_etf_int(&a, 1),
+                              map_of(&a, 6, "level", es_etf_int(&a, 2), "locals", at(&a, "none"), "exprs", at(&a, "all"), "tail",
+                                     at(&a, "true"), "state", at(&a, "none"), "inject", inject));
+    T *f = function(&a, 2, "f", 1,
+                    es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), es_etf_list_of(&a, 2, m, last_stmt))));
+    run r;
+    transform(&r, module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, spec)));
+    T *tb = try_body(plain_try(first_clause(ok_forms(&r), "f", 1)));
+    int n = 1;
+    T *e2 = find_report_n(tb, "expr", &n);
+    assert_non_null(e2);
+    assert_int_equal(report_arg(e2, 3)->u.items[2]->u.i, 4);
+    T *inj = find_report(tb, "inject");
+    assert_non_null(inj);
+    assert_int_equal(report_arg(inj, 3)->u.items[2]->u.i, 4);
+    run_free(&r);
+    es_arena_free(&a);
+}
+
 /* ---------------- bad input ---------------- */
 
 /* the result is {error, Reason}; returns Reason */
@@ -791,20 +888,6 @@ static T *nested_case_fun(es_arena *a, uint32_t depth) {
     return function(a, 2, "f", 1, es_etf_list_of(a, 1, clause(a, 2, es_etf_list_of(a, 1, var(a, 2, "_x@1")), es_etf_list_of(a, 1, e))));
 }
 
-static const T *tree_forms(es_forms_tree *t) {
-    assert_int_equal(t->result->kind, ES_ETF_TUPLE);
-    assert_true(es_etf_is_atom(t->result->u.items[0], "ok"));
-    return t->result->u.items[1];
-}
-
-static void transform_tree(es_arena *a, const T *forms, const T *p, es_forms_tree *t, uint8_t **fb, uint8_t **pb) {
-    size_t fl, pl;
-    assert_int_equal(es_etf_encode(forms, fb, &fl), ES_ETF_OK);
-    assert_int_equal(es_etf_encode(p, pb, &pl), ES_ETF_OK);
-    (void)a;
-    assert_int_equal(es_forms_transform_tree(*fb, fl, *pb, pl, NULL, NULL, t), 0);
-}
-
 static void test_deep_nested_case_in_tail_position(void **state) {
     (void)state;
     es_arena a;
@@ -814,7 +897,7 @@ static void test_deep_nested_case_in_tail_position(void **state) {
     uint8_t *fb, *pb;
 
     /* 150 deep: the tail call is still made after the try */
-    transform_tree(&a, module(&a, 1, nested_case_fun(&a, 150)), p, &t, &fb, &pb);
+    transform_tree(module(&a, 1, nested_case_fun(&a, 150)), p, &t, &fb, &pb);
     const T *cl = es_etf_list_at(es_etf_list_at(tree_forms(&t), 1)->u.items[4], 0);
     dispatch_case((T *)cl);
     es_forms_tree_free(&t);
@@ -823,7 +906,7 @@ static void test_deep_nested_case_in_tail_position(void **state) {
 
     /* 100,000 deep: instrumented (deeper than the tail limit, the call stays a value), and
      * neither the transformer nor the encoder recurses on the C stack */
-    transform_tree(&a, module(&a, 1, nested_case_fun(&a, 100000)), p, &t, &fb, &pb);
+    transform_tree(module(&a, 1, nested_case_fun(&a, 100000)), p, &t, &fb, &pb);
     cl = es_etf_list_at(es_etf_list_at(tree_forms(&t), 1)->u.items[4], 0);
     plain_try((T *)cl);
     uint8_t *out;
@@ -851,7 +934,7 @@ static void test_deep_expression_and_pattern(void **state) {
                                                  es_etf_list_of(&a, 2, match(&a, 3, pat, e), var(&a, 4, "_x@1")))));
     es_forms_tree t;
     uint8_t *fb, *pb;
-    transform_tree(&a, module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 4, "all", "all"))), &t, &fb, &pb);
+    transform_tree(module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 4, "all", "all"))), &t, &fb, &pb);
     const T *cl = es_etf_list_at(es_etf_list_at(tree_forms(&t), 1)->u.items[4], 0);
     T *tb = try_body(plain_try((T *)cl));
     /* the statement is recorded (its value is not a constant) */
@@ -874,7 +957,7 @@ static void test_fifty_thousand_clauses(void **state) {
                                      es_etf_list_of(&a, 1, lcall(&a, 2 + i, "g", es_etf_list_of(&a, 1, aint(&a, 2 + i, i)))));
     es_forms_tree t;
     uint8_t *fb, *pb;
-    transform_tree(&a, module(&a, 1, function(&a, 2, "f", 1, clauses)),
+    transform_tree(module(&a, 1, function(&a, 2, "f", 1, clauses)),
                    plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 4, "all", "all"))), &t, &fb, &pb);
     const T *out = es_etf_list_at(tree_forms(&t), 1)->u.items[4];
     assert_int_equal(es_etf_list_len(out), N);
@@ -907,6 +990,9 @@ int main(void) {
         cmocka_unit_test(test_expressions_in_nested_bodies_and_constants),
         cmocka_unit_test(test_secret_parameters_are_redacted),
         cmocka_unit_test(test_functions_found_whatever_the_plan_order_and_none_left_alone),
+        cmocka_unit_test(test_injections_run_at_their_line_whatever_their_size),
+        cmocka_unit_test(test_locals_on_a_secret_line_are_redacted),
+        cmocka_unit_test(test_a_statement_without_a_line_takes_the_first_line_inside_it),
         cmocka_unit_test(test_malformed_forms_and_plans_give_errors),
         cmocka_unit_test(test_corrupted_input_never_crashes),
         cmocka_unit_test(test_deep_nested_case_in_tail_position),
