@@ -118,8 +118,9 @@ static const T *expr_report(walk *w, const T *anno, int64_t line, const T *value
     return fx_fill(x, x->tpl.expr, anno, 4, names, vals);
 }
 
-/* #{name => Var} of the given variables (the latest binding of each name), or NULL when none */
-static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selection) {
+/* #{name => Var} of the given variables (the latest binding of each name), or NULL when none;
+ * every value redacted when redact_all (variables bound on a line naming a secret) */
+static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selection, int redact_all) {
     uint32_t n = 0;
     for (const bound *b = vars; b; b = b->next) n++;
     const T **fields = es_arena_alloc(x->a, sizeof(T *) * (n ? n : 1));
@@ -137,7 +138,7 @@ static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selec
         seen[k] = base;
         seen_len[k] = len;
         const T *key = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, es_etf_atom_n(x->a, base, len));
-        const T *val = fx_is_secret(x, base, len) ? x->redacted : b->var;
+        const T *val = redact_all || fx_is_secret(x, base, len) ? x->redacted : b->var;
         fields[k++] = es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "map_field_assoc"), (T *)anno, (T *)key, (T *)val);
     }
     if (k == 0) return NULL;
@@ -146,7 +147,7 @@ static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selec
 
 static const T *locals_report(walk *w, const T *anno, int64_t line, const bound *vars) {
     fx *x = w->x;
-    const T *map = vars_map(x, anno, vars, x->fun->locals);
+    const T *map = vars_map(x, anno, vars, x->fun->locals, fx_line_is_secret(x, line));
     if (!map) return NULL; /* nothing to record (or no memory: the arena says) */
     const char *names[3] = {"call", "vars", "line"};
     const T *vals[3] = {w->call_var, map, fx_int(x, anno, line)};
@@ -180,7 +181,7 @@ static int injections(walk *w, int64_t line, const char *side, const bound *visi
         if (*n >= max) return -1;
         w->inject_used[2 * i + (side[0] == 'a')] = 1;
         const T *anno = fx_anno(x, line);
-        const T *vars = vars_map(x, anno, visible, e->u.items[3]);
+        const T *vars = vars_map(x, anno, visible, e->u.items[3], 0);
         if (!vars) vars = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "map"), (T *)anno, es_etf_nil(x->a));
         const char *names[4] = {"call", "code", "vars", "line"};
         const T *vals[4] = {w->call_var, e->u.items[2], vars, fx_int(x, anno, line)};
