@@ -71,6 +71,22 @@ static const T *source_text(fx *x, const T *anno, int64_t line) {
 
 /* ---- what a statement is ---- */
 
+/* the first line found in e, preorder (0 when none within the body depth limit) */
+static int64_t first_line(const T *e, int depth) {
+    if (!e || depth > FX_MAX_BODY_DEPTH || (e->kind != ES_ETF_TUPLE && e->kind != ES_ETF_LIST)) return 0;
+    int64_t l = e->kind == ES_ETF_TUPLE ? fx_line_of(e) : 0;
+    uint32_t from = e->kind == ES_ETF_TUPLE ? 2 : 0, to = e->kind == ES_ETF_TUPLE ? e->n : e->n + 1;
+    for (uint32_t i = from; l <= 0 && i < to; i++) l = first_line(e->u.items[i], depth + 1);
+    return l;
+}
+
+/* A statement's line: its own, else (Elixir's 2-tuples and lists carry none) the first line
+ * inside it, so its source text and injections are those of its line; else its clause's. */
+static int64_t statement_line(const fx *x, const T *s) {
+    int64_t l = first_line(s, 0);
+    return l > 0 ? l : x->clause_line;
+}
+
 static int is_plain_value(const T *e) {
     static const char *const leaf[] = {"var", "atom", "integer", "float", "char", "string", "nil", NULL};
     for (int i = 0; leaf[i]; i++)
@@ -259,8 +275,7 @@ static const T *walk_body(walk *w, const T *body, const bound *visible, int dept
         if (!s) return NULL;
         if (s != body->u.items[i]) changed = 1;
         int last = i + 1 == n;
-        int64_t line = fx_line_of(s);
-        if (line <= 0) line = x->clause_line;
+        int64_t line = statement_line(x, s);
         const T *anno = fx_anno(x, line);
         uint32_t before = k;
         if (injections(w, line, "before", visible, out, &k, cap) < 0) return NULL;
