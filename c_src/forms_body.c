@@ -71,6 +71,22 @@ static const T *source_text(fx *x, const T *anno, int64_t line) {
 
 /* ---- what a statement is ---- */
 
+/* the first line found in e, preorder (0 when none within the body depth limit) */
+static int64_t first_line(const T *e, int depth) {
+    if (!e || depth > FX_MAX_BODY_DEPTH || (e->kind != ES_ETF_TUPLE && e->kind != ES_ETF_LIST)) return 0;
+    int64_t l = e->kind == ES_ETF_TUPLE ? fx_line_of(e) : 0;
+    uint32_t from = e->kind == ES_ETF_TUPLE ? 2 : 0, to = e->kind == ES_ETF_TUPLE ? e->n : e->n + 1;
+    for (uint32_t i = from; l <= 0 && i < to; i++) l = first_line(e->u.items[i], depth + 1);
+    return l;
+}
+
+/* A statement's line: its own, else (Elixir's 2-tuples and lists carry none) the first line
+ * inside it, so its source text and injections are those of its line; else its clause's. */
+static int64_t statement_line(const fx *x, const T *s) {
+    int64_t l = first_line(s, 0);
+    return l > 0 ? l : x->clause_line;
+}
+
 static int is_plain_value(const T *e) {
     static const char *const leaf[] = {"var", "atom", "integer", "float", "char", "string", "nil", NULL};
     for (int i = 0; leaf[i]; i++)
@@ -118,8 +134,9 @@ static const T *expr_report(walk *w, const T *anno, int64_t line, const T *value
     return fx_fill(x, x->tpl.expr, anno, 4, names, vals);
 }
 
-/* #{name => Var} of the given variables (the latest binding of each name), or NULL when none */
-static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selection) {
+/* #{name => Var} of the given variables (the latest binding of each name), or NULL when none;
+ * every value redacted when redact_all (variables bound on a line naming a secret) */
+static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selection, int redact_all) {
     uint32_t n = 0;
     for (const bound *b = vars; b; b = b->next) n++;
     const T **fields = es_arena_alloc(x->a, sizeof(T *) * (n ? n : 1));
@@ -137,7 +154,7 @@ static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selec
         seen[k] = base;
         seen_len[k] = len;
         const T *key = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, es_etf_atom_n(x->a, base, len));
-        const T *val = fx_is_secret(x, base, len) ? x->redacted : b->var;
+        const T *val = redact_all || fx_is_secret(x, base, len) ? x->redacted : b->var;
         fields[k++] = es_etf_tuple_of(x->a, 4, es_etf_atom(x->a, "map_field_assoc"), (T *)anno, (T *)key, (T *)val);
     }
     if (k == 0) return NULL;
@@ -146,7 +163,7 @@ static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selec
 
 static const T *locals_report(walk *w, const T *anno, int64_t line, const bound *vars) {
     fx *x = w->x;
-    const T *map = vars_map(x, anno, vars, x->fun->locals);
+    const T *map = vars_map(x, anno, vars, x->fun->locals, fx_line_is_secret(x, line));
     if (!map) return NULL; /* nothing to record (or no memory: the arena says) */
     const char *names[3] = {"call", "vars", "line"};
     const T *vals[3] = {w->call_var, map, fx_int(x, anno, line)};
@@ -180,7 +197,7 @@ static int injections(walk *w, int64_t line, const char *side, const bound *visi
         if (*n >= max) return -1;
         w->inject_used[2 * i + (side[0] == 'a')] = 1;
         const T *anno = fx_anno(x, line);
-        const T *vars = vars_map(x, anno, visible, e->u.items[3]);
+        const T *vars = vars_map(x, anno, visible, e->u.items[3], 0);
         if (!vars) vars = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "map"), (T *)anno, es_etf_nil(x->a));
         const char *names[4] = {"call", "code", "vars", "line"};
         const T *vals[4] = {w->call_var, e->u.items[2], vars, fx_int(x, anno, line)};
@@ -258,8 +275,7 @@ static const T *walk_body(walk *w, const T *body, const bound *visible, int dept
         if (!s) return NULL;
         if (s != body->u.items[i]) changed = 1;
         int last = i + 1 == n;
-        int64_t line = fx_line_of(s);
-        if (line <= 0) line = x->clause_line;
+        int64_t line = statement_line(x, s);
         const T *anno = fx_anno(x, line);
         uint32_t before = k;
         if (injections(w, line, "before", visible, out, &k, cap) < 0) return NULL;

@@ -594,9 +594,12 @@ static const T *error_term(es_arena *a, const char *what, const T *detail) {
 static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, const uint8_t *plan_etf,
                     size_t plan_len) {
     T *forms = NULL, *plan = NULL;
-    if (es_etf_decode(a, forms_etf, forms_len, 100000, &forms, NULL) != ES_ETF_OK || !es_etf_is_proper_list(forms))
+    /* no depth limit but the input's size: decoding is iterative and every walk of the forms
+     * is bounded (FX_MAX_TAIL_DEPTH, FX_MAX_BODY_DEPTH), so a deeply nested module is valid;
+     * likewise the plan, whose injections' code is copied into the forms, never walked */
+    if (es_etf_decode(a, forms_etf, forms_len, forms_len, &forms, NULL) != ES_ETF_OK || !es_etf_is_proper_list(forms))
         return a->failed ? NULL : error_term(a, "invalid_forms", NULL);
-    if (es_etf_decode(a, plan_etf, plan_len, 64, &plan, NULL) != ES_ETF_OK || plan->kind != ES_ETF_MAP)
+    if (es_etf_decode(a, plan_etf, plan_len, plan_len, &plan, NULL) != ES_ETF_OK || plan->kind != ES_ETF_MAP)
         return a->failed ? NULL : error_term(a, "invalid_plan", NULL);
 
     fx x;

@@ -17,18 +17,27 @@ defmodule ElixirScope.Test.ASTCorpus do
   @spec load(String.t()) :: Macro.t()
   def load(file), do: Code.string_to_quoted!(File.read!(path(file)), file: path(file))
 
-  @doc "Replaces every alias `from` (segments) by `to` (segments)."
+  @doc "Replaces every alias `from` (segments), and those it prefixes, by `to` (segments)."
   @spec rename(Macro.t(), [atom()], [atom()]) :: Macro.t()
   def rename(ast, from, to) do
+    n = length(from)
+
     Macro.prewalk(ast, fn
-      {:__aliases__, meta, ^from} -> {:__aliases__, meta, to}
-      other -> other
+      {:__aliases__, meta, segs} = node when is_list(segs) ->
+        if Enum.take(segs, n) == from,
+          do: {:__aliases__, meta, to ++ Enum.drop(segs, n)},
+          else: node
+
+      other ->
+        other
     end)
   end
 
   @doc """
   Compiles `file` as the module `to` (segments), plain (`plan == :plain`) or
-  instrumented with `plan`. Returns `{module, compiler_stderr}`.
+  instrumented with `plan`. Returns `{module, compiler_stderr}`. Raises if a module
+  compiled with a plan above `:none` was not instrumented (the transform did not run or
+  failed), so no test passes on plain code by accident.
   """
   @spec compile(String.t(), [atom()], [atom()], term(), keyword()) :: {module(), String.t()}
   def compile(file, from, to, plan, opts \\ []) do
@@ -45,7 +54,64 @@ defmodule ElixirScope.Test.ASTCorpus do
       end
 
     stderr = ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, path(file)) end)
-    {Module.concat(to), own_warnings(stderr, file)}
+    mod = Module.concat(to)
+
+    if plan not in [:plain, :none] and not instrumented?(mod),
+      do:
+        raise(
+          "#{inspect(mod)} was compiled with #{inspect(plan)} but not instrumented:\n#{stderr}"
+        )
+
+    {mod, own_warnings(stderr, file)}
+  end
+
+  @doc "Whether a loaded module was instrumented (the transform tags it with `:elixir_scope`)."
+  @spec instrumented?(module()) :: boolean()
+  def instrumented?(mod), do: Keyword.has_key?(mod.module_info(:attributes), :elixir_scope)
+
+  @doc """
+  Compiles `src` plain and returns the Erlang abstract forms of its first module. Debug info is
+  forced per module (`mix test` may compile test files with `debug_info: false`, a global option).
+  """
+  @spec forms_of_source(String.t()) :: [tuple()]
+  def forms_of_source(src) do
+    ast =
+      src
+      |> Code.string_to_quoted!()
+      |> Macro.prewalk(fn
+        {:defmodule, meta, [name, [do: body]]} ->
+          {:defmodule, meta,
+           [name, [do: {:__block__, [], [quote(do: @compile({:debug_info, true})), body]}]]}
+
+        other ->
+          other
+      end)
+
+    [{_, bin} | _] = Code.compile_quoted(ast)
+    forms(bin)
+  end
+
+  @doc "The Erlang abstract forms of a compiled module (from its debug info)."
+  @spec forms(binary()) :: [tuple()]
+  def forms(beam) do
+    {:ok, {mod, [debug_info: {:debug_info_v1, backend, data}]}} =
+      :beam_lib.chunks(beam, [:debug_info])
+
+    {:ok, forms} = backend.debug_info(:erlang_v1, mod, data, [])
+    forms
+  end
+
+  @doc """
+  The `{name, arity}` of the functions in `forms` that are instrumented: every clause
+  reports its entry (binds the injected `ES@call`).
+  """
+  @spec instrumented_functions([tuple()]) :: [{atom(), arity()}]
+  def instrumented_functions(forms) do
+    for {:function, _, name, arity, clauses} <- forms,
+        Enum.all?(clauses, fn {:clause, _, _, _, body} ->
+          match?([{:match, _, {:var, _, :ES@call}, _} | _], body)
+        end),
+        do: {name, arity}
   end
 
   # stderr is global: keep only the messages about this fixture (other async tests may print)

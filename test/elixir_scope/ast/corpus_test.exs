@@ -2,9 +2,9 @@ defmodule ElixirScope.AST.CorpusTest do
   @moduledoc false
   # The fixture corpus compiled plain and instrumented at every level, called on
   # generated inputs: values and exceptions (class, reason, user frames and lines)
-  # must be identical. ElixirScope is not running here: the injected calls are
-  # no-ops, which is the case whose semantics must be exact.
-  use ExUnit.Case, async: true
+  # must be identical, with capture off (the injected reports are skipped) and on
+  # (every report runs and the recorded events decode).
+  use ElixirScope.ScopeCase, async: false
 
   alias ElixirScope.Test.{ASTCorpus, Gen}
 
@@ -171,30 +171,47 @@ defmodule ElixirScope.AST.CorpusTest do
     test "#{level}: same values and exceptions as the plain module on generated inputs", %{
       variants: variants
     } do
-      {plain, _} = variants[:plain]
-      {inst, _} = variants[@level]
-      from = "Elixir.ESTest.#{Macro.camelize(Atom.to_string(@level))}."
-      to = "Elixir.ESTest.Plain."
-      g = Gen.new(:erlang.phash2(@level))
-
-      {checked, _} =
-        Enum.reduce(cases(), {0, g}, fn {fun, sub, gens}, {n, g} ->
-          Enum.reduce(1..@runs, {n, g}, fn _, {n, g} ->
-            {args, g} = args(g, gens)
-            Process.delete(:after_ran)
-            expected = call(plain, sub, fun, args)
-            Process.delete(:after_ran)
-            actual = inst |> call(sub, fun, args) |> ASTCorpus.normalize(from, to)
-
-            assert actual == expected,
-                   "#{fun}#{inspect(args)} at #{@level}:\n plain: #{inspect(expected)}\n instrumented: #{inspect(actual)}"
-
-            {n + 1, g}
-          end)
-        end)
-
-      assert checked == length(cases()) * @runs
+      assert compare(variants, @level) == length(cases()) * @runs
     end
+
+    test "#{level}: the same with capture on, and the recorded events decode", %{
+      variants: variants
+    } do
+      start_scope!()
+      assert compare(variants, @level) == length(cases()) * @runs
+      {inst, _} = variants[@level]
+      evs = ElixirScope.get_events(pid: self())
+      assert is_list(evs)
+      assert Enum.any?(evs, &(&1.kind == :call and &1.module == inst))
+      if @level != :function_boundaries, do: assert(Enum.any?(evs, &(&1.kind == :expr)))
+    end
+  end
+
+  # calls every case on generated inputs, plain and at level; returns the number of calls
+  defp compare(variants, level) do
+    {plain, _} = variants[:plain]
+    {inst, _} = variants[level]
+    from = "Elixir.ESTest.#{Macro.camelize(Atom.to_string(level))}."
+    to = "Elixir.ESTest.Plain."
+    g = Gen.new(:erlang.phash2(level))
+
+    {checked, _} =
+      Enum.reduce(cases(), {0, g}, fn {fun, sub, gens}, {n, g} ->
+        Enum.reduce(1..@runs, {n, g}, fn _, {n, g} ->
+          {args, g} = args(g, gens)
+          Process.delete(:after_ran)
+          expected = call(plain, sub, fun, args)
+          Process.delete(:after_ran)
+          actual = inst |> call(sub, fun, args) |> ASTCorpus.normalize(from, to)
+
+          assert actual == expected,
+                 "#{fun}#{inspect(args)} at #{level}:\n plain: #{inspect(expected)}\n instrumented: #{inspect(actual)}"
+
+          {n + 1, g}
+        end)
+      end)
+
+    checked
   end
 
   test "module attributes, @moduledoc/@doc and nested modules are kept", %{variants: variants} do

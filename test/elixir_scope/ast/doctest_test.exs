@@ -27,17 +27,21 @@ defmodule ElixirScope.AST.DoctestTest do
     assert strip.(docs) == strip.(plain_docs)
   end
 
-  test "an instrumented macro expands as the plain one" do
-    {:ok, ast} =
-      Code.string_to_quoted!("""
-      defmodule ESTest.MacroUser do
-        require Fixture.DocMath
-        def four, do: Fixture.DocMath.double(2)
-      end
-      """)
-      |> then(&{:ok, &1})
+  test "the module and its macro are instrumented" do
+    assert ASTCorpus.instrumented?(Fixture.DocMath)
+    [%{functions: functions}] = Fixture.DocMath.module_info(:attributes)[:elixir_scope]
+    assert {{:"MACRO-double", 2}, :full} in functions
+    assert {{:sum, 2}, :full} in functions
+  end
 
-    Code.compile_quoted(ast)
+  test "an instrumented macro expands as the plain one" do
+    Code.compile_string("""
+    defmodule ESTest.MacroUser do
+      require Fixture.DocMath
+      def four, do: Fixture.DocMath.double(2)
+    end
+    """)
+
     assert apply(ESTest.MacroUser, :four, []) == 4
   end
 

@@ -4,6 +4,7 @@ defmodule ElixirScope.AST.EventsTest do
   # (count, order, args, values, call/return and tail-call pairing) are checked.
   use ElixirScope.ScopeCase, async: false
 
+  alias ElixirScope.AST.Transformer
   alias ElixirScope.Test.ASTCorpus
 
   setup_all do
@@ -132,6 +133,8 @@ defmodule ElixirScope.AST.EventsTest do
     assert m.locals(1) == 31
     evs = events()
 
+    # `_ignored = d` binds a bare variable: its value is d's, recorded as a local just before,
+    # and the user marked the name as unused, so it records neither an expression nor a local
     assert Enum.map(evs, & &1.kind) ==
              [
                :call,
@@ -142,7 +145,6 @@ defmodule ElixirScope.AST.EventsTest do
                :expr,
                :local,
                :expr,
-               :expr,
                :local,
                :expr,
                :return
@@ -151,11 +153,19 @@ defmodule ElixirScope.AST.EventsTest do
     locals = for e <- evs, e.kind == :local, do: e.payload
     assert locals == [%{a: 2}, %{b: 4, c: 6}, %{d: 10}, %{e: 9}]
     exprs = for e <- evs, e.kind == :expr, do: e.payload
-    assert {"a = x + 1", 2} = hd(exprs)
-    assert {"a + b + c + d + e", 31} = List.last(exprs)
+
+    assert exprs == [
+             {"a = x + 1", 2},
+             {"{b, c} = {a * 2, a * 3}", {4, 6}},
+             {"[d | _] = [b + c, 0]", [10, 0]},
+             {"%{key: e} = %{key: d - 1}", %{key: 9}},
+             {"a + b + c + d + e", 31}
+           ]
+
     call = hd(evs)
     assert Enum.all?(tl(evs), &(&1.call_id == call.id))
     assert Enum.map(for(e <- evs, e.kind == :local, do: e.line), & &1) == [152, 153, 154, 156]
+    assert Enum.map(for(e <- evs, e.kind == :expr, do: e.line), & &1) == [152, 153, 154, 156, 157]
   end
 
   test "GenServer callbacks record the state before and after", %{gs: m} do
@@ -175,33 +185,40 @@ defmodule ElixirScope.AST.EventsTest do
            ]
   end
 
+  # compiles src (written to a file, so statements get their source text) instrumented with plan
+  defp compile_instrumented(src, plan) do
+    file = Path.join(System.tmp_dir!(), "es_events_#{System.unique_integer([:positive])}.ex")
+    File.write!(file, src)
+    on_exit(fn -> File.rm(file) end)
+    {:ok, ast} = src |> Code.string_to_quoted!(file: file) |> Transformer.transform_module(plan)
+    [{mod, _} | _] = Code.compile_quoted(ast, file)
+    assert ElixirScope.Test.ASTCorpus.instrumented?(mod)
+    mod
+  end
+
   test "an enhanced plan records only the named locals and expressions" do
-    src = """
-    defmodule ESTest.EvEnhanced do
-      def run(x) do
-        important_var = x * 10
-        other = important_var + 1
-        result = complex_calculation(other)
-        {important_var, result}
-      end
+    mod =
+      compile_instrumented(
+        """
+        defmodule ESTest.EvEnhanced do
+          def run(x) do
+            important_var = x * 10
+            other = important_var + 1
+            result = complex_calculation(other)
+            {important_var, result}
+          end
 
-      defp complex_calculation(v), do: v * 2
-    end
-    """
+          defp complex_calculation(v), do: v * 2
+        end
+        """,
+        %{
+          capture_locals: [:important_var, :result],
+          trace_expressions: [:complex_calculation],
+          functions: %{{:complex_calculation, 1} => %{level: :none}}
+        }
+      )
 
-    plan = %{
-      capture_locals: [:important_var, :result],
-      trace_expressions: [:complex_calculation],
-      functions: %{{:complex_calculation, 1} => %{level: :none}}
-    }
-
-    {:ok, ast} =
-      src
-      |> Code.string_to_quoted!()
-      |> ElixirScope.AST.EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
-
-    Code.compile_quoted(ast)
-    assert apply(ESTest.EvEnhanced, :run, [1]) == {10, 22}
+    assert mod.run(1) == {10, 22}
     evs = events()
     assert Enum.map(evs, & &1.kind) == [:call, :local, :expr, :local, :return]
     [_, l1, e, l2, ret] = evs
@@ -209,5 +226,136 @@ defmodule ElixirScope.AST.EventsTest do
     assert e.payload == {"result = complex_calculation(other)", 22}
     assert l2.payload == %{result: 22}
     assert ret.payload == {10, 22}
+  end
+
+  test "custom injections run before/after the statement on their line, with the variables they name" do
+    mod =
+      compile_instrumented(
+        """
+        defmodule ESTest.EvInject do
+          def run(x) do
+            important_var = x * 10
+            result = important_var + 1
+            {important_var, result}
+          end
+        end
+        """,
+        %{
+          custom_injections: [
+            {3, :before, quote(do: send(self(), {:before_line_3, binding()}))},
+            {4, :after,
+             quote(do: send(self(), {:after_line_4, var!(result), var!(important_var)}))},
+            {5, :after, quote(do: send(self(), :after_last))},
+            {4, :before, quote(do: raise("probe failed"))}
+          ]
+        }
+      )
+
+    assert mod.run(2) == {20, 21}
+    assert_received {:before_line_3, []}
+    assert_received {:after_line_4, 21, 20}
+    assert_received :after_last
+    # a failing injection is recorded, never raised into the program
+    assert [{"custom injection failed", msg}] = for(e <- events(), e.kind == :expr, do: e.payload)
+    assert msg =~ "probe failed"
+  end
+
+  test "a plan's levels and selections apply per function" do
+    mod =
+      compile_instrumented(
+        """
+        defmodule ESTest.EvPlanLevels do
+        #{for name <- ~w(f g h k), do: "  def #{name}(x) do\n    a = x + 1\n    b = a * 2\n    a + b\n  end\n"}
+        end
+        """,
+        %{
+          level: :expressions,
+          functions: %{
+            {:f, 1} => %{level: :full, capture_locals: [:a]},
+            {:g, 1} => %{level: :none},
+            {:k, 1} => %{level: :locals}
+          }
+        }
+      )
+
+    kinds = fn fun ->
+      :ok = ElixirScope.stop()
+      start_scope!()
+      assert apply(mod, fun, [1]) == 6
+      for e <- events(), do: if(e.kind == :local, do: {:local, e.payload}, else: e.kind)
+    end
+
+    assert kinds.(:f) == [:call, :expr, {:local, %{a: 2}}, :expr, :expr, :return]
+    assert kinds.(:g) == []
+    assert kinds.(:h) == [:call, :expr, :expr, :expr, :return]
+
+    assert kinds.(:k) == [
+             :call,
+             :expr,
+             {:local, %{a: 2}},
+             :expr,
+             {:local, %{b: 4}},
+             :expr,
+             :return
+           ]
+  end
+
+  test ":expressions records the statements of nested bodies; literal-only values are not recorded" do
+    mod =
+      compile_instrumented(
+        """
+        defmodule ESTest.EvNested do
+          def run(x) do
+            y = x * 2
+
+            case y do
+              4 ->
+                z = y + 1
+                {:four, z}
+
+              _ ->
+                :other
+            end
+          end
+        end
+        """,
+        :expressions
+      )
+
+    assert mod.run(2) == {:four, 5}
+    exprs = for e <- events(), e.kind == :expr, do: {e.line, e.payload}
+
+    assert exprs == [
+             {3, {"y = x * 2", 4}},
+             {7, {"z = y + 1", 5}},
+             {8, {"{:four, z}", {:four, 5}}}
+           ]
+
+    :ok = ElixirScope.stop()
+    start_scope!()
+    assert mod.run(1) == :other
+    assert Enum.map(events(), & &1.kind) == [:call, :expr, :return]
+  end
+
+  test "values named like secrets, or computed on a line naming one, are never recorded" do
+    mod =
+      compile_instrumented(
+        """
+        defmodule ESTest.EvSecret do
+          def login(user, password) do
+            pin = String.trim(password)
+            check = byte_size(pin) > 3
+            {user, check}
+          end
+        end
+        """,
+        :full
+      )
+
+    assert mod.login("bob", " hunter2 ") == {"bob", true}
+    evs = events()
+    assert hd(evs).payload == ["bob", :"[REDACTED]"]
+    leaked = for e <- evs, inspect(e.payload) =~ "hunter2", do: {e.kind, e.line, e.payload}
+    assert leaked == []
   end
 end

@@ -2,7 +2,8 @@ defmodule ElixirScope.AST.PlanTest do
   @moduledoc false
   use ExUnit.Case, async: true
 
-  alias ElixirScope.AST.Plan
+  alias ElixirScope.AST.{Plan, Transformer}
+  alias ElixirScope.Test.ASTCorpus
 
   test "defaults fill a module plan; a level atom is a plan" do
     assert {:ok,
@@ -68,40 +69,65 @@ defmodule ElixirScope.AST.PlanTest do
     assert msg =~ "a/3" and msg =~ "zz/0"
   end
 
-  test "to_nif resolves levels into what C reads" do
-    {:ok, p} =
-      Plan.normalize(%{
-        level: :expressions,
-        capture_locals: [:x],
-        functions: %{{:f, 1} => %{level: :full}, {:g, 0} => %{level: :none}},
-        custom_injections: [{3, :before, :ok}]
-      })
+  test "a module plan resolves into what each function gets" do
+    forms =
+      ASTCorpus.forms_of_source("""
+      defmodule ESTest.PlanResolve do
+        def f(x) do
+          a = x + 1
+          b = a * 2
+          a + b
+        end
 
-    nif = Plan.to_nif(p)
-    assert nif.default == {2, [:x], :all, [{3, :before, :ok}]}
-    assert {:f, 1, {4, [:x], :all, [{3, :before, :ok}]}} in nif.functions
-    assert {:g, 0, {0, [:x], :none, [{3, :before, :ok}]}} in nif.functions
-    assert is_atom(nif.var_context)
+        def g(x), do: x
+        def h(x), do: x
+      end
+      """)
 
-    assert Map.keys(nif.templates) |> Enum.sort() ==
-             [
-               :entry,
-               :error,
-               :exit,
-               :expr,
-               :import_marker,
-               :locals,
-               :module,
-               :state_after,
-               :state_before,
-               :tail,
-               :tail_marker,
-               :tail_require
-             ]
+    plan = %{
+      level: :expressions,
+      capture_locals: [:b],
+      functions: %{{:f, 1} => %{level: :full}, {:g, 1} => %{level: :none}},
+      custom_injections: [{3, :before, :ok}]
+    }
 
-    {:ok, fb} = Plan.normalize(:function_boundaries)
-    assert Plan.to_nif(fb).default == {1, :none, :none, []}
+    {:ok, new} = Transformer.transform_forms(forms, plan)
+    assert Enum.sort(ASTCorpus.instrumented_functions(new)) == [f: 1, h: 1]
+
+    assert {:attribute, _, :elixir_scope, %{level: :expressions, functions: functions}} =
+             Enum.find(new, &match?({:attribute, _, :elixir_scope, _}, &1))
+
+    assert Enum.sort(functions) == [{{:f, 1}, :full}, {{:h, 1}, :expressions}]
+
+    # f at :full with the module's capture_locals: [:b]: only b's snapshot; every statement's
+    # value; the module's injection
+    f = Enum.find(new, &match?({:function, _, :f, 1, _}, &1))
+
+    assert [[:b]] ==
+             for(
+               {:map, _, fields} <- reports(f, :report_local_variable_snapshot),
+               do: keys(fields)
+             )
+
+    assert length(reports(f, :report_expression_value)) == 3
+    assert length(reports(f, :run_injection)) == 1
+
+    assert {:ok, %{level: :function_boundaries}} =
+             Plan.normalize(%{functions: %{{:f, 1} => %{level: :full}}})
   end
+
+  # the arguments of the injected calls to `name` in a form (the vars map for snapshots)
+  defp reports({:call, _, {:remote, _, _, {:atom, _, name}}, args}, name),
+    do: [arg_of(name, args)]
+
+  defp reports(t, name) when is_tuple(t), do: reports(Tuple.to_list(t), name)
+  defp reports(l, name) when is_list(l), do: Enum.flat_map(l, &reports(&1, name))
+  defp reports(_, _), do: []
+
+  defp arg_of(:report_local_variable_snapshot, [_call, vars, _line]), do: vars
+  defp arg_of(_, args), do: args
+
+  defp keys(fields), do: for({:map_field_assoc, _, {:atom, _, k}, _} <- fields, do: k)
 
   describe "project plans" do
     test "a valid plan is normalized and gives module plans" do

@@ -1,8 +1,13 @@
 defmodule ElixirScope.AST.TransformerTest do
   @moduledoc false
+  # The transformer instruments a module's Erlang abstract forms (after every macro is
+  # expanded). These tests check what instrumented code does (constant-stack loops, exceptions,
+  # warnings, lines), which functions get instrumented, the shape of the instrumented forms, and
+  # that bad or huge input gives an error or a result, never a crash or a blocked scheduler.
   use ExUnit.Case, async: true
 
-  alias ElixirScope.AST.{EnhancedTransformer, Transformer}
+  alias ElixirScope.AST.{InjectorHelpers, Transformer}
+  alias ElixirScope.Compiler.ParseTransform
   alias ElixirScope.Test.ASTCorpus
 
   setup_all do
@@ -22,6 +27,11 @@ defmodule ElixirScope.AST.TransformerTest do
 
     %{full: full, fb: fb, plain: plain}
   end
+
+  defp forms_of(src), do: ASTCorpus.forms_of_source(src)
+
+  defp function_form(forms, name, arity),
+    do: Enum.find(forms, &match?({:function, _, ^name, ^arity, _}, &1))
 
   describe "tail calls stay tail calls" do
     test "a self-recursive loop runs in constant stack at every instrumented level", ctx do
@@ -66,6 +76,25 @@ defmodule ElixirScope.AST.TransformerTest do
       end
     end
 
+    test "tail calls inside macro expansions stay tail calls (imported, remote, do blocks, nested macros)",
+         ctx do
+      funs = [
+        :imported_case,
+        :remote_case,
+        :macro_cond,
+        :macro_if,
+        :macro_with,
+        :macro_in_macro,
+        :macro_call
+      ]
+
+      for mod <- [ctx.plain, ctx.fb, ctx.full], fun <- funs do
+        {:stack_size, small} = apply(mod, fun, [10])
+        {:stack_size, big} = apply(mod, fun, [100_000])
+        assert big == small, "#{inspect(mod)}.#{fun}: stack #{small} -> #{big}"
+      end
+    end
+
     test "a receive-loop process does not grow its stack or heap", ctx do
       pid = spawn(fn -> ctx.full.server(0) end)
       send(pid, {:get, self()})
@@ -78,6 +107,38 @@ defmodule ElixirScope.AST.TransformerTest do
       {:total_heap_size, heap} = Process.info(pid, :total_heap_size)
       assert heap < 50_000
       send(pid, :stop)
+    end
+
+    test "a tail call nested in more control structures than the tail limit still computes the same value" do
+      # FX_MAX_TAIL_DEPTH (200): deeper structures stay values inside the frame's try
+      # (correct; only not a tail call). Below it the loop is in constant stack.
+      src = fn name, depth ->
+        body =
+          Enum.reduce(1..depth, quote(do: loop(n - 1)), fn _, acc ->
+            quote(do: if(n >= 0, do: unquote(acc), else: :never))
+          end)
+
+        quote do
+          defmodule unquote(name) do
+            def loop(0), do: Process.info(self(), :stack_size)
+            def loop(n), do: unquote(body)
+          end
+        end
+      end
+
+      for {depth, constant?} <- [{150, true}, {300, false}] do
+        plain = Module.concat(ESTest.DeepIfPlain, "D#{depth}")
+        inst = Module.concat(ESTest.DeepIfFull, "D#{depth}")
+        Code.compile_quoted(src.(plain, depth))
+        {:ok, ast} = Transformer.transform_module(src.(inst, depth), :full)
+        Code.compile_quoted(ast)
+        assert ASTCorpus.instrumented?(inst)
+        {:stack_size, p} = plain.loop(1000)
+        {:stack_size, small} = inst.loop(10)
+        {:stack_size, big} = inst.loop(1000)
+        assert p == plain.loop(10) |> elem(1)
+        assert big == small == constant?, "depth #{depth}: stack #{small} -> #{big}"
+      end
     end
   end
 
@@ -116,69 +177,216 @@ defmodule ElixirScope.AST.TransformerTest do
     end
   end
 
-  describe "forms left alone" do
-    test "macros, guards, delegates, bodiless heads and unquote fragments are not changed" do
+  describe "what is instrumented" do
+    test "transform_module only names the plan in each module; the code is unchanged" do
       ast =
-        quote unquote: false do
-          defmodule Untouched do
-            defmacro m(x), do: quote(do: unquote(x))
-            defmacrop mp(x), do: x
-            defguard is_ok(x) when x == :ok
-            defdelegate rev(l), to: Enum, as: :reverse
-            def with_default(a, b \\ 1)
+        quote do
+          defmodule Outer do
+            def f(x), do: x
 
-            for n <- [:a, :b] do
-              def unquote(n)(), do: unquote(n)
+            defmodule Inner do
+              def g, do: :g
             end
 
-            def unquote(:dyn)(x), do: x
-            @doc "kept"
-            @attr 1
+            defimpl String.Chars, for: Outer do
+              def to_string(_), do: "outer"
+            end
           end
         end
 
-      assert {:ok, ^ast} = Transformer.transform_module(ast, :full)
+      {:ok, new} = Transformer.transform_module(ast, :full, runtime: SomeRuntime)
+      plan_attrs = fn body -> Enum.filter(body, &match?({:@, _, [{:compile, _, _}]}, &1)) end
+
+      {_, seen} =
+        Macro.prewalk(new, [], fn
+          {kind, _, [_ | _] = args} = node, acc when kind in [:defmodule, :defimpl] ->
+            {:__block__, _, body} = List.last(args)[:do]
+            {node, [plan_attrs.(body) | acc]}
+
+          node, acc ->
+            {node, acc}
+        end)
+
+      expected = [
+        quote(do: @compile({:elixir_scope_plan, :full})),
+        quote(do: @compile({:elixir_scope_runtime, unquote(SomeRuntime)}))
+      ]
+
+      assert length(seen) == 3
+      assert Enum.all?(seen, &(strip_meta(&1) == strip_meta(expected)))
+
+      # without the attributes, the code is what was given
+      unmarked =
+        Macro.prewalk(new, fn
+          {:__block__, [], items} -> {:__block__, [], items -- plan_attrs.(items)}
+          other -> other
+        end)
+
+      assert strip_meta(unmarked) |> unwrap_blocks() == strip_meta(ast) |> unwrap_blocks()
+    end
+
+    test "what the compiler generates is left alone; every function the user wrote is instrumented" do
+      forms =
+        forms_of("""
+        defmodule ESTest.TF.Generated do
+          defmacro m(x), do: x
+          defmacrop mp(x), do: x
+          defguard is_ok(x) when x == :ok
+          defdelegate rev(l), to: Enum, as: :reverse
+          defstruct [:field]
+          def with_default(a, b \\\\ 1)
+          def with_default(a, b), do: {a, mp(b)}
+
+          for n <- [:a, :b] do
+            def unquote(n)(), do: unquote(n)
+          end
+
+          def unquote(:dyn)(x), do: x
+        end
+        """)
+
+      {:ok, new} = Transformer.transform_forms(forms, :full)
+      instrumented = ASTCorpus.instrumented_functions(new)
+      assert Enum.sort(instrumented) == [a: 0, b: 0, dyn: 1, rev: 1, with_default: 2]
+
+      # macros (defguard's too), __info__/1, __struct__ and the default-argument filler
+      for {:function, _, name, arity, _} = f <- forms, {name, arity} not in instrumented do
+        assert f in new, "#{name}/#{arity} was changed"
+      end
+
+      assert {:"MACRO-is_ok", 2} in for({:function, _, n, a, _} <- forms, do: {n, a})
+
+      assert {:attribute, _, :elixir_scope, %{level: :full}} =
+               Enum.find(new, &match?({:attribute, _, :elixir_scope, _}, &1))
     end
 
     test "macros are instrumented only when the plan says macros: true" do
-      ast = quote(do: defmodule(Mac, do: defmacro(m(x), do: x)))
-      assert {:ok, ^ast} = Transformer.transform_module(ast, :full)
-      {:ok, new} = Transformer.transform_module(ast, %{level: :full, macros: true})
-      refute new == ast
-
-      assert {:defmacro, _, [{:m, _, [{:=, _, [{:x, _, _}, {:es_arg1, _, _}]}]}, [do: body]]} =
-               elem(new, 2) |> List.last() |> Keyword.fetch!(:do)
-
-      assert Macro.to_string(body) =~ "report_function_entry"
-    end
-
-    test "level :none leaves a module unchanged" do
-      ast = ASTCorpus.load("tricky.ex")
-      assert {:ok, ^ast} = Transformer.transform_module(ast, :none)
+      forms = forms_of("defmodule ESTest.TF.Mac do\n  defmacro m(x), do: x\nend\n")
+      assert {:ok, ^forms} = Transformer.transform_forms(forms, :full)
+      {:ok, new} = Transformer.transform_forms(forms, %{level: :full, macros: true})
+      assert ASTCorpus.instrumented_functions(new) == [{:"MACRO-m", 2}]
     end
 
     test "functions set to :none in the plan are left alone" do
-      ast =
-        quote(
-          do:
-            defmodule(P,
-              do:
-                (
-                  def a(x), do: x
-                  def b(x), do: x
-                )
-            )
-        )
+      forms =
+        forms_of("defmodule ESTest.TF.NoneFun do\n  def a(x), do: x\n  def b(x), do: x\nend\n")
 
       {:ok, new} =
-        Transformer.transform_module(ast, %{
+        Transformer.transform_forms(forms, %{
           level: :full,
           functions: %{{:a, 1} => %{level: :none}}
         })
 
-      {:defmodule, _, [_, [do: {:__block__, _, [a, b]}]]} = new
-      assert a == quote(do: def(a(x), do: x))
-      refute b == quote(do: def(b(x), do: x))
+      assert ASTCorpus.instrumented_functions(new) == [b: 1]
+      assert function_form(new, :a, 1) == function_form(forms, :a, 1)
+    end
+
+    test "a module at level :none compiles to exactly the plain module (:beam_lib.md5)" do
+      ast =
+        ASTCorpus.load("tricky.ex") |> ASTCorpus.rename([:Fixture, :Tricky], [:ESTest, :NoneMd5])
+
+      {:ok, none} = Transformer.transform_module(ast, :none)
+
+      [plain, marked] =
+        for code <- [ast, none] do
+          ExUnit.CaptureIO.capture_io(:stderr, fn ->
+            send(self(), {:compiled, Code.compile_quoted(code, "none.ex")})
+          end)
+
+          assert_received {:compiled, modules}
+          Enum.map(modules, fn {mod, bin} -> {mod, :beam_lib.md5(bin)} end)
+        end
+
+      assert length(plain) == 2
+      assert marked == plain
+      refute ASTCorpus.instrumented?(ESTest.NoneMd5)
+    end
+  end
+
+  describe "the instrumented forms" do
+    test "each clause reports its entry, runs in a try that re-raises unchanged, and makes its tail call after it" do
+      forms =
+        forms_of("""
+        defmodule ESTest.TF.Shape do
+          def f({a, b}, c) do
+            x = a + b
+            g(x, c)
+          end
+
+          def f(_, c), do: c
+
+          defp g(x, c), do: x * c
+        end
+        """)
+
+      {:ok, new} = Transformer.transform_forms(forms, :function_boundaries)
+      {:function, _, :f, 2, [c1, c2]} = function_form(new, :f, 2)
+
+      # f({a, b}, c): the pattern argument is aliased, the entry asks the switch first
+      assert {:clause, 2, [{:match, 2, {:tuple, 2, _}, {:var, _, :ES@arg1}}, {:var, 2, :_c@1}],
+              [], [entry, dispatch]} = c1
+
+      assert {:match, anno, {:var, _, :ES@call},
+              {:case, _,
+               {:call, _, {:remote, _, {:atom, _, ElixirScope.Capture.Switch}, {:atom, _, :on?}},
+                _}, _}} = entry
+
+      assert anno == [generated: true, location: 2]
+
+      assert {:case, _, {:try, _, try_body, [], [catch_clause], []}, [value_clause, tail_clause]} =
+               dispatch
+
+      assert {:match, 3, {:var, 3, :_x@1}, {:op, 3, :+, _, _}} = hd(try_body)
+
+      assert {:tuple, _,
+              [{:atom, _, :"$es_tail"}, {:integer, _, 0}, {:var, 4, :_x@1}, {:var, 4, :_c@1}]} =
+               List.last(try_body)
+
+      assert {:clause, _,
+              [{:tuple, _, [{:var, _, :ES@kind}, {:var, _, :ES@reason}, {:var, _, :ES@stack}]}],
+              [],
+              [
+                {:call, _, {:remote, _, {:atom, _, InjectorHelpers}, {:atom, _, :reraise}},
+                 reraise_args}
+              ]} = catch_clause
+
+      assert [
+               _runtime,
+               {:var, _, :ES@call},
+               {:var, _, :ES@kind},
+               {:var, _, :ES@reason},
+               {:var, _, :ES@stack}
+             ] = reraise_args
+
+      assert {:clause, _, [{:tuple, _, [{:atom, _, :"$es_v"}, {:var, _, :ES@result}]}], [],
+              value_body} = value_clause
+
+      assert List.last(value_body) == {:var, [generated: true, location: 2], :ES@result}
+
+      assert {:clause, _,
+              [
+                {:tuple, _,
+                 [
+                   {:atom, _, :"$es_tail"},
+                   {:integer, _, 0},
+                   {:var, _, :ES@tail1},
+                   {:var, _, :ES@tail2}
+                 ]}
+              ], [],
+              [_report, {:call, 4, {:atom, 4, :g}, [{:var, _, :ES@tail1}, {:var, _, :ES@tail2}]}]} =
+               tail_clause
+
+      # f(_, c): no tail call, the simple shape
+      assert {:clause, 7, [{:match, 7, {:var, 7, :_}, {:var, _, :ES@arg1}}, {:var, 7, :_c@1}], [],
+              [
+                {:match, _, {:var, _, :ES@call}, _},
+                {:match, _, {:var, _, :ES@result}, {:try, _, [{:var, 7, :_c@1}], [], [_], []}},
+                _exit,
+                {:var, _, :ES@result}
+              ]} = c2
+
+      # and the result compiles
+      assert {:ok, ESTest.TF.Shape, _} = :compile.forms(new, [:binary, :return_errors])
     end
   end
 
@@ -206,6 +414,7 @@ defmodule ElixirScope.AST.TransformerTest do
       assert plain =~ ~s(variable "unused" is unused)
       assert plain =~ "warn.ex:3"
       assert String.replace(full, "Warn.Full", "Warn.Plain") == plain
+      assert ASTCorpus.instrumented?(ESTest.Warn.Full)
     end
 
     test "stack traces keep the user's lines" do
@@ -223,6 +432,7 @@ defmodule ElixirScope.AST.TransformerTest do
         src |> Code.string_to_quoted!(file: "lines.ex") |> Transformer.transform_module(:full)
 
       Code.compile_quoted(ast, "lines.ex")
+      assert ASTCorpus.instrumented?(ESTest.Lines.Full)
 
       assert {:raised, :error, :badarith, [{ESTest.Lines.Full, :f, 1, 5}]} =
                ASTCorpus.outcome(fn -> apply(ESTest.Lines.Full, :f, [1]) end)
@@ -230,109 +440,220 @@ defmodule ElixirScope.AST.TransformerTest do
   end
 
   describe "robustness" do
-    test "an invalid quoted form gives {:invalid_ast, path}" do
-      bad = {:foo, [], [1, {:bar, [], [%{a: 1}]}]}
-      assert {:error, {:invalid_ast, [2, 1, 2, 0]}} = Transformer.transform_module(bad, :full)
+    test "an invalid plan, and forms that are not an Elixir module's, are errors" do
+      ast = quote(do: defmodule(M, do: def(f(x), do: x)))
 
-      assert {:error, {:invalid_ast, [1]}} =
-               Transformer.transform_module({:x, :not_meta, nil}, :full)
+      assert {:error, {:invalid_plan, msg} = reason} =
+               Transformer.transform_module(ast, %{levle: :full})
 
-      assert {:error, {:invalid_ast, []}} = Transformer.transform_module({1, 2, 3, 4}, :full)
+      assert msg =~ ":levle"
+      assert Transformer.format_error(reason) =~ "invalid plan"
 
-      assert {:error, {:invalid_ast, [2, 1, 0, 1, 2, 0, 1]}} =
-               Transformer.transform_module(
-                 quote(do: defmodule(M, do: unquote({:f, [], [[1 | 2]]}))),
-                 :full
-               )
+      forms = forms_of("defmodule ESTest.TF.Err do\n  def f(x), do: x\nend\n")
+      assert {:error, {:invalid_plan, _}} = Transformer.transform_forms(forms, :everything)
+
+      erlang = [
+        {:attribute, 1, :module, :m},
+        {:function, 2, :f, 0, [{:clause, 2, [], [], [{:atom, 2, :ok}]}]}
+      ]
+
+      assert {:error, :not_an_elixir_module} = Transformer.transform_forms(erlang, :full)
+
+      assert Transformer.format_error(:not_an_elixir_module) =~
+               "not the forms of an Elixir module"
+
+      # protocols are left plain
+      {_, beam, _} = :code.get_object_code(String.Chars)
+
+      assert {:error, :not_an_elixir_module} =
+               Transformer.transform_forms(ASTCorpus.forms(beam), :full)
     end
 
-    test "an expression nested 100,000 deep is transformed without overflowing the C stack" do
-      deep = Enum.reduce(1..100_000, quote(do: x), fn _, acc -> {:+, [], [acc, 1]} end)
-      ast = quote(do: defmodule(Deep, do: def(f(x), do: unquote(deep))))
-      assert {:ok, {:defmodule, _, _}} = Transformer.transform_module(ast, :full)
+    test "a plan naming a function the module does not define is a warning; the module is instrumented" do
+      ast = Code.string_to_quoted!("defmodule ESTest.TF.Unknown do\n  def f(x), do: x\nend\n")
+      {:ok, ast} = Transformer.transform_module(ast, %{functions: %{{:g, 2} => %{}}})
 
-      nested_list = Enum.reduce(1..100_000, 1, fn _, acc -> [acc] end)
-      assert {:ok, ^nested_list} = Transformer.transform_module(nested_list, :full)
+      stderr =
+        ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, "unknown.ex") end)
+
+      assert stderr =~ "the plan of ESTest.TF.Unknown names functions it does not define: g/2"
+      mod = ESTest.TF.Unknown
+      assert ASTCorpus.instrumented?(mod)
+      assert mod.f(1) == 1
     end
 
-    test "module structure nested 100,000 deep is rejected with :too_deep" do
-      blocks =
-        Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc -> {:__block__, [], [acc]} end)
+    test "a module whose plan cannot be applied compiles plain, with a warning naming the reason" do
+      ParseTransform.install()
 
-      assert {:error, {:too_deep, _}} = Transformer.transform_module(blocks, :full)
+      src = """
+      defmodule ESTest.TF.BadPlan do
+        @compile {:elixir_scope_plan, %{level: :loud}}
+        def f(x), do: x
+      end
+      """
 
-      modules =
-        Enum.reduce(1..100_000, quote(do: def(f, do: 1)), fn _, acc ->
-          quote(do: defmodule(M, do: unquote(acc)))
+      stderr =
+        ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_string(src, "bad_plan.ex") end)
+
+      assert stderr =~ "ESTest.TF.BadPlan is compiled without instrumentation: invalid plan"
+      assert stderr =~ ":loud"
+      assert stderr =~ "bad_plan.ex"
+      mod = ESTest.TF.BadPlan
+      refute ASTCorpus.instrumented?(mod)
+      assert mod.f(1) == 1
+    end
+
+    # Runs fun in a new process under a long_schedule system monitor: the transformer must run
+    # on a dirty scheduler, never holding a normal one for long (a NIF on a normal scheduler
+    # transforming 20,000 clauses holds it for seconds). Returns fun's result.
+    defp without_long_schedule(fun) do
+      me = self()
+      previous = :erlang.system_monitor(me, [{:long_schedule, 400}])
+
+      try do
+        pid = spawn(fn -> send(me, {:result, self(), fun.()}) end)
+        assert_receive {:result, ^pid, result}, 300_000
+        # the monitor reports when the process is scheduled out, possibly after its message
+        refute_receive {:monitor, ^pid, :long_schedule, _}, 200
+        result
+      after
+        case previous do
+          {pid, opts} -> :erlang.system_monitor(pid, opts)
+          :undefined -> :erlang.system_monitor(:undefined)
+        end
+      end
+    end
+
+    defp with_clauses(forms, name, arity, clauses) do
+      Enum.map(forms, fn
+        {:function, a, ^name, ^arity, _} -> {:function, a, name, arity, clauses}
+        other -> other
+      end)
+    end
+
+    @tag timeout: 300_000
+    test "an expression nested 100,000 deep is instrumented on a dirty scheduler" do
+      forms = forms_of("defmodule ESTest.TF.Deep do\n  def f(x), do: x\nend\n")
+
+      deep =
+        Enum.reduce(1..100_000, {:var, 2, :_x@1}, fn _, acc ->
+          {:op, 2, :+, acc, {:integer, 2, 1}}
         end)
 
-      assert {:error, {:too_deep, _}} = Transformer.transform_module(modules, :full)
+      forms = with_clauses(forms, :f, 1, [{:clause, 2, [{:var, 2, :_x@1}], [], [deep]}])
+
+      assert [f: 1] ==
+               without_long_schedule(fn ->
+                 {:ok, new} = Transformer.transform_forms(forms, :full)
+                 ASTCorpus.instrumented_functions(new)
+               end)
     end
 
-    test "control structures nested deeper than the tail limit are still transformed" do
-      body =
-        Enum.reduce(1..5_000, quote(do: x), fn _, acc ->
-          quote(do: if(x, do: unquote(acc), else: 0))
+    test "a moderately deep expression compiles instrumented and computes the same value" do
+      # (the Erlang compiler itself is quadratic in expression depth: 5,000 deep takes ~45 s plain)
+      deep = Enum.reduce(1..300, quote(do: x), fn _, acc -> quote(do: unquote(acc) + 1) end)
+
+      {:ok, ast} =
+        Transformer.transform_module(
+          quote(do: defmodule(ESTest.TF.Deep300, do: def(f(x), do: unquote(deep)))),
+          :full
+        )
+
+      Code.compile_quoted(ast)
+      mod = ESTest.TF.Deep300
+      assert ASTCorpus.instrumented?(mod)
+      assert mod.f(1) == 301
+    end
+
+    @tag timeout: 300_000
+    test "a 20,000-clause function is instrumented on a dirty scheduler" do
+      forms = forms_of("defmodule ESTest.TF.Big do\n  def f(x), do: x\nend\n")
+
+      clauses =
+        for i <- 1..20_000,
+            do:
+              {:clause, 2, [{:integer, 2, i}], [],
+               [{:op, 2, :*, {:integer, 2, i}, {:integer, 2, 2}}]}
+
+      forms = with_clauses(forms, :f, 1, clauses)
+
+      {n, aliased} =
+        without_long_schedule(fn ->
+          {:ok, new} = Transformer.transform_forms(forms, :full)
+          {:function, _, :f, 1, out} = function_form(new, :f, 1)
+
+          {length(out),
+           Enum.count(
+             out,
+             &match?({:clause, _, [{:match, _, {:integer, _, _}, {:var, _, :ES@arg1}}], _, _}, &1)
+           )}
         end)
 
-      ast = quote(do: defmodule(DeepIf, do: def(f(x), do: unquote(body))))
-      assert {:ok, _} = Transformer.transform_module(ast, :full)
+      assert {n, aliased} == {20_000, 20_000}
     end
 
-    test "a 50,000-clause module is transformed" do
-      clauses = for i <- 1..50_000, do: quote(do: def(f(unquote(i)), do: unquote(i) * 2))
-      ast = quote(do: defmodule(Big, do: unquote({:__block__, [], clauses})))
+    test "a function of 200 clauses compiles instrumented and behaves as plain" do
+      clauses = for i <- 1..200, do: quote(do: def(f(unquote(i)), do: unquote(i) * 2))
+      clauses = clauses ++ [quote(do: def(f(x) when is_integer(x), do: f(x - 200)))]
 
-      assert {:ok, {:defmodule, _, [_, [do: {:__block__, _, new}]]}} =
-               Transformer.transform_module(ast, :full)
+      for {name, plan} <- [{ESTest.TF.Clauses.Plain, nil}, {ESTest.TF.Clauses.Full, :full}] do
+        ast = quote(do: defmodule(unquote(name), do: unquote({:__block__, [], clauses})))
+        ast = if plan, do: elem(Transformer.transform_module(ast, plan), 1), else: ast
+        Code.compile_quoted(ast)
+      end
 
-      assert length(new) == 50_000
+      {full, plain} = {ESTest.TF.Clauses.Full, ESTest.TF.Clauses.Plain}
+      assert ASTCorpus.instrumented?(full)
+
+      for x <- [1, 77, 200, 201, 1_000, :x] do
+        assert ASTCorpus.outcome(fn -> full.f(x) end)
+               |> ASTCorpus.normalize(
+                 "Elixir.ESTest.TF.Clauses.Full",
+                 "Elixir.ESTest.TF.Clauses.Plain"
+               ) ==
+                 ASTCorpus.outcome(fn -> plain.f(x) end)
+      end
     end
 
     test "the NIF validates its arguments" do
-      assert_raise ArgumentError, ~r/AST must be a binary/, fn ->
-        ElixirScope.NIF.ast_transform(:x, "")
+      assert_raise ArgumentError, ~r/forms must be a binary/, fn ->
+        ElixirScope.NIF.forms_transform(:x, "")
       end
 
       assert_raise ArgumentError, ~r/plan must be a binary/, fn ->
-        ElixirScope.NIF.ast_transform("", 1)
+        ElixirScope.NIF.forms_transform("", 1)
       end
 
-      assert {:error, {:invalid_plan, _}} = ElixirScope.NIF.ast_transform("", "junk")
+      forms =
+        :erlang.term_to_binary(forms_of("defmodule ESTest.TF.Nif do\n  def f(x), do: x\nend\n"))
 
-      plan =
-        :erlang.term_to_binary(
-          ElixirScope.AST.Plan.to_nif(elem(ElixirScope.AST.Plan.normalize(:full), 1))
-        )
+      assert {:error, :invalid_forms} = ElixirScope.NIF.forms_transform("", "junk")
+      assert {:error, :invalid_forms} = ElixirScope.NIF.forms_transform(<<131, 104>>, "junk")
 
-      assert {:error, {:bad_etf, _}} = ElixirScope.NIF.ast_transform(<<131, 104>>, plan)
+      assert {:error, :invalid_forms} =
+               ElixirScope.NIF.forms_transform(:erlang.term_to_binary(:x), "")
+
+      assert {:error, :invalid_plan} = ElixirScope.NIF.forms_transform(forms, "junk")
+
+      assert {:error, :invalid_plan} =
+               ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(%{}))
+
+      plan = %{
+        module: ESTest.TF.Nif,
+        templates: InjectorHelpers.templates(),
+        functions: [{:f, 1, %{level: 9}}]
+      }
+
+      assert {:error, {:invalid_plan, {:f, 1, %{level: 9}}}} =
+               ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(plan))
     end
   end
 
   describe "plans through the transformer" do
-    test "a plan naming a function the module does not define is an error" do
-      ast = quote(do: defmodule(M, do: def(f(x), do: x)))
-
-      assert {:error, {:undefined_functions, [g: 2]}} =
-               Transformer.transform_module(ast, %{functions: %{{:g, 2} => %{}}})
-
-      assert {:ok, _} =
-               Transformer.transform_module(ast, %{functions: %{{:f, 1} => %{level: :full}}})
-
-      assert {:error, {:invalid_plan, msg}} = Transformer.transform_module(ast, %{levle: :full})
-      assert msg =~ ":levle"
-    end
-
-    test "transform_function instruments one definition" do
-      ast = quote(do: def(double(x), do: x * 2))
-
-      assert {:ok, {:def, _, [{:double, _, [{:=, _, [{:x, _, _}, _]}]}, [do: _]]}} =
-               Transformer.transform_function(ast, :full)
-    end
-
-    test "enhanced instrumentation: custom injections run before/after the expression on a line" do
+    test "custom injections compile without warnings; with capture off they do not run" do
+      # (they run, and see the variables they name, while capturing: see EventsTest)
       src = """
-      defmodule ESTest.Enhanced.Inject do
+      defmodule ESTest.Enhanced.Off do
         def run(x) do
           important_var = x * 10
           result = complex_calculation(important_var)
@@ -348,23 +669,51 @@ defmodule ElixirScope.AST.TransformerTest do
         trace_expressions: [:complex_calculation],
         custom_injections: [
           {3, :before, quote(do: send(self(), :before_line_3))},
-          {4, :after, quote(do: send(self(), {:after_line_4, var!(result)}))},
-          {5, :after, quote(do: send(self(), :after_last))}
+          {4, :after, quote(do: send(self(), {:after_line_4, var!(result)}))}
         ]
       }
 
-      {:ok, ast} =
-        src
-        |> Code.string_to_quoted!()
-        |> EnhancedTransformer.transform_with_enhanced_instrumentation(plan)
+      {:ok, ast} = src |> Code.string_to_quoted!() |> Transformer.transform_module(plan)
 
       refute ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast, "inject.ex") end) =~
                "inject.ex"
 
-      assert apply(ESTest.Enhanced.Inject, :run, [2]) == {20, 21}
-      assert_received :before_line_3
-      assert_received {:after_line_4, 21}
-      assert_received :after_last
+      mod = ESTest.Enhanced.Off
+      assert ASTCorpus.instrumented?(mod)
+      assert mod.run(2) == {20, 21}
+      refute_received :before_line_3
+      refute_received {:after_line_4, _}
     end
+
+    test "a custom injection of any size is applied" do
+      src =
+        "defmodule ESTest.Enhanced.Big do\n  def run(x) do\n    y = x + 1\n    y\n  end\nend\n"
+
+      pairs = for i <- 1..100, do: {:k, i}
+
+      plan = %{
+        custom_injections: [{3, :after, quote(do: send(self(), {:pairs, unquote(pairs)}))}]
+      }
+
+      {:ok, ast} = src |> Code.string_to_quoted!() |> Transformer.transform_module(plan)
+
+      stderr =
+        ExUnit.CaptureIO.capture_io(:stderr, fn ->
+          Code.compile_quoted(ast, "big_injection.ex")
+        end)
+
+      assert stderr == ""
+      assert ASTCorpus.instrumented?(ESTest.Enhanced.Big)
+    end
+  end
+
+  defp strip_meta(ast), do: Macro.prewalk(ast, &Macro.update_meta(&1, fn _ -> [] end))
+
+  # a block of one item is that item
+  defp unwrap_blocks(ast) do
+    Macro.prewalk(ast, fn
+      {:__block__, [], [one]} -> one
+      other -> other
+    end)
   end
 end
