@@ -409,7 +409,7 @@ static const T *transform_clause(fx *x, const T *clause) {
         const T *vk[2] = {fx_atom_node(x, anno, "$es_v"), result};
         const T *fin[8];
         uint32_t nf = 0;
-        if (!tr || finish(x, anno, call_var, result, NULL, NULL, line, fin, &nf) < 0) return NULL;
+        if (!tr || (sites.values && finish(x, anno, call_var, result, NULL, NULL, line, fin, &nf) < 0)) return NULL;
         /* the clause for values only when the body may return one */
         uint32_t first = sites.values ? 1 : 0;
         T *clauses = es_etf_list(x->a, sites.n + first);
@@ -660,7 +660,8 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
         }
         out[out_n - 1] = t;
     }
-    if (add_helpers(&x, &out, &out_n, &out_cap) < 0) return NULL;
+    if (add_helpers(&x, &out, &out_n, &out_cap) < 0)
+        return a->failed ? NULL : error_term(a, "invalid_plan", es_etf_atom(a, "templates"));
     T *result = es_etf_list(a, out_n + 1);
     if (!result) return NULL;
     memcpy(result->u.items, out, sizeof(T *) * out_n);
