@@ -2,7 +2,7 @@
  * send_after, GenServer/:gen_server/:gen_statem/:gen_event call, cast, reply and notify) records a
  * :send with its destination and message just before it is made, and every receive records the
  * message its clause took, which clause, and when it started waiting (or that its after ran).
- * Messages are never changed: the arguments are evaluated once, into fresh variables, recorded,
+ * (How long a receive waited is not recorded: see wrap_receive.) Messages are never changed: the arguments are evaluated once, into fresh variables, recorded,
  * and then passed to the very call the program made, so the call, its stack trace and its tail
  * position are as before. Calls cannot appear in patterns, and none of these is a guard BIF, so
  * the walk may enter every sub-term; it enters funs too (a send inside Enum.each's fun is still a
@@ -106,18 +106,17 @@ static const T *prepend(fx *x, const T *first, const T *body) {
     return nb;
 }
 
-/* begin ES@since = (now when recording), receive P = ES@msg -> report, Body ... end end */
+/* receive P = ES@msg -> report, Body ... end. When the receive started waiting is not read:
+ * any call made before the receive would change the line an exception of the receive itself
+ * (a bad after timeout) reports. */
 static const T *wrap_receive(mwalk *w, const T *r, int depth) {
     fx *x = w->x;
     int64_t line = fx_line_of(r);
     if (line <= 0) line = x->clause_line;
     const T *anno = fx_anno(x, line);
-    const T *since = fx_var_n(x, anno, "ES@since", ++x->counter);
-    const char *tn[1] = {"call"};
-    const T *tv[1] = {w->call_var};
-    const T *start = fx_fill(x, x->tpl.receive_start, anno, 1, tn, tv);
+    const T *since = fx_atom_node(x, anno, "nil");
     const T *clauses = r->u.items[2];
-    if (!since || !start) return NULL;
+    if (!since) return NULL;
     if (clauses->kind != ES_ETF_LIST && clauses->kind != ES_ETF_NIL) return r;
     uint32_t nc = es_etf_list_len(clauses);
     T *ncl = es_etf_list(x->a, nc);
@@ -146,8 +145,7 @@ static const T *wrap_receive(mwalk *w, const T *r, int depth) {
     } else {
         nr = es_etf_tuple_of(x->a, 3, r->u.items[0], r->u.items[1], ncl);
     }
-    const T *stmts[2] = {fx_match(x, anno, since, start), nr};
-    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)fx_terms(x, stmts, 2));
+    return nr;
 }
 
 /* a list literal is a chain of cons cells as deep as it is long: walked in a loop */
