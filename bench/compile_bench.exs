@@ -20,6 +20,7 @@ defmodule ElixirScope.Bench.Compile do
     plain_env = FidelityProject.env_for(:plain, Path.join(dir, "_build/plain"))
     none_env = FidelityProject.env_for(:none, Path.join(dir, "_build/scope"))
     full_env = FidelityProject.env_for(:full, Path.join(dir, "_build/scope"))
+    fb_env = FidelityProject.env_for(:function_boundaries, Path.join(dir, "_build/scope_fb"))
 
     # first builds: the dependency once per build path, then the project
     mix!(dir, ["compile"], plain_env)
@@ -33,8 +34,16 @@ defmodule ElixirScope.Bench.Compile do
     [plain_full2, full_full] =
       alternate(@full_runs, dir, ["compile", "--force"], [plain_env, full_env])
 
+    mix!(dir, ["compile"], fb_env)
+
+    [plain_full3, fb_full] =
+      alternate(@full_runs, dir, ["compile", "--force"], [plain_env, fb_env])
+
     [plain_noop, full_noop] = alternate(@noop_runs, dir, ["compile"], [plain_env, full_env])
-    plain_full = median(plain_full ++ plain_full2)
+    plain_full = median(plain_full ++ plain_full2 ++ plain_full3)
+    fb_full = median(fb_full)
+    fb_ratio = fb_full / plain_full
+    fb_net_ratio = (fb_full - full_noop) / max(plain_full - plain_noop, 1)
     [none_full, full_full] = [median(none_full), median(full_full)]
     [plain_noop, full_noop] = [median(plain_noop), median(full_noop)]
 
@@ -52,13 +61,17 @@ defmodule ElixirScope.Bench.Compile do
       compile_full_plain_ms: plain_full,
       compile_full_none_ms: none_full,
       compile_full_instrumented_ms: full_full,
-      compile_full_instrumented_ratio: ratio
+      compile_full_instrumented_ratio: ratio,
+      compile_full_fb_ms: fb_full,
+      compile_full_fb_ratio: fb_ratio
     }
 
     rows = [
       {"compile_noop_added_ms (no-op mix compile, with - without the compiler)", noop_added,
        "≤ 200",
        "#{fmt(plain_noop)} ms plain, #{fmt(full_noop)} ms with :elixir_scope (#{files}-file corpus project, path dependency; load average #{load})"},
+      {"compile_full_fb_ratio (mix compile --force, :function_boundaries / plain)", fb_ratio, "≤ 1.5",
+       "#{fmt(fb_full)} ms vs #{fmt(plain_full)} ms; minus the no-op: #{fmt(fb_net_ratio)}×"},
       {"compile_full_instrumented_ratio (mix compile --force, :full / plain)", ratio, "≤ 1.5",
        "#{fmt(full_full)} ms vs #{fmt(plain_full)} ms; minus the no-op (VM start, dependency check): #{fmt(net_ratio)}×; at :none #{fmt(none_ratio)}× (#{fmt(none_full)} ms)"}
     ]
