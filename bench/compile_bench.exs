@@ -42,12 +42,12 @@ defmodule ElixirScope.Bench.Compile do
     [plain_noop, full_noop] = alternate(@noop_runs, dir, ["compile"], [plain_env, full_env])
     plain_full = median(plain_full ++ plain_full2 ++ plain_full3)
     fb_full = median(fb_full)
-    fb_ratio = fb_full / plain_full
-    fb_net_ratio = (fb_full - full_noop) / max(plain_full - plain_noop, 1)
     [none_full, full_full] = [median(none_full), median(full_full)]
     [plain_noop, full_noop] = [median(plain_noop), median(full_noop)]
 
     noop_added = full_noop - plain_noop
+    fb_ratio = fb_full / plain_full
+    fb_net_ratio = (fb_full - full_noop) / max(plain_full - plain_noop, 1)
     ratio = full_full / plain_full
     net_ratio = (full_full - full_noop) / max(plain_full - plain_noop, 1)
     none_ratio = none_full / plain_full

@@ -126,11 +126,33 @@ static int expr_selected(fx *x, const T *stmt) {
 
 /* ---- the reports ---- */
 
-static const T *expr_report(walk *w, const T *anno, int64_t line, const T *value_var) {
+/* An expression that names a secret: a variable or an atom (a key, a field) whose name is one.
+ * Its value, and the variables a match of it binds, are not recorded (the source line is not
+ * always readable: code compiled from a string has none). */
+static int names_secret(fx *x, const T *e, int depth) {
+    if (!e || depth > 256) return 0;
+    if (e->kind == ES_ETF_LIST) {
+        for (uint32_t i = 0; i <= e->n; i++)
+            if (names_secret(x, e->u.items[i], depth + 1)) return 1;
+        return 0;
+    }
+    if (e->kind != ES_ETF_TUPLE || e->n < 2) return 0;
+    const uint8_t *base;
+    size_t len;
+    if (fx_tag_is(e, "var") && e->n == 3) return fx_var_base(e->u.items[2], &base, &len) && fx_is_secret(x, base, len);
+    if (fx_tag_is(e, "atom") && e->n == 3 && e->u.items[2]->kind == ES_ETF_ATOM)
+        return fx_name_listed(x->secrets, e->u.items[2]->u.bytes, e->u.items[2]->n);
+    if (fx_tag_is(e, "fun")) return 0; /* a fun's body runs elsewhere */
+    for (uint32_t i = 2; i < e->n; i++)
+        if (names_secret(x, e->u.items[i], depth + 1)) return 1;
+    return 0;
+}
+
+static const T *expr_report(walk *w, const T *anno, int64_t line, const T *value_var, int secret) {
     fx *x = w->x;
     const char *names[4] = {"call", "source", "value", "line"};
     const T *vals[4] = {w->call_var, source_text(x, anno, line),
-                        fx_line_is_secret(x, line) ? x->redacted : value_var, fx_int(x, anno, line)};
+                        secret || fx_line_is_secret(x, line) ? x->redacted : value_var, fx_int(x, anno, line)};
     return fx_fill(x, x->tpl.expr, anno, 4, names, vals);
 }
 
@@ -161,9 +183,9 @@ static const T *vars_map(fx *x, const T *anno, const bound *vars, const T *selec
     return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "map"), (T *)anno, (T *)fx_terms(x, fields, k));
 }
 
-static const T *locals_report(walk *w, const T *anno, int64_t line, const bound *vars) {
+static const T *locals_report(walk *w, const T *anno, int64_t line, const bound *vars, int secret) {
     fx *x = w->x;
-    const T *map = vars_map(x, anno, vars, x->fun->locals, fx_line_is_secret(x, line));
+    const T *map = vars_map(x, anno, vars, x->fun->locals, secret || fx_line_is_secret(x, line));
     if (!map) return NULL; /* nothing to record (or no memory: the arena says) */
     const char *names[3] = {"call", "vars", "line"};
     const T *vals[3] = {w->call_var, map, fx_int(x, anno, line)};
@@ -288,14 +310,14 @@ static const T *walk_body(walk *w, const T *body, const bound *visible, int dept
             const T *v = fx_var_n(x, anno, "ES@expr", ++x->counter);
             out[k++] = is_match ? fx_match(x, s->u.items[1], s->u.items[2], fx_match(x, anno, v, value))
                                 : fx_match(x, anno, v, s);
-            out[k++] = expr_report(w, anno, line, v);
+            out[k++] = expr_report(w, anno, line, v, names_secret(x, value, 0));
             if (last) out[k++] = v;
         } else {
             out[k++] = s;
         }
         if (is_match) visible = pattern_vars(x, s->u.items[2], visible, 0);
         if (locals_on && is_match && !last) {
-            const T *r = locals_report(w, anno, line, pattern_vars(x, s->u.items[2], NULL, 0));
+            const T *r = locals_report(w, anno, line, pattern_vars(x, s->u.items[2], NULL, 0), names_secret(x, value, 0));
             if (r) out[k++] = r;
             if (x->a->failed) return NULL;
         }

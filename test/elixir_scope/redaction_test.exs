@@ -96,6 +96,62 @@ defmodule ElixirScope.RedactionTest do
     for e <- events, do: assert(if(e.function in [:closure_env, :closure_over_secret_var], do: e.truncated?, else: e.redacted?))
   end
 
+  test "compiled code: secret parameters, locals and expressions, in every view and export" do
+    secret = "hunter2-#{System.unique_integer([:positive])}"
+
+    src = """
+    defmodule ESTest.Redact.Login do
+      def authenticate(user, password) do
+        pin = String.trim(password)
+        String.length(pin) + byte_size(user)
+      end
+
+      def connect(opts), do: Keyword.fetch!(opts, :db_password)
+    end
+    """
+
+    {:ok, ast} = ElixirScope.AST.Transformer.transform_module(Code.string_to_quoted!(src), :full)
+    ExUnit.CaptureIO.capture_io(:stderr, fn -> Code.compile_quoted(ast) end)
+    mod = ESTest.Redact.Login
+
+    log =
+      ExUnit.CaptureLog.capture_log(fn ->
+        assert mod.authenticate("ann", " " <> secret <> " ") == String.length(secret) + 3
+        assert mod.connect(db_password: secret, host: "db") == secret
+        ElixirScope.flush()
+      end)
+
+    events = ElixirScope.get_events()
+    assert Enum.any?(events, &(&1.function == :authenticate and &1.kind == :call))
+    rec = Recording.from_events(events, %{})
+    {:ok, web} = ElixirScope.Web.start(port: 0, source: rec)
+
+    web_json =
+      try do
+        get = fn path ->
+          {:ok, {{_, 200, _}, _, body}} = :httpc.request(:get, {~c"#{web.url}#{path}", []}, [], body_format: :binary)
+          body
+        end
+
+        pages = get.("api/events")
+        details = for e <- events, into: "", do: get.("api/event/#{e.id}")
+        pages <> details <> get.("api/search?q=authenticate")
+      after
+        ElixirScope.Web.stop(web)
+        Recording.close(rec)
+      end
+
+    perfetto = events |> ElixirScope.Export.Perfetto.build() |> ElixirScope.Web.JSON.encode!()
+    otlp = events |> ElixirScope.Export.OTLP.build() |> ElixirScope.Web.JSON.encode!()
+    report = ElixirScope.Report.render(events)
+    iex = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.print_calls({mod, :authenticate, 2}) end)
+
+    views = [store: payload_bytes(), web: web_json, perfetto: perfetto, otlp: otlp, report: report, iex: iex, log: log]
+    # what is not secret is there: the grep would find the secret too
+    assert perfetto =~ "ann" and report =~ "ann"
+    for {where, text} <- views, do: refute(text =~ secret, "the secret is in #{where}")
+  end
+
   test "allow and deny lists are configurable; :defaults stands for the built-in list" do
     start_scope!(capture: [redact: [:defaults, "*ssn*"], redact_allow: []])
     cid = RT.report_function_entry(Cfg, :f, [%{"user_SSN" => "ssn-1", tokens: "tok-1", name: "kept-1"}], 1)

@@ -204,7 +204,9 @@ defmodule ElixirScope.Compiler.ParseTransform do
       {:ok, forms, warnings}
     else
       source = if needs_source?(functions), do: read_source(source_file(forms)), else: nil
-      vars = var_bases(for {n, a, _} <- functions, {:function, _, ^n, ^a, cs} <- forms, do: cs)
+      clauses = for {n, a, _} <- functions, {:function, _, ^n, ^a, cs} <- forms, do: cs
+      # variable names, and atoms (keys, fields) the code names: the secret ones are never recorded
+      vars = var_bases(clauses) ++ atoms_named(clauses)
       rules = ElixirScope.Redaction.rules(Application.get_env(:elixir_scope, :capture, []))
       secret? = &ElixirScope.Redaction.secret_name?(&1, rules)
 
@@ -364,6 +366,13 @@ defmodule ElixirScope.Compiler.ParseTransform do
     end)
     |> Enum.uniq()
   end
+
+  defp atoms_named(term), do: term |> collect_atoms(MapSet.new()) |> MapSet.to_list()
+
+  defp collect_atoms({:atom, _, name}, acc) when is_atom(name), do: MapSet.put(acc, name)
+  defp collect_atoms(t, acc) when is_tuple(t), do: collect_atoms(Tuple.to_list(t), acc)
+  defp collect_atoms([h | t], acc), do: collect_atoms(t, collect_atoms(h, acc))
+  defp collect_atoms(_, acc), do: acc
 
   defp collect_vars({:var, _, name}, acc) when is_atom(name), do: MapSet.put(acc, name)
   defp collect_vars(t, acc) when is_tuple(t), do: collect_vars(Tuple.to_list(t), acc)
