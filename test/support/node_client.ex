@@ -1,0 +1,44 @@
+defmodule ElixirScope.Test.NodeClient do
+  @moduledoc """
+  For the tests that drive a server with a client from npm (test/dap, test/mcp):
+  installs the client with the directory's setup.sh, or says why the test is skipped.
+  """
+
+  @doc "`{:ok, skip: false}` when node and the client are ready, else prints the reason and `{:ok, skip: true}`."
+  @spec setup(String.t(), String.t()) :: {:ok, keyword()}
+  def setup(dir, label) do
+    cond do
+      System.find_executable("node") == nil ->
+        IO.puts("\n[#{label} skipped] node not found (apt-get install nodejs npm)")
+        {:ok, skip: true}
+
+      true ->
+        case System.cmd(Path.join(dir, "setup.sh"), [], stderr_to_stdout: true) do
+          {_, 0} ->
+            {:ok, skip: false}
+
+          {out, _} ->
+            IO.puts("\n[#{label} skipped] cannot install the npm client: #{out}")
+            {:ok, skip: true}
+        end
+    end
+  end
+
+  @doc "Runs `node script json_arg` in `dir`; returns the decoded last line of its output and the whole output."
+  @spec run(String.t(), String.t(), map()) :: {map(), integer(), String.t()}
+  def run(dir, script, arg) do
+    {out, status} =
+      System.cmd("node", [Path.join(dir, script), ElixirScope.JSON.encode!(arg)],
+        cd: dir, stderr_to_stdout: true, env: [{"MIX_ENV", "test"}])
+
+    last = out |> String.split("\n", trim: true) |> List.last() || ""
+
+    result =
+      case ElixirScope.JSON.decode(last) do
+        {:ok, %{} = map} -> map
+        _ -> %{"ok" => false, "error" => "no JSON result line"}
+      end
+
+    {result, status, out}
+  end
+end
