@@ -8,15 +8,14 @@ defmodule ElixirScope.DAPClientTest do
   """
   use ExUnit.Case, async: false
 
-  alias ElixirScope.{Event, Query, Recording}
-  alias ElixirScope.Test.DemoRecording
+  alias ElixirScope.{Event, Query}
+  alias ElixirScope.Test.{DemoRecording, NodeClient}
 
   @moduletag :dap
   @node_dir Path.expand("../dap", __DIR__)
-  @root Path.expand("../..", __DIR__)
 
   setup_all do
-    ElixirScope.Test.NodeClient.setup(@node_dir, "dap client tests")
+    NodeClient.setup(@node_dir, "dap client tests")
   end
 
   @tag timeout: 300_000
@@ -24,14 +23,7 @@ defmodule ElixirScope.DAPClientTest do
     if ctx.skip do
       :ok
     else
-      file = DemoRecording.path()
-      {:ok, rec} = Recording.load(file, default: false)
-      on_exit(fn -> Recording.close(rec) end)
-      cfg = Map.merge(expectations(rec), %{recording: file, cwd: @root, sourceRoot: DemoRecording.demo_dir(),
-        riskFile: Path.join(DemoRecording.demo_dir(), "lib/demo/risk_scorer.ex"),
-        ledgerFile: Path.join(DemoRecording.demo_dir(), "lib/demo/ledger.ex")})
-
-      {result, status, out} = ElixirScope.Test.NodeClient.run(@node_dir, "dap_session.mjs", cfg)
+      {result, status, out} = NodeClient.demo_session(@node_dir, "dap_session.mjs", &expectations/1)
       assert status == 0 and result["ok"], "DebugClient session failed:\n#{out}"
       assert length(result["checks"]) >= 20, inspect(result)
       IO.puts("\n[dap] #{length(result["checks"])} checks passed: #{Enum.join(result["checks"], "; ")}")
@@ -56,7 +48,12 @@ defmodule ElixirScope.DAPClientTest do
 
     last_change = changes |> Enum.filter(&(&1 < previous.id)) |> List.last()
 
+    demo = DemoRecording.demo_dir()
+
     %{
+      sourceRoot: demo,
+      riskFile: Path.join(demo, "lib/demo/risk_scorer.ex"),
+      ledgerFile: Path.join(demo, "lib/demo/ledger.ex"),
       crash: crash.id,
       crashCall: crash.call_id,
       previous: previous.id,

@@ -24,6 +24,22 @@ defmodule ElixirScope.Test.NodeClient do
     end
   end
 
+  @doc """
+  Runs a client script on the demo recording: `expect.(recording)` gives what the
+  script must find (with `recording:` and `cwd:` added). Returns `{result, status, output}`.
+  """
+  @spec demo_session(String.t(), String.t(), (ElixirScope.Recording.t() -> map())) :: {map(), integer(), String.t()}
+  def demo_session(dir, script, expect) do
+    file = ElixirScope.Test.DemoRecording.path()
+    {:ok, rec} = ElixirScope.Recording.load(file, default: false)
+
+    try do
+      run(dir, script, Map.merge(expect.(rec), %{recording: file, cwd: Path.expand("../..", __DIR__)}))
+    after
+      ElixirScope.Recording.close(rec)
+    end
+  end
+
   @doc "Runs `node script json_arg` in `dir`; returns the decoded last line of its output and the whole output."
   @spec run(String.t(), String.t(), map()) :: {map(), integer(), String.t()}
   def run(dir, script, arg) do
