@@ -30,6 +30,16 @@ defmodule ElixirScope.DAPClientTest do
     end
   end
 
+  test "the VS Code extension registers the elixir-scope debug type and starts mix scope.dap" do
+    if System.find_executable("node") do
+      {out, status} = System.cmd("node", [Path.join(@node_dir, "extension_check.cjs")], stderr_to_stdout: true)
+      assert status == 0, out
+      assert out =~ ~s({"ok":true})
+    else
+      IO.puts("\n[vscode extension check skipped] node not found")
+    end
+  end
+
   # what the adapter must report, read from the recording itself
   defp expectations(rec) do
     risk_calls = Query.events(source: rec, kind: :call, mfa: {Demo.RiskScorer, :risk, 2})
