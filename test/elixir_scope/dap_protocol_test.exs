@@ -128,6 +128,59 @@ defmodule ElixirScope.DAPProtocolTest do
     end
   end
 
+  describe "a recording whose source files are not at hand" do
+    setup do
+      me = self()
+      b = ElixirScope.Test.EventBuilder.new()
+      {b, call} = ElixirScope.Test.EventBuilder.add(b, me, :call, module: Gone.Mod, function: :calc, payload: [2], line: 3)
+      {b, _} = ElixirScope.Test.EventBuilder.add(b, me, :expr, call_id: call, payload: {"y = x * 21", 42}, line: 4)
+      {b, _} = ElixirScope.Test.EventBuilder.add(b, me, :local, call_id: call, payload: %{y: 42}, line: 4)
+      {b, _} = ElixirScope.Test.EventBuilder.add(b, me, :return, call_id: call, payload: 42)
+      rec = ElixirScope.Recording.from_events(ElixirScope.Test.EventBuilder.events(b))
+      file = Path.join(System.tmp_dir!(), "dap_source_#{System.unique_integer([:positive])}.esrec")
+      {:ok, _} = ElixirScope.Recording.save(file, :all, source: rec)
+      ElixirScope.Recording.close(rec)
+      empty = Path.join(System.tmp_dir!(), "dap_empty_#{System.unique_integer([:positive])}")
+      File.mkdir_p!(empty)
+      {:ok, server} = Server.start(port: 0, recording: file)
+      {:ok, sock} = :gen_tcp.connect({127, 0, 0, 1}, server.port, [:binary, active: false])
+
+      on_exit(fn ->
+        :gen_tcp.close(sock)
+        Server.stop(server)
+        File.rm(file)
+        File.rm_rf(empty)
+      end)
+
+      {:ok, sock: sock, root: empty}
+    end
+
+    test "source serves the recorded expressions at their lines; arguments are numbered", %{sock: sock, root: root} do
+      :ok = :gen_tcp.send(sock, frame(req(1, "launch", %{"sourceRoot" => root, "stopOnEntry" => true})) <> frame(req(2, "configurationDone")))
+      assert %{"request_seq" => 1, "success" => true} = read(sock)
+      assert %{"event" => "initialized"} = read(sock)
+      assert %{"event" => "output"} = read(sock)
+      assert %{"request_seq" => 2} = read(sock)
+      assert %{"event" => "stopped", "body" => %{"threadId" => tid}} = read(sock)
+
+      :ok = :gen_tcp.send(sock, frame(req(3, "next", %{"threadId" => tid})) <> frame(req(4, "stackTrace", %{"threadId" => tid})))
+      assert %{"request_seq" => 3} = read(sock)
+      assert %{"event" => "stopped"} = read(sock)
+      assert %{"body" => %{"stackFrames" => [frame]}} = read(sock)
+      assert %{"line" => 4, "source" => %{"sourceReference" => ref}} = frame
+      assert ref > 0
+
+      :ok = :gen_tcp.send(sock, frame(req(5, "source", %{"sourceReference" => ref})))
+      assert %{"success" => true, "body" => %{"content" => text}} = read(sock)
+      assert text |> String.split("\n") |> Enum.at(3) == "y = x * 21"
+
+      :ok = :gen_tcp.send(sock, frame(req(6, "scopes", %{"frameId" => frame["id"]})))
+      assert %{"body" => %{"scopes" => [%{"name" => "Arguments", "variablesReference" => args_ref} | _]}} = read(sock)
+      :ok = :gen_tcp.send(sock, frame(req(7, "variables", %{"variablesReference" => args_ref})))
+      assert %{"body" => %{"variables" => [%{"name" => "arg1", "value" => "2"}]}} = read(sock)
+    end
+  end
+
   defp chunks(bin, n) when byte_size(bin) <= n, do: [bin]
   defp chunks(bin, n), do: [binary_part(bin, 0, n) | chunks(binary_part(bin, n, byte_size(bin) - n), n)]
 
