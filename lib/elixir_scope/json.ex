@@ -66,19 +66,19 @@ defmodule ElixirScope.JSON do
        do: escape(rest, s, from, len + 1, acc)
 
   defp escape(<<c, rest::binary>>, s, from, len, acc) when c < 0x80,
-    do: escape(rest, s, from + len + 1, 0, [acc, binary_part(s, from, len) | ascii(c)])
+    do: escape(rest, s, from + len + 1, 0, [acc, binary_part(s, from, len), ascii(c)])
 
   defp escape(<<0xE2, 0x80, b, rest::binary>>, s, from, len, acc) when b in [0xA8, 0xA9],
-    do: escape(rest, s, from + len + 3, 0, [acc, binary_part(s, from, len) | u(0x2000 + b - 0x80)])
+    do: escape(rest, s, from + len + 3, 0, [acc, binary_part(s, from, len), u(0x2000 + b - 0x80)])
 
   defp escape(<<c::utf8, rest::binary>>, s, from, len, acc) when c < 0x800, do: escape(rest, s, from, len + 2, acc)
   defp escape(<<c::utf8, rest::binary>>, s, from, len, acc) when c < 0x10000, do: escape(rest, s, from, len + 3, acc)
   defp escape(<<_::utf8, rest::binary>>, s, from, len, acc), do: escape(rest, s, from, len + 4, acc)
 
   defp escape(<<_invalid, rest::binary>>, s, from, len, acc),
-    do: escape(rest, s, from + len + 1, 0, [acc, binary_part(s, from, len) | "\\ufffd"])
+    do: escape(rest, s, from + len + 1, 0, [acc, binary_part(s, from, len), "\\ufffd"])
 
-  defp escape(<<>>, s, from, len, acc), do: [acc | binary_part(s, from, len)]
+  defp escape(<<>>, s, from, len, acc), do: [acc, binary_part(s, from, len)]
 
   defp ascii(?"), do: "\\\""
   defp ascii(?\\), do: "\\\\"

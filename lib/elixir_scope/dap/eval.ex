@@ -94,9 +94,7 @@ defmodule ElixirScope.DAP.Eval do
     end
   end
 
-  defp line(meta) when is_list(meta), do: if(meta[:line], do: " on line #{meta[:line]}", else: "")
-  defp line(n) when is_integer(n), do: " on line #{n}"
-  defp line(_), do: ""
+  defp line(meta), do: if(meta[:line], do: " on line #{meta[:line]}", else: "")
 
   defp format_msg({a, b}), do: "#{a}#{b}"
   defp format_msg(m), do: to_string(m)

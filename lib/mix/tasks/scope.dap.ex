@@ -50,7 +50,8 @@ defmodule Mix.Tasks.Scope.Dap do
         case Server.start(port: port, recording: recording) do
           {:ok, info} ->
             Mix.shell().info("ElixirScope DAP server listening on 127.0.0.1:#{info.port}")
-            unless Code.ensure_loaded?(IEx) and IEx.started?(), do: Process.sleep(:infinity)
+            # under `iex -S mix` the shell goes on; otherwise the server is the program
+            unless Code.ensure_loaded?(IEx) and apply(IEx, :started?, []), do: Process.sleep(:infinity)
 
           {:error, reason} ->
             Mix.raise("scope.dap: cannot listen on port #{port}: #{inspect(reason)}")
