@@ -216,4 +216,3 @@ defmodule ElixirScope.Bench.JSON.ElixirDecoder do
   defp split(bin, n), do: {binary_part(bin, 0, n), binary_part(bin, n, byte_size(bin) - n)}
 end
 
-[{ElixirScope.Bench.JSON, nil}]
