@@ -117,7 +117,7 @@ defmodule ElixirScope.MCPProtocolTest do
     port =
       Port.open({:spawn_executable, System.find_executable("mix")},
         [:binary, :exit_status, {:line, 1_000_000}, args: ["scope.mcp", file], cd: File.cwd!(),
-         env: [{~c"MIX_QUIET", ~c"1"}, {~c"MIX_ENV", ~c"test"}]])
+         env: [{~c"MIX_QUIET", ~c"1"}, {~c"MIX_ENV", ~c"test"}, {~c"ERL_COMPILER_OPTIONS", false}]])
 
     init = JSON.encode!(%{"jsonrpc" => "2.0", "id" => 1, "method" => "initialize", "params" => %{"protocolVersion" => "2025-11-25"}})
     {a, b2} = String.split_at(init, 20)
