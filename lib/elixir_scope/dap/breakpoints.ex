@@ -63,7 +63,7 @@ defmodule ElixirScope.DAP.Breakpoints do
          {:ok, candidates} <- candidates(spec, ctx) do
       {hits, errors} = filter(candidates, bp, counter, ctx)
       hits = Enum.take(hits, @max_hits)
-      events = Enum.map(hits, &elem(&1, 0).id)
+      events = Enum.map(hits, fn {e, _, _} -> e.id end)
 
       %{
         bp
@@ -93,7 +93,7 @@ defmodule ElixirScope.DAP.Breakpoints do
   defp candidates({:function, name}, ctx) do
     with {:ok, filter} <- Query.target_filter(name) do
       case Query.events([source: ctx.src, kind: :call, limit: @max_hits] ++ filter) do
-        evs when is_list(evs) -> {:ok, Enum.map(evs, &{&1, &1})}
+        evs when is_list(evs) -> {:ok, Enum.map(evs, &{&1, &1, %{}})}
         error -> error
       end
     end
@@ -109,7 +109,7 @@ defmodule ElixirScope.DAP.Breakpoints do
             {hit, {:value, v}}
           end)
 
-        {:ok, Enum.map(changes, &{&1, call_of(ctx.src, &1)})}
+        {:ok, Enum.map(changes, &{&1, call_of(ctx.src, &1), nil})}
 
       error ->
         error
@@ -125,7 +125,7 @@ defmodule ElixirScope.DAP.Breakpoints do
             "crashed" -> evs |> Enum.flat_map(&crash_origin(ctx.src, &1)) |> Enum.uniq_by(& &1.id) |> Enum.sort_by(& &1.id)
           end
 
-        {:ok, Enum.map(hits, &{&1, call_of(ctx.src, &1)})}
+        {:ok, Enum.map(hits, &{&1, call_of(ctx.src, &1), nil})}
 
       error ->
         error
@@ -169,10 +169,10 @@ defmodule ElixirScope.DAP.Breakpoints do
   end
 
   @doc """
-  The line candidates of a file for several lines at once: `%{line => [{event, call}]}`,
-  read in one pass over the recording.
+  The line candidates of a file for several lines at once: `%{line => [{event, call, locals}]}`
+  (`locals`: the call's locals captured up to the event), read in one pass over the recording.
   """
-  @spec line_candidates(ctx(), String.t(), [pos_integer()]) :: %{pos_integer() => [{Event.t(), Event.t()}]}
+  @spec line_candidates(ctx(), String.t(), [pos_integer()]) :: %{pos_integer() => [{Event.t(), Event.t(), map()}]}
   def line_candidates(ctx, path, lines) do
     modules = MapSet.new(Sources.modules_in(ctx.sources, path))
     wanted = MapSet.new(lines)
@@ -180,20 +180,28 @@ defmodule ElixirScope.DAP.Breakpoints do
     if MapSet.size(modules) == 0 do
       %{}
     else
-      {_, _, found} =
+      {_, _, _, found} =
         [source: ctx.src]
         |> Query.stream()
-        |> Enum.reduce({%{}, %{}, %{}}, fn e, {calls, last, found} ->
+        |> Enum.reduce({%{}, %{}, %{}, %{}}, fn e, {calls, locs, last, found} ->
           calls = if e.kind == :call and MapSet.member?(modules, e.module), do: Map.put(calls, e.id, e), else: calls
+          call = Map.get(calls, e.call_id)
 
-          with %Event{} = call <- Map.get(calls, e.call_id),
+          # the locals of each call so far: what a condition at the hit sees
+          locs =
+            if call != nil and e.kind == :local and is_map(e.payload),
+              do: Map.update(locs, call.id, e.payload, &Map.merge(&1, e.payload)),
+              else: locs
+
+          with %Event{} <- call,
                line when is_integer(line) <- Frames.line_of(e, call),
                false <- Map.get(last, call.id) == line do
             last = Map.put(last, call.id, line)
-            found = if MapSet.member?(wanted, line), do: Map.update(found, line, [{e, call}], &[{e, call} | &1]), else: found
-            {calls, last, found}
+            hit = {e, call, Map.get(locs, call.id, %{})}
+            found = if MapSet.member?(wanted, line), do: Map.update(found, line, [hit], &[hit | &1]), else: found
+            {calls, locs, last, found}
           else
-            _ -> {calls, last, found}
+            _ -> {calls, locs, last, found}
           end
         end)
 
@@ -206,13 +214,15 @@ defmodule ElixirScope.DAP.Breakpoints do
   # keeps the candidates passing the condition, then the hit condition; collects condition errors
   defp filter(candidates, bp, counter, ctx) do
     {kept, errors, _n} =
-      Enum.reduce(candidates, {[], [], 0}, fn {e, call} = c, {kept, errors, n} ->
-        case condition(bp.condition, e, call, ctx) do
-          {:ok, true} ->
+      candidates
+      |> Enum.zip(conditions(bp.condition, candidates, ctx))
+      |> Enum.reduce({[], [], 0}, fn {{e, _call, _locals} = c, outcome}, {kept, errors, n} ->
+        case outcome do
+          {:ok, v, _} when v not in [nil, false] ->
             n = n + 1
             if counter.(n), do: {[c | kept], errors, n}, else: {kept, errors, n}
 
-          {:ok, false} ->
+          {:ok, _, _} ->
             {kept, errors, n}
 
           {:error, msg} ->
@@ -223,27 +233,29 @@ defmodule ElixirScope.DAP.Breakpoints do
     {Enum.reverse(kept), Enum.reverse(errors)}
   end
 
-  defp condition(nil, _e, _call, _ctx), do: {:ok, true}
+  # the condition at every candidate, evaluated in one go
+  defp conditions(nil, candidates, _ctx), do: Enum.map(candidates, fn _ -> {:ok, true, ""} end)
 
-  defp condition(source, e, call, ctx) do
-    case Eval.eval(source, vars(e, call, ctx), timeout: ctx.timeout) do
-      {:ok, v, _} -> {:ok, v not in [nil, false]}
-      {:error, _} = error -> error
-    end
-  end
+  defp conditions(source, candidates, ctx),
+    do: Eval.eval_many(source, Enum.map(candidates, fn {e, call, locals} -> vars(e, call, ctx, locals) end), timeout: ctx.timeout)
 
-  @doc "What an expression sees at event `e` of the call `call`."
-  @spec vars(Event.t(), Event.t() | nil, ctx()) :: [{atom(), term()}]
-  def vars(_e, nil, _ctx), do: []
+  @doc """
+  What an expression sees at event `e` of the call `call`: its arguments and its
+  locals (`locals` when the caller has them, else read from the recording).
+  """
+  @spec vars(Event.t(), Event.t() | nil, ctx(), map() | nil) :: [{atom(), term()}]
+  def vars(e, call, ctx, locals \\ nil)
+  def vars(_e, nil, _ctx, _locals), do: []
+  def vars(_e, call, ctx, %{} = locals), do: Frames.bindings_of(ctx.sources, call, locals).vars
 
-  def vars(e, call, ctx) do
+  def vars(e, call, ctx, nil) do
     frame = %{pid: e.pid, call: call, line: 0, path: nil, module: call.module, bound: e.id, at: e.id}
     Frames.bindings(ctx.src, ctx.sources, frame).vars
   end
 
   defp logs(hits, message, ctx) do
-    for {e, call} <- Enum.take(hits, 1_000) do
-      text = Eval.interpolate(message, vars(e, call, ctx), timeout: ctx.timeout)
+    for {e, call, locals} <- Enum.take(hits, 1_000) do
+      text = Eval.interpolate(message, vars(e, call, ctx, locals), timeout: ctx.timeout)
       %{event: e, call: call, text: text}
     end
   end

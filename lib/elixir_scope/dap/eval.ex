@@ -35,13 +35,20 @@ defmodule ElixirScope.DAP.Eval do
   not allowed, an exception, the time or memory limit). Options: `timeout:` (ms).
   """
   @spec eval(String.t(), [{atom(), term()}] | map(), keyword()) :: result()
-  def eval(source, bindings, opts \\ []) when is_binary(source) do
-    bindings = Enum.to_list(bindings)
+  def eval(source, bindings, opts \\ []) when is_binary(source), do: hd(eval_many(source, [bindings], opts))
 
-    with {:ok, ast} <- parse(source),
-         :ok <- check(ast),
-         :ok <- bound(ast, bindings),
-         do: run(ast, bindings, opts)
+  @doc """
+  Evaluates `source` once for each set of bindings (a breakpoint's condition at
+  each hit): parsed and checked once, run one after the other in one process,
+  each within `timeout:`. Returns one result per set, in order.
+  """
+  @spec eval_many(String.t(), [[{atom(), term()}] | map()], keyword()) :: [result()]
+  def eval_many(source, bindings_list, opts \\ []) when is_binary(source) do
+    with {:ok, ast} <- parse(source), :ok <- check(ast) do
+      run(ast, Enum.map(bindings_list, &Enum.to_list/1), Keyword.get(opts, :timeout, @default_timeout), [])
+    else
+      error -> Enum.map(bindings_list, fn _ -> error end)
+    end
   end
 
   # a name that is neither given nor bound by the expression itself: say so before the
@@ -86,12 +93,26 @@ defmodule ElixirScope.DAP.Eval do
   def parse(source) when byte_size(source) > 10_000, do: {:error, "the expression is longer than 10,000 bytes"}
 
   def parse(source) do
-    case Code.string_to_quoted(source, existing_atoms_only: true) do
+    case Code.string_to_quoted(source, static_atoms_encoder: &atom/2) do
       {:ok, ast} -> {:ok, ast}
-      # existing atoms only: a name no code ever used cannot name a binding either
-      {:error, {_, "unsafe atom does not exist: " <> _, name}} -> {:error, "#{name} is not defined here"}
+      {:error, {_, "not defined here: ", name}} -> {:error, "#{name} is not defined here"}
       {:error, {meta, msg, token}} -> {:error, "syntax error#{line(meta)}: #{format_msg(msg)}#{token}"}
     end
+  end
+
+  # Input never fills the atom table: a name must exist already (a name no code ever
+  # used cannot name a binding either), or be the alias of a loaded module (`Stream`).
+  defp atom(text, _meta) do
+    {:ok, String.to_existing_atom(text)}
+  rescue
+    ArgumentError ->
+      if module_alias?(text), do: {:ok, String.to_atom(text)}, else: {:error, "not defined here: "}
+  end
+
+  defp module_alias?(text) do
+    String.match?(text, ~r/^[A-Z]\w*$/) and is_atom(String.to_existing_atom("Elixir." <> text))
+  rescue
+    ArgumentError -> false
   end
 
   defp line(meta), do: if(meta[:line], do: " on line #{meta[:line]}", else: "")
@@ -133,55 +154,62 @@ defmodule ElixirScope.DAP.Eval do
   defp module({name, _, ctx}) when is_atom(name) and is_atom(ctx), do: :variable
   defp module(_), do: :expression
 
-  defp run(ast, bindings, opts) do
-    timeout = Keyword.get(opts, :timeout, @default_timeout)
-    {:ok, io} = StringIO.open("")
+  # one worker evaluates the sets in turn; one that overruns its time or heap is
+  # reported and a new worker goes on with the rest
+  defp run(_ast, [], _timeout, acc), do: Enum.reverse(acc)
+
+  defp run(ast, list, timeout, acc) do
     parent = self()
     ref = make_ref()
+    {pid, mon} = spawn_monitor(fn -> worker(parent, ref, ast, list) end)
+    collect(ast, list, timeout, acc, {pid, mon, ref})
+  end
 
-    {pid, mon} =
-      spawn_monitor(fn ->
-        Process.flag(:max_heap_size, %{size: @max_heap, kill: true, error_logger: false})
-        Process.group_leader(self(), io)
+  defp collect(_ast, [], _timeout, acc, {_pid, mon, _ref}) do
+    Process.demonitor(mon, [:flush])
+    Enum.reverse(acc)
+  end
 
-        result =
+  defp collect(ast, [_ | rest] = list, timeout, acc, {pid, mon, ref} = w) do
+    receive do
+      {^ref, result} ->
+        collect(ast, rest, timeout, [result | acc], w)
+
+      {:DOWN, ^mon, :process, ^pid, :killed} ->
+        msg = "the expression used more than #{div(@max_heap * 8, 1024 * 1024)} MiB and was stopped"
+        run(ast, rest, timeout, [{:error, msg} | acc])
+
+      {:DOWN, ^mon, :process, ^pid, reason} ->
+        run(ast, rest, timeout, [{:error, "the evaluation ended: #{inspect(reason, limit: 20)}"} | acc])
+    after
+      timeout ->
+        Process.exit(pid, :kill)
+        Process.demonitor(mon, [:flush])
+        _ = list
+        run(ast, rest, timeout, [{:error, "the expression did not finish within #{timeout} ms and was stopped"} | acc])
+    end
+  end
+
+  defp worker(parent, ref, ast, list) do
+    Process.flag(:max_heap_size, %{size: @max_heap, kill: true, error_logger: false})
+    {:ok, io} = StringIO.open("")
+    Process.group_leader(self(), io)
+
+    Enum.each(list, fn bindings ->
+      result =
+        with :ok <- bound(ast, bindings) do
           try do
             {value, _} = Code.eval_quoted(ast, bindings)
-            {:ok, value}
+            {:ok, value, StringIO.flush(io)}
           rescue
             e -> {:error, Exception.message(e)}
           catch
             kind, value -> {:error, "#{kind}: #{inspect(value, limit: 20)}"}
           end
+        end
 
-        send(parent, {ref, result})
-      end)
-
-    outcome =
-      receive do
-        {^ref, result} ->
-          Process.demonitor(mon, [:flush])
-          result
-
-        {:DOWN, ^mon, :process, ^pid, :killed} ->
-          {:error, "the expression used more than #{div(@max_heap * 8, 1024 * 1024)} MiB and was stopped"}
-
-        {:DOWN, ^mon, :process, ^pid, reason} ->
-          {:error, "the evaluation ended: #{inspect(reason, limit: 20)}"}
-      after
-        timeout ->
-          Process.exit(pid, :kill)
-          Process.demonitor(mon, [:flush])
-          {:error, "the expression did not finish within #{timeout} ms and was stopped"}
-      end
-
-    {_, output} = StringIO.contents(io)
-    StringIO.close(io)
-
-    case outcome do
-      {:ok, value} -> {:ok, value, output}
-      {:error, msg} -> {:error, msg}
-    end
+      send(parent, {ref, result})
+    end)
   end
 
   @doc """

@@ -100,7 +100,11 @@ defmodule ElixirScope.DAP.Frames do
   @spec bindings(Query.Source.t(), Sources.t(), frame()) :: map()
   def bindings(_src, _sources, %{call: nil}), do: %{args: [], locals: [], vars: []}
 
-  def bindings(src, sources, %{call: call, bound: bound}) do
+  def bindings(src, sources, %{call: call, bound: bound}), do: bindings_of(sources, call, locals(src, call, bound))
+
+  @doc "The bindings of the call `call` given its locals so far (`[{name, value}]` or a map)."
+  @spec bindings_of(Sources.t(), Event.t(), [{term(), term()}] | map()) :: map()
+  def bindings_of(sources, call, locals) do
     args = if is_list(call.payload), do: call.payload, else: []
     patterns = Sources.params(sources, {call.module, call.function, call.arity}, call.line)
 
@@ -117,8 +121,8 @@ defmodule ElixirScope.DAP.Frames do
           {args |> Enum.with_index(1) |> Enum.map(fn {v, i} -> {"arg#{i}", v} end), []}
       end
 
-    locals = locals(src, call, bound)
-    vars = Enum.reverse(Map.to_list(Map.new(arg_vars ++ for({k, v} <- locals, is_atom(k), do: {k, v}))))
+    locals = Enum.sort_by(locals, fn {k, _} -> to_string(k) end)
+    vars = Map.to_list(Map.new(arg_vars ++ for({k, v} <- locals, is_atom(k), do: {k, v})))
     %{args: labelled, locals: locals, vars: vars}
   end
 
@@ -139,7 +143,7 @@ defmodule ElixirScope.DAP.Frames do
         evs
         |> Enum.filter(&is_map(&1.payload))
         |> Enum.reduce(%{}, &Map.merge(&2, &1.payload))
-        |> Enum.sort_by(fn {k, _} -> to_string(k) end)
+        |> Map.to_list()
 
       _ ->
         []

@@ -126,7 +126,7 @@ defmodule ElixirScope.DAP.Inspect do
       hits = ctx |> Breakpoints.line_candidates(Path.expand(path), [line]) |> Map.get(line, []) |> Enum.take(500)
 
       targets =
-        for {e, call} <- hits do
+        for {e, call, _locals} <- hits do
           %{id: e.id, line: line, label: "##{e.id} #{Render.pid(e.pid)} #{e.kind} in #{Render.mfa(call)}"}
         end
 

@@ -97,16 +97,19 @@ defmodule ElixirScope.DAP.Sources do
   """
   @spec params(t(), {module(), atom(), non_neg_integer()}, non_neg_integer()) :: [Macro.t()] | nil
   def params(s, {m, f, a}, line) do
-    with path when is_binary(path) <- path_of(s, m),
-         %{defs: defs} <- parsed(s, path) do
-      Enum.find_value(defs, fn
-        {^m, ^f, args, ^line} when length(args) == a -> args
-        {^m, ^f, args, ^line} -> fill_defaults(args, a)
+    # cached per clause: a breakpoint condition asks once per hit
+    cached(s, {:params, m, f, a, line}, fn ->
+      with path when is_binary(path) <- path_of(s, m),
+           %{defs: defs} <- parsed(s, path) do
+        Enum.find_value(defs, fn
+          {^m, ^f, args, ^line} when length(args) == a -> args
+          {^m, ^f, args, ^line} -> fill_defaults(args, a)
+          _ -> nil
+        end)
+      else
         _ -> nil
-      end)
-    else
-      _ -> nil
-    end
+      end
+    end)
   end
 
   # a clause with default arguments called with fewer: the defaults given are the first ones dropped

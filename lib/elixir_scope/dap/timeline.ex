@@ -17,9 +17,9 @@ defmodule ElixirScope.DAP.Timeline do
 
   @end_kinds [:return, :exception, :tail_call]
   @call_kinds [:call | @end_kinds]
-  # bounds on one stack computation: events read, frames kept
-  @max_scan 200_000
+  # frames kept in a stack; events between two stack checkpoints
   @max_depth 256
+  @checkpoint 1_024
   @page 1_000
 
   @type src :: Source.t()
@@ -105,18 +105,62 @@ defmodule ElixirScope.DAP.Timeline do
 
   # the calls of pid open after event `at` (innermost first); an end event whose id is `keep` does not close its call
   defp open_calls(src, pid, at, keep) do
-    [source: src, pid: pid, kinds: @call_kinds, before_id: at + 1, order: :desc]
-    |> scan()
-    |> Enum.reduce_while({MapSet.new(), [], 0}, fn e, {ended, stack, n} ->
-      cond do
-        n >= @max_scan or length(stack) >= @max_depth -> {:halt, {ended, stack, :cut}}
-        e.kind in @end_kinds and e.id != keep -> {:cont, {MapSet.put(ended, e.call_id), stack, n + 1}}
-        e.kind in @end_kinds -> {:cont, {ended, stack, n + 1}}
-        MapSet.member?(ended, e.id) -> {:cont, {MapSet.delete(ended, e.id), stack, n + 1}}
-        true -> {:cont, {ended, [e | stack], n + 1}}
+    {from, stack} = checkpoint(src, pid, at)
+
+    ids =
+      [source: src, pid: pid, after_id: from, before_id: at + 1]
+      |> scan()
+      |> Enum.reduce(stack, fn e, s ->
+        if e.id == keep and e.kind in @end_kinds, do: s, else: step(s, e)
+      end)
+
+    calls = ids |> Enum.take(@max_depth) |> Enum.map(&Query.event(&1, source: src)) |> Enum.filter(&match?(%Event{}, &1))
+    {calls, length(ids) <= @max_depth}
+  end
+
+  # the open call ids after event e, given those before it
+  defp step(s, %Event{kind: :call, id: id}), do: [id | s]
+
+  defp step(s, %Event{kind: k, call_id: c}) when k in @end_kinds do
+    if c in s, do: s |> Enum.drop_while(&(&1 != c)) |> Enum.drop(1), else: s
+  end
+
+  defp step(s, _e), do: s
+
+  # The latest checkpoint at or before `at`: {event id, open call ids after it}. A recording
+  # never changes, so each process's checkpoints (every 1,024 of its events) are computed
+  # once, in one pass, and kept in the calling process (a debug session); the live store
+  # is read from its start.
+  defp checkpoint(%ElixirScope.Recording{tables: %{events: tid}} = src, pid, at) do
+    key = {__MODULE__, :checkpoints, tid, pid}
+
+    points =
+      case Process.get(key) do
+        nil ->
+          points = build_checkpoints(src, pid)
+          Process.put(key, points)
+          points
+
+        points ->
+          points
       end
-    end)
-    |> then(fn {_, stack, n} -> {Enum.reverse(stack), n != :cut} end)
+
+    points |> Enum.take_while(fn {id, _} -> id <= at end) |> List.last() || {0, []}
+  end
+
+  defp checkpoint(_live, _pid, _at), do: {0, []}
+
+  defp build_checkpoints(src, pid) do
+    {_, _, points} =
+      [source: src, pid: pid]
+      |> scan()
+      |> Enum.reduce({[], 0, []}, fn e, {s, n, points} ->
+        s = step(s, e)
+        n = n + 1
+        if rem(n, @checkpoint) == 0, do: {s, n, [{e.id, s} | points]}, else: {s, n, points}
+      end)
+
+    Enum.reverse(points)
   end
 
   # events in pages (newest first with order: :desc), as a lazy stream
