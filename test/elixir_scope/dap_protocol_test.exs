@@ -128,6 +128,45 @@ defmodule ElixirScope.DAPProtocolTest do
     end
   end
 
+  @tag timeout: 120_000
+  test "mix scope.dap --port serves TCP and says on which port" do
+    b = ElixirScope.Test.EventBuilder.new()
+    {b, call} = ElixirScope.Test.EventBuilder.add(b, self(), :call, module: Tcp.Mod, function: :f, payload: [1], line: 2)
+    {b, _} = ElixirScope.Test.EventBuilder.add(b, self(), :return, call_id: call, payload: 2)
+    rec = ElixirScope.Recording.from_events(ElixirScope.Test.EventBuilder.events(b))
+    file = Path.join(System.tmp_dir!(), "dap_tcp_#{System.unique_integer([:positive])}.esrec")
+    {:ok, _} = ElixirScope.Recording.save(file, :all, source: rec)
+    ElixirScope.Recording.close(rec)
+
+    port =
+      Port.open({:spawn_executable, System.find_executable("mix")},
+        [:binary, :exit_status, {:line, 10_000}, args: ["scope.dap", file, "--port", "0"], cd: File.cwd!(),
+         env: [{~c"MIX_QUIET", ~c"1"}, {~c"MIX_ENV", ~c"test"}, {~c"ERL_COMPILER_OPTIONS", false}]])
+
+    {:os_pid, os_pid} = Port.info(port, :os_pid)
+
+    on_exit(fn ->
+      System.cmd("kill", [to_string(os_pid)])
+      File.rm(file)
+    end)
+
+    tcp_port =
+      receive do
+        {^port, {:data, {:eol, "ElixirScope DAP server listening on 127.0.0.1:" <> n}}} -> String.to_integer(n)
+      after
+        60_000 -> flunk("mix scope.dap --port said nothing")
+      end
+
+    {:ok, sock} = :gen_tcp.connect({127, 0, 0, 1}, tcp_port, [:binary, active: false])
+    :ok = :gen_tcp.send(sock, frame(req(1, "initialize")) <> frame(req(2, "launch")) <> frame(req(3, "threads")))
+    assert %{"request_seq" => 1, "success" => true} = read(sock)
+    assert %{"request_seq" => 2, "success" => true} = read(sock)
+    assert %{"event" => "initialized"} = read(sock)
+    assert %{"event" => "output"} = read(sock)
+    assert %{"request_seq" => 3, "body" => %{"threads" => [%{"id" => 1, "name" => "Tcp.Mod.f/1 " <> _}]}} = read(sock)
+    :gen_tcp.close(sock)
+  end
+
   describe "a recording whose source files are not at hand" do
     setup do
       me = self()

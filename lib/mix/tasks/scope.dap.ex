@@ -49,7 +49,8 @@ defmodule Mix.Tasks.Scope.Dap do
 
         case Server.start(port: port, recording: recording) do
           {:ok, info} ->
-            Mix.shell().info("ElixirScope DAP server listening on 127.0.0.1:#{info.port}")
+            # printed even under MIX_QUIET: it says which port to attach to
+            IO.puts("ElixirScope DAP server listening on 127.0.0.1:#{info.port}")
             # under `iex -S mix` the shell goes on; otherwise the server is the program
             unless Code.ensure_loaded?(IEx) and apply(IEx, :started?, []), do: Process.sleep(:infinity)
 
