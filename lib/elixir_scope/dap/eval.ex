@@ -5,7 +5,8 @@ defmodule ElixirScope.DAP.Eval do
   recorded system, which may not even be running.
 
   Bounded: the expression runs in a fresh process with a time limit
-  (default 1 s) and a heap limit, and its output (`IO.puts`…) is captured.
+  (default 1 s) and a heap limit, whose group leader captures any output (so
+  that nothing reaches a protocol written on standard output).
   Expressions are for reading recorded values: only pure modules may be
   called (`Enum`, `Map`, `String`, `Kernel` without `send`/`spawn`/`exit`/
   `apply`…, `:math`, `:lists`…), since a recorded pid or port means another
@@ -18,14 +19,17 @@ defmodule ElixirScope.DAP.Eval do
   @max_heap 8 * 1024 * 1024
 
   @pure_modules [Enum, Map, MapSet, List, Keyword, String, Integer, Float, Tuple, Access, Kernel, Bitwise,
-                 Range, Stream, Date, Time, DateTime, NaiveDateTime, Regex, URI, Base, Atom, IO, Inspect,
+                 Range, Stream, Date, Time, DateTime, NaiveDateTime, Regex, URI, Base, Atom, Inspect,
                  :math, :lists, :maps, :string, :binary, :unicode, :proplists, :orddict, :ordsets, :queue, :sets]
 
   @unsafe_kernel [:send, :spawn, :spawn_link, :spawn_monitor, :exit, :apply, :receive, :import, :require,
                   :alias, :use, :defmodule, :def, :defp, :defmacro, :defmacrop, :defdelegate, :defstruct,
                   :defexception, :defprotocol, :defimpl, :quote, :unquote, :unquote_splicing, :super,
                   :__CALLER__, :__ENV__, :binding, :node, :self, :make_ref, :function_exported?,
-                  :macro_exported?, :struct, :struct!, :tap, :then, :dbg, :destructure]
+                  :macro_exported?, :struct, :struct!, :dbg]
+
+  # pure, but they allocate off the process heap (where the heap limit does not see)
+  @unbounded [{String, :duplicate}, {String, :pad_leading}, {String, :pad_trailing}, {:binary, :copy}]
 
   @type result :: {:ok, term(), String.t()} | {:error, String.t()}
 
@@ -131,6 +135,7 @@ defmodule ElixirScope.DAP.Eval do
   defp refusal({{:., _, [mod, fun]}, meta, args}) when is_atom(fun) and is_list(args) do
     case module(mod) do
       {:ok, Kernel} when fun in @unsafe_kernel -> "Kernel.#{fun} is not allowed in an evaluated expression"
+      {:ok, m} when {m, fun} in @unbounded -> "#{inspect(m)}.#{fun} is not allowed (its result is not bounded)"
       {:ok, m} -> if m in @pure_modules, do: nil, else: "#{inspect(m)}.#{fun} is not allowed (only pure modules such as Enum, Map, String may be called)"
       :variable -> if meta[:no_parens] && args == [], do: nil, else: "calling a function held in a value is not allowed"
       :expression -> "calling a function of a computed module is not allowed"
