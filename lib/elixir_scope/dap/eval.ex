@@ -99,7 +99,7 @@ defmodule ElixirScope.DAP.Eval do
   def parse(source) do
     case Code.string_to_quoted(source, static_atoms_encoder: &atom/2) do
       {:ok, ast} -> {:ok, ast}
-      {:error, {_, "not defined here: ", name}} -> {:error, "#{name} is not defined here"}
+      {:error, {_, "not defined here" <> _, name}} -> {:error, "#{name} is not defined here"}
       {:error, {meta, msg, token}} -> {:error, "syntax error#{line(meta)}: #{format_msg(msg)}#{token}"}
     end
   end
@@ -110,7 +110,7 @@ defmodule ElixirScope.DAP.Eval do
     {:ok, String.to_existing_atom(text)}
   rescue
     ArgumentError ->
-      if module_alias?(text), do: {:ok, String.to_atom(text)}, else: {:error, "not defined here: "}
+      if module_alias?(text), do: {:ok, String.to_atom(text)}, else: {:error, "not defined here"}
   end
 
   defp module_alias?(text) do
