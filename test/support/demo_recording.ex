@@ -51,6 +51,7 @@ defmodule ElixirScope.Test.DemoRecording do
   defp record! do
     dir = Path.join(System.tmp_dir!(), "elixir_scope_demo_#{System.unique_integer([:positive])}")
     File.mkdir_p!(dir)
+    System.at_exit(fn _ -> File.rm_rf(dir) end)
     file = Path.join(dir, "demo.esrec")
     # no ERL_COMPILER_OPTIONS: the compiler tests may have left ElixirScope's parse transform there
     env = [{"ELIXIR_SCOPE_DEMO_RECORDING", file}, {"MIX_ENV", "dev"}, {"ERL_COMPILER_OPTIONS", nil}]
