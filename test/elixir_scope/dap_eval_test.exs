@@ -35,7 +35,7 @@ defmodule ElixirScope.DAPEvalTest do
   end
 
   test "log messages interpolate expressions" do
-    assert Eval.interpolate("total {total}, {{braces}}, {nope}", total: 0) ==
-             "total 0, {braces}, {nope: nope is not defined here}"
+    assert Eval.interpolate("total {total}, {{braces}}, {zq_nope_zq}, {count}", total: 0) ==
+             "total 0, {braces}, {zq_nope_zq: zq_nope_zq is not defined here}, {count: count is not bound here (bound: total)}"
   end
 end
