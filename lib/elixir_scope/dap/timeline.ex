@@ -131,8 +131,8 @@ defmodule ElixirScope.DAP.Timeline do
   # never changes, so each process's checkpoints (every 1,024 of its events) are computed
   # once, in one pass, and kept in the calling process (a debug session); the live store
   # is read from its start.
-  defp checkpoint(%ElixirScope.Recording{tables: %{events: tid}} = src, pid, at) do
-    key = {__MODULE__, :checkpoints, tid, pid}
+  defp checkpoint(%ElixirScope.Recording{} = src, pid, at) do
+    key = {__MODULE__, :checkpoints, src, pid}
 
     points =
       case Process.get(key) do
