@@ -15,6 +15,10 @@ defmodule ElixirScope.Test.DemoRecording do
   @plain ["scenario.ex", "application.ex"]
   @key {__MODULE__, :path}
 
+  @doc "The demo application's directory."
+  @spec demo_dir() :: String.t()
+  def demo_dir, do: Path.expand("../../examples/demo", __DIR__)
+
   @doc "The path of the demo recording, made on first use."
   @spec path() :: String.t()
   def path do
