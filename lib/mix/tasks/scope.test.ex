@@ -30,7 +30,6 @@ defmodule Mix.Tasks.Scope.Test do
     unless ElixirScope.running?() do
       case ElixirScope.start() do
         :ok -> :ok
-        {:ok, _} -> :ok
         {:error, reason} -> Mix.raise("ElixirScope could not start: #{inspect(reason)}")
       end
     end
