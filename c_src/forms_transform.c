@@ -312,14 +312,16 @@ static const T *try_expr(fx *x, const T *anno, const T *body, const T *call_var)
 static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *state_kind, const T *before,
                   int64_t line, const T **out, uint32_t *n) {
     const T *ev[2] = {call_var, v};
-    x->exit_used = 1;
-    out[(*n)++] = fx_local_call(x, anno, FX_EXIT_HELPER, 2, ev);
+    /* the state after a callback is reported before its return: it belongs inside the call
+     * (queries by call id look between the call and its end) */
     if (state_kind) {
         const char *sn[5] = {"call", "kind", "result", "before", "line"};
         const T *sv[5] = {call_var, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)state_kind),
                           v, before ? before : fx_atom_node(x, anno, "none"), fx_int(x, anno, line)};
         out[(*n)++] = fx_fill(x, x->tpl.state_after, anno, 5, sn, sv);
     }
+    x->exit_used = 1;
+    out[(*n)++] = fx_local_call(x, anno, FX_EXIT_HELPER, 2, ev);
     out[(*n)++] = v;
     for (uint32_t i = 0; i < *n; i++)
         if (!out[i]) return -1;

@@ -99,6 +99,15 @@ defmodule ElixirScope.MessagesTest do
     assert Enum.any?(evs, &(&1.kind == :state and &1.call_id in server_calls))
   end
 
+  test "a callback's state after is inside its call: the cinema's inspector shows before and after", %{inst: m} do
+    m.chain(:q)
+    evs = recorded()
+    server = Module.concat(m, Server)
+    [call | _] = for e <- evs, e.kind == :call, e.module == server, e.function == :handle_call, do: e
+    detail = ElixirScope.Web.Data.event_detail(:live, call.id)
+    assert Enum.map(detail.call.states, & &1.phase) |> Enum.sort() == ["after", "before"]
+  end
+
   test "a receive whose after runs is recorded as such", %{inst: m} do
     :timed_out = m.timeout(1)
     assert [r] = Enum.filter(recorded(), &(&1.kind == :receive))
