@@ -212,57 +212,43 @@ int fx_is_tail_call(const T *e) {
     return fx_tag_is(fn->u.items[3], "atom") && es_etf_is_atom(fn->u.items[3]->u.items[2], "apply");
 }
 
-/* No exception can come out of these: variables, literals, and tuples, lists and maps built of
- * them (the markers of tail calls among them). Such a body needs no try. */
-static int safe_expr(const T *e, int depth) {
-    static const char *const leaf[] = {"var", "atom", "integer", "float", "char", "string", "nil", NULL};
-    static const char *const node[] = {"cons", "tuple", "map", "map_field_assoc", NULL};
+/* e is built only of the given leaves and data nodes (no call, no operator, no map update) */
+static int built_of(const T *e, const char *const *leaves, const char *const *nodes, int depth) {
     if (depth > 64) return 0;
     if (e->kind == ES_ETF_LIST) {
         for (uint32_t i = 0; i <= e->n; i++)
-            if (!safe_expr(e->u.items[i], depth + 1)) return 0;
+            if (!built_of(e->u.items[i], leaves, nodes, depth + 1)) return 0;
         return 1;
     }
     if (e->kind != ES_ETF_TUPLE) return 1;
-    for (int i = 0; leaf[i]; i++)
-        if (fx_tag_is(e, leaf[i])) return 1;
+    for (int i = 0; leaves[i]; i++)
+        if (fx_tag_is(e, leaves[i])) return 1;
     if (fx_tag_is(e, "map") && e->n != 3) return 0; /* a map update can raise */
-    for (int i = 0; node[i]; i++)
-        if (fx_tag_is(e, node[i])) {
+    for (int i = 0; nodes[i]; i++)
+        if (fx_tag_is(e, nodes[i])) {
             for (uint32_t k = 2; k < e->n; k++)
-                if (!safe_expr(e->u.items[k], depth + 1)) return 0;
+                if (!built_of(e->u.items[k], leaves, nodes, depth + 1)) return 0;
             return 1;
         }
     return 0;
 }
 
+/* No exception can come out of a body of variables, literals, and tuples, lists and maps built
+ * of them (the markers of tail calls among them): such a body needs no try. */
 int fx_cannot_raise(const T *body) {
+    static const char *const leaves[] = {"var", "atom", "integer", "float", "char", "string", "nil", NULL};
+    static const char *const nodes[] = {"cons", "tuple", "map", "map_field_assoc", NULL};
     if (!body || body->kind != ES_ETF_LIST) return 0;
     for (uint32_t i = 0; i < body->n; i++)
-        if (!safe_expr(body->u.items[i], 0)) return 0;
+        if (!built_of(body->u.items[i], leaves, nodes, 0)) return 0;
     return 1;
 }
 
 /* A value built only of literals (a quote result, a constant tuple): nothing worth recording. */
 int fx_is_constant(const T *e, int depth) {
-    static const char *const leaf[] = {"atom", "integer", "float", "char", "string", "nil", NULL};
-    static const char *const node[] = {"cons", "tuple", "map", "map_field_assoc", "bin", "bin_element", NULL};
-    if (depth > 64) return 0;
-    if (e->kind == ES_ETF_LIST) {
-        for (uint32_t i = 0; i <= e->n; i++)
-            if (!fx_is_constant(e->u.items[i], depth + 1)) return 0;
-        return 1;
-    }
-    if (e->kind != ES_ETF_TUPLE) return 1;
-    for (int i = 0; leaf[i]; i++)
-        if (fx_tag_is(e, leaf[i])) return 1;
-    for (int i = 0; node[i]; i++)
-        if (fx_tag_is(e, node[i])) {
-            for (uint32_t k = 2; k < e->n; k++)
-                if (!fx_is_constant(e->u.items[k], depth + 1)) return 0;
-            return 1;
-        }
-    return 0;
+    static const char *const leaves[] = {"atom", "integer", "float", "char", "string", "nil", NULL};
+    static const char *const nodes[] = {"cons", "tuple", "map", "map_field_assoc", "bin", "bin_element", NULL};
+    return built_of(e, leaves, nodes, depth);
 }
 
 /* ---------------- boundaries ---------------- */
