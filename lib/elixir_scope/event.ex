@@ -7,7 +7,8 @@ defmodule ElixirScope.Event do
   `:local` a map of variable names to values, `:expr` `{source, value}`,
   `:state` `{phase, state}`, `:send` `{dest, message}` (its `function` says how it was sent:
   `:send`, `:send_after`, `:call`, `:cast`, `:reply`), `:receive` the message (recorded by compiled
-  code as `{message, %{clause: clause, waited_us: us}}` with `function: :receive`, where `clause` is
+  code as `{message, %{clause: clause, waited_us: us}}` with `function: :receive` (`us` is nil for
+  a compiled receive: see docs/ast_transformer.md), where `clause` is
   the index of the receive clause that took it, `:after`, or the OTP callback that took it:
   `:call`, `:cast`, `:info`, `:event`; `message/1` gives the message of either form),
   `:spawn` the child pid, `:exit` the reason, `:custom` `{name, data}`.

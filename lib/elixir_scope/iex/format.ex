@@ -134,6 +134,7 @@ defmodule ElixirScope.IEx.Format do
     case Event.receive_info(e) do
       %{clause: :after} -> " (after: timed out)"
       %{clause: c, waited_us: w} when is_integer(c) and is_integer(w) -> " (clause #{c}, waited #{w} µs)"
+      %{clause: c} when is_integer(c) -> " (clause #{c})"
       %{clause: c} when c in [:call, :cast, :info, :event] -> " (#{c})"
       _ -> ""
     end
