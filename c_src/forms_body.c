@@ -250,34 +250,24 @@ static const T *walk_clauses(walk *w, const T *clauses, const bound *visible, in
     return nc;
 }
 
-static const T *with(fx *x, const T *t, uint32_t i, const T *v) {
-    if (!v) return NULL;
-    if (v == t->u.items[i]) return t;
-    T *c = es_etf_tuple(x->a, t->n);
-    if (!c) return NULL;
-    memcpy(c->u.items, t->u.items, sizeof(T *) * t->n);
-    c->u.items[i] = (T *)v;
-    return c;
-}
-
 /* the nested bodies of a control structure */
 static const T *walk_nested(walk *w, const T *e, const bound *visible, int depth) {
     fx *x = w->x;
-    if (fx_tag_is(e, "case") && e->n == 4) return with(x, e, 3, walk_clauses(w, e->u.items[3], visible, depth));
-    if (fx_tag_is(e, "if") && e->n == 3) return with(x, e, 2, walk_clauses(w, e->u.items[2], visible, depth));
+    if (fx_tag_is(e, "case") && e->n == 4) return fx_with(x, e, 3, walk_clauses(w, e->u.items[3], visible, depth));
+    if (fx_tag_is(e, "if") && e->n == 3) return fx_with(x, e, 2, walk_clauses(w, e->u.items[2], visible, depth));
     if (fx_tag_is(e, "receive") && (e->n == 3 || e->n == 5)) {
-        const T *r = with(x, e, 2, walk_clauses(w, e->u.items[2], visible, depth));
-        return r && e->n == 5 ? with(x, r, 4, walk_body(w, e->u.items[4], visible, depth + 1)) : r;
+        const T *r = fx_with(x, e, 2, walk_clauses(w, e->u.items[2], visible, depth));
+        return r && e->n == 5 ? fx_with(x, r, 4, walk_body(w, e->u.items[4], visible, depth + 1)) : r;
     }
-    if (fx_tag_is(e, "block") && e->n == 3) return with(x, e, 2, walk_body(w, e->u.items[2], visible, depth + 1));
+    if (fx_tag_is(e, "block") && e->n == 3) return fx_with(x, e, 2, walk_body(w, e->u.items[2], visible, depth + 1));
     if (fx_tag_is(e, "try") && e->n == 6) {
-        const T *r = with(x, e, 2, walk_body(w, e->u.items[2], visible, depth + 1));
-        r = r ? with(x, r, 3, walk_clauses(w, e->u.items[3], visible, depth)) : NULL;
-        r = r ? with(x, r, 4, walk_clauses(w, e->u.items[4], visible, depth)) : NULL;
-        return r ? with(x, r, 5, walk_body(w, e->u.items[5], visible, depth + 1)) : NULL;
+        const T *r = fx_with(x, e, 2, walk_body(w, e->u.items[2], visible, depth + 1));
+        r = r ? fx_with(x, r, 3, walk_clauses(w, e->u.items[3], visible, depth)) : NULL;
+        r = r ? fx_with(x, r, 4, walk_clauses(w, e->u.items[4], visible, depth)) : NULL;
+        return r ? fx_with(x, r, 5, walk_body(w, e->u.items[5], visible, depth + 1)) : NULL;
     }
     if (fx_tag_is(e, "match") && e->n == 4 && is_control(e->u.items[3]))
-        return with(x, e, 3, walk_nested(w, e->u.items[3], visible, depth));
+        return fx_with(x, e, 3, walk_nested(w, e->u.items[3], visible, depth));
     return e;
 }
 

@@ -73,6 +73,7 @@ const T *fx_case(fx *x, const T *anno, const T *expr, const T *clauses);
 const T *fx_binary_string(fx *x, const T *anno, const uint8_t *bytes, size_t len);
 T *fx_list(fx *x, uint32_t n); /* a proper term list of n slots */
 const T *fx_terms(fx *x, const T *const *items, uint32_t n); /* a term list of items */
+const T *fx_with(fx *x, const T *t, uint32_t i, const T *v); /* tuple t with element i replaced */
 
 /* A template with its holes filled: names[i] (without the "ES@HOLE_" prefix) -> values[i];
  * every '$es_anno' becomes anno. */

@@ -257,28 +257,18 @@ static const T *tail_clauses(fx *x, const T *clauses, const T *call_var, fx_site
     return nc;
 }
 
-/* a copy of tuple t with element i replaced */
-static const T *with(fx *x, const T *t, uint32_t i, const T *v) {
-    if (!v) return NULL;
-    T *c = es_etf_tuple(x->a, t->n);
-    if (!c) return NULL;
-    memcpy(c->u.items, t->u.items, sizeof(T *) * t->n);
-    c->u.items[i] = (T *)v;
-    return c;
-}
-
 static const T *tail_expr(fx *x, const T *e, const T *call_var, fx_sites *s, int depth) {
     if (depth > FX_MAX_TAIL_DEPTH || !e || e->kind != ES_ETF_TUPLE || e->n < 2) return value_marker(x, s, e);
     if (fx_tag_is(e, "call") && e->n == 4) return fx_is_tail_call(e) ? site(x, e, call_var, s) : value_marker(x, s, e);
-    if (fx_tag_is(e, "case") && e->n == 4) return with(x, e, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
-    if (fx_tag_is(e, "if") && e->n == 3) return with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
+    if (fx_tag_is(e, "case") && e->n == 4) return fx_with(x, e, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
+    if (fx_tag_is(e, "if") && e->n == 3) return fx_with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
     if (fx_tag_is(e, "receive") && e->n == 3)
-        return with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
+        return fx_with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
     if (fx_tag_is(e, "receive") && e->n == 5) {
-        const T *r = with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
-        return r ? with(x, r, 4, tail_body(x, e->u.items[4], call_var, s, depth + 1)) : NULL;
+        const T *r = fx_with(x, e, 2, tail_clauses(x, e->u.items[2], call_var, s, depth + 1));
+        return r ? fx_with(x, r, 4, tail_body(x, e->u.items[4], call_var, s, depth + 1)) : NULL;
     }
-    if (fx_tag_is(e, "block") && e->n == 3) return with(x, e, 2, tail_body(x, e->u.items[2], call_var, s, depth + 1));
+    if (fx_tag_is(e, "block") && e->n == 3) return fx_with(x, e, 2, tail_body(x, e->u.items[2], call_var, s, depth + 1));
     if (fx_tag_is(e, "try") && e->n == 6 && e->u.items[5]->kind == ES_ETF_NIL) {
         /* {try, A, Body, Of, Catch, []}: of and catch bodies run after the try's own frame */
         const T *r = e;
@@ -289,11 +279,11 @@ static const T *tail_expr(fx *x, const T *e, const T *call_var, fx_sites *s, int
             if (!nb) return NULL;
             memcpy(nb->u.items, b->u.items, sizeof(T *) * b->n);
             nb->u.items[b->n - 1] = (T *)value_marker(x, s, b->u.items[b->n - 1]);
-            r = with(x, r, 2, nb);
+            r = fx_with(x, r, 2, nb);
         } else {
-            r = with(x, r, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
+            r = fx_with(x, r, 3, tail_clauses(x, e->u.items[3], call_var, s, depth + 1));
         }
-        return r ? with(x, r, 4, tail_clauses(x, e->u.items[4], call_var, s, depth + 1)) : NULL;
+        return r ? fx_with(x, r, 4, tail_clauses(x, e->u.items[4], call_var, s, depth + 1)) : NULL;
     }
     return value_marker(x, s, e);
 }

@@ -94,6 +94,16 @@ const T *fx_local_call(fx *x, const T *anno, const char *name, uint32_t n, const
                            (T *)fx_terms(x, args, n));
 }
 
+const T *fx_with(fx *x, const T *t, uint32_t i, const T *v) {
+    if (!v) return NULL;
+    if (v == t->u.items[i]) return t; /* unchanged: terms are immutable, so it is shared */
+    T *c = es_etf_tuple(x->a, t->n);
+    if (!c) return NULL;
+    memcpy(c->u.items, t->u.items, sizeof(T *) * t->n);
+    c->u.items[i] = (T *)v;
+    return c;
+}
+
 const T *fx_binary_string(fx *x, const T *anno, const uint8_t *bytes, size_t len) {
     /* {bin, A, [{bin_element, A, {string, A, Bytes}, default, default}]}; <<>> when empty */
     if (len == 0) return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "bin"), (T *)anno, es_etf_nil(x->a));
