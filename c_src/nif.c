@@ -8,6 +8,7 @@
 
 #include "elixir_scope/event_store.h"
 #include "elixir_scope/llm_client.h"
+#include "elixir_scope/pid_scan.h"
 #include "elixir_scope/ring_buffer.h"
 #include "elixir_scope/term_codec.h"
 #include "nif_glue.h"
@@ -466,9 +467,11 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
     uint64_t id;
     ErlNifPid self;
 
-    enif_self(env, &self);
-    h->pid = (uint64_t)enif_make_pid(env, &self);
-    h->ts = es_now_ns();
+    if (!h->pid) { /* emit_as/5 sets another process's pid and a time */
+        enif_self(env, &self);
+        h->pid = (uint64_t)enif_make_pid(env, &self);
+    }
+    if (!h->ts) h->ts = es_now_ns();
     es_buf_init(&buf, storage, sizeof(storage));
     if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
@@ -569,6 +572,34 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
+/* emit_as(pid, kind, function, ts, payload) -> id | nil: a :spawn or :exit event on behalf of
+ * another (local) process, as the session's lifecycle observer sees it; ts nil = now. */
+static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    es_event_head h;
+    ErlNifUInt64 ts = 0;
+    uint64_t fun, id;
+    es_session *s;
+    ErlNifPid pid;
+    (void)argc;
+    if (!enif_get_local_pid(env, argv[0], &pid) || (argv[1] != a->kinds[ES_KIND_SPAWN] && argv[1] != a->kinds[ES_KIND_EXIT]) ||
+        !atom_or_nil(env, a, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
+        return es_raise_arg(env, "emit_as/5 expects (local pid, :spawn | :exit, function :: atom | nil, "
+                                 "ts :: pos_integer | nil, payload)");
+    s = acquire_active(p);
+    if (!s) return a->nil;
+    memset(&h, 0, sizeof(h));
+    h.kind = argv[1] == a->kinds[ES_KIND_SPAWN] ? ES_KIND_SPAWN : ES_KIND_EXIT;
+    h.pid = (uint64_t)argv[0];
+    h.function = fun;
+    h.arity = 255;
+    h.ts = ts;
+    id = push_event(env, s, &h, argv[4]);
+    release_active(p);
+    return id ? enif_make_uint64(env, id) : a->nil;
+}
+
 /* ---- drain ------------------------------------------------------------------- */
 typedef struct drain_ctx {
     es_session *s;
@@ -598,6 +629,32 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     es_store_write_unlock(s->store);
     enif_mutex_unlock(s->drain_lock);
     return enif_make_uint64(env, n);
+}
+
+/* pids_since(session, after_id) -> {last_id, [{pid, first_ts}]}: the processes that recorded
+ * events after after_id (dirty CPU; at most 4096 a call, the rest from last_id on). */
+#define PID_SCAN_MAX 4096
+static ERL_NIF_TERM nif_pids_since(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_session *s;
+    ErlNifUInt64 after;
+    uint64_t last;
+    es_pid_seen *seen;
+    ERL_NIF_TERM list;
+    int n;
+    (void)argc;
+    if (!get_session(env, argv[0], &s) || !enif_get_uint64(env, argv[1], &after))
+        return es_raise_arg(env, "pids_since/2 expects (session, after_id :: non_neg_integer)");
+    seen = enif_alloc(PID_SCAN_MAX * sizeof *seen);
+    if (!seen || (n = es_pid_scan(s->store, after, seen, PID_SCAN_MAX, &last)) < 0) {
+        enif_free(seen);
+        return es_raise_arg(env, "pids_since/2: out of memory");
+    }
+    list = enif_make_list(env, 0);
+    while (n-- > 0) /* built from the end: the list is in order of first appearance */
+        list = enif_make_list_cell(
+            env, enif_make_tuple2(env, (ERL_NIF_TERM)seen[n].pid, enif_make_uint64(env, seen[n].first_ts)), list);
+    enif_free(seen);
+    return enif_make_tuple2(env, enif_make_uint64(env, last), list);
 }
 
 /* ---- reading back -------------------------------------------------------------- */
@@ -1003,6 +1060,8 @@ static ErlNifFunc nif_funcs[] = {
     {"emit_entry", 4, nif_emit_entry, 0},
     {"emit_exit", 2, nif_emit_exit, 0},
     {"emit", 8, nif_emit, 0},
+    {"emit_as", 5, nif_emit_as, 0},
+    {"pids_since", 2, nif_pids_since, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"query", 2, nif_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"get_event", 2, nif_get_event, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* payloads up to max_bytes */

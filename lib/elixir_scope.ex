@@ -204,7 +204,8 @@ end
 defmodule ElixirScope.Supervisor do
   @moduledoc """
   The capture processes, under `ElixirScope.Capture.Owner`: the fuse
-  (`ElixirScope.Capture.Session`), the switch loader and the writer pool. None
+  (`ElixirScope.Capture.Session`), the switch loader, the lifecycle observer
+  (`ElixirScope.Capture.Lifecycle`) and the writer pool. None
   of them holds state that matters: the session and the switch live in
   `:persistent_term`, so any of them (or this supervisor) may crash and restart.
   """
@@ -219,6 +220,7 @@ defmodule ElixirScope.Supervisor do
     children = [
       {ElixirScope.Capture.Session, tree[:fuse]},
       ElixirScope.Capture.SwitchLoader,
+      {ElixirScope.Capture.Lifecycle, Keyword.take(tree, [:flush_interval])},
       %{
         id: ElixirScope.Capture.AsyncWriterPool,
         type: :supervisor,

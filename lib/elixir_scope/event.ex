@@ -11,11 +11,19 @@ defmodule ElixirScope.Event do
   a compiled receive: see docs/ast_transformer.md), where `clause` is
   the index of the receive clause that took it, `:after`, or the OTP callback that took it:
   `:call`, `:cast`, `:info`, `:event`; `message/1` gives the message of either form),
-  `:spawn` the child pid, `:exit` the reason, `:custom` `{name, data}`.
+  `:spawn` the child pid (recorded by the parent), or, recorded for a process by the session's
+  lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`), `{pid, info}` where
+  `info` has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`, `initial_call`,
+  `name`, `links`, `monitors` (empty
+  when the process had ended before it was seen); `:exit` the reason (function `:down` when the
+  observer saw it, `:gone` with reason nil when the process had ended before it was seen),
+  `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read both forms.
   Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
   """
 
   alias ElixirScope.Truncated
+
+  @no_spawn_info %{parent: nil, child_id: nil, initial_call: nil, name: nil, ancestors: [], callers: [], links: [], monitors: []}
 
   @kinds [:call, :return, :exception, :tail_call, :local, :expr, :state, :send, :receive, :spawn, :exit, :custom]
 
@@ -71,6 +79,36 @@ defmodule ElixirScope.Event do
   @spec receive_info(t()) :: %{clause: term(), waited_us: non_neg_integer() | nil} | nil
   def receive_info(%__MODULE__{kind: :receive, function: :receive, payload: {_msg, %{clause: _} = info}}), do: info
   def receive_info(%__MODULE__{}), do: nil
+
+  @doc """
+  What a `:spawn` event says: `%{child: pid, parent: pid | nil, child_id: term, initial_call: mfa |
+  nil, name: atom | nil, ancestors: list, callers: list, links: list, monitors: list}`; nil for
+  other kinds.
+  A spawn recorded by hand (payload the child) has the emitting process as parent.
+  """
+  @spec spawn_info(t()) :: map() | nil
+  def spawn_info(%__MODULE__{kind: :spawn, payload: {child, info}}) when is_pid(child) and is_map(info),
+    do: @no_spawn_info |> Map.merge(info) |> Map.put(:child, child)
+
+  def spawn_info(%__MODULE__{kind: :spawn, payload: child} = e) when is_pid(child),
+    do: %{@no_spawn_info | parent: e.pid} |> Map.put(:child, child)
+
+  def spawn_info(%__MODULE__{}), do: nil
+
+  @doc "The reason of an `:exit` event: `{:ok, reason}`, or `:unknown` (the process ended unseen); nil for other kinds."
+  @spec exit_reason(t()) :: {:ok, term()} | :unknown | nil
+  def exit_reason(%__MODULE__{kind: :exit, function: :gone}), do: :unknown
+  def exit_reason(%__MODULE__{kind: :exit, payload: reason}), do: {:ok, reason}
+  def exit_reason(%__MODULE__{}), do: nil
+
+  @doc "Whether an event is an `:exit` with a known reason other than `:normal`, `:shutdown` or `{:shutdown, _}`."
+  @spec crash_exit?(t()) :: boolean()
+  def crash_exit?(%__MODULE__{} = e) do
+    case exit_reason(e) do
+      {:ok, reason} -> reason not in [:normal, :shutdown] and not match?({:shutdown, _}, reason)
+      _ -> false
+    end
+  end
 
   @doc "Every event kind."
   @spec kinds() :: [kind()]

@@ -41,8 +41,18 @@ defmodule ElixirScope.MessagesTest do
       m.chain(:q),
       m.timeout(1),
       m.stream([1, 2, 3]),
-      catch_error(m.clause(:c))
+      catch_error(m.clause(:c)),
+      catch_error(m.guarded(0)),
+      quiet(fn -> m.restart() end)
     ]
+  end
+
+  # the crash report of the restart scenario goes to the log
+  defp quiet(fun) do
+    parent = self()
+    ExUnit.CaptureLog.capture_log(fn -> send(parent, {:quiet, fun.()}) end)
+    assert_received {:quiet, result}
+    result
   end
 
   test "the instrumented scenario behaves as the plain one, messages identical", %{plain: p, inst: i} do
@@ -135,6 +145,64 @@ defmodule ElixirScope.MessagesTest do
     assert call.payload == [:c]
     assert [exc] = Enum.filter(evs, &(&1.kind == :exception and &1.call_id == call.call_id))
     assert {:error, :function_clause, [{^m, :clause, [:c], _} | _]} = exc.payload
+  end
+
+  test "a head guard that fails is recorded as the call's exception, with its arguments", %{inst: m, plain: p} do
+    assert catch_error(p.guarded(0)) == :function_clause and catch_error(m.guarded(0)) == :function_clause
+    evs = recorded()
+    assert [call] = Enum.filter(evs, &(&1.kind == :call and &1.function == :guarded))
+    assert call.payload == [0]
+    assert [exc] = Enum.filter(evs, &(&1.kind == :exception and &1.call_id == call.call_id))
+    assert {:error, :function_clause, [{^m, :guarded, [0], _} | _]} = exc.payload
+  end
+
+  test "lifecycle: each process that recorded events gets a :spawn with its parent, initial call and links",
+       %{inst: m} do
+    m.chain(:q)
+    evs = recorded()
+    me = self()
+    server = Module.concat(m, Server)
+    servers = for e <- evs, e.kind == :call, e.module == server, e.function == :init, do: e.pid
+    assert length(servers) == 3
+
+    for pid <- servers do
+      assert [spawn] = Enum.filter(evs, &(&1.kind == :spawn and &1.pid == pid))
+      assert %{child: ^pid, parent: ^me, initial_call: {^server, :init, 1}, links: links} = Event.spawn_info(spawn)
+      assert me in links
+      # placed at the time of the process's first recorded event
+      assert spawn.ts == Enum.find(evs, &(&1.pid == pid)).ts
+      refute Enum.any?(evs, &(&1.kind == :exit and &1.pid == pid))
+    end
+
+    labels = for p <- ElixirScope.Query.processes(), p.pid in servers, do: p.label
+    assert labels == List.duplicate(inspect(server), 3)
+    st = ElixirScope.stats()
+    assert st.emitted == st.stored + st.dropped + st.lost
+  end
+
+  test "a supervisor restart: the crashed worker is marked and linked to its successor", %{inst: m} do
+    # the session sees a process at the first drain after its first event: one that ended within
+    # a few ms of its start would be known only by its events (Lifecycle's moduledoc), so the test
+    # lets the session see each worker before it ends
+    {sup, first} = m.start_worker()
+    ElixirScope.flush()
+    assert {{:pong, 0}, "worker crashed", {:pong, 0}} = quiet(fn -> m.crash_worker(sup, first) end)
+    ElixirScope.flush()
+    Supervisor.stop(sup)
+    evs = recorded()
+    worker = Module.concat(m, Worker)
+    [old, new] = for e <- evs, e.kind == :call, e.module == worker, e.function == :init, do: e.pid
+    procs = Map.new(ElixirScope.Query.processes(), &{&1.pid, &1})
+
+    assert %{crash: %Event{kind: :exit, payload: {%RuntimeError{message: "worker crashed"}, _}}, restarted_as: ^new} =
+             procs[old]
+    assert %{crash: nil, restart_of: ^old, label: label} = procs[new]
+    assert label == inspect(worker)
+    assert %{exit: %Event{payload: :shutdown}} = procs[new]
+
+    assert [restart] = for(l <- Correlation.links(evs), l.type == :restart, do: l)
+    assert {restart.from.kind, restart.from.pid, restart.to.kind, restart.to.pid} == {:exit, old, :spawn, new}
+    assert Event.spawn_info(restart.to).child_id == worker
   end
 
   test "a send nobody takes stays unpaired", %{inst: m} do

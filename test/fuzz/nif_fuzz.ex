@@ -202,6 +202,8 @@ defmodule ElixirScope.Fuzz.NIFs do
       emit_exit: [[1, {:ok, [1, 2]}]],
       emit: [[:call, 1, Shop, :f, 1, 2, 0, [:x]], [:send, nil, nil, nil, nil, 0, 7, {self(), :msg}],
              [:state, 3, nil, nil, nil, 9, nil, {:after, %{n: 1}}]],
+      emit_as: [[self(), :spawn, :observed, 5, {self(), %{parent: nil}}], [self(), :exit, :down, nil, :normal]],
+      pids_since: [[s, 0], [s, 18_446_744_073_709_551_615]],
       drain: [[s, 100]],
       query: [[s, %{limit: 10}], [s, %{module: Shop, function: :f, arity: 1, kinds: [:call], order: :desc}],
               [s, %{since: 0, until: 18_446_744_073_709_551_615, after_id: 1, before_id: 100, limit: 5}]],

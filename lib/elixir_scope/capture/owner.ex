@@ -49,6 +49,7 @@ defmodule ElixirScope.Capture.Owner do
     SwitchLoader,
     ElixirScope.Capture.InstrumentationRuntime,
     ElixirScope.Capture.AsyncWriter,
+    ElixirScope.Capture.Lifecycle,
     Access,
     Keyword,
     Map,

@@ -29,6 +29,10 @@ defmodule ElixirScope.Query.Correlation do
       as `value` or `{ref, value}`, that is linked too (`:task_reply`); a
       parent's receive of `{:DOWN, _, :process, C, _}` or `{:EXIT, C, _}` is
       linked from C's last event (`:exit`).
+    * **restart** — processes observed by the session (`ElixirScope.Capture.Lifecycle`) that are
+      the same child — the same registered name, or the same supervisor and child id — follow one
+      another: each one's `:exit` is linked to the next one's `:spawn` (`:restart`), when the next
+      one's first event comes after the last event of the one before.
 
   Compiled code records a receive as `{message, %{clause: c, waited_us: w}}` with `function:
   :receive`; an OTP callback's message as such a receive whose clause is `:call`, `:cast`,
@@ -43,7 +47,7 @@ defmodule ElixirScope.Query.Correlation do
   alias ElixirScope.Event
 
   @type link_type :: :explicit | :correlated | :message | :call | :call_from | :reply | :cast | :info | :spawn |
-                     :task_reply | :exit
+                     :task_reply | :exit | :restart
   @type link :: %{type: link_type(), from: Event.t(), to: Event.t()}
 
   @doc "Every link between the given events."
@@ -56,7 +60,7 @@ defmodule ElixirScope.Query.Correlation do
     {msg_links, _sends} = consume(events, sends, taken, ctx)
     spawn_links = spawn_links(events, ctx)
 
-    (explicit ++ msg_links ++ spawn_links ++ explicit_replies(events, ctx))
+    (explicit ++ msg_links ++ spawn_links ++ explicit_replies(events, ctx) ++ restart_links(events))
     |> Enum.uniq_by(fn l -> {l.from.id, l.to.id} end)
     |> Enum.sort_by(fn l -> {l.to.id, l.from.id} end)
   end
@@ -341,4 +345,36 @@ defmodule ElixirScope.Query.Correlation do
       rcv -> [%{type: :exit, from: last, to: rcv}]
     end
   end
+
+  # -- restarts: successive processes of one child --
+
+  defp restart_links(events) do
+    exits = for %Event{kind: :exit} = e <- events, into: %{}, do: {e.pid, e}
+    last_ts = for %Event{kind: k} = e <- events, k not in [:spawn, :exit], into: %{}, do: {e.pid, e.ts}
+
+    events
+    |> Enum.flat_map(fn e ->
+      case Event.spawn_info(e) do
+        %{child: child} = info when child == e.pid -> [{child_key(info), e}]
+        _ -> []
+      end
+    end)
+    |> Enum.reject(fn {key, _} -> key == nil end)
+    |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+    |> Enum.flat_map(fn {_key, spawns} ->
+      spawns
+      |> Enum.sort_by(& &1.ts)
+      |> Enum.chunk_every(2, 1, :discard)
+      |> Enum.flat_map(fn [old, new] ->
+        case Map.get(exits, old.pid) do
+          %Event{} = exit -> if Map.get(last_ts, old.pid, 0) < new.ts, do: [%{type: :restart, from: exit, to: new}], else: []
+          _ -> []
+        end
+      end)
+    end)
+  end
+
+  defp child_key(%{name: name}) when is_atom(name) and name != nil, do: {:name, name}
+  defp child_key(%{parent: parent, child_id: id}) when is_pid(parent) and id != nil, do: {:child, parent, id}
+  defp child_key(_info), do: nil
 end

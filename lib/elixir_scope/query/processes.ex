@@ -1,7 +1,10 @@
 defmodule ElixirScope.Query.Processes do
   @moduledoc """
   The recorded processes: for each, its event count, its first and last events, its first
-  recorded call, the names it had, and whether it crashed.
+  recorded call, the names it had, whether it crashed, its lifecycle as the session observed it
+  (`spawn` and `exit` events, see `ElixirScope.Capture.Lifecycle`), which process it restarted
+  and which restarted it, and a `label`: its registered name, else its initial call (`Task from
+  Demo.Audit.check/3`, a GenServer's module), else its first recorded call.
 
   A name is known two ways: the registry (a live session's, or the names saved with a recording,
   which are those registered when it was saved), and the messages sent to the name that a process
@@ -19,7 +22,12 @@ defmodule ElixirScope.Query.Processes do
           first: Event.t(),
           last: Event.t(),
           first_call: Event.t() | nil,
-          crash: Event.t() | nil
+          crash: Event.t() | nil,
+          spawn: Event.t() | nil,
+          exit: Event.t() | nil,
+          restart_of: pid() | nil,
+          restarted_as: pid() | nil,
+          label: String.t()
         }
 
   @doc """
@@ -37,13 +45,20 @@ defmodule ElixirScope.Query.Processes do
         {Map.update(procs, e.pid, new(e), &add(&1, e)), if(name_evidence?(e), do: [e | named], else: named)}
       end)
 
-    names = names(source, Enum.reverse(named))
+    named = Enum.reverse(named)
+    names = names(source, named)
+    restarts = for %{type: :restart, from: old, to: new} <- Correlation.links(named), do: {old.pid, new.pid}
+    restart_of = Map.new(restarts, fn {old, new} -> {new, old} end)
+    restarted_as = Map.new(restarts)
 
     procs
     |> Map.values()
     |> Enum.sort_by(& &1.first.id)
     |> Enum.map(fn p ->
-      %{p | names: Map.get(names, p.pid, []), crash: crash(p, source)} |> Map.delete(:exceptions)
+      %{p | names: Map.get(names, p.pid, []), crash: crash(p, source)}
+      |> Map.delete(:exceptions)
+      |> Map.merge(%{restart_of: restart_of[p.pid], restarted_as: restarted_as[p.pid]})
+      |> then(&Map.put(&1, :label, label(&1)))
     end)
   catch
     {:query_error, msg} -> {:error, msg}
@@ -72,11 +87,44 @@ defmodule ElixirScope.Query.Processes do
     end)
   end
 
-  defp new(e), do: %{pid: e.pid, names: [], events: 1, first: e, last: e, first_call: call(e), crash: nil, exceptions: exc(e)}
+  @doc """
+  A process's label: its registered name, else its initial call (`Task from M.f/a` for a Task,
+  the module of a GenServer or other proc_lib process), else its first recorded call, else its pid.
+  """
+  @spec label(map()) :: String.t()
+  def label(%{names: [name | _]}), do: inspect(name)
+
+  def label(p) do
+    initial_call_label(p[:spawn] && Event.spawn_info(p.spawn)) ||
+      (p[:first_call] && Exception.format_mfa(p.first_call.module, p.first_call.function, p.first_call.arity || 0)) ||
+      inspect(p.pid)
+  end
+
+  defp initial_call_label(%{initial_call: {m, f, a}, callers: callers}) when is_atom(m) and is_atom(f) do
+    case Regex.run(~r/^-(.+)\/(\d+)-fun-\d+-$/, Atom.to_string(f)) do
+      [_, name, arity] -> "#{if callers != [], do: "Task", else: "fn"} from #{Exception.format_mfa(m, String.to_atom(name), String.to_integer(arity))}"
+      nil when {m, f, a} in [{:erlang, :apply, 2}, {:proc_lib, :init_p, 5}] -> nil
+      nil when f == :init and a == 1 -> inspect(m)
+      nil -> Exception.format_mfa(m, f, a)
+    end
+  end
+
+  defp initial_call_label(_), do: nil
+
+  defp new(e) do
+    %{pid: e.pid, names: [], events: 1, first: e, last: e, first_call: call(e), crash: nil, exceptions: exc(e),
+      spawn: lifecycle(e, :spawn), exit: lifecycle(e, :exit)}
+  end
 
   defp add(p, e) do
-    %{p | events: p.events + 1, last: e, first_call: p.first_call || call(e), exceptions: p.exceptions or exc(e)}
+    %{p | events: p.events + 1, last: e, first_call: p.first_call || call(e), exceptions: p.exceptions or exc(e),
+          spawn: p.spawn || lifecycle(e, :spawn), exit: p.exit || lifecycle(e, :exit)}
   end
+
+  # what the session observed of the process itself (not a spawn it made)
+  defp lifecycle(%Event{kind: :spawn, pid: pid, payload: {pid, _}} = e, :spawn), do: e
+  defp lifecycle(%Event{kind: :exit} = e, :exit), do: e
+  defp lifecycle(_e, _kind), do: nil
 
   defp call(%Event{kind: :call} = e), do: e
   defp call(_), do: nil
@@ -87,13 +135,14 @@ defmodule ElixirScope.Query.Processes do
   defp name_evidence?(%Event{kind: :send, payload: {dest, _}}), do: name_of(dest) != nil
   defp name_evidence?(%Event{kind: :receive}), do: true
   defp name_evidence?(%Event{kind: :call, function: f}), do: f in [:handle_call, :handle_cast, :handle_info]
-  defp name_evidence?(_), do: false
+  defp name_evidence?(%Event{kind: k}), do: k in [:spawn, :exit]
 
   defp name_of(name) when is_atom(name) and name not in [nil, true, false], do: name
   defp name_of({name, node}) when is_atom(name) and is_atom(node), do: name_of(name)
   defp name_of(_), do: nil
 
-  # %{pid => [name]}: registered names, plus the names whose messages a process took
+  # %{pid => [name]}: registered names, the names the session saw a process have, and the names
+  # whose messages a process took
   defp names(source, evidence) do
     registered = Source.names(source) |> Map.new(fn {pid, name} -> {pid, [name]} end)
 
@@ -109,6 +158,7 @@ defmodule ElixirScope.Query.Processes do
       _ ->
         []
     end)
+    |> Kernel.++(for e <- evidence, %{name: name, child: pid} <- [Event.spawn_info(e)], name != nil, do: {pid, name})
     |> Enum.reduce(registered, fn {pid, name}, acc -> Map.update(acc, pid, [name], &Enum.uniq(&1 ++ [name])) end)
   end
 
@@ -120,12 +170,10 @@ defmodule ElixirScope.Query.Processes do
 
   defp abnormal_exit(pid, source) do
     case Query.events(pid: pid, kind: :exit, source: source) do
-      evs when is_list(evs) -> Enum.find(evs, &abnormal?(&1.payload))
+      evs when is_list(evs) -> Enum.find(evs, &Event.crash_exit?/1)
       _ -> nil
     end
   end
-
-  defp abnormal?(reason), do: reason not in [:normal, :shutdown] and not match?({:shutdown, _}, reason)
 
   # the first root call that ended in an exception
   defp escaped(pid, source) do

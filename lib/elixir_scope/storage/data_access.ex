@@ -11,17 +11,25 @@ defmodule ElixirScope.Storage.DataAccess do
   `before_id:`, `limit:`, `order:` (`:asc` | `:desc`), `flush:` (default true).
   """
 
-  alias ElixirScope.Capture.{RingBuffer, Session}
+  alias ElixirScope.Capture.{Lifecycle, RingBuffer, Session}
   alias ElixirScope.{Event, NIF}
 
   @type filters :: keyword()
 
-  @doc "Drains the ring into the store now; returns how many events moved."
+  @doc """
+  Drains the ring into the store now, with the lifecycle (`:spawn`/`:exit`) of the processes
+  seen so far; returns how many events moved.
+  """
   @spec flush() :: non_neg_integer()
   def flush do
     case Session.info() do
-      nil -> 0
-      %{session: s, config: c} -> RingBuffer.drain_all(s, c[:capture][:batch_size])
+      nil ->
+        0
+
+      %{session: s, config: c} ->
+        n = RingBuffer.drain_all(s, c[:capture][:batch_size])
+        Lifecycle.sync()
+        n + RingBuffer.drain_all(s, c[:capture][:batch_size])
     end
   end
 

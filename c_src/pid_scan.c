@@ -1,0 +1,50 @@
+/* Distinct pids of the store's newest events (see include/elixir_scope/pid_scan.h).
+ * An open-addressing set of pid words (0 never is a pid word: it marks a free slot)
+ * indexes the output array, so each event costs one probe. */
+#include "elixir_scope/pid_scan.h"
+
+#include <stdlib.h>
+
+typedef struct scan_ctx {
+    es_pid_seen *out;
+    size_t max, n;
+    uint32_t *slots; /* index into out + 1; 0 = free */
+    size_t mask;
+    uint64_t last_id;
+} scan_ctx;
+
+static size_t slot_of(uint64_t w, size_t mask) { return (size_t)((w * 0x9E3779B97F4A7C15ull) >> 17) & mask; }
+
+static int scan_cb(void *ctxp, const es_event_view *ev) {
+    scan_ctx *c = ctxp;
+    uint64_t w = ev->head.pid;
+    if (w) {
+        size_t i = slot_of(w, c->mask);
+        while (c->slots[i] && c->out[c->slots[i] - 1].pid != w) i = (i + 1) & c->mask;
+        if (!c->slots[i]) {
+            if (c->n == c->max) return 1; /* a new pid with no room: stop before its event */
+            c->out[c->n].pid = w;
+            c->out[c->n].first_ts = ev->head.ts;
+            c->slots[i] = (uint32_t)(++c->n);
+        }
+    }
+    c->last_id = ev->head.id;
+    return 0;
+}
+
+int es_pid_scan(es_store *store, uint64_t after_id, es_pid_seen *out, size_t max, uint64_t *last_id) {
+    scan_ctx c = {out, max, 0, NULL, 0, after_id};
+    size_t nslots = 16;
+    es_query q = {0};
+    if (max == 0 || max > UINT32_MAX / 4) return -1;
+    while (nslots < max * 2) nslots *= 2; /* at most half full: short probes */
+    c.slots = calloc(nslots, sizeof *c.slots);
+    if (!c.slots) return -1;
+    c.mask = nslots - 1;
+    q.fields = ES_Q_AFTER_ID;
+    q.after_id = after_id;
+    es_store_query(store, &q, scan_cb, &c);
+    free(c.slots);
+    *last_id = c.last_id;
+    return (int)c.n;
+}

@@ -1,0 +1,190 @@
+defmodule ElixirScope.Capture.Lifecycle do
+  @max_listed 16
+  @max_supervisor_children 64
+
+  @moduledoc """
+  Process lifecycle without changing user processes: after each drain interval this observer
+  asks the store which processes recorded events since it last looked (one native pass over the
+  new events), monitors each process it has not seen, and records on that process's behalf:
+
+    * at first sight, a `:spawn` event (function `:observed`) whose time is the process's first
+      recorded event and whose payload is `{pid, info}`: its parent (`Process.info(pid, :parent)`),
+      its child id when the parent is a supervisor of at most #{@max_supervisor_children} children
+      (`which_children`, asked with a 100 ms timeout), `$ancestors` and `$callers`, its initial call (`$initial_call` of proc_lib processes and
+      Tasks, else the VM's), its registered name, and its links and monitors at that moment
+      (at most #{@max_listed} of each; links made later are not recorded);
+    * when its monitor fires, an `:exit` event (function `:down`) whose payload is the reason.
+
+  A process that had already ended when first seen gets the `:spawn` with what is left to know
+  (nothing but its pid) and an `:exit` with function `:gone` and reason `nil`: its reason is not
+  knowable any more. The observer scans every `flush_interval` ms (and on `ElixirScope.flush/0`),
+  so a process that lives a few ms or less is usually seen only after it ended.
+
+  A restarted observer starts from the store's newest event; a process it meets that already has
+  a `:spawn` of its own is monitored again (its exit reason is recorded if it is still alive), and
+  gets no second `:spawn`.
+
+  The events go through the ring like any other (`emitted = stored + dropped + lost` holds).
+  """
+  use GenServer
+
+  alias ElixirScope.Capture.Session
+  alias ElixirScope.NIF
+
+
+  @doc false
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts), do: GenServer.start_link(__MODULE__, opts, name: __MODULE__)
+
+  @doc """
+  Looks at the store now and handles the exits already signalled, so that the lifecycle of
+  processes seen so far is recorded when this returns (`ElixirScope.flush/0` calls it).
+  """
+  @spec sync(timeout()) :: :ok
+  def sync(timeout \\ 5_000) do
+    if self() != Process.whereis(__MODULE__), do: GenServer.call(__MODULE__, :scan, timeout)
+    :ok
+  catch
+    :exit, _ -> :ok
+  end
+
+  @impl true
+  def init(opts) do
+    %{session: s} = Session.info()
+    interval = Keyword.get(opts, :flush_interval, 5)
+    send(self(), :scan)
+    # processes recorded before this observer started are not its to watch
+    {:ok, %{session: s, interval: interval, after: NIF.stats(s).last_id, live: %{}, dead: %{}, timer: nil}}
+  end
+
+  @impl true
+  def handle_info(:scan, state) do
+    state = scan(state)
+    {:noreply, %{state | timer: Process.send_after(self(), :scan, state.interval)}}
+  end
+
+  def handle_info({:DOWN, ref, :process, pid, reason}, state) do
+    case Map.pop(state.live, pid) do
+      {^ref, live} -> {:noreply, %{state | live: live, dead: dead(state, pid, emit(pid, :exit, :down, nil, reason))}}
+      _ -> {:noreply, state}
+    end
+  end
+
+  def handle_info(_msg, state), do: {:noreply, state}
+
+  @impl true
+  def handle_call(:scan, _from, state) do
+    state = drain_downs(state)
+    {:reply, :ok, scan(state)}
+  end
+
+  # the exits that already arrived, before the scan: a sync then records them too
+  defp drain_downs(state) do
+    receive do
+      {:DOWN, _, :process, _, _} = down ->
+        {:noreply, state} = handle_info(down, state)
+        drain_downs(state)
+    after
+      0 -> state
+    end
+  end
+
+  defp scan(state) do
+    {last, seen} = NIF.pids_since(state.session, state.after)
+    state = Enum.reduce(seen, %{state | after: last}, &observe/2)
+    # a dead process's own events are all in the store once the scan passed its exit event
+    %{state | dead: for({pid, until} <- state.dead, until > last, into: %{}, do: {pid, until})}
+  end
+
+  defp observe({pid, first_ts}, state) do
+    cond do
+      Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid) or pid == self() -> state
+      seen_before?(state.session, pid) -> watch(pid, state, nil)
+      true -> watch(pid, state, first_ts)
+    end
+  end
+
+  # Monitors first: a process alive after its monitor is set gives its real exit reason.
+  # first_ts nil: the process already has its :spawn (and, if it ended unseen, nothing to add).
+  defp watch(pid, state, first_ts) do
+    ref = Process.monitor(pid)
+
+    case info(pid) do
+      nil ->
+        Process.demonitor(ref, [:flush])
+
+        exit_id =
+          if first_ts do
+            emit(pid, :spawn, :observed, first_ts, {pid, %{}})
+            emit(pid, :exit, :gone, nil, nil)
+          end
+
+        %{state | dead: dead(state, pid, exit_id)}
+
+      info ->
+        if first_ts, do: emit(pid, :spawn, :observed, first_ts, {pid, info})
+        %{state | live: Map.put(state.live, pid, ref)}
+    end
+  end
+
+  # a :spawn of the process's own: an observer before this one saw it (one indexed query)
+  defp seen_before?(session, pid) do
+    session
+    |> NIF.query(%{pid: pid, kinds: [:spawn], limit: 4})
+    |> Enum.any?(&(elem(&1, 5) == :observed))
+  end
+
+  defp info(pid) do
+    case Process.info(pid, [:parent, :registered_name, :links, :monitors, :initial_call, :dictionary]) do
+      nil ->
+        nil
+
+      kw ->
+        dict = kw[:dictionary]
+        parent = parent(kw[:parent])
+
+        %{
+          parent: parent,
+          child_id: child_id(parent, pid),
+          ancestors: Enum.take(List.wrap(dict[:"$ancestors"]), @max_listed),
+          callers: Enum.take(List.wrap(dict[:"$callers"]), @max_listed),
+          initial_call: dict[:"$initial_call"] || kw[:initial_call],
+          name: if(kw[:registered_name] == [], do: nil, else: kw[:registered_name]),
+          links: Enum.take(kw[:links], @max_listed),
+          monitors: Enum.take(kw[:monitors], @max_listed)
+        }
+    end
+  end
+
+  defp parent(pid) when is_pid(pid), do: pid
+  defp parent(_undefined), do: nil
+
+  # The id of the child in its supervisor (a restart keeps it), asked only of small supervisors
+  # and with a short timeout: a supervisor never waits on ElixirScope, but it may be busy.
+  defp child_id(nil, _pid), do: nil
+
+  defp child_id(parent, pid) do
+    with {:dictionary, dict} <- Process.info(parent, :dictionary),
+         {:supervisor, _, 1} <- dict[:"$initial_call"],
+         counts when is_list(counts) <- :gen_server.call(parent, :count_children, 100),
+         true <- Keyword.get(counts, :specs, 0) <= @max_supervisor_children,
+         children when is_list(children) <- :gen_server.call(parent, :which_children, 100),
+         {id, ^pid, _, _} when id != :undefined <- List.keyfind(children, pid, 1) do
+      id
+    else
+      _ -> nil
+    end
+  catch
+    :exit, _ -> nil
+  end
+
+  # until which id the pid may still show up in a scan (its own events precede its exit event)
+  defp dead(state, pid, nil), do: Map.put(state.dead, pid, NIF.stats(state.session).pushed)
+  defp dead(state, pid, exit_id), do: Map.put(state.dead, pid, exit_id)
+
+  defp emit(pid, kind, function, ts, payload) do
+    NIF.emit_as(pid, kind, function, ts, payload)
+  rescue
+    _ -> nil
+  end
+end

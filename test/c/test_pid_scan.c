@@ -1,0 +1,107 @@
+/* CMocka tests of the pid scan (c_src/pid_scan.c): distinct pids of the newest events. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "elixir_scope/pid_scan.h"
+
+static void append(es_store *s, uint64_t id, uint64_t pid, uint64_t ts) {
+    es_event_head h;
+    uint8_t pl[1] = {0};
+    memset(&h, 0, sizeof h);
+    h.id = id;
+    h.pid = pid;
+    h.ts = ts;
+    h.kind = ES_KIND_EXPR;
+    assert_int_equal(es_store_append(s, &h, pl, sizeof pl), 0);
+}
+
+static es_store *store_of(const uint64_t *pids, size_t n) {
+    es_store_config cfg = {0, 16};
+    es_store *s = es_store_create(&cfg);
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++) append(s, i + 1, pids[i], 100 + i);
+    return s;
+}
+
+static void distinct_in_first_order_with_first_ts(void **state) {
+    (void)state;
+    const uint64_t pids[] = {7, 9, 7, 11, 9, 7};
+    es_store *s = store_of(pids, 6);
+    es_pid_seen out[8];
+    uint64_t last = 0;
+    assert_int_equal(es_pid_scan(s, 0, out, 8, &last), 3);
+    assert_int_equal(last, 6);
+    assert_int_equal(out[0].pid, 7);
+    assert_int_equal(out[0].first_ts, 100);
+    assert_int_equal(out[1].pid, 9);
+    assert_int_equal(out[1].first_ts, 101);
+    assert_int_equal(out[2].pid, 11);
+    assert_int_equal(out[2].first_ts, 103);
+    es_store_destroy(s);
+}
+
+static void only_events_after_the_id(void **state) {
+    (void)state;
+    const uint64_t pids[] = {7, 9, 7, 11};
+    es_store *s = store_of(pids, 4);
+    es_pid_seen out[8];
+    uint64_t last = 0;
+    assert_int_equal(es_pid_scan(s, 2, out, 8, &last), 2);
+    assert_int_equal(out[0].pid, 7);
+    assert_int_equal(out[0].first_ts, 102);
+    assert_int_equal(out[1].pid, 11);
+    assert_int_equal(last, 4);
+    /* nothing new: the id stays */
+    assert_int_equal(es_pid_scan(s, 4, out, 8, &last), 0);
+    assert_int_equal(last, 4);
+    es_store_destroy(s);
+}
+
+/* A full output stops before the event of the next new pid, and a scan from there loses none. */
+static void full_output_resumes_without_loss(void **state) {
+    (void)state;
+    uint64_t pids[100];
+    for (size_t i = 0; i < 100; i++) pids[i] = 1000 + (i % 50) * 8;
+    es_store *s = store_of(pids, 100);
+    es_pid_seen out[16];
+    uint64_t last = 0, seen = 0;
+    int n = es_pid_scan(s, 0, out, 16, &last);
+    assert_int_equal(n, 16);
+    assert_int_equal(last, 16);
+    for (int round = 0; round < 10 && n > 0; round++) {
+        seen += (uint64_t)n;
+        n = es_pid_scan(s, last, out, 16, &last);
+    }
+    /* ids 1..50 hold the 50 pids once each; the second half repeats them and
+       each scan from there finds them again as new to that scan */
+    assert_true(seen >= 50);
+    assert_int_equal(last, 100);
+    es_store_destroy(s);
+}
+
+static void empty_store_and_bad_max(void **state) {
+    (void)state;
+    es_store_config cfg = {0, 16};
+    es_store *s = es_store_create(&cfg);
+    es_pid_seen out[1];
+    uint64_t last = 5;
+    assert_int_equal(es_pid_scan(s, 0, out, 1, &last), 0);
+    assert_int_equal(last, 0);
+    assert_int_equal(es_pid_scan(s, 0, out, 0, &last), -1);
+    es_store_destroy(s);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(distinct_in_first_order_with_first_ts),
+        cmocka_unit_test(only_events_after_the_id),
+        cmocka_unit_test(full_output_resumes_without_loss),
+        cmocka_unit_test(empty_store_and_bad_max),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

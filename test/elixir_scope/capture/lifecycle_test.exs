@@ -1,0 +1,128 @@
+defmodule ElixirScope.Capture.LifecycleTest do
+  @moduledoc false
+  # The session's lifecycle observer: :spawn and :exit events for every process that recorded
+  # events, without anything running in those processes.
+  use ElixirScope.ScopeCase, async: false
+
+  alias ElixirScope.Capture.{InstrumentationRuntime, Lifecycle}
+  alias ElixirScope.{Event, NIF}
+
+  setup do
+    start_scope!()
+  end
+
+  # a process that records one event, then waits for `:go` and does what it is told
+  defp recorder do
+    me = self()
+
+    pid =
+      spawn(fn ->
+        InstrumentationRuntime.report_custom(:hello, 1)
+        send(me, {:recorded, self()})
+
+        receive do
+          {:go, fun} -> fun.()
+        end
+      end)
+
+    assert_receive {:recorded, ^pid}
+    pid
+  end
+
+  defp finish(pid, fun) do
+    ref = Process.monitor(pid)
+    send(pid, {:go, fun})
+    assert_receive {:DOWN, ^ref, :process, ^pid, _}
+  end
+
+  defp lifecycle(pid) do
+    ElixirScope.flush()
+    for e <- ElixirScope.get_events(pid: pid), e.kind in [:spawn, :exit], do: e
+  end
+
+  test "a process seen alive: a :spawn with its parent and initial call, an :exit with the reason" do
+    pid = recorder()
+    ElixirScope.flush()
+    finish(pid, fn -> :ok end)
+    me = self()
+
+    assert [%Event{kind: :spawn, function: :observed} = s, %Event{kind: :exit, function: :down} = x] = lifecycle(pid)
+    assert %{child: ^pid, parent: ^me, initial_call: {:erlang, :apply, 2}} = Event.spawn_info(s)
+    assert [first | _] = ElixirScope.get_events(pid: pid)
+    assert s.ts == first.ts
+    assert Event.exit_reason(x) == {:ok, :normal}
+    refute Event.crash_exit?(x)
+  end
+
+  test "a crash: the exit carries the reason and counts as a crash" do
+    pid = recorder()
+    ElixirScope.flush()
+    finish(pid, fn -> exit({:bad_thing, 42}) end)
+    assert [_spawn, x] = lifecycle(pid)
+    assert Event.exit_reason(x) == {:ok, {:bad_thing, 42}}
+    assert Event.crash_exit?(x)
+    assert [%{crash: ^x}] = for(p <- ElixirScope.Query.processes(), p.pid == pid, do: p)
+  end
+
+  test "a process that ended before it was seen: what is left to know, and an unknown reason" do
+    pid = spawn(fn -> InstrumentationRuntime.report_custom(:hello, 1) end)
+    ref = Process.monitor(pid)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    assert [s, x] = lifecycle(pid)
+    assert %{child: ^pid, parent: nil, initial_call: nil} = Event.spawn_info(s)
+    assert x.function == :gone and Event.exit_reason(x) == :unknown
+    refute Event.crash_exit?(x)
+  end
+
+  test "one :spawn and one :exit per process, however many drains see it" do
+    pids = for _ <- 1..20, do: recorder()
+    ElixirScope.flush()
+    for p <- pids, do: InstrumentationRuntime.report_custom(:x, 1) && send(p, {:go, fn -> InstrumentationRuntime.report_custom(:bye, 1) end})
+    Process.sleep(20)
+    for _ <- 1..5, do: ElixirScope.flush()
+
+    for p <- pids do
+      assert [:spawn, :exit] = Enum.map(lifecycle(p), & &1.kind)
+    end
+
+    st = ElixirScope.stats()
+    assert st.emitted == st.stored + st.dropped + st.lost
+  end
+
+  test "a restarted observer does not record the processes the old one saw again" do
+    pid = recorder()
+    ElixirScope.flush()
+    old = Process.whereis(Lifecycle)
+    ref = Process.monitor(old)
+    Process.exit(old, :kill)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    wait_for(fn -> Process.whereis(Lifecycle) not in [nil, old] end)
+    send(pid, {:go, fn -> InstrumentationRuntime.report_custom(:bye, 1) end})
+    Process.sleep(10)
+    # seen alive again, the exit is recorded; seen after its end, nothing is added
+    assert Enum.map(lifecycle(pid), & &1.kind) in [[:spawn], [:spawn, :exit]]
+  end
+
+  test "emit_as/5 validates its arguments" do
+    for args <- [
+          [:not_a_pid, :exit, :down, nil, :normal],
+          [self(), :call, :down, nil, :normal],
+          [self(), :exit, "down", nil, :normal],
+          [self(), :exit, :down, 0, :normal],
+          [self(), :exit, :down, -1, :normal]
+        ] do
+      assert_raise ArgumentError, fn -> apply(NIF, :emit_as, args) end
+    end
+
+    assert_raise ArgumentError, fn -> NIF.pids_since(make_ref(), 0) end
+    assert_raise ArgumentError, fn -> NIF.pids_since(ElixirScope.Capture.Session.info().session, -1) end
+  end
+
+  defp wait_for(fun, n \\ 200) do
+    cond do
+      fun.() -> :ok
+      n == 0 -> flunk("condition not met")
+      true -> Process.sleep(5) && wait_for(fun, n - 1)
+    end
+  end
+end
