@@ -41,8 +41,10 @@ int es_pid_scan(es_store *store, uint64_t after_id, es_pid_seen *out, size_t max
     c.slots = calloc(nslots, sizeof *c.slots);
     if (!c.slots) return -1;
     c.mask = nslots - 1;
-    q.fields = ES_Q_AFTER_ID;
+    q.fields = ES_Q_AFTER_ID | ES_Q_KINDS;
     q.after_id = after_id;
+    /* lifecycle events are recorded on other processes' behalf: they make no process seen */
+    q.kinds_mask = ((1u << ES_KIND__COUNT) - 1) & ~((1u << ES_KIND_SPAWN) | (1u << ES_KIND_EXIT));
     es_store_query(store, &q, scan_cb, &c);
     free(c.slots);
     *last_id = c.last_id;

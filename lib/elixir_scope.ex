@@ -220,7 +220,7 @@ defmodule ElixirScope.Supervisor do
     children = [
       {ElixirScope.Capture.Session, tree[:fuse]},
       ElixirScope.Capture.SwitchLoader,
-      {ElixirScope.Capture.Lifecycle, Keyword.take(tree, [:flush_interval])},
+      %{id: ElixirScope.Capture.Lifecycle, start: {__MODULE__, :start_lifecycle, [tree]}},
       %{
         id: ElixirScope.Capture.AsyncWriterPool,
         type: :supervisor,
@@ -229,6 +229,14 @@ defmodule ElixirScope.Supervisor do
     ]
 
     Supervisor.init(children, strategy: :one_for_one)
+  end
+
+  @doc false
+  @spec start_lifecycle(keyword()) :: GenServer.on_start() | :ignore
+  def start_lifecycle(tree) do
+    if Keyword.get(tree, :lifecycle, true),
+      do: ElixirScope.Capture.Lifecycle.start_link(Keyword.take(tree, [:flush_interval])),
+      else: :ignore
   end
 
   @doc false

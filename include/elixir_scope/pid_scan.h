@@ -14,7 +14,8 @@ typedef struct es_pid_seen {
     uint64_t first_ts; /* ts of its first event in the scanned range */
 } es_pid_seen;
 
-/* Scans the events with id > after_id in id order and writes each distinct
+/* Scans the events with id > after_id in id order (except :spawn and :exit events, which the
+ * lifecycle observer records on other processes' behalf) and writes each distinct
  * pid once into out (at most max, max >= 1), in order of first appearance.
  * Stops before the first event whose pid would be the (max+1)-th, so that a
  * later scan from *last_id goes on where this one stopped. *last_id is the id

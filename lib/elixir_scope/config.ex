@@ -5,7 +5,7 @@ defmodule ElixirScope.Config do
   An unknown key or a wrong type is an error that names the key and what was expected.
 
       capture: [buffer_size: 65_536, overflow: :drop_newest, batch_size: 10_000, flush_interval: 5,
-                writers: 2, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
+                writers: 2, lifecycle: true, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
                 redact: ["*password*", ...], redact_allow: ["tokens", ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
       recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200]
@@ -27,6 +27,7 @@ defmodule ElixirScope.Config do
       batch_size: {:pos_integer, 10_000},
       flush_interval: {:pos_integer, 5},
       writers: {:pos_integer, 2},
+      lifecycle: {:boolean, true},
       max_depth: {:pos_integer, 8},
       max_width: {:pos_integer, 32},
       max_binary: {:non_neg_integer, 256},

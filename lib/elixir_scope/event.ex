@@ -11,13 +11,12 @@ defmodule ElixirScope.Event do
   a compiled receive: see docs/ast_transformer.md), where `clause` is
   the index of the receive clause that took it, `:after`, or the OTP callback that took it:
   `:call`, `:cast`, `:info`, `:event`; `message/1` gives the message of either form),
-  `:spawn` the child pid (recorded by the parent), or, recorded for a process by the session's
-  lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`), `{pid, info}` where
-  `info` has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`, `initial_call`,
-  `name`, `links`, `monitors` (empty
-  when the process had ended before it was seen); `:exit` the reason (function `:down` when the
-  observer saw it, `:gone` with reason nil when the process had ended before it was seen),
-  `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read both forms.
+  `:spawn` the child pid (recorded by the parent by hand), or `{child, info}` recorded on the parent's
+  behalf by the session's lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`),
+  where `info` has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`,
+  `initial_call`, `name`, `links`, `monitors`; `:exit` the reason (recorded on the process's behalf
+  by the observer: function `:down`, or `:gone` with reason nil when the process had ended before it
+  was seen), `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read these forms.
   Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
   """
 

@@ -30,7 +30,11 @@ defmodule ElixirScope.IEx do
   # the width a value may take in a line that shows several (calls, tree)
   @value_width 70
 
-  @doc "Prints the recorded processes: pid, names, first call, event count, time span and whether it crashed."
+  @doc """
+  Prints the recorded processes: pid, label (registered name, else initial call, e.g. `Task from
+  Demo.Audit.check/3`), first call, event count, time span, whether it crashed or how it exited,
+  and the restarts that link it to the process before or after it.
+  """
   @spec processes() :: :ok
   def processes do
     src = Source.default()
@@ -45,7 +49,7 @@ defmodule ElixirScope.IEx do
       procs ->
         rows =
           for p <- procs do
-            [inspect(p.pid), names_text(p.names), first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p)]
+            [inspect(p.pid), p.label, first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p) <> restart(p)]
           end
 
         widths = for i <- 0..4, do: [["pid", "name", "first call", "events", "span"] | rows] |> Enum.map(&String.length(Enum.at(&1, i))) |> Enum.max()
@@ -61,18 +65,23 @@ defmodule ElixirScope.IEx do
     end
   end
 
-  defp names_text([]), do: "-"
-  defp names_text(names), do: Enum.map_join(names, ", ", &inspect/1)
 
   defp first_call(%{first_call: nil}), do: "-"
   defp first_call(%{first_call: call}), do: Format.mfa(call)
 
+  defp status(%{crash: nil, exit: %Event{function: :down, payload: reason}}), do: "exited #{Format.value(reason)}"
   defp status(%{crash: nil}), do: "ok"
 
   defp status(%{crash: %Event{kind: :exit} = e}), do: "crashed: exit #{Format.value(e.payload)} (##{e.id})"
 
   defp status(%{crash: e}),
     do: Format.cut("crashed at ##{e.id}: #{Format.exception(e.payload)} (in #{Format.mfa(e)})")
+
+  defp restart(%{restart_of: old, restarted_as: new}) do
+    [old && "restart of #{inspect(old)}", new && "restarted as #{inspect(new)}"]
+    |> Enum.reject(&is_nil/1)
+    |> Enum.map_join(&("; " <> &1))
+  end
 
   @doc "Prints the latest `n` events of a process (default 30)."
   @spec history(term(), pos_integer()) :: :ok

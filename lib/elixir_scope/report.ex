@@ -14,6 +14,7 @@ defmodule ElixirScope.Report do
   `[:processes, :timelines, :trees, :states, :crashes, :totals]`).
   """
 
+  alias ElixirScope.Query.Correlation
   alias ElixirScope.Report.Format, as: F
   alias ElixirScope.Storage.EventCorrelator
 
@@ -31,6 +32,7 @@ defmodule ElixirScope.Report do
       calls: calls,
       base: base_ts(events),
       names: names(events, opts),
+      replies: Correlation.call_replies(events),
       opts: opts
     }
 
@@ -47,7 +49,7 @@ defmodule ElixirScope.Report do
       for {pid, evs} <- by_pid(ctx.events) do
         calls = Enum.count(evs, &(&1.kind == :call))
         raised = if Enum.any?(evs, &(&1.kind == :exception)), do: ", raised", else: ""
-        "  #{label(ctx, pid)}: #{length(evs)} events, #{calls} calls#{raised}\n"
+        "  #{label(ctx, pid)}: #{length(evs)} events, #{calls} calls#{raised}#{fate(ctx, pid, evs)}\n"
       end
 
     [title("Processes (#{length(rows)})") | rows]
@@ -80,7 +82,7 @@ defmodule ElixirScope.Report do
             ctx.events |> EventCorrelator.call_trees_by_pid() |> Enum.sort_by(&first_id/1),
           roots != [] do
         flat = roots |> lift_unfollowed_tail_calls() |> EventCorrelator.flatten()
-        lines = flat |> Enum.take(max) |> Enum.map(fn {depth, node} -> tree_line(depth, node) end)
+        lines = flat |> Enum.take(max) |> Enum.map(fn {depth, node} -> tree_line(depth, node, ctx.replies) end)
         ["  ", label(ctx, pid), "\n", lines, more(length(flat) - max, "calls")]
       end
 
@@ -203,16 +205,21 @@ defmodule ElixirScope.Report do
 
   defp followed?(_node, _children), do: false
 
-  defp tree_line(depth, node) do
+  defp tree_line(depth, node, replies) do
     indent = String.duplicate("  ", depth + 2)
+    reply = node.tail_call && replies[node.tail_call.id]
 
     dur =
-      if node.duration_ns && node.status != :tail_call,
-        do: " [#{us(node.duration_ns)} µs]",
-        else: ""
+      cond do
+        reply -> " [#{us(reply.ts - node.event.ts)} µs]"
+        node.duration_ns && node.status != :tail_call -> " [#{us(node.duration_ns)} µs]"
+        true -> ""
+      end
 
     result =
       case node.status do
+        # a GenServer.call in tail position: the reply is the call's result
+        :tail_call when reply != nil -> " → " <> F.value(elem(Correlation.reply_value(reply), 1)) <> " (reply)"
         :ok -> " → " <> F.value(node.return.payload)
         :exception -> " ✗ " <> F.exception_line(node.exception.payload)
         :tail_call -> " ⤷ " <> tail_target(node.tail_call)
@@ -283,8 +290,16 @@ defmodule ElixirScope.Report do
 
   defp describe(_ctx, %{kind: :receive} = e),
     do: "receive   ← #{F.value(ElixirScope.Event.message(e))}#{ElixirScope.IEx.Format.receive_note(e)}"
+  defp describe(_ctx, %{kind: :spawn, function: :observed} = e) do
+    case ElixirScope.Event.spawn_info(e) do
+      %{parent: nil} -> "started   (ended before the session saw it)"
+      %{parent: parent, initial_call: mfa} -> "started   by #{F.value(parent)} as #{F.value(mfa)}"
+    end
+  end
+
   defp describe(_ctx, %{kind: :spawn, payload: pid}), do: "spawn     #{F.value(pid)}"
-  defp describe(_ctx, %{kind: :exit, payload: reason}), do: "exit      #{F.value(reason)}"
+  defp describe(_ctx, %{kind: :exit, function: :gone}), do: "exit      (reason unknown: ended before the session saw it)"
+  defp describe(_ctx, %{kind: :exit, payload: reason} = e), do: "exit      #{F.value(reason)}#{if ElixirScope.Event.crash_exit?(e), do: " ✗ crashed"}"
   defp describe(ctx, %{kind: kind, payload: p} = e), do: "#{kind} #{mfa(ctx, e)} #{F.value(p)}"
 
   defp mfa(ctx, %{module: nil} = e) do
@@ -304,9 +319,24 @@ defmodule ElixirScope.Report do
 
   defp names(events, opts) do
     given = opts[:names] || %{}
+    labels = ElixirScope.Query.Processes.labels(events, Map.new(events, &{&1.pid, Map.get(given, &1.pid) || registered(&1.pid)}))
+    restarts = for %{type: :restart, from: old, to: new} <- lifecycle_links(events), into: %{}, do: {ElixirScope.Event.spawn_info(new).child, old.pid}
 
     for pid <- events |> Enum.map(& &1.pid) |> Enum.uniq(), into: %{} do
-      {pid, Map.get(given, pid) || registered(pid) || first_module(events, pid)}
+      restart = if old = restarts[pid], do: " (restart of #{inspect(old)})", else: ""
+      {pid, Map.fetch!(labels, pid) <> restart}
+    end
+  end
+
+  defp lifecycle_links(events),
+    do: events |> Enum.filter(&(&1.kind in [:spawn, :exit, :receive])) |> Correlation.links()
+
+  # how the process ended, as the session observed it
+  defp fate(_ctx, _pid, evs) do
+    case Enum.find(evs, &(&1.kind == :exit)) do
+      nil -> ""
+      %{function: :gone} -> ", ended"
+      e -> if ElixirScope.Event.crash_exit?(e), do: ", crashed: #{F.value(e.payload) |> F.cut(80)}", else: ", exited #{F.value(e.payload)}"
     end
   end
 
@@ -318,13 +348,6 @@ defmodule ElixirScope.Report do
   end
 
   defp registered(_), do: nil
-
-  defp first_module(events, pid) do
-    case Enum.find(events, &(&1.pid == pid and &1.kind == :call)) do
-      nil -> "process"
-      e -> "(runs #{inspect(e.module)})"
-    end
-  end
 
   defp label(ctx, pid), do: "#{inspect(pid)} #{Map.get(ctx.names, pid, "")}"
 

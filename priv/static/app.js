@@ -100,6 +100,7 @@
 
   function ingest(page) {
     const lanes = page.pids.map((p) => laneFor(p, page.names[p]));
+    const crashed = new Set(page.crashed || []);
     for (const r of page.rows) {
       const [id, t, pi, ki, mi, callId, link, line, extra] = r;
       const lane = lanes[pi];
@@ -152,7 +153,13 @@
           if (extra != null && extra >= 0) { row.child = lanes[extra]; S.spawns.push(row); }
           lane.points.push(row);
           break;
-        case 'exit': case 'custom': lane.points.push(row); break;
+        case 'exit':
+          // the process's end: a crash marks the lane
+          row.crash = crashed.has(id);
+          lane.exit = row; if (row.crash) lane.crashed = true;
+          lane.points.push(row);
+          break;
+        case 'custom': lane.points.push(row); break;
         default: break;
       }
     }
@@ -218,6 +225,12 @@
       seen.add(from + ':' + to);
       S.arrows.push({ from: a, to: b, type });
       if (a.kind === 'send') a.matched = true;
+      if (type === 'restart') (b.child || b.lane).restartOf = a.lane;
+      // a GenServer.call in tail position: the client's span lasts until the reply
+      if (type === 'reply' && b.kind === 'tail_call' && b.span && a.t >= b.span.t0) {
+        b.span.t1 = Math.max(b.span.t1 || 0, a.t); b.span.status = 'ok'; b.span.reply = a;
+        S.arrows[S.arrows.length - 1].to = { t: a.t, lane: b.lane, id: b.id };
+      }
     }
     S.unpaired = new Set(res.unpaired);
     redraw();
@@ -306,7 +319,7 @@
     for (const lane of S.lanes) {
       const ly = laneY(lane);
       if (ly > h || ly + lane.h < RULER) continue;
-      ctx.fillStyle = lane === S.selectedLane ? '#1a2033' : (lane.index % 2 ? '#11151d' : '#131822');
+      ctx.fillStyle = lane === S.selectedLane ? '#1a2033' : lane.crashed ? '#1d1318' : (lane.index % 2 ? '#11151d' : '#131822');
       ctx.fillRect(GUT, ly, w - GUT, lane.h);
       // spans, depth by depth; sub-pixel spans are merged per pixel column
       const depths = Math.min(lane.depth.length, MAXD);
@@ -400,8 +413,14 @@
           ctx.fillStyle = '#34d399'; ctx.fillRect(x - 2.5, base - 2.5, 5, 5);
           break;
         case 'exit':
-          ctx.strokeStyle = '#f87171'; ctx.lineWidth = 2;
-          ctx.beginPath(); ctx.moveTo(x - 5, ly + 4); ctx.lineTo(x + 5, ly + 14); ctx.moveTo(x + 5, ly + 4); ctx.lineTo(x - 5, ly + 14); ctx.stroke();
+          // a crash is a red cross; any other end a grey bar across the lane
+          if (p.crash) {
+            ctx.strokeStyle = '#f87171'; ctx.lineWidth = 2;
+            ctx.beginPath(); ctx.moveTo(x - 5, ly + 4); ctx.lineTo(x + 5, ly + 14); ctx.moveTo(x + 5, ly + 4); ctx.lineTo(x - 5, ly + 14); ctx.stroke();
+          } else {
+            ctx.strokeStyle = '#8490a6'; ctx.lineWidth = 2;
+            ctx.beginPath(); ctx.moveTo(x, ly + 3); ctx.lineTo(x, ly + lane.h - 3); ctx.stroke();
+          }
           ctx.lineWidth = 1;
           break;
         default:
@@ -435,7 +454,7 @@
     const ends = (from, to) => (to.y >= from.y
       ? [laneY(from) + from.h - 2, laneY(to) + 3]
       : [laneY(from) + 3, laneY(to) + to.h - 2]);
-    const colors = { reply: '#a78bfa', spawn: '#34d399', exit: '#f87171', task_reply: '#a78bfa' };
+    const colors = { reply: '#a78bfa', spawn: '#34d399', exit: '#f87171', task_reply: '#a78bfa', restart: '#fb923c' };
     for (const a of S.arrows) {
       if (a.to.t < vs || a.from.t > ve) continue;
       if (++drawn > 4000) break;
@@ -557,12 +576,21 @@
       ctx.fillText(clip(title, 24), 12, ly + 13);
       ctx.fillStyle = '#8490a6'; ctx.font = '11px "DejaVu Sans Mono", monospace';
       ctx.fillText(lane.pid + '  ' + lane.events.length + ' ev', 12, ly + 28);
-      if (lane.hasState && lane.h > 40) { ctx.fillStyle = '#fbbf24'; ctx.fillText('◆ GenServer', 12, ly + 43); }
+      if (lane.crashed) { ctx.fillStyle = '#f87171'; ctx.fillRect(0, ly, 3, lane.h); }
+      const fate = laneFate(lane);
+      if (fate && lane.h > 40) { ctx.fillStyle = fate.color; ctx.fillText(clip(fate.text, 26), 12, ly + 43); }
+      else if (lane.hasState && lane.h > 40) { ctx.fillStyle = '#fbbf24'; ctx.fillText('◆ GenServer', 12, ly + 43); }
       ctx.restore();
       ctx.fillStyle = '#1b2130'; ctx.fillRect(0, ly + lane.h, w0(), 1);
     }
   }
   const w0 = () => W();
+  // crashed and restarted lanes say so under their name
+  function laneFate(lane) {
+    if (lane.crashed) return { text: '✖ crashed', color: '#f87171' };
+    if (lane.restartOf) return { text: '↻ restart of ' + lane.restartOf.pid, color: '#fb923c' };
+    return null;
+  }
   function laneTitle(lane) {
     const t = lane.name || lane.module || 'process';
     if (t.length <= 24) return t;
@@ -764,6 +792,7 @@
       p.append(card);
       if (c.status === 'ok') p.append(kvCard('Returned', [['value', c.return]]));
       if (c.exception) p.append(exceptionCard(c.exception, 'Raised'));
+      if (c.reply) { const rc = kvCard('Replied', [['value', c.reply.value]]); rc.querySelector('h4').append(' ', jump(`← from ${c.reply.pid}`, c.reply.id)); p.append(rc); }
       if (c.tail_call) p.append(kvCard('Ended by a tail call to ' + c.tail_call.target, c.tail_call.args.map((a, i) => ['arg' + (i + 1), a])));
       if (c.status === 'open') p.append(el('div', { class: 'card' }, el('h4', { text: 'Still running' }), 'No return recorded yet.'));
       for (const l of c.locals) p.append(kvCard(`Locals at line ${l.line}`, l.vars.map((x) => [x.name, x.value])));

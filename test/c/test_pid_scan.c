@@ -84,6 +84,26 @@ static void full_output_resumes_without_loss(void **state) {
     es_store_destroy(s);
 }
 
+/* :spawn and :exit events (recorded on behalf of others) make no pid seen */
+static void lifecycle_events_are_skipped(void **state) {
+    (void)state;
+    es_store_config cfg = {0, 16};
+    es_store *s = es_store_create(&cfg);
+    es_event_head h;
+    uint8_t pl[1] = {0};
+    es_pid_seen out[4];
+    uint64_t last = 0;
+    append(s, 1, 7, 100);
+    memset(&h, 0, sizeof h);
+    h.id = 2; h.pid = 9; h.ts = 101; h.kind = ES_KIND_SPAWN;
+    assert_int_equal(es_store_append(s, &h, pl, 1), 0);
+    h.id = 3; h.pid = 11; h.ts = 102; h.kind = ES_KIND_EXIT;
+    assert_int_equal(es_store_append(s, &h, pl, 1), 0);
+    assert_int_equal(es_pid_scan(s, 0, out, 4, &last), 1);
+    assert_int_equal(out[0].pid, 7);
+    es_store_destroy(s);
+}
+
 static void empty_store_and_bad_max(void **state) {
     (void)state;
     es_store_config cfg = {0, 16};
@@ -101,6 +121,7 @@ int main(void) {
         cmocka_unit_test(distinct_in_first_order_with_first_ts),
         cmocka_unit_test(only_events_after_the_id),
         cmocka_unit_test(full_output_resumes_without_loss),
+        cmocka_unit_test(lifecycle_events_are_skipped),
         cmocka_unit_test(empty_store_and_bad_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

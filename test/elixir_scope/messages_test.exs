@@ -109,6 +109,37 @@ defmodule ElixirScope.MessagesTest do
     assert Enum.any?(evs, &(&1.kind == :state and &1.call_id in server_calls))
   end
 
+  test "GenServer.call in tail position: the client's call lasts until the reply, which is its result", %{inst: m} do
+    {{:via, {:via, {:answer, :q}}}, _} = m.chain(:q)
+    evs = recorded()
+    server = Module.concat(m, Server)
+    asks = for e <- evs, e.kind == :call, e.module == server, e.function == :ask, do: e
+    assert length(asks) == 3
+    replies = Correlation.call_replies(evs)
+    links = Correlation.links(evs)
+
+    for ask <- asks do
+      # the client's frame ends by the jump into GenServer.call
+      assert %Event{kind: :tail_call, payload: {GenServer, :call, _}} = tail = Enum.find(evs, &(&1.id == ask.return_id))
+      assert %Event{kind: :return, payload: {:reply, value, _}} = reply = replies[tail.id]
+      assert reply.pid != ask.pid and reply.ts > tail.ts
+      # the reply link attaches to this call, not to whatever the client did next
+      assert [%{from: ^reply}] = for(l <- links, l.type == :reply, l.to.id == tail.id, do: l)
+      assert value in [{:answer, :q}, {:via, {:answer, :q}}, {:via, {:via, {:answer, :q}}}]
+    end
+
+    # exports: the client's span lasts until the reply and carries it
+    spans = ElixirScope.Export.Trace.spans(evs) |> Enum.flat_map(&elem(&1, 1))
+
+    for ask <- asks do
+      span = Enum.find(spans, &(&1.call.id == ask.id))
+      assert span.reply && span.stop >= span.reply.ts
+    end
+
+    report = ElixirScope.Report.render(evs, sections: [:trees])
+    assert report =~ "ask(" and report =~ "→ {:answer, :q} (reply)"
+  end
+
   test "a callback's state after is inside its call: the cinema's inspector shows before and after", %{inst: m} do
     m.chain(:q)
     evs = recorded()
@@ -166,7 +197,9 @@ defmodule ElixirScope.MessagesTest do
     assert length(servers) == 3
 
     for pid <- servers do
-      assert [spawn] = Enum.filter(evs, &(&1.kind == :spawn and &1.pid == pid))
+      # recorded as the parent's (the caller's)
+      assert [spawn] = Enum.filter(evs, &(&1.kind == :spawn and Event.spawn_info(&1).child == pid))
+      assert spawn.pid == me
       assert %{child: ^pid, parent: ^me, initial_call: {^server, :init, 1}, links: links} = Event.spawn_info(spawn)
       assert me in links
       # placed at the time of the process's first recorded event
@@ -201,8 +234,8 @@ defmodule ElixirScope.MessagesTest do
     assert %{exit: %Event{payload: :shutdown}} = procs[new]
 
     assert [restart] = for(l <- Correlation.links(evs), l.type == :restart, do: l)
-    assert {restart.from.kind, restart.from.pid, restart.to.kind, restart.to.pid} == {:exit, old, :spawn, new}
-    assert Event.spawn_info(restart.to).child_id == worker
+    assert {restart.from.kind, restart.from.pid, restart.to.kind, restart.to.pid} == {:exit, old, :spawn, sup}
+    assert %{child: ^new, parent: ^sup, child_id: ^worker} = Event.spawn_info(restart.to)
   end
 
   test "a send nobody takes stays unpaired", %{inst: m} do

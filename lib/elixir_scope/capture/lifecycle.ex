@@ -5,24 +5,27 @@ defmodule ElixirScope.Capture.Lifecycle do
   @moduledoc """
   Process lifecycle without changing user processes: after each drain interval this observer
   asks the store which processes recorded events since it last looked (one native pass over the
-  new events), monitors each process it has not seen, and records on that process's behalf:
+  new events), monitors each process it has not seen, and records:
 
-    * at first sight, a `:spawn` event (function `:observed`) whose time is the process's first
-      recorded event and whose payload is `{pid, info}`: its parent (`Process.info(pid, :parent)`),
-      its child id when the parent is a supervisor of at most #{@max_supervisor_children} children
-      (`which_children`, asked with a 100 ms timeout), `$ancestors` and `$callers`, its initial call (`$initial_call` of proc_lib processes and
-      Tasks, else the VM's), its registered name, and its links and monitors at that moment
-      (at most #{@max_listed} of each; links made later are not recorded);
-    * when its monitor fires, an `:exit` event (function `:down`) whose payload is the reason.
+    * at first sight, a `:spawn` event (function `:observed`) on behalf of the process's parent
+      (`Process.info(pid, :parent)`), as if the parent had recorded it, whose time is the
+      child's first recorded event and whose payload is `{child, info}`: its parent, its child id
+      when the parent is a supervisor of at most #{@max_supervisor_children} children
+      (`which_children`, asked with a 100 ms timeout), `$ancestors` and `$callers`, its initial
+      call (`$initial_call` of proc_lib processes and Tasks, else the VM's), its registered name,
+      and its links and monitors at that moment (at most #{@max_listed} of each; links made later
+      are not recorded). The event is the parent's, not the child's, so that each process's own
+      events keep their recorded order; its id comes after the child's first events;
+    * when its monitor fires, an `:exit` event (function `:down`) on the process's behalf, whose
+      payload is the reason: the last event of the process.
 
-  A process that had already ended when first seen gets the `:spawn` with what is left to know
-  (nothing but its pid) and an `:exit` with function `:gone` and reason `nil`: its reason is not
-  knowable any more. The observer scans every `flush_interval` ms (and on `ElixirScope.flush/0`),
-  so a process that lives a few ms or less is usually seen only after it ended.
+  A process that had already ended when first seen gets no `:spawn` (its parent is not knowable
+  any more) and an `:exit` with function `:gone` and reason `nil`. The observer scans every
+  `flush_interval` ms (and on `ElixirScope.flush/0`), so a process that lives a few ms or less is
+  usually seen only after it ended.
 
-  A restarted observer starts from the store's newest event; a process it meets that already has
-  a `:spawn` of its own is monitored again (its exit reason is recorded if it is still alive), and
-  gets no second `:spawn`.
+  A restarted observer starts from the store's newest event and knows none of the processes the
+  one before it watched: a process it meets again gets a second `:spawn` (and its `:exit`).
 
   The events go through the ring like any other (`emitted = stored + dropped + lost` holds).
   """
@@ -99,39 +102,23 @@ defmodule ElixirScope.Capture.Lifecycle do
   defp observe({pid, first_ts}, state) do
     cond do
       Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid) or pid == self() -> state
-      seen_before?(state.session, pid) -> watch(pid, state, nil)
       true -> watch(pid, state, first_ts)
     end
   end
 
   # Monitors first: a process alive after its monitor is set gives its real exit reason.
-  # first_ts nil: the process already has its :spawn (and, if it ended unseen, nothing to add).
   defp watch(pid, state, first_ts) do
     ref = Process.monitor(pid)
 
     case info(pid) do
       nil ->
         Process.demonitor(ref, [:flush])
-
-        exit_id =
-          if first_ts do
-            emit(pid, :spawn, :observed, first_ts, {pid, %{}})
-            emit(pid, :exit, :gone, nil, nil)
-          end
-
-        %{state | dead: dead(state, pid, exit_id)}
+        %{state | dead: dead(state, pid, emit(pid, :exit, :gone, nil, nil))}
 
       info ->
-        if first_ts, do: emit(pid, :spawn, :observed, first_ts, {pid, info})
+        if info.parent, do: emit(info.parent, :spawn, :observed, first_ts, {pid, info})
         %{state | live: Map.put(state.live, pid, ref)}
     end
-  end
-
-  # a :spawn of the process's own: an observer before this one saw it (one indexed query)
-  defp seen_before?(session, pid) do
-    session
-    |> NIF.query(%{pid: pid, kinds: [:spawn], limit: 4})
-    |> Enum.any?(&(elem(&1, 5) == :observed))
   end
 
   defp info(pid) do

@@ -145,7 +145,7 @@ defmodule ElixirScope.Export.OTLP do
             do: [attr("elixir.args", Render.term(c.payload, max: 4096, pretty: false))],
             else: []
           ) ++
-          return_attr(span.ending),
+          return_attr(span.ending) ++ reply_attr(span.reply),
       status: status(span),
       events: exception_events(span.ending, to_unix)
     }
@@ -165,6 +165,14 @@ defmodule ElixirScope.Export.OTLP do
     do: [attr("elixir.return", Render.term(v, max: 4096, pretty: false))]
 
   defp return_attr(_), do: []
+
+  # a GenServer.call in tail position: its result is the reply
+  defp reply_attr(%Event{} = reply) do
+    {:ok, v} = Correlation.reply_value(reply)
+    [attr("elixir.return", Render.term(v, max: 4096, pretty: false))]
+  end
+
+  defp reply_attr(nil), do: []
 
   defp status(%{status: :exception, ending: %Event{payload: p}}),
     do: %{code: 2, message: Render.exception(p).message}

@@ -95,6 +95,7 @@ defmodule ElixirScope.Export.Perfetto do
     base = if is_list(c.payload), do: Map.put(base, :args, Enum.map(c.payload, &Render.term(&1, max: 2048, pretty: false))), else: base
 
     case span.ending do
+      _ when span.reply != nil -> Map.put(base, :return, Render.term(elem(Correlation.reply_value(span.reply), 1), max: 2048, pretty: false))
       %Event{kind: :return, payload: v} -> Map.put(base, :return, Render.term(v, max: 2048, pretty: false))
       %Event{kind: :exception, payload: p} -> Map.put(base, :exception, Render.exception(p).message)
       %Event{kind: :tail_call, payload: {m, f, a}} when is_list(a) -> Map.put(base, :tail_call, Render.mfa({m, f, length(a)}))

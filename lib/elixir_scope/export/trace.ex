@@ -5,11 +5,13 @@ defmodule ElixirScope.Export.Trace do
   always nest — a call that ended by a tail call lasts until its tail-called
   continuation ends (the callee runs in its place), a call whose end was not
   recorded ends with its parent or at the last event of the trace (`status:
-  :open`) — plus the process-level events (messages, spawns, exits) and each
+  :open`), a `GenServer.call` in tail position lasts until its reply (`reply`, see
+  `ElixirScope.Query.Correlation.call_replies/1`) — plus the process-level events (messages, spawns, exits) and each
   span's exception.
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Query.Correlation
   alias ElixirScope.Storage.EventCorrelator
 
   @type span :: %{
@@ -21,6 +23,7 @@ defmodule ElixirScope.Export.Trace do
           stop: integer(),
           status: atom(),
           ending: Event.t() | nil,
+          reply: Event.t() | nil,
           events: [Event.t()]
         }
 
@@ -30,23 +33,27 @@ defmodule ElixirScope.Export.Trace do
     last_ts = events |> Enum.map(& &1.ts) |> Enum.max(fn -> 0 end)
     order = events |> Enum.sort_by(& &1.id) |> Enum.map(& &1.pid) |> Enum.uniq()
     trees = EventCorrelator.call_trees_by_pid(events)
+    replies = Correlation.call_replies(events)
 
     for pid <- order, Map.has_key?(trees, pid) do
-      {pid, flatten(trees[pid], last_ts)}
+      {pid, flatten(trees[pid], last_ts, replies)}
     end
   end
 
   # iterative walk keeping each node's parent and its parent's end
-  defp flatten(roots, last_ts) do
-    walk(Enum.map(roots, &{&1, nil, last_ts, 0, &1.event.id}), [])
+  defp flatten(roots, last_ts, replies) do
+    walk(Enum.map(roots, &{&1, nil, last_ts, 0, &1.event.id}), [], replies)
   end
 
-  defp walk([], acc), do: Enum.reverse(acc)
+  defp walk([], acc, _replies), do: Enum.reverse(acc)
 
-  defp walk([{node, parent, parent_stop, depth, root} | rest], acc) do
+  defp walk([{node, parent, parent_stop, depth, root} | rest], acc, replies) do
     start = node.event.ts
     own = if node.duration_ns, do: start + node.duration_ns, else: parent_stop
     own = if node.status == :tail_call, do: max(own, continuation_end(node, parent_stop)), else: own
+    # a GenServer.call in tail position lasts until its reply
+    reply = node.tail_call && replies[node.tail_call.id]
+    own = if reply, do: max(own, reply.ts), else: own
     stop = own |> min(parent_stop) |> max(start)
 
     span = %{
@@ -58,11 +65,12 @@ defmodule ElixirScope.Export.Trace do
       stop: stop,
       status: node.status,
       ending: node.return || node.exception || node.tail_call,
+      reply: reply,
       events: node.events
     }
 
     kids = Enum.map(node.children, &{&1, node.event, stop, depth + 1, root})
-    walk(kids ++ rest, [span | acc])
+    walk(kids ++ rest, [span | acc], replies)
   end
 
   # where the calls a tail call handed over to end (their own ends, or the parent's when open)

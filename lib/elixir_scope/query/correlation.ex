@@ -31,8 +31,9 @@ defmodule ElixirScope.Query.Correlation do
       linked from C's last event (`:exit`).
     * **restart** — processes observed by the session (`ElixirScope.Capture.Lifecycle`) that are
       the same child — the same registered name, or the same supervisor and child id — follow one
-      another: each one's `:exit` is linked to the next one's `:spawn` (`:restart`), when the next
-      one's first event comes after the last event of the one before.
+      another: each one's `:exit` is linked to the `:spawn` of the next one (recorded on the
+      supervisor's behalf) (`:restart`), when the next one's first event comes after the last event
+      of the one before.
 
   Compiled code records a receive as `{message, %{clause: c, waited_us: w}}` with `function:
   :receive`; an OTP callback's message as such a receive whose clause is `:call`, `:cast`,
@@ -267,17 +268,12 @@ defmodule ElixirScope.Query.Correlation do
   end
 
   defp reply(:call, %Event{payload: [_req, {caller, _} | _]} = call, ctx) do
-    with %Event{payload: payload} = ret when is_tuple(payload) and elem(payload, 0) == :reply <-
-           call.return_id && Map.get(ctx.by_id, call.return_id),
-         reply = elem(payload, 1),
-         [_ | _] = after_events <- events_after(ctx, caller, ret.id, 32) do
-      to =
-        Enum.find(after_events, fn
-          %Event{kind: :receive} = r -> Event.message(r) == reply or match?({_, ^reply}, Event.message(r))
-          _ -> false
-        end) || hd(after_events)
-
-      [%{type: :reply, from: ret, to: to}]
+    with %Event{} = ret <- call.return_id && Map.get(ctx.by_id, call.return_id),
+         {:ok, reply} <- reply_value(ret) do
+      case waiting_call(ctx, caller, ret.id) || reply_receiver(ctx, caller, ret.id, reply) do
+        nil -> []
+        to -> [%{type: :reply, from: ret, to: to}]
+      end
     else
       _ -> []
     end
@@ -285,23 +281,101 @@ defmodule ElixirScope.Query.Correlation do
 
   defp reply(_type, _e, _ctx), do: []
 
-  # GenServer.reply(from, reply): the caller's first event after it
+  # the caller's receive of the reply, or its first event after it
+  defp reply_receiver(ctx, caller, id, reply) do
+    case events_after(ctx, caller, id, 32) do
+      [] ->
+        nil
+
+      after_events ->
+        Enum.find(after_events, fn
+          %Event{kind: :receive} = r -> Event.message(r) == reply or match?({_, ^reply}, Event.message(r))
+          _ -> false
+        end) || hd(after_events)
+    end
+  end
+
+  # GenServer.reply(from, reply): the caller's waiting call, or its first event after it
   defp explicit_replies(events, ctx) do
     for %Event{kind: :send, function: :reply, payload: {{caller, _tag}, _reply}} = s <- events,
         is_pid(caller),
-        [to | _] <- [events_after(ctx, caller, s.id, 1)],
+        to = waiting_call(ctx, caller, s.id) || List.first(events_after(ctx, caller, s.id, 1)),
         do: %{type: :reply, from: s, to: to}
   end
+
+  @gen_calls [{GenServer, :call}, {:gen_server, :call}, {:gen_statem, :call}, {:gen_event, :call}, {:gen, :call}]
+
+  # The caller's last event before `id`, when it is a tail call to GenServer.call (or its OTP
+  # forms): the call waits there for its reply, in code that is not instrumented.
+  defp waiting_call(ctx, caller, id) do
+    t = pid_events(ctx, caller)
+
+    case first_after(t, id) - 1 do
+      i when i >= 0 ->
+        case elem(t, i) do
+          %Event{kind: :tail_call, payload: {m, f, _}} = tail -> if {m, f} in @gen_calls, do: tail
+          _ -> nil
+        end
+
+      _ ->
+        nil
+    end
+  end
+
+  @doc """
+  The reply a `GenServer.call` got, for each call whose client recorded it as a tail call
+  (the call's frame ends where the VM jumps into `GenServer.call`): `%{tail_call_id => reply_event}`,
+  where the reply event is the server's `handle_call/3` return `{:reply, value, _}` or its
+  `GenServer.reply/2` send. The client's call lasts until that event and its result is
+  `reply_value/1` of it. Derived from the events alone, without building every link.
+  """
+  @spec call_replies([Event.t()]) :: %{optional(pos_integer()) => Event.t()}
+  def call_replies(events) do
+    if Enum.any?(events, &gen_call_tail?/1) do
+      events = Enum.sort_by(events, & &1.id)
+      ctx = %{by_id: Map.new(events, &{&1.id, &1}), by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)}
+
+      for e <- events, {caller, reply} <- [reply_event(e, ctx)], tail = waiting_call(ctx, caller, reply.id), into: %{},
+          do: {tail.id, reply}
+    else
+      %{}
+    end
+  end
+
+  defp gen_call_tail?(%Event{kind: :tail_call, payload: {m, f, _}}), do: {m, f} in @gen_calls
+  defp gen_call_tail?(_), do: false
+
+  defp reply_event(%Event{kind: :send, function: :reply, payload: {{caller, _}, _}} = s, _ctx) when is_pid(caller), do: {caller, s}
+
+  defp reply_event(%Event{kind: :call, function: :handle_call, arity: 3, payload: [_, {caller, _} | _]} = call, ctx)
+       when is_pid(caller) do
+    with %Event{} = ret <- call.return_id && Map.get(ctx.by_id, call.return_id),
+         {:ok, _} <- reply_value(ret),
+         do: {caller, ret},
+         else: (_ -> nil)
+  end
+
+  defp reply_event(_e, _ctx), do: nil
+
+  @doc "The value a reply event carries: `{:ok, value}` for a `{:reply, value, _}` return or a reply send, else `:error`."
+  @spec reply_value(Event.t()) :: {:ok, term()} | :error
+  def reply_value(%Event{kind: :return, payload: payload}) when is_tuple(payload) and tuple_size(payload) >= 2 and elem(payload, 0) == :reply,
+    do: {:ok, elem(payload, 1)}
+
+  def reply_value(%Event{kind: :send, function: :reply, payload: {_from, value}}), do: {:ok, value}
+  def reply_value(%Event{}), do: :error
 
   # -- spawns, task replies, exits --
 
   defp spawn_links(events, ctx) do
     Enum.flat_map(events, fn
-      %Event{kind: :spawn, payload: child} = s when is_pid(child) ->
+      %Event{kind: :spawn} = s ->
+        child = (Event.spawn_info(s) || %{child: nil}).child
         child_events = ctx |> pid_events(child) |> Tuple.to_list()
-        # the child may record its first event before the parent records the spawn
+        # the child may record its first event before the parent records the spawn (an observed
+        # spawn always comes after it)
         first = List.first(child_events)
-        parent_after = events_after(ctx, s.pid, s.id, 10_000)
+        parent_after = first && events_after(ctx, s.pid, min(s.id, first.id), 10_000)
 
         if first do
           [%{type: :spawn, from: s, to: first}] ++ task_reply(child_events, parent_after) ++ exit_link(child, child_events, parent_after)
@@ -353,11 +427,9 @@ defmodule ElixirScope.Query.Correlation do
     last_ts = for %Event{kind: k} = e <- events, k not in [:spawn, :exit], into: %{}, do: {e.pid, e.ts}
 
     events
-    |> Enum.flat_map(fn e ->
-      case Event.spawn_info(e) do
-        %{child: child} = info when child == e.pid -> [{child_key(info), e}]
-        _ -> []
-      end
+    |> Enum.flat_map(fn
+      %Event{kind: :spawn, function: :observed} = e -> [{child_key(Event.spawn_info(e)), e}]
+      _ -> []
     end)
     |> Enum.reject(fn {key, _} -> key == nil end)
     |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
@@ -366,8 +438,10 @@ defmodule ElixirScope.Query.Correlation do
       |> Enum.sort_by(& &1.ts)
       |> Enum.chunk_every(2, 1, :discard)
       |> Enum.flat_map(fn [old, new] ->
-        case Map.get(exits, old.pid) do
-          %Event{} = exit -> if Map.get(last_ts, old.pid, 0) < new.ts, do: [%{type: :restart, from: exit, to: new}], else: []
+        old_pid = Event.spawn_info(old).child
+
+        case Map.get(exits, old_pid) do
+          %Event{} = exit -> if Map.get(last_ts, old_pid, 0) < new.ts, do: [%{type: :restart, from: exit, to: new}], else: []
           _ -> []
         end
       end)

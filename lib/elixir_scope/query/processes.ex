@@ -47,15 +47,17 @@ defmodule ElixirScope.Query.Processes do
 
     named = Enum.reverse(named)
     names = names(source, named)
-    restarts = for %{type: :restart, from: old, to: new} <- Correlation.links(named), do: {old.pid, new.pid}
+    restarts = for %{type: :restart, from: old, to: new} <- Correlation.links(named), do: {old.pid, Event.spawn_info(new).child}
     restart_of = Map.new(restarts, fn {old, new} -> {new, old} end)
     restarted_as = Map.new(restarts)
+
+    spawns = observed_spawns(named)
 
     procs
     |> Map.values()
     |> Enum.sort_by(& &1.first.id)
     |> Enum.map(fn p ->
-      %{p | names: Map.get(names, p.pid, []), crash: crash(p, source)}
+      %{p | names: Map.get(names, p.pid, []), crash: crash(p, source), spawn: spawns[p.pid]}
       |> Map.delete(:exceptions)
       |> Map.merge(%{restart_of: restart_of[p.pid], restarted_as: restarted_as[p.pid]})
       |> then(&Map.put(&1, :label, label(&1)))
@@ -88,11 +90,31 @@ defmodule ElixirScope.Query.Processes do
   end
 
   @doc """
+  Labels (`label/1`) of the processes of a list of events, from those events alone:
+  `%{pid => label}`. `names` (pid => name) wins over what the events say.
+  """
+  @spec labels([Event.t()], %{optional(pid()) => term()}) :: %{optional(pid()) => String.t()}
+  def labels(events, names \\ %{}) do
+    spawns = observed_spawns(events)
+
+    events
+    |> Enum.sort_by(& &1.id)
+    |> Enum.reduce(%{}, fn e, acc -> Map.update(acc, e.pid, new(e), &add(&1, e)) end)
+    |> Map.new(fn {pid, p} ->
+      p = %{p | spawn: spawns[pid]}
+      spawn_name = p.spawn && Event.spawn_info(p.spawn).name
+      given = Map.get(names, pid) || spawn_name
+      {pid, label(%{p | names: if(given, do: [given], else: [])})}
+    end)
+  end
+
+  @doc """
   A process's label: its registered name, else its initial call (`Task from M.f/a` for a Task,
   the module of a GenServer or other proc_lib process), else its first recorded call, else its pid.
   """
   @spec label(map()) :: String.t()
-  def label(%{names: [name | _]}), do: inspect(name)
+  def label(%{names: [name | _]}) when is_atom(name), do: inspect(name)
+  def label(%{names: [name | _]}), do: to_string(name)
 
   def label(p) do
     initial_call_label(p[:spawn] && Event.spawn_info(p.spawn)) ||
@@ -113,18 +135,20 @@ defmodule ElixirScope.Query.Processes do
 
   defp new(e) do
     %{pid: e.pid, names: [], events: 1, first: e, last: e, first_call: call(e), crash: nil, exceptions: exc(e),
-      spawn: lifecycle(e, :spawn), exit: lifecycle(e, :exit)}
+      spawn: nil, exit: exit_event(e)}
   end
 
   defp add(p, e) do
     %{p | events: p.events + 1, last: e, first_call: p.first_call || call(e), exceptions: p.exceptions or exc(e),
-          spawn: p.spawn || lifecycle(e, :spawn), exit: p.exit || lifecycle(e, :exit)}
+          exit: p.exit || exit_event(e)}
   end
 
-  # what the session observed of the process itself (not a spawn it made)
-  defp lifecycle(%Event{kind: :spawn, pid: pid, payload: {pid, _}} = e, :spawn), do: e
-  defp lifecycle(%Event{kind: :exit} = e, :exit), do: e
-  defp lifecycle(_e, _kind), do: nil
+  defp exit_event(%Event{kind: :exit} = e), do: e
+  defp exit_event(_e), do: nil
+
+  # child pid => the :spawn the session recorded for it (on its parent's behalf)
+  defp observed_spawns(events),
+    do: for(%Event{kind: :spawn, function: :observed} = e <- events, into: %{}, do: {Event.spawn_info(e).child, e})
 
   defp call(%Event{kind: :call} = e), do: e
   defp call(_), do: nil

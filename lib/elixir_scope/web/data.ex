@@ -10,7 +10,7 @@ defmodule ElixirScope.Web.Data do
   """
 
   alias ElixirScope.Event
-  alias ElixirScope.Query.Correlation
+  alias ElixirScope.Query.{Correlation, Processes}
   alias ElixirScope.Storage.EventCorrelator
   alias ElixirScope.Web.{Cache, Render, Source}
 
@@ -98,7 +98,9 @@ defmodule ElixirScope.Web.Data do
   at most `limit` (capped at #{@max_page}). Each row is
   `[id, t, pid_index, kind_index, mfa_index, call_id, link, line, extra]`, indexes into the page's
   `pids`, `kinds` and `mfas` tables (`-1` when absent); `extra` is, for `:send`, the index of
-  the destination pid (or -1), for `:spawn` the child's, for `:exception` a one-line reason, for `:custom` the name.
+  the destination pid (or -1), for `:spawn` the child's, for `:exception` a one-line reason, for `:custom` the name,
+  for `:exit` the reason. `names` labels the page's processes (registered name, else the initial call
+  the session observed); `crashed` lists the ids of the `:exit` events that are crashes.
   """
   @spec events_page(Source.t(), keyword()) :: map()
   def events_page(source, opts) do
@@ -121,11 +123,15 @@ defmodule ElixirScope.Web.Data do
 
     pid_list = pids |> elem(1) |> Enum.reverse()
     last = List.last(events)
+    observed = for %Event{kind: :spawn, function: :observed} = e <- events, into: %{}, do: {Event.spawn_info(e).child, e}
 
     %{
       rows: Enum.reverse(rows),
       pids: Enum.map(pid_list, &Render.pid/1),
-      names: Map.new(pid_list, &{Render.pid(&1), process_name(&1, names)}) |> Map.reject(fn {_, v} -> is_nil(v) end),
+      names:
+        Map.new(pid_list, &{Render.pid(&1), process_name(&1, names) || observed_label(observed[&1])})
+        |> Map.reject(fn {_, v} -> is_nil(v) end),
+      crashed: for(%Event{kind: :exit} = e <- events, Event.crash_exit?(e), do: e.id),
       mfas: mfas |> elem(1) |> Enum.reverse() |> Enum.map(&Render.mfa/1),
       last_id: (last && last.id) || after_id,
       more: more?
@@ -133,6 +139,7 @@ defmodule ElixirScope.Web.Data do
   end
 
   @max_link_events 500_000
+  @reply_window 2_000
 
   @doc """
   Every link between processes (`ElixirScope.Query.Correlation`): a message and the receive that
@@ -169,6 +176,7 @@ defmodule ElixirScope.Web.Data do
     end
   end
 
+  defp extra(%Event{kind: :spawn, payload: {child, %{}}}, pids) when is_pid(child), do: intern(pids, child)
   defp extra(%Event{kind: :spawn, payload: child}, pids) when is_pid(child), do: intern(pids, child)
   defp extra(%Event{kind: :exception, payload: payload}, pids), do: {Render.exception(payload).message |> first_line(), pids}
   defp extra(%Event{kind: :custom, payload: {name, _}}, pids), do: {Render.short(name, 60), pids}
@@ -182,6 +190,16 @@ defmodule ElixirScope.Web.Data do
   defp resolve_dest({name, node}) when is_atom(name) and node == node(), do: Process.whereis(name)
   defp resolve_dest(_), do: nil
 
+
+  # the label of a process the session observed, when its spawn says more than its pid
+  defp observed_label(nil), do: nil
+
+  defp observed_label(%Event{} = spawn) do
+    case Processes.label(%{pid: Event.spawn_info(spawn).child, names: [], spawn: spawn, first_call: nil}) do
+      "#PID" <> _ -> nil
+      label -> label
+    end
+  end
 
   defp process_name(pid, names) do
     case Map.get(names, pid) do
@@ -326,6 +344,23 @@ defmodule ElixirScope.Web.Data do
     %{event: call, related: related, ending: ending}
   end
 
+  # A GenServer.call in tail position: the reply it got, from the events that follow the jump
+  # (the server's handle_call and its return come within the next #{@reply_window} events).
+  defp reply_of(source, %Event{kind: :tail_call, id: id} = tail) do
+    window = [tail | Source.fetch(source, after_id: id, limit: @reply_window) |> ok_list()]
+
+    case Correlation.call_replies(window) do
+      %{^id => reply} ->
+        {:ok, v} = Correlation.reply_value(reply)
+        %{id: reply.id, value: Render.term(v), pid: Render.pid(reply.pid)}
+
+      _ ->
+        nil
+    end
+  end
+
+  defp reply_of(_source, _ending), do: nil
+
   defp call_view(source, %{event: c, related: related, ending: ending}, t0) do
     %{
       id: c.id,
@@ -338,6 +373,7 @@ defmodule ElixirScope.Web.Data do
       return: (match?(%Event{kind: :return}, ending) && Render.term(ending.payload)) || nil,
       exception: (match?(%Event{kind: :exception}, ending) && Render.exception(ending.payload)) || nil,
       tail_call: (match?(%Event{kind: :tail_call}, ending) && payload_view(ending)) || nil,
+      reply: reply_of(source, ending),
       # at most 50 of each kind, so that a detail stays small whatever the call recorded
       locals: locals_view(first(related, :local)),
       exprs: exprs_view(first(related, :expr)),

@@ -35,9 +35,13 @@ defmodule ElixirScope.Capture.LifecycleTest do
     assert_receive {:DOWN, ^ref, :process, ^pid, _}
   end
 
+  # the process's :spawn (recorded on its parent's behalf) and its :exit
   defp lifecycle(pid) do
     ElixirScope.flush()
-    for e <- ElixirScope.get_events(pid: pid), e.kind in [:spawn, :exit], do: e
+
+    for e <- ElixirScope.get_events(kinds: [:spawn, :exit]),
+        (e.kind == :spawn and Event.spawn_info(e).child == pid) or (e.kind == :exit and e.pid == pid),
+        do: e
   end
 
   test "a process seen alive: a :spawn with its parent and initial call, an :exit with the reason" do
@@ -47,9 +51,13 @@ defmodule ElixirScope.Capture.LifecycleTest do
     me = self()
 
     assert [%Event{kind: :spawn, function: :observed} = s, %Event{kind: :exit, function: :down} = x] = lifecycle(pid)
+    # recorded as the parent's, at the time of the child's first event; the child's own events
+    # keep their order and end with its exit
+    assert s.pid == me
     assert %{child: ^pid, parent: ^me, initial_call: {:erlang, :apply, 2}} = Event.spawn_info(s)
-    assert [first | _] = ElixirScope.get_events(pid: pid)
+    assert [first | _] = own = ElixirScope.get_events(pid: pid)
     assert s.ts == first.ts
+    assert List.last(own) == x
     assert Event.exit_reason(x) == {:ok, :normal}
     refute Event.crash_exit?(x)
   end
@@ -64,12 +72,11 @@ defmodule ElixirScope.Capture.LifecycleTest do
     assert [%{crash: ^x}] = for(p <- ElixirScope.Query.processes(), p.pid == pid, do: p)
   end
 
-  test "a process that ended before it was seen: what is left to know, and an unknown reason" do
+  test "a process that ended before it was seen: an exit with an unknown reason, no spawn" do
     pid = spawn(fn -> InstrumentationRuntime.report_custom(:hello, 1) end)
     ref = Process.monitor(pid)
     assert_receive {:DOWN, ^ref, _, _, _}
-    assert [s, x] = lifecycle(pid)
-    assert %{child: ^pid, parent: nil, initial_call: nil} = Event.spawn_info(s)
+    assert [x] = lifecycle(pid)
     assert x.function == :gone and Event.exit_reason(x) == :unknown
     refute Event.crash_exit?(x)
   end
@@ -89,7 +96,7 @@ defmodule ElixirScope.Capture.LifecycleTest do
     assert st.emitted == st.stored + st.dropped + st.lost
   end
 
-  test "a restarted observer does not record the processes the old one saw again" do
+  test "a restarted observer goes on from the newest event and records what it then sees" do
     pid = recorder()
     ElixirScope.flush()
     old = Process.whereis(Lifecycle)
@@ -97,10 +104,14 @@ defmodule ElixirScope.Capture.LifecycleTest do
     Process.exit(old, :kill)
     assert_receive {:DOWN, ^ref, _, _, _}
     wait_for(fn -> Process.whereis(Lifecycle) not in [nil, old] end)
+    ElixirScope.flush()
+    # no event since the restart: nothing new about the process
+    assert [:spawn] = Enum.map(lifecycle(pid), & &1.kind)
+    InstrumentationRuntime.report_custom(:x, 1)
     send(pid, {:go, fn -> InstrumentationRuntime.report_custom(:bye, 1) end})
     Process.sleep(10)
-    # seen alive again, the exit is recorded; seen after its end, nothing is added
-    assert Enum.map(lifecycle(pid), & &1.kind) in [[:spawn], [:spawn, :exit]]
+    # it recorded again after its end: the new observer knows only that it ended
+    assert [:spawn, :exit] = Enum.map(lifecycle(pid), & &1.kind)
   end
 
   test "emit_as/5 validates its arguments" do
