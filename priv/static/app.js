@@ -1124,7 +1124,8 @@
   // ------------------------------------------------------------- test hooks
   window.cinema = {
     get ready() { return S.ready; },
-    lanes: () => S.lanes.map((l) => ({ pid: l.pid, name: l.name, module: l.module, events: l.events.length, y: l.y, h: l.h, hasState: l.hasState })),
+    lanes: () => S.lanes.map((l) => ({ pid: l.pid, name: l.name, module: l.module, events: l.events.length, y: l.y, h: l.h, hasState: l.hasState,
+      exited: !!l.exit, crashed: !!l.crashed, restartOf: l.restartOf ? l.restartOf.pid : null })),
     events: () => S.rows.length,
     findEvent: (kind, mfaPart) => { const r = S.rows.find((x) => x.kind === kind && (!mfaPart || (x.mfa || '').includes(mfaPart))); return r ? r.id : null; },
     arrows: () => S.arrows.map((a) => ({ from: a.from.id, to: a.to.id, type: a.type || 'message', fromLane: a.from.lane.pid, toLane: a.to.lane.pid })),

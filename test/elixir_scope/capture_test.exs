@@ -1,4 +1,6 @@
 defmodule ElixirScope.CaptureTest do
+  # Tests that count events exactly run without the lifecycle observer (capture: [lifecycle: false]),
+  # which adds :spawn/:exit events of its own (test/elixir_scope/capture/lifecycle_test.exs).
   use ElixirScope.ScopeCase, async: false
   import Bitwise
 
@@ -224,7 +226,7 @@ defmodule ElixirScope.CaptureTest do
 
   describe "volume, order, drops" do
     test "1,000 processes writing at once: every event stored, each process's order exact" do
-      start_scope!(capture: [buffer_size: 1 <<< 18])
+      start_scope!(capture: [buffer_size: 1 <<< 18, lifecycle: false])
       parent = self()
 
       pids =
@@ -285,7 +287,7 @@ defmodule ElixirScope.CaptureTest do
     end
 
     test "the store's byte cap evicts the oldest segments and counts them" do
-      start_scope!(storage: [max_bytes: 200_000, segment_events: 256])
+      start_scope!(storage: [max_bytes: 200_000, segment_events: 256], capture: [lifecycle: false])
       for i <- 1..20_000, do: InstrumentationRuntime.report_custom(:tick, i)
       stats = ElixirScope.stats()
       assert stats.stored == 20_000
@@ -315,7 +317,7 @@ defmodule ElixirScope.CaptureTest do
     end
 
     test "a crashed writer is restarted and nothing in the ring is lost" do
-      start_scope!(capture: [writers: 1, flush_interval: 50])
+      start_scope!(capture: [writers: 1, flush_interval: 50, lifecycle: false])
       [writer] = ElixirScope.Capture.AsyncWriterPool.writers()
       for i <- 1..500, do: InstrumentationRuntime.report_custom(:tick, i)
       Process.exit(writer, :kill)
@@ -329,7 +331,7 @@ defmodule ElixirScope.CaptureTest do
 
   describe "queries and correlation" do
     setup do
-      start_scope!()
+      start_scope!(capture: [lifecycle: false])
     end
 
     test "filters by function, kind, window, limit and order" do

@@ -164,7 +164,8 @@ defmodule ElixirScope.CinemaScenario.Recording do
 
   def record(path) do
     ElixirScope.stop()
-    :ok = ElixirScope.start()
+    # a synthetic scenario: it reports its spawns and exits by hand
+    :ok = ElixirScope.start(capture: [lifecycle: false])
     pids = CinemaScenario.run(ElixirScope.Capture.InstrumentationRuntime)
     {:ok, _} = ElixirScope.Recording.save(path)
     ElixirScope.stop()

@@ -39,7 +39,8 @@ defmodule ElixirScope.WebHelpers do
   @doc "Records the cinema scenario on the native store and returns `{events, pids}` (ElixirScope stopped after)."
   def record_scenario(opts \\ []) do
     ElixirScope.stop()
-    :ok = ElixirScope.start()
+    # a synthetic scenario: it reports its spawns and exits by hand
+    :ok = ElixirScope.start(capture: [lifecycle: false])
 
     ExUnit.CaptureLog.capture_log(fn ->
       pids = ElixirScope.CinemaScenario.run()

@@ -70,7 +70,8 @@ defmodule ElixirScope.Query.CorrelationTest do
   end
 
   setup do
-    start_scope!()
+    # links among events reported by hand; the lifecycle observer's are tested in messages_test.exs
+    start_scope!(capture: [lifecycle: false])
   end
 
   test "a GenServer called by 50 concurrent callers: every handle_call links to its caller" do

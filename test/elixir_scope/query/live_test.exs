@@ -9,7 +9,8 @@ defmodule ElixirScope.Query.LiveTest do
   alias ElixirScope.Query.Cursor
 
   setup do
-    start_scope!()
+    # counts events exactly: no lifecycle events
+    start_scope!(capture: [lifecycle: false])
 
     for i <- 1..300 do
       c = R.report_function_entry(Live, :step, [i])

@@ -146,6 +146,14 @@ defmodule ElixirScope.Web.BrowserTest do
       pairs = for a <- arrows, a["type"] == "message", do: {a["fromLane"], a["toLane"]}
       assert Enum.any?(pairs, fn {f, t} -> {t, f} in pairs end), inspect(pairs)
       assert map_size(lanes) >= 9
+      # the scorer's crash: its lane is marked crashed, and the restarted scorer's lane says whose
+      # restart it is, with an arrow from the crash's exit to the restart
+      assert [crashed] = for({pid, l} <- lanes, l["crashed"], do: pid)
+      assert [{restarted, ^crashed}] = for({pid, %{"restartOf" => old}} <- lanes, old != nil, do: {pid, old})
+      assert lanes[restarted]["name"] =~ "RiskScorer"
+      assert Enum.any?(arrows, &(&1["type"] == "restart" and &1["fromLane"] == crashed))
+      # processes that ended show an exit marker
+      assert Enum.count(lanes, fn {_, l} -> l["exited"] end) >= 2
     end
   end
 
