@@ -140,6 +140,34 @@ defmodule ElixirScope.MessagesTest do
     assert report =~ "ask(" and report =~ "→ {:answer, :q} (reply)"
   end
 
+  test "origin/2 follows a value back through replies, messages and GenServer state to the event that produced it",
+       %{inst: m} do
+    {answer, notes} = m.chain(:q)
+    evs = recorded()
+    me = self()
+    chain_ret = Enum.find(evs, &(&1.kind == :return and &1.pid == me and &1.payload == {answer, notes}))
+
+    # {:answer, :q} was made by the last server's handle_call, two replies away from the caller
+    {:ok, o} = ElixirScope.Query.origin({:answer, :q}, at: chain_ret.id)
+    assert %Event{kind: :return, function: :handle_call, payload: {:reply, {:answer, :q}, _}} = o.first
+    assert o.first.pid != me
+    assert Enum.map(o.trail, & &1.type) == [:reply, :reply, :reply]
+    assert List.last(o.trail).to.pid == me
+
+    # {:tick, 2} went from the caller to the first server as a message and lived in its state
+    # until the server sent its notes with GenServer.reply: seen from that reply, its origin is
+    # the caller's send
+    reply = Enum.find(evs, &(&1.kind == :send and &1.function == :reply))
+    assert reply.pid != me
+    {:ok, o} = ElixirScope.Query.origin({:tick, 2}, at: reply.id)
+    assert %Event{kind: :send, pid: ^me, function: :send, payload: {_, {:tick, 2}}} = o.first
+    assert [%{type: :info, to: %{pid: server}}] = o.trail
+    assert server == reply.pid
+    # seen from the caller's result, it never left the caller before: its own send
+    {:ok, o} = ElixirScope.Query.origin({:tick, 2}, at: chain_ret.id)
+    assert o.first.kind == :send and o.first.pid == me and o.trail == []
+  end
+
   test "a callback's state after is inside its call: the cinema's inspector shows before and after", %{inst: m} do
     m.chain(:q)
     evs = recorded()

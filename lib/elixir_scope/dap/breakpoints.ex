@@ -164,9 +164,7 @@ defmodule ElixirScope.DAP.Breakpoints do
     end
   end
 
-  defp crash_origin(_src, %Event{kind: :exit, payload: reason} = e) do
-    if reason in [:normal, :shutdown] or match?({:shutdown, _}, reason), do: [], else: [e]
-  end
+  defp crash_origin(_src, %Event{kind: :exit} = e), do: if(Event.crash_exit?(e), do: [e], else: [])
 
   @doc """
   The line candidates of a file for several lines at once: `%{line => [{event, call, locals}]}`
