@@ -290,11 +290,10 @@ defmodule ElixirScope.Report do
 
   defp describe(_ctx, %{kind: :receive} = e),
     do: "receive   ← #{F.value(ElixirScope.Event.message(e))}#{ElixirScope.IEx.Format.receive_note(e)}"
-  defp describe(_ctx, %{kind: :spawn, function: :observed} = e) do
-    case ElixirScope.Event.spawn_info(e) do
-      %{parent: nil} -> "started   (ended before the session saw it)"
-      %{parent: parent, initial_call: mfa} -> "started   by #{F.value(parent)} as #{F.value(mfa)}"
-    end
+  # recorded on this (the parent's) timeline by the session, at the child's first event
+  defp describe(ctx, %{kind: :spawn, function: :observed} = e) do
+    %{child: child, initial_call: mfa} = ElixirScope.Event.spawn_info(e)
+    "spawned   #{label(ctx, child)} (initial call #{F.value(mfa)})"
   end
 
   defp describe(_ctx, %{kind: :spawn, payload: pid}), do: "spawn     #{F.value(pid)}"
@@ -311,8 +310,13 @@ defmodule ElixirScope.Report do
 
   defp mfa(_ctx, e), do: "#{inspect(e.module)}.#{e.function}/#{e.arity}"
 
+  # a parent that recorded nothing itself (only the spawns the session recorded for it) is not listed
   defp by_pid(events),
-    do: events |> Enum.group_by(& &1.pid) |> Enum.sort_by(fn {_, [e | _]} -> e.id end)
+    do:
+      events
+      |> Enum.group_by(& &1.pid)
+      |> Enum.reject(fn {_, evs} -> ElixirScope.Query.Processes.spawner_only?(evs) end)
+      |> Enum.sort_by(fn {_, [e | _]} -> e.id end)
 
   defp first_id({_pid, [root | _]}), do: root.event.id
   defp first_id(_), do: 0

@@ -264,6 +264,13 @@ defmodule ElixirScope.MessagesTest do
     assert [restart] = for(l <- Correlation.links(evs), l.type == :restart, do: l)
     assert {restart.from.kind, restart.from.pid, restart.to.kind, restart.to.pid} == {:exit, old, :spawn, sup}
     assert %{child: ^new, parent: ^sup, child_id: ^worker} = Event.spawn_info(restart.to)
+
+    # the report and IEx say it too
+    report = ElixirScope.Report.render(evs, sections: [:processes])
+    assert report =~ ~r/#{Regex.escape(inspect(old))} .*crashed: \{%RuntimeError\{message: "worker crashed"\}/
+    assert report =~ "(restart of #{inspect(old)})"
+    out = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.processes() end)
+    assert out =~ "restarted as #{inspect(new)}" and out =~ "restart of #{inspect(old)}"
   end
 
   test "a send nobody takes stays unpaired", %{inst: m} do

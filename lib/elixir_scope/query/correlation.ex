@@ -73,15 +73,24 @@ defmodule ElixirScope.Query.Correlation do
     Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id)))
   end
 
-  # by_id: id => event; by_pid: pid => tuple of the process's events in id order;
-  # callback_calls: call ids of OTP callbacks whose message was recorded as a receive
+  # by_id: id => event; by_pid: pid => tuple of the process's events in id order (without the
+  # :spawn events the session recorded on a parent's behalf: their ids come after the child's
+  # first events, not where the parent was); callback_calls: call ids of OTP callbacks whose
+  # message was recorded as a receive
   defp context(events) do
     %{
       by_id: Map.new(events, &{&1.id, &1}),
-      by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end),
+      by_pid: by_pid(events),
       callback_calls:
         for(%Event{kind: :receive, payload: {_, %{clause: c}}, call_id: id} <- events, is_atom(c), into: MapSet.new(), do: id)
     }
+  end
+
+  defp by_pid(events) do
+    events
+    |> Enum.reject(&match?(%Event{kind: :spawn, function: :observed}, &1))
+    |> Enum.group_by(& &1.pid)
+    |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)
   end
 
   # index of the first event of `tuple` with id > `id` (binary search)
@@ -333,7 +342,7 @@ defmodule ElixirScope.Query.Correlation do
   def call_replies(events) do
     if Enum.any?(events, &gen_call_tail?/1) do
       events = Enum.sort_by(events, & &1.id)
-      ctx = %{by_id: Map.new(events, &{&1.id, &1}), by_pid: events |> Enum.group_by(& &1.pid) |> Map.new(fn {p, evs} -> {p, List.to_tuple(evs)} end)}
+      ctx = %{by_id: Map.new(events, &{&1.id, &1}), by_pid: by_pid(events)}
 
       for e <- events, {caller, reply} <- [reply_event(e, ctx)], tail = waiting_call(ctx, caller, reply.id), into: %{},
           do: {tail.id, reply}

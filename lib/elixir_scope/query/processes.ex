@@ -31,7 +31,8 @@ defmodule ElixirScope.Query.Processes do
         }
 
   @doc """
-  Every process of the source, in order of its first event. `crash` is the exception event of a
+  Every process of the source, in order of its first event (except parents that recorded nothing
+  themselves, see `spawner_only?/1`). `crash` is the exception event of a
   call at the bottom of the process's stack that raised (nothing recorded catches it), or an
   `:exit` event with an abnormal reason. Options: `source:`.
   """
@@ -55,10 +56,11 @@ defmodule ElixirScope.Query.Processes do
 
     procs
     |> Map.values()
+    |> Enum.reject(&(&1.spawner_only))
     |> Enum.sort_by(& &1.first.id)
     |> Enum.map(fn p ->
       %{p | names: Map.get(names, p.pid, []), crash: crash(p, source), spawn: spawns[p.pid]}
-      |> Map.delete(:exceptions)
+      |> Map.drop([:exceptions, :spawner_only])
       |> Map.merge(%{restart_of: restart_of[p.pid], restarted_as: restarted_as[p.pid]})
       |> then(&Map.put(&1, :label, label(&1)))
     end)
@@ -135,13 +137,23 @@ defmodule ElixirScope.Query.Processes do
 
   defp new(e) do
     %{pid: e.pid, names: [], events: 1, first: e, last: e, first_call: call(e), crash: nil, exceptions: exc(e),
-      spawn: nil, exit: exit_event(e)}
+      spawn: nil, exit: exit_event(e), spawner_only: observed_spawn?(e)}
   end
 
   defp add(p, e) do
     %{p | events: p.events + 1, last: e, first_call: p.first_call || call(e), exceptions: p.exceptions or exc(e),
-          exit: p.exit || exit_event(e)}
+          exit: p.exit || exit_event(e), spawner_only: p.spawner_only and observed_spawn?(e)}
   end
+
+  @doc """
+  Whether a process's events are only the `:spawn`s the session recorded on its behalf (a parent
+  that recorded nothing itself, e.g. an application master): such a process is not listed.
+  """
+  @spec spawner_only?([Event.t()]) :: boolean()
+  def spawner_only?(events), do: events != [] and Enum.all?(events, &observed_spawn?/1)
+
+  defp observed_spawn?(%Event{kind: :spawn, function: :observed}), do: true
+  defp observed_spawn?(_e), do: false
 
   defp exit_event(%Event{kind: :exit} = e), do: e
   defp exit_event(_e), do: nil

@@ -6,8 +6,9 @@ defmodule ElixirScope.Storage.EventCorrelator do
   open until the call it jumped to returns, so the tree shows the jump beneath
   it and both end together; when the jump went to code that is not
   instrumented (the next event is not that call), the frame closes at the jump. Events of a call (`:local`, `:expr`, `:state`) are
-  attached to it. Works on any list of events; it never recurses on the depth
-  of the trace.
+  attached to it. The `:spawn` events the session's lifecycle observer records on
+  a parent's behalf are left out (they are placed by time, not in the parent's order).
+  Works on any list of events; it never recurses on the depth of the trace.
 
   The store already links a call to its end (`Event.return_id`); this module
   is the process-level view built from it.
@@ -31,6 +32,7 @@ defmodule ElixirScope.Storage.EventCorrelator do
   @spec call_trees_by_pid([Event.t()]) :: %{pid() => [call_node()]}
   def call_trees_by_pid(events) do
     events
+    |> Enum.reject(&observed_spawn?/1)
     |> Enum.sort_by(& &1.id)
     |> Enum.group_by(& &1.pid)
     |> Map.new(fn {pid, evs} -> {pid, build(evs)} end)
@@ -61,9 +63,16 @@ defmodule ElixirScope.Storage.EventCorrelator do
   """
   @spec open_calls([Event.t()]) :: [Event.t()]
   def open_calls(events) do
-    {stack, _roots} = Enum.reduce(events, {[], []}, fn e, acc -> e |> settle_tail(acc) |> then(&step(e, &1)) end)
+    {stack, _roots} =
+      events |> Enum.reject(&observed_spawn?/1) |> Enum.reduce({[], []}, fn e, acc -> e |> settle_tail(acc) |> then(&step(e, &1)) end)
+
     stack |> Enum.reverse() |> Enum.map(& &1.event)
   end
+
+  # A :spawn the session recorded on the parent's behalf: its id comes after the child's first
+  # events, not where the parent was, so it is no part of the parent's calls.
+  defp observed_spawn?(%Event{kind: :spawn, function: :observed}), do: true
+  defp observed_spawn?(_e), do: false
 
   @doc "Flattens trees into `{depth, node}` pairs in display order (iteratively)."
   @spec flatten([call_node()]) :: [{non_neg_integer(), call_node()}]
