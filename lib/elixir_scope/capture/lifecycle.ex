@@ -57,13 +57,13 @@ defmodule ElixirScope.Capture.Lifecycle do
     interval = Keyword.get(opts, :flush_interval, 5)
     send(self(), :scan)
     # processes recorded before this observer started are not its to watch
-    {:ok, %{session: s, interval: interval, after: NIF.stats(s).last_id, live: %{}, dead: %{}, timer: nil}}
+    {:ok, %{session: s, interval: interval, after: NIF.stats(s).last_id, live: %{}, dead: %{}}}
   end
 
   @impl true
   def handle_info(:scan, state) do
-    state = scan(state)
-    {:noreply, %{state | timer: Process.send_after(self(), :scan, state.interval)}}
+    Process.send_after(self(), :scan, state.interval)
+    {:noreply, scan(state)}
   end
 
   def handle_info({:DOWN, ref, :process, pid, reason}, state) do
@@ -100,10 +100,7 @@ defmodule ElixirScope.Capture.Lifecycle do
   end
 
   defp observe({pid, first_ts}, state) do
-    cond do
-      Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid) or pid == self() -> state
-      true -> watch(pid, state, first_ts)
-    end
+    if Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid), do: state, else: watch(pid, state, first_ts)
   end
 
   # Monitors first: a process alive after its monitor is set gives its real exit reason.
