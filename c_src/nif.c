@@ -631,7 +631,7 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     return enif_make_uint64(env, n);
 }
 
-/* pids_since(session, after_id) -> {last_id, [{pid, first_ts}]}: the processes that recorded
+/* pids_since(session, after_id) -> {last_id, [{pid, first_ts, last_ts}]}: the processes that recorded
  * events after after_id (dirty CPU; at most 4096 a call, the rest from last_id on). */
 #define PID_SCAN_MAX 4096
 static ERL_NIF_TERM nif_pids_since(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -652,7 +652,10 @@ static ERL_NIF_TERM nif_pids_since(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     list = enif_make_list(env, 0);
     while (n-- > 0) /* built from the end: the list is in order of first appearance */
         list = enif_make_list_cell(
-            env, enif_make_tuple2(env, (ERL_NIF_TERM)seen[n].pid, enif_make_uint64(env, seen[n].first_ts)), list);
+            env,
+            enif_make_tuple3(env, (ERL_NIF_TERM)seen[n].pid, enif_make_uint64(env, seen[n].first_ts),
+                             enif_make_uint64(env, seen[n].last_ts)),
+            list);
     enif_free(seen);
     return enif_make_tuple2(env, enif_make_uint64(env, last), list);
 }

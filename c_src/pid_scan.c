@@ -27,6 +27,7 @@ static int scan_cb(void *ctxp, const es_event_view *ev) {
             c->out[c->n].first_ts = ev->head.ts;
             c->slots[i] = (uint32_t)(++c->n);
         }
+        c->out[c->slots[i] - 1].last_ts = ev->head.ts;
     }
     c->last_id = ev->head.id;
     return 0;

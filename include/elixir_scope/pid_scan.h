@@ -12,6 +12,7 @@
 typedef struct es_pid_seen {
     uint64_t pid;      /* the term word of the process */
     uint64_t first_ts; /* ts of its first event in the scanned range */
+    uint64_t last_ts;  /* ts of its last event in the scanned range */
 } es_pid_seen;
 
 /* Scans the events with id > after_id in id order (except :spawn and :exit events, which the

@@ -39,7 +39,8 @@ defmodule ElixirScope.NIF do
   def emit(_kind, _call_id, _module, _function, _arity, _line, _link, _payload), do: nif_missing()
   @spec emit_as(pid(), :spawn | :exit, atom(), pos_integer() | nil, term()) :: pos_integer() | nil
   def emit_as(_pid, _kind, _function, _ts, _payload), do: nif_missing()
-  @spec pids_since(reference(), non_neg_integer()) :: {non_neg_integer(), [{pid(), non_neg_integer()}]}
+  @spec pids_since(reference(), non_neg_integer()) ::
+          {non_neg_integer(), [{pid(), non_neg_integer(), non_neg_integer()}]}
   def pids_since(_session, _after_id), do: nif_missing()
   @spec drain(reference(), pos_integer()) :: non_neg_integer()
   def drain(_session, _max), do: nif_missing()

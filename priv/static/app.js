@@ -117,7 +117,7 @@
           (lane.depth[depth] || (lane.depth[depth] = [])).push(span);
           if (depth + 1 > lane.maxDepth) { lane.maxDepth = depth + 1; S.layoutDirty = true; }
           S.spans.set(id, span);
-          if (!lane.module && row.mfa) lane.module = row.mfa.replace(/\.[^.]*$/, '');
+          if (!lane.module && row.mfa) { lane.module = row.mfa.replace(/\.[^.]*$/, ''); lane.firstCall = row.mfa; }
           row.span = span;
           break;
         }
@@ -592,7 +592,8 @@
     return null;
   }
   function laneTitle(lane) {
-    const t = lane.name || lane.module || 'process';
+    // unnamed and not observed: its first recorded call (its module alone reads like a server's name)
+    const t = lane.name || lane.firstCall || lane.module || 'process';
     if (t.length <= 24) return t;
     const parts = t.split('.');
     return parts.length > 1 ? parts.slice(-2).join('.') : t;

@@ -38,7 +38,9 @@ static void distinct_in_first_order_with_first_ts(void **state) {
     assert_int_equal(last, 6);
     assert_int_equal(out[0].pid, 7);
     assert_int_equal(out[0].first_ts, 100);
+    assert_int_equal(out[0].last_ts, 105);
     assert_int_equal(out[1].pid, 9);
+    assert_int_equal(out[1].last_ts, 104);
     assert_int_equal(out[1].first_ts, 101);
     assert_int_equal(out[2].pid, 11);
     assert_int_equal(out[2].first_ts, 103);

@@ -20,7 +20,7 @@ defmodule ElixirScope.Capture.Lifecycle do
       payload is the reason: the last event of the process.
 
   A process that had already ended when first seen gets no `:spawn` (its parent is not knowable
-  any more) and an `:exit` with function `:gone` and reason `nil`. The observer scans every
+  any more) and an `:exit` with function `:gone`, reason `nil`, placed right after its last event. The observer scans every
   `flush_interval` ms (and on `ElixirScope.flush/0`), so a process that lives a few ms or less is
   usually seen only after it ended.
 
@@ -99,18 +99,19 @@ defmodule ElixirScope.Capture.Lifecycle do
     %{state | dead: for({pid, until} <- state.dead, until > last, into: %{}, do: {pid, until})}
   end
 
-  defp observe({pid, first_ts}, state) do
-    if Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid), do: state, else: watch(pid, state, first_ts)
+  defp observe({pid, first_ts, last_ts}, state) do
+    if Map.has_key?(state.live, pid) or Map.has_key?(state.dead, pid), do: state, else: watch(pid, state, first_ts, last_ts)
   end
 
   # Monitors first: a process alive after its monitor is set gives its real exit reason.
-  defp watch(pid, state, first_ts) do
+  defp watch(pid, state, first_ts, last_ts) do
     ref = Process.monitor(pid)
 
     case info(pid) do
       nil ->
         Process.demonitor(ref, [:flush])
-        %{state | dead: dead(state, pid, emit(pid, :exit, :gone, nil, nil))}
+        # when it ended is not known: after its last event
+        %{state | dead: dead(state, pid, emit(pid, :exit, :gone, last_ts + 1, nil))}
 
       info ->
         if info.parent, do: emit(info.parent, :spawn, :observed, first_ts, {pid, info})

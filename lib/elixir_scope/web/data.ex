@@ -100,7 +100,8 @@ defmodule ElixirScope.Web.Data do
   `pids`, `kinds` and `mfas` tables (`-1` when absent); `extra` is, for `:send`, the index of
   the destination pid (or -1), for `:spawn` the child's, for `:exception` a one-line reason, for `:custom` the name,
   for `:exit` the reason. `names` labels the page's processes (registered name, else the initial call
-  the session observed); `crashed` lists the ids of the `:exit` events that are crashes.
+  the session observed, else `parent of …` for a process whose only events are the spawns the
+  session recorded for it); `crashed` lists the ids of the `:exit` events that are crashes.
   """
   @spec events_page(Source.t(), keyword()) :: map()
   def events_page(source, opts) do
@@ -124,12 +125,19 @@ defmodule ElixirScope.Web.Data do
     pid_list = pids |> elem(1) |> Enum.reverse()
     last = List.last(events)
     observed = for %Event{kind: :spawn, function: :observed} = e <- events, into: %{}, do: {Event.spawn_info(e).child, e}
+    label = fn pid -> process_name(pid, names) || observed_label(observed[pid]) end
+    # a parent that recorded nothing itself in this page, only the spawns the session recorded for it
+    parents =
+      for {pid, [first | _] = evs} <- Enum.group_by(events, & &1.pid), Processes.spawner_only?(evs), into: %{} do
+        child = Event.spawn_info(first).child
+        {pid, "parent of " <> (label.(child) || Render.pid(child))}
+      end
 
     %{
       rows: Enum.reverse(rows),
       pids: Enum.map(pid_list, &Render.pid/1),
       names:
-        Map.new(pid_list, &{Render.pid(&1), process_name(&1, names) || observed_label(observed[&1])})
+        Map.new(pid_list, &{Render.pid(&1), label.(&1) || parents[&1]})
         |> Map.reject(fn {_, v} -> is_nil(v) end),
       crashed: for(%Event{kind: :exit} = e <- events, Event.crash_exit?(e), do: e.id),
       mfas: mfas |> elem(1) |> Enum.reverse() |> Enum.map(&Render.mfa/1),

@@ -78,6 +78,9 @@ defmodule ElixirScope.Capture.LifecycleTest do
     assert_receive {:DOWN, ^ref, _, _, _}
     assert [x] = lifecycle(pid)
     assert x.function == :gone and Event.exit_reason(x) == :unknown
+    # placed right after its last event (when it ended is not known)
+    [hello] = for e <- ElixirScope.get_events(pid: pid), e.kind == :custom, do: e
+    assert x.ts == hello.ts + 1
     refute Event.crash_exit?(x)
   end
 
