@@ -54,8 +54,10 @@ defmodule ElixirScope.Recording.Sources do
   defp add_event(%Event{kind: :call, id: id, module: m} = e, found) when is_atom(m) and m != nil,
     do: put_line(%{found | open: Map.put(found.open, id, m)}, m, e.line)
 
-  defp add_event(%Event{kind: kind, call_id: cid} = e, found) when kind in [:return, :exception, :tail_call],
-    do: put_line(%{found | open: Map.delete(found.open, cid)}, e.module || found.open[cid], e.line)
+  defp add_event(%Event{kind: kind, call_id: cid} = e, found) when kind in [:return, :exception, :tail_call] do
+    m = e.module || found.open[cid]
+    put_line(%{found | open: Map.delete(found.open, cid)}, m, Event.source_line(e, m))
+  end
 
   defp add_event(%Event{call_id: cid} = e, found), do: put_line(found, e.module || found.open[cid], e.line)
 

@@ -252,7 +252,7 @@ defmodule ElixirScope.Web.Data do
       redacted: e.redacted?,
       value: payload_view(e),
       call: call && call_view(source, call, t0),
-      source: source_snippet(source, (call && call.event) || e, e.line, files),
+      source: snippet(source, e, call && call.event, files),
       peer: peer(source, e, t0)
     }
   end
@@ -407,6 +407,13 @@ defmodule ElixirScope.Web.Data do
   @spec source_snippet(Source.t(), Event.t(), non_neg_integer(), Cache.t() | nil) :: Sources.snippet() | nil
   def source_snippet(source, %Event{module: m}, line, cache \\ nil) do
     Sources.snippet(source, m, line, &source_lines(&1, cache))
+  end
+
+  # an event without a line (an exception) shows where it raised, else its call's first line
+  defp snippet(source, e, call, files) do
+    owner = call || e
+    line = with 0 <- Event.source_line(e, owner.module), do: (call && call.line) || 0
+    source_snippet(source, owner, line, files)
   end
 
   defp source_lines(path, cache) do
