@@ -83,6 +83,19 @@ defmodule ElixirScope.RecordingCodeTest do
     assert Format.text(%{__struct__: ScopeScratch.Posting, seq: 2}) == "%{__struct__: ScopeScratch.Posting, seq: 2}"
   end
 
+  test "IEx: stepping shows the line of code of each event, and the struct, from the recording", %{rec_file: file} do
+    {:ok, rec} = Recording.load(file)
+    on_exit(fn -> Recording.close(rec) end)
+    Process.put(:elixir_scope_colors, false)
+    Process.delete({ElixirScope.IEx, :cursor})
+    [call, expr | _] = for _ <- 1..3, do: ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.step() end)
+    assert call =~ "→ ScopeScratch.Ledger.post/2"
+    assert call =~ ~r"ledger.ex:6  def post\(account, amount\) do"
+    # (the line is cut at the terminal width: the fields show in definition order, seq first)
+    assert expr =~ ~s(= %ScopeScratch.Posting{seq: 1, account: "alice")
+    assert expr =~ ~r"ledger.ex:7  posting = %ScopeScratch.Posting\{seq: 1, account: account, amount: amount\}"
+  end
+
   test "mix scope.cinema FILE answers /api/event with the saved source snippet", %{rec_file: file} do
     {web, out} = scope_cinema(file)
     assert out =~ "ElixirScope cinema: http://127.0.0.1:"
