@@ -18,8 +18,8 @@ defmodule ElixirScope.RecordingCodeTest do
   @code """
   defmodule ScopeScratch.Posting do
     defstruct [:seq, :account, :amount]
+    def secret, do: [api_key: "sk-live-1234"]
   end
-
   defmodule ScopeScratch.Ledger do
     def post(account, amount) do
       posting = %ScopeScratch.Posting{seq: 1, account: account, amount: amount}
@@ -71,8 +71,10 @@ defmodule ElixirScope.RecordingCodeTest do
 
     # the window around line 6: three lines before it (as far as the file goes), two after
     assert %{line: 6, from: 3, lines: lines} = Sources.snippet(rec, ScopeScratch.Ledger, 6)
-    assert lines == ["end", "", "defmodule ScopeScratch.Ledger do", "  def post(account, amount) do",
+    assert lines == [~s(  def secret, do: [api_key: "[REDACTED]"]), "end", "defmodule ScopeScratch.Ledger do", "  def post(account, amount) do",
                      "    posting = %ScopeScratch.Posting{seq: 1, account: account, amount: amount}", "    {:ok, posting}"]
+    # a key written in the code does not travel with the recording
+    refute File.read!(file) =~ "sk-live-1234"
 
     # the struct in the recorded return value prints as the struct it is, fields in definition order
     [ret] = Query.events(source: rec, kinds: [:return])

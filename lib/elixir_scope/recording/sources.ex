@@ -3,11 +3,12 @@ defmodule ElixirScope.Recording.Sources do
   The source lines a recording carries, so that the cinema and IEx show the code around
   an event without the recorded code (or the file it came from) at hand.
 
-  At save time `add/2` notes the lines the events point at and `build/2` reads, for each
+  At save time `add/2` notes the lines the events point at and `build/4` reads, for each
   recorded module (loaded in the saving node), its source file (`module_info(:compile)`;
   `.ex`/`.exs`, under 2 MB) and keeps the lines within `source_context` of each recorded
-  line, at most 300 bytes each and `max_source_bytes` in all (config `recording:`); what the
-  bound leaves out is counted (`sources_omitted` in the header). The header holds
+  line, at most 300 bytes each and `max_source_bytes` in all (config `recording:`), a string
+  literal given to a secret name replaced (`redact/2`); what the bound leaves out is counted
+  (`sources_omitted` in the header). The header holds
   `%{module => %{file: path, lines: %{number => text}}}` (key `sources`), checked by
   `check/1` when a file is loaded.
 
@@ -17,7 +18,7 @@ defmodule ElixirScope.Recording.Sources do
   and its file lies under the current directory.
   """
 
-  alias ElixirScope.{Event, Recording}
+  alias ElixirScope.{Event, Recording, Redaction}
 
   @typedoc """
   Recorded lines so far (`{module, line}`), and the module of each call still open: the
@@ -107,11 +108,33 @@ defmodule ElixirScope.Recording.Sources do
     end
   end
 
-  defp take([], _line_at, left, acc), do: {acc, left}
+  defp take(wanted, line_at, left, acc), do: take(wanted, line_at, left, acc, rules())
 
-  defp take([n | rest], line_at, left, acc) do
-    line = ElixirScope.Report.Format.cut_bytes(line_at.(n), @max_line_bytes)
-    if byte_size(line) + 8 <= left, do: take(rest, line_at, left - byte_size(line) - 8, [{n, line} | acc]), else: {acc, left}
+  defp take([], _line_at, left, acc, _rules), do: {acc, left}
+
+  defp take([n | rest], line_at, left, acc, rules) do
+    line = n |> line_at.() |> shown(rules)
+    if byte_size(line) + 8 <= left, do: take(rest, line_at, left - byte_size(line) - 8, [{n, line} | acc], rules), else: {acc, left}
+  end
+
+  # the redaction rules the compiler applies to names (the `capture:` config)
+  defp rules, do: Redaction.rules(Application.get_env(:elixir_scope, :capture, []))
+
+  # a line as it is saved or shown: cut, and without the string literal given to a secret name
+  defp shown(line, rules), do: line |> redact(rules) |> ElixirScope.Report.Format.cut_bytes(@max_line_bytes)
+
+  @literal ~r/([A-Za-z_][A-Za-z0-9_?!]*)("?:\s*|"?\s*=>\s*|\s*=\s*|\s+)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')/
+
+  @doc """
+  `line` with each string literal given to a secret name (`ElixirScope.Redaction`) replaced by
+  `"[REDACTED]"`: `api_key: "sk-…"`, `token = "…"`, `@password "…"`, `"secret" => "…"`.
+  Source lines travel with a recording: a key written in the code must not.
+  """
+  @spec redact(String.t(), Redaction.t()) :: String.t()
+  def redact(line, rules) do
+    Regex.replace(@literal, line, fn whole, name, sep, _literal ->
+      if Redaction.secret_name?(name, rules), do: name <> sep <> ~s("[REDACTED]"), else: whole
+    end)
   end
 
   # the saver loads a recorded module; snippet/4 does not (see ElixirScope.Web.Data.source_snippet/4)
@@ -180,7 +203,8 @@ defmodule ElixirScope.Recording.Sources do
     with {:ok, path} <- compiled_source(m, false),
          {:ok, file, lines} when line <= tuple_size(lines) <- read.(path) do
       from = max(line - @lines_before, 1)
-      window = for i <- from..min(line + @lines_after, tuple_size(lines))//1, do: ElixirScope.Report.Format.cut_bytes(elem(lines, i - 1), @max_line_bytes)
+      rules = rules()
+      window = for i <- from..min(line + @lines_after, tuple_size(lines))//1, do: shown(elem(lines, i - 1), rules)
       %{file: file, line: line, from: from, lines: window}
     else
       _ -> nil
