@@ -93,7 +93,7 @@
     tStart: 0, tEnd: 0, viewStart: 0, viewEnd: 1e6, scrollY: 0,
     scrub: null, cursor: -1, selectedId: null, selectedLane: null,
     matches: new Set(), matchList: [], live: false, follow: true, lastId: 0, summary: null,
-    capped: false, ready: false, layoutDirty: true, histogram: null,
+    capped: false, ready: false, layoutDirty: true, histogram: null, rulerLabels: [], opening: null,
   };
 
   // ---------------------------------------------------------------- ingest

@@ -39,7 +39,7 @@ defmodule ElixirScope.RecordingCodeTest do
 
     {:ok, posting} = apply(ScopeScratch.Ledger, :post, ["alice", 5])
     cid = R.report_function_entry(ScopeScratch.Ledger, :post, ["alice", 5], 6)
-    R.report_expression_value(cid, "%ScopeScratch.Posting{seq: 1, account: account, amount: amount}", posting, 7)
+    R.report_expression_value(cid, "posting", posting, 7)
     R.report_function_exit(cid, {:ok, posting})
 
     file = Path.join(dir, "scratch.esrec")
@@ -93,8 +93,7 @@ defmodule ElixirScope.RecordingCodeTest do
     [call, expr | _] = for _ <- 1..3, do: ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.step() end)
     assert call =~ "→ ScopeScratch.Ledger.post/2"
     assert call =~ ~r"ledger.ex:6  def post\(account, amount\) do"
-    # (the line is cut at the terminal width: the fields show in definition order, seq first)
-    assert expr =~ ~s(= %ScopeScratch.Posting{seq: 1, account: "alice")
+    assert expr =~ ~s(expr `posting` = %ScopeScratch.Posting{seq: 1, account: "alice", amount: 5})
     assert expr =~ ~r"ledger.ex:7  posting = %ScopeScratch.Posting\{seq: 1, account: account, amount: amount\}"
   end
 
