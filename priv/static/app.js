@@ -1201,6 +1201,8 @@
     rulerLabels: () => S.rulerLabels.slice(),
     /** the view the page opened with (null when it showed everything) */
     opening: () => S.opening || null,
+    /** the ids of the events of `kind` between t0 and t1 */
+    eventsBetween: (t0, t1, kind) => S.rows.filter((r) => r.t >= t0 && r.t <= t1 && (!kind || r.kind === kind)).map((r) => r.id),
     /** the width on screen, in px, of the call an event belongs to (the view is not changed) */
     spanPx: (id) => { const r = S.byId.get(id); const sp = r && r.span; return sp ? xOf(endOf(sp)) - xOf(sp.t0) : null; },
   };

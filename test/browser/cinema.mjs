@@ -1,5 +1,5 @@
 // Drives Debian's chromium (through playwright-core) against a running cinema.
-// usage: node cinema.mjs URL [--screenshot FILE] [--checks] [--views] [--plain-shot FILE]
+// usage: node cinema.mjs URL [--screenshot FILE] [--checks] [--views] [--opening] [--plain-shot FILE]
 // Prints one JSON object on stdout with what it saw; the ExUnit test asserts on it.
 import { chromium } from 'playwright-core';
 import { execFileSync } from 'node:child_process';
@@ -86,12 +86,17 @@ try {
   out.lanes = await page.evaluate(() => window.cinema.lanes());
   out.arrows = await page.evaluate(() => window.cinema.arrows());
 
-  if (args.includes('--views')) {
-    // the opening view, before anything is touched: framed on the first crash, its call readable
+  if (args.includes('--views') || args.includes('--opening')) {
+    // the opening view, before anything is touched: framed on the first crash (its call readable),
+    // else on the busiest moment; with the on-screen widths of the calls it shows
     out.opening = await page.evaluate(() => {
-      const c = window.cinema, exc = c.findEvent('exception');
-      return { view: c.view(), opening: c.opening(), exception: exc && c.eventInfo(exc), spanPx: exc && c.spanPx(exc) };
+      const c = window.cinema, exc = c.findEvent('exception'), v = c.view();
+      const callPx = c.eventsBetween(v.start, v.end, 'call').map((id) => c.spanPx(id));
+      return { view: v, opening: c.opening(), exception: exc && c.eventInfo(exc), spanPx: exc && c.spanPx(exc), callPx };
     });
+  }
+
+  if (args.includes('--views')) {
     // zoomed in around the crash: every ruler label tells its tick apart
     out.rulers = await page.evaluate(() => {
       const c = window.cinema, res = [];

@@ -177,6 +177,39 @@ defmodule ElixirScope.Web.BrowserTest do
     end
   end
 
+  @tag timeout: 60_000
+  test "a recording without a crash opens on its busiest moment, where its calls can be read", ctx do
+    if ctx.skip do
+      :ok
+    else
+      # one short call a millisecond for 40 ms, and a burst of 200 one-µs calls at 30 ms
+      alias ElixirScope.Test.EventBuilder, as: B
+      [pid] = B.pids(1)
+      sparse = for i <- 0..39, do: {i * 1_000_000, 2_000}
+      burst = for i <- 0..199, do: {30_000_000 + 500_000 + i * 2_000, 1_000}
+
+      {b, times} =
+        Enum.reduce(Enum.sort(sparse ++ burst), {B.new(), %{}}, fn {t, d}, {b, times} ->
+          {b, c} = B.call(b, pid, Quiet, :work, [t])
+          {b, r} = B.ret(b, pid, c, :ok)
+          {b, times |> Map.put(c, t) |> Map.put(r, t + d)}
+        end)
+
+      events = for e <- B.events(b), do: %{e | ts: 1_000_000 + times[e.id]}
+      {:ok, web} = ElixirScope.Web.start(port: 0, source: {:events, events, %{}})
+      on_exit(fn -> ElixirScope.Web.stop(web) end)
+
+      {out, status} = System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--opening"], cd: @node_dir, stderr_to_stdout: true)
+      result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
+      assert status == 0 and result["ok"] and result["errors"] == [], out
+
+      # the view lies inside the burst (times are from the first event, 0 ns), a small part of the 40 ms
+      %{"view" => view, "callPx" => px} = result["opening"]
+      assert view["start"] >= 30_400_000 and view["end"] <= 31_000_000, inspect(view)
+      assert length(px) >= 5 and Enum.all?(px, &(&1 >= 8)), inspect(px)
+    end
+  end
+
   defp tick(0), do: :ok
 
   defp tick(n) do
