@@ -109,6 +109,19 @@ defmodule ElixirScope.RecordingCodeTest do
     assert detail["value"]["value"] =~ "%ScopeScratch.Posting{seq: 1, account: \"alice\", amount: 5}"
   end
 
+  test "mix scope.open counts what the recording carries of the code", %{rec_file: file, small: small} do
+    open = fn path ->
+      out = ExUnit.CaptureIO.capture_io(fn -> Mix.Tasks.Scope.Open.run([path]) end)
+      # the .iex.exs-style file the task writes
+      [_, dot] = Regex.run(~r/iex --dot-iex (\S+) -S mix/, out)
+      File.rm!(dot)
+      out
+    end
+
+    assert open.(file) =~ "code:       8 source line(s) of 1 module(s), 1 struct definition(s)"
+    assert open.(small) =~ "code:       0 source line(s) of 0 module(s) (8 more left out by max_source_bytes), 1 struct definition(s)"
+  end
+
   test "the saved source is bounded, and what the bound leaves out is counted", %{small: small} do
     {:ok, rec} = Recording.load(small, default: false)
     on_exit(fn -> Recording.close(rec) end)
