@@ -31,7 +31,7 @@ defmodule ElixirScope.Query.Origin do
         {:error, "no recorded event holds #{inspect(value, limit: 10)}"}
 
       [first | _] ->
-        source = Keyword.take(opts, [:source])
+        source = Keyword.take(opts, [:source, :nodes])
         spawns = Query.events([kind: :spawn] ++ source)
         spawns = if is_list(spawns), do: spawns, else: []
         links = Correlation.links(Enum.uniq_by(holders ++ spawns, & &1.id))

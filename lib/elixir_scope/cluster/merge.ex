@@ -1,0 +1,189 @@
+defmodule ElixirScope.Cluster.Merge do
+  @moduledoc """
+  Merges the events of several nodes into one causal sequence with one id space.
+
+  1. Each node's timestamps are moved onto the coordinator's clock (`ts - offset`, see
+     `ElixirScope.Cluster.Clock`).
+  2. Cross-node causality is found without any tag in the messages: a send whose destination
+     lies on another node (a remote pid, `{name, node}`, a `{pid, tag}` reply address) is paired
+     FIFO with the first receive of an equal message on that node (Erlang keeps each
+     sender/receiver pair in order); for a `GenServer.call`, the server's return also precedes
+     the caller's next event.
+  3. The nodes' events are merged in time order, each node's own order kept. When a receive
+     would come before its send (the offsets disagree by more than their error), it is moved to
+     just after the send and every later event of its node keeps that shift: a Lamport-style
+     correction, listed in `corrections` (node, the first merged id it applies to, the shift).
+  4. Ids are renumbered 1..N in that order; `call_id`, `link`, `correlation_id` and `return_id`
+     follow (they name events of the same node), so `ElixirScope.Query.Correlation` pairs
+     messages across nodes exactly as on one node.
+  """
+
+  alias ElixirScope.Cluster.Clock
+  alias ElixirScope.Event
+
+  @typedoc "A Lamport-style shift: from merged id `from_id` on, `node`'s events are `shift_ns` later than its clock says."
+  @type correction :: %{node: node(), from_id: pos_integer(), shift_ns: pos_integer()}
+
+  @doc """
+  Merges `%{node => events}` with `%{node => offset_ns}`: `{events, corrections}` (events in
+  merged id order, timestamps on the coordinator's clock, corrections applied).
+  """
+  @spec merge(%{node() => [Event.t()]}, %{node() => integer()}) :: {[Event.t()], [correction()]}
+  def merge(by_node, offsets) do
+    queues =
+      Map.new(by_node, fn {n, evs} ->
+        off = Map.get(offsets, n, 0)
+        {n, evs |> Enum.sort_by(& &1.id) |> Enum.map(&%{&1 | ts: Clock.to_local(&1.ts, off)}) |> List.to_tuple()}
+      end)
+
+    preds = causal_preds(queues)
+    needed = preds |> Map.values() |> MapSet.new()
+    nodes = queues |> Map.keys() |> Enum.sort()
+    state = %{pos: Map.new(nodes, &{&1, 0}), shift: Map.new(nodes, &{&1, 0}), done: %{}, out: [], corrections: [], next: 1}
+    final = run(nodes, queues, preds, needed, state)
+    {renumber(Enum.reverse(final.out)), Enum.reverse(final.corrections)}
+  end
+
+  # -- causal predecessors: %{{node, local_id} => {node, local_id}} (the first must come after the second)
+
+  defp causal_preds(queues) do
+    sends = remote_sends(queues)
+    nexts = Map.new(queues, fn {n, q} -> {n, next_of_pid(Tuple.to_list(q))} end)
+    {preds, _} = Enum.reduce(Enum.sort(Map.keys(queues)), {%{}, sends}, &consume(&1, queues, nexts, &2))
+    preds
+  end
+
+  # sends to another node, indexed by {destination node, message hash}, in time order
+  defp remote_sends(queues) do
+    for {n, q} <- queues, %Event{kind: :send, payload: {dest, msg}} = s <- Tuple.to_list(q),
+        d = dest_node(dest, n), d != n do
+      {{d, :erlang.phash2(unwrap(msg))}, {n, s}}
+    end
+    |> Enum.sort_by(fn {_k, {_n, s}} -> s.ts end)
+    |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
+  end
+
+  defp consume(node, queues, nexts, {preds, sends}) do
+    list = Tuple.to_list(Map.fetch!(queues, node))
+    receive_calls = for %Event{kind: :receive, call_id: c} <- list, into: MapSet.new(), do: c
+    by_id = Map.new(list, &{&1.id, &1})
+
+    Enum.reduce(list, {preds, sends}, fn e, {preds, sends} ->
+      with {:ok, msg} <- consumed(e, receive_calls),
+           key = {node, :erlang.phash2(msg)},
+           {:ok, {sn, s}, rest} <- take(Map.get(sends, key, []), msg) do
+        preds = Map.put(preds, {node, e.id}, {sn, s.id})
+        {reply_pred(preds, {sn, s}, node, e, by_id, nexts), Map.put(sends, key, rest)}
+      else
+        _ -> {preds, sends}
+      end
+    end)
+  end
+
+  # what a consumer took: a receive's message, or an OTP callback's request when no receive was recorded for it
+  defp consumed(%Event{kind: :receive} = e, _receive_calls), do: {:ok, unwrap(Event.message(e))}
+
+  defp consumed(%Event{kind: :call, function: f, payload: [msg | _], id: id}, receive_calls)
+       when f in [:handle_call, :handle_cast, :handle_info] do
+    if MapSet.member?(receive_calls, id), do: :error, else: {:ok, msg}
+  end
+
+  defp consumed(_e, _receive_calls), do: :error
+
+  defp take(candidates, msg) do
+    case Enum.split_while(candidates, fn {_n, s} -> unwrap(elem(s.payload, 1)) != msg end) do
+      {_, []} -> :error
+      {before, [found | rest]} -> {:ok, found, before ++ rest}
+    end
+  end
+
+  # a GenServer.call: the caller's next event comes after the server's return of handle_call
+  defp reply_pred(preds, {sn, %Event{function: :call} = s}, node, consumer, by_id, nexts) do
+    call = if consumer.kind == :receive, do: Map.get(by_id, consumer.call_id), else: consumer
+
+    with %Event{kind: :call, link: ret_id} when ret_id > 0 <- call,
+         %Event{} <- Map.get(by_id, ret_id),
+         %Event{} = after_send <- Map.get(nexts[sn], s.id) do
+      Map.put(preds, {sn, after_send.id}, {node, ret_id})
+    else
+      _ -> preds
+    end
+  end
+
+  defp reply_pred(preds, _send, _node, _consumer, _by_id, _nexts), do: preds
+
+  # %{id => the next event of the same process}
+  defp next_of_pid(list) do
+    {map, _} =
+      list
+      |> Enum.reverse()
+      |> Enum.reduce({%{}, %{}}, fn e, {map, last} ->
+        map = if n = Map.get(last, e.pid), do: Map.put(map, e.id, n), else: map
+        {map, Map.put(last, e.pid, e)}
+      end)
+
+    map
+  end
+
+  defp dest_node(pid, _own) when is_pid(pid), do: node(pid)
+  defp dest_node({pid, _tag}, _own) when is_pid(pid), do: node(pid)
+  defp dest_node({name, n}, _own) when is_atom(name) and is_atom(n), do: n
+  defp dest_node(_name, own), do: own
+
+  defp unwrap({:"$gen_call", _from, req}), do: req
+  defp unwrap({:"$gen_cast", req}), do: req
+  defp unwrap(msg), do: msg
+
+  # -- the merge: the earliest head whose predecessor is already out goes next
+
+  defp run(nodes, queues, preds, needed, state) do
+    heads =
+      for n <- nodes, i = state.pos[n], i < tuple_size(queues[n]) do
+        e = elem(queues[n], i)
+        pred = Map.get(preds, {n, e.id})
+        {n, e, e.ts + state.shift[n], pred && Map.get(state.done, pred, :waiting)}
+      end
+
+    case heads do
+      [] ->
+        state
+
+      _ ->
+        ready = Enum.reject(heads, fn {_, _, _, p} -> p == :waiting end)
+        # a cycle can only come from pairing equal messages wrongly: then time alone decides
+        {n, e, at, pred_at} = Enum.min_by(if(ready == [], do: heads, else: ready), &elem(&1, 2))
+        at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
+        state = if at_ok > at, do: correct(state, n, at_ok - at), else: state
+        done = if MapSet.member?(needed, {n, e.id}), do: Map.put(state.done, {n, e.id}, at_ok), else: state.done
+        out = [{n, %{e | ts: at_ok}} | state.out]
+        run(nodes, queues, preds, needed, %{state | pos: Map.update!(state.pos, n, &(&1 + 1)), done: done, out: out, next: state.next + 1})
+    end
+  end
+
+  defp correct(state, n, by) do
+    shift = state.shift[n] + by
+    %{state | shift: Map.put(state.shift, n, shift), corrections: [%{node: n, from_id: state.next, shift_ns: shift} | state.corrections]}
+  end
+
+  # -- one id space: ids 1..N in merged order, references within a node follow
+
+  defp renumber(tagged) do
+    ids = tagged |> Enum.with_index(1) |> Map.new(fn {{n, e}, i} -> {{n, e.id}, i} end)
+
+    tagged
+    |> Enum.with_index(1)
+    |> Enum.map(fn {{n, e}, i} ->
+      ref = fn
+        nil -> nil
+        0 -> 0
+        id -> Map.get(ids, {n, id}, 0)
+      end
+
+      %{e | id: i, call_id: ref.(e.call_id), link: ref.(e.link), correlation_id: nonzero(ref.(e.correlation_id)),
+            return_id: nonzero(ref.(e.return_id))}
+    end)
+  end
+
+  defp nonzero(0), do: nil
+  defp nonzero(n), do: n
+end
