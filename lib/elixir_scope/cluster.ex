@@ -136,6 +136,27 @@ defmodule ElixirScope.Cluster do
   def coverage(%Recording{meta: %{cluster: c}}) when is_map(c), do: Map.take(c, [:nodes, :missing, :lost])
   def coverage(_source), do: nil
 
+  @doc "Lines describing a cluster recording: its nodes with their clock offsets, corrections, missing nodes, losses."
+  @spec summary(Recording.t()) :: [String.t()]
+  def summary(%Recording{meta: %{cluster: c}}) when is_map(c) do
+    offsets =
+      Enum.map_join(c.nodes, ", ", fn n ->
+        case c.offsets[n] do
+          %{offset_ns: o, error_ns: e} -> "#{n} (clock #{ms(o)} ± #{ms(e)} ms)"
+          nil -> "#{n}"
+        end
+      end)
+
+    ["#{length(c.nodes)} node(s), merged on #{c.coordinator}'s clock: #{offsets}"] ++
+      Enum.map(c.corrections, &"causal correction: #{&1.node} from event ##{&1.from_id} on is #{ms(&1.shift_ns)} ms later than its clock says") ++
+      Enum.map(c.missing, fn {n, why} -> "missing: #{n}: #{why}" end) ++
+      Enum.map(c.lost, fn {n, count} -> "lost: #{count} event(s) recorded on #{n} were never collected" end)
+  end
+
+  def summary(_source), do: []
+
+  defp ms(ns), do: :erlang.float_to_binary(ns / 1_000_000, decimals: 3)
+
   defp plan(opts) do
     if running?(),
       do: GenServer.call(__MODULE__, {:plan, Keyword.get(opts, :nodes, :all)}, :infinity),

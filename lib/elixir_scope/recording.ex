@@ -371,5 +371,6 @@ defmodule ElixirScope.Recording do
       node: meta[:node],
       source_stats: meta[:source_stats]
     }
+    |> Map.merge(if(meta[:cluster], do: %{cluster: ElixirScope.Cluster.coverage(rec)}, else: %{}))
   end
 end

@@ -90,6 +90,28 @@ defmodule ElixirScope.ClusterTest do
     replies = Enum.filter(links, &(&1.type == :reply))
     assert length(replies) == 3
     for r <- replies, do: assert(node(r.from.pid) == nodes.ledger and node(r.to.pid) == nodes.caller and r.to.id > r.from.id)
+
+    # OTLP: each handle_call on the ledger node is a child of the caller node's span that called it
+    spans = ElixirScope.Export.OTLP.build(events).resourceSpans |> hd() |> Map.fetch!(:scopeSpans) |> hd() |> Map.fetch!(:spans)
+    by_id = Map.new(spans, &{&1.spanId, &1})
+    posts = Enum.filter(spans, &(&1.name == "Fixture.Cluster.Ledger.handle_call/3"))
+    assert length(posts) == 3
+
+    for post <- posts do
+      assert attr(post, "elixir.node") == Atom.to_string(nodes.ledger)
+      assert attr(Map.fetch!(by_id, post.parentSpanId), "elixir.node") == Atom.to_string(nodes.caller)
+    end
+
+    # the cinema's pages say each lane's node
+    page = ElixirScope.Web.Data.events_page(rec, limit: 1_000)
+    assert page.nodes |> Map.values() |> Enum.uniq() |> Enum.sort() == nodes |> Map.values() |> Enum.map(&Atom.to_string/1) |> Enum.sort()
+  end
+
+  defp attr(span, key) do
+    Enum.find_value(span.attributes, fn
+      %{key: ^key, value: %{stringValue: v}} -> v
+      _ -> nil
+    end)
   end
 
   test "the merged order is causal when a node's clock estimate is off by ±50 ms, and the correction shows",
@@ -109,6 +131,7 @@ defmodule ElixirScope.ClusterTest do
       end
 
       assert [_ | _] = rec.meta.cluster.corrections, label
+      assert Enum.any?(Cluster.summary(rec), &(&1 =~ "causal correction: ")), label
       # ids are the merged order, timestamps never go back within a node after a correction
       assert Enum.map(events, & &1.id) == Enum.to_list(1..length(events))
       Recording.close(rec)
@@ -174,6 +197,15 @@ defmodule ElixirScope.ClusterTest do
     {:ok, rec} = Cluster.source([bare])
     assert %{missing: %{^bare => "ElixirScope is not loaded there"}} = Cluster.coverage(rec)
     assert {:error, "not recorded by this cluster: " <> _} = Query.events(nodes: [:"nowhere@127.0.0.1"])
+
+    # the IEx helpers read the merged cluster after cluster/1
+    out = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.cluster() end)
+    assert out =~ "3 node(s), merged on"
+    refute out =~ "missing"
+    procs = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.processes() end)
+    assert procs =~ "Fixture.Cluster.Ledger" and procs =~ "Fixture.Cluster.Caller.run"
+    ElixirScope.IEx.cluster(:live)
+    assert Query.Source.default() == :live
   end
 
   test "the saved cluster recording reopens in a fresh VM without the nodes", %{nodes: nodes} do
