@@ -1,22 +1,19 @@
 defmodule ElixirScope.ClusterTest do
   @moduledoc false
   # Three local nodes started with :peer (loopback only), the instrumented scenario of
-  # test/fixtures/cluster/scenario.ex loaded on each, recorded as one cluster.
+  # examples/cluster/bank.ex (the cluster demo's bank) loaded on each, recorded as one cluster.
   use ExUnit.Case, async: false
 
   alias ElixirScope.{Cluster, Event, Query, Recording}
-  alias ElixirScope.AST.Transformer
   alias ElixirScope.Cluster.Local
   alias ElixirScope.Query.Correlation
 
   @moduletag timeout: 120_000
-  @scenario Path.expand("../fixtures/cluster/scenario.ex", __DIR__)
+  @scenario Path.expand("../../examples/cluster/bank.ex", __DIR__)
 
   setup_all do
     :ok = Local.ensure_distributed(:es_cluster_test)
-    ast = @scenario |> File.read!() |> Code.string_to_quoted!(file: @scenario)
-    {:ok, ast} = Transformer.transform_module(ast, :full)
-    modules = ExUnit.CaptureIO.capture_io(:stderr, fn -> send(self(), Code.compile_quoted(ast, @scenario)) end) && receive(do: (m -> m))
+    modules = ExUnit.CaptureIO.capture_io(:stderr, fn -> send(self(), Local.compile_instrumented(@scenario, :full)) end) && receive(do: (m -> m))
     %{modules: modules}
   end
 
@@ -37,10 +34,10 @@ defmodule ElixirScope.ClusterTest do
 
   # the scenario: the caller scores amounts on the risk node and posts them to the ledger node
   defp run(%{ledger: l, risk: r, caller: c}, amounts) do
-    {:ok, _} = :erpc.call(l, Fixture.Cluster.Ledger, :start, [])
-    risk = :erpc.call(r, Fixture.Cluster.Risk, :start, [])
-    balances = :erpc.call(c, Fixture.Cluster.Caller, :run, [l, risk, amounts])
-    audited = :erpc.call(c, Fixture.Cluster.Caller, :audit, [l])
+    {:ok, _} = :erpc.call(l, ClusterDemo.Ledger, :start, [])
+    risk = :erpc.call(r, ClusterDemo.Risk, :start, [])
+    balances = :erpc.call(c, ClusterDemo.Caller, :run, [l, risk, amounts])
+    audited = :erpc.call(c, ClusterDemo.Caller, :audit, [l])
     {balances, audited}
   end
 
@@ -94,7 +91,7 @@ defmodule ElixirScope.ClusterTest do
     # OTLP: each handle_call on the ledger node is a child of the caller node's span that called it
     spans = ElixirScope.Export.OTLP.build(events).resourceSpans |> hd() |> Map.fetch!(:scopeSpans) |> hd() |> Map.fetch!(:spans)
     by_id = Map.new(spans, &{&1.spanId, &1})
-    posts = Enum.filter(spans, &(&1.name == "Fixture.Cluster.Ledger.handle_call/3"))
+    posts = Enum.filter(spans, &(&1.name == "ClusterDemo.Ledger.handle_call/3"))
     assert length(posts) == 3
 
     for post <- posts do
@@ -154,7 +151,7 @@ defmodule ElixirScope.ClusterTest do
     _ = ref
     assert wait_until(fn -> match?(%{state: :down}, Cluster.status()[nodes.risk]) end)
     # the others go on recording
-    assert 1 == :erpc.call(nodes.caller, Fixture.Cluster.Caller, :audit, [nodes.ledger])
+    assert 1 == :erpc.call(nodes.caller, ClusterDemo.Caller, :audit, [nodes.ledger])
 
     {:ok, rec} = Cluster.snapshot(timeout: 2_000)
     after_counts = per_node.(rec)
@@ -203,7 +200,7 @@ defmodule ElixirScope.ClusterTest do
     assert out =~ "3 node(s), merged on"
     refute out =~ "missing"
     procs = ExUnit.CaptureIO.capture_io(fn -> ElixirScope.IEx.processes() end)
-    assert procs =~ "Fixture.Cluster.Ledger" and procs =~ "Fixture.Cluster.Caller.run"
+    assert procs =~ "ClusterDemo.Ledger" and procs =~ "ClusterDemo.Caller.run"
     ElixirScope.IEx.cluster(:live)
     assert Query.Source.default() == :live
   end

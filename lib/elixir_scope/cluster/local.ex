@@ -41,6 +41,14 @@ defmodule ElixirScope.Cluster.Local do
 
   defp scope_path?(path), do: List.to_string(path) =~ ~r{/elixir_scope/ebin$}
 
+  @doc "Compiles the modules of the file at `path` instrumented at `level` in this VM: `[{module, binary}]` to `load/2`."
+  @spec compile_instrumented(Path.t(), atom()) :: [{module(), binary()}]
+  def compile_instrumented(path, level) do
+    ast = path |> File.read!() |> Code.string_to_quoted!(file: path)
+    {:ok, ast} = ElixirScope.AST.Transformer.transform_module(ast, level)
+    Code.compile_quoted(ast, path)
+  end
+
   @doc "Loads compiled modules (`[{module, binary}]`) on every node of `nodes`."
   @spec load(list(node()), [{module(), binary()}]) :: :ok
   def load(nodes, modules) do

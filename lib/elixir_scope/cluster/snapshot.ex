@@ -9,7 +9,7 @@ defmodule ElixirScope.Cluster.Snapshot do
   """
 
   alias ElixirScope.{Event, Recording}
-  alias ElixirScope.Capture.{Ingestor, Session}
+  alias ElixirScope.Capture.Ingestor
   alias ElixirScope.Cluster.{Clock, Member, Merge}
 
   @page 50_000
@@ -58,7 +58,7 @@ defmodule ElixirScope.Cluster.Snapshot do
       corrections: corrections
     }
 
-    Recording.from_events(merged, %{node: node(), clock: clock(), names: names(answering, deadline), cluster: cluster})
+    Recording.from_events(merged, %{node: node(), clock: clock(merged), names: names(answering, deadline), cluster: cluster})
   end
 
   # the estimate plus the test hook's injected skew (a wrong estimate, on purpose)
@@ -67,11 +67,12 @@ defmodule ElixirScope.Cluster.Snapshot do
   defp after_collected({0, _}), do: ""
   defp after_collected({last, _}), do: "; its events up to its id #{last} were collected before and are kept"
 
-  defp clock do
-    case Session.info() do
-      %{clock: clock} -> clock
-      nil -> {Ingestor.now(), System.os_time(:microsecond)}
-    end
+  # the origin of relative times: the first merged event, with the wall time it had on this node's clock
+  defp clock([]), do: {Ingestor.now(), System.os_time(:microsecond)}
+
+  defp clock([first | _]) do
+    {now, wall} = {Ingestor.now(), System.os_time(:microsecond)}
+    {first.ts, wall - div(now - first.ts, 1000)}
   end
 
   defp names(nodes, deadline) do

@@ -63,5 +63,8 @@ defmodule Mix.Tasks.Scope.Open do
       events:     #{stats.events} (ids #{stats.first_id}..#{stats.last_id}) from #{pids} process(es)
       recorded:   #{stats.created_at} on #{stats.node}
     """)
+
+    # a cluster recording: its nodes, clock offsets, corrections and what is missing
+    Enum.each(ElixirScope.Cluster.summary(rec), &Mix.shell().info("  " <> &1))
   end
 end
