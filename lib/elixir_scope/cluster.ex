@@ -28,7 +28,7 @@ defmodule ElixirScope.Cluster do
   alias ElixirScope.Cluster.{Clock, Member, Snapshot}
   alias ElixirScope.Recording
 
-  @defaults [clock_interval: 5_000, collect_interval: 0, timeout: 5_000, snapshot_ttl: 1_000, capture: []]
+  @defaults [clock_interval: 5_000, collect_interval: 0, timeout: 5_000, snapshot_ttl: 1_000, start_options: []]
   @close_after 60_000
 
   @typedoc "A node's state: `:recording`, `:down` (it was recording) or `:unavailable` (it never could)."
@@ -37,7 +37,8 @@ defmodule ElixirScope.Cluster do
 
   @doc """
   Starts recording on `nodes` (a list, or `:connected`: this node, the connected nodes and those
-  connecting later). Options: `capture:` (`ElixirScope.start/1` options for every node),
+  connecting later). Options: `start_options:` (`ElixirScope.start/1` options for every node,
+  e.g. `[capture: [buffer_size: 262_144]]`),
   `clock_interval:` (ms, #{@defaults[:clock_interval]}), `collect_interval:` (ms; 0, the default,
   collects nothing until asked), `timeout:` (ms per node and request, #{@defaults[:timeout]}),
   `snapshot_ttl:` (ms a merged snapshot serves `nodes:` queries, #{@defaults[:snapshot_ttl]}).
@@ -264,11 +265,11 @@ defmodule ElixirScope.Cluster do
 
   # a node joins: ElixirScope must be loaded there; capture starts; its clock is measured
   defp setup(n, state) do
-    capture = state.opts[:capture]
+    start_options = state.opts[:start_options]
 
     result =
       with {:ok, {:module, _}} <- Snapshot.call(n, :code, :ensure_loaded, [Member], deadline(state)) |> loaded(),
-           {:ok, :ok} <- if(n == node(), do: {:ok, Member.start_capture(capture)}, else: Snapshot.call(n, Member, :start_capture, [capture], deadline(state))),
+           {:ok, :ok} <- if(n == node(), do: {:ok, Member.start_capture(start_options)}, else: Snapshot.call(n, Member, :start_capture, [start_options], deadline(state))),
            {:ok, clock} <- Clock.estimate(n, 8, state.opts[:timeout]) do
         {:recording, clock}
       end

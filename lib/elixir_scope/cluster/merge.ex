@@ -141,7 +141,7 @@ defmodule ElixirScope.Cluster.Merge do
       for n <- nodes, i = state.pos[n], i < tuple_size(queues[n]) do
         e = elem(queues[n], i)
         pred = Map.get(preds, {n, e.id})
-        {n, e, e.ts + state.shift[n], pred && Map.get(state.done, pred, :waiting)}
+        {n, e.ts + state.shift[n], pred && Map.get(state.done, pred, :waiting)}
       end
 
     case heads do
@@ -149,14 +149,34 @@ defmodule ElixirScope.Cluster.Merge do
         state
 
       _ ->
-        ready = Enum.reject(heads, fn {_, _, _, p} -> p == :waiting end)
+        ready = Enum.reject(heads, fn {_, _, p} -> p == :waiting end)
         # a cycle can only come from pairing equal messages wrongly: then time alone decides
-        {n, e, at, pred_at} = Enum.min_by(if(ready == [], do: heads, else: ready), &elem(&1, 2))
-        at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
-        state = if at_ok > at, do: correct(state, n, at_ok - at), else: state
-        done = if MapSet.member?(needed, {n, e.id}), do: Map.put(state.done, {n, e.id}, at_ok), else: state.done
-        out = [{n, %{e | ts: at_ok}} | state.out]
-        run(nodes, queues, preds, needed, %{state | pos: Map.update!(state.pos, n, &(&1 + 1)), done: done, out: out, next: state.next + 1})
+        {n, _at, _pred_at} = Enum.min_by(if(ready == [], do: heads, else: ready), &elem(&1, 1))
+        # the others' heads (blocked or not) bound how far this node may run on alone
+        limit = heads |> Enum.reject(&(elem(&1, 0) == n)) |> Enum.map(&elem(&1, 1)) |> Enum.min(fn -> :infinity end)
+        state = emit(n, queues[n], preds, needed, limit, true, state)
+        run(nodes, queues, preds, needed, state)
+    end
+  end
+
+  # emits node n's events from its position while they come no later than `limit` and are not
+  # waiting for a send (the first one is emitted whatever: the caller chose it)
+  defp emit(n, q, preds, needed, limit, first?, state) do
+    i = state.pos[n]
+
+    with true <- i < tuple_size(q),
+         e = elem(q, i),
+         at = e.ts + state.shift[n],
+         true <- first? or at <= limit,
+         pred_at = (pred = Map.get(preds, {n, e.id})) && Map.get(state.done, pred, :waiting),
+         true <- first? or pred_at != :waiting do
+      at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
+      state = if at_ok > at, do: correct(state, n, at_ok - at), else: state
+      done = if MapSet.member?(needed, {n, e.id}), do: Map.put(state.done, {n, e.id}, at_ok), else: state.done
+      state = %{state | pos: Map.put(state.pos, n, i + 1), done: done, out: [{n, %{e | ts: at_ok}} | state.out], next: state.next + 1}
+      emit(n, q, preds, needed, limit, false, state)
+    else
+      _ -> state
     end
   end
 
@@ -168,21 +188,24 @@ defmodule ElixirScope.Cluster.Merge do
   # -- one id space: ids 1..N in merged order, references within a node follow
 
   defp renumber(tagged) do
-    ids = tagged |> Enum.with_index(1) |> Map.new(fn {{n, e}, i} -> {{n, e.id}, i} end)
+    numbered = Enum.with_index(tagged, 1)
 
-    tagged
-    |> Enum.with_index(1)
-    |> Enum.map(fn {{n, e}, i} ->
-      ref = fn
-        nil -> nil
-        0 -> 0
-        id -> Map.get(ids, {n, id}, 0)
-      end
+    ids =
+      Enum.reduce(numbered, %{}, fn {{n, e}, i}, acc ->
+        Map.update(acc, n, %{e.id => i}, &Map.put(&1, e.id, i))
+      end)
 
-      %{e | id: i, call_id: ref.(e.call_id), link: ref.(e.link), correlation_id: nonzero(ref.(e.correlation_id)),
-            return_id: nonzero(ref.(e.return_id))}
+    Enum.map(numbered, fn {{n, e}, i} ->
+      m = Map.fetch!(ids, n)
+      %{e | id: i, call_id: ref(m, e.call_id), link: ref(m, e.link), correlation_id: nonzero(ref(m, e.correlation_id)),
+            return_id: nonzero(ref(m, e.return_id))}
     end)
   end
+
+  # an id of the same node, renumbered (0 when it names no event of the merge)
+  defp ref(_m, nil), do: nil
+  defp ref(_m, 0), do: 0
+  defp ref(m, id), do: Map.get(m, id, 0)
 
   defp nonzero(0), do: nil
   defp nonzero(n), do: n
