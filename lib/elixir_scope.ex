@@ -233,7 +233,7 @@ defmodule ElixirScope.Supervisor do
   defp cluster(config) when is_list(config) do
     case config[:nodes] do
       nil -> []
-      _nodes -> [{ElixirScope.Cluster, config}]
+      _nodes -> [{ElixirScope.Cluster.Coordinator, config}]
     end
   end
 

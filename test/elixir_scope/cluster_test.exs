@@ -12,6 +12,8 @@ defmodule ElixirScope.ClusterTest do
   @scenario Path.expand("../../examples/cluster/bank.ex", __DIR__)
 
   setup_all do
+    # the test VM becomes a distributed node for these tests only
+    if node() == :nonode@nohost, do: on_exit(fn -> :net_kernel.stop() end)
     :ok = Local.ensure_distributed(:es_cluster_test)
     modules = ExUnit.CaptureIO.capture_io(:stderr, fn -> send(self(), Local.compile_instrumented(@scenario, :full)) end) && receive(do: (m -> m))
     %{modules: modules}
@@ -203,6 +205,15 @@ defmodule ElixirScope.ClusterTest do
     assert procs =~ "ClusterDemo.Ledger" and procs =~ "ClusterDemo.Caller.run"
     ElixirScope.IEx.cluster(:live)
     assert Query.Source.default() == :live
+  end
+
+  test "with :connected, this node, the connected ones and one connecting later are recorded", %{nodes: nodes} do
+    on_exit(fn -> ElixirScope.stop() end)
+    {:ok, status} = Cluster.start(:connected, clock_interval: 60_000)
+    for n <- [node() | Map.values(nodes)], do: assert(%{state: :recording} = status[n])
+    {:ok, _peer, late} = Local.start_peer(:"late_#{System.unique_integer([:positive])}")
+    assert wait_until(fn -> match?(%{state: :recording}, Cluster.status()[late]) end, 250)
+    assert late in Cluster.nodes()
   end
 
   test "the saved cluster recording reopens in a fresh VM without the nodes", %{nodes: nodes} do
