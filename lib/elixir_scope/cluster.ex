@@ -29,7 +29,7 @@ defmodule ElixirScope.Cluster do
 
   @typedoc "A node's state: `:recording`, `:down` (it was recording) or `:unavailable` (it never could)."
   @type node_info :: %{state: :recording | :down | :unavailable, reason: String.t() | nil, clock: Clock.estimate() | nil,
-                       last_id: non_neg_integer(), lost: non_neg_integer()}
+                       last_id: non_neg_integer(), lost: non_neg_integer(), vm: term()}
 
   @doc """
   Starts recording on `nodes` (a list, or `:connected`: this node, the connected nodes and those

@@ -160,10 +160,30 @@ defmodule ElixirScope.ClusterTest do
     assert after_counts[nodes.ledger] > counts[nodes.ledger]
     assert after_counts[nodes.caller] > counts[nodes.caller]
     refute Map.has_key?(after_counts, nodes.risk)
-    assert rec.meta.cluster.missing[nodes.risk] =~ "went down"
+    assert rec.meta.cluster.missing[nodes.risk] =~ "disconnected (down or cut off)"
     assert rec.meta.cluster.lost[nodes.risk] == counts[nodes.risk]
     assert %{state: :down, lost: lost} = Cluster.status()[nodes.risk]
     assert lost == counts[nodes.risk]
+    Recording.close(rec)
+  end
+
+  test "a netsplit during a query: the reachable part, marked; healed, the node records on", %{nodes: nodes} do
+    {:ok, peer, split} = Local.start_peer(:"split_#{System.unique_integer([:positive])}", control: :tcp)
+    {:ok, _} = Cluster.start(Map.values(nodes) ++ [split], clock_interval: 60_000)
+    run(nodes, [20])
+    :ok = Cluster.sync_clocks()
+    :ok = Local.cut_off(peer, split)
+
+    {:ok, rec} = Cluster.snapshot(timeout: 2_000)
+    assert rec.meta.cluster.missing[split] =~ ~r/not connected|disconnected/
+    assert rec |> then(&Query.events(source: &1)) |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> length() == 3
+    assert [_ | _] = Cluster.summary(rec) |> Enum.filter(&(&1 =~ "missing: #{split}"))
+    Recording.close(rec)
+
+    :ok = Local.heal(peer, split)
+    assert wait_until(fn -> match?(%{state: :recording, lost: 0}, Cluster.status()[split]) end, 250)
+    {:ok, rec} = Cluster.snapshot()
+    assert rec.meta.cluster.missing == %{}
     Recording.close(rec)
   end
 

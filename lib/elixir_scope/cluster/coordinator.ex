@@ -118,8 +118,9 @@ defmodule ElixirScope.Cluster.Coordinator do
       %{state: :recording} = m ->
         {last, _} = Map.get(state.collected, n, {0, []})
         lost = max(m.last_id - last, 0)
-        Logger.warning("ElixirScope.Cluster: #{n} went down; by its last count #{lost} of its recorded events had not been collected: they are lost")
-        {:noreply, put_in(state.members[n], %{m | state: :down, reason: "went down", lost: lost})}
+        Logger.warning("ElixirScope.Cluster: lost the connection to #{n}; by its last count #{lost} of its recorded events " <>
+                         "had not been collected: lost unless it comes back")
+        {:noreply, put_in(state.members[n], %{m | state: :down, reason: "disconnected (down or cut off)", lost: lost})}
 
       _ ->
         {:noreply, state}
@@ -150,20 +151,28 @@ defmodule ElixirScope.Cluster.Coordinator do
 
     result =
       with {:ok, {:module, _}} <- Snapshot.call(n, :code, :ensure_loaded, [Member], deadline(state)) |> loaded(),
+           {:ok, vm} <- Snapshot.call(n, Member, :incarnation, [], deadline(state)),
            {:ok, :ok} <- if(n == node(), do: {:ok, Member.start_capture(start_options)}, else: Snapshot.call(n, Member, :start_capture, [start_options], deadline(state))),
            {:ok, clock} <- Clock.estimate(n, 8, state.opts[:timeout]) do
-        {:recording, clock}
+        {:recording, vm, clock}
       end
 
-    info =
-      case result do
-        {:recording, clock} -> %{state: :recording, reason: nil, clock: clock, last_id: 0, lost: 0}
-        {:ok, error} -> unavailable(n, "capture did not start: #{inspect(error, limit: 5)}")
-        {:error, why} -> unavailable(n, if(is_binary(why), do: why, else: "clock: #{inspect(why, limit: 5)}"))
-      end
+    case result do
+      {:recording, vm, clock} ->
+        case state.members[n] do
+          # the same VM back after a netsplit: nothing was lost, what was collected stays
+          %{vm: ^vm} = old -> put_in(state.members[n], %{old | state: :recording, reason: nil, clock: clock, lost: 0})
+          # a new VM (its ids start again): what was collected from the old one goes
+          _ -> %{put_in(state.members[n], %{state: :recording, reason: nil, clock: clock, last_id: 0, lost: 0, vm: vm}) |
+                   collected: Map.delete(state.collected, n)}
+        end
 
-    # a node that comes back is a new VM whose ids start again: what was collected before goes
-    %{put_in(state.members[n], info) | collected: Map.delete(state.collected, n)}
+      {:ok, error} ->
+        put_in(state.members[n], unavailable(n, "capture did not start: #{inspect(error, limit: 5)}"))
+
+      {:error, why} ->
+        put_in(state.members[n], unavailable(n, if(is_binary(why), do: why, else: "clock: #{inspect(why, limit: 5)}")))
+    end
   end
 
   defp loaded({:ok, {:error, _}}), do: {:error, "ElixirScope is not loaded there"}
@@ -171,7 +180,7 @@ defmodule ElixirScope.Cluster.Coordinator do
 
   defp unavailable(n, why) do
     Logger.warning("ElixirScope.Cluster: not recording #{n}: #{why}")
-    %{state: :unavailable, reason: why, clock: nil, last_id: 0, lost: 0}
+    %{state: :unavailable, reason: why, clock: nil, last_id: 0, lost: 0, vm: nil}
   end
 
   defp recording(state), do: for({n, %{state: :recording}} <- state.members, do: n)

@@ -24,7 +24,9 @@ defmodule ElixirScope.Cluster.Local do
 
   @doc """
   Starts a peer node `name@127.0.0.1` linked to the caller, with Elixir running. Options:
-  `scope: false` leaves ElixirScope's code out of its path. `{:ok, peer, node}`.
+  `scope: false` leaves ElixirScope's code out of its path; `control: :tcp` controls it over its
+  own TCP connection instead of the distribution, so that it survives being cut off
+  (`cut_off/2`). `{:ok, peer, node}`.
   """
   @spec start_peer(atom(), keyword()) :: {:ok, pid(), node()} | {:error, term()}
   def start_peer(name, opts \\ []) do
@@ -33,13 +35,34 @@ defmodule ElixirScope.Cluster.Local do
     # a peer stopping must not make the others disconnect from each other
     args = [~c"-kernel", ~c"prevent_overlapping_partitions", ~c"false" | Enum.flat_map(paths, &[~c"-pa", &1])]
 
-    with {:ok, peer, node} <- :peer.start_link(%{name: name, host: ~c"127.0.0.1", longnames: true, args: args}) do
+    control = if opts[:control] == :tcp, do: %{connection: 0}, else: %{}
+
+    with {:ok, peer, node} <- :peer.start_link(Map.merge(%{name: name, host: ~c"127.0.0.1", longnames: true, args: args}, control)) do
       {:ok, _} = :erpc.call(node, :application, :ensure_all_started, [:elixir])
       {:ok, peer, node}
     end
   end
 
   defp scope_path?(path), do: List.to_string(path) =~ ~r{/elixir_scope/ebin$}
+
+  @doc """
+  A netsplit between this node and the peer (started with `control: :tcp`): the peer refuses
+  this node (another cookie for it) and the connection is dropped. `heal/2` undoes it.
+  """
+  @spec cut_off(pid(), node()) :: :ok
+  def cut_off(peer, node) do
+    true = :peer.call(peer, :erlang, :set_cookie, [node(), :"es_cut_off_#{System.unique_integer([:positive])}"])
+    true = Node.disconnect(node)
+    :ok
+  end
+
+  @doc "Ends a `cut_off/2`: the peer accepts this node again, which connects."
+  @spec heal(pid(), node()) :: :ok
+  def heal(peer, node) do
+    true = :peer.call(peer, :erlang, :set_cookie, [node(), :erlang.get_cookie()])
+    true = Node.connect(node)
+    :ok
+  end
 
   @doc "Compiles the modules of the file at `path` instrumented at `level` in this VM: `[{module, binary}]` to `load/2`."
   @spec compile_instrumented(Path.t(), atom()) :: [{module(), binary()}]

@@ -22,6 +22,10 @@ defmodule ElixirScope.Cluster.Member do
     end
   end
 
+  @doc "Which VM this is: a node of the same name started again is another incarnation."
+  @spec incarnation() :: {integer(), String.t()}
+  def incarnation, do: {:erlang.system_info(:creation), System.pid()}
+
   @doc "This node's capture counters and the id of its latest stored event (0 when none)."
   @spec info() :: %{running: boolean(), stats: map(), last_id: non_neg_integer()}
   def info do
