@@ -187,6 +187,26 @@ defmodule ElixirScope.ClusterTest do
     Recording.close(rec)
   end
 
+  test "a slow node: the query answers within its timeout, without it, and says so", %{nodes: nodes} do
+    start_cluster(nodes)
+    run(nodes, [20])
+    # the risk node frozen for 3 s: a busy loop at max priority on each of its schedulers (code
+    # evaluated there: this test module is not loaded on the peer)
+    freeze = """
+    until = System.monotonic_time(:millisecond) + 3_000
+    spin = fn spin -> if System.monotonic_time(:millisecond) < until, do: spin.(spin) end
+    for _ <- 1..System.schedulers_online(), do: spawn(fn -> Process.flag(:priority, :max); spin.(spin) end)
+    """
+
+    :erpc.call(nodes.risk, Code, :eval_string, [freeze])
+    Process.sleep(100)
+    {ms, {:ok, rec}} = :timer.tc(fn -> Cluster.snapshot(timeout: 500) end)
+    assert div(ms, 1000) < 1_500
+    assert rec.meta.cluster.missing[nodes.risk] == "no answer within the timeout"
+    assert rec |> then(&Query.events(source: &1)) |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
+    Recording.close(rec)
+  end
+
   test "collected events of a node that went down are kept", %{nodes: nodes} do
     {:ok, _} = Cluster.start(Map.values(nodes), clock_interval: 60_000, collect_interval: 50)
     assert {[3], 1} = run(nodes, [20])
