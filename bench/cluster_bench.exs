@@ -66,8 +66,8 @@ defmodule ElixirScope.Bench.Cluster do
   defp fill(%{ledger: l, risk: r, caller: c}) do
     {:ok, _} = :erpc.call(l, ClusterDemo.Ledger, :start, [])
     risk = :erpc.call(r, ClusterDemo.Risk, :start, [])
-    # about 10 events on the caller node per round
-    rounds = div(@per_node, 10)
+    # about 8 events on the caller node per round (9 on the ledger's, 8 on the risk scorer's)
+    rounds = div(@per_node, 8)
     _ = :erpc.call(c, ClusterDemo.Caller, :run, [l, risk, List.duplicate(10, rounds)], :infinity)
     :ok
   end

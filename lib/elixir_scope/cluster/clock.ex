@@ -7,7 +7,8 @@ defmodule ElixirScope.Cluster.Clock do
   the asymmetry, the truth lies within `(t2 - t0) / 2` of it — the error bound. Of several
   exchanges the one with the shortest round trip (the tightest bound) is kept.
 
-  An event recorded at `ts` on that node happened at `ts - offset` on this node's clock.
+  An event recorded at `ts` on that node happened at `ts - offset` on this node's clock
+  (`ElixirScope.Cluster.Merge` reads it so).
   """
 
   alias ElixirScope.Capture.Ingestor
@@ -48,8 +49,4 @@ defmodule ElixirScope.Cluster.Clock do
   catch
     kind, reason -> {:error, {kind, reason}}
   end
-
-  @doc "A timestamp of the other node's clock on this node's clock (never below 0)."
-  @spec to_local(non_neg_integer(), integer()) :: non_neg_integer()
-  def to_local(ts, offset), do: max(ts - offset, 0)
 end

@@ -2,7 +2,7 @@ defmodule ElixirScope.Cluster.Merge do
   @moduledoc """
   Merges the events of several nodes into one causal sequence with one id space.
 
-  1. Each node's timestamps are moved onto the coordinator's clock (`ts - offset`, see
+  1. Each node's timestamps are read on the coordinator's clock (`ts - offset`, see
      `ElixirScope.Cluster.Clock`).
   2. Cross-node causality is found without any tag in the messages: a send whose destination
      lies on another node (a remote pid, `{name, node}`, a `{pid, tag}` reply address) is paired
@@ -18,7 +18,6 @@ defmodule ElixirScope.Cluster.Merge do
      messages across nodes exactly as on one node.
   """
 
-  alias ElixirScope.Cluster.Clock
   alias ElixirScope.Event
 
   @typedoc "A Lamport-style shift: from merged id `from_id` on, `node`'s events are `shift_ns` later than its clock says."
@@ -30,36 +29,34 @@ defmodule ElixirScope.Cluster.Merge do
   """
   @spec merge(%{node() => [Event.t()]}, %{node() => integer()}) :: {[Event.t()], [correction()]}
   def merge(by_node, offsets) do
-    queues =
-      Map.new(by_node, fn {n, evs} ->
-        off = Map.get(offsets, n, 0)
-        {n, evs |> Enum.sort_by(& &1.id) |> Enum.map(&%{&1 | ts: Clock.to_local(&1.ts, off)}) |> List.to_tuple()}
-      end)
-
-    preds = causal_preds(queues)
-    needed = preds |> Map.values() |> MapSet.new()
+    queues = Map.new(by_node, fn {n, evs} -> {n, evs |> Enum.sort_by(& &1.id) |> List.to_tuple()} end)
     nodes = queues |> Map.keys() |> Enum.sort()
-    state = %{pos: Map.new(nodes, &{&1, 0}), shift: Map.new(nodes, &{&1, 0}), done: %{}, out: [], corrections: [], next: 1}
+    # a node's events are read at `ts + shift`: the shift starts as minus its offset (onto this
+    # node's clock) and grows with each causal correction
+    base = Map.new(nodes, &{&1, -Map.get(offsets, &1, 0)})
+    preds = causal_preds(queues, base)
+    needed = preds |> Map.values() |> MapSet.new()
+    state = %{pos: Map.new(nodes, &{&1, 0}), shift: base, base: base, done: %{}, out: [], corrections: [], next: 1}
     final = run(nodes, queues, preds, needed, state)
     {renumber(Enum.reverse(final.out)), Enum.reverse(final.corrections)}
   end
 
   # -- causal predecessors: %{{node, local_id} => {node, local_id}} (the first must come after the second)
 
-  defp causal_preds(queues) do
-    sends = remote_sends(queues)
+  defp causal_preds(queues, base) do
+    sends = remote_sends(queues, base)
     nexts = Map.new(queues, fn {n, q} -> {n, next_of_pid(Tuple.to_list(q))} end)
     {preds, _} = Enum.reduce(Enum.sort(Map.keys(queues)), {%{}, sends}, &consume(&1, queues, nexts, &2))
     preds
   end
 
   # sends to another node, indexed by {destination node, message hash}, in time order
-  defp remote_sends(queues) do
+  defp remote_sends(queues, base) do
     for {n, q} <- queues, %Event{kind: :send, payload: {dest, msg}} = s <- Tuple.to_list(q),
         d = dest_node(dest, n), d != n do
       {{d, :erlang.phash2(unwrap(msg))}, {n, s}}
     end
-    |> Enum.sort_by(fn {_k, {_n, s}} -> s.ts end)
+    |> Enum.sort_by(fn {_k, {n, s}} -> s.ts + base[n] end)
     |> Enum.group_by(&elem(&1, 0), &elem(&1, 1))
   end
 
@@ -173,7 +170,7 @@ defmodule ElixirScope.Cluster.Merge do
       at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
       state = if at_ok > at, do: correct(state, n, at_ok - at), else: state
       done = if MapSet.member?(needed, {n, e.id}), do: Map.put(state.done, {n, e.id}, at_ok), else: state.done
-      state = %{state | pos: Map.put(state.pos, n, i + 1), done: done, out: [{n, %{e | ts: at_ok}} | state.out], next: state.next + 1}
+      state = %{state | pos: Map.put(state.pos, n, i + 1), done: done, out: [{n, %{e | ts: max(at_ok, 0)}} | state.out], next: state.next + 1}
       emit(n, q, preds, needed, limit, false, state)
     else
       _ -> state
@@ -182,7 +179,7 @@ defmodule ElixirScope.Cluster.Merge do
 
   defp correct(state, n, by) do
     shift = state.shift[n] + by
-    %{state | shift: Map.put(state.shift, n, shift), corrections: [%{node: n, from_id: state.next, shift_ns: shift} | state.corrections]}
+    %{state | shift: Map.put(state.shift, n, shift), corrections: [%{node: n, from_id: state.next, shift_ns: shift - state.base[n]} | state.corrections]}
   end
 
   # -- one id space: ids 1..N in merged order, references within a node follow
