@@ -46,7 +46,7 @@ defmodule ElixirScope.IEx do
       procs ->
         rows =
           for p <- procs do
-            [inspect(p.pid), names_text(p.names), first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p)]
+            [Format.pid(p.pid), names_text(p.names), first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p)]
           end
 
         widths = for i <- 0..4, do: [["pid", "name", "first call", "events", "span"] | rows] |> Enum.map(&String.length(Enum.at(&1, i))) |> Enum.max()

@@ -269,10 +269,19 @@ defmodule ElixirScope.ClusterTest do
     evs = ElixirScope.Query.events()
     links = ElixirScope.Query.Correlation.links(evs) |> Enum.filter(&(node(&1.from.pid) != node(&1.to.pid)))
     IO.puts("events=\#{length(evs)} nodes=\#{length(rec.meta.cluster.nodes)} cross=\#{length(links)} me=\#{node()}")
+    ElixirScope.IEx.processes()
     """
 
     ebin = :code.lib_dir(:elixir_scope, :ebin) |> List.to_string()
     {out, 0} = System.cmd("elixir", ["-pa", ebin, "-e", script], stderr_to_stdout: true, env: [{"ERL_COMPILER_OPTIONS", nil}])
     assert out =~ "events=#{n} nodes=3 cross=10 me=nonode@nohost"
+    # the helpers name each process's node
+    for {role, node} <- nodes, do: assert(out =~ "#{node |> Atom.to_string() |> String.split("@") |> hd()}:#PID<", "#{role}")
+
+    # mix scope.open says what the file covers
+    summary = ExUnit.CaptureIO.capture_io(fn -> Mix.Tasks.Scope.Open.run([path]) end)
+    assert summary =~ "3 node(s), merged on #{node()}'s clock"
+    [_, dot] = Regex.run(~r/iex --dot-iex (\S+) -S mix/, summary)
+    File.rm(dot)
   end
 end
