@@ -54,6 +54,9 @@ defmodule ElixirScope.Query do
 
     with {:ok, f} <- Filter.normalize(filters),
          events when is_list(events) <- fetch(f) do
+      # the next pages read the same cluster snapshot (a later one numbers events anew)
+      filters = if filters[:nodes], do: filters |> Keyword.delete(:nodes) |> Keyword.put(:source, f.source), else: filters
+
       next =
         case {length(events), f.order} do
           {n, _} when n < size -> nil

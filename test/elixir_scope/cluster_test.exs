@@ -231,6 +231,12 @@ defmodule ElixirScope.ClusterTest do
     sends = Query.events(nodes: :all, kind: :send)
     assert sends |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> length() == 3
     assert [%Event{}] = Query.events(nodes: [nodes.risk], kind: :send, limit: 1)
+    # paging stays on the snapshot its first page read (a later one numbers events anew)
+    {:ok, [_, _, _, _, _] = first, next} = Query.page([nodes: :all], 5)
+    assert %Recording{meta: %{cluster: _}} = next[:source]
+    assert next[:nodes] == nil
+    {:ok, second, _} = Query.page(next, 5)
+    assert hd(second).id == List.last(first).id + 1
     # asked for alone, it gives an empty result that says why
     assert [] = Query.events(nodes: [bare])
     {:ok, rec} = Cluster.source([bare])
