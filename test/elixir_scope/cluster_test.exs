@@ -262,6 +262,18 @@ defmodule ElixirScope.ClusterTest do
     assert late in Cluster.nodes()
   end
 
+  test "config cluster: [nodes: …] starts the coordinator with ElixirScope, and stops with it", %{nodes: nodes} do
+    on_exit(fn -> ElixirScope.stop() end)
+    ElixirScope.stop()
+    :ok = ElixirScope.start(cluster: [nodes: [node() | Map.values(nodes)], clock_interval: 60_000])
+    assert wait_until(fn -> Cluster.running?() and map_size(Cluster.status()) == 4 end)
+    for n <- [node() | Map.values(nodes)], do: assert(%{state: :recording} = Cluster.status()[n])
+    run(nodes, [20])
+    assert [_ | _] = Query.events(nodes: [nodes.caller], kind: :send)
+    ElixirScope.stop()
+    refute Cluster.running?()
+  end
+
   test "the saved cluster recording reopens in a fresh VM without the nodes", %{nodes: nodes} do
     start_cluster(nodes)
     run(nodes, [20, 20])
