@@ -35,14 +35,20 @@ defmodule ElixirScope.Cluster do
   Starts recording on `nodes` (a list, or `:connected`: this node, the connected nodes and those
   connecting later). Options: `start_options:` (`ElixirScope.start/1` options for every node,
   e.g. `[capture: [buffer_size: 262_144]]`),
+  and the keys of `ElixirScope.Config`'s `cluster:` section (checked the same way):
   `clock_interval:` (ms, #{@defaults[:clock_interval]}), `collect_interval:` (ms; 0, the default,
-  collects nothing until asked), `timeout:` (ms per node and request, #{@defaults[:timeout]}),
-  `snapshot_ttl:` (ms a merged snapshot serves `nodes:` queries, #{@defaults[:snapshot_ttl]}).
+  collects nothing: the events of a node that goes down are then lost), `timeout:` (ms per node
+  and request, #{@defaults[:timeout]}), `snapshot_ttl:` (ms a merged snapshot serves `nodes:`
+  queries, #{@defaults[:snapshot_ttl]}).
   Returns `{:ok, status}` (see `status/0`) or `{:error, message}`.
   """
   @spec start(:connected | [node()], keyword()) :: {:ok, %{node() => node_info()}} | {:error, term()}
   def start(nodes \\ :connected, opts \\ []) do
+    {start_options, opts} = Keyword.pop(opts, :start_options, [])
+
     with :ok <- check_nodes(nodes),
+         {:ok, config} <- ElixirScope.Config.validate(cluster: Keyword.delete(opts, :nodes)),
+         opts = Keyword.merge(Keyword.delete(config[:cluster], :nodes), start_options: start_options),
          {:ok, _} <- Application.ensure_all_started(:elixir_scope) do
       spec = %{id: Coordinator, start: {Coordinator, :start_link, [[nodes: nodes] ++ opts]}, restart: :transient}
 

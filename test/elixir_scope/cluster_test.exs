@@ -226,6 +226,7 @@ defmodule ElixirScope.ClusterTest do
     {:ok, status} = Cluster.start(Map.values(nodes) ++ [bare], clock_interval: 60_000, snapshot_ttl: 0)
     assert %{state: :unavailable, reason: "ElixirScope is not loaded there"} = status[bare]
     refute bare in Cluster.nodes()
+    assert {:error, "unknown ElixirScope option cluster.clock_intervl" <> _} = Cluster.start([bare], clock_intervl: 5)
     run(nodes, [20])
 
     sends = Query.events(nodes: :all, kind: :send)
