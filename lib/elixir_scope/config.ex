@@ -8,7 +8,8 @@ defmodule ElixirScope.Config do
                 writers: 2, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
                 redact: ["*password*", ...], redact_allow: ["tokens", ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
-      recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200]
+      recording: [max_new_atoms: 50_000, max_chunk_bytes: 16 MiB, max_total_bytes: 2 GiB, max_ratio: 200,
+                  source_context: 3, max_source_bytes: 1 MiB]
       max_memory: 1 GiB   # ring + store (see ElixirScope.Capture.Memory); 0 = unbounded
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
       web: [port: 4040, ip: {127, 0, 0, 1}, token: nil, hosts: []]
@@ -52,7 +53,10 @@ defmodule ElixirScope.Config do
       max_new_atoms: {:non_neg_integer, 50_000},
       max_chunk_bytes: {:pos_integer, 16 * 1024 * 1024},
       max_total_bytes: {:pos_integer, 2 * 1024 * 1024 * 1024},
-      max_ratio: {:pos_integer, 200}
+      max_ratio: {:pos_integer, 200},
+      # what Recording.save/3 keeps of the recorded code's source (see ElixirScope.Recording.Sources)
+      source_context: {:non_neg_integer, 3},
+      max_source_bytes: {:non_neg_integer, 1024 * 1024}
     ],
     ai: [
       llm_provider: {{:one_of, [:gemini, :vertex, :openai_compatible, :mock, :heuristic, :auto]}, :auto},

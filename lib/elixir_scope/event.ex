@@ -72,6 +72,23 @@ defmodule ElixirScope.Event do
   def receive_info(%__MODULE__{kind: :receive, function: :receive, payload: {_msg, %{clause: _} = info}}), do: info
   def receive_info(%__MODULE__{}), do: nil
 
+  @doc """
+  The line of `module`'s code an event points at: its own line, else, for an exception
+  (recorded where the call ended, without a line), the line of the innermost stacktrace
+  frame in `module` — where it raised. 0 when neither is known.
+  """
+  @spec source_line(t(), module() | nil) :: non_neg_integer()
+  def source_line(%__MODULE__{line: line}, _module) when is_integer(line) and line > 0, do: line
+
+  def source_line(%__MODULE__{kind: :exception, payload: {_kind, _reason, stack}}, module) when is_list(stack) do
+    Enum.find_value(stack, 0, fn
+      {^module, _f, _a, info} when is_list(info) -> with l when is_integer(l) and l > 0 <- info[:line], do: l, else: (_ -> nil)
+      _ -> nil
+    end)
+  end
+
+  def source_line(%__MODULE__{}, _module), do: 0
+
   @doc "Every event kind."
   @spec kinds() :: [kind()]
   def kinds, do: @kinds

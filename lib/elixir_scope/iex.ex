@@ -25,6 +25,7 @@ defmodule ElixirScope.IEx do
   alias ElixirScope.{Event, Query}
   alias ElixirScope.IEx.Format
   alias ElixirScope.Query.{Cursor, Filter, Processes, Source}
+  alias ElixirScope.Recording.Sources
   alias ElixirScope.Storage.EventCorrelator
 
   @cursor_key :elixir_scope_iex_cursor
@@ -404,7 +405,9 @@ defmodule ElixirScope.IEx do
     case fun.(c) do
       {:ok, c} ->
         Process.put(@cursor_key, c)
-        IO.puts(Format.line(c.event, Source.default(), Source.names(Source.default())))
+        src = Source.default()
+        IO.puts(Format.line(c.event, src, Source.names(src)))
+        with {:ok, text} <- code_line(c.event, src), do: IO.puts(Format.color(text, :faint))
 
       {:end, c} ->
         Process.put(@cursor_key, c)
@@ -412,6 +415,18 @@ defmodule ElixirScope.IEx do
 
       {:error, msg} ->
         error(msg)
+    end
+  end
+
+  # the line of code the cursor is at: `    risk_scorer.ex:29  average = div(…)`, from
+  # the lines a recording saved (or the loaded module's file); events inside a call name its module
+  defp code_line(%Event{} = e, src) do
+    module = e.module || with(%Event{module: m} <- e.call_id && Query.event(e.call_id, source: src), do: m, else: (_ -> nil))
+    line = Event.source_line(e, module)
+
+    case Sources.snippet(src, module, line) do
+      %{file: file, from: from, lines: lines} -> {:ok, Format.cut("    #{Path.basename(file)}:#{line}  #{String.trim(Enum.at(lines, line - from))}")}
+      nil -> :none
     end
   end
 

@@ -18,7 +18,7 @@ defmodule ElixirScope.Recording do
 
   alias ElixirScope.{Config, Event, Query}
   alias ElixirScope.Query.Source
-  alias ElixirScope.Recording.{Atoms, Format, Index}
+  alias ElixirScope.Recording.{Atoms, Format, Index, Sources, Structs}
 
   defstruct [:path, :meta, :tables]
 
@@ -32,12 +32,21 @@ defmodule ElixirScope.Recording do
   (`module:`, `pid:`, `since:` …). Options: `source:` (default: the default
   source), `nodes:` (a cluster's nodes, `:all` or a list: every node's events merged,
   with the clock offsets and the nodes missing in the header's `cluster` map; see
-  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `compressed:` (0–9, default 1).
+  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `compressed:` (0–9, default 1),
+  and `source_context:` and `max_source_bytes:` (default: `ElixirScope.Config` `recording:`).
   Returns `{:ok, %{path:, events:, bytes:}}` or `{:error, message}`.
 
-  The temporary file is named after the host and node, the OS process, the
+  A recording is self-contained: with the events it keeps the source lines
+  around each recorded line (`ElixirScope.Recording.Sources`) and the field
+  names of the structs in the recorded values (`ElixirScope.Recording.Structs`),
+  so that the cinema and IEx show the code and print the structs where the
+  recorded code is not loaded. They go in the header, which comes first in
+  the file and is known only when every event has been read: the chunks are
+  written to a second temporary file and copied after the header.
+
+  The temporary files are named after the host and node, the OS process, the
   saving process and a unique integer, so that saves from several nodes to
-  one path never share it; temporary files of `path` left by saves that died
+  one path never share them; temporary files of `path` left by saves that died
   (their process is gone, or untouched for #{div(@stale_seconds, 60)} minutes) are deleted first.
   """
   @spec save(Path.t(), :all | keyword(), keyword()) :: {:ok, map()} | {:error, String.t()}
@@ -61,52 +70,80 @@ defmodule ElixirScope.Recording do
   defp save_source(path, filter, opts) do
     source = Source.resolve(opts[:source])
     filters = if filter == :all, do: [], else: filter
-    compression = Keyword.get(opts, :compressed, 1)
     path = Path.expand(path)
     tmp = temp_path(path)
+    body = tmp <> ".body"
 
     with :ok <- check_source(source),
-         {:ok, limits} <- limits([]),
+         {:ok, limits} <- limits(opts),
          {:ok, meta} <- meta(source, filter),
          :ok <- File.mkdir_p(Path.dirname(path)) |> file_error(Path.dirname(path)),
          _ = clean_orphans(path),
-         {:ok, io} <- File.open(tmp, [:write, :binary, :raw, :delayed_write]) |> file_error(tmp) do
-      result =
-        try do
-          :ok = IO.binwrite(io, Format.encode_header(meta)) |> raw_ok()
+         {:ok, count, code} <- write_body(body, source, filters, Keyword.get(opts, :compressed, 1), limits),
+         :ok <- write_file(tmp, Map.merge(meta, code_meta(code, limits, source)), body),
+         :ok <- File.rename(tmp, path) |> file_error(path) do
+      _ = File.rm(body)
+      {:ok, %{path: path, events: count, bytes: File.stat!(path).size}}
+    else
+      error ->
+        _ = File.rm(body)
+        _ = File.rm(tmp)
+        error
+    end
+  end
 
-          {count, crcs} =
-            Query.stream(filters, source: source, chunk: @chunk)
-            |> Stream.chunk_every(@chunk)
-            |> Enum.reduce({0, []}, fn events, acc ->
-              events
-              |> Format.encode_chunks(compression, limits.max_ratio)
-              |> Enum.reduce(acc, fn {data, crc, n}, {count, crcs} ->
-                :ok = :file.write(io, data)
-                {count + n, [crc | crcs]}
-              end)
-            end)
+  # the chunks and the trailer; what the events say of the recorded code is noted on the way
+  defp write_body(body, source, filters, compression, limits) do
+    writing(body, fn io ->
+      {count, crcs, code} =
+        Query.stream(filters, source: source, chunk: @chunk)
+        |> Stream.chunk_every(@chunk)
+        |> Enum.reduce({0, [], {Sources.new(), %{}}}, fn events, {count, crcs, {lines, structs}} ->
+          code = {Sources.add(lines, events), Structs.add(structs, events)}
 
-          :ok = :file.write(io, Format.encode_trailer(count, Enum.reverse(crcs)))
-          :ok = :file.sync(io)
-          {:ok, count}
-        rescue
-          e -> {:error, "could not write #{tmp}: #{Exception.message(e)}"}
-        catch
-          :throw, {:query_error, msg} -> {:error, msg}
-        after
-          File.close(io)
-        end
+          events
+          |> Format.encode_chunks(compression, limits.max_ratio)
+          |> Enum.reduce({count, crcs, code}, fn {data, crc, n}, {count, crcs, code} ->
+            :ok = :file.write(io, data)
+            {count + n, [crc | crcs], code}
+          end)
+        end)
 
-      with {:ok, count} <- result,
-           :ok <- File.rename(tmp, path) |> file_error(path) do
-        {:ok, %{path: path, events: count, bytes: File.stat!(path).size}}
-      else
-        error ->
-          _ = File.rm(tmp)
-          error
+      :ok = :file.write(io, Format.encode_trailer(count, Enum.reverse(crcs)))
+      {:ok, count, code}
+    end)
+  end
+
+  defp write_file(tmp, meta, body) do
+    writing(tmp, fn io ->
+      :ok = IO.binwrite(io, Format.encode_header(meta)) |> raw_ok()
+      {:ok, _} = File.open(body, [:read, :binary, :raw], &:file.copy(&1, io))
+      :ok
+    end)
+  end
+
+  # runs `fun` on `file` opened for writing, then syncs and closes it
+  defp writing(file, fun) do
+    with {:ok, io} <- File.open(file, [:write, :binary, :raw, :delayed_write]) |> file_error(file) do
+      try do
+        result = fun.(io)
+        :ok = :file.sync(io)
+        result
+      rescue
+        e -> {:error, "could not write #{file}: #{Exception.message(e)}"}
+      catch
+        :throw, {:query_error, msg} -> {:error, msg}
+      after
+        File.close(io)
       end
     end
+  end
+
+  # a recording saved again keeps what it carries of code that is not loaded here
+  defp code_meta({lines, structs}, limits, source) do
+    saved = if is_struct(source, __MODULE__), do: source.meta, else: %{}
+    {sources, omitted} = Sources.build(lines, limits.source_context, limits.max_source_bytes, saved[:sources] || %{})
+    %{sources: sources, sources_omitted: omitted, structs: Structs.build(structs, saved[:structs] || %{})}
   end
 
   @doc false
@@ -221,6 +258,7 @@ defmodule ElixirScope.Recording do
          :ok <- Atoms.admit(atom_tables, limits.max_new_atoms) |> refused(),
          {:ok, meta} <- Format.decode_header(header),
          {:ok, tables, count} <- index(chunks) do
+      Structs.register(meta[:structs])
       meta = Map.merge(%{names: %{}}, meta) |> Map.merge(%{format: Format.version(), count: count})
       rec = %__MODULE__{path: path, meta: meta, tables: tables}
       if Keyword.get(opts, :default, true), do: Source.put_default(rec)
@@ -231,7 +269,7 @@ defmodule ElixirScope.Recording do
     end
   end
 
-  @limit_keys [:max_new_atoms, :max_chunk_bytes, :max_total_bytes, :max_ratio]
+  @limit_keys [:max_new_atoms, :max_chunk_bytes, :max_total_bytes, :max_ratio, :source_context, :max_source_bytes]
 
   defp limits(opts) do
     with {:ok, config} <- Config.validate(recording: Keyword.take(opts, @limit_keys)),

@@ -44,6 +44,15 @@
   }
   const fmtT = (t) => '+' + fmtDur(t);
 
+  /** a time as an offset with the decimals that `res` (ns, the smallest step it must tell
+   *  apart) needs, in the unit of `ref` (default: of t itself): zoomed in, every ruler label differs */
+  function fmtAt(t, res, ref) {
+    const a = Math.abs(ref == null ? t : ref);
+    const [div, unit] = a < 1e3 ? [1, 'ns'] : a < 1e6 ? [1e3, 'µs'] : a < 1e9 ? [1e6, 'ms'] : [1e9, 's'];
+    const dec = Math.max(0, Math.min(9, Math.ceil(-Math.log10(Math.max(res, 1) / div) - 1e-9)));
+    return (t < 0 ? '−' : '+') + (Math.abs(t) / div).toFixed(dec) + ' ' + unit;
+  }
+
   function debounce(fn, ms) {
     let h = null;
     return (...a) => { clearTimeout(h); h = setTimeout(() => fn(...a), ms); };
@@ -84,7 +93,7 @@
     tStart: 0, tEnd: 0, viewStart: 0, viewEnd: 1e6, scrollY: 0,
     scrub: null, cursor: -1, selectedId: null, selectedLane: null,
     matches: new Set(), matchList: [], live: false, follow: true, lastId: 0, summary: null,
-    capped: false, ready: false, layoutDirty: true, histogram: null,
+    capped: false, ready: false, layoutDirty: true, histogram: null, rulerLabels: [], opening: null,
   };
 
   // ---------------------------------------------------------------- ingest
@@ -174,8 +183,9 @@
   }
 
   // ---------------------------------------------------------------- loading
-  async function loadSummary() {
-    S.summary = await api('summary');
+  async function loadSummary() { applySummary(await api('summary')); }
+  function applySummary(summary) {
+    S.summary = summary;
     S.kinds = S.summary.kinds;
     S.live = S.summary.live;
     const title = $('#title');
@@ -212,6 +222,9 @@
   async function loadLinks() {
     let res;
     try { res = await api('links'); } catch (e) { return; }
+    applyLinks(res);
+  }
+  function applyLinks(res) {
     const seen = new Set(S.arrows.map((a) => a.from.id + ':' + a.to.id));
     for (const [from, to, type] of res.links) {
       const a = S.byId.get(from), b = S.byId.get(to);
@@ -520,17 +533,22 @@
     ctx.strokeStyle = '#232c3d';
     ctx.beginPath(); ctx.moveTo(0, RULER + .5); ctx.lineTo(w, RULER + .5); ctx.stroke();
     const step = niceStep(ve - vs, w - GUT);
+    const ref = Math.max(Math.abs(vs), Math.abs(ve));
     ctx.fillStyle = '#8490a6'; ctx.font = '10.5px "DejaVu Sans", sans-serif';
-    for (let t = Math.ceil(vs / step) * step; t <= ve; t += step) {
+    S.rulerLabels = [];
+    // ticks at whole multiples of the step (computed from their index: a sum of steps drifts)
+    for (let i = Math.ceil(vs / step), t = i * step; t <= ve; i++, t = i * step) {
       const x = GUT + (t - vs) * sc;
+      const label = fmtAt(t, step, ref);
+      S.rulerLabels.push(label);
       ctx.fillRect(x, RULER - 7, 1, 7);
-      ctx.fillText(fmtT(t), x + 3, 11);
+      ctx.fillText(label, x + 3, 11);
       ctx.fillStyle = 'rgba(132,144,166,.08)'; ctx.fillRect(x, RULER, 1, H()); ctx.fillStyle = '#8490a6';
     }
     if (S.scrub != null) {
       const x = xOf(S.scrub);
       if (x >= GUT && x <= w) {
-        const label = fmtT(S.scrub);
+        const label = fmtAt(S.scrub, 1 / sc);
         const tw = label.length * 6.3 + 12;
         ctx.fillStyle = '#7c3aed';
         ctx.beginPath(); ctx.roundRect ? ctx.roundRect(x - tw / 2, 3, tw, 18, 4) : ctx.rect(x - tw / 2, 3, tw, 18); ctx.fill();
@@ -615,6 +633,58 @@
     S.viewEnd = S.tEnd + span * 0.03;
     redraw();
   }
+  /** the opening view of a recording: its first crash, else its busiest moment, at a scale
+   *  where the calls there can be read (the whole of a recording shows µs calls as slivers) */
+  function openingView() {
+    const total = S.tEnd - S.tStart;
+    if (S.live || S.rows.length < 2 || total <= 0) { fit(); return; }
+    const plot = Math.max(100, W() - GUT);
+    const exc = S.rows.find((r) => r.kind === 'exception');
+    const root = exc && crashRoot(exc, total);
+    let mid, width;
+    if (root) {
+      // the call around the crash fills the middle quarter: its callees and its caller's request show
+      mid = (root.t0 + endOf(root)) / 2; width = 4 * Math.max(endOf(root) - root.t0, 500);
+    } else {
+      // a typical call about 12 px wide, over the interval of that width holding the most events
+      width = typicalCall() * plot / 12;
+      mid = busiest(width, exc ? exc.t : null);
+    }
+    width = Math.max(width, 2000);
+    if (width >= total * 0.8) { fit(); return; }
+    S.viewStart = mid - width / 2; S.viewEnd = mid + width / 2;
+    S.opening = { start: S.viewStart, end: S.viewEnd, focus: exc ? exc.id : null };
+    redraw();
+  }
+  // the outermost call around an exception that is not much longer than the call that raised
+  // (a process's long-running loop would frame everything); null when there is none
+  function crashRoot(exc, total) {
+    const own = exc.span, lane = exc.lane;
+    if (!own) return null;
+    const limit = Math.max(20 * (endOf(own) - own.t0), 1000);
+    for (let d = 0; d <= own.depth; d++) {
+      const arr = lane.depth[d] || [];
+      const sp = arr[firstEndingAfter(arr, exc.t)];
+      if (sp && sp.t0 <= exc.t && endOf(sp) - sp.t0 <= limit) return endOf(sp) - sp.t0 < total / 4 ? sp : null;
+    }
+    return null;
+  }
+  function typicalCall() { // the median length of (up to 5,000) finished calls
+    const ds = [];
+    for (const sp of S.spans.values()) { if (sp.t1 != null) ds.push(sp.t1 - sp.t0); if (ds.length >= 5000) break; }
+    ds.sort((a, b) => a - b);
+    return Math.max(ds.length ? ds[ds.length >> 1] : 1000, 200);
+  }
+  function busiest(width, at) { // the middle of the `width`-long interval holding the most events (or around `at`)
+    if (at != null) return at;
+    const ts = Float64Array.from(S.rows, (r) => r.t).sort();
+    let best = 0, bi = 0, bj = 0;
+    for (let i = 0, j = 0; i < ts.length; i++) {
+      while (j < ts.length && ts[j] - ts[i] <= width) j++;
+      if (j - i > best) { best = j - i; bi = i; bj = j - 1; }
+    }
+    return (ts[bi] + ts[bj]) / 2;
+  }
   function zoom(factor, atX) {
     const x = atX == null ? GUT + (W() - GUT) / 2 : atX;
     const t = tOf(x);
@@ -695,7 +765,7 @@
 
   function setScrub(t) {
     S.scrub = t;
-    $('#status-t').textContent = 't = ' + fmtT(t);
+    $('#status-t').textContent = 't = ' + fmtAt(t, 1 / scale());
     loadInstant();
     redraw();
   }
@@ -717,9 +787,10 @@
   const term = (text, cls) => el('pre', { class: 'term' + (cls ? ' ' + cls : '') }, text);
   const jump = (label, id) => el('a', { class: 'jump', onclick: () => selectRow(S.byId.get(id), { reveal: true }) }, label);
 
-  function kvCard(title, pairs) {
+  /** a card of key/value rows; `stacked` puts each key above its value (keys that are source code) */
+  function kvCard(title, pairs, stacked) {
     return el('div', { class: 'card' }, el('h4', { text: title }),
-      el('div', { class: 'kv' }, pairs.flatMap(([k, v]) => [el('div', { class: 'k', text: k }), term(v)])));
+      el('div', { class: stacked ? 'kv stacked' : 'kv' }, pairs.flatMap(([k, v]) => [el('div', { class: 'k' }, k), term(v)])));
   }
 
   function exceptionCard(ex, title) {
@@ -748,7 +819,7 @@
     if (d.kind !== 'call' && d.kind !== 'return' && d.kind !== 'exception') {
       if (v.state != null) p.append(kvCard(`State (${v.phase} the callback)`, [['state', v.state]]));
       if (v.message != null) p.append(kvCard('Message', [['message', v.message]].concat(v.dest ? [['to', v.dest]] : [])));
-      if (v.expr != null) p.append(kvCard('Expression', [[v.expr, v.value]]));
+      if (v.expr != null) p.append(kvCard('Expression', [[v.expr, v.value]], true));
       if (v.locals) p.append(kvCard('Locals', v.locals.map((x) => [x.name, x.value])));
       if (v.reason != null) p.append(kvCard('Exit reason', [['reason', v.reason]]));
       if (v.child != null) p.append(kvCard('Spawned', [['child', v.child]]));
@@ -768,7 +839,7 @@
       if (c.tail_call) p.append(kvCard('Ended by a tail call to ' + c.tail_call.target, c.tail_call.args.map((a, i) => ['arg' + (i + 1), a])));
       if (c.status === 'open') p.append(el('div', { class: 'card' }, el('h4', { text: 'Still running' }), 'No return recorded yet.'));
       for (const l of c.locals) p.append(kvCard(`Locals at line ${l.line}`, l.vars.map((x) => [x.name, x.value])));
-      if (c.exprs.length) p.append(kvCard('Expressions', c.exprs.map((x) => [`${x.source}  (line ${x.line})`, x.value])));
+      if (c.exprs.length) p.append(kvCard('Expressions', c.exprs.map((x) => [[x.source, el('span', { class: 'ln', text: `  line ${x.line}` })], x.value]), true));
       for (const s of c.states) p.append(kvCard(`GenServer state ${s.phase}`, [['state', s.state]]));
       if (c.omitted) p.append(el('div', { class: 'meta', text: `${c.omitted} more captured values not shown (step through the call's events with ⇧→)` }));
       if (c.parent) p.append(el('div', { class: 'meta' }, 'called from ', jump(c.parent.mfa, c.parent.id)));
@@ -1125,26 +1196,65 @@
     hitAt: (cx, cy) => { const r = cv.getBoundingClientRect(); const h = hit(cx - r.left, cy - r.top); return h.row ? { id: h.row.id, kind: h.row.kind, mfa: h.row.mfa } : null; },
     timePan: (fraction) => { pan((S.viewEnd - S.viewStart) * fraction); draw(); return S.drawMs; },
     fit: () => { fit(); draw(); return S.drawMs; },
+    /** an event's time, kind and call as the page holds them */
+    eventInfo: (id) => { const r = S.byId.get(id); return r ? { id, t: r.t, kind: r.kind, mfa: r.mfa, pid: r.lane.pid } : null; },
+    /** the labels of the ruler as last drawn */
+    rulerLabels: () => S.rulerLabels.slice(),
+    /** the view the page opened with (null when it showed everything) */
+    opening: () => S.opening || null,
+    /** the ids of the events of `kind` between t0 and t1 */
+    eventsBetween: (t0, t1, kind) => S.rows.filter((r) => r.t >= t0 && r.t <= t1 && (!kind || r.kind === kind)).map((r) => r.id),
+    /** the width on screen, in px, of the call an event belongs to (the view is not changed) */
+    spanPx: (id) => { const r = S.byId.get(id); const sp = r && r.span; return sp ? xOf(endOf(sp)) - xOf(sp.t0) : null; },
   };
 
   // ------------------------------------------------------------------- boot
+  // the first answers of the API come inside the page (ElixirScope.Web.Handler)
+  function embedded() {
+    const node = document.getElementById('boot');
+    try { return node ? JSON.parse(node.textContent) : null; } catch (e) { return null; }
+  }
+
+  // the opening: the view on the first crash (or the busiest moment), its process selected and
+  // the scrubber just before it
+  function openRecording() {
+    openingView();
+    const firstState = S.rows.find((r) => r.kind === 'state');
+    const firstExc = S.rows.find((r) => r.kind === 'exception');
+    if (firstExc) { selectLane(firstExc.lane); setScrub(firstExc.t - 1); showTab('instant'); }
+    else if (firstState) setScrub(firstState.t);
+  }
+
   (async function boot() {
     resize();
+    const first = embedded();
     try {
-      await loadSummary();
-      await loadMore();
-      renderStats();
-      fit();
-      const firstState = S.rows.find((r) => r.kind === 'state');
-      const firstExc = S.rows.find((r) => r.kind === 'exception');
-      if (firstExc) { selectLane(firstExc.lane); setScrub(firstExc.t - 1); }
-      else if (firstState) setScrub(firstState.t);
-      if (firstExc) showTab('instant');
+      if (first && first.summary && first.events) {
+        // painted now, while the script runs: no request, timer or animation frame comes before
+        // the first paint, so a screenshot taken at the page's load event shows the recording
+        applySummary(first.summary);
+        if (first.events.rows.length) ingest(first.events);
+        if (first.links) applyLinks(first.links);
+        renderStats();
+        openRecording();
+        draw(); drawOverview();
+        const [vs, ve] = [S.viewStart, S.viewEnd];
+        // the rest of a large recording: framed again unless the view was moved meanwhile
+        if (await loadMore()) {
+          await loadLinks();
+          if (S.viewStart === vs && S.viewEnd === ve) openRecording();
+        }
+      } else {
+        await loadSummary();
+        await loadMore();
+        await loadLinks();
+        renderStats();
+        openRecording();
+      }
     } catch (e) {
       $('#empty').hidden = false;
       $('#empty').textContent = 'Could not load the recording: ' + e.message;
     }
-    await loadLinks();
     S.ready = true;
     redraw();
     if (S.live) setTimeout(poll, 1000);

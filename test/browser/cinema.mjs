@@ -1,7 +1,10 @@
 // Drives Debian's chromium (through playwright-core) against a running cinema.
-// usage: node cinema.mjs URL [--screenshot FILE] [--checks]
+// usage: node cinema.mjs URL [--screenshot FILE] [--checks] [--views] [--opening] [--plain-shot FILE]
 // Prints one JSON object on stdout with what it saw; the ExUnit test asserts on it.
 import { chromium } from 'playwright-core';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { inflateSync } from 'node:zlib';
 
 const args = process.argv.slice(2);
 const url = args[0];
@@ -23,6 +26,48 @@ async function waitFor(page, fn, arg, timeout = 10000) {
   }
 }
 
+// the pixels of an 8-bit, non-interlaced RGB(A) PNG (what chromium writes): {width, height, rgb(x, y)}
+function decodePng(buf) {
+  let pos = 8, width = 0, height = 0, channels = 0;
+  const idat = [];
+  while (pos < buf.length) {
+    const len = buf.readUInt32BE(pos), type = buf.toString('ascii', pos + 4, pos + 8), data = buf.subarray(pos + 8, pos + 8 + len);
+    if (type === 'IHDR') {
+      width = data.readUInt32BE(0); height = data.readUInt32BE(4);
+      if (data[8] !== 8 || data[12] !== 0 || ![2, 6].includes(data[9])) throw new Error('unsupported PNG');
+      channels = data[9] === 6 ? 4 : 3;
+    } else if (type === 'IDAT') idat.push(data);
+    pos += 12 + len;
+  }
+  const raw = inflateSync(Buffer.concat(idat)), stride = width * channels, px = Buffer.alloc(height * stride);
+  for (let y = 0; y < height; y++) {
+    const f = raw[y * (stride + 1)], row = raw.subarray(y * (stride + 1) + 1, (y + 1) * (stride + 1));
+    for (let i = 0; i < stride; i++) {
+      const a = i >= channels ? px[y * stride + i - channels] : 0, b = y ? px[(y - 1) * stride + i] : 0;
+      const c = y && i >= channels ? px[(y - 1) * stride + i - channels] : 0;
+      const p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+      const pred = [0, a, b, (a + b) >> 1, pa <= pb && pa <= pc ? a : pb <= pc ? b : c][f];
+      px[y * stride + i] = (row[i] + pred) & 255;
+    }
+  }
+  return { width, height, rgb: (x, y) => [0, 1, 2].map((k) => px[y * stride + x * channels + k]) };
+}
+
+// a plain headless screenshot, the way a script or CI would take one: no virtual-time budget,
+// taken when the page has loaded. Counts the bright (drawn) pixels where the lanes are.
+const plainIdx = args.indexOf('--plain-shot');
+if (plainIdx >= 0) {
+  const file = args[plainIdx + 1];
+  execFileSync(exe, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--window-size=1600,900',
+    '--hide-scrollbars', `--screenshot=${file}`, url], { stdio: 'ignore', timeout: 60000 });
+  const png = decodePng(readFileSync(file));
+  let bright = 0;
+  for (let y = 110; y < Math.min(png.height, 800); y++) {
+    for (let x = 200; x < Math.min(png.width, 1100); x++) { const [r, g, b] = png.rgb(x, y); if (r + g + b > 160) bright++; }
+  }
+  out.plainShot = { file, width: png.width, height: png.height, lanePixels: bright };
+}
+
 const browser = await chromium.launch({
   executablePath: exe, headless: true,
   args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--force-color-profile=srgb'],
@@ -41,8 +86,51 @@ try {
   out.lanes = await page.evaluate(() => window.cinema.lanes());
   out.arrows = await page.evaluate(() => window.cinema.arrows());
 
+  if (args.includes('--views') || args.includes('--opening')) {
+    // the opening view, before anything is touched: framed on the first crash (its call readable),
+    // else on the busiest moment; with the on-screen widths of the calls it shows
+    out.opening = await page.evaluate(() => {
+      const c = window.cinema, exc = c.findEvent('exception'), v = c.view();
+      const callPx = c.eventsBetween(v.start, v.end, 'call').map((id) => c.spanPx(id));
+      return { view: v, opening: c.opening(), exception: exc && c.eventInfo(exc), spanPx: exc && c.spanPx(exc), callPx };
+    });
+  }
+
+  if (args.includes('--views')) {
+    // zoomed in around the crash: every ruler label tells its tick apart
+    out.rulers = await page.evaluate(() => {
+      const c = window.cinema, res = [];
+      c.fit();
+      for (let i = 0; i < 60 && res.length < 3; i++) {
+        c.timeZoom(0.5);
+        const v = c.view(), span = v.end - v.start;
+        if ((res.length === 0 && span < 60000) || (res.length === 1 && span < 3000) || (res.length === 2 && span < 200)) res.push({ span, labels: c.rulerLabels() });
+      }
+      return res;
+    });
+    // the crash in the inspector: its expressions (source above value, the value column wide) and its source lines
+    const exc = await page.evaluate(() => window.cinema.findEvent('exception'));
+    const p = await page.evaluate((id) => window.cinema.eventPos(id), exc);
+    await page.mouse.click(p.x, p.y);
+    await page.waitForSelector(`#panel-inspector[data-event-id="${exc}"]`, { timeout: 15000 });
+    out.inspector = await page.evaluate(() => {
+      const cards = Array.from(document.querySelectorAll('#panel-inspector .card'));
+      const exprs = cards.find((c) => c.querySelector('h4').textContent === 'Expressions');
+      const src = cards.find((c) => c.querySelector('.src'));
+      const values = exprs ? Array.from(exprs.querySelectorAll('pre.term')) : [];
+      return {
+        exprValueWidths: values.map((v) => Math.round(v.getBoundingClientRect().width)),
+        exprs: exprs ? exprs.textContent : null,
+        sourceTitle: src ? src.querySelector('h4').textContent : null,
+        sourceLines: src ? Array.from(src.querySelectorAll('.src div')).map((d) => d.textContent) : [],
+        sourceHighlighted: src && src.querySelector('.src div.hl') ? src.querySelector('.src div.hl').textContent : null,
+      };
+    });
+  }
+
   if (checks) {
-    // lanes drawn: count coloured (non-background) pixels inside each lane's band
+    // lanes drawn: count coloured (non-background) pixels inside each lane's band, everything shown
+    await page.evaluate(() => window.cinema.fit());
     out.lanePixels = await page.evaluate(() => {
       const cv = document.querySelector('#timeline');
       const ctx = cv.getContext('2d');
@@ -110,6 +198,7 @@ try {
       shown: document.querySelector('#panel-inspector').textContent,
       executed: window.__xss === undefined ? null : window.__xss,
       scripts: document.querySelectorAll('body script').length,
+      dataBlocks: Array.from(document.querySelectorAll('body script[type="application/json"]')).map((s) => s.id),
       imgs: document.querySelectorAll('#side img, #panel-inspector img').length,
     }));
   }

@@ -318,7 +318,18 @@ defmodule ElixirScope.RecordingUntrustedTest do
             {%{meta | created_at: 1 <<< 80}, "its created_at is an integer of 88 bits"},
             {%{meta | node: "n@h"}, "its node is a binary"},
             {%{meta | source_stats: %{emitted: self()}}, "its source_stats is a map"},
-            {%{meta | filter: <<0xFF>>}, "its filter is a binary of 1 bytes"}
+            {%{meta | filter: <<0xFF>>}, "its filter is a binary of 1 bytes"},
+            # the recorded code's source lines and struct definitions: bounded, valid UTF-8, atoms
+            {Map.put(meta, :sources, %{Shop => %{file: "lib/shop.ex", lines: %{3 => <<0xFF>>}}}), "its sources is a map"},
+            {Map.put(meta, :sources, %{Shop => %{file: "lib/shop.ex", lines: %{0 => "x"}}}), "its sources is a map"},
+            {Map.put(meta, :sources, %{Shop => %{file: "lib/shop.ex", lines: %{3 => String.duplicate("x", 400)}}}), "its sources is a map"},
+            {Map.put(meta, :sources, %{Shop => %{file: "lib/shop.ex", lines: %{3 => "x"}, more: 1}}), "its sources is a map"},
+            {Map.put(meta, :sources, %{"Shop" => %{file: "lib/shop.ex", lines: %{}}}), "its sources is a map"},
+            {Map.put(meta, :sources, [{Shop, "x"}]), "its sources is a list"},
+            {Map.put(meta, :sources_omitted, -1), "its sources_omitted is -1"},
+            {Map.put(meta, :structs, %{Shop.Cart => [:id, :id]}), "its structs is a map"},
+            {Map.put(meta, :structs, %{Shop.Cart => ["id"]}), "its structs is a map"},
+            {Map.put(meta, :structs, %{Shop.Cart => Enum.map(1..1025, &:"f#{&1}")}), "its structs is a map"}
           ] do
         assert {:error, msg} = load(dir, header.(m))
         assert msg =~ "corrupted recording: the header at byte 13", msg

@@ -15,10 +15,8 @@ defmodule Mix.Tasks.Scope.CinemaTest do
   end
 
   test "mix scope.cinema FILE serves the saved recording", %{rec_file: file} do
-    web = ExUnit.CaptureIO.capture_io(fn -> send(self(), {:web, Mix.Tasks.Scope.Cinema.run([file, "--port", "0", "--no-wait"])}) end)
-    assert web =~ "ElixirScope cinema: http://127.0.0.1:"
-    assert_received {:web, info}
-    on_exit(fn -> ElixirScope.Web.stop(info) end)
+    {info, out} = scope_cinema(file)
+    assert out =~ "ElixirScope cinema: http://127.0.0.1:"
     {200, s} = api(info, "api/summary")
     assert s["title"] == "bank.esrec"
     assert s["source"] == "recording"

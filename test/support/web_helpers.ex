@@ -17,6 +17,14 @@ defmodule ElixirScope.WebHelpers do
     {status, JSON.decode!(body)}
   end
 
+  @doc "Runs `mix scope.cinema FILE` on a free port, stopped when the test ends; returns `{server info, printed text}`."
+  def scope_cinema(file) do
+    out = ExUnit.CaptureIO.capture_io(fn -> send(self(), {:web, Mix.Tasks.Scope.Cinema.run([file, "--port", "0", "--no-wait"])}) end)
+    web = receive do: ({:web, web} -> web)
+    ExUnit.Callbacks.on_exit(fn -> ElixirScope.Web.stop(web) end)
+    {web, out}
+  end
+
   @doc "The server's URL without a query string."
   def base(web), do: web.url |> String.split("?") |> hd()
 

@@ -1,10 +1,13 @@
 defmodule ElixirScope.Capture.SwitchLoader do
   @settle_ms 2_000
+  @busy_retry_ms 250
+  @quiet_run_queue 2
 
   @moduledoc """
   Loads the shapes of `ElixirScope.Capture.Switch` (see its moduledoc) and keeps
   the loaded one in line with the switch: `:dynamic` while capture is on or was
-  switched off less than #{@settle_ms} ms ago, `:off` once it has stayed off that long.
+  switched off less than #{@settle_ms} ms ago, `:off` once it has stayed off that long and the node is not busy
+  (at most #{@quiet_run_queue} runnable processes per scheduler; looked at again every #{@busy_retry_ms} ms).
 
   Switching never waits for a load: `ElixirScope.Capture.Control` writes the
   mode word that the `:dynamic` shape reads. Loads happen here, in a
@@ -13,7 +16,8 @@ defmodule ElixirScope.Capture.SwitchLoader do
   inside the old code is never killed). The one case where a switch waits is
   `enable/1` while the `:off` shape is loaded: the `:dynamic` shape must be
   loaded first, which is immediate unless the `:off` shape was itself loaded so
-  recently that the version before it is still in use.
+  recently that the version before it is still in use. Loading `:off` only on a
+  quiet node keeps that window to a few time slices.
 
   Loads use `:erlang.load_module/2` and purges `:erts_code_purger` (a
   high-priority system process) directly: going through the code server (a
@@ -136,16 +140,30 @@ defmodule ElixirScope.Capture.SwitchLoader do
         if state.settle, do: state, else: %{state | settle: Process.send_after(self(), :settled, @settle_ms - off_ms)}
 
       {off_ms, :dynamic} when is_integer(off_ms) ->
-        if purged?(System.monotonic_time(:millisecond) + 60_000) do
+        if quiet?() and purged?(System.monotonic_time(:millisecond) + 60_000) do
           # under the switch lock: an enable/1 cannot slip in between the check and the load
           Control.while_off(fn -> load(:off) end)
+          # purged now, while the node is quiet, so that an enable/1 finds nothing to wait for
+          purged?(System.monotonic_time(:millisecond) + 1_000)
+          state
+        else
+          # busy: look again later (state.settle is nil here: this runs on :settled or :converge
+          # after the settling time)
+          %{state | settle: state.settle || Process.send_after(self(), :settled, @busy_retry_ms)}
         end
-
-        state
 
       _ ->
         state
     end
+  end
+
+  # Loading a shape leaves the one it replaced as old code, and the next load (an enable/1 after
+  # the constant shape) must wait until it is purged. A purge asks every process to check its
+  # own stack, so on a busy node it waits for a whole round of the run queue (~0.4 s with 1,000
+  # busy processes). So the constant shape is loaded, and its predecessor purged, only when few
+  # processes are runnable; a busy node keeps the dynamic shape.
+  defp quiet? do
+    :erlang.statistics(:total_run_queue_lengths_all) <= @quiet_run_queue * :erlang.system_info(:schedulers_online)
   end
 
   defp call(pid, timeout) do

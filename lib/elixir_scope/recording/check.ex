@@ -9,6 +9,7 @@ defmodule ElixirScope.Recording.Check do
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Recording.{Sources, Structs}
 
   @u64 0xFFFF_FFFF_FFFF_FFFF
   @u32 0xFFFF_FFFF
@@ -136,8 +137,10 @@ defmodule ElixirScope.Recording.Check do
   @doc """
   The header map with only known keys, each checked: `created_at` (µs since
   1970), `node`, `clock` `{monotonic_ns, system_us}`, `names` (atom => pid),
-  `filter`, `title`, `otp_release`, `elixir` (strings), `source_stats` (plain data).
-  Unknown keys are dropped.
+  `filter`, `title`, `otp_release`, `elixir` (strings), `source_stats` (plain data),
+  `sources` and `sources_omitted` (`ElixirScope.Recording.Sources.check/1`), `structs`
+  (`ElixirScope.Recording.Structs.check/1`), `cluster` (a cluster recording's nodes, clock
+  offsets, corrections, missing nodes and losses). Unknown keys are dropped.
   """
   @spec meta(term()) :: {:ok, map()} | {:error, String.t()}
   def meta(m) when is_map(m) and not is_map_key(m, :__struct__) do
@@ -151,6 +154,9 @@ defmodule ElixirScope.Recording.Check do
       {:title, &string/1},
       {:otp_release, &string/1},
       {:elixir, &string/1},
+      {:sources, &Sources.check/1},
+      {:sources_omitted, &(is_integer(&1) and &1 >= 0 and &1 <= @u32 and {:ok, &1})},
+      {:structs, &Structs.check/1},
       {:cluster, &cluster/1}
     ]
 

@@ -20,6 +20,7 @@ defmodule ElixirScope.Report.Format do
   """
 
   import Bitwise, only: [<<<: 2]
+  alias ElixirScope.Recording.Structs
   alias ElixirScope.Report.Format.Shown
 
   @line_limit 150
@@ -165,15 +166,16 @@ defmodule ElixirScope.Report.Format do
 
 
   @doc """
-  The `inspect_fun` of every rendering of a captured value: `Inspect.inspect/2`, except that a
-  struct whose module is not loaded (a recording opened without the recorded code) is still
-  written as a struct, `%Demo.Posting{account: "alice", …}`, from its `__struct__` key.
+  The `inspect_fun` of every rendering of a captured value: `Inspect.inspect/2`, except for a
+  struct whose module is not loaded (a recording opened without the recorded code): it is
+  written as the recorded code would write it, from the definition the recording saved
+  (`ElixirScope.Recording.Structs`): `%Demo.Posting{seq: 1, account: "alice", …}` with the
+  fields in definition order, or, like `Inspect` does, as a map when its keys are not the
+  struct's. A struct no recording defines is written from its `__struct__` key, fields sorted.
   """
   @spec term(term(), Inspect.Opts.t()) :: Inspect.Algebra.t()
   def term(%{__struct__: mod} = map, opts) when is_atom(mod) do
-    if struct_module?(mod),
-      do: Inspect.inspect(map, opts),
-      else: unloaded_struct(mod, Map.delete(map, :__struct__), opts)
+    if struct_module?(mod), do: Inspect.inspect(map, opts), else: unloaded_struct(map, mod, Structs.fields(mod), opts)
   end
 
   def term(term, opts), do: Inspect.inspect(term, opts)
@@ -195,16 +197,29 @@ defmodule ElixirScope.Report.Format do
     end
   end
 
-  defp unloaded_struct(mod, fields, opts) do
+  defp unloaded_struct(map, mod, nil, opts), do: fields_doc(literal(mod), sorted_fields(map), opts)
+
+  defp unloaded_struct(map, mod, fields, opts) do
+    if Enum.sort(fields) == map |> Map.keys() |> List.delete(:__struct__) |> Enum.sort(),
+      do: fields_doc(literal(mod), in_order(map, fields), opts),
+      else: fields_doc("%{", map |> Map.to_list() |> Enum.sort(), opts)
+  end
+
+  defp literal(mod), do: "%" <> Macro.inspect_atom(:literal, mod) <> "{"
+
+  # as Inspect writes a struct: without its __struct__ and __exception__ keys
+  defp sorted_fields(map), do: map |> Map.drop([:__struct__, :__exception__]) |> Map.to_list() |> Enum.sort()
+  defp in_order(map, fields), do: for(f <- fields, f != :__exception__, do: {f, Map.fetch!(map, f)})
+
+  defp fields_doc(open, pairs, opts) do
     import Inspect.Algebra
-    pairs = fields |> Map.to_list() |> Enum.sort()
 
     field = fn {k, v}, o ->
-      key = if is_atom(k), do: Macro.inspect_atom(:key, k), else: Inspect.inspect(k, o) <> " =>"
+      key = if is_atom(k), do: Macro.inspect_atom(:key, k), else: concat(o.inspect_fun.(k, o), " =>")
       concat([key, " ", o.inspect_fun.(v, o)])
     end
 
-    container_doc("%" <> Macro.inspect_atom(:literal, mod) <> "{", pairs, "}", opts, field, separator: ",", break: :flex)
+    container_doc(open, pairs, "}", opts, field, separator: ",", break: :flex)
   end
 
   @doc "A stacktrace entry as `Mod.fun/arity (file:line)`; a file name cut at capture keeps its start."

@@ -11,6 +11,7 @@ defmodule ElixirScope.Web.Data do
 
   alias ElixirScope.Event
   alias ElixirScope.Query.Correlation
+  alias ElixirScope.Recording.Sources
   alias ElixirScope.Storage.EventCorrelator
   alias ElixirScope.Web.{Cache, Render, Source}
 
@@ -254,7 +255,7 @@ defmodule ElixirScope.Web.Data do
       redacted: e.redacted?,
       value: payload_view(e),
       call: call && call_view(source, call, t0),
-      source: source_snippet((call && call.event) || e, e.line, files),
+      source: snippet(source, e, call && call.event, files),
       peer: peer(source, e, t0)
     }
   end
@@ -397,56 +398,34 @@ defmodule ElixirScope.Web.Data do
   defp peer(_, _, _), do: nil
 
   @doc """
-  The source lines around `line` of the module's compiled source file. Only files of
-  loaded modules that lie under the current working directory are read, one small window.
-  Loading a module and reading a file go through single VM-wide processes (the code server:
-  for a module that does not exist, a search of the whole code path; the file server): under
-  load they queue every request behind them. So modules are never loaded here (a server
-  loads a recording's modules when it starts, `ElixirScope.Web.Server`), and a server
-  passes its `ElixirScope.Web.Cache`, where each file is read once.
+  The source lines around `line` for the module of `event` (`ElixirScope.Recording.Sources.snippet/4`):
+  those saved with the recording, else a window of the compiled source file of the loaded
+  module when it lies under the current working directory. Loading a module and reading a
+  file go through single VM-wide processes (the code server: for a module that does not
+  exist, a search of the whole code path; the file server): under load they queue every
+  request behind them. So modules are never loaded here (a server loads a recording's
+  modules when it starts, `ElixirScope.Web.Server`), and a server passes its
+  `ElixirScope.Web.Cache`, where each file is read once.
   """
-  @spec source_snippet(Event.t(), non_neg_integer() | nil, Cache.t() | nil) :: map() | nil
-  def source_snippet(event, line, cache \\ nil)
-
-  def source_snippet(%Event{module: m}, line, cache) when is_atom(m) and m != nil and is_integer(line) and line > 0 do
-    with true <- function_exported?(m, :module_info, 1),
-         source when is_list(source) <- m.module_info(:compile)[:source],
-         {:ok, file, lines} <- source_lines(List.to_string(source), cache) do
-      from = max(line - 3, 1)
-      window = for i <- from..min(line + 2, tuple_size(lines))//1, do: Render.cut(elem(lines, i - 1), 300)
-      %{file: file, line: line, from: from, lines: window}
-    else
-      _ -> nil
-    end
-  rescue
-    _ -> nil
+  @spec source_snippet(Source.t(), Event.t(), non_neg_integer(), Cache.t() | nil) :: Sources.snippet() | nil
+  def source_snippet(source, %Event{module: m}, line, cache \\ nil) do
+    Sources.snippet(source, m, line, &source_lines(&1, cache))
   end
 
-  def source_snippet(_, _, _), do: nil
-
-  defp source_lines(path, nil), do: read_lines(path)
+  # an event without a line (an exception) shows where it raised, else its call's first line
+  defp snippet(source, e, call, files) do
+    owner = call || e
+    line = with 0 <- Event.source_line(e, owner.module), do: (call && call.line) || 0
+    source_snippet(source, owner, line, files)
+  end
 
   defp source_lines(path, cache) do
     Cache.fetch(cache, {:file, path}, fn ->
-      case read_lines(path) do
+      case Sources.read_lines(path, File.cwd!()) do
         {:ok, _, lines} = ok -> {ok, 64 + Enum.sum(for l <- Tuple.to_list(lines), do: byte_size(l) + 16)}
         error -> {error, 64}
       end
     end)
-  end
-
-  # {:ok, path relative to the cwd, lines} for a .ex/.exs file under the cwd, smaller than 2 MB
-  defp read_lines(path) do
-    cwd = File.cwd!()
-    expanded = Path.expand(path, cwd)
-
-    with true <- String.starts_with?(expanded, cwd <> "/") and Path.extname(expanded) in [".ex", ".exs"],
-         {:ok, %File.Stat{type: :regular, size: size}} when size < 2_000_000 <- File.stat(expanded),
-         {:ok, text} <- File.read(expanded) do
-      {:ok, Path.relative_to(expanded, cwd), text |> String.split("\n") |> List.to_tuple()}
-    else
-      _ -> :error
-    end
   end
 
   # ---------------------------------------------------------- state & stacks

@@ -131,8 +131,8 @@ defmodule ElixirScope.Web.Handler do
 
   # ---------------------------------------------------------------- routes
 
-  defp route(state, "/", _query), do: static(state, "/index.html")
-  defp route(state, "/index.html", _query), do: static(state, "/index.html")
+  defp route(state, "/", _query), do: page(state)
+  defp route(state, "/index.html", _query), do: page(state)
   defp route(state, "/api/" <> endpoint, query), do: api(state, endpoint, query)
   defp route(state, "/static/" <> _ = path, _query), do: static(state, path)
   defp route(_state, _path, _query), do: json(404, %{error: "not found"})
@@ -144,6 +144,26 @@ defmodule ElixirScope.Web.Handler do
       {:ok, {type, body}} -> {200, [], type, body}
       :error -> json(404, %{error: "not found"})
     end
+  end
+
+  # The page carries the first answers of the API (summary, first events, links) inside it, so
+  # that its first paint needs no request after the page (a headless screenshot taken at the
+  # load event shows the recording). A JSON data block is not run (the CSP allows no inline
+  # script), and ElixirScope.JSON writes "<" as \u003C: no string in it can close the element.
+  @boot_page_events "5000"
+
+  defp page(state) do
+    {200, [], type, html} = static(state, "/index.html")
+
+    parts =
+      for {key, endpoint, query} <- [{"summary", "summary", %{}}, {"events", "events", %{"limit" => @boot_page_events}}, {"links", "links", %{}}] do
+        body = with {200, _, _, body} <- api(state, endpoint, query), do: body, else: (_ -> "null")
+        [?", key, ?", ?:, body]
+      end
+
+    boot = [~s(<script id="boot" type="application/json">{), Enum.intersperse(parts, ?,), "}</script>\n"]
+    [before, rest] = String.split(html, ~s(<script src="/static/app.js">), parts: 2)
+    {200, [], type, [before, boot, ~s(<script src="/static/app.js">), rest]}
   end
 
   # a recording never changes: each distinct API request is computed once (see ElixirScope.Web.Cache)

@@ -55,8 +55,9 @@ defmodule ElixirScope.Web.Server do
     end
   end
 
-  # The inspector shows source lines of loaded modules only (Data.source_snippet/3): load a
-  # recording's modules here, once, rather than let concurrent requests each ask the code server.
+  # The inspector shows the source lines a recording saved, else those of loaded modules only
+  # (Data.source_snippet/4): load a recording's modules here, once, rather than let concurrent
+  # requests each ask the code server.
   defp load_modules(source), do: source |> Source.modules() |> Enum.each(&Code.ensure_loaded/1)
 
   # {source, whether this server built it (and so frees it)}

@@ -8,7 +8,9 @@ defmodule Mix.Tasks.Scope.Open do
 
   Under IEx the recording becomes the default source of `ElixirScope.Query`
   and of the helpers (`import ElixirScope.IEx`, then `history/1`, `tree/1`,
-  `state_at/2`, `timeline/1` …). The recorded application's code is not needed.
+  `state_at/2`, `timeline/1` …). The recorded application's code is not needed: the
+  recording carries the source lines around what it recorded and its structs' definitions
+  (the summary counts them).
   Without IEx, the task also writes a `.iex.exs`-style file that loads the
   recording and imports the helpers, and prints the `iex --dot-iex …` command
   that uses it.
@@ -62,9 +64,18 @@ defmodule Mix.Tasks.Scope.Open do
     ElixirScope recording #{rec.path}
       events:     #{stats.events} (ids #{stats.first_id}..#{stats.last_id}) from #{pids} process(es)
       recorded:   #{stats.created_at} on #{stats.node}
+      code:       #{code(rec.meta)}
     """)
 
     # a cluster recording: its nodes, clock offsets, corrections and what is missing
     Enum.each(ElixirScope.Cluster.summary(rec), &Mix.shell().info("  " <> &1))
+  end
+
+  # what the recording carries of the recorded code (shown without that code loaded)
+  defp code(meta) do
+    sources = meta[:sources] || %{}
+    lines = sources |> Map.values() |> Enum.map(&map_size(&1.lines)) |> Enum.sum()
+    omitted = if (meta[:sources_omitted] || 0) > 0, do: " (#{meta[:sources_omitted]} more left out by max_source_bytes)", else: ""
+    "#{lines} source line(s) of #{map_size(sources)} module(s)#{omitted}, #{map_size(meta[:structs] || %{})} struct definition(s)"
   end
 end

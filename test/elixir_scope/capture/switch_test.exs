@@ -119,6 +119,26 @@ defmodule ElixirScope.Capture.SwitchTest do
     assert is_integer(InstrumentationRuntime.report_function_entry(Busy, :work, [], 1))
   end
 
+  test "while 1,000 processes are busy, a switch that stays off keeps the dynamic shape, so enable/0 never waits for a purge" do
+    start_scope!(capture: [fuse: [enabled: false]])
+    Process.flag(:priority, :high)
+
+    with_busy(1_000, fn ->
+      :ok = ElixirScope.disable()
+      # past the settling time: loading the constant shape now would leave the old version in
+      # use by hundreds of queued processes, and an enable/0 would wait for them all to run
+      Process.sleep(2_600)
+      assert SwitchLoader.shape() == :dynamic
+      {us, :ok} = :timer.tc(&ElixirScope.enable/0)
+      assert us < 100_000, "enable took #{us} µs"
+      assert Switch.on?(Busy)
+      :ok = ElixirScope.disable()
+    end)
+
+    # once the node is quiet again, it settles
+    assert :ok == await(fn -> SwitchLoader.shape() == :off && :ok end, 10_000)
+  end
+
   test "per-module switching under the dynamic shape" do
     start_scope!()
     :ok = ElixirScope.disable([Quiet, Hushed])

@@ -100,7 +100,8 @@ defmodule ElixirScope.Web.BrowserTest do
       assert xss["shown"] =~ "onerror="
       assert xss["executed"] == nil
       assert xss["imgs"] == 0
-      assert xss["scripts"] == 1
+      # app.js, and the page's first API answers in a JSON data block (never run)
+      assert xss["scripts"] == 2 and xss["dataBlocks"] == ["boot"]
 
       # keyboard stepping from the selected init call: → → ← visits the next events in order
       [s0, s1, s2, s3] = result["steps"]
@@ -118,7 +119,7 @@ defmodule ElixirScope.Web.BrowserTest do
   end
 
   @tag timeout: 300_000
-  test "the demo's own recording: arrows from each send to the receive that took it", ctx do
+  test "the demo's own recording: opening on the crash, readable ruler and inspector, source without the demo's code, arrows", ctx do
     if ctx.skip do
       :ok
     else
@@ -132,10 +133,37 @@ defmodule ElixirScope.Web.BrowserTest do
       {:ok, web} = ElixirScope.Web.start(port: 0, source: source)
       on_exit(fn -> ElixirScope.Web.stop(web) end)
 
-      {out, status} = System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url], cd: @node_dir, stderr_to_stdout: true)
+      plain = Path.expand("../../../_build/cinema_plain_test.png", __DIR__)
+      args = [Path.join(@node_dir, "cinema.mjs"), web.url, "--views", "--plain-shot", plain]
+      {out, status} = System.cmd("node", args, cd: @node_dir, stderr_to_stdout: true)
       result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
       assert status == 0 and result["ok"], out
       assert result["errors"] == []
+
+      # a plain headless screenshot (no virtual-time budget) shows the lanes: the page paints
+      # from the data it carries, before any request, timer or animation frame
+      assert result["plainShot"]["lanePixels"] > 2_000, inspect(result["plainShot"])
+
+      # the opening view frames the crash, zoomed in far enough that the call that raised is readable
+      summary = ElixirScope.Web.Data.summary(source)
+      %{"view" => view, "exception" => exc, "spanPx" => span_px} = result["opening"]
+      assert exc["mfa"] == "Demo.RiskScorer.risk/2"
+      assert exc["t"] > view["start"] and exc["t"] < view["end"], inspect(result["opening"])
+      assert span_px >= 30, inspect(result["opening"])
+      assert view["end"] - view["start"] < (summary.t_end - summary.t_start) / 10, inspect({view, summary})
+
+      # zoomed in (to ~50 µs, ~2 µs and ~150 ns across), every ruler label is a different time
+      assert length(result["rulers"]) == 3
+      for %{"labels" => labels} = r <- result["rulers"] do
+        assert length(labels) >= 3 and Enum.uniq(labels) == labels, inspect(r)
+      end
+
+      # the crash in the inspector: expression values in a wide column, the source lines around line 29
+      insp = result["inspector"]
+      assert insp["exprs"] =~ "Enum.sum(Enum.map(history, &abs/1))"
+      assert insp["exprValueWidths"] != [] and Enum.all?(insp["exprValueWidths"], &(&1 > 200)), inspect(insp)
+      assert insp["sourceTitle"] =~ "risk_scorer.ex:29"
+      assert insp["sourceHighlighted"] =~ "average = div(total, length(history))"
       arrows = result["arrows"]
       types = Enum.frequencies_by(arrows, & &1["type"])
       # GenServer calls (caller → ledger → scorer), their replies, and plain messages (courier, ping-pong)
@@ -146,6 +174,39 @@ defmodule ElixirScope.Web.BrowserTest do
       pairs = for a <- arrows, a["type"] == "message", do: {a["fromLane"], a["toLane"]}
       assert Enum.any?(pairs, fn {f, t} -> {t, f} in pairs end), inspect(pairs)
       assert map_size(lanes) >= 9
+    end
+  end
+
+  @tag timeout: 60_000
+  test "a recording without a crash opens on its busiest moment, where its calls can be read", ctx do
+    if ctx.skip do
+      :ok
+    else
+      # one short call a millisecond for 40 ms, and a burst of 200 one-µs calls at 30 ms
+      alias ElixirScope.Test.EventBuilder, as: B
+      [pid] = B.pids(1)
+      sparse = for i <- 0..39, do: {i * 1_000_000, 2_000}
+      burst = for i <- 0..199, do: {30_000_000 + 500_000 + i * 2_000, 1_000}
+
+      {b, times} =
+        Enum.reduce(Enum.sort(sparse ++ burst), {B.new(), %{}}, fn {t, d}, {b, times} ->
+          {b, c} = B.call(b, pid, Quiet, :work, [t])
+          {b, r} = B.ret(b, pid, c, :ok)
+          {b, times |> Map.put(c, t) |> Map.put(r, t + d)}
+        end)
+
+      events = for e <- B.events(b), do: %{e | ts: 1_000_000 + times[e.id]}
+      {:ok, web} = ElixirScope.Web.start(port: 0, source: {:events, events, %{}})
+      on_exit(fn -> ElixirScope.Web.stop(web) end)
+
+      {out, status} = System.cmd("node", [Path.join(@node_dir, "cinema.mjs"), web.url, "--opening"], cd: @node_dir, stderr_to_stdout: true)
+      result = out |> String.split("\n", trim: true) |> List.last() |> ElixirScope.Web.JSON.decode!()
+      assert status == 0 and result["ok"] and result["errors"] == [], out
+
+      # the view lies inside the burst (times are from the first event, 0 ns), a small part of the 40 ms
+      %{"view" => view, "callPx" => px} = result["opening"]
+      assert view["start"] >= 30_400_000 and view["end"] <= 31_000_000, inspect(view)
+      assert length(px) >= 5 and Enum.all?(px, &(&1 >= 8)), inspect(px)
     end
   end
 

@@ -35,6 +35,25 @@ defmodule ElixirScope.Web.SecurityTest do
     assert web.url =~ "?token=s3cret-token-1"
   end
 
+  test "the page carries its first API answers in a JSON data block that no recorded string can close" do
+    alias ElixirScope.Test.EventBuilder, as: B
+    [pid] = B.pids(1)
+    {b, c} = B.call(B.new(), pid, Shop, :checkout, ["</script><script>window.__xss = 1</script>"])
+    {b, _} = B.ret(b, pid, c, :ok)
+    web = start!(source: {:events, B.events(b), %{}})
+
+    {200, h, page} = get(url(web, ""))
+    assert h["content-security-policy"] =~ "script-src 'self'"
+    # the data block and app.js: the captured "</script>" closed nothing
+    assert [boot, _app, _rest] = String.split(page, "</script>")
+    [_, json] = String.split(boot, ~s(<script id="boot" type="application/json">))
+    data = Web.JSON.decode!(json)
+    assert {200, data["summary"]} == api(web, "api/summary")
+    assert length(data["events"]["rows"]) == 2
+    assert data["events"]["rows"] |> hd() |> Enum.at(4) |> then(&Enum.at(data["events"]["mfas"], &1)) == "Shop.checkout/1"
+    assert data["links"]["links"] == []
+  end
+
   test "binding another address generates a token when none is given" do
     web = start!(ip: "0.0.0.0")
     assert web.ip == {0, 0, 0, 0}
