@@ -20,7 +20,7 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 
 DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
 
-.PHONY: all setup nif test test-c test-asan test-fuzz mix-test demo-test bench demo demo-cinema clean dialyzer
+.PHONY: all setup nif test test-c test-asan test-fuzz mix-test demo-test bench demo demo-cinema demo-cluster clean dialyzer
 
 all: nif
 
@@ -79,6 +79,10 @@ bench: nif build/c_core_bench
 
 demo: setup nif
 	./examples/run_demo.sh
+
+# The demo over three local nodes (ElixirScope.Cluster): the merged timeline; saves _build/cluster.esrec
+demo-cluster: setup nif
+	mix run examples/cluster/run.exs
 
 # A screenshot of the execution cinema on the demo recording: _build/cinema.png
 demo-cinema: setup nif

@@ -226,10 +226,20 @@ defmodule ElixirScope.Supervisor do
         type: :supervisor,
         start: {__MODULE__, :start_pool, [Keyword.take(tree, [:writers, :batch_size, :flush_interval])]}
       }
-    ]
+    ] ++ cluster(tree[:cluster])
 
     Supervisor.init(children, strategy: :one_for_one)
   end
+
+  # config :elixir_scope, cluster: [nodes: ...] starts the coordinator with the capture tree
+  defp cluster(config) when is_list(config) do
+    case config[:nodes] do
+      nil -> []
+      _nodes -> [{ElixirScope.Cluster.Coordinator, config}]
+    end
+  end
+
+  defp cluster(_none), do: []
 
   @doc false
   @spec start_lifecycle(keyword()) :: GenServer.on_start() | :ignore

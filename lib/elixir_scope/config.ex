@@ -13,6 +13,8 @@ defmodule ElixirScope.Config do
       max_memory: 1 GiB   # ring + store (see ElixirScope.Capture.Memory); 0 = unbounded
       ai: [llm_provider: :heuristic, ...]   ast: [default_instrumentation_level: :function_boundaries, ...]
       web: [port: 4040, ip: {127, 0, 0, 1}, token: nil, hosts: []]
+      cluster: [nodes: nil | :connected | [node()], clock_interval: 5_000, collect_interval: 0, timeout: 5_000,
+                snapshot_ttl: 1_000]   # see ElixirScope.Cluster
       enabled: true
   """
 
@@ -79,6 +81,14 @@ defmodule ElixirScope.Config do
       exclude: {:list, []},
       plan_file: {:any, ".elixir_scope/plan.exs"},
       instrument_macros: {:boolean, false}
+    ],
+    # ElixirScope.Cluster: started with ElixirScope when nodes is set
+    cluster: [
+      nodes: {:cluster_nodes, nil},
+      clock_interval: {:pos_integer, 5_000},
+      collect_interval: {:non_neg_integer, 0},
+      timeout: {:pos_integer, 5_000},
+      snapshot_ttl: {:non_neg_integer, 1_000}
     ],
     web: [
       enabled: {:boolean, false},
@@ -214,6 +224,7 @@ defmodule ElixirScope.Config do
   defp valid?(:pow2, v), do: is_integer(v) and v >= 2 and Bitwise.band(v, v - 1) == 0
   defp valid?({:one_of, values}, v), do: v in values
   defp valid?(:host_list, v), do: ElixirScope.Web.Hosts.valid_list?(v)
+  defp valid?(:cluster_nodes, v), do: v in [nil, :connected] or (is_list(v) and v != [] and Enum.all?(v, &is_atom/1))
 
   defp describe(:boolean), do: "a boolean"
   defp describe(:atom), do: "an atom"
@@ -224,6 +235,7 @@ defmodule ElixirScope.Config do
   defp describe(:pow2), do: "a power of two between 2 and 4194304 (2^22)"
   defp describe(:secret), do: "a string or nil"
   defp describe({:one_of, values}), do: "one of " <> Enum.map_join(values, ", ", &inspect/1)
+  defp describe(:cluster_nodes), do: "nil, :connected or a non-empty list of node names"
   defp describe(:host_list), do: ~s(a list of at most 64 "name" or "name:port" strings)
 
   defp describe(t) when t in [:deny_patterns, :allow_patterns],

@@ -14,6 +14,7 @@ defmodule ElixirScope.IEx do
       step() / back()         # walk through events (step(pid) follows one process)
       explain(pid_or_call)    # an AI explanation (ElixirScope.AI)
       stats()                 # counters of the live session or recording
+      cluster(nodes)          # read a cluster's nodes merged (ElixirScope.Cluster); cluster(:live) to go back
 
   They read the default source: the live session, or the recording opened
   with `ElixirScope.Recording.load/1` / `mix scope.open FILE`. Pids can be
@@ -50,7 +51,7 @@ defmodule ElixirScope.IEx do
       procs ->
         rows =
           for p <- procs do
-            [inspect(p.pid), p.label, first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p) <> restart(p)]
+            [Format.pid(p.pid), p.label, first_call(p), "#{p.events}", "#{Format.rel(p.first, src)} … #{Format.rel(p.last, src)}", status(p) <> restart(p)]
           end
 
         widths = for i <- 0..4, do: [["pid", "name", "first call", "events", "span"] | rows] |> Enum.map(&String.length(Enum.at(&1, i))) |> Enum.max()
@@ -469,6 +470,33 @@ defmodule ElixirScope.IEx do
     end
   end
 
+  @doc """
+  Reads a cluster (`ElixirScope.Cluster`) from now on: the merged recording of `nodes` (`:all`,
+  every recorded node, or a list) becomes the default source of these helpers and of
+  `ElixirScope.Query`; prints its nodes, clock offsets, corrections and what is missing.
+  `cluster(:live)` goes back to the live session.
+  """
+  @spec cluster(:all | [node()] | :live) :: :ok
+  def cluster(nodes \\ :all)
+
+  def cluster(:live) do
+    close_snapshot()
+    Source.put_default(:live)
+  end
+
+  def cluster(nodes) do
+    case ElixirScope.Cluster.snapshot(nodes: nodes) do
+      {:ok, rec} ->
+        close_snapshot()
+        Source.put_default(rec)
+        Enum.each(ElixirScope.Cluster.summary(rec), &IO.puts/1)
+        IO.puts(Format.color("#{ElixirScope.Recording.stats(rec).events} event(s); processes(), timeline(…) and the rest read them", :faint))
+
+      {:error, msg} ->
+        error(msg)
+    end
+  end
+
   @doc "Prints the counters of the live session or of the loaded recording."
   @spec stats() :: :ok
   def stats do
@@ -495,6 +523,11 @@ defmodule ElixirScope.IEx do
   end
 
   # -- helpers --
+
+  # only a snapshot that cluster/1 made (in memory, with a cluster header) is closed: a loaded file is the user's
+  defp close_snapshot do
+    with %ElixirScope.Recording{path: nil, meta: %{cluster: _}} = old <- Source.default(), do: ElixirScope.Recording.close(old)
+  end
 
   defp to_pids(list) do
     Enum.reduce_while(list, {:ok, []}, fn w, {:ok, acc} ->

@@ -38,7 +38,11 @@ defmodule ElixirScope.Query do
 
   @doc "The event with this id (or nil). Options: `source:`."
   @spec event(pos_integer(), keyword()) :: Event.t() | nil
-  def event(id, opts \\ []), do: Source.event(Source.resolve(opts[:source]), id)
+  def event(id, opts \\ []) do
+    Source.event(Source.from_opts(opts), id)
+  catch
+    {:query_error, _} -> nil
+  end
 
   @doc """
   One page of events: `{:ok, events, next}` where `next` is the filters for the
@@ -50,6 +54,9 @@ defmodule ElixirScope.Query do
 
     with {:ok, f} <- Filter.normalize(filters),
          events when is_list(events) <- fetch(f) do
+      # the next pages read the same cluster snapshot (a later one numbers events anew)
+      filters = if filters[:nodes], do: filters |> Keyword.delete(:nodes) |> Keyword.put(:source, f.source), else: filters
+
       next =
         case {length(events), f.order} do
           {n, _} when n < size -> nil
@@ -133,7 +140,7 @@ defmodule ElixirScope.Query do
   def call_tree(pid_or_call_id, opts \\ [])
 
   def call_tree(call_id, opts) when is_integer(call_id) do
-    source = Source.resolve(opts[:source])
+    source = Source.from_opts(opts)
 
     case Source.event(source, call_id) do
       %Event{kind: :call} = call ->
@@ -152,10 +159,12 @@ defmodule ElixirScope.Query do
       _ ->
         nil
     end
+  catch
+    {:query_error, message} -> {:error, message}
   end
 
   def call_tree(pid, opts) do
-    with evs when is_list(evs) <- events([pid: pid] ++ Keyword.take(opts, [:source, :since, :until, :window])) do
+    with evs when is_list(evs) <- events([pid: pid] ++ Keyword.take(opts, [:source, :nodes, :since, :until, :window])) do
       EventCorrelator.call_trees(evs)
     end
   end
@@ -171,7 +180,7 @@ defmodule ElixirScope.Query do
   @spec state_at(pid() | atom(), at(), keyword()) :: {:ok, term(), Event.t()} | error()
   def state_at(pid, at, opts \\ []) do
     with {:ok, at_filter} <- at_filter(at) do
-      case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter ++ Keyword.take(opts, [:source])) do
+      case events([pid: pid, kind: :state, order: :desc, limit: 1] ++ at_filter ++ Keyword.take(opts, [:source, :nodes])) do
         [%Event{payload: {phase, state}} = e] when phase in [:before, :after] -> {:ok, state, e}
         [%Event{payload: other} = e] -> {:ok, other, e}
         [] -> {:error, "no state was recorded for #{inspect(pid)} at or before #{describe_at(at)}"}
@@ -203,7 +212,7 @@ defmodule ElixirScope.Query do
   @doc "Every recorded state of `pid`: `[%{event:, phase:, state:}]` in time order."
   @spec state_history(pid() | atom(), keyword()) :: [map()] | error()
   def state_history(pid, opts \\ []) do
-    with evs when is_list(evs) <- events([pid: pid, kind: :state] ++ Keyword.take(opts, [:source, :since, :until])) do
+    with evs when is_list(evs) <- events([pid: pid, kind: :state] ++ Keyword.take(opts, [:source, :nodes, :since, :until])) do
       for e <- evs do
         case e.payload do
           {phase, state} when phase in [:before, :after] -> %{event: e, phase: phase, state: state}
@@ -223,7 +232,7 @@ defmodule ElixirScope.Query do
   def variable_history(pid_or_call_id, name, opts \\ []) do
     scope = if is_integer(pid_or_call_id), do: [call_id: pid_or_call_id], else: [pid: pid_or_call_id]
 
-    with evs when is_list(evs) <- events(scope ++ [kind: :local] ++ Keyword.take(opts, [:source])) do
+    with evs when is_list(evs) <- events(scope ++ [kind: :local] ++ Keyword.take(opts, [:source, :nodes])) do
       for %Event{payload: vars} = e <- evs, is_map(vars), {:ok, v} <- [fetch_var(vars, name)], do: %{event: e, value: v}
     end
   end
@@ -279,7 +288,7 @@ defmodule ElixirScope.Query do
     pids
     |> List.wrap()
     |> Enum.reduce_while([], fn pid, acc ->
-      case events([pid: pid] ++ win ++ Keyword.take(opts, [:source, :kinds, :kind])) do
+      case events([pid: pid] ++ win ++ Keyword.take(opts, [:source, :nodes, :kinds, :kind])) do
         {:error, _} = e -> {:halt, e}
         evs -> {:cont, [evs | acc]}
       end
@@ -310,7 +319,7 @@ defmodule ElixirScope.Query do
   end
 
   defp resolve_pid(who, opts) do
-    case Filter.resolve_pid(who, Source.resolve(opts[:source])) do
+    case Filter.resolve_pid(who, Source.from_opts(opts)) do
       {:ok, pid} -> pid
       {:error, _} -> nil
     end

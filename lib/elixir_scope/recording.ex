@@ -30,8 +30,10 @@ defmodule ElixirScope.Recording do
   @doc """
   Saves events to `path`. `filter` is `:all` or `ElixirScope.Query` filters
   (`module:`, `pid:`, `since:` …). Options: `source:` (default: the default
-  source), `compressed:` (0–9, default 1), and `source_context:` and
-  `max_source_bytes:` (default: `ElixirScope.Config` `recording:`).
+  source), `nodes:` (a cluster's nodes, `:all` or a list: every node's events merged,
+  with the clock offsets and the nodes missing in the header's `cluster` map; see
+  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `compressed:` (0–9, default 1),
+  and `source_context:` and `max_source_bytes:` (default: `ElixirScope.Config` `recording:`).
   Returns `{:ok, %{path:, events:, bytes:}}` or `{:error, message}`.
 
   A recording is self-contained: with the events it keeps the source lines
@@ -49,6 +51,23 @@ defmodule ElixirScope.Recording do
   """
   @spec save(Path.t(), :all | keyword(), keyword()) :: {:ok, map()} | {:error, String.t()}
   def save(path, filter \\ :all, opts \\ []) do
+    case Keyword.pop(opts, :nodes) do
+      {nil, opts} -> save_source(path, filter, opts)
+      {nodes, opts} -> save_cluster(path, filter, nodes, opts)
+    end
+  end
+
+  defp save_cluster(path, filter, nodes, opts) do
+    with {:ok, rec} <- ElixirScope.Cluster.snapshot([nodes: nodes] ++ Keyword.take(opts, [:timeout])) do
+      try do
+        save_source(path, filter, Keyword.put(opts, :source, rec))
+      after
+        close(rec)
+      end
+    end
+  end
+
+  defp save_source(path, filter, opts) do
     source = Source.resolve(opts[:source])
     filters = if filter == :all, do: [], else: filter
     path = Path.expand(path)
@@ -208,8 +227,12 @@ defmodule ElixirScope.Recording do
        source_stats: stats,
        otp_release: System.otp_release(),
        elixir: System.version()
-     }}
+     }
+     |> Map.merge(cluster_meta(source))}
   end
+
+  defp cluster_meta(%__MODULE__{meta: %{cluster: c}}) when is_map(c), do: %{cluster: c}
+  defp cluster_meta(_source), do: %{}
 
   @doc """
   Loads a recording. Options: `default: true` (the default) makes it the
@@ -386,5 +409,6 @@ defmodule ElixirScope.Recording do
       node: meta[:node],
       source_stats: meta[:source_stats]
     }
+    |> Map.merge(if(meta[:cluster], do: %{cluster: ElixirScope.Cluster.coverage(rec)}, else: %{}))
   end
 end

@@ -97,10 +97,10 @@
   };
 
   // ---------------------------------------------------------------- ingest
-  function laneFor(pid, name) {
+  function laneFor(pid, name, node) {
     let lane = S.laneByPid.get(pid);
     if (!lane) {
-      lane = { pid, name: name || null, index: S.lanes.length, y: 0, h: 0, depth: [], maxDepth: 0, stack: [],
+      lane = { pid, name: name || null, node: node || '', index: S.lanes.length, y: 0, h: 0, depth: [], maxDepth: 0, stack: [],
                points: [], events: [], hasState: false, module: null };
       S.lanes.push(lane); S.laneByPid.set(pid, lane); S.layoutDirty = true;
     } else if (name && !lane.name) lane.name = name;
@@ -108,7 +108,7 @@
   }
 
   function ingest(page) {
-    const lanes = page.pids.map((p) => laneFor(p, page.names[p]));
+    const lanes = page.pids.map((p) => laneFor(p, page.names[p], page.nodes && page.nodes[p]));
     const crashed = new Set(page.crashed || []);
     for (const r of page.rows) {
       const [id, t, pi, ki, mi, callId, link, line, extra] = r;
@@ -178,7 +178,8 @@
 
   function layout() {
     let y = RULER + 4;
-    for (const lane of S.lanes) {
+    // a cluster recording: lanes grouped by node (in order of first appearance within a node)
+    for (const lane of [...S.lanes].sort((a, b) => a.node.localeCompare(b.node) || a.index - b.index)) {
       lane.y = y;
       lane.h = PAD * 2 + Math.max(2, Math.min(lane.maxDepth, MAXD)) * ROWH + 10;
       y += lane.h + 1;
@@ -593,7 +594,7 @@
       ctx.fillStyle = '#e5e7eb'; ctx.font = 'bold 12px "DejaVu Sans", sans-serif';
       ctx.fillText(clip(title, 24), 12, ly + 13);
       ctx.fillStyle = '#8490a6'; ctx.font = '11px "DejaVu Sans Mono", monospace';
-      ctx.fillText(lane.pid + '  ' + lane.events.length + ' ev', 12, ly + 28);
+      ctx.fillText((lane.node ? lane.node.replace(/@.*/, '') + ' ' : '') + lane.pid + '  ' + lane.events.length + ' ev', 12, ly + 28);
       if (lane.crashed) { ctx.fillStyle = '#f87171'; ctx.fillRect(0, ly, 3, lane.h); }
       const fate = laneFate(lane);
       if (fate && lane.h > 40) { ctx.fillStyle = fate.color; ctx.fillText(clip(fate.text, 26), 12, ly + 43); }

@@ -39,6 +39,20 @@ defmodule ElixirScope.ConfigTest do
     assert {:error, _} = Config.validate(:not_a_list)
   end
 
+  test "cluster: nodes is nil (no cluster), :connected or a list of node names" do
+    assert {:ok, c} = Config.validate([])
+    assert c[:cluster][:nodes] == nil and c[:cluster][:clock_interval] == 5_000
+    assert {:ok, c} = Config.validate(cluster: [nodes: :connected])
+    assert c[:cluster][:nodes] == :connected
+    assert {:ok, _} = Config.validate(cluster: [nodes: [:"a@127.0.0.1", :"b@127.0.0.1"], timeout: 500])
+    assert {:error, msg} = Config.validate(cluster: [nodes: "a@127.0.0.1"])
+    assert msg =~ "cluster.nodes must be nil, :connected or a non-empty list of node names"
+    assert {:error, msg} = Config.validate(cluster: [nodes: []])
+    assert msg =~ "cluster.nodes"
+    assert {:error, msg} = Config.validate(cluster: [clock_interval: 0])
+    assert msg =~ "cluster.clock_interval must be a positive integer"
+  end
+
   test "ElixirScope.start/1 refuses invalid options with the message" do
     assert {:error, msg} = ElixirScope.start(storage: [max_bytes: -1])
     assert msg =~ "storage.max_bytes must be a non-negative integer"

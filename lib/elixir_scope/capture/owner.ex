@@ -77,7 +77,7 @@ defmodule ElixirScope.Capture.Owner do
     _ = SwitchLoader.load_now(:dynamic, 5_000)
     # only what the tree needs: no secret ever sits in a child spec or a state
     capture = config[:capture]
-    tree = Keyword.take(capture, [:fuse, :writers, :batch_size, :flush_interval, :lifecycle])
+    tree = Keyword.take(capture, [:fuse, :writers, :batch_size, :flush_interval, :lifecycle]) ++ [cluster: config[:cluster]]
 
     case ElixirScope.Supervisor.start_link(tree) do
       {:ok, sup} -> {:ok, %{tree: tree, sup: sup, backoff: 10, up_since: now_ms()}}

@@ -6,7 +6,8 @@ defmodule ElixirScope.Export.OTLP do
   or cast, a message, a spawned task, as linked by `ElixirScope.Query.Correlation`)
   is a child span of the caller's span that sent it, in the caller's trace, so a
   request across processes is one trace. Times in Unix nanoseconds (from the recording's clock), attributes
-  `code.namespace`, `code.function`, `code.lineno`, `elixir.pid`, `elixir.args`,
+  `code.namespace`, `code.function`, `code.lineno`, `elixir.pid`, `elixir.node` (so a cluster
+  recording's spans say where they ran; its cross-node calls are parent and child like any other), `elixir.args`,
   `elixir.return`; a call that raised has status ERROR and an `exception` span
   event (`exception.type`, `exception.message`, `exception.stacktrace`).
   Written to a file or POSTed to a collector (`/v1/traces`).
@@ -139,6 +140,7 @@ defmodule ElixirScope.Export.OTLP do
           attr("code.function", to_string(c.function)),
           attr("code.lineno", c.line),
           attr("elixir.pid", Render.pid(pid)),
+          attr("elixir.node", Atom.to_string(node(pid))),
           attr("elixir.call_id", c.id)
         ] ++
           if(is_list(c.payload),

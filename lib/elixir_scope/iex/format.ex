@@ -67,10 +67,14 @@ defmodule ElixirScope.IEx.Format do
   @spec pid(pid() | term(), map()) :: String.t()
   def pid(p, names \\ %{}) do
     case Map.get(names, p) do
-      nil -> inspect(p)
-      name -> "#{inspect(p)}(#{inspect(name)})"
+      nil -> on_node(p) <> inspect(p)
+      name -> "#{on_node(p)}#{inspect(p)}(#{inspect(name)})"
     end
   end
+
+  # a process of another node (a cluster recording) says which, by the node's short name
+  defp on_node(p) when is_pid(p) and node(p) != node(), do: (p |> node() |> Atom.to_string() |> String.replace(~r/@.*/, "")) <> ":"
+  defp on_node(_p), do: ""
 
   @doc "`M.f/a`."
   @spec mfa(Event.t()) :: String.t()

@@ -8,7 +8,8 @@ defmodule ElixirScope.Query.Filter do
   kind or a list), `call_id:`, `correlation_id:`, `since:`/`until:` (monotonic
   ns or `DateTime`), `window:` (`{since, until}`), `after_id:`, `before_id:`,
   `limit:`, `order:` (`:asc`/`:desc`), `payload:` (a 1-arity predicate on the
-  payload), `where:` (a 1-arity predicate on the event), `source:`.
+  payload), `where:` (a 1-arity predicate on the event), `source:`, `nodes:` (a cluster's
+  nodes, `:all` or a list: see `ElixirScope.Cluster`).
   """
 
   alias ElixirScope.Event
@@ -23,7 +24,7 @@ defmodule ElixirScope.Query.Filter do
         }
 
   @known [:pid, :module, :function, :arity, :mfa, :kind, :kinds, :event_type, :call_id, :correlation_id, :since,
-          :until, :window, :after_id, :before_id, :limit, :order, :payload, :where, :source]
+          :until, :window, :after_id, :before_id, :limit, :order, :payload, :where, :source, :nodes]
 
   @expected %{
     pid: ~s(a pid, a registered name or a string like "0.123.0", e.g. pid: "0.123.0"),
@@ -45,13 +46,14 @@ defmodule ElixirScope.Query.Filter do
     order: ":asc or :desc",
     payload: "a 1-arity function, e.g. payload: &match?({:ok, _}, &1)",
     where: "a 1-arity function on the event, e.g. where: &(&1.line == 12)",
-    source: ":live or a loaded recording"
+    source: ":live or a loaded recording",
+    nodes: ":all or a list of recorded nodes, e.g. nodes: [:\"a@127.0.0.1\"]"
   }
 
   @doc "Normalises `filters` (a keyword list). `{:ok, t}` or `{:error, message}`."
   @spec normalize(keyword()) :: {:ok, t()} | {:error, String.t()}
   def normalize(filters) when is_list(filters) do
-    source = Source.resolve(Keyword.get(filters, :source))
+    source = Source.from_opts(filters)
     init = %{source: source, store: %{}, preds: [], limit: nil, order: :asc}
 
     filters
@@ -67,11 +69,13 @@ defmodule ElixirScope.Query.Filter do
     end)
   rescue
     _ in [FunctionClauseError, ArgumentError] -> {:error, "filters must be a keyword list, got: #{inspect(filters)}"}
+  catch
+    {:query_error, message} -> {:error, message}
   end
 
   def normalize(other), do: {:error, "filters must be a keyword list, got: #{inspect(other)}"}
 
-  defp put(:source, _v, acc), do: {:ok, acc}
+  defp put(key, _v, acc) when key in [:source, :nodes], do: {:ok, acc}
 
   defp put(:pid, who, acc) do
     case resolve_pid(who, acc.source) do

@@ -25,8 +25,8 @@ defmodule ElixirScope.Query.Logpoint do
   def run(target, fun, opts) when is_function(fun, 1) do
     with {:ok, mfa} <- target_filter(target),
          calls when is_list(calls) <- Query.events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
-                                                Keyword.take(opts, [:source, :pid, :since, :until, :window])) do
-      source = Keyword.take(opts, [:source])
+                                                Keyword.take(opts, [:source, :nodes, :pid, :since, :until, :window])) do
+      source = Keyword.take(opts, [:source, :nodes])
 
       for call <- calls do
         hit = hit(call, source)
@@ -41,7 +41,7 @@ defmodule ElixirScope.Query.Logpoint do
   @doc "The hit map of one call (what `logpoint/3` passes to its function)."
   @spec hit(Event.t(), keyword()) :: map()
   def hit(%Event{kind: :call} = call, opts \\ []) do
-    evs = Query.events([call_id: call.id] ++ Keyword.take(opts, [:source]))
+    evs = Query.events([call_id: call.id] ++ Keyword.take(opts, [:source, :nodes]))
     evs = if is_list(evs), do: evs, else: []
     own = Enum.filter(evs, &(&1.call_id == call.id and &1.id != call.id))
     ret = Enum.find(own, &(&1.kind == :return))

@@ -52,7 +52,7 @@ defmodule ElixirScope.Query.Origin do
         {:error, "no recorded event holds #{inspect(value, limit: 10)}"}
 
       [earliest | _] ->
-        source = Keyword.take(opts, [:source])
+        source = Keyword.take(opts, [:source, :nodes])
         links = Correlation.links(holders ++ carriers)
         {first, trail} = if at, do: walk_back(at, holders, links, value, source), else: {earliest, []}
 

@@ -38,7 +38,7 @@ defmodule ElixirScope.Query.Processes do
   """
   @spec list(keyword()) :: [info()] | {:error, String.t()}
   def list(opts \\ []) do
-    source = Source.resolve(opts[:source])
+    source = Source.from_opts(opts)
 
     {procs, named} =
       Query.stream([], source: source)
@@ -71,7 +71,7 @@ defmodule ElixirScope.Query.Processes do
   @doc "Every process that had the registered name `name`, in order of first evidence. Options: `source:`."
   @spec named(atom(), keyword()) :: [pid()]
   def named(name, opts \\ []) do
-    source = Source.resolve(opts[:source])
+    source = Source.from_opts(opts)
     evidence = Query.events(where: &name_evidence?/1, source: source)
     evidence = if is_list(evidence), do: evidence, else: []
 
@@ -80,6 +80,8 @@ defmodule ElixirScope.Query.Processes do
     |> Enum.filter(fn {_pid, ns} -> name in ns end)
     |> Enum.map(&elem(&1, 0))
     |> then(&order_by_first(&1, source))
+  catch
+    {:query_error, _} -> []
   end
 
   defp order_by_first(pids, source) do

@@ -32,6 +32,25 @@ defmodule ElixirScope.Query.Source do
   def resolve(:live), do: :live
   def resolve(%Recording{} = rec), do: rec
 
+  @doc """
+  The source that query options name: `nodes:` (a cluster's nodes, `:all` or a list: their
+  merged snapshot, see `ElixirScope.Cluster.source/1`), else `source:` (nil means the default).
+  A `nodes:` that cannot be served is thrown as `{:query_error, message}`.
+  """
+  @spec from_opts(keyword()) :: t()
+  def from_opts(opts) do
+    case opts[:nodes] do
+      nil ->
+        resolve(opts[:source])
+
+      nodes ->
+        case ElixirScope.Cluster.source(nodes) do
+          {:ok, rec} -> rec
+          {:error, message} -> throw({:query_error, message})
+        end
+    end
+  end
+
   @doc "Events matching normalised store filters, in the requested order."
   @spec events(t(), map()) :: [Event.t()] | {:error, String.t()}
   def events(:live, filters), do: DataAccess.get_events(Map.to_list(filters))

@@ -139,7 +139,8 @@ defmodule ElixirScope.Recording.Check do
   1970), `node`, `clock` `{monotonic_ns, system_us}`, `names` (atom => pid),
   `filter`, `title`, `otp_release`, `elixir` (strings), `source_stats` (plain data),
   `sources` and `sources_omitted` (`ElixirScope.Recording.Sources.check/1`), `structs`
-  (`ElixirScope.Recording.Structs.check/1`). Unknown keys are dropped.
+  (`ElixirScope.Recording.Structs.check/1`), `cluster` (a cluster recording's nodes, clock
+  offsets, corrections, missing nodes and losses). Unknown keys are dropped.
   """
   @spec meta(term()) :: {:ok, map()} | {:error, String.t()}
   def meta(m) when is_map(m) and not is_map_key(m, :__struct__) do
@@ -155,7 +156,8 @@ defmodule ElixirScope.Recording.Check do
       {:elixir, &string/1},
       {:sources, &Sources.check/1},
       {:sources_omitted, &(is_integer(&1) and &1 >= 0 and &1 <= @u32 and {:ok, &1})},
-      {:structs, &Structs.check/1}
+      {:structs, &Structs.check/1},
+      {:cluster, &cluster/1}
     ]
 
     Enum.reduce_while(checks, {:ok, %{}}, fn {key, check}, {:ok, acc} ->
@@ -184,6 +186,22 @@ defmodule ElixirScope.Recording.Check do
 
   defp clock({mono, sys}) when opt_i64(mono) and opt_i64(sys) and mono != nil and sys != nil, do: {:ok, {mono, sys}}
   defp clock(_), do: false
+
+  # a cluster recording's nodes, clock offsets, corrections, missing nodes and losses
+  defp cluster(%{coordinator: c, nodes: nodes, offsets: offsets, missing: missing, lost: lost, corrections: corr} = m)
+       when is_atom(c) and is_list(nodes) and is_map(offsets) and is_map(missing) and is_map(lost) and is_list(corr) and
+              length(nodes) <= 1024 and length(corr) <= 1_000_000 do
+    ok? =
+      Enum.all?(nodes, &is_atom/1) and
+        Enum.all?(offsets, &match?({n, %{offset_ns: o, error_ns: e}} when is_atom(n) and opt_i64(o) and u64(e), &1)) and
+        Enum.all?(missing, fn {n, why} -> is_atom(n) and string(why) != false end) and
+        Enum.all?(lost, &match?({n, l} when is_atom(n) and u64(l), &1)) and
+        Enum.all?(corr, &match?(%{node: n, from_id: i, shift_ns: s} when is_atom(n) and u64(i) and u64(s), &1))
+
+    ok? && {:ok, Map.take(m, [:coordinator, :nodes, :offsets, :missing, :lost, :corrections])}
+  end
+
+  defp cluster(_), do: false
 
   defp names(map) when is_map(map) and not is_map_key(map, :__struct__) do
     if Enum.all?(map, fn {k, v} -> is_atom(k) and is_pid(v) end), do: {:ok, map}, else: false

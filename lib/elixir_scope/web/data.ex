@@ -112,7 +112,8 @@ defmodule ElixirScope.Web.Data do
     events = Source.fetch(source, after_id: after_id, limit: limit) |> ok_list()
     # a full page says there may be more; the client asks again after last_id
     more? = length(events) == limit
-    names = Source.meta(source).names
+    meta = Source.meta(source)
+    names = meta.names
 
     {rows, pids, mfas} =
       Enum.reduce(events, {[], {%{}, []}, {%{}, []}}, fn e, {rows, pids, mfas} ->
@@ -141,6 +142,8 @@ defmodule ElixirScope.Web.Data do
         Map.new(pid_list, &{Render.pid(&1), label.(&1) || parents[&1]})
         |> Map.reject(fn {_, v} -> is_nil(v) end),
       crashed: for(%Event{kind: :exit} = e <- events, Event.crash_exit?(e), do: e.id),
+      # the node of each process of another node (every process of a cluster recording): lanes are grouped by node
+      nodes: for(p <- pid_list, is_pid(p), meta[:cluster] || node(p) != node(), into: %{}, do: {Render.pid(p), Atom.to_string(node(p))}),
       mfas: mfas |> elem(1) |> Enum.reverse() |> Enum.map(&Render.mfa/1),
       last_id: (last && last.id) || after_id,
       more: more?

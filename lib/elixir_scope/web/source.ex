@@ -35,13 +35,13 @@ defmodule ElixirScope.Web.Source do
   def release(:live), do: :ok
   def release(%Recording{} = rec), do: Recording.close(rec)
 
-  @doc "Metadata: `%{kind: \"live\" | \"recording\", title:, names: %{pid => name}, clock:}`."
+  @doc "Metadata: `%{kind: \"live\" | \"recording\", title:, names: %{pid => name}, clock:}` (and `cluster:` for a cluster recording)."
   @spec meta(t()) :: map()
   def meta(:live), do: %{kind: "live", title: "live session", names: %{}, clock: QSource.clock(:live)}
 
   def meta(%Recording{path: path, meta: m} = rec) do
     title = m[:title] || (path && Path.basename(path)) || "recording"
-    %{kind: "recording", title: to_string(title), names: QSource.names(rec), clock: m[:clock], file: path}
+    %{kind: "recording", title: to_string(title), names: QSource.names(rec), clock: m[:clock], file: path, cluster: m[:cluster]}
   end
 
   @doc "Whether new events can still appear."

@@ -66,6 +66,9 @@ defmodule Mix.Tasks.Scope.Open do
       recorded:   #{stats.created_at} on #{stats.node}
       code:       #{code(rec.meta)}
     """)
+
+    # a cluster recording: its nodes, clock offsets, corrections and what is missing
+    Enum.each(ElixirScope.Cluster.summary(rec), &Mix.shell().info("  " <> &1))
   end
 
   # what the recording carries of the recorded code (shown without that code loaded)
