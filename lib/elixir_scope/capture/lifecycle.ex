@@ -147,6 +147,8 @@ defmodule ElixirScope.Capture.Lifecycle do
   # The id of the child in its supervisor (a restart keeps it), asked only of small supervisors
   # and with a short timeout: a supervisor never waits on ElixirScope, but it may be busy.
   defp child_id(nil, _pid), do: nil
+  # spawned from another node (Node.spawn, :erpc): no local supervisor to ask
+  defp child_id(parent, _pid) when node(parent) != node(), do: nil
 
   defp child_id(parent, pid) do
     with {:dictionary, dict} <- Process.info(parent, :dictionary),

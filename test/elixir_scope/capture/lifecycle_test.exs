@@ -117,6 +117,35 @@ defmodule ElixirScope.Capture.LifecycleTest do
     assert [:spawn, :exit] = Enum.map(lifecycle(pid), & &1.kind)
   end
 
+  @doc false
+  # run on this node by a process of another node (Node.spawn/4 there): its parent is remote
+  def remote_child(test) do
+    InstrumentationRuntime.report_custom(:hello, 1)
+    send(test, {:recorded, self()})
+
+    receive do
+      {:go, fun} -> fun.()
+    end
+  end
+
+  test "a process whose parent is on another node is watched, and the observer goes on" do
+    :ok = ElixirScope.Cluster.Local.ensure_distributed(:lifecycle_test)
+    {:ok, peer, other} = ElixirScope.Cluster.Local.start_peer(:"lifecycle_peer_#{System.unique_integer([:positive])}")
+    observer = Process.whereis(Lifecycle)
+
+    try do
+      child = :erpc.call(other, Node, :spawn, [node(), __MODULE__, :remote_child, [self()]])
+      assert_receive {:recorded, ^child}, 5_000
+      assert node(Process.info(child, :parent) |> elem(1)) == other
+      ElixirScope.flush()
+      finish(child, fn -> :ok end)
+      assert [%Event{kind: :exit, payload: :normal}] = lifecycle(child)
+      assert Process.whereis(Lifecycle) == observer
+    after
+      :peer.stop(peer)
+    end
+  end
+
   test "emit_as/5 validates its arguments" do
     for args <- [
           [:not_a_pid, :exit, :down, nil, :normal],
