@@ -85,7 +85,8 @@ defmodule ElixirScope.Compiler do
     if :ets.whereis(table) != :undefined, do: :ets.delete(table)
     :ets.new(table, [:named_table, :public, :bag])
 
-    previous = ParseTransform.install()
+    extra = if Settings.instruments_every_module?(settings), do: ParseTransform.fast_compile_options(), else: []
+    previous = ParseTransform.install(extra)
 
     Mix.Task.Compiler.after_compiler(:elixir, fn result ->
       restore_env(previous)

@@ -58,6 +58,24 @@ defmodule ElixirScope.Compiler.SettingsTest do
     assert Settings.module_plan(s, Any) == %{level: :function_boundaries}
   end
 
+  test "instruments_every_module?: only when no module can be at :none", %{tmp: tmp} do
+    every = fn ast, plan ->
+      {:ok, s} = load(ast, plan, tmp)
+      Settings.instruments_every_module?(s)
+    end
+
+    assert every.([default_instrumentation_level: :full], nil)
+    assert every.([], "%{version: 1, modules: %{App.B => %{level: :locals}}}")
+    refute every.([default_instrumentation_level: :none], nil)
+    refute every.([default_instrumentation_level: :full, include: [App]], nil)
+    refute every.([default_instrumentation_level: :full, exclude: [App.Secret]], nil)
+
+    refute every.(
+             [default_instrumentation_level: :full],
+             "%{version: 1, modules: %{App.B => %{level: :none}}}"
+           )
+  end
+
   test "bad configuration names the problem", %{tmp: tmp} do
     assert {:error, msg} = load([default_instrumentation_level: :max], nil, tmp)
     assert msg =~ ":max"

@@ -43,7 +43,9 @@ defmodule ElixirScope.FidelityTest do
             into: %{},
             do: {Cases.in_other_variant(m, :plain, v), %{level: v}}
 
-      ParseTransform.install()
+      # with the options the Mix compiler uses when every module is instrumented, so the
+      # variants are compiled as a project at that level is
+      ParseTransform.install(ParseTransform.fast_compile_options())
       ParseTransform.put_settings(%Settings{default_level: :none, plan_modules: plans})
 
       stderr =

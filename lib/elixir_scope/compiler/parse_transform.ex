@@ -51,30 +51,46 @@ defmodule ElixirScope.Compiler.ParseTransform do
   @doc """
   Adds the transform to this VM's Erlang compiler options (`ERL_COMPILER_OPTIONS`) for good, so
   modules compiled from now on that name a plan (`@compile {:elixir_scope_plan, plan}`) are
-  instrumented. Returns the previous value of the variable.
+  instrumented. `extra` options are added with it (see `fast_compile_options/0`). Returns the
+  previous value of the variable.
   """
-  @spec install() :: String.t() | nil
-  def install do
+  @spec install([atom()]) :: String.t() | nil
+  def install(extra \\ []) do
     previous = System.get_env("ERL_COMPILER_OPTIONS")
-    System.put_env("ERL_COMPILER_OPTIONS", erl_compiler_options(previous))
+    System.put_env("ERL_COMPILER_OPTIONS", erl_compiler_options(previous, extra))
     previous
   end
 
-  @doc "The value of `ERL_COMPILER_OPTIONS` with the transform first and the `previous` options kept."
-  @spec erl_compiler_options(String.t() | nil) :: String.t()
-  def erl_compiler_options(previous) do
-    ours = {:parse_transform, __MODULE__}
+  @doc """
+  The Erlang compiler options that keep an instrumented compile fast, for a compilation where
+  every module is instrumented. OTP 25 runs its `ssa_opt_try` pass in `beam_ssa_opt`'s fixpoint
+  loop, and that pass relabels every `try` on every run: a function with a `try` never reaches
+  the fixpoint and is optimized 17 times instead of 2 or 3. Every instrumented clause has a
+  `try`, so a full instrumented compile took 2 to 3 times as long as the plain one. The pass only
+  shortens `try` blocks and removes those that cannot raise: without it the code computes the
+  same values and raises the same exceptions. A parse transform cannot set options for its
+  module (the Elixir compiler compiles the transformed forms with the options it was given), so
+  a compilation with modules at `:none`, which must stay the plain compiler's code, runs
+  without them.
+  """
+  @spec fast_compile_options() :: [atom()]
+  def fast_compile_options, do: [:no_ssa_opt_try]
+
+  @doc "The value of `ERL_COMPILER_OPTIONS`: the transform and `extra` first, the `previous` options kept."
+  @spec erl_compiler_options(String.t() | nil, [atom()]) :: String.t()
+  def erl_compiler_options(previous, extra \\ []) do
+    ours = [{:parse_transform, __MODULE__} | extra]
 
     theirs =
       with value when is_binary(value) <- previous,
            {:ok, tokens, _} <- :erl_scan.string(String.to_charlist(value <> ".")),
            {:ok, term} <- :erl_parse.parse_term(tokens) do
-        List.delete(List.wrap(term), ours)
+        List.wrap(term) -- ours
       else
         _ -> []
       end
 
-    :io_lib.format(~c"~0p", [[ours | theirs]]) |> List.to_string()
+    :io_lib.format(~c"~0p", [ours ++ theirs]) |> List.to_string()
   end
 
   @doc "The Erlang parse transform entry point."

@@ -102,6 +102,17 @@ defmodule ElixirScope.Compiler.Settings do
     if s.macros and plan.level != :none, do: Map.put_new(plan, :macros, true), else: plan
   end
 
+  @doc """
+  True when no module can get the level `:none` from these settings: a default level above
+  `:none`, no include or exclude list, and no module plan at `:none`. (A module may still name
+  its own plan with `@compile {:elixir_scope_plan, plan}`.)
+  """
+  @spec instruments_every_module?(t()) :: boolean()
+  def instruments_every_module?(%__MODULE__{} = s) do
+    s.default_level != :none and s.include == [] and s.exclude == [] and
+      Enum.all?(s.plan_modules, fn {_mod, plan} -> Map.get(plan, :level, s.default_level) != :none end)
+  end
+
   @doc "True when `module` is one of `prefixes` or nested under one of them."
   @spec matches?(module(), [module() | String.t()]) :: boolean()
   def matches?(module, prefixes) do
