@@ -47,6 +47,9 @@ typedef struct es_session {
 typedef struct es_priv {
     ErlNifResourceType *session_type;
     es_atoms atoms;
+    es_term_ops ops;       /* NIF_TERM_OPS, with the layout when the VM matches it */
+    es_term_layout layout;
+    es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
     _Atomic uint64_t inflight;    /* producers inside a push; uninstall waits for 0 */
 } es_priv;
@@ -271,7 +274,38 @@ static int op_fun_info(void *envp, es_term t, es_fun_info *fi) {
 
 static const es_term_ops NIF_TERM_OPS = {
     op_type, op_get_int64, op_get_double, op_get_atom, op_get_binary, op_list_cell,
-    op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info};
+    op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info, NULL, NULL};
+
+/* The layout of small integers, [] and cons cells of 64-bit BEAM (erts/emulator/beam/erl_term.h),
+ * used by the codec only when terms this VM makes read back as it says. */
+static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1};
+
+static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
+    static const int64_t samples[] = {0, 1, -1, 255, 256, -129, 1000000007, -(1ll << 40), (1ll << 59) - 1, -(1ll << 59)};
+    if (sizeof(ERL_NIF_TERM) != sizeof(uint64_t)) return 0;
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        ERL_NIF_TERM t = enif_make_int64(env, samples[i]);
+        if ((t & l->small_mask) != l->small_tag || (int64_t)t >> l->small_shift != samples[i]) return 0;
+    }
+    /* no other kind of term may look like a small integer or [] */
+    ERL_NIF_TERM others[] = {enif_make_atom(env, "ok"), enif_make_pid(env, &(ErlNifPid){0}), enif_make_ref(env),
+                             enif_make_double(env, 1.5), enif_make_int64(env, INT64_MAX),
+                             enif_make_tuple2(env, enif_make_int(env, 1), enif_make_int(env, 2)),
+                             enif_make_list1(env, enif_make_int(env, 1)), enif_make_new_map(env)};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->small_mask) == l->small_tag || others[i] == l->nil) return 0;
+    if (enif_make_list(env, 0) != l->nil) return 0;
+    if ((others[0] & l->atom_mask) != l->atom_tag || (enif_make_atom(env, "error") & l->atom_mask) != l->atom_tag)
+        return 0;
+    for (size_t i = 1; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->atom_mask) == l->atom_tag || (l->nil & l->atom_mask) == l->atom_tag) return 0;
+    ERL_NIF_TERM h = enif_make_atom(env, "head"), tl = enif_make_int(env, 7), cell = enif_make_list_cell(env, h, tl);
+    const ERL_NIF_TERM *words = (const ERL_NIF_TERM *)(uintptr_t)(cell - l->list_tag);
+    if ((cell & l->list_mask) != l->list_tag || words[0] != h || words[1] != tl) return 0;
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->list_mask) == l->list_tag && !enif_is_list(env, others[i])) return 0;
+    return 1;
+}
 
 /* ---- session resource ------------------------------------------------------ */
 static void session_dtor(ErlNifEnv *env, void *obj) {
@@ -470,7 +504,7 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
     h->pid = (uint64_t)enif_make_pid(env, &self);
     h->ts = es_now_ns();
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
+    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
         es_buf_free(&buf);
         atomic_fetch_add(&s->dropped_encode, 1);
@@ -823,7 +857,7 @@ static ERL_NIF_TERM nif_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     (void)argc;
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "encode/2 expects a session");
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)argv[1], &s->limits, &s->redact, &buf, &flags) != 0 ||
+    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)argv[1], &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
         es_buf_free(&buf);
         return es_raise_arg(env, "encode/2: out of memory");
@@ -978,6 +1012,10 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
         return 1;
     }
     make_atoms(env, &p->atoms);
+    p->ops = NIF_TERM_OPS;
+    p->layout = BEAM_LAYOUT;
+    if (layout_holds(env, &p->layout)) p->ops.layout = &p->layout;
+    p->ops.atoms = &p->atom_cache;
     atomic_store(&p->active, NULL);
     atomic_store(&p->inflight, 0);
     *priv_data = p;
