@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "elixir_scope/clock.h"
 #include "elixir_scope/event_store.h"
 #include "elixir_scope/llm_client.h"
 #include "elixir_scope/ring_buffer.h"
@@ -49,6 +50,7 @@ typedef struct es_priv {
     es_atoms atoms;
     es_term_ops ops;       /* NIF_TERM_OPS, with the layout when the VM matches it */
     es_term_layout layout;
+    es_clock clock;           /* event timestamps */
     es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
     _Atomic uint64_t inflight;    /* producers inside a push; uninstall waits for 0 */
@@ -502,7 +504,7 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
 
     enif_self(env, &self);
     h->pid = (uint64_t)enif_make_pid(env, &self);
-    h->ts = es_now_ns();
+    h->ts = es_clock_now(&PRIV(env)->clock);
     es_buf_init(&buf, storage, sizeof(storage));
     if (es_codec_encode(&PRIV(env)->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
@@ -625,6 +627,7 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "drain/2 expects a session");
     if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
     ctx.s = s;
+    es_clock_calibrate(&PRIV(env)->clock);
     /* one store write lock per batch, not per event */
     enif_mutex_lock(s->drain_lock);
     es_store_write_lock(s->store);
@@ -918,7 +921,7 @@ static ERL_NIF_TERM nif_redact_secret_name(ErlNifEnv *env, int argc, const ERL_N
 static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     (void)argv;
-    return enif_make_uint64(env, es_now_ns());
+    return enif_make_uint64(env, es_clock_now(&PRIV(env)->clock));
 }
 
 /* The baseline for benchmarks: a NIF that does nothing. */
@@ -1016,6 +1019,7 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     p->layout = BEAM_LAYOUT;
     if (layout_holds(env, &p->layout)) p->ops.layout = &p->layout;
     p->ops.atoms = &p->atom_cache;
+    es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
     atomic_store(&p->inflight, 0);
     *priv_data = p;
