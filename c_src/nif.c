@@ -18,13 +18,13 @@ typedef struct es_atoms {
     ERL_NIF_TERM ok, error, nil, true_, false_, kinds[ES_KIND__COUNT];
     ERL_NIF_TERM drop_newest, overwrite_oldest, asc, desc;
     ERL_NIF_TERM k_ring_capacity, k_overflow, k_max_depth, k_max_width, k_max_binary, k_max_bytes,
-        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events, k_ring_payload_budget;
+        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events, k_ring_payload_budget, k_ring_max_wait_ns;
     ERL_NIF_TERM k_pid, k_module, k_function, k_arity, k_kinds, k_call_id, k_correlation_id, k_since,
         k_until, k_after_id, k_before_id, k_limit, k_order;
     ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
         s_pending, s_capacity, s_evicted_events, s_evicted_segments, s_live_events, s_bytes_used,
         s_record_bytes, s_payload_bytes, s_index_bytes, s_segments, s_first_id, s_last_id, s_min_ts,
-        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode;
+        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode, s_waits, s_wait_ns;
     ERL_NIF_TERM exc_struct, exc_module, exc_message, exc_exception;
 } es_atoms;
 
@@ -371,11 +371,42 @@ static const char *add_patterns(ErlNifEnv *env, es_redact_set *rs, int allow, ER
     return NULL;
 }
 
+/* ---- drain (the sink, and the help of producers that find the ring full) ---- */
+typedef struct drain_ctx {
+    es_session *s;
+} drain_ctx;
+
+static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    drain_ctx *ctx = ctxp;
+    es_event_head h = *head;
+    if (h.kind == ES_KIND_CALL) h.call_id = h.id;
+    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
+}
+
+/* A small batch, moved by a producer whose push found the ring full: when every scheduler runs
+ * producers, the writers may not get one to start their drain, so the producers drain. Never
+ * waits for a lock (a drain or a long query holds it: the producer yields instead). */
+#define HELP_BATCH 256
+#define DRAIN_CHUNK 2048
+
+static size_t help_drain(void *sp) {
+    es_session *s = sp;
+    drain_ctx ctx = {s};
+    size_t n = 0;
+    if (enif_mutex_trylock(s->drain_lock) != 0) return 0;
+    if (es_store_try_write_lock(s->store)) {
+        n = es_ring_drain(s->ring, HELP_BATCH, drain_sink, &ctx);
+        es_store_write_unlock(s->store);
+    }
+    enif_mutex_unlock(s->drain_lock);
+    return n;
+}
+
 static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
     es_atoms *a = &p->atoms;
     uint64_t cap = 65536, depth = 8, width = 32, maxbin = 256, maxbytes = 4096, store_max = 0, seg = 65536,
-             payload_budget = 0;
+             payload_budget = 0, max_wait = 0;
     int present;
     es_overflow policy = ES_OVERFLOW_DROP_NEWEST;
     ERL_NIF_TERM opts = argv[0], v;
@@ -390,6 +421,8 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
                                  "(the largest ring takes 1 GiB at 256 B a slot)");
     if (!map_u64(env, opts, a->k_ring_payload_budget, &payload_budget, &present))
         return es_raise_arg(env, "ring_payload_budget must be a non-negative integer (bytes, 0 = unbounded)");
+    if (!map_u64(env, opts, a->k_ring_max_wait_ns, &max_wait, &present) || max_wait > 1000000000)
+        return es_raise_arg(env, "ring_max_wait_ns must be an integer in 0..1000000000");
     if (!map_u64(env, opts, a->k_max_depth, &depth, &present) || depth < 1 || depth > 10000)
         return es_raise_arg(env, "max_depth must be an integer in 1..10000");
     if (!map_u64(env, opts, a->k_max_width, &width, &present) || width < 1 || width > 1000000)
@@ -428,7 +461,10 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     }
 
     s->ring = es_ring_create((uint32_t)cap, policy);
-    if (s->ring) es_ring_set_payload_budget(s->ring, payload_budget);
+    if (s->ring) {
+        es_ring_set_payload_budget(s->ring, payload_budget);
+        if (policy == ES_OVERFLOW_DROP_NEWEST) es_ring_set_backpressure(s->ring, max_wait, help_drain, s);
+    }
     {
         es_store_config sc = {store_max, (uint32_t)seg};
         s->store = es_store_create(&sc);
@@ -606,16 +642,6 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
 }
 
 /* ---- drain ------------------------------------------------------------------- */
-typedef struct drain_ctx {
-    es_session *s;
-} drain_ctx;
-
-static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *payload, uint32_t len) {
-    drain_ctx *ctx = ctxp;
-    es_event_head h = *head;
-    if (h.kind == ES_KIND_CALL) h.call_id = h.id;
-    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
-}
 
 /* drain(session, max) -> count (dirty CPU) */
 static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -628,12 +654,19 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
     ctx.s = s;
     es_clock_calibrate(&PRIV(env)->clock);
-    /* one store write lock per batch, not per event */
-    enif_mutex_lock(s->drain_lock);
-    es_store_write_lock(s->store);
-    n = es_ring_drain(s->ring, (size_t)max, drain_sink, &ctx);
-    es_store_write_unlock(s->store);
-    enif_mutex_unlock(s->drain_lock);
+    /* the locks are taken per chunk, not per event, and let go between chunks so that producers
+       helping the drain (help_drain) and queries get in */
+    n = 0;
+    for (;;) {
+        size_t want = max - n < DRAIN_CHUNK ? (size_t)(max - n) : DRAIN_CHUNK, got;
+        enif_mutex_lock(s->drain_lock);
+        es_store_write_lock(s->store);
+        got = es_ring_drain(s->ring, want, drain_sink, &ctx);
+        es_store_write_unlock(s->store);
+        enif_mutex_unlock(s->drain_lock);
+        n += got;
+        if (got < want || n >= max) break;
+    }
     return enif_make_uint64(env, n);
 }
 
@@ -818,7 +851,7 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
                            a->s_evicted_events, a->s_evicted_segments, a->s_live_events, a->s_bytes_used,
                            a->s_record_bytes, a->s_payload_bytes, a->s_index_bytes, a->s_segments,
                            a->s_first_id, a->s_last_id, a->s_min_ts, a->s_max_ts, a->s_full_since_ns,
-                           a->s_enabled, a->s_installed};
+                           a->s_enabled, a->s_installed, a->s_waits, a->s_wait_ns};
     ERL_NIF_TERM vals[] = {
         enif_make_uint64(env, rs.pushed + rs.dropped_full + denc),
         enif_make_uint64(env, rs.pushed),
@@ -843,7 +876,9 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         enif_make_uint64(env, ss.max_ts),
         enif_make_uint64(env, rs.full_since_ns),
         atomic_load(&s->enabled) ? a->true_ : a->false_,
-        atomic_load(&p->active) == s ? a->true_ : a->false_};
+        atomic_load(&p->active) == s ? a->true_ : a->false_,
+        enif_make_uint64(env, rs.waits),
+        enif_make_uint64(env, rs.wait_ns)};
     ERL_NIF_TERM map;
     if (!enif_make_map_from_arrays(env, keys, vals, sizeof(keys) / sizeof(keys[0]), &map))
         return es_raise_arg(env, "stats: could not build the map");
@@ -956,6 +991,9 @@ static void make_atoms(ErlNifEnv *env, es_atoms *a) {
     a->k_store_max_bytes = mk_atom(env, "store_max_bytes");
     a->k_segment_events = mk_atom(env, "segment_events");
     a->k_ring_payload_budget = mk_atom(env, "ring_payload_budget");
+    a->k_ring_max_wait_ns = mk_atom(env, "ring_max_wait_ns");
+    a->s_waits = mk_atom(env, "backpressure_waits");
+    a->s_wait_ns = mk_atom(env, "backpressure_wait_ns");
     a->k_pid = mk_atom(env, "pid");
     a->k_module = mk_atom(env, "module");
     a->k_function = mk_atom(env, "function");
