@@ -45,6 +45,8 @@ typedef struct es_session {
     _Atomic uint64_t dropped_encode; /* events whose payload could not be encoded (OOM) */
 } es_session;
 
+#define INFLIGHT_STRIPES 64
+
 typedef struct es_priv {
     ErlNifResourceType *session_type;
     es_atoms atoms;
@@ -53,7 +55,12 @@ typedef struct es_priv {
     es_clock clock;           /* event timestamps */
     es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
-    _Atomic uint64_t inflight;    /* producers inside a push; uninstall waits for 0 */
+    /* producers inside a push, striped by thread so that schedulers do not share a cache line;
+       uninstall waits for every stripe to be 0 */
+    struct {
+        _Atomic uint64_t n;
+        char pad[64 - sizeof(uint64_t)];
+    } inflight[INFLIGHT_STRIPES];
 } es_priv;
 
 #define PRIV(env) ((es_priv *)enif_priv_data(env))
@@ -319,22 +326,29 @@ static void session_dtor(ErlNifEnv *env, void *obj) {
 }
 
 /* A producer takes the installed session for the length of one push.
- * inflight is incremented before active is read, so uninstall (which clears
- * active, then waits for inflight == 0) never frees a session in use. */
-static es_session *acquire_active(es_priv *p) {
+ * Its thread's inflight stripe is incremented before active is read (both
+ * sequentially consistent), so uninstall (which clears active, then waits for
+ * every stripe to be 0) never frees a session in use. */
+static _Atomic uint64_t *my_stripe(es_priv *p) {
+    uint64_t h = (uint64_t)(uintptr_t)enif_thread_self() * 0x9E3779B97F4A7C15ull;
+    return &p->inflight[h >> 58].n;
+}
+
+static es_session *acquire_active(es_priv *p, _Atomic uint64_t *stripe) {
     es_session *s;
-    atomic_fetch_add(&p->inflight, 1);
+    atomic_fetch_add(stripe, 1);
     s = atomic_load(&p->active);
     if (s && atomic_load_explicit(&s->enabled, memory_order_relaxed)) return s;
-    atomic_fetch_sub(&p->inflight, 1);
+    atomic_fetch_sub(stripe, 1);
     return NULL;
 }
 
-static void release_active(es_priv *p) { atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release); }
+static void release_active(_Atomic uint64_t *stripe) { atomic_fetch_sub_explicit(stripe, 1, memory_order_release); }
 
 static es_session *uninstall_active(es_priv *p) {
     es_session *old = atomic_exchange(&p->active, NULL);
-    while (atomic_load(&p->inflight) != 0) sched_yield();
+    for (int i = 0; i < INFLIGHT_STRIPES; i++)
+        while (atomic_load(&p->inflight[i].n) != 0) sched_yield();
     return old;
 }
 
@@ -558,6 +572,7 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
 /* emit_entry(module, function, args, line) -> call_id | nil */
 static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
     unsigned len;
@@ -569,7 +584,7 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || !enif_get_list_length(env, argv[2], &len) ||
         !enif_get_int(env, argv[3], &line) || line < 0)
         return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return a->nil;
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_CALL;
@@ -578,33 +593,35 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     h.arity = len > 254 ? 255 : (uint8_t)len;
     h.line = (uint32_t)line;
     id = push_event(env, s, &h, argv[2]);
-    release_active(p);
+    release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
 /* emit_exit(call_id, value) -> :ok */
 static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_event_head h;
     ErlNifUInt64 cid;
     es_session *s;
     (void)argc;
     if (!enif_get_uint64(env, argv[0], &cid) || cid == 0)
         return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return p->atoms.ok;
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_RETURN;
     h.call_id = cid;
     h.arity = 255;
     push_event(env, s, &h, argv[1]);
-    release_active(p);
+    release_active(stripe);
     return p->atoms.ok;
 }
 
 /* emit(kind, call_id, module, function, arity, line, link, payload) -> id | nil */
 static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
     ErlNifUInt64 cid, link;
@@ -626,7 +643,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (argv[6] == a->nil) link = 0;
     else if (!enif_get_uint64(env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
 
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return a->nil;
     memset(&h, 0, sizeof(h));
     h.kind = (uint8_t)kind;
@@ -637,7 +654,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     h.line = (uint32_t)line;
     h.link = link;
     id = push_event(env, s, &h, argv[7]);
-    release_active(p);
+    release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
@@ -1059,7 +1076,7 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     p->ops.atoms = &p->atom_cache;
     es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
-    atomic_store(&p->inflight, 0);
+    for (int i = 0; i < INFLIGHT_STRIPES; i++) atomic_store(&p->inflight[i].n, 0);
     *priv_data = p;
     return 0;
 }
