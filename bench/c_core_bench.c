@@ -305,7 +305,7 @@ static int b_mpairs(void *e, es_term t, es_term *k, es_term *v, size_t n) {
 }
 
 static double bench_codec(void) {
-    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL};
+    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL, NULL, NULL};
     bt nil = {ES_T_NIL, 0, NULL, 0, 0};
     bt a1 = {ES_T_INT, 1, NULL, 0, 0}, a2 = {ES_T_ATOM, 0, "ok", 0, 0}, a3 = {ES_T_INT, 100000, NULL, 0, 0},
        a4 = {ES_T_ATOM, 0, "error", 0, 0};

@@ -2,7 +2,7 @@
 Code.require_file("support.exs", __DIR__)
 
 benches =
-  for file <- ["c_core_bench.exs", "capture_bench.exs", "messages_bench.exs", "ast_bench.exs", "query_bench.exs", "recording_bench.exs", "cinema_load_bench.exs", "switch_bench.exs", "compile_bench.exs", "json_bench.exs", "dap_bench.exs", "cluster_bench.exs"],
+  for file <- ["c_core_bench.exs", "capture_bench.exs", "messages_bench.exs", "ast_bench.exs", "query_bench.exs", "recording_bench.exs", "cinema_load_bench.exs", "switch_bench.exs", "workload_bench.exs", "compile_bench.exs", "json_bench.exs", "dap_bench.exs", "cluster_bench.exs"],
       path = Path.join(__DIR__, file),
       File.exists?(path) do
     Code.require_file(path)

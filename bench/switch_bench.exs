@@ -155,7 +155,7 @@ defmodule ElixirScope.Bench.Switch do
   end
 
   defp fuse_late_ms do
-    :ok = ElixirScope.start(capture: [buffer_size: 1024, flush_interval: 60_000, fuse: [max_full_ms: 100, max_drop_ratio: 1.0]])
+    :ok = ElixirScope.start(capture: [buffer_size: 1024, max_wait_us: 0, flush_interval: 60_000, fuse: [max_full_ms: 100, max_drop_ratio: 1.0]])
     session = Session.info().session
     # the writers' first drain happens at once; then they sleep for a minute
     Process.sleep(50)

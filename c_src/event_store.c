@@ -821,6 +821,8 @@ int es_store_append(es_store *store, const es_event_head *head, const uint8_t *p
 
 void es_store_write_lock(es_store *store) { pthread_rwlock_wrlock(&store->lock); }
 
+int es_store_try_write_lock(es_store *store) { return pthread_rwlock_trywrlock(&store->lock) == 0; }
+
 void es_store_write_unlock(es_store *store) { pthread_rwlock_unlock(&store->lock); }
 
 int es_store_append_locked(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len) {

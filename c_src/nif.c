@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "elixir_scope/clock.h"
 #include "elixir_scope/event_store.h"
 #include "elixir_scope/llm_client.h"
 #include "elixir_scope/pid_scan.h"
@@ -18,13 +19,13 @@ typedef struct es_atoms {
     ERL_NIF_TERM ok, error, nil, true_, false_, kinds[ES_KIND__COUNT];
     ERL_NIF_TERM drop_newest, overwrite_oldest, asc, desc;
     ERL_NIF_TERM k_ring_capacity, k_overflow, k_max_depth, k_max_width, k_max_binary, k_max_bytes,
-        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events, k_ring_payload_budget;
+        k_redact, k_redact_allow, k_store_max_bytes, k_segment_events, k_ring_payload_budget, k_ring_max_wait_ns;
     ERL_NIF_TERM k_pid, k_module, k_function, k_arity, k_kinds, k_call_id, k_correlation_id, k_since,
         k_until, k_after_id, k_before_id, k_limit, k_order;
     ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
         s_pending, s_capacity, s_evicted_events, s_evicted_segments, s_live_events, s_bytes_used,
         s_record_bytes, s_payload_bytes, s_index_bytes, s_segments, s_first_id, s_last_id, s_min_ts,
-        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode;
+        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode, s_waits, s_wait_ns;
     ERL_NIF_TERM exc_struct, exc_module, exc_message, exc_exception;
 } es_atoms;
 
@@ -45,11 +46,22 @@ typedef struct es_session {
     _Atomic uint64_t dropped_encode; /* events whose payload could not be encoded (OOM) */
 } es_session;
 
+#define INFLIGHT_STRIPES 64
+
 typedef struct es_priv {
     ErlNifResourceType *session_type;
     es_atoms atoms;
+    es_term_ops ops;       /* NIF_TERM_OPS, with the layout when the VM matches it */
+    es_term_layout layout;
+    es_clock clock;           /* event timestamps */
+    es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
-    _Atomic uint64_t inflight;    /* producers inside a push; uninstall waits for 0 */
+    /* producers inside a push, striped by thread so that schedulers do not share a cache line;
+       uninstall waits for every stripe to be 0 */
+    struct {
+        _Atomic uint64_t n;
+        char pad[64 - sizeof(uint64_t)];
+    } inflight[INFLIGHT_STRIPES];
 } es_priv;
 
 #define PRIV(env) ((es_priv *)enif_priv_data(env))
@@ -272,7 +284,38 @@ static int op_fun_info(void *envp, es_term t, es_fun_info *fi) {
 
 static const es_term_ops NIF_TERM_OPS = {
     op_type, op_get_int64, op_get_double, op_get_atom, op_get_binary, op_list_cell,
-    op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info};
+    op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info, NULL, NULL};
+
+/* The layout of small integers, [] and cons cells of 64-bit BEAM (erts/emulator/beam/erl_term.h),
+ * used by the codec only when terms this VM makes read back as it says. */
+static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1};
+
+static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
+    static const int64_t samples[] = {0, 1, -1, 255, 256, -129, 1000000007, -(1ll << 40), (1ll << 59) - 1, -(1ll << 59)};
+    if (sizeof(ERL_NIF_TERM) != sizeof(uint64_t)) return 0;
+    for (size_t i = 0; i < sizeof samples / sizeof samples[0]; i++) {
+        ERL_NIF_TERM t = enif_make_int64(env, samples[i]);
+        if ((t & l->small_mask) != l->small_tag || (int64_t)t >> l->small_shift != samples[i]) return 0;
+    }
+    /* no other kind of term may look like a small integer or [] */
+    ERL_NIF_TERM others[] = {enif_make_atom(env, "ok"), enif_make_ref(env),
+                             enif_make_double(env, 1.5), enif_make_int64(env, INT64_MAX),
+                             enif_make_tuple2(env, enif_make_int(env, 1), enif_make_int(env, 2)),
+                             enif_make_list1(env, enif_make_int(env, 1)), enif_make_new_map(env)};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->small_mask) == l->small_tag || others[i] == l->nil) return 0;
+    if (enif_make_list(env, 0) != l->nil) return 0;
+    if ((others[0] & l->atom_mask) != l->atom_tag || (enif_make_atom(env, "error") & l->atom_mask) != l->atom_tag)
+        return 0;
+    for (size_t i = 1; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->atom_mask) == l->atom_tag || (l->nil & l->atom_mask) == l->atom_tag) return 0;
+    ERL_NIF_TERM h = enif_make_atom(env, "head"), tl = enif_make_int(env, 7), cell = enif_make_list_cell(env, h, tl);
+    const ERL_NIF_TERM *words = (const ERL_NIF_TERM *)(uintptr_t)(cell - l->list_tag);
+    if ((cell & l->list_mask) != l->list_tag || words[0] != h || words[1] != tl) return 0;
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+        if ((others[i] & l->list_mask) == l->list_tag && !enif_is_list(env, others[i])) return 0;
+    return 1;
+}
 
 /* ---- session resource ------------------------------------------------------ */
 static void session_dtor(ErlNifEnv *env, void *obj) {
@@ -284,22 +327,29 @@ static void session_dtor(ErlNifEnv *env, void *obj) {
 }
 
 /* A producer takes the installed session for the length of one push.
- * inflight is incremented before active is read, so uninstall (which clears
- * active, then waits for inflight == 0) never frees a session in use. */
-static es_session *acquire_active(es_priv *p) {
+ * Its thread's inflight stripe is incremented before active is read (both
+ * sequentially consistent), so uninstall (which clears active, then waits for
+ * every stripe to be 0) never frees a session in use. */
+static _Atomic uint64_t *my_stripe(es_priv *p) {
+    uint64_t h = (uint64_t)(uintptr_t)enif_thread_self() * 0x9E3779B97F4A7C15ull;
+    return &p->inflight[h >> 58].n;
+}
+
+static es_session *acquire_active(es_priv *p, _Atomic uint64_t *stripe) {
     es_session *s;
-    atomic_fetch_add(&p->inflight, 1);
+    atomic_fetch_add(stripe, 1);
     s = atomic_load(&p->active);
     if (s && atomic_load_explicit(&s->enabled, memory_order_relaxed)) return s;
-    atomic_fetch_sub(&p->inflight, 1);
+    atomic_fetch_sub(stripe, 1);
     return NULL;
 }
 
-static void release_active(es_priv *p) { atomic_fetch_sub_explicit(&p->inflight, 1, memory_order_release); }
+static void release_active(_Atomic uint64_t *stripe) { atomic_fetch_sub_explicit(stripe, 1, memory_order_release); }
 
 static es_session *uninstall_active(es_priv *p) {
     es_session *old = atomic_exchange(&p->active, NULL);
-    while (atomic_load(&p->inflight) != 0) sched_yield();
+    for (int i = 0; i < INFLIGHT_STRIPES; i++)
+        while (atomic_load(&p->inflight[i].n) != 0) sched_yield();
     return old;
 }
 
@@ -336,11 +386,42 @@ static const char *add_patterns(ErlNifEnv *env, es_redact_set *rs, int allow, ER
     return NULL;
 }
 
+/* ---- drain (the sink, and the help of producers that find the ring full) ---- */
+typedef struct drain_ctx {
+    es_session *s;
+} drain_ctx;
+
+static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    drain_ctx *ctx = ctxp;
+    es_event_head h = *head;
+    if (h.kind == ES_KIND_CALL) h.call_id = h.id;
+    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
+}
+
+/* A small batch, moved by a producer whose push found the ring full: when every scheduler runs
+ * producers, the writers may not get one to start their drain, so the producers drain. Never
+ * waits for a lock (a drain or a long query holds it: the producer yields instead). */
+#define HELP_BATCH 256
+#define DRAIN_CHUNK 2048
+
+static size_t help_drain(void *sp) {
+    es_session *s = sp;
+    drain_ctx ctx = {s};
+    size_t n = 0;
+    if (enif_mutex_trylock(s->drain_lock) != 0) return 0;
+    if (es_store_try_write_lock(s->store)) {
+        n = es_ring_drain(s->ring, HELP_BATCH, drain_sink, &ctx);
+        es_store_write_unlock(s->store);
+    }
+    enif_mutex_unlock(s->drain_lock);
+    return n;
+}
+
 static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
     es_atoms *a = &p->atoms;
     uint64_t cap = 65536, depth = 8, width = 32, maxbin = 256, maxbytes = 4096, store_max = 0, seg = 65536,
-             payload_budget = 0;
+             payload_budget = 0, max_wait = 0;
     int present;
     es_overflow policy = ES_OVERFLOW_DROP_NEWEST;
     ERL_NIF_TERM opts = argv[0], v;
@@ -355,6 +436,8 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
                                  "(the largest ring takes 1 GiB at 256 B a slot)");
     if (!map_u64(env, opts, a->k_ring_payload_budget, &payload_budget, &present))
         return es_raise_arg(env, "ring_payload_budget must be a non-negative integer (bytes, 0 = unbounded)");
+    if (!map_u64(env, opts, a->k_ring_max_wait_ns, &max_wait, &present) || max_wait > 1000000000)
+        return es_raise_arg(env, "ring_max_wait_ns must be an integer in 0..1000000000");
     if (!map_u64(env, opts, a->k_max_depth, &depth, &present) || depth < 1 || depth > 10000)
         return es_raise_arg(env, "max_depth must be an integer in 1..10000");
     if (!map_u64(env, opts, a->k_max_width, &width, &present) || width < 1 || width > 1000000)
@@ -393,7 +476,10 @@ static ERL_NIF_TERM nif_session_new(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     }
 
     s->ring = es_ring_create((uint32_t)cap, policy);
-    if (s->ring) es_ring_set_payload_budget(s->ring, payload_budget);
+    if (s->ring) {
+        es_ring_set_payload_budget(s->ring, payload_budget);
+        if (policy == ES_OVERFLOW_DROP_NEWEST) es_ring_set_backpressure(s->ring, max_wait, help_drain, s);
+    }
     {
         es_store_config sc = {store_max, (uint32_t)seg};
         s->store = es_store_create(&sc);
@@ -471,9 +557,9 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
         enif_self(env, &self);
         h->pid = (uint64_t)enif_make_pid(env, &self);
     }
-    if (!h->ts) h->ts = es_now_ns();
+    if (!h->ts) h->ts = es_clock_now(&PRIV(env)->clock);
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
+    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
         es_buf_free(&buf);
         atomic_fetch_add(&s->dropped_encode, 1);
@@ -489,6 +575,7 @@ static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_
 /* emit_entry(module, function, args, line) -> call_id | nil */
 static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
     unsigned len;
@@ -500,7 +587,7 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || !enif_get_list_length(env, argv[2], &len) ||
         !enif_get_int(env, argv[3], &line) || line < 0)
         return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return a->nil;
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_CALL;
@@ -509,33 +596,35 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     h.arity = len > 254 ? 255 : (uint8_t)len;
     h.line = (uint32_t)line;
     id = push_event(env, s, &h, argv[2]);
-    release_active(p);
+    release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
 /* emit_exit(call_id, value) -> :ok */
 static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_event_head h;
     ErlNifUInt64 cid;
     es_session *s;
     (void)argc;
     if (!enif_get_uint64(env, argv[0], &cid) || cid == 0)
         return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return p->atoms.ok;
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_RETURN;
     h.call_id = cid;
     h.arity = 255;
     push_event(env, s, &h, argv[1]);
-    release_active(p);
+    release_active(stripe);
     return p->atoms.ok;
 }
 
 /* emit(kind, call_id, module, function, arity, line, link, payload) -> id | nil */
 static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
     ErlNifUInt64 cid, link;
@@ -557,7 +646,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     if (argv[6] == a->nil) link = 0;
     else if (!enif_get_uint64(env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
 
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return a->nil;
     memset(&h, 0, sizeof(h));
     h.kind = (uint8_t)kind;
@@ -568,7 +657,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     h.line = (uint32_t)line;
     h.link = link;
     id = push_event(env, s, &h, argv[7]);
-    release_active(p);
+    release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
@@ -582,12 +671,13 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     uint64_t fun, id;
     es_session *s;
     ErlNifPid pid;
+    _Atomic uint64_t *stripe = my_stripe(p);
     (void)argc;
     if (!enif_get_local_pid(env, argv[0], &pid) || (argv[1] != a->kinds[ES_KIND_SPAWN] && argv[1] != a->kinds[ES_KIND_EXIT]) ||
         !atom_or_nil(env, a, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
         return es_raise_arg(env, "emit_as/5 expects (local pid, :spawn | :exit, function :: atom | nil, "
                                  "ts :: pos_integer | nil, payload)");
-    s = acquire_active(p);
+    s = acquire_active(p, stripe);
     if (!s) return a->nil;
     memset(&h, 0, sizeof(h));
     h.kind = argv[1] == a->kinds[ES_KIND_SPAWN] ? ES_KIND_SPAWN : ES_KIND_EXIT;
@@ -596,21 +686,11 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     h.arity = 255;
     h.ts = ts;
     id = push_event(env, s, &h, argv[4]);
-    release_active(p);
+    release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
 /* ---- drain ------------------------------------------------------------------- */
-typedef struct drain_ctx {
-    es_session *s;
-} drain_ctx;
-
-static void drain_sink(void *ctxp, const es_event_head *head, const uint8_t *payload, uint32_t len) {
-    drain_ctx *ctx = ctxp;
-    es_event_head h = *head;
-    if (h.kind == ES_KIND_CALL) h.call_id = h.id;
-    if (es_store_append_locked(ctx->s->store, &h, payload, len) != 0) atomic_fetch_add(&ctx->s->dropped_store, 1);
-}
 
 /* drain(session, max) -> count (dirty CPU) */
 static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
@@ -622,12 +702,20 @@ static ERL_NIF_TERM nif_drain(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "drain/2 expects a session");
     if (!enif_get_uint64(env, argv[1], &max) || max == 0) return es_raise_arg(env, "drain/2: max must be a positive integer");
     ctx.s = s;
-    /* one store write lock per batch, not per event */
-    enif_mutex_lock(s->drain_lock);
-    es_store_write_lock(s->store);
-    n = es_ring_drain(s->ring, (size_t)max, drain_sink, &ctx);
-    es_store_write_unlock(s->store);
-    enif_mutex_unlock(s->drain_lock);
+    es_clock_calibrate(&PRIV(env)->clock);
+    /* the locks are taken per chunk, not per event, and let go between chunks so that producers
+       helping the drain (help_drain) and queries get in */
+    n = 0;
+    for (;;) {
+        size_t want = max - n < DRAIN_CHUNK ? (size_t)(max - n) : DRAIN_CHUNK, got;
+        enif_mutex_lock(s->drain_lock);
+        es_store_write_lock(s->store);
+        got = es_ring_drain(s->ring, want, drain_sink, &ctx);
+        es_store_write_unlock(s->store);
+        enif_mutex_unlock(s->drain_lock);
+        n += got;
+        if (got < want || n >= max) break;
+    }
     return enif_make_uint64(env, n);
 }
 
@@ -841,7 +929,7 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
                            a->s_evicted_events, a->s_evicted_segments, a->s_live_events, a->s_bytes_used,
                            a->s_record_bytes, a->s_payload_bytes, a->s_index_bytes, a->s_segments,
                            a->s_first_id, a->s_last_id, a->s_min_ts, a->s_max_ts, a->s_full_since_ns,
-                           a->s_enabled, a->s_installed};
+                           a->s_enabled, a->s_installed, a->s_waits, a->s_wait_ns};
     ERL_NIF_TERM vals[] = {
         enif_make_uint64(env, rs.pushed + rs.dropped_full + denc),
         enif_make_uint64(env, rs.pushed),
@@ -866,7 +954,9 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         enif_make_uint64(env, ss.max_ts),
         enif_make_uint64(env, rs.full_since_ns),
         atomic_load(&s->enabled) ? a->true_ : a->false_,
-        atomic_load(&p->active) == s ? a->true_ : a->false_};
+        atomic_load(&p->active) == s ? a->true_ : a->false_,
+        enif_make_uint64(env, rs.waits),
+        enif_make_uint64(env, rs.wait_ns)};
     ERL_NIF_TERM map;
     if (!enif_make_map_from_arrays(env, keys, vals, sizeof(keys) / sizeof(keys[0]), &map))
         return es_raise_arg(env, "stats: could not build the map");
@@ -883,7 +973,7 @@ static ERL_NIF_TERM nif_encode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     (void)argc;
     if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "encode/2 expects a session");
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&NIF_TERM_OPS, env, (es_term)argv[1], &s->limits, &s->redact, &buf, &flags) != 0 ||
+    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)argv[1], &s->limits, &s->redact, &buf, &flags) != 0 ||
         buf.failed) {
         es_buf_free(&buf);
         return es_raise_arg(env, "encode/2: out of memory");
@@ -944,7 +1034,7 @@ static ERL_NIF_TERM nif_redact_secret_name(ErlNifEnv *env, int argc, const ERL_N
 static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     (void)argv;
-    return enif_make_uint64(env, es_now_ns());
+    return enif_make_uint64(env, es_clock_now(&PRIV(env)->clock));
 }
 
 /* The baseline for benchmarks: a NIF that does nothing. */
@@ -979,6 +1069,9 @@ static void make_atoms(ErlNifEnv *env, es_atoms *a) {
     a->k_store_max_bytes = mk_atom(env, "store_max_bytes");
     a->k_segment_events = mk_atom(env, "segment_events");
     a->k_ring_payload_budget = mk_atom(env, "ring_payload_budget");
+    a->k_ring_max_wait_ns = mk_atom(env, "ring_max_wait_ns");
+    a->s_waits = mk_atom(env, "backpressure_waits");
+    a->s_wait_ns = mk_atom(env, "backpressure_wait_ns");
     a->k_pid = mk_atom(env, "pid");
     a->k_module = mk_atom(env, "module");
     a->k_function = mk_atom(env, "function");
@@ -1038,8 +1131,13 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
         return 1;
     }
     make_atoms(env, &p->atoms);
+    p->ops = NIF_TERM_OPS;
+    p->layout = BEAM_LAYOUT;
+    if (layout_holds(env, &p->layout)) p->ops.layout = &p->layout;
+    p->ops.atoms = &p->atom_cache;
+    es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
-    atomic_store(&p->inflight, 0);
+    for (int i = 0; i < INFLIGHT_STRIPES; i++) atomic_store(&p->inflight[i].n, 0);
     *priv_data = p;
     return 0;
 }

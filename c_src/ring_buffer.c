@@ -47,6 +47,9 @@ struct es_ring {
     uint32_t capacity;
     es_overflow policy;
     uint64_t payload_budget; /* 0 = unbounded */
+    uint64_t max_wait_ns;    /* drop_newest: how long a producer waits for room (0 = never) */
+    es_ring_relief relief;   /* what a waiting producer calls (may be NULL) */
+    void *relief_ctx;
     /* producers */
     alignas(ES_CACHE_LINE) _Atomic uint64_t enqueue_pos;
     /* consumers */
@@ -57,6 +60,7 @@ struct es_ring {
     _Atomic uint64_t overwritten;
     _Atomic uint64_t full_since_ns;
     _Atomic uint64_t heap_bytes;
+    _Atomic uint64_t waits, wait_ns;
 };
 
 static inline uint64_t slot_index(const es_ring *r, const es_slot *s) { return (uint64_t)(s - r->slots); }
@@ -67,6 +71,15 @@ static inline uint64_t slot_seq(const es_ring *r, es_slot *s, memory_order mo) {
 
 static inline void slot_set_seq(const es_ring *r, es_slot *s, uint64_t seq) {
     atomic_store_explicit(&s->seq, seq - slot_index(r, s), memory_order_release);
+}
+
+static inline int logically_full(es_ring *r, uint64_t pos) {
+    uint64_t deq = atomic_load_explicit(&r->dequeue_pos, memory_order_acquire);
+    return (int64_t)(pos - deq) >= (int64_t)r->capacity;
+}
+
+static void note_waited(es_ring *r, uint64_t since) {
+    atomic_fetch_add_explicit(&r->wait_ns, es_now_ns() - since, memory_order_relaxed);
 }
 
 static inline void release_heap(es_ring *r, es_slot *s) {
@@ -121,10 +134,34 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
     atomic_init(&r->overwritten, 0);
     atomic_init(&r->full_since_ns, 0);
     atomic_init(&r->heap_bytes, 0);
+    atomic_init(&r->waits, 0);
+    atomic_init(&r->wait_ns, 0);
     return r;
 }
 
 void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes) { ring->payload_budget = bytes; }
+
+void es_ring_set_backpressure(es_ring *ring, uint64_t ns, es_ring_relief relief, void *ctx) {
+    ring->max_wait_ns = ns;
+    ring->relief = relief;
+    ring->relief_ctx = ctx;
+}
+
+/* Back-pressure: a producer that finds the ring full helps the drain (relief) or gives its core
+ * away until there is room or max_wait_ns has passed. 1: there is room. */
+static int wait_for_room(es_ring *r, uint64_t *waited_since) {
+    uint64_t now = es_now_ns();
+    if (*waited_since == 0) {
+        *waited_since = now;
+        atomic_fetch_add_explicit(&r->waits, 1, memory_order_relaxed);
+    }
+    while (now - *waited_since < r->max_wait_ns) {
+        if (!(r->relief && r->relief(r->relief_ctx))) sched_yield();
+        if (!logically_full(r, atomic_load_explicit(&r->enqueue_pos, memory_order_relaxed))) return 1;
+        now = es_now_ns();
+    }
+    return 0;
+}
 
 void es_ring_destroy(es_ring *ring) {
     if (!ring) return;
@@ -146,10 +183,6 @@ static void note_full(es_ring *r) {
     }
 }
 
-static inline int logically_full(es_ring *r, uint64_t pos) {
-    uint64_t deq = atomic_load_explicit(&r->dequeue_pos, memory_order_acquire);
-    return (int64_t)(pos - deq) >= (int64_t)r->capacity;
-}
 
 /* overwrite_oldest: discard the oldest published event. Returns 1 when one was discarded. */
 static int discard_oldest(es_ring *r) {
@@ -188,6 +221,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
         memcpy(heap, payload, len);
     }
     unsigned spins = 0;
+    uint64_t waited_since = 0;
     uint64_t pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
     es_slot *s;
     for (;;) {
@@ -203,6 +237,11 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
             if (logically_full(ring, pos)) {
                 note_full(ring);
                 if (ring->policy == ES_OVERFLOW_DROP_NEWEST) {
+                    if (ring->max_wait_ns && wait_for_room(ring, &waited_since)) {
+                        pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
+                        continue;
+                    }
+                    if (waited_since) note_waited(ring, waited_since);
                     if (heap) atomic_fetch_sub_explicit(&ring->heap_bytes, len, memory_order_relaxed);
                     free(heap);
                     atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
@@ -218,6 +257,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
             pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
         }
     }
+    if (waited_since) note_waited(ring, waited_since);
     uint64_t id = pos + 1;
     head->id = id;
     s->head = *head;
@@ -283,4 +323,6 @@ void es_ring_get_stats(es_ring *ring, es_ring_stats *out) {
     out->size = enq > deq ? enq - deq : 0;
     out->full_since_ns = atomic_load_explicit(&ring->full_since_ns, memory_order_relaxed);
     out->heap_bytes = atomic_load_explicit(&ring->heap_bytes, memory_order_relaxed);
+    out->waits = atomic_load_explicit(&ring->waits, memory_order_relaxed);
+    out->wait_ns = atomic_load_explicit(&ring->wait_ns, memory_order_relaxed);
 }

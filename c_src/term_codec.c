@@ -582,6 +582,66 @@ static int put_other(enc *e, es_term t) {
 
 static inline int is_scalar(es_term_type ty) { return ty <= ES_T_NIL; }
 
+static int atom_cached(es_atom_cache *c, es_term t, es_buf *out);
+
+/* A small integer, [] or a cached atom read from the word itself (ops->layout): 1 written, 0 not
+ * one of those, -1 out of memory. */
+static inline int put_immediate(enc *e, es_term t) {
+    const es_term_layout *l = e->ops->layout;
+    if (!l) return 0;
+    if ((t & l->small_mask) == l->small_tag) return put_int(e->out, (int64_t)t >> l->small_shift) ? -1 : 1;
+    if (t == l->nil) return put1(e->out, ETF_NIL) ? -1 : 1;
+    if ((t & l->atom_mask) == l->atom_tag && e->ops->atoms) return atom_cached(e->ops->atoms, t, e->out);
+    return 0;
+}
+
+static inline int list_cell(const enc *e, es_term t, es_term *hd, es_term *tl) {
+    const es_term_layout *l = e->ops->layout;
+    if (!l) return e->ops->list_cell(e->env, t, hd, tl);
+    if ((t & l->list_mask) != l->list_tag) return 0;
+    const es_term *cell = (const es_term *)(uintptr_t)(t - l->list_tag);
+    *hd = cell[0];
+    *tl = cell[1];
+    return 1;
+}
+
+static inline int is_nil(const enc *e, es_term t) {
+    const es_term_layout *l = e->ops->layout;
+    return l ? t == l->nil : e->ops->type(e->env, t) == ES_T_NIL;
+}
+
+/* ---- the atom cache ---- */
+static inline es_atom_cache_slot *atom_slot(es_atom_cache *c, es_term t) {
+    return &c->slots[(size_t)((t * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
+}
+
+/* Writes a cached atom's ETF: 1 written, 0 not cached, -1 out of memory. */
+static int atom_cached(es_atom_cache *c, es_term t, es_buf *out) {
+    es_atom_cache_slot *s = atom_slot(c, t);
+    if (atomic_load_explicit(&s->word, memory_order_acquire) != t) return 0;
+    uint64_t w[3];
+    for (int i = 0; i < 3; i++) w[i] = atomic_load_explicit(&s->etf[i], memory_order_relaxed);
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0; /* rewritten meanwhile */
+    size_t n = (size_t)((const uint8_t *)w)[1] + 2;
+    if (buf_reserve(out, sizeof w)) return -1;
+    memcpy(out->data + out->len, w, sizeof w);
+    out->len += n;
+    return 1;
+}
+
+/* Remembers the ETF of an atom just written (at out->data + at); a busy slot is left alone. */
+static void atom_remember(es_atom_cache *c, es_term t, const uint8_t *etf, size_t n) {
+    es_atom_cache_slot *s = atom_slot(c, t);
+    uint64_t cur = atomic_load_explicit(&s->word, memory_order_relaxed), w[3] = {0, 0, 0};
+    if (t <= 1 || n > sizeof w || etf[0] != ETF_SMALL_ATOM_UTF8 || cur == 1) return;
+    if (!atomic_compare_exchange_strong_explicit(&s->word, &cur, 1, memory_order_relaxed, memory_order_relaxed)) return;
+    atomic_thread_fence(memory_order_release);
+    memcpy(w, etf, n);
+    for (int i = 0; i < 3; i++) atomic_store_explicit(&s->etf[i], w[i], memory_order_relaxed);
+    atomic_store_explicit(&s->word, t, memory_order_release);
+}
+
 /* A term that is neither a container nor special (is_scalar). */
 static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
     const es_term_ops *ops = e->ops;
@@ -598,11 +658,17 @@ static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
         return put_float(out, d);
     }
     case ES_T_ATOM: {
+        int hit = ops->atoms ? atom_cached(ops->atoms, t, out) : 0;
+        if (hit) return hit < 0 ? -1 : 0;
         char name[ES_NAME_MAX];
         int n = ops->get_atom(e->env, t, name, sizeof name);
         if (n < 0) return put_other(e, t);
-        if (n == (int)MARKER_LEN && memcmp(name, MARKER_ATOM, MARKER_LEN) == 0) e->inexact++;
-        return put_atom(out, name, (size_t)n);
+        int marker_atom = n == (int)MARKER_LEN && memcmp(name, MARKER_ATOM, MARKER_LEN) == 0;
+        if (marker_atom) e->inexact++; /* never cached: it must be counted */
+        size_t at = out->len;
+        if (put_atom(out, name, (size_t)n)) return -1;
+        if (ops->atoms && !marker_atom) atom_remember(ops->atoms, t, out->data + at, out->len - at);
+        return 0;
     }
     case ES_T_BINARY:
     case ES_T_BITSTRING: {
@@ -721,6 +787,9 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             if (over_budget(&e, &it)) goto fail;
             continue;
         }
+        int imm = put_immediate(&e, t);
+        if (imm < 0) goto fail;
+        if (imm) continue;
         es_term_type ty = ops->type(env, t);
         switch (ty) {
         case ES_T_INT:
@@ -752,11 +821,17 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             uint64_t kept = 0;
             int inline_ok = 1;
             es_term cur = t, hd, tl;
-            while (kept < max_width && ops->list_cell(env, cur, &hd, &tl)) {
+            while (kept < max_width && list_cell(&e, cur, &hd, &tl)) {
                 es_term_type hty;
-                if (inline_ok && (!max_bytes || out->len - start <= max_bytes) && is_scalar(hty = ops->type(env, hd))) {
-                    if (put_scalar(&e, hd, hty, max_binary)) goto fail;
-                } else {
+                int done = 0;
+                if (inline_ok && (!max_bytes || out->len - start <= max_bytes)) {
+                    if ((done = put_immediate(&e, hd)) < 0) goto fail;
+                    if (!done && is_scalar(hty = ops->type(env, hd))) {
+                        if (put_scalar(&e, hd, hty, max_binary)) goto fail;
+                        done = 1;
+                    }
+                }
+                if (!done) {
                     inline_ok = 0;
                     if (w->top == w->cap && stack_reserve(w, 1)) goto fail;
                     push_term(w, hd, d, R_ELEM, fi);
@@ -766,19 +841,19 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             }
             int cut = 0, unknown = 0;
             uint64_t omitted = 0;
-            if (kept == max_width && ops->list_cell(env, cur, &hd, &tl)) {
+            if (kept == max_width && list_cell(&e, cur, &hd, &tl)) {
                 es_term c = cur;
-                while (omitted < max_width && ops->list_cell(env, c, &hd, &tl)) {
+                while (omitted < max_width && list_cell(&e, c, &hd, &tl)) {
                     omitted++;
                     c = tl;
                 }
                 cut = 1;
-                if (ops->list_cell(env, c, &hd, &tl)) unknown = 1; /* longer still: not counted */
+                if (list_cell(&e, c, &hd, &tl)) unknown = 1; /* longer still: not counted */
                 else cur = c;
             }
             patch_be32(out->data + hdr + 1, (uint32_t)(kept + (uint64_t)cut));
             size_t pushed = w->top - first_pushed;
-            if (pushed == 0 && !cut && ops->type(env, cur) == ES_T_NIL) { /* all written: close it here */
+            if (pushed == 0 && !cut && is_nil(&e, cur)) { /* all written: close it here */
                 w->top = fi;
                 if (put1(out, ETF_NIL)) goto fail;
                 break;
@@ -828,6 +903,9 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                     if (put_redacted(&e)) goto fail;
                     continue;
                 }
+                int done = put_immediate(&e, elems[i]);
+                if (done < 0) goto fail;
+                if (done) continue;
                 es_term_type ety = ops->type(env, elems[i]);
                 if (!is_scalar(ety)) break;
                 if (put_scalar(&e, elems[i], ety, max_binary)) goto fail;

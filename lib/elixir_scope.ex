@@ -103,7 +103,9 @@ defmodule ElixirScope do
 
   @doc """
   Counters of the session (after draining the ring): `emitted == stored + dropped + lost + pending`,
-  `dropped` broken down by reason in `dropped_by_reason`, plus evictions and bytes. The
+  `dropped` broken down by reason in `dropped_by_reason`, plus evictions and bytes, and
+  `backpressure`: how many events found the ring full and waited for room (at most
+  `capture: [max_wait_us:]` each) instead of being dropped, and how long in total. The
   session outlives crashes of ElixirScope's processes, so these count from `start/1`.
   `lost` counts events that entered the ring and were destroyed undrained; that happens
   only when a session ends (`stop/0`), so it is 0 here and is reported, with the rest
@@ -137,6 +139,7 @@ defmodule ElixirScope do
           index_bytes: s.index_bytes,
           payload_bytes: s.payload_bytes,
           ring_capacity: s.ring_capacity,
+          backpressure: %{waits: s.backpressure_waits, wait_ms: div(s.backpressure_wait_ns, 1_000_000)},
           enabled: s.enabled,
           fuse: Session.switch_state().fuse
         }

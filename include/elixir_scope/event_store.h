@@ -93,6 +93,9 @@ void es_store_get_stats(es_store *store, es_store_stats *out);
  * holding the lock. Never call store functions from a query callback (the
  * read lock is held there). */
 void es_store_write_lock(es_store *store);
+/* 1 when the write lock was free and is now held; 0 at once otherwise (a producer helping the drain
+ * must not wait behind a long query). */
+int es_store_try_write_lock(es_store *store);
 void es_store_write_unlock(es_store *store);
 int es_store_append_locked(es_store *store, const es_event_head *head, const uint8_t *payload, uint32_t len);
 

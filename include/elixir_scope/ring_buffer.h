@@ -33,6 +33,8 @@ typedef struct es_ring_stats {
     uint64_t size;         /* events in the ring now (approximate while producers run) */
     uint64_t full_since_ns; /* 0, or the es_now_ns() at which the ring was last seen becoming full */
     uint64_t heap_bytes;    /* out-of-slot payload bytes held by events in the ring now */
+    uint64_t waits;         /* pushes that found the ring full and waited for room (back-pressure) */
+    uint64_t wait_ns;       /* the time they waited, in total */
 } es_ring_stats;
 
 /* capacity must be a power of two in [2, ES_RING_MAX_CAPACITY]; returns NULL
@@ -44,6 +46,13 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy);
  * ES_RING_INLINE_PAYLOAD); 0 = unbounded (the default). A push that would go
  * over is dropped and counted in dropped_full. Call before producers start. */
 void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes);
+/* Back-pressure (drop_newest only): a push that finds the ring full waits up to ns nanoseconds
+ * for room before it is dropped, counted in waits and wait_ns. While it waits it calls
+ * relief(ctx), which may drain the ring (it returns how many events it moved; the producer has
+ * claimed no slot yet, so draining from there is safe), and yields its core when relief moved
+ * nothing. ns = 0 (the default) drops at once. Call before producers start. */
+typedef size_t (*es_ring_relief)(void *ctx);
+void es_ring_set_backpressure(es_ring *ring, uint64_t ns, es_ring_relief relief, void *ctx);
 /* Frees the ring and any heap payload still inside. No producer or drainer may be running. */
 void es_ring_destroy(es_ring *ring);
 

@@ -122,6 +122,29 @@ typedef struct es_fun_info {
     uint64_t index, uniq;     /* closures only */
 } es_fun_info;
 
+/* Optional: how the host lays out small integers, [] and list cells in a term word, so that
+ * the walker reads them without an op call (the hot path: argument lists of small values).
+ * The glue fills it only after checking it against terms the VM made, at load. */
+typedef struct es_term_layout {
+    uint64_t small_mask, small_tag; /* a small integer: (value << small_shift) | small_tag */
+    unsigned small_shift;
+    uint64_t nil;                   /* the word of [] */
+    uint64_t atom_mask, atom_tag;   /* an atom (its name then comes from the atom cache, if any) */
+    uint64_t list_mask, list_tag;   /* a cons: address | list_tag, pointing at {head, tail} words */
+} es_term_layout;
+
+/* Optional: the encodings of atoms seen before, keyed by term word (an atom's word names the
+ * same atom for the life of the VM), so that a known atom costs a copy instead of an op call.
+ * Lock-free (a seqlock per slot); names up to 22 bytes. Zeroed = empty. */
+#define ES_ATOM_CACHE_SLOTS 1024
+typedef struct es_atom_cache_slot {
+    _Atomic uint64_t word;    /* 0 empty, 1 being written, else the atom's term word */
+    _Atomic uint64_t etf[3];  /* SMALL_ATOM_UTF8_EXT, length, name */
+} es_atom_cache_slot;
+typedef struct es_atom_cache {
+    es_atom_cache_slot slots[ES_ATOM_CACHE_SLOTS];
+} es_atom_cache;
+
 typedef struct es_term_ops {
     es_term_type (*type)(void *env, es_term t);
     int (*get_int64)(void *env, es_term t, int64_t *out);
@@ -140,6 +163,8 @@ typedef struct es_term_ops {
     int (*external)(void *env, es_term t, struct es_buf *out);
     /* For ES_T_FUN: what the fun is (not its environment). */
     int (*fun_info)(void *env, es_term t, es_fun_info *out);
+    const es_term_layout *layout; /* NULL: every term through the ops */
+    es_atom_cache *atoms;         /* NULL: every atom through get_atom */
 } es_term_ops;
 
 /* Start with caller-provided storage (e.g. a stack array); grows onto the heap. */

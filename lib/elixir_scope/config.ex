@@ -4,7 +4,7 @@ defmodule ElixirScope.Config do
   `ElixirScope.start/1`, or from `config :elixir_scope, ...`; explicit options win.
   An unknown key or a wrong type is an error that names the key and what was expected.
 
-      capture: [buffer_size: 65_536, overflow: :drop_newest, batch_size: 10_000, flush_interval: 5,
+      capture: [buffer_size: 65_536, overflow: :drop_newest, max_wait_us: 200, batch_size: 10_000, flush_interval: 5,
                 writers: 2, lifecycle: true, max_depth: 8, max_width: 32, max_binary: 256, max_payload_bytes: 4096,
                 redact: ["*password*", ...], redact_allow: ["tokens", ...], fuse: [max_full_ms: 2_000, max_drop_ratio: 0.5, min_events: 10_000]]
       storage: [max_bytes: 512 MiB, segment_events: 65_536]
@@ -27,6 +27,7 @@ defmodule ElixirScope.Config do
     capture: [
       buffer_size: {:pow2, 65_536},
       overflow: {{:one_of, [:drop_newest, :overwrite_oldest]}, :drop_newest},
+      max_wait_us: {:non_neg_integer, 200},
       batch_size: {:pos_integer, 10_000},
       flush_interval: {:pos_integer, 5},
       writers: {:pos_integer, 2},
@@ -146,6 +147,7 @@ defmodule ElixirScope.Config do
     %{
       ring_capacity: capture[:buffer_size],
       overflow: capture[:overflow],
+      ring_max_wait_ns: capture[:max_wait_us] * 1_000,
       max_depth: capture[:max_depth],
       max_width: capture[:max_width],
       max_binary: capture[:max_binary],

@@ -443,6 +443,64 @@ static void test_payload_budget(void **state) {
     es_ring_destroy(r);
 }
 
+/* ---- back-pressure ---- */
+typedef struct relief_ctx {
+    es_ring *ring;
+    collector *sink;
+    size_t calls;
+} relief_ctx;
+
+static size_t relieve(void *ctxp) {
+    relief_ctx *r = ctxp;
+    r->calls++;
+    return es_ring_drain(r->ring, 3, collect_sink, r->sink);
+}
+
+static size_t no_relief(void *ctxp) {
+    ((relief_ctx *)ctxp)->calls++;
+    return 0;
+}
+
+static void test_backpressure_relief(void **state) {
+    (void)state;
+    /* a producer alone with a full 8-slot ring: its own relief drains, nothing is dropped */
+    es_ring *r = es_ring_create(8, ES_OVERFLOW_DROP_NEWEST);
+    collector c = {calloc(200, sizeof(rec)), 0, 200};
+    relief_ctx rc = {r, &c, 0};
+    es_ring_set_backpressure(r, 1000000000ull, relieve, &rc);
+    for (uint32_t i = 1; i <= 100; i++) {
+        es_event_head h = mk_head(7, i);
+        assert_int_equal(es_ring_push(r, &h, NULL, 0), i);
+    }
+    es_ring_drain(r, 100, collect_sink, &c);
+    es_ring_stats st;
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.dropped_full, 0);
+    assert_int_equal(st.pushed, 100);
+    assert_true(st.waits > 0 && rc.calls >= st.waits);
+    assert_int_equal(c.n, 100);
+    for (size_t i = 0; i < c.n; i++) assert_int_equal(c.items[i].head.line, i + 1); /* order kept */
+    es_ring_destroy(r);
+
+    /* nothing relieves it: each push waits its 2 ms, then is dropped (counted) */
+    r = es_ring_create(8, ES_OVERFLOW_DROP_NEWEST);
+    rc = (relief_ctx){r, &c, 0};
+    es_ring_set_backpressure(r, 2000000, no_relief, &rc);
+    uint64_t t0 = es_now_ns();
+    for (uint32_t i = 1; i <= 11; i++) {
+        es_event_head h = mk_head(7, i);
+        es_ring_push(r, &h, NULL, 0);
+    }
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.pushed, 8);
+    assert_int_equal(st.dropped_full, 3);
+    assert_int_equal(st.waits, 3);
+    assert_true(st.wait_ns >= 3 * 2000000ull && es_now_ns() - t0 >= 3 * 2000000ull);
+    assert_true(rc.calls > 0);
+    es_ring_destroy(r);
+    free(c.items);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capacity_validation),
@@ -456,6 +514,7 @@ int main(void) {
         cmocka_unit_test(test_slots_are_touched_lazily),
         cmocka_unit_test(test_many_laps),
         cmocka_unit_test(test_payload_budget),
+        cmocka_unit_test(test_backpressure_relief),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

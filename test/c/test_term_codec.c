@@ -220,7 +220,7 @@ static int f_fun_info(void *env, es_term t, es_fun_info *out) {
 }
 
 static const es_term_ops OPS = {f_type, f_int, f_double, f_atom, f_binary, f_cell,
-                                f_tuple, f_map_size, f_map_pairs, f_external, f_fun_info};
+                                f_tuple, f_map_size, f_map_pairs, f_external, f_fun_info, NULL, NULL};
 
 static const es_codec_limits BIG = {1000000, 100000, 1u << 20, 0};
 
@@ -1033,6 +1033,115 @@ static void test_property_valid_etf(void **state) {
     assert_true(exact > outputs / 20); /* the generator also makes values that fit */
 }
 
+/* ---- the host layout fast path and the atom cache ----
+ * Words as 64-bit BEAM lays them out: small integers (v << 4 | 0xF), [] (0x3B), atoms
+ * (index << 6 | 0xB) and cons cells (address | 1 of {head, tail}); anything else is a node of the
+ * fake model (an aligned address: none of those tags). The ops understand both, so the same
+ * term encodes through the ops alone and through the layout and the cache; the bytes must match. */
+static const char *const W_ATOMS[] = {"ok", "error", "password", "$es_truncated", "a_rather_long_atom_name_of_40_bytes_xxxx"};
+static size_t w_atom_calls;
+static es_term *w_cells[64];
+static size_t w_ncells;
+static es_term WI(int64_t v) { return (es_term)((uint64_t)v << 4 | 0xF); }
+static es_term WA(int i) { return (es_term)((uint64_t)i << 6 | 0xB); }
+#define W_NIL ((es_term)0x3B)
+static es_term WCONS(es_term h, es_term t) {
+    es_term *c = malloc(2 * sizeof(es_term));
+    c[0] = h;
+    c[1] = t;
+    w_cells[w_ncells++] = c;
+    return (es_term)(uintptr_t)c | 1;
+}
+static int w_is_word(es_term t) { return (t & 0xF) == 0xF || (t & 0x3F) == 0xB || t == W_NIL || (t & 3) == 1; }
+static es_term_type w_type(void *env, es_term t) {
+    if ((t & 0xF) == 0xF) return ES_T_INT;
+    if (t == W_NIL) return ES_T_NIL;
+    if ((t & 0x3F) == 0xB) return ES_T_ATOM;
+    if ((t & 3) == 1) return ES_T_LIST;
+    return f_type(env, t);
+}
+static int w_int(void *env, es_term t, int64_t *out) {
+    if ((t & 0xF) != 0xF) return f_int(env, t, out);
+    *out = (int64_t)t >> 4;
+    return 1;
+}
+static int w_atom(void *env, es_term t, char *buf, size_t cap) {
+    if (!w_is_word(t)) return f_atom(env, t, buf, cap);
+    w_atom_calls++;
+    const char *name = W_ATOMS[t >> 6];
+    if (strlen(name) >= cap) return -1;
+    strcpy(buf, name);
+    return (int)strlen(name);
+}
+static int w_cell(void *env, es_term t, es_term *h, es_term *tl) {
+    if (!w_is_word(t)) return f_cell(env, t, h, tl);
+    if ((t & 3) != 1) return 0;
+    const es_term *c = (const es_term *)(uintptr_t)(t - 1);
+    *h = c[0];
+    *tl = c[1];
+    return 1;
+}
+static int w_tuple(void *env, es_term t, int *arity, const es_term **elems) {
+    return w_is_word(t) ? 0 : f_tuple(env, t, arity, elems);
+}
+static size_t w_map_size(void *env, es_term t) { return w_is_word(t) ? 0 : f_map_size(env, t); }
+static int w_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
+    return w_is_word(t) ? 0 : f_binary(env, t, data, size, tail_bits);
+}
+
+static void test_layout_and_atom_cache(void **state) {
+    (void)state;
+    static const es_term_layout layout = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1};
+    static es_atom_cache cache; /* zeroed: empty */
+    const es_term_ops plain = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
+                               w_map_size, f_map_pairs, f_external, f_fun_info, NULL, NULL};
+    const es_term_ops fast = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
+                              w_map_size, f_map_pairs, f_external, f_fun_info, &layout, &cache};
+    es_redact_set rs;
+    es_redact_cache rcache;
+    memset(&rcache, 0, sizeof rcache);
+    default_rules(&rs, &rcache);
+    es_term ints = WCONS(WI(1), WCONS(WI(-5), WCONS(WI(1000000), WCONS(WI((1ll << 59) - 1), WCONS(WI(-(1ll << 59)), W_NIL)))));
+    es_term atoms = WCONS(WA(0), WCONS(WA(1), WCONS(WA(4), WCONS(WA(0), W_NIL))));
+    es_term mixed = WCONS(WI(7), WCONS(B("bin", 3), WCONS(TUPLE(WA(2), WI(1)), WCONS(WA(3), WI(9))))); /* improper */
+    es_term keyed = MAP(TUPLE(WA(3)), WI(1), WA(0), WCONS(WA(1), W_NIL), WA(2), WI(3));
+    es_term long_list = W_NIL;
+    for (int i = 0; i < 40; i++) long_list = WCONS(i % 2 ? WI(i) : WA(i % 3), long_list);
+    es_term terms[] = {WI(42), W_NIL, WA(0), ints, atoms, mixed, keyed, long_list, TUPLE(WI(1), WA(1), W_NIL, ints)};
+    static const es_codec_limits limits[] = {{8, 32, 256, 4096}, {2, 3, 2, 24}, {1, 1, 0, 0}, {8, 100, 256, 0}};
+    for (int round = 0; round < 2; round++) { /* the second round finds the atoms cached */
+        if (round == 1) w_atom_calls = 0;
+        for (size_t i = 0; i < sizeof terms / sizeof *terms; i++)
+            for (size_t l = 0; l < sizeof limits / sizeof *limits; l++) {
+                es_buf a, b;
+                unsigned fa = 0, fb = 0;
+                es_buf_init(&a, NULL, 0);
+                es_buf_init(&b, NULL, 0);
+                assert_int_equal(es_codec_encode(&plain, NULL, terms[i], &limits[l], &rs, &a, &fa), 0);
+                size_t before = w_atom_calls;
+                assert_int_equal(es_codec_encode(&fast, NULL, terms[i], &limits[l], &rs, &b, &fb), 0);
+                if (round == 1 && i == 4) assert_true(w_atom_calls - before <= 1); /* at most the 40-byte name */
+                assert_int_equal(fa, fb);
+                if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
+                    fail_msg("term %zu, limits %zu, round %d: the fast path wrote other bytes", i, l, round);
+                es_buf_free(&a);
+                es_buf_free(&b);
+            }
+    }
+    /* the marker atom is never served from the cache: a key holding it is still wrapped */
+    for (int round = 0; round < 2; round++) {
+        es_buf b;
+        unsigned fl = 0;
+        es_buf_init(&b, NULL, 0);
+        assert_int_equal(es_codec_encode(&fast, NULL, MAP(WA(3), WI(1)), &BIG, NULL, &b, &fl), 0);
+        assert_int_equal(fl, ES_CODEC_TRUNCATED);
+        assert_non_null(memmem(b.data, b.len, (const uint8_t[]){119, 3, 'k', 'e', 'y', 97, 0}, 7));
+        es_buf_free(&b);
+    }
+    while (w_ncells) free(w_cells[--w_ncells]);
+    free_nodes();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_integers),          cmocka_unit_test(test_floats_atoms_binaries),
@@ -1042,7 +1151,7 @@ int main(void) {
         cmocka_unit_test(test_redaction_rule),    cmocka_unit_test(test_redaction),
         cmocka_unit_test(test_bounded_cost),      cmocka_unit_test(test_big_integers_funs_bitstrings),
         cmocka_unit_test(test_keys_stay_distinct), cmocka_unit_test(test_property_valid_etf),
-        cmocka_unit_test(test_buf_and_append),
+        cmocka_unit_test(test_buf_and_append),    cmocka_unit_test(test_layout_and_atom_cache),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -262,8 +262,8 @@ defmodule ElixirScope.CaptureTest do
     end
 
     test "a full ring drops the newest, counts every drop, and keeps the accounting exact" do
-      # a long flush interval so the writers do not drain while we overfill
-      start_scope!(capture: [buffer_size: 1024, flush_interval: 60_000, fuse: [enabled: false]])
+      # a long flush interval and no back-pressure (producers would drain the ring themselves)
+      start_scope!(capture: [buffer_size: 1024, max_wait_us: 0, flush_interval: 60_000, fuse: [enabled: false]])
       Process.sleep(20)
       for i <- 1..5000, do: InstrumentationRuntime.report_custom(:tick, i)
       stats = ElixirScope.stats()
@@ -302,7 +302,7 @@ defmodule ElixirScope.CaptureTest do
 
     @tag :capture_log
     test "the fuse switches capture off when the ring stays full, and says why" do
-      start_scope!(capture: [buffer_size: 64, flush_interval: 60_000, fuse: [max_full_ms: 50, check_interval: 10]])
+      start_scope!(capture: [buffer_size: 64, max_wait_us: 0, flush_interval: 60_000, fuse: [max_full_ms: 50, check_interval: 10]])
       # let the writers' first (immediate) drain pass; they then sleep for a minute
       Process.sleep(20)
       for i <- 1..200, do: InstrumentationRuntime.report_custom(:tick, i)

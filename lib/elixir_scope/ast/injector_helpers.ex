@@ -28,21 +28,21 @@ defmodule ElixirScope.AST.InjectorHelpers do
     rt = erl_atom(runtime)
     me = erl_atom(__MODULE__)
     switch = erl_atom(ElixirScope.Capture.Switch)
+    # With the default runtime, entries, returns and tail calls go straight to the NIF: one call
+    # per event, no Elixir in between (the injected arguments are always valid, so it never raises).
+    {entry, exit, tail} = hot_calls(runtime)
 
     %{
       # The switch is asked inline: with capture off a call costs one remote call to a constant
       # function; no argument list is built and the runtime is not entered.
       entry: """
       case #{switch}:'on?'(ES@HOLE_mod) of
-        true -> #{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line);
+        true -> #{entry};
         _ -> nil
       end
       """,
-      exit: guarded("#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)"),
-      tail:
-        guarded(
-          "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)"
-        ),
+      exit: guarded(exit),
+      tail: guarded(tail),
       error: "#{me}:reraise(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_reason, ES@HOLE_stack)",
       locals:
         guarded("#{rt}:report_local_variable_snapshot(ES@HOLE_call, ES@HOLE_vars, ES@HOLE_line)"),
@@ -66,6 +66,22 @@ defmodule ElixirScope.AST.InjectorHelpers do
       no_clause: "#{me}:no_clause(#{rt}, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_location)"
     }
     |> Map.new(fn {name, source} -> {name, parse(source)} end)
+  end
+
+  defp hot_calls(InstrumentationRuntime) do
+    nif = erl_atom(ElixirScope.NIF)
+
+    {"#{nif}:emit_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+     "#{nif}:emit_exit(ES@HOLE_call, ES@HOLE_value)",
+     "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})"}
+  end
+
+  defp hot_calls(runtime) do
+    rt = erl_atom(runtime)
+
+    {"#{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+     "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)",
+     "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)"}
   end
 
   defp guarded(report), do: "case ES@HOLE_call of nil -> ok; _ -> #{report} end"

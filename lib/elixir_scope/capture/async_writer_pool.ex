@@ -48,6 +48,10 @@ defmodule ElixirScope.Capture.AsyncWriter do
 
   @impl true
   def init(opts) do
+    # Above the producers: with every scheduler busy running instrumented code, a writer at normal
+    # priority waits behind all of it and the ring overflows (its drain itself runs dirty).
+    Process.flag(:priority, :high)
+
     state = %{
       session: Keyword.fetch!(opts, :session),
       batch_size: Keyword.fetch!(opts, :batch_size),

@@ -128,7 +128,7 @@ defmodule ElixirScope.Capture.SurvivalTest do
   end
 
   test "a blown fuse stays blown across restarts" do
-    start_scope!(capture: [buffer_size: 64, flush_interval: 60_000, fuse: [max_full_ms: 20, check_interval: 10]])
+    start_scope!(capture: [buffer_size: 64, max_wait_us: 0, flush_interval: 60_000, fuse: [max_full_ms: 20, check_interval: 10]])
     Process.sleep(20)
     for i <- 1..200, do: InstrumentationRuntime.report_custom(:tick, i)
     await(fn -> Session.switch_state().fuse != nil end)
