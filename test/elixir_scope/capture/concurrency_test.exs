@@ -43,9 +43,10 @@ defmodule ElixirScope.Capture.ConcurrencyTest do
 
   defp strictly_increasing?(seqs), do: seqs |> Enum.chunk_every(2, 1, :discard) |> Enum.all?(fn [a, b] -> a < b end)
 
+  # lifecycle: false in these tests: the observer's :spawn and :exit events would add to the exact counts
   test "1,000 processes on every scheduler, a small ring and back-pressure: nothing lost, each order exact" do
     assert System.schedulers_online() >= 2
-    start_scope!(capture: [buffer_size: 1024, max_wait_us: 1_000_000, flush_interval: 1, fuse: [enabled: false]])
+    start_scope!(capture: [lifecycle: false, buffer_size: 1024, max_wait_us: 1_000_000, flush_interval: 1, fuse: [enabled: false]])
     pids = run_producers(@procs, @per_proc)
     stats = ElixirScope.stats()
 
@@ -61,7 +62,7 @@ defmodule ElixirScope.Capture.ConcurrencyTest do
   end
 
   test "without back-pressure a full ring drops: every drop counted, the order of what is kept exact" do
-    start_scope!(capture: [buffer_size: 256, max_wait_us: 0, flush_interval: 5, fuse: [enabled: false]])
+    start_scope!(capture: [lifecycle: false, buffer_size: 256, max_wait_us: 0, flush_interval: 5, fuse: [enabled: false]])
     pids = run_producers(@procs, @per_proc)
     stats = ElixirScope.stats()
 
@@ -81,7 +82,7 @@ defmodule ElixirScope.Capture.ConcurrencyTest do
 
   test "a producer that finds the full ring drains it itself when no writer does, and the wait is counted" do
     # the writers sleep for a minute after their first drain
-    start_scope!(capture: [buffer_size: 64, flush_interval: 60_000, fuse: [enabled: false]])
+    start_scope!(capture: [lifecycle: false, buffer_size: 64, flush_interval: 60_000, fuse: [enabled: false]])
     Process.sleep(20)
     for i <- 1..2_000, do: InstrumentationRuntime.report_custom(:tick, i)
     stats = ElixirScope.stats()
