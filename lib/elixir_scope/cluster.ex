@@ -2,8 +2,10 @@ defmodule ElixirScope.Cluster do
   @moduledoc """
   A cluster as one recording. This node (the coordinator) starts capture on a set of connected
   nodes; each records locally into its own ring and store, so no event crosses the network
-  while the program runs. Queries, saves and the cinema then read the nodes' events merged
-  into one causal timeline (`ElixirScope.Cluster.Snapshot`, `ElixirScope.Cluster.Merge`).
+  while the program runs. Event queries that filters narrow run on the nodes themselves and
+  only their matches are merged (`ElixirScope.Cluster.Pushdown`); other queries, saves and the
+  cinema read the nodes' events merged into one causal timeline (`ElixirScope.Cluster.Snapshot`,
+  `ElixirScope.Cluster.Merge`).
 
       ElixirScope.Cluster.start([:"a@127.0.0.1", :"b@127.0.0.1"])   # or :connected
       ElixirScope.Query.events(nodes: :all, kind: :send)              # every recorded node

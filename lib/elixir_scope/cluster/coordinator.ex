@@ -2,7 +2,8 @@ defmodule ElixirScope.Cluster.Coordinator do
   @moduledoc """
   The process behind `ElixirScope.Cluster` on the coordinating node: which nodes record, their
   clock estimates and event counts, what was collected from them, the shared snapshot of
-  `nodes:` queries. It sets nodes up as they join (`:nodeup`, with `:connected`), marks them down
+  `nodes:` queries and the causal corrections the latest snapshot found (which pushed-down
+  queries apply). It sets nodes up as they join (`:nodeup`, with `:connected`), marks them down
   (`:nodedown`, counting what is lost), and hands the slow work — measuring clocks, collecting
   events, taking snapshots — to other processes, so that it always answers (`status/0`, node
   events) within a request, whatever a slow node does.
