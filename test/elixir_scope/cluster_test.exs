@@ -239,7 +239,7 @@ defmodule ElixirScope.ClusterTest do
   end
 
   test "a slow node: the query answers within its timeout, without it, and says so", %{nodes: nodes} do
-    start_cluster(nodes)
+    {:ok, _} = Cluster.start(Map.values(nodes), clock_interval: 60_000, timeout: 800)
     run(nodes, [20])
     # the risk node frozen for 3 s: a busy loop at max priority on each of its schedulers (code
     # evaluated there: this test module is not loaded on the peer)
@@ -256,6 +256,11 @@ defmodule ElixirScope.ClusterTest do
     assert rec.meta.cluster.missing[nodes.risk] == "no answer within the timeout"
     assert rec |> then(&Query.events(source: &1)) |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
     Recording.close(rec)
+    # pushed down: the same, within the cluster's timeout (800 ms)
+    {ms, sends} = :timer.tc(fn -> Query.events(nodes: :all, kind: :send) end)
+    assert div(ms, 1000) < 2_000
+    assert sends |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
+    assert Cluster.coverage(:query).missing[nodes.risk] == "no answer within the timeout"
   end
 
   test "collected events of a node that went down are kept", %{nodes: nodes} do

@@ -2,16 +2,19 @@ defmodule ElixirScope.Cluster.Pushdown do
   @moduledoc """
   A `nodes:` event query answered without a merged snapshot: the filters run on each node over
   `:erpc` (all at once, each within the cluster's timeout), each node returns at most `limit`
-  matching events, already read on the coordinator's clock (its offset, and the causal
-  corrections the latest snapshot of the same nodes found — `ElixirScope.Cluster.Snapshot`),
-  and the coordinator merges them with `ElixirScope.Cluster.Merge` (so that among the events
-  returned a receive never comes before its send, nor a reply before its request) and keeps the
-  first (or last, `order: :desc`) `limit`.
+  matching events in its own time order, already read on the coordinator's clock (its offset,
+  and the causal corrections the latest snapshot of the same nodes found —
+  `ElixirScope.Cluster.Snapshot`); the coordinator merges them by that time
+  (`ElixirScope.Cluster.Merge.order/3`, without pairing messages: among a part of the events,
+  equal messages would pair with the wrong ones) and keeps the first (or last, `order: :desc`)
+  `limit`.
 
   The events are those the snapshot path returns for the same filters, in the same order, with
-  the same timestamps when the snapshot's corrections are known (and those found among the
-  returned events); their ids — and `call_id`, `return_id`, `link`, `correlation_id` — are each
-  node's own, not the merged numbering (which only a merge of every event can give).
+  the same timestamps, as long as that snapshot's corrections are known; their ids — and
+  `call_id`, `return_id`, `link`, `correlation_id` — are each node's own, not the merged
+  numbering (which only a merge of every event can give). Causality: a receive or reply comes
+  after its cause where the known corrections cover it; for events recorded since the latest
+  snapshot the order is the clocks' (right while the offsets are within their error bounds).
 
   Pushed down: `Query.events/1` with `nodes:` and only `pid:` (a pid or `"0.1.0"`), `module:`,
   `function:`, `arity:`, `mfa:`, `kind:`/`kinds:`/`event_type:`, `since:`/`until:`/`window:`,
