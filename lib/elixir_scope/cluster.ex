@@ -2,8 +2,10 @@ defmodule ElixirScope.Cluster do
   @moduledoc """
   A cluster as one recording. This node (the coordinator) starts capture on a set of connected
   nodes; each records locally into its own ring and store, so no event crosses the network
-  while the program runs. Queries, saves and the cinema then read the nodes' events merged
-  into one causal timeline (`ElixirScope.Cluster.Snapshot`, `ElixirScope.Cluster.Merge`).
+  while the program runs. Event queries that filters narrow run on the nodes themselves and
+  only their matches are merged (`ElixirScope.Cluster.Pushdown`); other queries, saves and the
+  cinema read the nodes' events merged into one causal timeline (`ElixirScope.Cluster.Snapshot`,
+  `ElixirScope.Cluster.Merge`).
 
       ElixirScope.Cluster.start([:"a@127.0.0.1", :"b@127.0.0.1"])   # or :connected
       ElixirScope.Query.events(nodes: :all, kind: :send)              # every recorded node
@@ -26,6 +28,7 @@ defmodule ElixirScope.Cluster do
   alias ElixirScope.Recording
 
   @defaults Coordinator.defaults()
+  @not_running "no cluster is recording (start one with ElixirScope.Cluster.start/2, or load a saved cluster recording)"
 
   @typedoc "A node's state: `:recording`, `:down` (it was recording) or `:unavailable` (it never could)."
   @type node_info :: %{state: :recording | :down | :unavailable, reason: String.t() | nil, clock: Clock.estimate() | nil,
@@ -116,7 +119,7 @@ defmodule ElixirScope.Cluster do
   """
   @spec snapshot(keyword()) :: {:ok, Recording.t()} | {:error, String.t()}
   def snapshot(opts \\ []) do
-    with {:ok, plan, timeout} <- plan(opts), do: {:ok, Snapshot.take(plan, Keyword.get(opts, :timeout, timeout))}
+    with {:ok, plan, timeout} <- plan(Keyword.get(opts, :nodes, :all)), do: {:ok, Snapshot.take(plan, Keyword.get(opts, :timeout, timeout))}
   end
 
   @doc """
@@ -137,12 +140,17 @@ defmodule ElixirScope.Cluster do
           other
       end
     else
-      {:error, "no cluster is recording (start one with ElixirScope.Cluster.start/2, or load a saved cluster recording)"}
+      {:error, @not_running}
     end
   end
 
-  @doc "What a recording covers: `%{nodes:, missing: %{node => why}, lost: %{node => n}}` (`nil` for a one-node recording)."
-  @spec coverage(Recording.t() | :live) :: map() | nil
+  @doc """
+  What a recording covers: `%{nodes:, missing: %{node => why}, lost: %{node => n}}` (`nil` for a
+  one-node recording). `coverage(:query)`: what this process's latest `nodes:` query answered by
+  the nodes themselves covered (`ElixirScope.Cluster.Pushdown`; nil before any).
+  """
+  @spec coverage(Recording.t() | :live | :query) :: map() | nil
+  def coverage(:query), do: ElixirScope.Cluster.Pushdown.coverage()
   def coverage(%Recording{meta: %{cluster: c}}) when is_map(c), do: Map.take(c, [:nodes, :missing, :lost])
   def coverage(_source), do: nil
 
@@ -167,9 +175,13 @@ defmodule ElixirScope.Cluster do
 
   defp ms(ns), do: :erlang.float_to_binary(ns / 1_000_000, decimals: 3)
 
-  defp plan(opts) do
-    if running?(),
-      do: GenServer.call(Coordinator, {:plan, Keyword.get(opts, :nodes, :all)}, :infinity),
-      else: {:error, "no cluster is recording (start one with ElixirScope.Cluster.start/2)"}
+  @doc """
+  What a read of `nodes` (`:all` or a list) works from: `{:ok, plan, timeout}` — the nodes, their
+  clock estimates, what was collected, lost or is missing, the known causal corrections
+  (`ElixirScope.Cluster.Snapshot.plan/0`) and the per-node timeout — or `{:error, message}`.
+  """
+  @spec plan(:all | [node()] | node()) :: {:ok, Snapshot.plan(), timeout()} | {:error, String.t()}
+  def plan(nodes) do
+    if running?(), do: GenServer.call(Coordinator, {:plan, nodes}, :infinity), else: {:error, @not_running}
   end
 end

@@ -21,6 +21,7 @@ defmodule ElixirScope.Query do
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Cluster.Pushdown
   alias ElixirScope.Query.{Correlation, Cursor, Filter, Source}
   alias ElixirScope.Storage.EventCorrelator
 
@@ -30,10 +31,18 @@ defmodule ElixirScope.Query do
 
   # ---------------------------------------------------------------- events
 
-  @doc "Events matching `filters` (see `ElixirScope.Query.Filter`), or `{:error, message}`."
+  @doc """
+  Events matching `filters` (see `ElixirScope.Query.Filter`), or `{:error, message}`. With
+  `nodes:` and filters that narrow the query, each node answers them itself
+  (`ElixirScope.Cluster.Pushdown`: each node's own ids); otherwise a merged snapshot is read.
+  """
   @spec events(filters()) :: [Event.t()] | error()
   def events(filters \\ []) do
-    with {:ok, f} <- Filter.normalize(filters), do: fetch(f)
+    pushed = if Pushdown.pushable?(filters), do: Pushdown.events(filters), else: :snapshot
+
+    with :snapshot <- pushed,
+         {:ok, f} <- Filter.normalize(filters),
+         do: fetch(f)
   end
 
   @doc "The event with this id (or nil). Options: `source:`."
@@ -281,7 +290,7 @@ defmodule ElixirScope.Query do
     if win == :bad,
       do: {:error, "timeline: the window must be :all, {since, until} (monotonic ns or DateTime, either may be nil) " <>
                    "or a keyword list, e.g. {nil, ~U[2024-01-01 12:00:00Z]}; got: #{inspect(window)}"},
-      else: merged_timeline(pids, win, opts)
+      else: with({:ok, opts} <- Source.pin(opts), do: merged_timeline(pids, win, opts))
   end
 
   defp merged_timeline(pids, win, opts) do

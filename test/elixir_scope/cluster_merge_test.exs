@@ -61,4 +61,18 @@ defmodule ElixirScope.ClusterMergeTest do
     ret = Enum.find(events, &(&1.kind == :return))
     assert call.return_id == ret.id and ret.call_id == call.id
   end
+
+  test "an event recorded after the fact (a later id, an earlier time) takes its place by its time", %{a: a, b: b} do
+    by_node = %{
+      :"a@127.0.0.1" => [ev(1, 1_000, a, :custom, 1), ev(2, 3_000, a, :custom, 2), ev(3, 2_000, a, :exit, :normal)],
+      :"b@127.0.0.1" => [ev(1, 2_500, b, :custom, 3)]
+    }
+
+    {events, []} = Merge.merge(by_node, %{})
+    assert Enum.map(events, &{&1.kind, &1.ts}) == [{:custom, 1_000}, {:exit, 2_000}, {:custom, 2_500}, {:custom, 3_000}]
+    # without renumbering (what a pushed-down query merges), each event keeps its node's id
+    {tagged, []} = Merge.order(by_node, %{}, false)
+    assert Enum.map(tagged, fn {n, e} -> {n, e.id} end) ==
+             [{:"a@127.0.0.1", 1}, {:"a@127.0.0.1", 3}, {:"b@127.0.0.1", 1}, {:"a@127.0.0.1", 2}]
+  end
 end

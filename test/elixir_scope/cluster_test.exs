@@ -137,6 +137,53 @@ defmodule ElixirScope.ClusterTest do
     end
   end
 
+  # what a pushed-down query must give as the snapshot does: every field but the ids (and the
+  # references to ids), which are each node's own there
+  defp content(events), do: Enum.map(events, &Map.drop(Map.from_struct(&1), [:id, :call_id, :link, :correlation_id, :return_id]))
+
+  test "filters pushed down to the nodes give the snapshot's events, order and clock-corrected times", %{nodes: nodes} do
+    start_cluster(nodes)
+    assert {[3, 6, 9], 1} = run(nodes, [20, 20, 20])
+
+    # the second round with the estimates off by ±50 ms: the snapshot's causal corrections apply
+    for skews <- [%{}, %{ledger: 50_000_000, risk: -50_000_000}] do
+      for {role, ns} <- skews, do: Cluster.put_skew(nodes[role], ns)
+      {:ok, rec} = Cluster.snapshot()
+      on_exit(fn -> Recording.close(rec) end)
+      assert skews == %{} or rec.meta.cluster.corrections != []
+      all = Query.events(source: rec)
+      {mid, late} = {Enum.at(all, div(length(all), 3)).ts, Enum.at(all, div(2 * length(all), 3)).ts}
+      ledger = Enum.find(all, &(node(&1.pid) == nodes.ledger and &1.module == ClusterDemo.Ledger)).pid
+
+      queries = [
+        [kind: :send],
+        [kind: :send, limit: 5],
+        [kind: [:send, :receive], order: :desc, limit: 7],
+        [module: ClusterDemo.Ledger, kind: :call],
+        [mfa: {ClusterDemo.Ledger, :handle_call, 3}],
+        [function: :handle_call, limit: 4],
+        [pid: ledger, limit: 6],
+        [since: mid, until: late],
+        [window: {mid, nil}, kind: :receive, limit: 3],
+        [until: mid, order: :desc, limit: 9]
+      ]
+
+      for q <- queries do
+        Process.delete({ElixirScope.Cluster.Pushdown, :coverage})
+        pushed = Query.events(q ++ [nodes: :all])
+        assert %{missing: missing} = Cluster.coverage(:query), "#{inspect(q)} was not pushed down"
+        assert missing == %{}
+        assert [_ | _] = expected = Query.events(q ++ [source: rec])
+        assert content(pushed) == content(expected), "#{inspect(skews)} #{inspect(q)}\n#{inspect(Enum.map(pushed, &{node(&1.pid), &1.id, &1.kind, &1.ts}))}\n#{inspect(Enum.map(expected, &{node(&1.pid), &1.id, &1.kind, &1.ts}))}"
+      end
+
+      # the ids are the nodes' own
+      [e | _] = Query.events(nodes: :all, pid: ledger, kind: :call, limit: 1)
+      assert %Event{payload: payload, kind: :call} = :erpc.call(nodes.ledger, ElixirScope.Storage.DataAccess, :get_event, [e.id])
+      assert payload == e.payload
+    end
+  end
+
   test "a node killed mid-run: the others' recording is whole, its loss counted", %{nodes: nodes} do
     start_cluster(nodes)
     assert {[3, 6], 1} = run(nodes, [20, 20])
@@ -164,6 +211,10 @@ defmodule ElixirScope.ClusterTest do
     assert rec.meta.cluster.lost[nodes.risk] == counts[nodes.risk]
     assert %{state: :down, lost: lost} = Cluster.status()[nodes.risk]
     assert lost == counts[nodes.risk]
+    # a query the nodes answer themselves: the others' events, the dead node named
+    sends = Query.events(nodes: :all, kind: :send)
+    assert sends |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
+    assert Cluster.coverage(:query).missing[nodes.risk] =~ "disconnected (down or cut off)"
     Recording.close(rec)
   end
 
@@ -188,7 +239,7 @@ defmodule ElixirScope.ClusterTest do
   end
 
   test "a slow node: the query answers within its timeout, without it, and says so", %{nodes: nodes} do
-    start_cluster(nodes)
+    {:ok, _} = Cluster.start(Map.values(nodes), clock_interval: 60_000, timeout: 800)
     run(nodes, [20])
     # the risk node frozen for 3 s: a busy loop at max priority on each of its schedulers (code
     # evaluated there: this test module is not loaded on the peer)
@@ -205,6 +256,11 @@ defmodule ElixirScope.ClusterTest do
     assert rec.meta.cluster.missing[nodes.risk] == "no answer within the timeout"
     assert rec |> then(&Query.events(source: &1)) |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
     Recording.close(rec)
+    # pushed down: the same, within the cluster's timeout (800 ms)
+    {ms, sends} = :timer.tc(fn -> Query.events(nodes: :all, kind: :send) end)
+    assert div(ms, 1000) < 2_000
+    assert sends |> Enum.map(&node(&1.pid)) |> Enum.uniq() |> Enum.sort() == Enum.sort([nodes.ledger, nodes.caller])
+    assert Cluster.coverage(:query).missing[nodes.risk] == "no answer within the timeout"
   end
 
   test "collected events of a node that went down are kept", %{nodes: nodes} do

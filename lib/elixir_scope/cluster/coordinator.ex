@@ -2,7 +2,8 @@ defmodule ElixirScope.Cluster.Coordinator do
   @moduledoc """
   The process behind `ElixirScope.Cluster` on the coordinating node: which nodes record, their
   clock estimates and event counts, what was collected from them, the shared snapshot of
-  `nodes:` queries. It sets nodes up as they join (`:nodeup`, with `:connected`), marks them down
+  `nodes:` queries and the causal corrections the latest snapshot found (which pushed-down
+  queries apply). It sets nodes up as they join (`:nodeup`, with `:connected`), marks them down
   (`:nodedown`, counting what is lost), and hands the slow work — measuring clocks, collecting
   events, taking snapshots — to other processes, so that it always answers (`status/0`, node
   events) within a request, whatever a slow node does.
@@ -28,7 +29,7 @@ defmodule ElixirScope.Cluster.Coordinator do
   def init(opts) do
     opts = Keyword.merge(@defaults, opts)
     :ok = :net_kernel.monitor_nodes(true)
-    state = %{opts: opts, members: %{}, collected: %{}, skew: %{}, snapshots: %{}, measuring: nil, waiting: [], queued: [], collecting: false}
+    state = %{opts: opts, members: %{}, collected: %{}, skew: %{}, snapshots: %{}, shifts: %{}, measuring: nil, waiting: [], queued: [], collecting: false}
     {:ok, state, {:continue, :setup}}
   end
 
@@ -71,6 +72,8 @@ defmodule ElixirScope.Cluster.Coordinator do
   end
 
   @impl true
+  def handle_cast({:shifts, nodes, shifts}, state), do: {:noreply, put_in(state.shifts[Enum.sort(nodes)], shifts)}
+
   def handle_cast({:snapshot, nodes, rec}, state) do
     with {old, _} <- Map.get(state.snapshots, nodes), do: Process.send_after(self(), {:close, old}, @close_after)
     {:noreply, put_in(state.snapshots[nodes], {rec, System.monotonic_time(:millisecond)})}
@@ -162,9 +165,10 @@ defmodule ElixirScope.Cluster.Coordinator do
         case state.members[n] do
           # the same VM back after a netsplit: nothing was lost, what was collected stays
           %{vm: ^vm} = old -> put_in(state.members[n], %{old | state: :recording, reason: nil, clock: clock, lost: 0})
-          # a new VM (its ids start again): what was collected from the old one goes
+          # a new VM (its ids start again): what was collected from the old one goes, and the
+          # corrections found on the old one's ids
           _ -> %{put_in(state.members[n], %{state: :recording, reason: nil, clock: clock, last_id: 0, lost: 0, vm: vm}) |
-                   collected: Map.delete(state.collected, n)}
+                   collected: Map.delete(state.collected, n), shifts: Map.reject(state.shifts, fn {ns, _} -> n in ns end)}
         end
 
       {:ok, error} ->
@@ -245,7 +249,7 @@ defmodule ElixirScope.Cluster.Coordinator do
         clocks = for n <- wanted, %{clock: %{} = c} <- [state.members[n]], into: %{}, do: {n, c}
         lost = for n <- wanted, %{lost: l} when l > 0 <- [state.members[n]], into: %{}, do: {n, l}
         {:ok, %{nodes: Enum.sort(wanted), clocks: clocks, collected: Map.take(state.collected, wanted), lost: lost,
-                missing: missing, skew: state.skew}}
+                missing: missing, skew: state.skew, shifts: Map.get(state.shifts, Enum.sort(wanted), %{})}}
 
       unknown ->
         {:error, "not recorded by this cluster: #{Enum.map_join(unknown, ", ", &inspect/1)} (recorded: #{Enum.map_join(known, ", ", &inspect/1)})"}

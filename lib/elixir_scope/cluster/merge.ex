@@ -9,7 +9,9 @@ defmodule ElixirScope.Cluster.Merge do
      FIFO with the first receive of an equal message on that node (Erlang keeps each
      sender/receiver pair in order); for a `GenServer.call`, the server's return also precedes
      the caller's next event.
-  3. The nodes' events are merged in time order, each node's own order kept. When a receive
+  3. The nodes' events are merged in time order, each node's own time order kept (its ids break
+     ties: an event recorded after the fact, such as a process exit found by the lifecycle scan,
+     has a later id than its time and takes its place by its time). When a receive
      would come before its send (the offsets disagree by more than their error), it is moved to
      just after the send and every later event of its node keeps that shift: a Lamport-style
      correction, listed in `corrections` (node, the first merged id it applies to, the shift).
@@ -20,8 +22,11 @@ defmodule ElixirScope.Cluster.Merge do
 
   alias ElixirScope.Event
 
-  @typedoc "A Lamport-style shift: from merged id `from_id` on, `node`'s events are `shift_ns` later than its clock says."
-  @type correction :: %{node: node(), from_id: pos_integer(), shift_ns: pos_integer()}
+  @typedoc """
+  A Lamport-style shift: from merged id `from_id` on (on the node itself: from its event at
+  `{ts, id}` = `local` on, in time order), `node`'s events are `shift_ns` later than its clock says.
+  """
+  @type correction :: %{node: node(), from_id: pos_integer(), local: {integer(), pos_integer()}, shift_ns: pos_integer()}
 
   @doc """
   Merges `%{node => events}` with `%{node => offset_ns}`: `{events, corrections}` (events in
@@ -29,22 +34,34 @@ defmodule ElixirScope.Cluster.Merge do
   """
   @spec merge(%{node() => [Event.t()]}, %{node() => integer()}) :: {[Event.t()], [correction()]}
   def merge(by_node, offsets) do
-    queues = Map.new(by_node, fn {n, evs} -> {n, evs |> in_id_order() |> List.to_tuple()} end)
+    {tagged, corrections} = order(by_node, offsets)
+    {renumber(tagged), corrections}
+  end
+
+  @doc """
+  Steps 1–3 without the renumbering: `{[{node, event}], corrections}` in merged order, each event
+  keeping its node's own id (the references then name events of that node, as there). With
+  `causal?` false, step 2 is left out: the order is the clocks' alone (for a part of the events,
+  where pairing equal messages first-in first-out would pair the wrong ones).
+  """
+  @spec order(%{node() => [Event.t()]}, %{node() => integer()}, boolean()) :: {[{node(), Event.t()}], [correction()]}
+  def order(by_node, offsets, causal? \\ true) do
+    queues = Map.new(by_node, fn {n, evs} -> {n, evs |> in_time_order() |> List.to_tuple()} end)
     nodes = queues |> Map.keys() |> Enum.sort()
     # a node's events are read at `ts + shift`: the shift starts as minus its offset (onto this
     # node's clock) and grows with each causal correction
     base = Map.new(nodes, &{&1, -Map.get(offsets, &1, 0)})
-    preds = causal_preds(queues, base)
+    preds = if causal?, do: causal_preds(queues, base), else: %{}
     needed = preds |> Map.values() |> MapSet.new()
     state = %{pos: Map.new(nodes, &{&1, 0}), shift: base, base: base, done: %{}, out: [], corrections: [], next: 1}
     final = run(nodes, queues, preds, needed, state)
-    {renumber(Enum.reverse(final.out)), Enum.reverse(final.corrections)}
+    {Enum.reverse(final.out), Enum.reverse(final.corrections)}
   end
 
-  # a store answers in id order already: sorting is for events from elsewhere
-  defp in_id_order(evs) do
-    sorted? = evs |> Enum.chunk_every(2, 1, :discard) |> Enum.all?(fn [a, b] -> a.id < b.id end)
-    if sorted?, do: evs, else: Enum.sort_by(evs, & &1.id)
+  # a node's events mostly come in time order already (by id): sorting is for those recorded after the fact
+  defp in_time_order(evs) do
+    sorted? = evs |> Enum.chunk_every(2, 1, :discard) |> Enum.all?(fn [a, b] -> {a.ts, a.id} < {b.ts, b.id} end)
+    if sorted?, do: evs, else: Enum.sort_by(evs, &{&1.ts, &1.id})
   end
 
   # -- causal predecessors: %{{node, local_id} => {node, local_id}} (the first must come after the second)
@@ -177,7 +194,7 @@ defmodule ElixirScope.Cluster.Merge do
          pred_at = (pred = Map.get(preds, {n, e.id})) && Map.get(state.done, pred, :waiting),
          true <- first? or pred_at != :waiting do
       at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
-      state = if at_ok > at, do: correct(state, n, at_ok - at), else: state
+      state = if at_ok > at, do: correct(state, n, {e.ts, e.id}, at_ok - at), else: state
       done = if MapSet.member?(needed, {n, e.id}), do: Map.put(state.done, {n, e.id}, at_ok), else: state.done
       state = %{state | pos: Map.put(state.pos, n, i + 1), done: done, out: [{n, %{e | ts: max(at_ok, 0)}} | state.out], next: state.next + 1}
       emit(n, q, preds, needed, limit, false, state)
@@ -186,9 +203,10 @@ defmodule ElixirScope.Cluster.Merge do
     end
   end
 
-  defp correct(state, n, by) do
+  defp correct(state, n, local, by) do
     shift = state.shift[n] + by
-    %{state | shift: Map.put(state.shift, n, shift), corrections: [%{node: n, from_id: state.next, shift_ns: shift - state.base[n]} | state.corrections]}
+    correction = %{node: n, from_id: state.next, local: local, shift_ns: shift - state.base[n]}
+    %{state | shift: Map.put(state.shift, n, shift), corrections: [correction | state.corrections]}
   end
 
   # -- one id space: ids 1..N in merged order, references within a node follow

@@ -10,7 +10,7 @@ defmodule ElixirScope.Cluster.Snapshot do
 
   alias ElixirScope.{Event, Recording}
   alias ElixirScope.Capture.Ingestor
-  alias ElixirScope.Cluster.{Clock, Member, Merge}
+  alias ElixirScope.Cluster.{Clock, Coordinator, Member, Merge}
 
   @page 50_000
 
@@ -24,15 +24,24 @@ defmodule ElixirScope.Cluster.Snapshot do
           collected: %{node() => {non_neg_integer(), [Event.t()]}},
           lost: %{node() => non_neg_integer()},
           missing: %{node() => String.t()},
-          skew: %{node() => integer()}
+          skew: %{node() => integer()},
+          shifts: shifts()
         }
+
+  @typedoc """
+  The causal corrections a merge of these nodes found, on each node's own events: `[{{ts, id},
+  shift_ns}]` in time order — from that event on (in time order), the node's events are
+  `shift_ns` later than its clock (and offset) say. What `ElixirScope.Cluster.Pushdown` applies
+  without merging again.
+  """
+  @type shifts :: %{node() => [{{integer(), pos_integer()}, pos_integer()}]}
 
   @doc "Fetches, merges and indexes: a recording (in memory) whose `meta.cluster` describes it. `timeout` in ms."
   @spec take(plan(), timeout()) :: Recording.t()
   def take(plan, timeout) do
     deadline = System.monotonic_time(:millisecond) + timeout
     answering = plan.nodes -- Map.keys(plan.missing)
-    fetched = fetch_all(answering, plan.collected, deadline)
+    fetched = each_node(answering, deadline, &fetch(&1, elem(Map.get(plan.collected, &1, {0, []}), 0), deadline, []))
 
     # what was collected before a node stopped answering stays; the rest is missing
     kept = Map.new(plan.nodes, fn n -> {n, elem(Map.get(plan.collected, n, {0, []}), 1)} end)
@@ -48,6 +57,7 @@ defmodule ElixirScope.Cluster.Snapshot do
     missing = Map.new(missing, fn {n, why} -> {n, why <> after_collected(Map.get(plan.collected, n, {0, []}))} end)
     offsets = Map.new(plan.nodes, &{&1, offset(plan, &1)})
     {merged, corrections} = Merge.merge(events, offsets)
+    remember_shifts(plan.nodes, corrections)
 
     cluster = %{
       coordinator: node(),
@@ -55,14 +65,21 @@ defmodule ElixirScope.Cluster.Snapshot do
       offsets: Map.new(plan.clocks, fn {n, c} -> {n, %{offset_ns: offset(plan, n), error_ns: c.error_ns}} end),
       missing: missing,
       lost: plan.lost,
-      corrections: corrections
+      corrections: Enum.map(corrections, &Map.delete(&1, :local))
     }
 
     Recording.from_events(merged, %{node: node(), clock: clock(merged), names: names(answering, deadline), cluster: cluster})
   end
 
-  # the estimate plus the test hook's injected skew (a wrong estimate, on purpose)
-  defp offset(plan, n), do: Map.get(Map.get(plan.clocks, n, %{}), :offset_ns, 0) + Map.get(plan.skew, n, 0)
+  # the coordinator keeps them for the pushed-down queries over the same nodes
+  defp remember_shifts(nodes, corrections) do
+    shifts = Enum.group_by(corrections, & &1.node, &{&1.local, &1.shift_ns})
+    if Process.whereis(Coordinator), do: GenServer.cast(Coordinator, {:shifts, nodes, shifts})
+  end
+
+  @doc "`node`'s clock offset in `plan`: the estimate plus the test hook's injected skew (a wrong estimate, on purpose)."
+  @spec offset(plan(), node()) :: integer()
+  def offset(plan, n), do: Map.get(Map.get(plan.clocks, n, %{}), :offset_ns, 0) + Map.get(plan.skew, n, 0)
 
   defp after_collected({0, _}), do: ""
   defp after_collected({last, _}), do: "; its events up to its id #{last} were collected before and are kept"
@@ -86,9 +103,14 @@ defmodule ElixirScope.Cluster.Snapshot do
     end)
   end
 
-  # every node at once; each task pages until its node has nothing newer or the deadline passes
-  defp fetch_all(nodes, collected, deadline) do
-    tasks = for n <- nodes, do: {n, Task.async(fn -> fetch(n, elem(Map.get(collected, n, {0, []}), 0), deadline, []) end)}
+  @doc """
+  Runs `fun.(node)` for every node at once, each within `deadline` (monotonic ms):
+  `%{node => {:ok, value} | {:error, why}}` (`fun` answers so too); a node still running at the
+  deadline is given up.
+  """
+  @spec each_node([node()], integer(), (node() -> {:ok, term()} | {:error, String.t()})) :: %{node() => {:ok, term()} | {:error, String.t()}}
+  def each_node(nodes, deadline, fun) do
+    tasks = for n <- nodes, do: {n, Task.async(fn -> fun.(n) end)}
     wait = max(deadline - System.monotonic_time(:millisecond), 0) + 100
 
     Map.new(tasks, fn {n, task} ->

@@ -7,6 +7,7 @@ defmodule ElixirScope.Query.Logpoint do
   """
 
   alias ElixirScope.{Event, Query}
+  alias ElixirScope.Query.Source
 
   @target_examples ~s(expected a function such as MyMod.fun/2, {MyMod, :fun, 2}, {MyMod, :fun}, &MyMod.fun/2 or "MyMod.fun/2")
 
@@ -24,6 +25,8 @@ defmodule ElixirScope.Query.Logpoint do
 
   def run(target, fun, opts) when is_function(fun, 1) do
     with {:ok, mfa} <- target_filter(target),
+         # the hits' calls and their events must come from one numbering
+         {:ok, opts} <- Source.pin(opts),
          calls when is_list(calls) <- Query.events(mfa ++ [kind: :call, limit: Keyword.get(opts, :limit, 10_000)] ++
                                                 Keyword.take(opts, [:source, :nodes, :pid, :since, :until, :window])) do
       source = Keyword.take(opts, [:source, :nodes])

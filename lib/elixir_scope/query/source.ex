@@ -51,6 +51,18 @@ defmodule ElixirScope.Query.Source do
     end
   end
 
+  @doc """
+  `opts` with `nodes:` replaced by the merged snapshot it names (`source:`): for work made of
+  several queries whose ids must name the same events (a pushed-down query answers with each
+  node's own ids). `{:ok, opts}` or `{:error, message}`.
+  """
+  @spec pin(keyword()) :: {:ok, keyword()} | {:error, String.t()}
+  def pin(opts) do
+    if opts[:nodes], do: {:ok, opts |> Keyword.delete(:nodes) |> Keyword.put(:source, from_opts(opts))}, else: {:ok, opts}
+  catch
+    {:query_error, message} -> {:error, message}
+  end
+
   @doc "Events matching normalised store filters, in the requested order."
   @spec events(t(), map()) :: [Event.t()] | {:error, String.t()}
   def events(:live, filters), do: DataAccess.get_events(Map.to_list(filters))
