@@ -2,7 +2,7 @@
  * send_after, GenServer/:gen_server/:gen_statem/:gen_event call, cast, reply and notify) records a
  * :send with its destination and message just before it is made, and every receive records the
  * message its clause took, which clause, and when it started waiting (or that its after ran).
- * (How long a receive waited is not recorded: see wrap_receive.) Messages are never changed: the arguments are evaluated once, into fresh variables, recorded,
+ * (How long a receive waited is recorded when the receive cannot raise by itself: see wrap_receive.) Messages are never changed: the arguments are evaluated once, into fresh variables, recorded,
  * and then passed to the very call the program made, so the call, its stack trace and its tail
  * position are as before. Calls cannot appear in patterns, and none of these is a guard BIF, so
  * the walk may enter every sub-term; it enters funs too (a send inside Enum.each's fun is still a
@@ -106,15 +106,26 @@ static const T *prepend(fx *x, const T *first, const T *body) {
     return nb;
 }
 
-/* receive P = ES@msg -> report, Body ... end. When the receive started waiting is not read:
- * any call made before the receive would change the line an exception of the receive itself
- * (a bad after timeout) reports. */
+/* A receive that cannot raise by itself: no after, or an after whose timeout is a literal
+ * non-negative integer or 'infinity'. */
+static int timeout_cannot_fail(const T *r) {
+    if (r->n != 5) return 1;
+    const T *t = r->u.items[3];
+    if (fx_tag_is(t, "integer") && t->n == 3) return t->u.items[2]->kind == ES_ETF_INT && t->u.items[2]->u.i >= 0;
+    return fx_tag_is(t, "atom") && t->n == 3 && es_etf_is_atom(t->u.items[2], "infinity");
+}
+
+/* ES@since = <now, when recording>, receive P = ES@msg -> report, Body ... end. The time is read
+ * only before a receive that cannot raise by itself: before one with a computed timeout, a call
+ * would change the line that the receive's own exception (a bad timeout) reports, so its wait is
+ * not recorded (since = nil). */
 static const T *wrap_receive(mwalk *w, const T *r, int depth) {
     fx *x = w->x;
     int64_t line = fx_line_of(r);
     if (line <= 0) line = x->clause_line;
     const T *anno = fx_anno(x, line);
-    const T *since = fx_atom_node(x, anno, "nil");
+    int timed = timeout_cannot_fail(r);
+    const T *since = timed ? fx_var_n(x, anno, "ES@since", ++x->counter) : fx_atom_node(x, anno, "nil");
     const T *clauses = r->u.items[2];
     if (!since) return NULL;
     if (clauses->kind != ES_ETF_LIST && clauses->kind != ES_ETF_NIL) return r;
@@ -145,7 +156,13 @@ static const T *wrap_receive(mwalk *w, const T *r, int depth) {
     } else {
         nr = es_etf_tuple_of(x->a, 3, r->u.items[0], r->u.items[1], ncl);
     }
-    return nr;
+    if (!timed) return nr;
+    const char *names[1] = {"call"};
+    const T *vals[1] = {w->call_var};
+    const T *start = fx_fill(x, x->tpl.receive_start, anno, 1, names, vals);
+    const T *bind = start ? fx_match(x, anno, since, start) : NULL;
+    if (!nr || !bind) return NULL;
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)fx_terms(x, (const T *[]){bind, nr}, 2));
 }
 
 /* a list literal is a chain of cons cells as deep as it is long: walked in a loop */

@@ -183,6 +183,21 @@ defmodule ElixirScope.MessagesTest do
     assert %{clause: :after} = Event.receive_info(r)
   end
 
+  test "a receive records how long it waited, unless its timeout is computed (a call before it would change its error's line)",
+       %{inst: m} do
+    30 = m.late(30)
+    :timed_out = m.timeout_literal()
+    :timed_out = m.timeout(1)
+    receives = Enum.filter(recorded(), &(&1.kind == :receive))
+    assert [late] = Enum.filter(receives, &match?({:late, _}, Event.message(&1)))
+    assert %{clause: 1, waited_us: w} = Event.receive_info(late)
+    assert is_integer(w) and w >= 25_000
+    assert [literal, computed] = Enum.filter(receives, &(Event.receive_info(&1).clause == :after))
+    assert %{waited_us: lw} = Event.receive_info(literal)
+    assert is_integer(lw) and lw >= 15_000
+    assert Event.receive_info(computed).waited_us == nil
+  end
+
   test "a call no clause matches is recorded with its arguments; the error is the plain one", %{inst: m, plain: p} do
     run = fn mod ->
       try do

@@ -136,6 +136,7 @@ defmodule ElixirScope.IEx.Format do
   @spec receive_note(Event.t()) :: String.t()
   def receive_note(e) do
     case Event.receive_info(e) do
+      %{clause: :after, waited_us: w} when is_integer(w) -> " (after: timed out, waited #{w} µs)"
       %{clause: :after} -> " (after: timed out)"
       %{clause: c, waited_us: w} when is_integer(c) and is_integer(w) -> " (clause #{c}, waited #{w} µs)"
       %{clause: c} when is_integer(c) -> " (clause #{c})"
