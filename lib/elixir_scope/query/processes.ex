@@ -202,8 +202,9 @@ defmodule ElixirScope.Query.Processes do
 
   defp crash(%{exceptions: false}, _source), do: nil
 
+  # the exception that escaped says what and where; the exit, observed later, only why it ended
   defp crash(%{pid: pid}, source) do
-    abnormal_exit(pid, source) || escaped(pid, source)
+    escaped(pid, source) || abnormal_exit(pid, source)
   end
 
   defp abnormal_exit(pid, source) do
