@@ -16,9 +16,9 @@ defmodule ElixirScope.Event do
   `parent`, `initial_call`, `via`: `:spawn`, `:node` or `:task`), or on the parent's behalf by the
   session's lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`), where `info`
   has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`, `initial_call`,
-  `name`, `links`, `monitors`; `announcing_spawns/1` picks the one that announces each child; `:exit` the reason (recorded on the process's behalf
-  by the observer: function `:down`, or `:gone` with reason nil when the process had ended before it
-  was seen), `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read these forms.
+  `name`, `links`, `monitors`; `announcing_spawns/1` picks the one that announces each child;
+  `:exit` the reason (recorded on the process's behalf by the observer: function `:down`, or
+  `:gone` with reason nil when the process had ended before it was seen), `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read these forms.
   Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
   """
 
