@@ -22,7 +22,7 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {
     const T *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
-    const T *send, *receive, *receive_start, *no_clause;
+    const T *send, *receive, *receive_start, *no_clause, *spawn;
 } fx_templates;
 
 /* What one function gets. */
@@ -111,7 +111,7 @@ typedef struct fx_sites {
 const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *sites);
 
 /* ---- forms_messages.c ---- */
-/* Records the sends and receives in body (see forms_messages.c). */
+/* Records the sends, receives and spawns in body (see forms_messages.c). */
 const T *fx_messages(fx *x, const T *body, const T *call_var);
 /* The :receive of a message taken by an OTP callback (handle_call/cast/info). */
 const T *fx_callback_receive(fx *x, const T *anno, int64_t line, const T *call_var, const T *kind, const T *msg);

@@ -1,4 +1,4 @@
-/* The forms transformer, messages: every send in an instrumented body (Kernel.send, Process.send,
+/* The forms transformer, messages and spawns: every send in an instrumented body (Kernel.send, Process.send,
  * send_after, GenServer/:gen_server/:gen_statem/:gen_event call, cast, reply and notify) records a
  * :send with its destination and message just before it is made, and every receive records the
  * message its clause took, which clause, and when it started waiting (or that its after ran).
@@ -6,7 +6,14 @@
  * and then passed to the very call the program made, so the call, its stack trace and its tail
  * position are as before. Calls cannot appear in patterns, and none of these is a guard BIF, so
  * the walk may enter every sub-term; it enters funs too (a send inside Enum.each's fun is still a
- * send of this call; the fun captures the call id). */
+ * send of this call; the fun captures the call id).
+ * Every spawn (spawn*, Process.spawn, Node.spawn*, Task.async/start/start_link, Task.Supervisor
+ * async/async_nolink/start_child) records a :spawn in the parent just after it returns: the call's
+ * result is bound to a fresh variable, reported, and is the block's value. Such a call in tail
+ * position becomes a value (the frame returns the child instead of ending by a tail call): these
+ * functions return at once, so this costs one frame, never a loop. Task.async_stream's workers
+ * are spawned later inside Task's code: the call is not a spawn here (the lifecycle observer
+ * sees the workers, and their $callers). */
 #include <string.h>
 
 #include "forms_internal.h"
@@ -45,16 +52,61 @@ static const msg_call MESSAGE_CALLS[] = {
     {NULL, NULL, 0, NULL, 0, 0},
 };
 
-static const msg_call *message_call(const T *e) {
-    if (!fx_tag_is(e, "call") || e->n != 4) return NULL;
+/* The spawning functions: {module, function, lowest arity, highest arity, via}. */
+typedef struct spawn_call {
+    const char *module, *function;
+    uint32_t min_arity, max_arity;
+    const char *via; /* what the :spawn records: spawn, node, task */
+} spawn_call;
+
+static const spawn_call SPAWN_CALLS[] = {
+    {"erlang", "spawn", 1, 4, "spawn"},
+    {"erlang", "spawn_link", 1, 4, "spawn"},
+    {"erlang", "spawn_monitor", 1, 4, "spawn"},
+    {"erlang", "spawn_opt", 2, 5, "spawn"},
+    {"Elixir.Process", "spawn", 2, 4, "spawn"},
+    {"Elixir.Node", "spawn", 2, 5, "node"},
+    {"Elixir.Node", "spawn_link", 2, 4, "node"},
+    {"Elixir.Node", "spawn_monitor", 2, 4, "node"},
+    {"Elixir.Task", "async", 1, 3, "task"},
+    {"Elixir.Task", "start", 1, 3, "task"},
+    {"Elixir.Task", "start_link", 1, 3, "task"},
+    {"Elixir.Task.Supervisor", "async", 2, 5, "task"},
+    {"Elixir.Task.Supervisor", "async_nolink", 2, 5, "task"},
+    {"Elixir.Task.Supervisor", "start_child", 2, 5, "task"},
+    {NULL, NULL, 0, 0, NULL},
+};
+
+/* the module and function atoms and the arity of a remote call to constant names */
+static int remote_call(const T *e, const T **m, const T **f, uint32_t *arity) {
+    if (!fx_tag_is(e, "call") || e->n != 4) return 0;
     const T *fn = e->u.items[2], *args = e->u.items[3];
     if (!fx_tag_is(fn, "remote") || fn->n != 4 || !fx_tag_is(fn->u.items[2], "atom") ||
         !fx_tag_is(fn->u.items[3], "atom") || !es_etf_is_proper_list(args))
-        return NULL;
-    const T *m = fn->u.items[2]->u.items[2], *f = fn->u.items[3]->u.items[2];
-    uint32_t arity = es_etf_list_len(args);
+        return 0;
+    *m = fn->u.items[2]->u.items[2];
+    *f = fn->u.items[3]->u.items[2];
+    *arity = es_etf_list_len(args);
+    return 1;
+}
+
+static const msg_call *message_call(const T *e) {
+    const T *m, *f;
+    uint32_t arity;
+    if (!remote_call(e, &m, &f, &arity)) return NULL;
     for (const msg_call *c = MESSAGE_CALLS; c->module; c++)
         if (c->arity == arity && es_etf_is_atom(m, c->module) && es_etf_is_atom(f, c->function)) return c;
+    return NULL;
+}
+
+static const spawn_call *spawning_call(const T *e) {
+    const T *m, *f;
+    uint32_t arity;
+    if (!remote_call(e, &m, &f, &arity)) return NULL;
+    for (const spawn_call *c = SPAWN_CALLS; c->module; c++)
+        if (arity >= c->min_arity && arity <= c->max_arity && es_etf_is_atom(m, c->module) &&
+            es_etf_is_atom(f, c->function))
+            return c;
     return NULL;
 }
 
@@ -65,30 +117,72 @@ typedef struct mwalk {
 
 static const T *walk(mwalk *w, const T *t, int depth);
 
+static int64_t call_line(const fx *x, const T *call) {
+    int64_t line = fx_line_of(call);
+    return line > 0 ? line : x->clause_line;
+}
+
+/* A call being wrapped in a block: its line, the block's statements (the first n bind its
+ * arguments, walked, to fresh variables; `extra` more slots follow) and the call on them. */
+typedef struct wrapped {
+    int64_t line;
+    const T *anno, **stmts, *call;
+    T *args; /* the variables */
+    uint32_t n;
+} wrapped;
+
+static int wrap_args(mwalk *w, const T *call, uint32_t extra, wrapped *o, int depth) {
+    fx *x = w->x;
+    const T *args = call->u.items[3];
+    o->n = args->n;
+    o->line = call_line(x, call);
+    o->anno = fx_anno(x, o->line);
+    o->stmts = es_arena_alloc(x->a, sizeof(T *) * (o->n + extra));
+    o->args = es_etf_list(x->a, o->n);
+    if (!o->stmts || !o->args) return -1;
+    for (uint32_t i = 0; i < o->n; i++) {
+        const T *arg = walk(w, args->u.items[i], depth + 1);
+        const T *v = fx_var_n(x, o->anno, "ES@sent", ++x->counter);
+        if (!arg || !v) return -1;
+        o->stmts[i] = fx_match(x, o->anno, v, arg);
+        o->args->u.items[i] = (T *)v;
+    }
+    o->call = es_etf_tuple_of(x->a, 4, call->u.items[0], call->u.items[1], call->u.items[2], o->args);
+    return o->call ? 0 : -1;
+}
+
+static const T *block(fx *x, const wrapped *o, uint32_t n) {
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)o->anno, (T *)fx_terms(x, o->stmts, n));
+}
+
 /* begin Arg_i = ..., report, Call(Args) end */
 static const T *wrap_send(mwalk *w, const T *call, const msg_call *mc, int depth) {
     fx *x = w->x;
-    const T *args = call->u.items[3];
-    uint32_t n = args->n;
-    int64_t line = fx_line_of(call);
-    if (line <= 0) line = x->clause_line;
-    const T *anno = fx_anno(x, line);
-    const T **stmts = es_arena_alloc(x->a, sizeof(T *) * (n + 2));
-    T *new_args = es_etf_list(x->a, n);
-    if (!stmts || !new_args) return NULL;
-    for (uint32_t i = 0; i < n; i++) {
-        const T *arg = walk(w, args->u.items[i], depth + 1);
-        const T *v = fx_var_n(x, anno, "ES@sent", ++x->counter);
-        if (!arg || !v) return NULL;
-        stmts[i] = fx_match(x, anno, v, arg);
-        new_args->u.items[i] = (T *)v;
-    }
+    wrapped o;
+    if (wrap_args(w, call, 2, &o, depth) < 0) return NULL;
     const char *names[5] = {"call", "kind", "dest", "msg", "line"};
-    const T *vals[5] = {w->call_var, fx_atom_node(x, anno, mc->kind), new_args->u.items[mc->dest - 1],
-                        new_args->u.items[mc->msg - 1], fx_int(x, anno, line)};
-    stmts[n] = fx_fill(x, x->tpl.send, anno, 5, names, vals);
-    stmts[n + 1] = es_etf_tuple_of(x->a, 4, call->u.items[0], call->u.items[1], call->u.items[2], new_args);
-    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)fx_terms(x, stmts, n + 2));
+    const T *vals[5] = {w->call_var, fx_atom_node(x, o.anno, mc->kind), o.args->u.items[mc->dest - 1],
+                        o.args->u.items[mc->msg - 1], fx_int(x, o.anno, o.line)};
+    o.stmts[o.n] = fx_fill(x, x->tpl.send, o.anno, 5, names, vals);
+    o.stmts[o.n + 1] = o.call;
+    return block(x, &o, o.n + 2);
+}
+
+/* begin Arg_i = ..., ES@spawned = Call(Args), report, ES@spawned end */
+static const T *wrap_spawn(mwalk *w, const T *call, const spawn_call *sc, int depth) {
+    fx *x = w->x;
+    wrapped o;
+    if (wrap_args(w, call, 3, &o, depth) < 0) return NULL;
+    const T *result = fx_var_n(x, o.anno, "ES@spawned", ++x->counter);
+    if (!result) return NULL;
+    const char *names[5] = {"call", "via", "args", "result", "line"};
+    const T *vals[5] = {w->call_var, fx_atom_node(x, o.anno, sc->via),
+                        fx_list_expr(x, o.anno, o.n, (const T *const *)o.args->u.items), result,
+                        fx_int(x, o.anno, o.line)};
+    o.stmts[o.n] = fx_match(x, o.anno, result, o.call);
+    o.stmts[o.n + 1] = fx_fill(x, x->tpl.spawn, o.anno, 5, names, vals);
+    o.stmts[o.n + 2] = result;
+    return block(x, &o, o.n + 3);
 }
 
 static const T *receive_report(mwalk *w, const T *anno, int64_t line, const T *msg, const T *clause, const T *t0) {
@@ -121,8 +215,7 @@ static int timeout_cannot_fail(const T *r) {
  * not recorded (since = nil). */
 static const T *wrap_receive(mwalk *w, const T *r, int depth) {
     fx *x = w->x;
-    int64_t line = fx_line_of(r);
-    if (line <= 0) line = x->clause_line;
+    int64_t line = call_line(x, r);
     const T *anno = fx_anno(x, line);
     int timed = timeout_cannot_fail(r);
     const T *since = timed ? fx_var_n(x, anno, "ES@since", ++x->counter) : fx_atom_node(x, anno, "nil");
@@ -208,6 +301,8 @@ static const T *walk(mwalk *w, const T *t, int depth) {
     if (t->kind != ES_ETF_TUPLE || t->n < 2) return t;
     const msg_call *mc = message_call(t);
     if (mc) return wrap_send(w, t, mc, depth);
+    const spawn_call *sc = spawning_call(t);
+    if (sc) return wrap_spawn(w, t, sc, depth);
     if (fx_tag_is(t, "receive") && (t->n == 3 || t->n == 5)) return wrap_receive(w, t, depth);
     T *c = NULL;
     for (uint32_t i = 2; i < t->n; i++) { /* item 1 is the annotation */

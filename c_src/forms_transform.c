@@ -578,8 +578,10 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->receive = es_etf_get(m, "receive");
     t->receive_start = es_etf_get(m, "receive_start");
     t->no_clause = es_etf_get(m, "no_clause");
+    t->spawn = es_etf_get(m, "spawn");
     return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
-                   t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause
+                   t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
+                   t->spawn
                ? 0
                : -1;
 }

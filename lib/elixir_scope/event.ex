@@ -11,18 +11,21 @@ defmodule ElixirScope.Event do
   a compiled receive: see docs/ast_transformer.md), where `clause` is
   the index of the receive clause that took it, `:after`, or the OTP callback that took it:
   `:call`, `:cast`, `:info`, `:event`; `message/1` gives the message of either form),
-  `:spawn` the child pid (recorded by the parent by hand), or `{child, info}` recorded on the parent's
-  behalf by the session's lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`),
-  where `info` has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`,
-  `initial_call`, `name`, `links`, `monitors`; `:exit` the reason (recorded on the process's behalf
-  by the observer: function `:down`, or `:gone` with reason nil when the process had ended before it
-  was seen), `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read these forms.
+  `:spawn` the child pid (recorded by the parent by hand), or `{child, info}`: recorded by compiled
+  code in the parent just after a spawning call returned (function `:call_site`; `info` has
+  `parent`, `initial_call`, `via`: `:spawn`, `:node` or `:task`), or on the parent's behalf by the
+  session's lifecycle observer (`ElixirScope.Capture.Lifecycle`, function `:observed`), where `info`
+  has `parent`, `child_id` (its id in its supervisor), `ancestors`, `callers`, `initial_call`,
+  `name`, `links`, `monitors`; `announcing_spawns/1` picks the one that announces each child;
+  `:exit` the reason (recorded on the process's behalf by the observer: function `:down`, or
+  `:gone` with reason nil when the process had ended before it was seen), `:custom` `{name, data}`. `spawn_info/1` and `exit_reason/1` read these forms.
   Parts cut by the capture limits are `%ElixirScope.Truncated{}`.
   """
 
   alias ElixirScope.Truncated
 
-  @no_spawn_info %{parent: nil, child_id: nil, initial_call: nil, name: nil, ancestors: [], callers: [], links: [], monitors: []}
+  @no_spawn_info %{parent: nil, child_id: nil, initial_call: nil, name: nil, ancestors: [], callers: [], links: [], monitors: [],
+                   via: nil}
 
   @kinds [:call, :return, :exception, :tail_call, :local, :expr, :state, :send, :receive, :spawn, :exit, :custom]
 
@@ -81,8 +84,8 @@ defmodule ElixirScope.Event do
 
   @doc """
   What a `:spawn` event says: `%{child: pid, parent: pid | nil, child_id: term, initial_call: mfa |
-  nil, name: atom | nil, ancestors: list, callers: list, links: list, monitors: list}`; nil for
-  other kinds.
+  nil, name: atom | nil, ancestors: list, callers: list, links: list, monitors: list, via: atom |
+  nil}`; nil for other kinds.
   A spawn recorded by hand (payload the child) has the emitting process as parent.
   """
   @spec spawn_info(t()) :: map() | nil
@@ -93,6 +96,18 @@ defmodule ElixirScope.Event do
     do: %{@no_spawn_info | parent: e.pid} |> Map.put(:child, child)
 
   def spawn_info(%__MODULE__{}), do: nil
+
+  @doc """
+  The `:spawn` that announces each child among `events`, `%{child => event}`: the one compiled code
+  recorded at the call site (`:call_site`) when there is one, else the lifecycle observer's
+  (`:observed`).
+  """
+  @spec announcing_spawns([t()]) :: %{optional(pid()) => t()}
+  def announcing_spawns(events) do
+    for %__MODULE__{kind: :spawn, function: f} = e <- events, f in [:observed, :call_site], reduce: %{} do
+      acc -> Map.update(acc, spawn_info(e).child, e, &if(&1.function == :call_site, do: &1, else: e))
+    end
+  end
 
   @doc "The reason of an `:exit` event: `{:ok, reason}`, or `:unknown` (the process ended unseen); nil for other kinds."
   @spec exit_reason(t()) :: {:ok, term()} | :unknown | nil

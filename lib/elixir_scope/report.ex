@@ -290,8 +290,9 @@ defmodule ElixirScope.Report do
 
   defp describe(_ctx, %{kind: :receive} = e),
     do: "receive   ← #{F.value(ElixirScope.Event.message(e))}#{ElixirScope.IEx.Format.receive_note(e)}"
-  # recorded on this (the parent's) timeline by the session, at the child's first event
-  defp describe(ctx, %{kind: :spawn, function: :observed} = e) do
+  # recorded on the parent's timeline: by compiled code when the spawn returned, or by the session
+  # at the child's first event
+  defp describe(ctx, %{kind: :spawn, function: f} = e) when f in [:observed, :call_site] do
     %{child: child, initial_call: mfa} = ElixirScope.Event.spawn_info(e)
     "spawned   #{label(ctx, child)} (initial call #{F.value(mfa)})"
   end

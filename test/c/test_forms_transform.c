@@ -98,7 +98,8 @@ static T *tpl(es_arena *a, const char *name, uint32_t n, ...) {
 }
 
 static T *templates(es_arena *a) {
-    return map_of(a, 13, "send", tpl(a, "send", 5, "call", "kind", "dest", "msg", "line"), "receive",
+    return map_of(a, 14, "spawn", tpl(a, "spawn", 5, "call", "via", "args", "result", "line"), "send",
+                  tpl(a, "send", 5, "call", "kind", "dest", "msg", "line"), "receive",
                   tpl(a, "receive", 5, "call", "msg", "clause", "since", "line"), "receive_start",
                   tpl(a, "receive_start", 1, "call"), "no_clause", tpl(a, "no_clause", 4, "mod", "fun", "args", "location"),
                   "entry", tpl(a, "entry", 4, "mod", "fun", "args", "line"), "exit",
@@ -462,6 +463,57 @@ static void test_values_in_tail_position_are_wrapped(void **state) {
 static T *one_call_fun(es_arena *a, T *call) {
     return function(a, 2, "f", 1,
                     es_etf_list_of(a, 1, clause(a, 2, es_etf_list_of(a, 1, var(a, 2, "_l@1")), es_etf_list_of(a, 1, call))));
+}
+
+static int same_var(const T *v, const T *w) {
+    return is_tag(v, "var") && is_tag(w, "var") && v->u.items[2]->n == w->u.items[2]->n &&
+           memcmp(v->u.items[2]->u.bytes, w->u.items[2]->u.bytes, v->u.items[2]->n) == 0;
+}
+
+/* f(L) -> 'Elixir.Task':async(L).  The spawn's result is bound, reported and returned: a value, not
+ * a tail call; Task.async_stream is not a spawn at its call (its workers start later). */
+static void test_spawn_is_reported_after_it_returns(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    T *p = plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 1, "none", "none")));
+    run r;
+    transform(&r, module(&a, 1, one_call_fun(&a, rcall(&a, 3, "Elixir.Task", "async", es_etf_list_of(&a, 1, var(&a, 3, "_l@1"))))), p);
+    T *blk = last(try_body(plain_try(first_clause(ok_forms(&r), "f", 1))));
+    assert_true(is_tag(blk, "block"));
+    T *stmts = blk->u.items[2];
+    assert_int_equal(es_etf_list_len(stmts), 4);
+    T *arg = es_etf_list_at(stmts, 0), *spawned = es_etf_list_at(stmts, 1), *report = es_etf_list_at(stmts, 2);
+    assert_true(is_tag(arg, "match") && is_var(arg->u.items[3], "_l@1"));
+    assert_true(is_tag(spawned, "match") && is_tag(spawned->u.items[3], "call"));
+    T *call = spawned->u.items[3];
+    assert_true(is_atom_node(call->u.items[2]->u.items[3], "async"));
+    assert_true(same_var(es_etf_list_at(call->u.items[3], 0), arg->u.items[2]));
+    /* rt:spawn(Call, task, [ES@sent], ES@spawned, 3), then ES@spawned */
+    assert_true(is_tag(report, "call") && is_atom_node(report->u.items[2]->u.items[3], "spawn"));
+    T *rargs = report->u.items[3];
+    assert_true(is_atom_node(es_etf_list_at(rargs, 1), "task"));
+    assert_true(is_tag(es_etf_list_at(rargs, 2), "cons"));
+    assert_true(same_var(es_etf_list_at(rargs, 3), spawned->u.items[2]));
+    assert_true(same_var(es_etf_list_at(rargs, 3), last(stmts)));
+    assert_int_equal(es_etf_list_at(rargs, 4)->u.items[2]->u.i, 3);
+    run_free(&r);
+
+    /* erlang:spawn(m, g, L) in a non-tail position: wrapped too, its value kept for the next statement */
+    T *body = es_etf_list_of(&a, 2, rcall(&a, 3, "erlang", "spawn", es_etf_list_of(&a, 3, aatom(&a, 3, "m"), aatom(&a, 3, "g"), var(&a, 3, "_l@1"))),
+                             aatom(&a, 4, "ok"));
+    transform(&r, module(&a, 1, function(&a, 2, "f", 1, es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_l@1")), body)))), p);
+    T *tb = try_body(plain_try(first_clause(ok_forms(&r), "f", 1)));
+    assert_true(is_tag(es_etf_list_at(tb, es_etf_list_len(tb) - 2), "block"));
+    run_free(&r);
+
+    /* 'Elixir.Task':async_stream(L, F): a plain remote tail call */
+    transform(&r, module(&a, 1, one_call_fun(&a, rcall(&a, 3, "Elixir.Task", "async_stream",
+                                                        es_etf_list_of(&a, 2, var(&a, 3, "_l@1"), var(&a, 3, "_l@1"))))), p);
+    T *c = dispatch_case(first_clause(ok_forms(&r), "f", 1));
+    assert_true(is_tail_marker(last(try_body(c->u.items[2])), 0, 4));
+    run_free(&r);
+    es_arena_free(&a);
 }
 
 static void test_erlang_bifs_are_values_and_apply_is_a_tail_call(void **state) {
@@ -1036,6 +1088,7 @@ int main(void) {
         cmocka_unit_test(test_local_tail_call_becomes_marker_and_dispatch_clause),
         cmocka_unit_test(test_values_in_tail_position_are_wrapped),
         cmocka_unit_test(test_erlang_bifs_are_values_and_apply_is_a_tail_call),
+        cmocka_unit_test(test_spawn_is_reported_after_it_returns),
         cmocka_unit_test(test_try_with_after_is_a_value_and_catch_bodies_are_tail),
         cmocka_unit_test(test_pattern_arguments_get_aliases),
         cmocka_unit_test(test_locals_are_reported_after_a_match),

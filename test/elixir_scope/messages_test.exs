@@ -41,6 +41,7 @@ defmodule ElixirScope.MessagesTest do
       m.chain(:q),
       m.timeout(1),
       m.stream([1, 2, 3]),
+      m.quick(5),
       catch_error(m.clause(:c)),
       catch_error(m.guarded(0)),
       quiet(fn -> m.restart() end)
@@ -255,6 +256,44 @@ defmodule ElixirScope.MessagesTest do
     st = ElixirScope.stats()
     assert st.emitted == st.stored + st.dropped + st.lost
   end
+
+  test "a process that lives under a drain interval gets its :spawn from its call site: parent and label",
+       %{inst: m} do
+    assert m.quick(5) == {10, true}
+    evs = recorded()
+    me = self()
+    workers = for e <- evs, e.kind == :call, e.module == m, e.function == :work, do: {hd(e.payload), e.pid}
+    assert [{5, task}, {6, fun}] = Enum.sort(workers)
+
+    for {pid, via} <- [{task, :task}, {fun, :spawn}] do
+      # once, recorded by the parent when the spawn returned; the observer saw the child only dead
+      assert [spawn] = Enum.filter(evs, &(&1.kind == :spawn and Event.spawn_info(&1).child == pid))
+      assert spawn.pid == me and spawn.function == :call_site
+      assert %{parent: ^me, via: ^via, initial_call: {^m, name, 0}} = Event.spawn_info(spawn)
+      assert Atom.to_string(name) =~ ~r/^-quick\/1-fun-\d-$/
+      assert spawn.id > Enum.find(evs, &(&1.kind == :call and &1.function == :quick)).id
+    end
+
+    labels = Map.new(ElixirScope.Query.processes(), &{&1.pid, &1.label})
+    assert labels[task] == "Task from #{inspect(m)}.quick/1"
+    assert labels[fun] == "fn from #{inspect(m)}.quick/1"
+
+  end
+
+  test "a child the observer sees alive is monitored, but not announced a second time", %{inst: m} do
+    child = m.linger()
+    # until the observer has seen it recording
+    wait_for(fn -> Enum.any?(recorded(), &(&1.pid == child)) end)
+    Process.sleep(20)
+    ElixirScope.flush()
+    assert [%{function: :call_site}] = Enum.filter(recorded(), &(&1.kind == :spawn and Event.spawn_info(&1).child == child))
+    ref = Process.monitor(child)
+    send(child, :stop)
+    assert_receive {:DOWN, ^ref, :process, ^child, :normal}
+    wait_for(fn -> Enum.any?(recorded(), &(&1.kind == :exit and &1.pid == child and &1.function == :down)) end)
+    assert [_] = Enum.filter(recorded(), &(&1.kind == :spawn and Event.spawn_info(&1).child == child))
+  end
+
 
   test "a supervisor restart: the crashed worker is marked and linked to its successor", %{inst: m} do
     # the session sees a process at the first drain after its first event: one that ended within

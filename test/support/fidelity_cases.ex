@@ -206,7 +206,7 @@ defmodule ElixirScope.Test.FidelityCases do
       options() ++
       control() ++
       define() ++
-      otp() ++ protocols() ++ kitchen() ++ router()
+      otp() ++ protocols() ++ kitchen() ++ router() ++ spawns()
   end
 
   defp c(name, suffix, call, gens), do: {name, suffix, call, gens}
@@ -405,6 +405,29 @@ defmodule ElixirScope.Test.FidelityCases do
         fn m, [k] -> elem(m.([:Dynamic, :Record]).count_down(k, 0), 0) end,
         [&Gen.int(&1, -1, 50)]
       )
+    ]
+  end
+
+  # every spawning call the transformer records: the caller sees the same values (pids and refs
+  # are normalized; a %Task{} returned in tail position is awaited by the case)
+  defp spawns do
+    x = &Gen.int(&1, -5, 50)
+    xs = &Gen.list_of(&1, 6, fn g -> Gen.int(g, 0, 99) end)
+    one = fn f -> fn m, [a] -> apply(m.(:Spawns), f, [a]) end end
+
+    [
+      c("Spawns.async_all", :Spawns, one.(:async_all), [xs]),
+      c("Spawns.async_mfa", :Spawns, one.(:async_mfa), [x]),
+      c("Spawns.task", :Spawns, fn m, [a] -> t = m.(:Spawns).task(a); {t, Task.await(t)} end, [x]),
+      c("Spawns.echo", :Spawns, one.(:echo), [x]),
+      c("Spawns.linked", :Spawns, one.(:linked), [x]),
+      c("Spawns.monitored", :Spawns, one.(:monitored), [x]),
+      c("Spawns.process_spawn", :Spawns, one.(:process_spawn), [x]),
+      c("Spawns.erlang_spawn", :Spawns, one.(:erlang_spawn), [x]),
+      c("Spawns.started", :Spawns, one.(:started), [x]),
+      c("Spawns.node_spawn", :Spawns, one.(:node_spawn), [x]),
+      c("Spawns.supervised", :Spawns, one.(:supervised), [x]),
+      c("Spawns.stream", :Spawns, one.(:stream), [xs])
     ]
   end
 

@@ -16,4 +16,14 @@ defmodule ElixirScope.ScopeCase do
     ExUnit.Callbacks.on_exit(fn -> ElixirScope.stop() end)
     :ok
   end
+
+  @doc "Waits until `check` returns truthy, checking every 5 ms, at most `tries` times (then fails)."
+  @spec wait_for((() -> term()), non_neg_integer()) :: :ok
+  def wait_for(check, tries \\ 200) do
+    cond do
+      check.() -> :ok
+      tries == 0 -> ExUnit.Assertions.flunk("condition not met")
+      true -> Process.sleep(5) && wait_for(check, tries - 1)
+    end
+  end
 end

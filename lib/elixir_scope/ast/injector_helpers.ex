@@ -59,6 +59,8 @@ defmodule ElixirScope.AST.InjectorHelpers do
       inject:
         guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)"),
       send: guarded("#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"),
+      spawn:
+        guarded("#{rt}:report_spawned(ES@HOLE_call, ES@HOLE_via, ES@HOLE_args, ES@HOLE_result, ES@HOLE_line)"),
       # when a receive starts waiting (only read while recording)
       receive_start: "case ES@HOLE_call of nil -> 0; _ -> erlang:monotonic_time() end",
       receive:

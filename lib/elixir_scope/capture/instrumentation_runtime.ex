@@ -127,6 +127,55 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
 
   def report_receive(_call_id, _message, _clause, _since, _line), do: :ok
 
+  @doc """
+  Records, for the call `call_id`, that a spawning call (`spawn*`, `Process.spawn`, `Node.spawn*`:
+  `via` `:spawn` or `:node`; `Task` and `Task.Supervisor`: `:task`) made with `args` returned
+  `result`. The child is the pid in the result (a pid, `{pid, ref}`, `%Task{}`, `{:ok, pid}`); a
+  result without one records nothing. The event's function is `:call_site`, its payload `{child,
+  %{parent: self(), initial_call: mfa | nil, via: via}}` (see `spawn_initial_call/1`).
+  """
+  @spec report_spawned(call_id(), :spawn | :node | :task, list(), term(), non_neg_integer()) :: :ok
+  def report_spawned(nil, _via, _args, _result, _line), do: :ok
+
+  def report_spawned(call_id, via, args, result, line) when is_atom(via) and is_list(args) and is_integer(line) do
+    case spawned_pid(result) do
+      nil ->
+        :ok
+
+      child ->
+        info = %{parent: self(), initial_call: spawn_initial_call(args), via: via}
+        emit(:spawn, call_id, nil, :call_site, nil, line, nil, {child, info})
+    end
+  end
+
+  def report_spawned(_call_id, _via, _args, _result, _line), do: :ok
+
+  defp spawned_pid(pid) when is_pid(pid), do: pid
+  defp spawned_pid({pid, ref}) when is_pid(pid) and is_reference(ref), do: pid
+  defp spawned_pid(%Task{pid: pid}) when is_pid(pid), do: pid
+  defp spawned_pid({:ok, pid}) when is_pid(pid), do: pid
+  defp spawned_pid(_), do: nil
+
+  @doc """
+  The initial call a spawning call's arguments give its child: the fun's `{module, name, arity}`
+  (`:erlang.fun_info/2`), else `{module, function, length(args)}` of the first module, function and
+  argument list among them, else nil.
+  """
+  @spec spawn_initial_call(list()) :: mfa() | nil
+  def spawn_initial_call(args), do: fun_argument(args) || mfa_arguments(args)
+
+  defp fun_argument([fun | _]) when is_function(fun),
+    do: {fun_info(fun, :module), fun_info(fun, :name), fun_info(fun, :arity)}
+
+  defp fun_argument([_ | rest]), do: fun_argument(rest)
+  defp fun_argument(_), do: nil
+
+  defp fun_info(fun, key), do: fun |> :erlang.fun_info(key) |> elem(1)
+
+  defp mfa_arguments([m, f, a | _]) when is_atom(m) and is_atom(f) and length(a) >= 0, do: {m, f, length(a)}
+  defp mfa_arguments([_ | rest]), do: mfa_arguments(rest)
+  defp mfa_arguments(_), do: nil
+
   @doc "Records a message about to be sent to `dest`. Returns the event id (a correlation id) or nil."
   @spec report_message_send(term(), term(), non_neg_integer() | nil) :: pos_integer() | nil
   def report_message_send(dest, message, correlation_id \\ nil),

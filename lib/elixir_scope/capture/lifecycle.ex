@@ -1,6 +1,7 @@
 defmodule ElixirScope.Capture.Lifecycle do
   @max_listed 16
   @max_supervisor_children 64
+  @max_announced 1024
 
   @moduledoc """
   Process lifecycle without changing user processes: after each drain interval this observer
@@ -19,6 +20,14 @@ defmodule ElixirScope.Capture.Lifecycle do
     * when its monitor fires, an `:exit` event (function `:down`) on the process's behalf, whose
       payload is the reason: the last event of the process.
 
+  A process whose spawn compiled code recorded at its call site (function `:call_site`, see
+  `ElixirScope.Capture.InstrumentationRuntime.report_spawned/5`) gets no second `:spawn`: each
+  scan also reads the call-site spawns stored since the last one and remembers their children
+  until it sees them (it still monitors them for their `:exit`). Children that never record are
+  forgotten once dead, when more than #{@max_announced} are remembered. A call-site spawn not yet
+  stored when its child is first seen (the child ran before the parent reported it) leaves both
+  events; readers prefer the call site's (`ElixirScope.Event.announcing_spawns/1`).
+
   A process that had already ended when first seen gets no `:spawn` (its parent is not knowable
   any more) and an `:exit` with function `:gone`, reason `nil`, placed right after its last event. The observer scans every
   `flush_interval` ms (and on `ElixirScope.flush/0`), so a process that lives a few ms or less is
@@ -32,6 +41,7 @@ defmodule ElixirScope.Capture.Lifecycle do
   use GenServer
 
   alias ElixirScope.Capture.Session
+  alias ElixirScope.Event
   alias ElixirScope.NIF
 
 
@@ -57,7 +67,7 @@ defmodule ElixirScope.Capture.Lifecycle do
     interval = Keyword.get(opts, :flush_interval, 5)
     send(self(), :scan)
     # processes recorded before this observer started are not its to watch
-    {:ok, %{session: s, interval: interval, after: NIF.stats(s).last_id, live: %{}, dead: %{}}}
+    {:ok, %{session: s, interval: interval, after: NIF.stats(s).last_id, live: %{}, dead: %{}, announced: %{}}}
   end
 
   @impl true
@@ -94,9 +104,28 @@ defmodule ElixirScope.Capture.Lifecycle do
 
   defp scan(state) do
     {last, seen} = NIF.pids_since(state.session, state.after)
+    state = %{state | announced: announced(state)}
     state = Enum.reduce(seen, %{state | after: last}, &observe/2)
     # a dead process's own events are all in the store once the scan passed its exit event
     %{state | dead: for({pid, until} <- state.dead, until > last, into: %{}, do: {pid, until})}
+  end
+
+  # the local children of the call-site spawns stored since the last scan, added to those
+  # remembered (the events of a child may come in a later scan than its spawn)
+  defp announced(state) do
+    children =
+      for tuple <- NIF.query(state.session, %{kinds: [:spawn], after_id: state.after}),
+          %Event{function: :call_site, payload: {child, %{}}} <- [Event.from_tuple(tuple, nil)],
+          is_pid(child) and node(child) == node(),
+          do: {child, true}
+
+    announced = Map.merge(state.announced, Map.new(children))
+
+    if map_size(announced) > @max_announced,
+      do: for({pid, _} = kv <- announced, Process.alive?(pid), into: %{}, do: kv),
+      else: announced
+  rescue
+    ArgumentError -> state.announced
   end
 
   defp observe({pid, first_ts, last_ts}, state) do
@@ -105,6 +134,9 @@ defmodule ElixirScope.Capture.Lifecycle do
 
   # Monitors first: a process alive after its monitor is set gives its real exit reason.
   defp watch(pid, state, first_ts, last_ts) do
+    {announced?, announced} = Map.pop(state.announced, pid, false)
+    state = %{state | announced: announced}
+
     ref = Process.monitor(pid)
 
     case info(pid) do
@@ -114,7 +146,7 @@ defmodule ElixirScope.Capture.Lifecycle do
         %{state | dead: dead(state, pid, emit(pid, :exit, :gone, last_ts + 1, nil))}
 
       info ->
-        if info.parent, do: emit(info.parent, :spawn, :observed, first_ts, {pid, info})
+        if info.parent && !announced?, do: emit(info.parent, :spawn, :observed, first_ts, {pid, info})
         %{state | live: Map.put(state.live, pid, ref)}
     end
   end

@@ -126,9 +126,9 @@ defmodule ElixirScope.Query.Processes do
       inspect(p.pid)
   end
 
-  defp initial_call_label(%{initial_call: {m, f, a}, callers: callers}) when is_atom(m) and is_atom(f) do
+  defp initial_call_label(%{initial_call: {m, f, a}, callers: callers} = info) when is_atom(m) and is_atom(f) do
     case Regex.run(~r/^-(.+)\/(\d+)-fun-\d+-$/, Atom.to_string(f)) do
-      [_, name, arity] -> "#{if callers != [], do: "Task", else: "fn"} from #{Exception.format_mfa(m, String.to_atom(name), String.to_integer(arity))}"
+      [_, name, arity] -> "#{if callers != [] or info[:via] == :task, do: "Task", else: "fn"} from #{Exception.format_mfa(m, String.to_atom(name), String.to_integer(arity))}"
       nil when {m, f, a} in [{:erlang, :apply, 2}, {:proc_lib, :init_p, 5}] -> nil
       nil when f == :init and a == 1 -> inspect(m)
       nil -> Exception.format_mfa(m, f, a)
@@ -160,9 +160,8 @@ defmodule ElixirScope.Query.Processes do
   defp exit_event(%Event{kind: :exit} = e), do: e
   defp exit_event(_e), do: nil
 
-  # child pid => the :spawn the session recorded for it (on its parent's behalf)
-  defp observed_spawns(events),
-    do: for(%Event{kind: :spawn, function: :observed} = e <- events, into: %{}, do: {Event.spawn_info(e).child, e})
+  # child pid => the :spawn that announces it (its call site's, else the observer's)
+  defp observed_spawns(events), do: Event.announcing_spawns(events)
 
   defp call(%Event{kind: :call} = e), do: e
   defp call(_), do: nil

@@ -126,7 +126,7 @@ defmodule ElixirScope.Web.Data do
 
     pid_list = pids |> elem(1) |> Enum.reverse()
     last = List.last(events)
-    observed = for %Event{kind: :spawn, function: :observed} = e <- events, into: %{}, do: {Event.spawn_info(e).child, e}
+    observed = Event.announcing_spawns(events)
     label = fn pid -> process_name(pid, names) || observed_label(observed[pid]) end
     # a parent that recorded nothing itself in this page, only the spawns the session recorded for it
     parents =

@@ -9,6 +9,7 @@ defmodule ElixirScope.AST.TransformerTest do
   alias ElixirScope.AST.{InjectorHelpers, Transformer}
   alias ElixirScope.Compiler.ParseTransform
   alias ElixirScope.Test.ASTCorpus
+  alias ElixirScope.Capture.InstrumentationRuntime
 
   setup_all do
     {full, ""} =
@@ -391,6 +392,44 @@ defmodule ElixirScope.AST.TransformerTest do
 
       # and the result compiles
       assert {:ok, ESTest.TF.Shape, _} = :compile.forms(new, [:binary, :return_errors])
+    end
+  end
+
+  describe "spawns" do
+    test "a spawn's result is bound, reported with the call's arguments, and returned; async_stream is left alone" do
+      forms =
+        forms_of("""
+        defmodule ESTest.TF.Spawns do
+          def t(x), do: Task.async(fn -> x end)
+          def s(m, a), do: spawn(m, :f, a)
+          def st(xs), do: Task.async_stream(xs, & &1)
+        end
+        """)
+
+      {:ok, new} = Transformer.transform_forms(forms, :function_boundaries)
+      {:function, _, :t, 1, [{:clause, _, _, _, body}]} = function_form(new, :t, 1)
+      # a value now, not a tail call: the try's last expression is the block
+      assert [_entry, {:match, _, {:var, _, :ES@result}, {:try, _, try_body, _, _, _}} | _] = body
+
+      assert {:block, _,
+              [
+                {:match, _, {:var, _, sent}, {:fun, _, _}},
+                {:match, _, {:var, _, spawned},
+                 {:call, 2, {:remote, _, {:atom, _, Task}, {:atom, _, :async}}, [{:var, _, sent}]}},
+                {:case, _, {:var, _, :ES@call}, [_nil, {:clause, _, _, _, [report]}]},
+                {:var, _, spawned}
+              ]} = List.last(try_body)
+
+      assert {:call, _, {:remote, _, {:atom, _, InstrumentationRuntime}, {:atom, _, :report_spawned}},
+              [{:var, _, :ES@call}, {:atom, _, :task}, {:cons, _, {:var, _, ^sent}, {nil, _}}, {:var, _, ^spawned},
+               {:integer, _, 2}]} = report
+
+      {:function, _, :s, 2, [{:clause, _, _, _, s_body}]} = function_form(new, :s, 2)
+      assert inspect(s_body) =~ ":spawn}"
+      assert inspect(s_body) =~ "report_spawned"
+      {:function, _, :st, 1, [{:clause, _, _, _, st_body}]} = function_form(new, :st, 1)
+      refute inspect(st_body) =~ "report_spawned"
+      assert {:ok, ESTest.TF.Spawns, _} = :compile.forms(new, [:binary, :return_errors])
     end
   end
 

@@ -146,6 +146,34 @@ defmodule ElixirScope.Capture.LifecycleTest do
     end
   end
 
+  test "a spawn reported at its call site: the child from each result shape; the observer adds no second" do
+    call = InstrumentationRuntime.report_function_entry(__MODULE__, :caller, [], 1)
+    pid = recorder()
+    task = %Task{pid: spawn(fn -> :ok end), ref: make_ref(), owner: self(), mfa: {:erlang, :apply, 2}}
+    other = spawn(fn -> :ok end)
+    mfa = spawn(fn -> :ok end)
+
+    for {result, via, args} <- [
+          {pid, :spawn, [fn -> :ok end]},
+          {task, :task, [fn -> :ok end]},
+          {{other, make_ref()}, :spawn, [fn -> :ok end, [:monitor]]},
+          {{:ok, mfa}, :task, [:sup, Kernel, :min, [1, 2]]},
+          {{:error, :max_children}, :task, [:sup, fn -> :ok end]},
+          {:ignore, :spawn, [:not, :a, :call]}
+        ],
+        do: assert(InstrumentationRuntime.report_spawned(call, via, args, result, 3) == :ok)
+
+    finish(pid, fn -> :ok end)
+    assert [%Event{kind: :spawn, function: :call_site} = s, %Event{kind: :exit}] = lifecycle(pid)
+    assert %{parent: me, via: :spawn, initial_call: {__MODULE__, name, 0}} = Event.spawn_info(s)
+    assert me == self() and Atom.to_string(name) =~ ~r/^-test /
+    assert %{child: c, via: :task} = Event.spawn_info(hd(lifecycle(task.pid)))
+    assert c == task.pid
+    assert [_] = Enum.filter(lifecycle(other), &(&1.kind == :spawn))
+    assert %{initial_call: {Kernel, :min, 2}} = Event.spawn_info(hd(lifecycle(mfa)))
+    assert length(ElixirScope.get_events(kinds: [:spawn], pid: self())) == 4
+  end
+
   test "emit_as/5 validates its arguments" do
     for args <- [
           [:not_a_pid, :exit, :down, nil, :normal],
@@ -159,13 +187,5 @@ defmodule ElixirScope.Capture.LifecycleTest do
 
     assert_raise ArgumentError, fn -> NIF.pids_since(make_ref(), 0) end
     assert_raise ArgumentError, fn -> NIF.pids_since(ElixirScope.Capture.Session.info().session, -1) end
-  end
-
-  defp wait_for(fun, n \\ 200) do
-    cond do
-      fun.() -> :ok
-      n == 0 -> flunk("condition not met")
-      true -> Process.sleep(5) && wait_for(fun, n - 1)
-    end
   end
 end

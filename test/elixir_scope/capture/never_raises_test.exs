@@ -57,6 +57,7 @@ defmodule ElixirScope.Capture.NeverRaisesTest do
     {:report_state_change, 4, &__MODULE__.ok/1},
     {:report_send, 5, &__MODULE__.ok/1},
     {:report_receive, 5, &__MODULE__.ok/1},
+    {:report_spawned, 5, &__MODULE__.ok/1},
     {:report_message_send, 2, &__MODULE__.id_or_nil/1},
     {:report_message_send, 3, &__MODULE__.id_or_nil/1},
     {:report_message_receive, 1, &__MODULE__.id_or_nil/1},
