@@ -18,6 +18,9 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 #define FX_MAX_TAIL_DEPTH 200
 /* Statement walks (locals, expressions) do not go deeper than this into nested bodies. */
 #define FX_MAX_BODY_DEPTH 64
+/* The message and spawn walk does not go deeper than this into one expression: the walk recurses,
+ * and it runs on a dirty scheduler, whose stack (320 KB by default) holds about 800 of its frames. */
+#define FX_MAX_MESSAGE_DEPTH 256
 
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {

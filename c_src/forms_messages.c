@@ -282,7 +282,7 @@ static const T *walk_cons(mwalk *w, const T *t, int depth) {
 
 static const T *walk(mwalk *w, const T *t, int depth) {
     /* deeper nesting than this is left as it is (its sends are not recorded), never a stack overflow */
-    if (!t || depth > 1000) return t;
+    if (!t || depth > FX_MAX_MESSAGE_DEPTH) return t;
     if (fx_tag_is(t, "cons") && t->n == 4) return walk_cons(w, t, depth);
     if (t->kind == ES_ETF_LIST) {
         T *c = NULL;
