@@ -51,37 +51,40 @@ defmodule ElixirScope.Recording.Index do
   def close(%{owner: owner}), do: (send(owner, :close); :ok)
 
   @doc """
-  Inserts chunk number `c` (1, 2, …; chunk c's ids all below chunk c+1's).
-  Call `finish/2` with the number of chunks once all are in.
+  Inserts chunk number `c` (1, 2, …; chunk c's ids all below chunk c+1's), its
+  events in ascending id order. Call `finish/2` with the number of chunks once all are in.
   """
   @spec insert(tables(), pos_integer(), [Event.t()]) :: :ok
   def insert(_tables, _c, []), do: :ok
 
-  def insert(%{events: et, index: it}, c, events) do
-    events = Enum.sort_by(events, & &1.id)
+  def insert(%{events: et, index: it}, c, [first | _] = events) do
     :ets.insert(et, Enum.map(events, &{&1.id, &1}))
-
-    ids = Enum.map(events, & &1.id)
-    with_module = Enum.filter(events, & &1.module)
-
-    groups =
-      [{{:all}, ids}] ++
-        group(events, &{:p, &1.pid}) ++
-        group(events, &{:pk, &1.pid, &1.kind}) ++
-        group(with_module, &{:f, &1.module, &1.function}) ++
-        group(Enum.filter(events, & &1.correlation_id), &{:r, &1.correlation_id})
-
-    {min_ts, max_ts} = events |> Enum.map(& &1.ts) |> Enum.min_max()
-    rows = for {key, ids} <- groups, do: {Tuple.append(key, c), List.to_tuple(ids)}
-    :ets.insert(it, [{{:chunk, c}, {hd(events).id, List.last(events).id, min_ts, max_ts}} | rows])
+    # one pass from the last event, so that each key's ids come out ascending
+    {ids, groups, min_ts, max_ts} = group(:lists.reverse(events), [], %{}, first.ts, first.ts)
+    rows = :maps.fold(fn key, ids, acc -> [{Tuple.append(key, c), List.to_tuple(ids)} | acc] end, [], groups)
+    :ets.insert(it, [{{:chunk, c}, {first.id, List.last(events).id, min_ts, max_ts}}, {{:all, c}, List.to_tuple(ids)} | rows])
     :ok
+  end
+
+  defp group([], ids, groups, lo, hi), do: {ids, groups, lo, hi}
+
+  defp group([%Event{id: id, pid: p, kind: k, module: m, function: f, correlation_id: r, ts: ts} | rest], ids, groups, lo, hi) do
+    groups = groups |> prepend({:p, p}, id) |> prepend({:pk, p, k}, id)
+    groups = if m, do: prepend(groups, {:f, m, f}, id), else: groups
+    groups = if r, do: prepend(groups, {:r, r}, id), else: groups
+    group(rest, [id | ids], groups, min(lo, ts), max(hi, ts))
+  end
+
+  defp prepend(groups, key, id) do
+    case groups do
+      %{^key => ids} -> %{groups | key => [id | ids]}
+      _ -> Map.put(groups, key, [id])
+    end
   end
 
   @doc "Records how many chunks were inserted."
   @spec finish(tables(), non_neg_integer()) :: :ok
   def finish(%{index: it}, n), do: (:ets.insert(it, {:chunks, n}); :ok)
-
-  defp group(events, key_fun), do: events |> Enum.group_by(key_fun, & &1.id) |> Map.to_list()
 
   @doc "Number of events."
   @spec size(tables() | Recording.t()) :: non_neg_integer()
