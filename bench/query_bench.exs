@@ -30,8 +30,11 @@ defmodule ElixirScope.Bench.Query do
     ElixirScope.stop()
     :erlang.garbage_collect()
     {_, _} = :erlang.statistics(:runtime)
+    rss_before = reset_peak_rss()
     {load_us, {:ok, rec}} = :timer.tc(fn -> Recording.load(path, default: false) end)
     {_, load_cpu_ms} = :erlang.statistics(:runtime)
+    peak_added = proc_status_kb("VmHWM") * 1024 - rss_before
+    store_bytes = (:ets.info(rec.tables.events, :memory) + :ets.info(rec.tables.index, :memory)) * :erlang.system_info(:wordsize)
     rec_tree_ns = once_ns(fn -> [_ | _] = Query.call_tree(tree_pid, source: rec) end, 5)
     rec_state_ns = median(for t <- times, do: once_ns(fn -> {:ok, _, _} = Query.state_at(server, t, source: rec) end, 3))
     Recording.close(rec)
@@ -45,6 +48,7 @@ defmodule ElixirScope.Bench.Query do
       "recording_save_1m_ns" => save_us * 1000,
       "recording_load_1m_ns" => load_us * 1000,
       "recording_bytes_per_event" => bytes_per_event,
+      "recording_load_peak_rss_ratio" => peak_added / store_bytes,
       "recording_query_call_tree_10k_ns" => rec_tree_ns,
       "recording_query_state_at_ns" => rec_state_ns
     }
@@ -56,6 +60,8 @@ defmodule ElixirScope.Bench.Query do
       {"recording_save_1m_ns (#{saved.events} events to disk)", save_us * 1000, "≤ 500,000,000", "compressed ETF chunks"},
       {"recording_load_1m_ns (read, verify, index)", load_us * 1000, "≤ 500,000,000", "#{load_cpu_ms} ms CPU on #{System.schedulers_online()} schedulers"},
       {"recording_bytes_per_event (on disk)", bytes_per_event, "", ""},
+      {"recording_load_peak_rss_ratio (peak RSS the load added / decoded store)", peak_added / store_bytes, "≤ 2",
+       "#{div(peak_added, 1 <<< 20)} MB / #{div(store_bytes, 1 <<< 20)} MB (ETS tables)"},
       {"recording_query_call_tree_10k_ns (same tree, from the loaded recording)", rec_tree_ns, "", ""},
       {"recording_query_state_at_ns (from the loaded recording)", rec_state_ns, "", ""}
     ]
@@ -111,6 +117,17 @@ defmodule ElixirScope.Bench.Query do
       end
 
     {server, tree_pid, {ping, pong}, times}
+  end
+
+  # the OS process's resident set now, after resetting its high-water mark (VmHWM)
+  defp reset_peak_rss do
+    File.write("/proc/self/clear_refs", "5")
+    proc_status_kb("VmRSS") * 1024
+  end
+
+  defp proc_status_kb(key) do
+    [_, kb] = Regex.run(~r/#{key}:\s+(\d+) kB/, File.read!("/proc/self/status"))
+    String.to_integer(kb)
   end
 
   # CPU time of the whole VM while `fun` runs (the machine may be shared)

@@ -202,7 +202,7 @@ defmodule ElixirScope.Recording.Index do
 
       [{_, ids}] ->
         list = Tuple.to_list(ids)
-        list = Enum.filter(list, &(&1 > lo and (hi == :infinity or &1 < hi)))
+        list = if lo == 0 and hi == :infinity, do: list, else: Enum.filter(list, &(&1 > lo and (hi == :infinity or &1 < hi)))
         if desc?, do: Enum.reverse(list), else: list
     end
   end
