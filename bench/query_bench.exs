@@ -34,7 +34,7 @@ defmodule ElixirScope.Bench.Query do
     {load_us, {:ok, rec}} = :timer.tc(fn -> Recording.load(path, default: false) end)
     {_, load_cpu_ms} = :erlang.statistics(:runtime)
     peak_added = proc_status_kb("VmHWM") * 1024 - rss_before
-    store_bytes = (:ets.info(rec.tables.events, :memory) + :ets.info(rec.tables.index, :memory)) * :erlang.system_info(:wordsize)
+    store_bytes = Recording.Index.memory(rec)
     rec_tree_ns = once_ns(fn -> [_ | _] = Query.call_tree(tree_pid, source: rec) end, 5)
     rec_state_ns = median(for t <- times, do: once_ns(fn -> {:ok, _, _} = Query.state_at(server, t, source: rec) end, 3))
     Recording.close(rec)
@@ -61,7 +61,7 @@ defmodule ElixirScope.Bench.Query do
       {"recording_load_1m_ns (read, verify, index)", load_us * 1000, "≤ 500,000,000", "#{load_cpu_ms} ms CPU on #{System.schedulers_online()} schedulers"},
       {"recording_bytes_per_event (on disk)", bytes_per_event, "", ""},
       {"recording_load_peak_rss_ratio (peak RSS the load added / decoded store)", peak_added / store_bytes, "≤ 2",
-       "#{div(peak_added, 1 <<< 20)} MB / #{div(store_bytes, 1 <<< 20)} MB (ETS tables)"},
+       "#{div(peak_added, 1 <<< 20)} MB / #{div(store_bytes, 1 <<< 20)} MB (index table and chunks)"},
       {"recording_query_call_tree_10k_ns (same tree, from the loaded recording)", rec_tree_ns, "", ""},
       {"recording_query_state_at_ns (from the loaded recording)", rec_state_ns, "", ""}
     ]
