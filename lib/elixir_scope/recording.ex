@@ -18,7 +18,7 @@ defmodule ElixirScope.Recording do
 
   alias ElixirScope.{Config, Event, Query}
   alias ElixirScope.Query.Source
-  alias ElixirScope.Recording.{Atoms, Format, Index, Sources, Structs}
+  alias ElixirScope.Recording.{Atoms, Format, Index, SafeTerm, Sources, Structs}
 
   defstruct [:path, :meta, :tables]
 
@@ -26,6 +26,8 @@ defmodule ElixirScope.Recording do
 
   @chunk 8192
   @stale_seconds 15 * 60
+  # the most heap a save or load task takes up front (8 MiB)
+  @task_heap_words 1024 * 1024
 
   @doc """
   Saves events to `path`. `filter` is `:all` or `ElixirScope.Query` filters
@@ -144,7 +146,8 @@ defmodule ElixirScope.Recording do
   end
 
   defp encode_page({:ids, after_id, before_id}, source, compression, limits) do
-    Process.flag(:min_heap_size, 4 * 1024 * 1024)
+    # a page's events and their encoding take a few megabytes: grown once, not collection by collection
+    Process.flag(:min_heap_size, @task_heap_words)
     filters = %{after_id: after_id, before_id: before_id, order: :asc}
 
     case Source.events(source, if(source == :live, do: Map.put(filters, :flush, false), else: filters)) do
@@ -396,8 +399,10 @@ defmodule ElixirScope.Recording do
   end
 
   defp decode_chunk(tables, part) do
-    # a chunk builds megabytes of terms: grown once rather than through repeated collections
-    Process.flag(:min_heap_size, 4 * 1024 * 1024)
+    # a chunk's terms take about a word per byte of its ETF: the heap is grown once rather than
+    # collection by collection, within a bound (the size is the file's claim, checked only later)
+    {:ok, raw} = SafeTerm.size(part.etf)
+    Process.flag(:min_heap_size, min(raw, @task_heap_words))
 
     with {:ok, events} <- Format.decode_chunk(part) do
       Index.insert(tables, part.index, events)

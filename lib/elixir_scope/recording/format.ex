@@ -84,7 +84,7 @@ defmodule ElixirScope.Recording.Format do
     end
   end
 
-  defp chunk(events, {:es_chunk, atoms, pids, rows} = term, etf) do
+  defp chunk(events, {:es_chunk, atoms, pids, rows}, etf) do
     # a row's other fields are integers or nil: only its payload can name another atom
     found = List.foldl(rows, Atoms.collect({:es_chunk, atoms, pids, nil}, %{}), &Atoms.collect(elem(&1, 13), &2))
     table = Atoms.encode(found)
