@@ -25,16 +25,22 @@ defmodule ElixirScope.Bench.Query do
     tl = Query.timeline([ping, pong], {t0, t1})
 
     path = Path.join(System.tmp_dir!(), "elixir_scope_bench_#{System.unique_integer([:positive])}.esrec")
+    {_, _} = :erlang.statistics(:runtime)
     {save_us, {:ok, saved}} = :timer.tc(fn -> Recording.save(path) end)
+    {_, save_cpu_ms} = :erlang.statistics(:runtime)
     if System.get_env("ES_KEEP_RECORDING"), do: File.cp!(path, System.get_env("ES_KEEP_RECORDING"))
     ElixirScope.stop()
     :erlang.garbage_collect()
     {_, _} = :erlang.statistics(:runtime)
+    rss_before = reset_peak_rss()
     {load_us, {:ok, rec}} = :timer.tc(fn -> Recording.load(path, default: false) end)
     {_, load_cpu_ms} = :erlang.statistics(:runtime)
+    peak_added = proc_status_kb("VmHWM") * 1024 - rss_before
+    store_bytes = Recording.Index.memory(rec)
     rec_tree_ns = once_ns(fn -> [_ | _] = Query.call_tree(tree_pid, source: rec) end, 5)
     rec_state_ns = median(for t <- times, do: once_ns(fn -> {:ok, _, _} = Query.state_at(server, t, source: rec) end, 3))
     Recording.close(rec)
+    {floor_us, floor_cpu_ms} = load_floor(path)
     File.rm(path)
     bytes_per_event = saved.bytes / max(saved.events, 1)
 
@@ -44,7 +50,9 @@ defmodule ElixirScope.Bench.Query do
       "query_timeline_ns" => timeline_ns,
       "recording_save_1m_ns" => save_us * 1000,
       "recording_load_1m_ns" => load_us * 1000,
+      "recording_load_floor_1m_ns" => floor_us * 1000,
       "recording_bytes_per_event" => bytes_per_event,
+      "recording_load_peak_rss_ratio" => peak_added / store_bytes,
       "recording_query_call_tree_10k_ns" => rec_tree_ns,
       "recording_query_state_at_ns" => rec_state_ns
     }
@@ -53,9 +61,14 @@ defmodule ElixirScope.Bench.Query do
       {"query_state_at_ns (GenServer state at T, 1M stored)", state_ns, "", "live store"},
       {"query_call_tree_10k_ns (10,000-call trace of one process, 1M stored)", tree_ns, "≤ 10,000,000", "live store; #{tree_cpu_ms} ms CPU"},
       {"query_timeline_ns (2 processes, #{length(tl.events)} events + #{length(tl.messages)} links, 1M stored)", timeline_ns, "", "live store"},
-      {"recording_save_1m_ns (#{saved.events} events to disk)", save_us * 1000, "≤ 500,000,000", "compressed ETF chunks"},
+      {"recording_save_1m_ns (#{saved.events} events to disk)", save_us * 1000, "≤ 500,000,000",
+       "compressed ETF chunks; #{save_cpu_ms} ms CPU on #{System.schedulers_online()} schedulers"},
       {"recording_load_1m_ns (read, verify, index)", load_us * 1000, "≤ 500,000,000", "#{load_cpu_ms} ms CPU on #{System.schedulers_online()} schedulers"},
+      {"recording_load_floor_1m_ns (read, inflate, binary_to_term: no check, no index)", floor_us * 1000, "",
+       "#{floor_cpu_ms} ms CPU; the least any load of this format costs"},
       {"recording_bytes_per_event (on disk)", bytes_per_event, "", ""},
+      {"recording_load_peak_rss_ratio (peak RSS the load added / decoded store)", peak_added / store_bytes, "≤ 2",
+       "#{div(peak_added, 1 <<< 20)} MB / #{div(store_bytes, 1 <<< 20)} MB (index table and chunks)"},
       {"recording_query_call_tree_10k_ns (same tree, from the loaded recording)", rec_tree_ns, "", ""},
       {"recording_query_state_at_ns (from the loaded recording)", rec_state_ns, "", ""}
     ]
@@ -111,6 +124,37 @@ defmodule ElixirScope.Bench.Query do
       end
 
     {server, tree_pid, {ping, pong}, times}
+  end
+
+  # what loading this file costs before any check or index: read it, then inflate and
+  # decode every chunk as trusted ETF on every scheduler
+  defp load_floor(path) do
+    :erlang.garbage_collect()
+    {_, _} = :erlang.statistics(:runtime)
+
+    {us, _} =
+      :timer.tc(fn ->
+        {:ok, limits} = ElixirScope.Config.validate(recording: [])
+        {:ok, _header, chunks} = Recording.Format.split(File.read!(path), Map.new(limits[:recording]))
+
+        chunks
+        |> Task.async_stream(&length(elem(:erlang.binary_to_term(&1.etf), 3)), max_concurrency: System.schedulers_online(), timeout: :infinity)
+        |> Enum.reduce(0, fn {:ok, n}, acc -> acc + n end)
+      end)
+
+    {_, cpu_ms} = :erlang.statistics(:runtime)
+    {us, cpu_ms}
+  end
+
+  # the OS process's resident set now, after resetting its high-water mark (VmHWM)
+  defp reset_peak_rss do
+    File.write("/proc/self/clear_refs", "5")
+    proc_status_kb("VmRSS") * 1024
+  end
+
+  defp proc_status_kb(key) do
+    [_, kb] = Regex.run(~r/#{key}:\s+(\d+) kB/, File.read!("/proc/self/status"))
+    String.to_integer(kb)
   end
 
   # CPU time of the whole VM while `fun` runs (the machine may be shared)

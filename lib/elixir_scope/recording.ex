@@ -18,7 +18,7 @@ defmodule ElixirScope.Recording do
 
   alias ElixirScope.{Config, Event, Query}
   alias ElixirScope.Query.Source
-  alias ElixirScope.Recording.{Atoms, Format, Index, Sources, Structs}
+  alias ElixirScope.Recording.{Atoms, Format, Index, SafeTerm, Sources, Structs}
 
   defstruct [:path, :meta, :tables]
 
@@ -26,6 +26,8 @@ defmodule ElixirScope.Recording do
 
   @chunk 8192
   @stale_seconds 15 * 60
+  # the most heap a save or load task takes up front (8 MiB)
+  @task_heap_words 1024 * 1024
 
   @doc """
   Saves events to `path`. `filter` is `:all` or `ElixirScope.Query` filters
@@ -92,18 +94,26 @@ defmodule ElixirScope.Recording do
     end
   end
 
-  # the chunks and the trailer; what the events say of the recorded code is noted on the way
+  # the chunks and the trailer; what the events say of the recorded code is noted on the way.
+  # Pages are read and encoded by one task each, on every scheduler; their chunks are
+  # written in order, and the source lines are merged in order (calls span pages).
   defp write_body(body, source, filters, compression, limits) do
     writing(body, fn io ->
       {count, crcs, code} =
-        Query.stream(filters, source: source, chunk: @chunk)
-        |> Stream.chunk_every(@chunk)
-        |> Enum.reduce({0, [], {Sources.new(), %{}}}, fn events, {count, crcs, {lines, structs}} ->
-          code = {Sources.add(lines, events), Structs.add(structs, events)}
+        pages(source, filters)
+        |> Task.async_stream(&encode_page(&1, source, compression, limits),
+          max_concurrency: System.schedulers_online(),
+          ordered: true,
+          timeout: :infinity
+        )
+        |> Enum.reduce({0, [], {Sources.new(), %{}}}, fn
+          {:ok, {:error, message}}, _acc ->
+            throw({:query_error, message})
 
-          events
-          |> Format.encode_chunks(compression, limits.max_ratio)
-          |> Enum.reduce({count, crcs, code}, fn {data, crc, n}, {count, crcs, code} ->
+          {:ok, {chunks, scanned, found}}, {count, crcs, {lines, structs}} ->
+          code = {Sources.merge(lines, scanned), Map.merge(structs, found)}
+
+          Enum.reduce(chunks, {count, crcs, code}, fn {data, crc, n}, {count, crcs, code} ->
             :ok = :file.write(io, data)
             {count + n, [crc | crcs], code}
           end)
@@ -113,6 +123,43 @@ defmodule ElixirScope.Recording do
       {:ok, count, code}
     end)
   end
+
+  # What the tasks read: with no filter, id ranges of at most @chunk ids each (a task
+  # queries its own range); with filters, pages of the query stream.
+  defp pages(source, []) do
+    case {first_id(source, :asc), first_id(source, :desc)} do
+      {nil, _} -> []
+      {lo, hi} -> Stream.map(lo..hi//@chunk, &{:ids, &1 - 1, min(&1 + @chunk, hi + 1)})
+    end
+  end
+
+  defp pages(source, filters) do
+    Query.stream(filters, source: source, chunk: @chunk) |> Stream.chunk_every(@chunk) |> Stream.map(&{:events, &1})
+  end
+
+  defp first_id(source, order) do
+    case Query.events(order: order, limit: 1, source: source) do
+      [%Event{id: id}] -> id
+      [] -> nil
+      {:error, message} -> throw({:query_error, message})
+    end
+  end
+
+  defp encode_page({:ids, after_id, before_id}, source, compression, limits) do
+    # a page's events and their encoding take a few megabytes: grown once, not collection by collection
+    Process.flag(:min_heap_size, @task_heap_words)
+    filters = %{after_id: after_id, before_id: before_id, order: :asc}
+
+    case Source.events(source, if(source == :live, do: Map.put(filters, :flush, false), else: filters)) do
+      {:error, _} = error -> error
+      events -> encode_page({:events, events}, source, compression, limits)
+    end
+  end
+
+  defp encode_page({:events, []}, _source, _compression, _limits), do: {[], Sources.scan([]), %{}}
+
+  defp encode_page({:events, events}, _source, compression, limits),
+    do: {Format.encode_chunks(events, compression, limits.max_ratio), Sources.scan(events), Structs.add(%{}, events)}
 
   defp write_file(tmp, meta, body) do
     writing(tmp, fn io ->
@@ -352,6 +399,11 @@ defmodule ElixirScope.Recording do
   end
 
   defp decode_chunk(tables, part) do
+    # a chunk's terms take about a word per byte of its ETF: the heap is grown once rather than
+    # collection by collection, within a bound (the size is the file's claim, checked only later)
+    {:ok, raw} = SafeTerm.size(part.etf)
+    Process.flag(:min_heap_size, min(raw, @task_heap_words))
+
     with {:ok, events} <- Format.decode_chunk(part) do
       Index.insert(tables, part.index, events)
       {:ok, {part, hd(events).id, List.last(events).id}}

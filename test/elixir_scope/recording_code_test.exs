@@ -143,4 +143,30 @@ defmodule ElixirScope.RecordingCodeTest do
     assert %{lines: %{8 => "    {:ok, posting}"}} = rec.meta.sources[ScopeScratch.Ledger]
     assert rec.meta.structs == %{ScopeScratch.Posting => [:seq, :account, :amount]}
   end
+
+  test "the lines noted page by page (as the parallel save scans them) are those of one pass" do
+    ev = fn id, kind, m, cid, line -> %ElixirScope.Event{id: id, kind: kind, module: m, call_id: cid, line: line, payload: nil} end
+
+    # a call whose inner events and return (without a module) fall in later pages, a nested
+    # call closed in the same page, and an exception whose line comes from its stacktrace
+    events = [
+      ev.(1, :call, A, 0, 10),
+      ev.(2, :local, nil, 1, 11),
+      ev.(3, :call, B, 1, 20),
+      ev.(4, :expr, nil, 3, 21),
+      ev.(5, :return, nil, 3, 0),
+      ev.(6, :expr, nil, 1, 12),
+      %{ev.(7, :exception, nil, 1, 0) | payload: {:error, :boom, [{A, :f, 1, [line: 13]}]}},
+      ev.(8, :local, nil, 99, 5)
+    ]
+
+    whole = Sources.add(Sources.new(), events)
+
+    for size <- 1..length(events) do
+      paged = events |> Enum.chunk_every(size) |> Enum.map(&Sources.scan/1) |> Enum.reduce(Sources.new(), &Sources.merge(&2, &1))
+      assert paged == whole, "pages of #{size}"
+    end
+
+    assert Map.keys(whole.lines) |> Enum.sort() == [{A, 10}, {A, 11}, {A, 12}, {A, 13}, {B, 20}, {B, 21}]
+  end
 end

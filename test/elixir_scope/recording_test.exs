@@ -54,6 +54,31 @@ defmodule ElixirScope.RecordingTest do
     assert File.ls!(dir) == ["run.esrec"]
   end
 
+  test "a save of many pages (ids with gaps) loads every event, found by id; close frees its chunks", %{tmp_dir: dir} do
+    [a, b] = B.pids(2)
+
+    # 20,000 events with every third id missing: pages of ids split them unevenly
+    events =
+      for id <- 1..30_000, rem(id, 3) != 0 do
+        %ElixirScope.Event{id: id, ts: id * 10, pid: if(rem(id, 2) == 0, do: a, else: b), kind: :custom, line: 0,
+                           call_id: 0, link: 0, correlation_id: nil, payload: {:n, id}}
+      end
+
+    path = Path.join(dir, "many.esrec")
+    assert {:ok, %{events: 20_000}} = Recording.save(path, :all, source: from_events(events))
+    {:ok, rec} = Recording.load(path, default: false)
+    assert Query.events(source: rec) == events
+    assert Query.events(pid: a, source: rec) == Enum.filter(events, &(&1.pid == a))
+    assert Recording.Index.get(rec, 29_999) == List.last(events) and Recording.Index.get(rec, 3) == nil
+    assert Recording.Index.get(rec, 1) == hd(events) and Recording.Index.get(rec, 30_001) == nil
+    assert Recording.stats(rec).events == 20_000
+
+    ref = Process.monitor(rec.tables.owner)
+    Recording.close(rec)
+    assert_receive {:DOWN, ^ref, _, _, _}
+    assert :persistent_term.get({rec.tables.events, 1}, :gone) == :gone
+  end
+
   test "a filtered save keeps only the matching events", %{tmp_dir: dir} do
     {events, _a, s} = sample()
     src = from_events(events)

@@ -30,26 +30,24 @@ defmodule ElixirScope.Recording.Check do
     cond do
       not Enum.all?(Tuple.to_list(atoms), &is_atom/1) -> {:error, "its atom column holds something that is not an atom"}
       not Enum.all?(Tuple.to_list(pids), &(is_pid(&1) or &1 == nil)) -> {:error, "its pid column holds something that is not a pid"}
-      true -> rows(rows, atoms, pids, 0, n, [])
+      true -> rows(rows, atoms, pids, 0, n, 0, [])
     end
   end
 
   def chunk(_term, _n), do: {:error, "it is not an {:es_chunk, atoms, pids, rows} tuple"}
 
-  defp rows([], _atoms, _pids, j, n, acc) when j == n, do: {:ok, Enum.reverse(acc)}
-  defp rows([], _atoms, _pids, j, n, _acc), do: {:error, "it holds #{j} events, not the #{n} its header announces"}
-  defp rows(_rows, _atoms, _pids, j, n, _acc) when j >= n, do: {:error, "it holds more than the #{n} events its header announces"}
+  defp rows([], _atoms, _pids, j, n, _prev, acc) when j == n, do: {:ok, :lists.reverse(acc)}
+  defp rows([], _atoms, _pids, j, n, _prev, _acc), do: {:error, "it holds #{j} events, not the #{n} its header announces"}
+  defp rows(_rows, _atoms, _pids, j, n, _prev, _acc) when j >= n, do: {:error, "it holds more than the #{n} events its header announces"}
 
-  defp rows([row | rest], atoms, pids, j, n, acc) do
-    prev = with [%Event{id: id} | _] <- acc, do: id, else: (_ -> 0)
-
+  defp rows([row | rest], atoms, pids, j, n, prev, acc) do
     case event(row, atoms, pids, prev) do
-      %Event{} = e -> rows(rest, atoms, pids, j + 1, n, [e | acc])
+      %Event{id: id} = e -> rows(rest, atoms, pids, j + 1, n, id, [e | acc])
       {:error, what} -> {:error, "event #{j + 1} of the chunk: #{what}"}
     end
   end
 
-  defp rows(_improper, _atoms, _pids, _j, _n, _acc), do: {:error, "its rows are not a proper list"}
+  defp rows(_improper, _atoms, _pids, _j, _n, _prev, _acc), do: {:error, "its rows are not a proper list"}
 
   defp event({id, ts, wall, p, k, m, f, a, line, cid, link, corr, ret, payload, flags} = row, atoms, pids, prev)
        when u64(id) and id > prev and u64(ts) and opt_i64(wall) and index(p, pids) and index(k, atoms) and

@@ -84,8 +84,10 @@ defmodule ElixirScope.Recording.Format do
     end
   end
 
-  defp chunk(events, term, etf) do
-    table = Atoms.encode(Atoms.collect(term, %{}))
+  defp chunk(events, {:es_chunk, atoms, pids, rows}, etf) do
+    # a row's other fields are integers or nil: only its payload can name another atom
+    found = List.foldl(rows, Atoms.collect({:es_chunk, atoms, pids, nil}, %{}), &Atoms.collect(elem(&1, 13), &2))
+    table = Atoms.encode(found)
     crc = crc(table, etf)
     {[<<"C", length(events)::32, byte_size(table)::32, byte_size(etf)::32, crc::32>>, table, etf], crc, length(events)}
   end

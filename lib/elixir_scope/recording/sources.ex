@@ -52,6 +52,32 @@ defmodule ElixirScope.Recording.Sources do
   @spec add(found(), [Event.t()]) :: found()
   def add(found, events), do: Enum.reduce(events, found, &add_event/2)
 
+  @typedoc "What `scan/1` found in one page: its lines and open calls, and the events that name a call of an earlier page."
+  @type scanned :: {found(), [Event.t()]}
+
+  @doc """
+  `add/2` for one page of events on its own (pages are scanned in parallel): the events
+  whose call began in an earlier page are kept for `merge/2`, which adds the pages in order.
+  """
+  @spec scan([Event.t()]) :: scanned()
+  def scan(events) do
+    {found, outer} =
+      Enum.reduce(events, {new(), []}, fn e, {found, outer} ->
+        if e.module == nil and not is_map_key(found.open, e.call_id),
+          do: {found, [e | outer]},
+          else: {add_event(e, found), outer}
+      end)
+
+    {found, Enum.reverse(outer)}
+  end
+
+  @doc "Adds a scanned page to what the earlier pages found."
+  @spec merge(found(), scanned()) :: found()
+  def merge(found, {page, outer}) do
+    found = Enum.reduce(outer, found, &add_event/2)
+    %{lines: Map.merge(found.lines, page.lines), open: Map.merge(found.open, page.open)}
+  end
+
   defp add_event(%Event{kind: :call, id: id, module: m} = e, found) when is_atom(m) and m != nil,
     do: put_line(%{found | open: Map.put(found.open, id, m)}, m, e.line)
 

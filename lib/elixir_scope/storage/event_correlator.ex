@@ -33,10 +33,17 @@ defmodule ElixirScope.Storage.EventCorrelator do
   def call_trees_by_pid(events) do
     events
     |> Enum.reject(&observed_spawn?/1)
-    |> Enum.sort_by(& &1.id)
+    |> by_id()
     |> Enum.group_by(& &1.pid)
     |> Map.new(fn {pid, evs} -> {pid, build(evs)} end)
   end
+
+  # queries answer in id order: sorting is needed only when they were not
+  defp by_id(events), do: if(ascending?(events, 0), do: events, else: Enum.sort_by(events, & &1.id))
+
+  defp ascending?([%Event{id: id} | rest], prev) when id > prev, do: ascending?(rest, id)
+  defp ascending?([], _prev), do: true
+  defp ascending?(_events, _prev), do: false
 
   @doc "Call trees of all processes in the events, as one list of roots in time order."
   @spec call_trees([Event.t()]) :: [call_node()]
