@@ -28,7 +28,7 @@ defmodule ElixirScope.Bench.Switch do
       {"switch_enable_effect_us (median, first event after enable returned)", switch["switch_enable_effect_us"], "≤ 10,000", ""},
       {"switch_enable_effect_max_us (max of #{@rounds})", switch["switch_enable_effect_max_us"], "", "OS scheduling of a busy core"},
       {"switch_enable_busy_settled_us (enable after 2.6 s off, #{@busy} busy processes)", switch["switch_enable_busy_settled_us"], "≤ 10,000",
-       "shape kept: #{switch["switch_busy_settled_shape"]} (a busy node keeps the dynamic switch)"},
+       "shape kept: #{if switch["switch_busy_kept_dynamic"] == 1, do: "dynamic", else: "off"} (a busy node keeps the dynamic switch)"},
       {"switch_enable_settled_us (settled while quiet, then #{@busy} busy processes, enable)", switch["switch_enable_settled_us"], "≤ 10,000", "loads the dynamic switch"},
       {"switch_settle_purge_us (purge after settling, quiet node)", switch["switch_settle_purge_us"], "", "an enable/0 waits only if the node turns busy within it"},
       {"fuse_late_ms (ring full: fuse after max_full_ms, #{@busy} busy processes)", fuse_ms, "≤ 50", ""}
@@ -124,7 +124,8 @@ defmodule ElixirScope.Bench.Switch do
       "switch_enable_settled_us" => settled_us,
       "switch_settle_purge_us" => purge_us,
       "switch_enable_busy_settled_us" => busy_settled_us,
-      "switch_busy_settled_shape" => Atom.to_string(busy_shape)
+      # 1 when the busy node kept the dynamic shape (numbers only in results.json)
+      "switch_busy_kept_dynamic" => if(busy_shape == :dynamic, do: 1, else: 0)
     }
   end
 
