@@ -3,9 +3,11 @@ defmodule ElixirScope.TestRecorder do
   An ExUnit formatter (used by `mix scope.test`) that marks each test's start and end in the
   recording and saves the events of each failing test to a recording file.
 
-  A test's events are those recorded between its start and its end, in every process (a test's
-  GenServers and Tasks run in other processes); with `async: true` tests that overlap in time,
-  their events are in each other's recordings too.
+  A test's events are those recorded from the end of the test before it (or the start of the
+  suite) to its end, in every process (a test's GenServers and Tasks run in other processes): the
+  formatter hears of a test's start by a message that may arrive after the test began, so that
+  moment cannot bound it. With `async: true` tests that overlap in time, their events are in each
+  other's recordings too.
   """
   use GenServer
 
@@ -15,27 +17,26 @@ defmodule ElixirScope.TestRecorder do
   @impl true
   def init(_opts) do
     dir = Application.get_env(:elixir_scope, :test_recordings_dir, Path.expand("_build/scope/tests"))
-    {:ok, %{dir: dir, started: %{}, saved: []}}
+    {:ok, %{dir: dir, started: %{}, saved: [], boundary: ElixirScope.NIF.now()}}
   end
 
   @impl true
   def handle_cast({:test_started, %ExUnit.Test{} = test}, state) do
-    since = ElixirScope.NIF.now()
     InstrumentationRuntime.report_custom(:test_started, describe(test))
-    {:noreply, put_in(state.started[{test.module, test.name}], since)}
+    {:noreply, put_in(state.started[{test.module, test.name}], state.boundary)}
   end
 
   def handle_cast({:test_finished, %ExUnit.Test{} = test}, state) do
     InstrumentationRuntime.report_custom(:test_finished, Map.put(describe(test), :result, result(test)))
     {since, started} = Map.pop(state.started, {test.module, test.name})
 
-    case test.state do
-      {:failed, _} when is_integer(since) ->
-        {:noreply, %{state | started: started, saved: [save(state.dir, test, since) | state.saved]}}
+    state =
+      case test.state do
+        {:failed, _} when is_integer(since) -> %{state | saved: [save(state.dir, test, since) | state.saved]}
+        _ -> state
+      end
 
-      _ ->
-        {:noreply, %{state | started: started}}
-    end
+    {:noreply, %{state | started: started, boundary: ElixirScope.NIF.now()}}
   end
 
   def handle_cast({:suite_finished, _times}, state) do
