@@ -63,10 +63,18 @@ defmodule ElixirScope.Bench.Switch do
 
   defp emitted, do: NIF.stats(Session.info().session).emitted
 
+  # how long enable/0 takes to return (µs), once the busy processes record again
+  defp enable_until_recorded do
+    before = emitted()
+    {us, :ok} = :timer.tc(&ElixirScope.enable/0)
+    spin_until(fn -> emitted() > before end)
+    us
+  end
+
   defp switching do
     :ok = ElixirScope.start(capture: [fuse: [enabled: false]])
 
-    rounds =
+    {samples, busy_settled_us, busy_shape} =
       with_busy(fn ->
         samples =
           for _ <- 1..@rounds do
@@ -86,10 +94,7 @@ defmodule ElixirScope.Bench.Switch do
         # off past the settling time while busy: the dynamic shape stays (see SwitchLoader)
         :ok = ElixirScope.disable()
         Process.sleep(2_600)
-        before = emitted()
-        {busy_settled_us, :ok} = :timer.tc(&ElixirScope.enable/0)
-        spin_until(fn -> emitted() > before end)
-        {samples, busy_settled_us, SwitchLoader.shape()}
+        {samples, enable_until_recorded(), SwitchLoader.shape()}
       end)
 
     # settled on a quiet node (the switch it replaced is purged at once, while the node is quiet:
@@ -102,17 +107,8 @@ defmodule ElixirScope.Bench.Switch do
     spin_until(fn -> Process.sleep(1) == :ok and not :erlang.check_old_code(Switch) end, 60_000_000)
     purge_us = System.monotonic_time(:microsecond) - t_purge
 
-    settled_us =
-      with_busy(fn ->
-        before = emitted()
-        {settled_us, :ok} = :timer.tc(&ElixirScope.enable/0)
-        spin_until(fn -> emitted() > before end)
-        settled_us
-      end)
-
-    rounds = {elem(rounds, 0), settled_us, purge_us, elem(rounds, 1), elem(rounds, 2)}
+    settled_us = with_busy(&enable_until_recorded/0)
     ElixirScope.stop()
-    {samples, settled_us, purge_us, busy_settled_us, busy_shape} = rounds
     max = fn i -> samples |> Enum.map(&elem(&1, i)) |> Enum.max() end
 
     %{
