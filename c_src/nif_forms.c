@@ -140,6 +140,20 @@ typedef struct frame {
     size_t base; /* values[base..] are this node's children */
 } frame;
 
+/* buf with room for element n (n used, *cap allocated, doubled from `initial` when full), or NULL
+ * when out of memory: buf is then freed, and the caller's pointer, now NULL, owns nothing. */
+static void *room_for_one(void *buf, size_t *cap, size_t n, size_t size, size_t initial) {
+    if (n < *cap) return buf;
+    size_t nc = *cap ? *cap * 2 : initial;
+    void *nb = enif_realloc(buf, nc * size);
+    if (!nb) {
+        enif_free(buf);
+        return NULL;
+    }
+    *cap = nc;
+    return nb;
+}
+
 /* Builds the VM term of the tree t, iteratively (post-order, explicit stacks). */
 static int build(ErlNifEnv *env, const T *root, ERL_NIF_TERM *out) {
     acache cache = {0};
@@ -154,26 +168,14 @@ static int build(ErlNifEnv *env, const T *root, ERL_NIF_TERM *out) {
             const T *t = pending;
             pending = NULL;
             if (t->kind == ES_ETF_LIST || t->kind == ES_ETF_TUPLE || t->kind == ES_ETF_MAP) {
-                if (fn == fcap) {
-                    size_t nc = fcap ? fcap * 2 : 256;
-                    frame *nf = enif_realloc(fs, nc * sizeof(frame));
-                    if (!nf) goto out;
-                    fs = nf;
-                    fcap = nc;
-                }
+                if (!(fs = room_for_one(fs, &fcap, fn, sizeof *fs, 256))) goto out;
                 fs[fn].t = t;
                 fs[fn].next = 0;
                 fs[fn].count = t->kind == ES_ETF_LIST ? t->n + 1 : t->kind == ES_ETF_MAP ? 2 * t->n : t->n;
                 fs[fn].base = vn;
                 fn++;
             } else {
-                if (vn == vcap) {
-                    size_t nc = vcap ? vcap * 2 : 1024;
-                    ERL_NIF_TERM *nv = enif_realloc(vals, nc * sizeof(ERL_NIF_TERM));
-                    if (!nv) goto out;
-                    vals = nv;
-                    vcap = nc;
-                }
+                if (!(vals = room_for_one(vals, &vcap, vn, sizeof *vals, 1024))) goto out;
                 if (make_leaf(env, &cache, t, &vals[vn]) < 0) goto out;
                 vn++;
             }
@@ -209,13 +211,8 @@ static int build(ErlNifEnv *env, const T *root, ERL_NIF_TERM *out) {
             if (!ok) goto out;
         }
         vn = f->base;
-        if (vn == vcap) { /* a node without children on a full value stack */
-            size_t nc = vcap ? vcap * 2 : 1024;
-            ERL_NIF_TERM *nv = enif_realloc(vals, nc * sizeof(ERL_NIF_TERM));
-            if (!nv) goto out;
-            vals = nv;
-            vcap = nc;
-        }
+        /* a node without children may find the value stack full */
+        if (!(vals = room_for_one(vals, &vcap, vn, sizeof *vals, 1024))) goto out;
         vals[vn++] = v;
         fn--;
     }
