@@ -29,7 +29,7 @@ typedef struct es_atoms {
     ERL_NIF_TERM exc_struct, exc_module, exc_message, exc_exception;
 } es_atoms;
 
-static const char *const KIND_NAMES[ES_KIND__COUNT] = {
+const char *const KIND_NAMES[ES_KIND__COUNT] = {
     "call", "return", "exception", "tail_call", "local", "expr",
     "state", "send", "receive", "spawn", "exit", "custom"};
 
@@ -885,6 +885,22 @@ static ERL_NIF_TERM nif_query(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     return collected_list(&c);
 }
 
+/* query_events(session, filters, clock) -> {[row], truncated_count} (dirty CPU; rows hold the
+ * fields of %ElixirScope.Event{}, built in nif_query.c) */
+static ERL_NIF_TERM nif_query_events(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_session *s;
+    es_query q;
+    es_event_rows *c;
+    const char *err = NULL;
+    (void)argc;
+    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "query_events/3 expects a session");
+    if (!parse_query(env, &PRIV(env)->atoms, argv[1], &q, &err)) return es_raise_arg(env, err);
+    if (!es_event_rows_begin(env, argv[2], &c))
+        return es_raise_arg(env, "query_events/3: clock must be nil or {monotonic_ns, system_us} (integers)");
+    es_store_query(s->store, &q, es_event_rows_cb(), c);
+    return es_event_rows_end(c);
+}
+
 /* get_event(session, id) -> event_tuple | nil */
 static ERL_NIF_TERM nif_get_event(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_atoms *a = &PRIV(env)->atoms;
@@ -1165,6 +1181,8 @@ static ErlNifFunc nif_funcs[] = {
     {"pids_since", 2, nif_pids_since, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"query", 2, nif_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"query_events", 3, nif_query_events, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"call_trees", 2, es_nif_call_trees, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"get_event", 2, nif_get_event, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* payloads up to max_bytes */
     {"clear", 1, nif_clear, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"stats", 1, nif_stats, 0},

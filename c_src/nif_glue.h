@@ -5,6 +5,9 @@
 
 #include <erl_nif.h>
 
+#include "elixir_scope/event.h"
+#include "elixir_scope/event_store.h"
+
 /* Raises an ElixirScope argument error: %ArgumentError{message: msg}. */
 ERL_NIF_TERM es_raise_arg(ErlNifEnv *env, const char *msg);
 
@@ -19,5 +22,20 @@ ERL_NIF_TERM es_nif_llm_parse_plan(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
 ERL_NIF_TERM es_nif_llm_plan_schema(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 /* ---- nif_forms.c (forms transformer): forms_transform(forms_etf, plan_etf) -> {ok, Forms} | {error, Reason} */
 ERL_NIF_TERM es_nif_forms_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+
+/* The atom names of es_kind (nif.c). */
+extern const char *const KIND_NAMES[ES_KIND__COUNT];
+
+/* ---- nif_query.c (fast reads: issue 13) ---- */
+/* query_events/3: the fields of %ElixirScope.Event{} from store rows, payloads decoded.
+   begin (0: clock is not nil or {monotonic_ns, system_us}, or out of memory), run
+   es_store_query with es_event_rows_cb(), then end: {[row tuple in Event field order],
+   truncated_count}, or an ArgumentError raised; end frees the collector. */
+typedef struct es_event_rows es_event_rows;
+int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out);
+es_query_cb es_event_rows_cb(void);
+ERL_NIF_TERM es_event_rows_end(es_event_rows *c);
+/* call_trees(events, :by_pid | :roots | :open_calls) */
+ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 #endif

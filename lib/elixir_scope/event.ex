@@ -173,6 +173,28 @@ defmodule ElixirScope.Event do
     }
   end
 
+  @doc """
+  The events of the native `query_events/3`: `{rows, truncated_count}`, where each row holds the
+  fields of the struct in order, computed as `from_tuple/2` does (the payload decoded); the
+  truncation markers of truncated payloads are expanded here.
+  """
+  @spec from_store({[tuple()], non_neg_integer()}) :: [t()]
+  def from_store({rows, 0}), do: for(row <- rows, do: from_row(row))
+
+  def from_store({rows, _truncated}) do
+    for row <- rows do
+      e = from_row(row)
+      if e.truncated?, do: %{e | payload: Truncated.expand(e.payload)}, else: e
+    end
+  end
+
+  defp from_row({id, ts, wall_time, pid, kind, module, function, arity, line, call_id, link, correlation_id, return_id, payload,
+                 truncated?, redacted?}) do
+    %__MODULE__{id: id, ts: ts, wall_time: wall_time, pid: pid, kind: kind, module: module, function: function, arity: arity,
+                line: line, call_id: call_id, link: link, correlation_id: correlation_id, return_id: return_id, payload: payload,
+                truncated?: truncated?, redacted?: redacted?}
+  end
+
   defp nonzero(0), do: nil
   defp nonzero(n), do: n
 

@@ -57,7 +57,7 @@ defmodule ElixirScope.Storage.DataAccess do
           if Keyword.get(filters, :flush, true), do: flush()
 
           try do
-            s |> NIF.query(query) |> Enum.map(&Event.from_tuple(&1, clock))
+            s |> NIF.query_events(query, clock) |> Event.from_store()
           rescue
             e in ArgumentError -> {:error, Exception.message(e)}
           end

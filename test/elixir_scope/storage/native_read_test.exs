@@ -1,0 +1,124 @@
+defmodule ElixirScope.Storage.NativeReadTest do
+  # The fast read path (issue 13): query_events/3 rows must give the very structs the tuple path
+  # (Event.from_tuple/2) gives, and the native call trees the very trees of the Elixir rules
+  # (ElixirScope.Test.CallTreeModel), on generated event sequences.
+  use ExUnit.Case, async: false
+
+  import Bitwise
+  alias ElixirScope.{Event, NIF}
+  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Test.CallTreeModel
+
+  describe "query_events/3" do
+    setup do
+      s = NIF.session_new(%{ring_capacity: 4096, max_depth: 3, max_width: 3, max_binary: 4})
+      :ok = NIF.session_install(s)
+      on_exit(fn -> NIF.session_uninstall() end)
+      {:ok, s: s}
+    end
+
+    test "rows build the structs the tuple path builds, every kind, truncated and empty payloads", %{s: s} do
+      c = NIF.emit_entry(M, :f, [1, :a, "a long binary", %{deep: %{deeper: %{deepest: 1}}}], 7)
+      NIF.emit(:local, c, M, :f, 4, 8, 0, %{x: 1})
+      NIF.emit(:expr, c, M, :f, 4, 9, 0, {"x + 1", 2})
+      NIF.emit(:state, c, M, :f, 4, 9, 0, {:before, [1, 2, 3, 4, 5]})
+      NIF.emit(:send, 0, nil, :send, nil, 0, 77, {self(), :hello})
+      NIF.emit(:receive, 0, nil, :receive, nil, 0, 77, :hello)
+      NIF.emit(:custom, 0, nil, nil, nil, 0, 0, {:mark, 1.5})
+      NIF.emit(:tail_call, c, M, :f, 4, 10, 0, {M, :g, [self(), make_ref()]})
+      NIF.emit_exit(c, {:ok, 1 <<< 200})
+      ElixirScope.Capture.RingBuffer.drain_all(s, 100)
+      clock = {NIF.now(), System.system_time(:microsecond)}
+
+      for c <- [clock, nil], filters <- [%{}, %{kinds: [:call, :return]}, %{order: :desc, limit: 3}] do
+        {rows, truncated} = NIF.query_events(s, filters, c)
+        expected = s |> NIF.query(filters) |> Enum.map(&Event.from_tuple(&1, c))
+        assert Event.from_store({rows, truncated}) == expected
+        assert truncated == Enum.count(expected, & &1.truncated?)
+      end
+
+      all = Event.from_store(NIF.query_events(s, %{}, clock))
+      assert length(all) == 9
+      assert Enum.any?(all, & &1.truncated?)
+      assert Enum.any?(all, &match?(%Event{kind: :send, correlation_id: 77}, &1))
+    end
+
+    test "an empty answer, and bad arguments raise ArgumentError", %{s: s} do
+      assert NIF.query_events(s, %{}, nil) == {[], 0}
+      assert_raise ArgumentError, ~r/session/, fn -> NIF.query_events(:nope, %{}, nil) end
+      assert_raise ArgumentError, ~r/map of filters/, fn -> NIF.query_events(s, [], nil) end
+      assert_raise ArgumentError, ~r/limit/, fn -> NIF.query_events(s, %{limit: 0}, nil) end
+      assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1}) end
+      assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1, :a}) end
+      assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1 <<< 70, 1}) end
+    end
+  end
+
+  describe "call_trees/2" do
+    test "native trees equal the Elixir rules on generated sequences" do
+      for seed <- 1..300 do
+        :rand.seed(:exsss, {seed, seed * 7, 13})
+        events = gen_events(Enum.random(0..60))
+
+        assert EventCorrelator.call_trees_by_pid(events) == CallTreeModel.call_trees_by_pid(events), "seed #{seed}"
+        assert EventCorrelator.call_trees(events) == CallTreeModel.call_trees(events), "seed #{seed}"
+        first_pid = if events == [], do: self(), else: hd(events).pid
+        one = Enum.filter(events, &(&1.pid == first_pid))
+        assert EventCorrelator.open_calls(one) == CallTreeModel.open_calls(one), "seed #{seed}"
+
+        shuffled = Enum.shuffle(events)
+        assert EventCorrelator.call_trees_by_pid(shuffled) == CallTreeModel.call_trees_by_pid(shuffled), "seed #{seed} shuffled"
+        assert EventCorrelator.call_trees(shuffled) == CallTreeModel.call_trees(shuffled), "seed #{seed} shuffled"
+      end
+    end
+
+    test "empty input" do
+      assert EventCorrelator.call_trees([]) == []
+      assert EventCorrelator.call_trees_by_pid([]) == %{}
+      assert EventCorrelator.open_calls([]) == []
+    end
+
+    test "bad arguments raise ArgumentError" do
+      ev = %Event{id: 1, ts: 1, pid: self(), kind: :call, module: M, function: :f, call_id: 1, payload: []}
+      assert_raise ArgumentError, ~r/proper list/, fn -> NIF.call_trees(:nope, :roots) end
+      assert_raise ArgumentError, ~r/proper list/, fn -> NIF.call_trees([ev | ev], :roots) end
+      assert_raise ArgumentError, ~r/mode/, fn -> NIF.call_trees([ev], :other) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([%{ev | id: 0}], :roots) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([%{ev | kind: :nope}], :roots) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([%{ev | ts: 1.5}], :roots) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([%{ev | module: "M"}], :by_pid) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([Map.from_struct(ev)], :open_calls) end
+      assert_raise ArgumentError, ~r/Event/, fn -> NIF.call_trees([ev, 3], :roots) end
+    end
+  end
+
+  # Random events of up to three processes: calls nested by a per-process stack, ends that
+  # match the stack or not, tail calls whose next event is or is not their target, events of
+  # calls, observed spawns, and messages.
+  defp gen_events(n) do
+    pids = [self(), spawn(fn -> :ok end), :c.pid(0, 1, 0)]
+
+    {events, _} =
+      Enum.map_reduce(1..n//1, %{}, fn id, stacks ->
+        pid = Enum.random(pids)
+        stack = Map.get(stacks, pid, [])
+        top = List.first(stack)
+        any_open = if stack == [], do: Enum.random([0, 7, 999]), else: Enum.random(stack)
+        fun = Enum.random([:f, :g])
+        base = %Event{id: id, ts: id * 10 + Enum.random(0..5), pid: pid, module: Enum.random([M, N]), function: fun, line: 1, link: 0}
+
+        case Enum.random(1..10) do
+          k when k <= 3 -> {%{base | kind: :call, call_id: id, payload: []}, Map.put(stacks, pid, [id | stack])}
+          4 -> {%{base | kind: :return, call_id: top || any_open, payload: :ok}, Map.put(stacks, pid, Enum.drop(stack, 1))}
+          5 -> {%{base | kind: :exception, call_id: any_open, payload: {:error, :x, []}}, stacks}
+          6 -> {%{base | kind: :tail_call, call_id: top || any_open, payload: Enum.random([{M, :f, []}, {N, :g, [1]}, :bad])}, stacks}
+          7 -> {%{base | kind: Enum.random([:local, :expr, :state]), call_id: any_open, payload: %{x: id}}, stacks}
+          8 -> {%{base | kind: :spawn, function: Enum.random([:observed, :call_site]), call_id: any_open, payload: self()}, stacks}
+          9 -> {%{base | kind: :send, call_id: Enum.random([0, any_open]), payload: {self(), :m}}, stacks}
+          10 -> {%{base | kind: :call, module: nil, function: nil, call_id: id, payload: []}, Map.put(stacks, pid, [id | stack])}
+        end
+      end)
+
+    events
+  end
+end
