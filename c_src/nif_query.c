@@ -240,35 +240,46 @@ static int field(ErlNifEnv *env, const event_atoms *a, ERL_NIF_TERM map, int f, 
 }
 
 /* Reads one %ElixirScope.Event{}; 0 if it is not one. *skip: an observed :spawn (recorded by
-   the lifecycle observer on a parent's behalf, placed by time: no part of its calls). */
+   the lifecycle observer on a parent's behalf, placed by time: no part of its calls). Only the
+   fields the builder reads for the kind are looked up: module and function of calls (a tail
+   call's target), the function of spawns, the payload of tail calls. */
 static int read_event(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, ERL_NIF_TERM t, in_event *e, int *skip) {
     ERL_NIF_TERM v, payload;
     ErlNifUInt64 u;
     ErlNifSInt64 ts;
     const ERL_NIF_TERM *parts;
     int kind, arity;
-    if (!enif_is_map(env, t) || !field(env, a, t, F_STRUCT, &v) || v != a->event_module) return 0;
+    if (!field(env, a, t, F_STRUCT, &v) || v != a->event_module) return 0; /* also: not a map */
+    if (!field(env, a, t, F_KIND, &v) || (kind = kind_index(a, v)) < 0) return 0;
+    e->ct.kind = (uint8_t)kind;
     if (!field(env, a, t, F_ID, &v) || !enif_get_uint64(env, v, &u) || u == 0) return 0;
     e->ct.id = u;
     if (!field(env, a, t, F_TS, &v) || !enif_get_int64(env, v, &ts)) return 0;
     e->ct.ts = ts;
-    if (!field(env, a, t, F_KIND, &v) || (kind = kind_index(a, v)) < 0) return 0;
-    e->ct.kind = (uint8_t)kind;
-    if (!field(env, a, t, F_MODULE, &v) || !enif_is_atom(env, v)) return 0;
-    e->ct.module = v;
-    if (!field(env, a, t, F_FUNCTION, &v) || !enif_is_atom(env, v)) return 0;
-    e->ct.function = v;
-    *skip = kind == ES_KIND_SPAWN && v == ta->observed;
     /* call_id: an integer; anything else (nil) belongs to no call, as does 0 */
     if (!field(env, a, t, F_CALL_ID, &v)) return 0;
     e->ct.call_id = enif_get_uint64(env, v, &u) ? u : 0;
-    if (!field(env, a, t, F_PID, &e->pid) || !field(env, a, t, F_PAYLOAD, &payload)) return 0;
-    /* a tail call's target: {module, function, args} with atoms, else nil (as EventCorrelator) */
+    if (!field(env, a, t, F_PID, &e->pid)) return 0;
+    e->ct.module = e->ct.function = a->nil;
     e->ct.tail_module = e->ct.tail_function = a->nil;
-    if (kind == ES_KIND_TAIL_CALL && enif_get_tuple(env, payload, &arity, &parts) && arity == 3 &&
-        enif_is_atom(env, parts[0]) && enif_is_atom(env, parts[1])) {
-        e->ct.tail_module = parts[0];
-        e->ct.tail_function = parts[1];
+    *skip = 0;
+    if (kind == ES_KIND_CALL || kind == ES_KIND_SPAWN) {
+        if (!field(env, a, t, F_FUNCTION, &v) || !enif_is_atom(env, v)) return 0;
+        e->ct.function = v;
+        *skip = kind == ES_KIND_SPAWN && v == ta->observed;
+    }
+    if (kind == ES_KIND_CALL) {
+        if (!field(env, a, t, F_MODULE, &v) || !enif_is_atom(env, v)) return 0;
+        e->ct.module = v;
+    }
+    /* a tail call's target: {module, function, args} with atoms, else nil (as EventCorrelator) */
+    if (kind == ES_KIND_TAIL_CALL) {
+        if (!field(env, a, t, F_PAYLOAD, &payload)) return 0;
+        if (enif_get_tuple(env, payload, &arity, &parts) && arity == 3 && enif_is_atom(env, parts[0]) &&
+            enif_is_atom(env, parts[1])) {
+            e->ct.tail_module = parts[0];
+            e->ct.tail_function = parts[1];
+        }
     }
     e->term = t;
     return 1;
