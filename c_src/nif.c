@@ -885,20 +885,36 @@ static ERL_NIF_TERM nif_query(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
     return collected_list(&c);
 }
 
-/* query_events(session, filters, clock) -> {[row], truncated_count} (dirty CPU; rows hold the
- * fields of %ElixirScope.Event{}, built in nif_query.c) */
-static ERL_NIF_TERM nif_query_events(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+/* Runs a query into the row collector of nif_query.c; `end` answers. */
+static ERL_NIF_TERM query_rows(ErlNifEnv *env, const ERL_NIF_TERM argv[], const char *name,
+                               ERL_NIF_TERM (*end)(es_event_rows *)) {
     es_session *s;
     es_query q;
     es_event_rows *c;
     const char *err = NULL;
-    (void)argc;
-    if (!get_session(env, argv[0], &s)) return es_raise_arg(env, "query_events/3 expects a session");
+    char msg[128];
+    if (!get_session(env, argv[0], &s))
+        return snprintf(msg, sizeof msg, "%s expects a session", name), es_raise_arg(env, msg);
     if (!parse_query(env, &PRIV(env)->atoms, argv[1], &q, &err)) return es_raise_arg(env, err);
     if (!es_event_rows_begin(env, argv[2], &c))
-        return es_raise_arg(env, "query_events/3: clock must be nil or {monotonic_ns, system_us} (integers)");
+        return snprintf(msg, sizeof msg, "%s: clock must be nil or {monotonic_ns, system_us} (integers)", name),
+               es_raise_arg(env, msg);
     es_store_query(s->store, &q, es_event_rows_cb(), c);
-    return es_event_rows_end(c);
+    return end(c);
+}
+
+/* query_events(session, filters, clock) -> {[row], truncated_count} (dirty CPU; rows hold the
+ * fields of %ElixirScope.Event{}, built in nif_query.c) */
+static ERL_NIF_TERM nif_query_events(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    return query_rows(env, argv, "query_events/3", es_event_rows_end);
+}
+
+/* query_call_trees(session, filters, clock) -> {[row], truncated_count, [{pid, ops}]} (dirty CPU;
+ * the call trees of the rows, see nif_query.c) */
+static ERL_NIF_TERM nif_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    return query_rows(env, argv, "query_call_trees/3", es_event_rows_end_trees);
 }
 
 /* get_event(session, id) -> event_tuple | nil */
@@ -1182,6 +1198,7 @@ static ErlNifFunc nif_funcs[] = {
     {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"query", 2, nif_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"query_events", 3, nif_query_events, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"query_call_trees", 3, nif_query_call_trees, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"call_trees", 2, es_nif_call_trees, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"get_event", 2, nif_get_event, ERL_NIF_DIRTY_JOB_CPU_BOUND}, /* payloads up to max_bytes */
     {"clear", 1, nif_clear, ERL_NIF_DIRTY_JOB_CPU_BOUND},

@@ -35,7 +35,9 @@ typedef struct es_event_rows es_event_rows;
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out);
 es_query_cb es_event_rows_cb(void);
 ERL_NIF_TERM es_event_rows_end(es_event_rows *c);
-/* call_trees(events, :by_pid | :roots | :open_calls) */
+/* query_call_trees/3's end: {rows, truncated_count, [{pid, call tree ops}]} (see nif_query.c) */
+ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c);
+/* call_trees(events, :by_pid | :roots | :open_calls): call tree ops (see nif_query.c) */
 ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 #endif

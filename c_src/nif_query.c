@@ -22,17 +22,6 @@ typedef struct event_atoms {
     ERL_NIF_TERM keys[F__COUNT], kinds[ES_KIND__COUNT], event_module, nil, true_, false_;
 } event_atoms;
 
-/* Keys in term order, and where each field goes: enif_make_map_from_arrays sorts its keys by
-   insertion, so keys already in order cost one comparison each instead of dozens. */
-static void sort_keys(const ERL_NIF_TERM *keys, int n, ERL_NIF_TERM *sorted, int *slot) {
-    for (int i = 0; i < n; i++) {
-        int pos = 0;
-        for (int j = 0; j < n; j++) pos += enif_compare(keys[j], keys[i]) < 0;
-        sorted[pos] = keys[i];
-        slot[i] = pos;
-    }
-}
-
 static void make_event_atoms(ErlNifEnv *env, event_atoms *a) {
     for (int i = 0; i < F__COUNT; i++) a->keys[i] = enif_make_atom(env, FIELD_NAMES[i]);
     for (int i = 0; i < ES_KIND__COUNT; i++) a->kinds[i] = enif_make_atom(env, KIND_NAMES[i]);
@@ -168,53 +157,59 @@ static void free_rows(es_event_rows *c) {
     enif_free(c);
 }
 
+/* Decodes every payload at once: the list of payload terms in row order; NULL message when
+   done, else the error to raise. */
+static const char *decode_payloads(es_event_rows *c, ERL_NIF_TERM *payloads) {
+    static const unsigned char tail = ETF_NIL_EXT;
+    if (c->error) return c->error;
+    if (!etf_append(c, &tail, 1)) return "out of memory building the query result";
+    c->etf[2] = (unsigned char)(c->n >> 24);
+    c->etf[3] = (unsigned char)(c->n >> 16);
+    c->etf[4] = (unsigned char)(c->n >> 8);
+    c->etf[5] = (unsigned char)c->n;
+    if (c->n == 0) *payloads = enif_make_list(c->env, 0);
+    else if (enif_binary_to_term(c->env, c->etf, c->etf_len, payloads, 0) != c->etf_len)
+        return "a stored payload is not valid external term format";
+    return NULL;
+}
+
+/* the rows as a list; payloads[i] receives each payload term (for the tree path) */
+static const char *rows_list(es_event_rows *c, ERL_NIF_TERM payloads, ERL_NIF_TERM *kept, ERL_NIF_TERM *rows) {
+    ERL_NIF_TERM payload, *items = enif_alloc((c->n + 1) * sizeof *items);
+    if (!items) return "out of memory building the query result";
+    for (size_t i = 0; i < c->n && enif_get_list_cell(c->env, payloads, &payload, &payloads); i++) {
+        if (kept) kept[i] = payload;
+        items[i] = row_term(c, &c->heads[i], payload);
+    }
+    *rows = enif_make_list_from_array(c->env, items, (unsigned)c->n);
+    enif_free(items);
+    return NULL;
+}
+
 /* {[row], truncated_count}, or raises; frees c */
 ERL_NIF_TERM es_event_rows_end(es_event_rows *c) {
-    static const unsigned char tail = ETF_NIL_EXT;
     ErlNifEnv *env = c->env;
-    ERL_NIF_TERM payloads, payload, rows;
-    ERL_NIF_TERM *items = NULL;
-    const char *error = c->error;
-    if (!error && !etf_append(c, &tail, 1)) error = "out of memory building the query result";
-    if (!error) {
-        c->etf[2] = (unsigned char)(c->n >> 24);
-        c->etf[3] = (unsigned char)(c->n >> 16);
-        c->etf[4] = (unsigned char)(c->n >> 8);
-        c->etf[5] = (unsigned char)c->n;
-        if (c->n == 0) payloads = enif_make_list(env, 0);
-        else if (enif_binary_to_term(env, c->etf, c->etf_len, &payloads, 0) != c->etf_len)
-            error = "a stored payload is not valid external term format";
-    }
-    if (!error && !(items = enif_alloc((c->n + 1) * sizeof *items))) error = "out of memory building the query result";
-    if (error) {
-        free_rows(c);
-        return es_raise_arg(env, error);
-    }
-    for (size_t i = 0; i < c->n && enif_get_list_cell(env, payloads, &payload, &payloads); i++)
-        items[i] = row_term(c, &c->heads[i], payload);
-    rows = enif_make_list_from_array(env, items, (unsigned)c->n);
-    rows = enif_make_tuple2(env, rows, enif_make_uint64(env, c->truncated));
-    enif_free(items);
+    ERL_NIF_TERM payloads, rows;
+    const char *error = decode_payloads(c, &payloads);
+    if (!error) error = rows_list(c, payloads, NULL, &rows);
+    if (!error) rows = enif_make_tuple2(env, rows, enif_make_uint64(env, c->truncated));
     free_rows(c);
-    return rows;
+    return error ? es_raise_arg(env, error) : rows;
 }
 
 es_query_cb es_event_rows_cb(void) { return row_cb; }
 
-/* ---- call trees ---------------------------------------------------------------------------- */
+/* ---- call trees ----------------------------------------------------------------------------
+ * The builder's output goes back as one list of node ops a process, in the order the calls
+ * ended (children before parents): {call, return, exception, tail_call, status, duration_ns,
+ * [event], children_count}, events named by their position in the input (nil: none).
+ * ElixirScope.Storage.EventCorrelator assembles the node maps from them. */
 typedef struct tree_atoms {
-    ERL_NIF_TERM node_keys[8], status[4], observed, by_pid, roots, open_calls;
-    ERL_NIF_TERM sorted_keys[8];
-    int slot[8];
+    ERL_NIF_TERM status[4], observed, by_pid, roots, open_calls;
 } tree_atoms;
 
-enum { N_EVENT, N_RETURN, N_EXCEPTION, N_TAIL_CALL, N_STATUS, N_DURATION, N_EVENTS, N_CHILDREN };
-
 static void make_tree_atoms(ErlNifEnv *env, tree_atoms *t) {
-    static const char *const keys[8] = {"event", "return", "exception", "tail_call", "status", "duration_ns", "events", "children"};
     static const char *const status[4] = {"open", "ok", "exception", "tail_call"}; /* es_ct_status order */
-    for (int i = 0; i < 8; i++) t->node_keys[i] = enif_make_atom(env, keys[i]);
-    sort_keys(t->node_keys, 8, t->sorted_keys, t->slot);
     for (int i = 0; i < 4; i++) t->status[i] = enif_make_atom(env, status[i]);
     t->observed = enif_make_atom(env, "observed");
     t->by_pid = enif_make_atom(env, "by_pid");
@@ -222,10 +217,10 @@ static void make_tree_atoms(ErlNifEnv *env, tree_atoms *t) {
     t->open_calls = enif_make_atom(env, "open_calls");
 }
 
-/* one input event: the term, and what the builder and the grouping read of it */
+/* one input event: its process, its position in the input, and what the builder reads */
 typedef struct in_event {
-    ERL_NIF_TERM term, pid;
-    size_t pos; /* in the input list: keeps sorts stable */
+    ERL_NIF_TERM pid;
+    size_t pos;
     es_ct_event ct;
 } in_event;
 
@@ -239,16 +234,32 @@ static int field(ErlNifEnv *env, const event_atoms *a, ERL_NIF_TERM map, int f, 
     return enif_get_map_value(env, map, a->keys[f], out);
 }
 
-/* Reads one %ElixirScope.Event{}; 0 if it is not one. *skip: an observed :spawn (recorded by
-   the lifecycle observer on a parent's behalf, placed by time: no part of its calls). Only the
-   fields the builder reads for the kind are looked up: module and function of calls (a tail
-   call's target), the function of spawns, the payload of tail calls. */
-static int read_event(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, ERL_NIF_TERM t, in_event *e, int *skip) {
-    ERL_NIF_TERM v, payload;
+/* a tail call's target: {module, function, args} with atoms, else nil (as EventCorrelator) */
+static void tail_target(ErlNifEnv *env, const event_atoms *a, ERL_NIF_TERM payload, es_ct_event *e) {
+    const ERL_NIF_TERM *parts;
+    int arity;
+    e->tail_module = e->tail_function = a->nil;
+    if (enif_get_tuple(env, payload, &arity, &parts) && arity == 3 && enif_is_atom(env, parts[0]) &&
+        enif_is_atom(env, parts[1])) {
+        e->tail_module = parts[0];
+        e->tail_function = parts[1];
+    }
+}
+
+/* an observed :spawn is recorded by the lifecycle observer on a parent's behalf and placed by
+   time: no part of its calls */
+static int observed_spawn(const tree_atoms *ta, const es_ct_event *e) {
+    return e->kind == ES_KIND_SPAWN && e->function == ta->observed;
+}
+
+/* Reads one %ElixirScope.Event{}; 0 if it is not one. Only the fields the builder reads for the
+   kind are looked up: module and function of calls (a tail call's target), the function of
+   spawns, the payload of tail calls. */
+static int read_event(ErlNifEnv *env, const event_atoms *a, ERL_NIF_TERM t, in_event *e) {
+    ERL_NIF_TERM v;
     ErlNifUInt64 u;
     ErlNifSInt64 ts;
-    const ERL_NIF_TERM *parts;
-    int kind, arity;
+    int kind;
     if (!field(env, a, t, F_STRUCT, &v) || v != a->event_module) return 0; /* also: not a map */
     if (!field(env, a, t, F_KIND, &v) || (kind = kind_index(a, v)) < 0) return 0;
     e->ct.kind = (uint8_t)kind;
@@ -260,197 +271,106 @@ static int read_event(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta
     if (!field(env, a, t, F_CALL_ID, &v)) return 0;
     e->ct.call_id = enif_get_uint64(env, v, &u) ? u : 0;
     if (!field(env, a, t, F_PID, &e->pid)) return 0;
-    e->ct.module = e->ct.function = a->nil;
-    e->ct.tail_module = e->ct.tail_function = a->nil;
-    *skip = 0;
+    e->ct.module = e->ct.function = e->ct.tail_module = e->ct.tail_function = a->nil;
     if (kind == ES_KIND_CALL || kind == ES_KIND_SPAWN) {
         if (!field(env, a, t, F_FUNCTION, &v) || !enif_is_atom(env, v)) return 0;
         e->ct.function = v;
-        *skip = kind == ES_KIND_SPAWN && v == ta->observed;
     }
     if (kind == ES_KIND_CALL) {
         if (!field(env, a, t, F_MODULE, &v) || !enif_is_atom(env, v)) return 0;
         e->ct.module = v;
     }
-    /* a tail call's target: {module, function, args} with atoms, else nil (as EventCorrelator) */
     if (kind == ES_KIND_TAIL_CALL) {
-        if (!field(env, a, t, F_PAYLOAD, &payload)) return 0;
-        if (enif_get_tuple(env, payload, &arity, &parts) && arity == 3 && enif_is_atom(env, parts[0]) &&
-            enif_is_atom(env, parts[1])) {
-            e->ct.tail_module = parts[0];
-            e->ct.tail_function = parts[1];
-        }
+        if (!field(env, a, t, F_PAYLOAD, &v)) return 0;
+        tail_target(env, a, v, &e->ct);
     }
-    e->term = t;
     return 1;
 }
 
-static int by_id(const void *x, const void *y) {
+/* by pid (term order), then id, then input position: each process's events in id order, as
+   EventCorrelator groups them (a stable sort by id, then by process) */
+static int by_pid_id(const void *x, const void *y) {
     const in_event *a = x, *b = y;
+    int c = enif_compare(a->pid, b->pid);
+    if (c) return c;
     if (a->ct.id != b->ct.id) return a->ct.id < b->ct.id ? -1 : 1;
     return a->pos < b->pos ? -1 : a->pos > b->pos;
 }
 
-/* by pid (term order), then by the id order already given (pos) */
-static int by_pid(const void *x, const void *y) {
-    const in_event *a = x, *b = y;
-    int c = enif_compare(a->pid, b->pid);
-    if (c) return c;
-    return a->pos < b->pos ? -1 : a->pos > b->pos;
+static ERL_NIF_TERM pos_or_nil(ErlNifEnv *env, const event_atoms *a, const in_event *evs, int32_t i) {
+    return i == ES_CT_NONE ? a->nil : enif_make_uint64(env, evs[i].pos);
 }
 
-/* a chain of attached events (newest first) as a list in time order */
-static ERL_NIF_TERM events_list(ErlNifEnv *env, const in_event *evs, const es_ct_tree *t, int32_t last) {
-    ERL_NIF_TERM list = enif_make_list(env, 0);
-    for (int32_t i = last; i != ES_CT_NONE; i = t->prev_event[i]) list = enif_make_list_cell(env, evs[i].term, list);
-    return list;
-}
-
-static ERL_NIF_TERM nodes_list(ErlNifEnv *env, const es_ct_tree *t, const ERL_NIF_TERM *node_terms, int32_t last) {
-    ERL_NIF_TERM list = enif_make_list(env, 0);
-    for (int32_t i = last; i != ES_CT_NONE; i = t->nodes[i].prev_sibling) list = enif_make_list_cell(env, node_terms[i], list);
-    return list;
-}
-
-static ERL_NIF_TERM event_or_nil(const in_event *evs, const event_atoms *a, int32_t i) {
-    return i == ES_CT_NONE ? a->nil : evs[i].term;
-}
-
-/* The roots of one process's events as a list of node maps; 0 when out of memory. */
-static int build_roots(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, const in_event *evs, size_t n,
-                       ERL_NIF_TERM *roots, const char **err) {
+/* the node ops of one process's events (see above); NULL, or the error to raise */
+static const char *group_ops(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, const in_event *evs, size_t n,
+                             ERL_NIF_TERM *ops) {
     es_ct_event *cts = enif_alloc((n + 1) * sizeof *cts);
-    ERL_NIF_TERM *node_terms = NULL;
+    ERL_NIF_TERM *items;
     es_ct_tree t;
-    if (!cts) return (*err = "call_trees/2: out of memory"), 0;
+    if (!cts) return "call_trees: out of memory";
     for (size_t i = 0; i < n; i++) cts[i] = evs[i].ct;
     if (!es_ct_build(cts, n, 1, &t)) {
         enif_free(cts);
-        return (*err = "call_trees/2: out of memory, or a duration beyond 64 bits"), 0;
+        return "call_trees: out of memory, or a duration beyond 64 bits";
     }
     enif_free(cts);
-    node_terms = enif_alloc((t.n_nodes + 1) * sizeof *node_terms);
-    if (!node_terms) {
+    if (!(items = enif_alloc((t.n_finished + 1) * sizeof *items))) {
         es_ct_free(&t);
-        return (*err = "call_trees/2: out of memory"), 0;
+        return "call_trees: out of memory";
     }
-    for (size_t k = 0; k < t.n_finished; k++) { /* children before parents */
-        int32_t ni = t.finished[k];
-        const es_ct_node *node = &t.nodes[ni];
-        ERL_NIF_TERM v[8], sorted[8];
-        v[N_EVENT] = evs[node->call].term;
-        v[N_RETURN] = event_or_nil(evs, a, node->ret);
-        v[N_EXCEPTION] = event_or_nil(evs, a, node->exception);
-        v[N_TAIL_CALL] = event_or_nil(evs, a, node->tail_call);
-        v[N_STATUS] = ta->status[node->status];
-        v[N_DURATION] = node->has_duration ? enif_make_int64(env, node->duration_ns) : a->nil;
-        v[N_EVENTS] = events_list(env, evs, &t, node->last_event);
-        v[N_CHILDREN] = nodes_list(env, &t, node_terms, node->last_child);
-        for (int f = 0; f < 8; f++) sorted[ta->slot[f]] = v[f];
-        if (!enif_make_map_from_arrays(env, (ERL_NIF_TERM *)ta->sorted_keys, sorted, 8, &node_terms[ni])) {
-            enif_free(node_terms);
-            es_ct_free(&t);
-            return (*err = "call_trees/2: could not build a node"), 0;
-        }
+    for (size_t k = 0; k < t.n_finished; k++) {
+        const es_ct_node *node = &t.nodes[t.finished[k]];
+        ERL_NIF_TERM events = enif_make_list(env, 0), v[8];
+        unsigned children = 0;
+        for (int32_t i = node->last_event; i != ES_CT_NONE; i = t.prev_event[i])
+            events = enif_make_list_cell(env, enif_make_uint64(env, evs[i].pos), events);
+        for (int32_t c = node->last_child; c != ES_CT_NONE; c = t.nodes[c].prev_sibling) children++;
+        v[0] = enif_make_uint64(env, evs[node->call].pos);
+        v[1] = pos_or_nil(env, a, evs, node->ret);
+        v[2] = pos_or_nil(env, a, evs, node->exception);
+        v[3] = pos_or_nil(env, a, evs, node->tail_call);
+        v[4] = ta->status[node->status];
+        v[5] = node->has_duration ? enif_make_int64(env, node->duration_ns) : a->nil;
+        v[6] = events;
+        v[7] = enif_make_uint(env, children);
+        items[k] = enif_make_tuple_from_array(env, v, 8);
     }
-    *roots = nodes_list(env, &t, node_terms, t.last_root);
-    enif_free(node_terms);
+    *ops = enif_make_list_from_array(env, items, (unsigned)t.n_finished);
+    enif_free(items);
     es_ct_free(&t);
-    return 1;
+    return NULL;
 }
 
-/* open_calls: the calls still open after the last event, outermost first (no sorting) */
-static ERL_NIF_TERM open_calls(ErlNifEnv *env, const in_event *evs, size_t n) {
-    es_ct_event *cts = enif_alloc((n + 1) * sizeof *cts);
-    es_ct_tree t;
-    ERL_NIF_TERM list;
-    if (!cts) return es_raise_arg(env, "call_trees/2: out of memory");
-    for (size_t i = 0; i < n; i++) cts[i] = evs[i].ct;
-    if (!es_ct_build(cts, n, 0, &t)) {
-        enif_free(cts);
-        return es_raise_arg(env, "call_trees/2: out of memory, or a duration beyond 64 bits");
-    }
-    enif_free(cts);
-    list = enif_make_list(env, 0);
-    for (size_t i = t.depth; i-- > 0;) list = enif_make_list_cell(env, evs[t.nodes[t.stack[i]].call].term, list);
-    es_ct_free(&t);
-    return list;
-}
-
-/* the roots of every group, as {first id, root} pairs sorted by id: the roots of all processes
-   in time order */
-static int root_by_id(const void *x, const void *y) {
-    const uint64_t *a = x, *b = y;
-    if (a[0] != b[0]) return a[0] < b[0] ? -1 : 1;
-    return a[1] < b[1] ? -1 : a[1] > b[1];
-}
-
-static ERL_NIF_TERM grouped(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, in_event *evs, size_t n, int by_pid_map) {
-    ERL_NIF_TERM *keys = enif_alloc((n + 1) * sizeof *keys), *vals = enif_alloc((n + 1) * sizeof *vals), result;
-    size_t groups = 0;
+/* [{pid, ops}] of every process in evs (sorted here unless `sorted`); NULL, or the error */
+static const char *trees_by_pid(ErlNifEnv *env, const event_atoms *a, const tree_atoms *ta, in_event *evs, size_t n,
+                                int sorted, ERL_NIF_TERM *out) {
     const char *err = NULL;
-    if (!keys || !vals) {
-        err = "call_trees/2: out of memory";
-        goto out;
+    ERL_NIF_TERM list = enif_make_list(env, 0), ops;
+    if (!sorted) qsort(evs, n, sizeof *evs, by_pid_id);
+    /* built from the last process back: the list is in pid order */
+    for (size_t end = n; end > 0 && !err;) {
+        size_t start = end - 1;
+        while (start > 0 && enif_is_identical(evs[start - 1].pid, evs[end - 1].pid)) start--;
+        if (!(err = group_ops(env, a, ta, evs + start, end - start, &ops)))
+            list = enif_make_list_cell(env, enif_make_tuple2(env, evs[start].pid, ops), list);
+        end = start;
     }
-    for (size_t g = 0; g < n;) {
-        size_t end = g + 1;
-        while (end < n && enif_is_identical(evs[end].pid, evs[g].pid)) end++;
-        keys[groups] = evs[g].pid;
-        if (!build_roots(env, a, ta, evs + g, end - g, &vals[groups], &err)) goto out;
-        groups++;
-        g = end;
-    }
-    if (by_pid_map) {
-        if (!enif_make_map_from_arrays(env, keys, vals, groups, &result)) err = "call_trees/2: pids that compare equal";
-    } else if (groups == 1) {
-        result = vals[0];
-    } else {
-        /* roots of every process, merged by the id of their call: (id, order seen, term) */
-        size_t total = 0, k = 0;
-        ERL_NIF_TERM head, tail;
-        for (size_t g = 0; g < groups; g++) {
-            unsigned len;
-            enif_get_list_length(env, vals[g], &len);
-            total += len;
-        }
-        uint64_t (*rows)[3] = enif_alloc((total + 1) * sizeof *rows);
-        if (!rows) {
-            err = "call_trees/2: out of memory";
-            goto out;
-        }
-        for (size_t g = 0; g < groups; g++)
-            for (tail = vals[g]; enif_get_list_cell(env, tail, &head, &tail); k++) {
-                ERL_NIF_TERM ev, id;
-                ErlNifUInt64 u = 0;
-                if (enif_get_map_value(env, head, ta->node_keys[N_EVENT], &ev) && enif_get_map_value(env, ev, a->keys[F_ID], &id))
-                    enif_get_uint64(env, id, &u);
-                rows[k][0] = u;
-                rows[k][1] = k;
-                rows[k][2] = head;
-            }
-        qsort(rows, total, sizeof *rows, root_by_id);
-        result = enif_make_list(env, 0);
-        for (size_t i = total; i-- > 0;) result = enif_make_list_cell(env, (ERL_NIF_TERM)rows[i][2], result);
-        enif_free(rows);
-    }
-out:
-    enif_free(keys);
-    enif_free(vals);
-    return err ? es_raise_arg(env, err) : result;
+    *out = list;
+    return err;
 }
 
-/* call_trees(events, mode) (dirty CPU): mode :by_pid -> %{pid => [node]}; :roots -> [node] of
-   every process in time order; :open_calls -> the call events still open after the last event
-   (the list read as one process's, in its order). */
+/* call_trees(events, mode) (dirty CPU): mode :by_pid | :roots -> [{pid, ops}] (one list of ops a
+   process); :open_calls -> the positions of the calls still open after the last event,
+   outermost first (the list read as one process's, in its order). */
 ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     event_atoms a;
     tree_atoms ta;
     unsigned len;
     ERL_NIF_TERM head, tail = argv[0], result;
     in_event *evs;
-    size_t n = 0;
-    int ascending = 1, one_pid = 1;
+    size_t n = 0, pos = 0;
+    int sorted = 1;
+    const char *err = NULL;
     (void)argc;
     make_event_atoms(env, &a);
     make_tree_atoms(env, &ta);
@@ -459,33 +379,81 @@ ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     if (argv[1] != ta.by_pid && argv[1] != ta.roots && argv[1] != ta.open_calls)
         return es_raise_arg(env, "call_trees/2: mode must be :by_pid, :roots or :open_calls");
     if (!(evs = enif_alloc(((size_t)len + 1) * sizeof *evs))) return es_raise_arg(env, "call_trees/2: out of memory");
-    while (enif_get_list_cell(env, tail, &head, &tail)) {
-        int skip = 0;
-        if (!read_event(env, &a, &ta, head, &evs[n], &skip)) {
+    for (; enif_get_list_cell(env, tail, &head, &tail); pos++) {
+        if (!read_event(env, &a, head, &evs[n])) {
             enif_free(evs);
             return es_raise_arg(env, "call_trees/2: every element must be an %ElixirScope.Event{} with a positive id, "
                                      "an integer ts, a kind, and atoms (or nil) for module and function");
         }
-        if (skip) continue;
-        evs[n].pos = n;
-        if (n) {
-            ascending &= evs[n].ct.id > evs[n - 1].ct.id;
-            one_pid &= enif_is_identical(evs[n].pid, evs[0].pid);
-        }
+        if (observed_spawn(&ta, &evs[n].ct)) continue;
+        evs[n].pos = pos;
+        /* queries answer one process's events in id order: sorting is needed only when not */
+        if (n) sorted &= evs[n].ct.id > evs[n - 1].ct.id && enif_is_identical(evs[n].pid, evs[0].pid);
         n++;
     }
     if (argv[1] == ta.open_calls) {
-        result = open_calls(env, evs, n);
-    } else {
-        /* queries answer in id order: sorting is needed only when they were not */
-        if (!ascending) {
-            qsort(evs, n, sizeof *evs, by_id);
-            for (size_t i = 0; i < n; i++) evs[i].pos = i;
+        es_ct_event *cts = enif_alloc((n + 1) * sizeof *cts);
+        es_ct_tree t;
+        if (!cts) {
+            err = "call_trees/2: out of memory";
+        } else {
+            for (size_t i = 0; i < n; i++) cts[i] = evs[i].ct;
+            if (!es_ct_build(cts, n, 0, &t)) {
+                err = "call_trees/2: out of memory, or a duration beyond 64 bits";
+            } else {
+                result = enif_make_list(env, 0);
+                for (size_t i = t.depth; i-- > 0;)
+                    result = enif_make_list_cell(env, enif_make_uint64(env, evs[t.nodes[t.stack[i]].call].pos), result);
+                es_ct_free(&t);
+            }
+            enif_free(cts);
         }
-        if (!one_pid) qsort(evs, n, sizeof *evs, by_pid);
-        if (n == 0) result = argv[1] == ta.by_pid ? enif_make_new_map(env) : enif_make_list(env, 0);
-        else result = grouped(env, &a, &ta, evs, n, argv[1] == ta.by_pid);
+    } else {
+        err = trees_by_pid(env, &a, &ta, evs, n, sorted, &result);
     }
     enif_free(evs);
-    return result;
+    return err ? es_raise_arg(env, err) : result;
+}
+
+/* query_call_trees/3: {[row], truncated_count, [{pid, ops}]} over the rows (positions are row
+   positions), or raises; frees c */
+ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
+    ErlNifEnv *env = c->env;
+    ERL_NIF_TERM payloads, rows, trees, *kept = NULL;
+    in_event *evs = NULL;
+    tree_atoms ta;
+    size_t n = 0;
+    int sorted = 1;
+    const char *error = decode_payloads(c, &payloads);
+    make_tree_atoms(env, &ta);
+    if (!error && (!(kept = enif_alloc((c->n + 1) * sizeof *kept)) || !(evs = enif_alloc((c->n + 1) * sizeof *evs))))
+        error = "out of memory building the query result";
+    if (!error) error = rows_list(c, payloads, kept, &rows);
+    for (size_t i = 0; !error && i < c->n; i++) {
+        const es_event_head *h = &c->heads[i];
+        in_event *e = &evs[n];
+        if (h->ts > INT64_MAX) {
+            error = "a stored timestamp beyond 63 bits";
+            break;
+        }
+        e->pid = word_or_nil(&c->a, h->pid);
+        e->pos = i;
+        e->ct.id = h->id;
+        e->ct.call_id = h->call_id;
+        e->ct.ts = (int64_t)h->ts;
+        e->ct.kind = h->kind;
+        e->ct.module = word_or_nil(&c->a, h->module);
+        e->ct.function = word_or_nil(&c->a, h->function);
+        e->ct.tail_module = e->ct.tail_function = c->a.nil;
+        if (h->kind == ES_KIND_TAIL_CALL) tail_target(env, &c->a, kept[i], &e->ct);
+        if (observed_spawn(&ta, &e->ct)) continue;
+        if (n) sorted &= e->ct.id > evs[n - 1].ct.id && enif_is_identical(e->pid, evs[0].pid);
+        n++;
+    }
+    if (!error) error = trees_by_pid(env, &c->a, &ta, evs, n, sorted, &trees);
+    enif_free(kept);
+    enif_free(evs);
+    if (!error) rows = enif_make_tuple3(env, rows, enif_make_uint64(env, c->truncated), trees);
+    free_rows(c);
+    return error ? es_raise_arg(env, error) : rows;
 }

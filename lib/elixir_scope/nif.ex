@@ -48,7 +48,9 @@ defmodule ElixirScope.NIF do
   def query(_session, _filters), do: nif_missing()
   @spec query_events(reference(), map(), {integer(), integer()} | nil) :: {[ElixirScope.Event.t()], non_neg_integer()}
   def query_events(_session, _filters, _clock), do: nif_missing()
-  @spec call_trees([ElixirScope.Event.t()], :by_pid | :roots | :open_calls) :: map() | list()
+  @spec query_call_trees(reference(), map(), {integer(), integer()} | nil) :: {[tuple()], non_neg_integer(), [{pid(), [tuple()]}]}
+  def query_call_trees(_session, _filters, _clock), do: nif_missing()
+  @spec call_trees([ElixirScope.Event.t()], :by_pid | :roots | :open_calls) :: [{pid(), [tuple()]}] | [non_neg_integer()]
   def call_trees(_events, _mode), do: nif_missing()
   @spec get_event(reference(), non_neg_integer()) :: tuple() | nil
   def get_event(_session, _id), do: nif_missing()

@@ -23,7 +23,7 @@ defmodule ElixirScope.Query do
   alias ElixirScope.Event
   alias ElixirScope.Cluster.Pushdown
   alias ElixirScope.Query.{Correlation, Cursor, Filter, Source}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{DataAccess, EventCorrelator}
 
   @type filters :: keyword()
   @type at :: integer() | DateTime.t() | Event.t() | {:event, pos_integer()} | :now
@@ -173,8 +173,17 @@ defmodule ElixirScope.Query do
   end
 
   def call_tree(pid, opts) do
-    with evs when is_list(evs) <- events([pid: pid] ++ Keyword.take(opts, [:source, :nodes, :since, :until, :window])) do
-      EventCorrelator.call_trees(evs)
+    filters = [pid: pid] ++ Keyword.take(opts, [:source, :nodes, :since, :until, :window])
+
+    # the live store builds the trees from its own rows (no struct read back); elsewhere, from events
+    case opts[:nodes] == nil and Filter.normalize(filters) do
+      {:ok, %{source: :live, preds: []} = f} ->
+        with trees when is_map(trees) <- DataAccess.call_trees_by_pid(Map.to_list(store_filters(f, nil))) do
+          trees |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id)
+        end
+
+      _ ->
+        with evs when is_list(evs) <- events(filters), do: EventCorrelator.call_trees(evs)
     end
   end
 

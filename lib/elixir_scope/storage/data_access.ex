@@ -13,6 +13,7 @@ defmodule ElixirScope.Storage.DataAccess do
 
   alias ElixirScope.Capture.{Lifecycle, RingBuffer, Session}
   alias ElixirScope.{Event, NIF}
+  alias ElixirScope.Storage.EventCorrelator
 
   @type filters :: keyword()
 
@@ -47,17 +48,35 @@ defmodule ElixirScope.Storage.DataAccess do
 
   @doc "Events matching `filters` (see the module doc). `{:error, message}` for a bad filter."
   @spec get_events(filters()) :: [Event.t()] | {:error, String.t()}
-  def get_events(filters \\ []) when is_list(filters) do
+  def get_events(filters \\ []) when is_list(filters),
+    do: read(filters, [], fn s, query, clock -> s |> NIF.query_events(query, clock) |> Event.from_store() end)
+
+  @doc """
+  The call trees of the events matching `filters`, one list of roots per process (as
+  `ElixirScope.Storage.EventCorrelator.call_trees_by_pid/1` over `get_events(filters)`), built
+  in C from the store's rows. `{:error, message}` for a bad filter.
+  """
+  @spec call_trees_by_pid(filters()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
+  def call_trees_by_pid(filters) when is_list(filters) do
+    read(filters, %{}, fn s, query, clock ->
+      {rows, truncated, groups} = NIF.query_call_trees(s, query, clock)
+      EventCorrelator.assemble_by_pid(groups, List.to_tuple(Event.from_store({rows, truncated})))
+    end)
+  end
+
+  # `none` without a session; else the filters checked, the ring flushed (unless `flush: false`)
+  # and `fun.(session, query, clock)`, whose ArgumentError (a bad filter) becomes {:error, message}
+  defp read(filters, none, fun) do
     case Session.info() do
       nil ->
-        []
+        none
 
       %{session: s, clock: clock} ->
         with {:ok, query} <- to_query(filters, clock) do
           if Keyword.get(filters, :flush, true), do: flush()
 
           try do
-            s |> NIF.query_events(query, clock) |> Event.from_store()
+            fun.(s, query, clock)
           rescue
             e in ArgumentError -> {:error, Exception.message(e)}
           end

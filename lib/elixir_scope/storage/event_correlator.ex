@@ -11,8 +11,9 @@ defmodule ElixirScope.Storage.EventCorrelator do
   Works on any list of events; it never recurses on the depth of the trace.
 
   The store already links a call to its end (`Event.return_id`); this module
-  is the process-level view built from it. The trees are built in C (c_src/call_tree.c, through
-  the `call_trees/2` NIF) over the events' structs: a 10,000-call trace costs milliseconds.
+  is the process-level view built from it. The pairing and nesting run in C (c_src/call_tree.c:
+  the `call_trees/2` NIF over a list of events, or `query_call_trees/3` over the live store's rows,
+  see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`); this module assembles the nodes.
   """
 
   alias ElixirScope.{Event, NIF}
@@ -31,11 +32,53 @@ defmodule ElixirScope.Storage.EventCorrelator do
 
   @doc "Call trees, one list of root nodes per process: `%{pid => [node]}`."
   @spec call_trees_by_pid([Event.t()]) :: %{pid() => [call_node()]}
-  def call_trees_by_pid(events), do: NIF.call_trees(events, :by_pid)
+  def call_trees_by_pid(events), do: events |> NIF.call_trees(:by_pid) |> assemble_by_pid(List.to_tuple(events))
 
   @doc "Call trees of all processes in the events, as one list of roots in time order."
   @spec call_trees([Event.t()]) :: [call_node()]
-  def call_trees(events), do: NIF.call_trees(events, :roots)
+  def call_trees(events), do: events |> NIF.call_trees(:roots) |> assemble_roots(List.to_tuple(events))
+
+  @doc """
+  The trees of `{pid, ops}` groups, as `call_trees_by_pid/1` answers: the native builder
+  (c_src/call_tree.c) gives, for each process, one op per call in the order the calls ended
+  (children before parents): `{call, return, exception, tail_call, status, duration_ns, [event],
+  children_count}`, events named by their position in `events` (a tuple).
+  """
+  @spec assemble_by_pid([{pid(), [tuple()]}], tuple()) :: %{pid() => [call_node()]}
+  def assemble_by_pid(groups, events), do: Map.new(groups, fn {pid, ops} -> {pid, assemble(ops, events, [])} end)
+
+  @doc "The roots of every group, in time order, as `call_trees/1` answers (see `assemble_by_pid/2`)."
+  @spec assemble_roots([{pid(), [tuple()]}], tuple()) :: [call_node()]
+  def assemble_roots([{_pid, ops}], events), do: assemble(ops, events, [])
+
+  def assemble_roots(groups, events),
+    do: groups |> assemble_by_pid(events) |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id)
+
+  # a stack of the nodes built so far whose parent has not ended: a node takes its children off it
+  defp assemble([{call, ret, exc, tail, status, duration, evs, n} | ops], events, stack) do
+    {children, stack} = take(n, stack, [])
+
+    node = %{
+      event: elem(events, call),
+      return: at(events, ret),
+      exception: at(events, exc),
+      tail_call: at(events, tail),
+      status: status,
+      duration_ns: duration,
+      events: Enum.map(evs, &elem(events, &1)),
+      children: children
+    }
+
+    assemble(ops, events, [node | stack])
+  end
+
+  defp assemble([], _events, roots), do: Enum.reverse(roots)
+
+  defp take(0, stack, acc), do: {acc, stack}
+  defp take(n, [node | stack], acc), do: take(n - 1, stack, [node | acc])
+
+  defp at(_events, nil), do: nil
+  defp at(events, i), do: elem(events, i)
 
   @doc "Each `:call` with its ending event (or nil) and duration, in call order."
   @spec pair_calls([Event.t()]) :: [{Event.t(), Event.t() | nil, non_neg_integer() | nil}]
@@ -55,7 +98,10 @@ defmodule ElixirScope.Storage.EventCorrelator do
   that tail-called code that is not instrumented is closed at the jump).
   """
   @spec open_calls([Event.t()]) :: [Event.t()]
-  def open_calls(events), do: NIF.call_trees(events, :open_calls)
+  def open_calls(events) do
+    tuple = List.to_tuple(events)
+    events |> NIF.call_trees(:open_calls) |> Enum.map(&elem(tuple, &1))
+  end
 
   @doc "Flattens trees into `{depth, node}` pairs in display order (iteratively)."
   @spec flatten([call_node()]) :: [{non_neg_integer(), call_node()}]

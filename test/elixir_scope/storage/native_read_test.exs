@@ -43,6 +43,50 @@ defmodule ElixirScope.Storage.NativeReadTest do
       assert Enum.any?(all, &match?(%Event{kind: :send, correlation_id: 77}, &1))
     end
 
+    test "query_call_trees/3 builds the trees of its rows as the Elixir rules do", %{s: s} do
+      me = self()
+      # nested calls, an exception, a tail call into instrumented code and one out of it, an
+      # unrecorded end, an observed spawn, a truncated argument, in this process and another
+      work = fn ->
+        a = NIF.emit_entry(M, :a, [1], 1)
+        b = NIF.emit_entry(M, :b, [String.duplicate("x", 100)], 2)
+        NIF.emit(:local, b, M, :b, 1, 3, 0, %{y: 2})
+        NIF.emit(:tail_call, b, M, :b, 1, 4, 0, {M, :c, [3]})
+        c = NIF.emit_entry(M, :c, [3], 5)
+        NIF.emit_exit(c, :done)
+        d = NIF.emit_entry(M, :d, [], 6)
+        NIF.emit(:tail_call, d, M, :d, 0, 7, 0, {Enum, :map, [[], nil]})
+        NIF.emit(:expr, a, M, :a, 1, 8, 0, {"x", 1})
+        NIF.emit_as(self(), :spawn, :observed, nil, {me, %{}})
+        _open = NIF.emit_entry(M, :e, [], 9)
+        f = NIF.emit_entry(M, :f, [], 10)
+        NIF.emit(:exception, f, M, :f, 0, 11, 0, {:error, :badarg, []})
+        NIF.emit_exit(a, :ok)
+      end
+
+      work.()
+      task = Task.async(work)
+      Task.await(task)
+      ElixirScope.Capture.RingBuffer.drain_all(s, 1000)
+      clock = {NIF.now(), System.system_time(:microsecond)}
+
+      for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}] do
+        {rows, truncated, groups} = NIF.query_call_trees(s, filters, clock)
+        events = Event.from_store({rows, truncated})
+        assert Event.from_store(NIF.query_events(s, filters, clock)) == events
+        trees = EventCorrelator.assemble_by_pid(groups, List.to_tuple(events))
+        assert trees == CallTreeModel.call_trees_by_pid(events)
+        assert map_size(trees) == if(filters == %{pid: me}, do: 1, else: 2)
+      end
+
+      [root | _] = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{pid: me}, clock)))
+      assert root.status == :ok and Enum.any?(root.children, &(&1.status == :tail_call))
+      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, nil) == {[], 0, []}
+      assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, nil) end
+      assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, nil) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, :now) end
+    end
+
     test "an empty answer, and bad arguments raise ArgumentError", %{s: s} do
       assert NIF.query_events(s, %{}, nil) == {[], 0}
       assert_raise ArgumentError, ~r/session/, fn -> NIF.query_events(:nope, %{}, nil) end
