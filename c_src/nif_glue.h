@@ -26,6 +26,14 @@ ERL_NIF_TERM es_nif_forms_transform(ErlNifEnv *env, int argc, const ERL_NIF_TERM
 /* The atom names of es_kind (nif.c). */
 extern const char *const KIND_NAMES[ES_KIND__COUNT];
 
+/* ---- nif_payload.c: stored payloads to terms (as binary_to_term/1), atoms memoised a query ---- */
+#define ES_ATOM_MEMO_SLOTS 64
+typedef struct es_atom_memo es_atom_memo;
+es_atom_memo *es_atom_memo_new(void);
+void es_atom_memo_free(es_atom_memo *memo);
+/* 1 and *out, or 0: not external term format */
+int es_decode_payload(ErlNifEnv *env, es_atom_memo *memo, const unsigned char *data, size_t len, ERL_NIF_TERM *out);
+
 /* ---- nif_query.c (fast reads: issue 13) ---- */
 /* query_events/3: the fields of %ElixirScope.Event{} from store rows, payloads decoded.
    begin (0: clock is not nil or {monotonic_ns, system_us}, or out of memory), run

@@ -1,5 +1,5 @@
 /* NIF glue for reading events fast: the fields of %ElixirScope.Event{} straight from store
- * rows, payloads decoded (query_events/3, with nif.c's query parsing), and call trees built by the pure
+ * rows, payloads decoded by nif_payload.c (query_events/3, with nif.c's query parsing), and call trees built by the pure
  * builder (c_src/call_tree.c) over a list of %ElixirScope.Event{} (call_trees/2). The
  * fields and their meaning are ElixirScope.Event's (its from_tuple/2 is the reference). */
 #include <erl_nif.h>
@@ -37,18 +37,13 @@ struct es_event_rows {
     event_atoms a;
     int has_clock;
     ErlNifSInt64 mono0, sys0;
-    es_event_head *heads; /* the rows are built once every payload is decoded */
+    es_event_head *heads;
+    ERL_NIF_TERM *payloads; /* decoded while the store holds them */
     size_t n, cap;
-    unsigned char *etf;   /* one ETF list of every payload: decoded by one binary_to_term */
-    size_t etf_len, etf_cap;
+    es_atom_memo *memo;
     uint64_t truncated;
     const char *error; /* set: stop and raise */
 };
-
-#define ETF_VERSION 131
-#define ETF_LIST_EXT 108
-#define ETF_NIL_EXT 106
-#define ETF_COMPRESSED 80
 
 static ERL_NIF_TERM word_or_nil(const event_atoms *a, uint64_t w) { return w ? (ERL_NIF_TERM)w : a->nil; }
 static ERL_NIF_TERM nonzero_or_nil(ErlNifEnv *env, const event_atoms *a, uint64_t v) {
@@ -61,41 +56,21 @@ static int links_correlation(unsigned kind) {
            kind == ES_KIND_CUSTOM || kind >= ES_KIND__COUNT;
 }
 
-static int etf_append(es_event_rows *c, const void *data, size_t len) {
-    if (c->etf_len + len > c->etf_cap) {
-        size_t ncap = c->etf_cap ? c->etf_cap * 2 : 4096;
-        while (ncap < c->etf_len + len) ncap *= 2;
-        unsigned char *ne = enif_realloc(c->etf, ncap);
-        if (!ne) return 0;
-        c->etf = ne;
-        c->etf_cap = ncap;
-    }
-    memcpy(c->etf + c->etf_len, data, len);
-    c->etf_len += len;
-    return 1;
-}
-
-/* Keeps the row and splices its payload's term into the list (an empty payload is nil, as in
-   Event.decode_payload/2). Decoding every payload at once costs one heap allocation instead of
-   one a payload. */
+/* Keeps the row and its payload, decoded as Event.decode_payload/2 does (an empty payload is nil). */
 static int row_cb(void *ctxp, const es_event_view *ev) {
-    static const unsigned char nil_atom[] = {119, 3, 'n', 'i', 'l'}; /* SMALL_ATOM_UTF8_EXT */
     es_event_rows *c = ctxp;
-    int ok;
     if (c->n == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 256;
         es_event_head *nh = enif_realloc(c->heads, ncap * sizeof *nh);
-        if (!nh) return (c->error = "out of memory building the query result"), 1;
-        c->heads = nh;
+        if (nh) c->heads = nh;
+        ERL_NIF_TERM *np = nh ? enif_realloc(c->payloads, ncap * sizeof *np) : NULL;
+        if (!np) return (c->error = "out of memory building the query result"), 1;
+        c->payloads = np;
         c->cap = ncap;
     }
-    if (ev->payload_len == 0)
-        ok = etf_append(c, nil_atom, sizeof nil_atom);
-    else if (ev->payload_len < 2 || ev->payload[0] != ETF_VERSION || ev->payload[1] == ETF_COMPRESSED)
-        return (c->error = "a stored payload is not uncompressed external term format"), 1;
-    else
-        ok = etf_append(c, ev->payload + 1, ev->payload_len - 1);
-    if (!ok) return (c->error = "out of memory building the query result"), 1;
+    if (ev->payload_len == 0) c->payloads[c->n] = c->a.nil;
+    else if (!es_decode_payload(c->env, c->memo, ev->payload, ev->payload_len, &c->payloads[c->n]))
+        return (c->error = "a stored payload is not valid external term format"), 1;
     c->heads[c->n++] = ev->head;
     return 0;
 }
@@ -128,8 +103,8 @@ static ERL_NIF_TERM row_term(es_event_rows *c, const es_event_head *h, ERL_NIF_T
 }
 
 /* clock: nil or {monotonic_ns, system_us} (integers) */
+/* clock: nil or {monotonic_ns, system_us} (integers) */
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out) {
-    static const unsigned char head[6] = {ETF_VERSION, ETF_LIST_EXT, 0, 0, 0, 0};
     const ERL_NIF_TERM *parts;
     int arity;
     es_event_rows *c = enif_alloc(sizeof *c);
@@ -137,50 +112,30 @@ int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out)
     memset(c, 0, sizeof *c);
     c->env = env;
     make_event_atoms(env, &c->a);
-    if (clock != c->a.nil && (!enif_get_tuple(env, clock, &arity, &parts) || arity != 2 ||
-                              !enif_get_int64(env, parts[0], &c->mono0) || !enif_get_int64(env, parts[1], &c->sys0))) {
+    if ((clock != c->a.nil && (!enif_get_tuple(env, clock, &arity, &parts) || arity != 2 ||
+                               !enif_get_int64(env, parts[0], &c->mono0) || !enif_get_int64(env, parts[1], &c->sys0))) ||
+        !(c->memo = es_atom_memo_new())) {
         enif_free(c);
         return 0;
     }
     c->has_clock = clock != c->a.nil;
-    if (!etf_append(c, head, sizeof head)) {
-        enif_free(c);
-        return 0;
-    }
     *out = c;
     return 1;
 }
 
 static void free_rows(es_event_rows *c) {
     enif_free(c->heads);
-    enif_free(c->etf);
+    enif_free(c->payloads);
+    es_atom_memo_free(c->memo);
     enif_free(c);
 }
 
-/* Decodes every payload at once: the list of payload terms in row order; NULL message when
-   done, else the error to raise. */
-static const char *decode_payloads(es_event_rows *c, ERL_NIF_TERM *payloads) {
-    static const unsigned char tail = ETF_NIL_EXT;
+/* the rows as a list, or NULL and the error to raise */
+static const char *rows_list(es_event_rows *c, ERL_NIF_TERM *rows) {
+    ERL_NIF_TERM *items;
     if (c->error) return c->error;
-    if (!etf_append(c, &tail, 1)) return "out of memory building the query result";
-    c->etf[2] = (unsigned char)(c->n >> 24);
-    c->etf[3] = (unsigned char)(c->n >> 16);
-    c->etf[4] = (unsigned char)(c->n >> 8);
-    c->etf[5] = (unsigned char)c->n;
-    if (c->n == 0) *payloads = enif_make_list(c->env, 0);
-    else if (enif_binary_to_term(c->env, c->etf, c->etf_len, payloads, 0) != c->etf_len)
-        return "a stored payload is not valid external term format";
-    return NULL;
-}
-
-/* the rows as a list; payloads[i] receives each payload term (for the tree path) */
-static const char *rows_list(es_event_rows *c, ERL_NIF_TERM payloads, ERL_NIF_TERM *kept, ERL_NIF_TERM *rows) {
-    ERL_NIF_TERM payload, *items = enif_alloc((c->n + 1) * sizeof *items);
-    if (!items) return "out of memory building the query result";
-    for (size_t i = 0; i < c->n && enif_get_list_cell(c->env, payloads, &payload, &payloads); i++) {
-        if (kept) kept[i] = payload;
-        items[i] = row_term(c, &c->heads[i], payload);
-    }
+    if (!(items = enif_alloc((c->n + 1) * sizeof *items))) return "out of memory building the query result";
+    for (size_t i = 0; i < c->n; i++) items[i] = row_term(c, &c->heads[i], c->payloads[i]);
     *rows = enif_make_list_from_array(c->env, items, (unsigned)c->n);
     enif_free(items);
     return NULL;
@@ -189,9 +144,8 @@ static const char *rows_list(es_event_rows *c, ERL_NIF_TERM payloads, ERL_NIF_TE
 /* {[row], truncated_count}, or raises; frees c */
 ERL_NIF_TERM es_event_rows_end(es_event_rows *c) {
     ErlNifEnv *env = c->env;
-    ERL_NIF_TERM payloads, rows;
-    const char *error = decode_payloads(c, &payloads);
-    if (!error) error = rows_list(c, payloads, NULL, &rows);
+    ERL_NIF_TERM rows;
+    const char *error = rows_list(c, &rows);
     if (!error) rows = enif_make_tuple2(env, rows, enif_make_uint64(env, c->truncated));
     free_rows(c);
     return error ? es_raise_arg(env, error) : rows;
@@ -419,16 +373,14 @@ ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
    positions), or raises; frees c */
 ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
     ErlNifEnv *env = c->env;
-    ERL_NIF_TERM payloads, rows, trees, *kept = NULL;
+    ERL_NIF_TERM rows, trees;
     in_event *evs = NULL;
     tree_atoms ta;
     size_t n = 0;
     int sorted = 1;
-    const char *error = decode_payloads(c, &payloads);
+    const char *error = rows_list(c, &rows);
     make_tree_atoms(env, &ta);
-    if (!error && (!(kept = enif_alloc((c->n + 1) * sizeof *kept)) || !(evs = enif_alloc((c->n + 1) * sizeof *evs))))
-        error = "out of memory building the query result";
-    if (!error) error = rows_list(c, payloads, kept, &rows);
+    if (!error && !(evs = enif_alloc((c->n + 1) * sizeof *evs))) error = "out of memory building the query result";
     for (size_t i = 0; !error && i < c->n; i++) {
         const es_event_head *h = &c->heads[i];
         in_event *e = &evs[n];
@@ -445,13 +397,12 @@ ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
         e->ct.module = word_or_nil(&c->a, h->module);
         e->ct.function = word_or_nil(&c->a, h->function);
         e->ct.tail_module = e->ct.tail_function = c->a.nil;
-        if (h->kind == ES_KIND_TAIL_CALL) tail_target(env, &c->a, kept[i], &e->ct);
+        if (h->kind == ES_KIND_TAIL_CALL) tail_target(env, &c->a, c->payloads[i], &e->ct);
         if (observed_spawn(&ta, &e->ct)) continue;
         if (n) sorted &= e->ct.id > evs[n - 1].ct.id && enif_is_identical(e->pid, evs[0].pid);
         n++;
     }
     if (!error) error = trees_by_pid(env, &c->a, &ta, evs, n, sorted, &trees);
-    enif_free(kept);
     enif_free(evs);
     if (!error) rows = enif_make_tuple3(env, rows, enif_make_uint64(env, c->truncated), trees);
     free_rows(c);

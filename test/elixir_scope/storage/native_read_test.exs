@@ -7,7 +7,7 @@ defmodule ElixirScope.Storage.NativeReadTest do
   import Bitwise
   alias ElixirScope.{Event, NIF}
   alias ElixirScope.Storage.EventCorrelator
-  alias ElixirScope.Test.CallTreeModel
+  alias ElixirScope.Test.{CallTreeModel, Gen, TermGen}
 
   describe "query_events/3" do
     setup do
@@ -85,6 +85,20 @@ defmodule ElixirScope.Storage.NativeReadTest do
       assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, nil) end
       assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, nil) end
       assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, :now) end
+    end
+
+    test "payloads of every term kind decode as binary_to_term/1 decodes them" do
+      s = NIF.session_new(%{ring_capacity: 4096, max_depth: 10_000, max_width: 1_000_000, max_binary: 67_108_864,
+                            max_bytes: 67_108_864})
+      {values, _} = Gen.many(Gen.new(20_261_206), 400, &TermGen.term(&1, 5))
+      deep = Enum.reduce(1..100, :bottom, &{&1, [&2]})
+      values = values ++ [deep, %{}, [], "", :"", {}, 1.0e300, -0.0, 1 <<< 64, -(1 <<< 63), [1 | 2], ~c"chars", <<1::3>>]
+      :ok = NIF.session_install(s)
+      for v <- values, do: NIF.emit(:custom, 0, nil, nil, nil, 0, 0, v)
+      ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
+      expected = s |> NIF.query(%{}) |> Enum.map(&Event.from_tuple(&1, nil))
+      assert Event.from_store(NIF.query_events(s, %{}, nil)) == expected
+      assert length(expected) == length(values)
     end
 
     test "an empty answer, and bad arguments raise ArgumentError", %{s: s} do
