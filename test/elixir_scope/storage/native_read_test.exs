@@ -30,7 +30,8 @@ defmodule ElixirScope.Storage.NativeReadTest do
       ElixirScope.Capture.RingBuffer.drain_all(s, 100)
       clock = {NIF.now(), System.system_time(:microsecond)}
 
-      for c <- [clock, nil], filters <- [%{}, %{kinds: [:call, :return]}, %{order: :desc, limit: 3}] do
+      # a small query of one pid is answered on the calling scheduler, the others on a dirty one
+      for c <- [clock, nil], filters <- [%{}, %{kinds: [:call, :return]}, %{order: :desc, limit: 3}, %{pid: self(), limit: 5}] do
         {rows, truncated} = NIF.query_events(s, filters, c)
         expected = s |> NIF.query(filters) |> Enum.map(&Event.from_tuple(&1, c))
         assert Event.from_store({rows, truncated}) == expected
