@@ -897,7 +897,7 @@ static ERL_NIF_TERM query_rows(ErlNifEnv *env, const ERL_NIF_TERM argv[], const 
         return snprintf(msg, sizeof msg, "%s expects a session", name), es_raise_arg(env, msg);
     if (!parse_query(env, &PRIV(env)->atoms, argv[1], &q, &err)) return es_raise_arg(env, err);
     if (!es_event_rows_begin(env, argv[2], &c))
-        return snprintf(msg, sizeof msg, "%s: clock must be nil or {monotonic_ns, system_us} (integers)", name),
+        return snprintf(msg, sizeof msg, "%s: clock must be nil or {monotonic_ns, system_us} (integers within 2^62 of 0)", name),
                es_raise_arg(env, msg);
     es_store_query(s->store, &q, es_event_rows_cb(), c);
     return end(c);

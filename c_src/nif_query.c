@@ -1,7 +1,8 @@
 /* NIF glue for reading events fast: the fields of %ElixirScope.Event{} straight from store
- * rows, payloads decoded by nif_payload.c (query_events/3, with nif.c's query parsing), and call trees built by the pure
- * builder (c_src/call_tree.c) over a list of %ElixirScope.Event{} (call_trees/2). The
- * fields and their meaning are ElixirScope.Event's (its from_tuple/2 is the reference). */
+ * rows, payloads decoded by nif_payload.c (query_events/3, with nif.c's query parsing), and
+ * call trees by the pure builder (c_src/call_tree.c) over those rows (query_call_trees/3) or a
+ * list of %ElixirScope.Event{} (call_trees/2). The fields and their meaning are
+ * ElixirScope.Event's (its from_tuple/2 is the reference). */
 #include <erl_nif.h>
 #include <string.h>
 
@@ -45,6 +46,8 @@ struct es_event_rows {
     const char *error; /* set: stop and raise */
 };
 
+#define CLOCK_BOUND ((ErlNifSInt64)1 << 62)
+
 static ERL_NIF_TERM word_or_nil(const event_atoms *a, uint64_t w) { return w ? (ERL_NIF_TERM)w : a->nil; }
 static ERL_NIF_TERM nonzero_or_nil(ErlNifEnv *env, const event_atoms *a, uint64_t v) {
     return v ? enif_make_uint64(env, v) : a->nil;
@@ -83,8 +86,10 @@ static ERL_NIF_TERM row_term(es_event_rows *c, const es_event_head *h, ERL_NIF_T
     ERL_NIF_TERM v[F__COUNT - 1];
     v[F_ID - 1] = enif_make_uint64(env, h->id);
     v[F_TS - 1] = enif_make_uint64(env, h->ts);
-    /* as Event.wall_time/2: sys0 + div(ts - mono0, 1000), truncating like div/2 */
-    v[F_WALL_TIME - 1] = c->has_clock ? enif_make_int64(env, c->sys0 + ((ErlNifSInt64)h->ts - c->mono0) / 1000) : a->nil;
+    /* as Event.wall_time/2: sys0 + div(ts - mono0, 1000), truncating like div/2; with the clock
+       within ±2^62 it fits in 64 bits */
+    v[F_WALL_TIME - 1] =
+        c->has_clock ? enif_make_int64(env, (ErlNifSInt64)(c->sys0 + ((__int128)h->ts - c->mono0) / 1000)) : a->nil;
     v[F_PID - 1] = word_or_nil(a, h->pid);
     v[F_KIND - 1] = h->kind < ES_KIND__COUNT ? a->kinds[h->kind] : a->nil;
     v[F_MODULE - 1] = word_or_nil(a, h->module);
@@ -102,8 +107,8 @@ static ERL_NIF_TERM row_term(es_event_rows *c, const es_event_head *h, ERL_NIF_T
     return enif_make_tuple_from_array(env, v, F__COUNT - 1);
 }
 
-/* clock: nil or {monotonic_ns, system_us} (integers) */
-/* clock: nil or {monotonic_ns, system_us} (integers) */
+/* clock: nil or {monotonic_ns, system_us}, integers within ±2^62 (so that every wall time fits
+   in 64 bits) */
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out) {
     const ERL_NIF_TERM *parts;
     int arity;
@@ -113,7 +118,9 @@ int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out)
     c->env = env;
     make_event_atoms(env, &c->a);
     if ((clock != c->a.nil && (!enif_get_tuple(env, clock, &arity, &parts) || arity != 2 ||
-                               !enif_get_int64(env, parts[0], &c->mono0) || !enif_get_int64(env, parts[1], &c->sys0))) ||
+                               !enif_get_int64(env, parts[0], &c->mono0) || !enif_get_int64(env, parts[1], &c->sys0) ||
+                               c->mono0 > CLOCK_BOUND || c->mono0 < -CLOCK_BOUND || c->sys0 > CLOCK_BOUND ||
+                               c->sys0 < -CLOCK_BOUND)) ||
         !(c->memo = es_atom_memo_new())) {
         enif_free(c);
         return 0;

@@ -110,6 +110,8 @@ defmodule ElixirScope.Storage.NativeReadTest do
       assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1}) end
       assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1, :a}) end
       assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {1 <<< 70, 1}) end
+      assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{}, {0, (1 <<< 62) + 1}) end
+      assert_raise ArgumentError, ~r/clock/, fn -> NIF.query_events(s, %{pid: self(), limit: 1}, {-(1 <<< 62) - 1, 0}) end
     end
   end
 
