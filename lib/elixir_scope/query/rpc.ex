@@ -103,7 +103,7 @@ defmodule ElixirScope.Query.Rpc do
   defp remote_parents(events) do
     for %Event{kind: :spawn, function: :observed} = s <- events,
         %{child: c, parent: p} = Event.spawn_info(s),
-        is_pid(c) and is_pid(p) and node(c) != node(p),
+        is_pid(p) and node(c) != node(p),
         into: %{},
         do: {c, p}
   end
