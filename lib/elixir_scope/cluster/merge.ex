@@ -96,13 +96,16 @@ defmodule ElixirScope.Cluster.Merge do
     by_key = requests |> Enum.filter(fn {_d, {_n, s}} -> Rpc.key(elem(s.payload, 1)) end) |> Enum.group_by(fn {d, {_n, s}} -> {d, Rpc.key(elem(s.payload, 1))} end, &elem(&1, 1))
     outcomes = for {n, q} <- queues, %Event{link: l} = r <- Tuple.to_list(q), Rpc.outcome?(r), l > 0, into: %{}, do: {{n, l}, r}
 
+    origins = queues |> Map.values() |> Enum.flat_map(&Tuple.to_list/1) |> Rpc.origins()
+
     {preds, _used} =
-      for {d, q} <- Enum.sort(queues), list = Tuple.to_list(q), parents = remote_parents(list), first <- first_events(list), reduce: {preds, MapSet.new()} do
+      for {d, q} <- Enum.sort(queues), first <- first_events(Tuple.to_list(q)), reduce: {preds, MapSet.new()} do
         {preds, used} ->
           found =
-            case parents do
-              %{^first => p} -> Enum.find(Map.get(by_parent, {d, p}, []), fn {n, s} -> not MapSet.member?(used, {n, s.id}) end)
-              _ -> Enum.find(Map.get(by_key, {d, Rpc.first_key(first)}, []), &asked?(&1, first, used))
+            case origins[first.pid] do
+              {:erpc, p} -> Enum.find(Map.get(by_parent, {d, p}, []), fn {n, s} -> not MapSet.member?(used, {n, s.id}) end)
+              nil -> Enum.find(Map.get(by_key, {d, Rpc.first_key(first)}, []), &asked?(&1, first, used))
+              :other -> nil
             end
 
           case found do
@@ -121,16 +124,6 @@ defmodule ElixirScope.Cluster.Merge do
   end
 
   defp asked?({n, s}, first, used), do: not MapSet.member?(used, {n, s.id}) and elem(elem(s.payload, 1), 2) == first.payload
-
-  # a process's first event => its parent on another node, as the observer saw it
-  defp remote_parents(list) do
-    parents =
-      for %Event{kind: :spawn, function: :observed, payload: {c, %{parent: p}}} <- list, is_pid(c) and is_pid(p) and node(p) != node(c),
-          into: %{},
-          do: {c, p}
-
-    for e <- first_events(list), Map.has_key?(parents, e.pid), into: %{}, do: {e, parents[e.pid]}
-  end
 
   # each process's first event (its own, not a :spawn recorded on its behalf), in the node's order
   defp first_events(list) do

@@ -75,7 +75,8 @@ defmodule ElixirScope.Query.Correlation do
   @spec unpaired_sends([Event.t()], [link()]) :: [Event.t()]
   def unpaired_sends(events, links) do
     taken = MapSet.new(links, & &1.from.id)
-    Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id)))
+    # an :erpc call to its own node runs in the caller: nothing there to take it
+    Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id) and not Rpc.local?(&1)))
   end
 
   # by_id: id => event; by_pid: pid => tuple of the process's events in id order (without the

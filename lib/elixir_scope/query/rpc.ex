@@ -12,13 +12,14 @@ defmodule ElixirScope.Query.Rpc do
   the lifecycle observer pairs as a spawn):
 
     * **by its parent**: the lifecycle observer saw the process alive and recorded its parent
-      (`Process.info(pid, :parent)`, the caller's pid on the other node): the caller's earliest
+      (`Process.info(pid, :parent)`, the caller's pid on the other node) and its initial call
+      (`{:erpc, :execute_call, 4}`; see `origins/1`): the caller's earliest
       request to that node not yet paired, whose outcome (if recorded) comes after the process's
       first event, takes it;
     * **by its request**: for `{module, function, args}`, the earliest process on that node whose
       first event is the `:call` of `module.function(args)` (equal arguments) recorded after the
-      request and before its outcome, not already paired, and whose parent, if known, is the
-      caller. Equal requests are taken first in, first out — as equal messages are.
+      request and before its outcome, not already paired, not known to be started otherwise (a
+      `Node.spawn` child, say), and whose parent, if known, is the caller. Equal requests are taken first in, first out — as equal messages are.
 
   A fun (`:erpc.call(node, fun)`) is paired only by its parent. Links: `:rpc` from the request
   to the process's first event and, for a call, `:rpc_reply` from the end of that first call
@@ -65,10 +66,11 @@ defmodule ElixirScope.Query.Rpc do
 
   defp pair(requests, events, by_pid, by_id) do
     outcomes = for %Event{correlation_id: cid} = r <- events, outcome?(r), is_integer(cid), into: %{}, do: {cid, r}
-    parents = remote_parents(events)
+    origins = origins(events)
+    parents = for {pid, {:erpc, parent}} <- origins, into: %{}, do: {pid, parent}
 
     firsts =
-      for {pid, t} <- by_pid, tuple_size(t) > 0, is_pid(pid), do: {pid, elem(t, 0)}
+      for {pid, t} <- by_pid, tuple_size(t) > 0, is_pid(pid), Map.get(origins, pid) != :other, do: {pid, elem(t, 0)}
 
     by_key =
       firsts
@@ -99,14 +101,29 @@ defmodule ElixirScope.Query.Rpc do
     links
   end
 
-  # child => its parent on another node, as the lifecycle observer saw it
-  defp remote_parents(events) do
-    for %Event{kind: :spawn, function: :observed} = s <- events,
-        %{child: c, parent: p} = Event.spawn_info(s),
-        is_pid(p) and node(c) != node(p),
-        into: %{},
-        do: {c, p}
+  @doc """
+  How the processes among `events` were started, when known: `{:erpc, parent}` for a process
+  `:erpc` started for a caller on another node (the lifecycle observer saw its parent and its
+  initial call `{:erpc, _, _}`), `:other` for one spawned otherwise (a call-site `:spawn`, such as
+  `Node.spawn`'s, or another parent or initial call). Only the others may be an rpc's work.
+  """
+  @spec origins([Event.t()]) :: %{optional(pid()) => {:erpc, pid()} | :other}
+  def origins(events) do
+    for %Event{kind: :spawn, function: f} = s <- events, f in [:observed, :call_site], reduce: %{} do
+      acc ->
+        case Event.spawn_info(s) do
+          %{child: c, parent: p, initial_call: {:erpc, _, _}} when f == :observed and is_pid(p) and node(c) != node(p) ->
+            Map.put_new(acc, c, {:erpc, p})
+
+          %{child: c} ->
+            Map.put(acc, c, :other)
+        end
+    end
   end
+
+  @doc "Whether a request went to its caller's node alone (the work then runs in the caller: nothing to pair)."
+  @spec local?(Event.t()) :: boolean()
+  def local?(%Event{pid: pid} = e), do: request?(e) and Enum.all?(nodes(e), &(&1 == node(pid)))
 
   defp find(req, n, outcome, taken, ctx) do
     in_window? = fn {pid, f} ->
