@@ -199,10 +199,20 @@ defmodule ElixirScope.ClusterRpcTest do
     end
   end
 
-  test "Node.spawn: the caller's :spawn is linked to the child's events on the other node", %{nodes: nodes} do
+  test "Node.spawn: the caller's :spawn is linked to the child's events on the other node, in causal order", %{nodes: nodes} do
     assert {{:ok, {:spawned, w, 42}}, {:ok, {:spawned, w, 42}}} = both(nodes, :spawn_on, [nodes.w1, 14])
     assert w == nodes.w1
-    {_rec, events} = snapshot_events()
+
+    # the worker's clock estimate 50 ms fast, then 50 ms slow
+    for skew <- [0, 50_000_000, -50_000_000] do
+      Cluster.put_skew(nodes.w1, skew)
+      {rec, events} = snapshot_events()
+      spawn_linked(nodes, events)
+      Recording.close(rec)
+    end
+  end
+
+  defp spawn_linked(nodes, events) do
     links = Correlation.links(events)
 
     assert [spawn] = Enum.filter(events, &match?(%Event{kind: :spawn, function: :call_site}, &1))
@@ -215,6 +225,9 @@ defmodule ElixirScope.ClusterRpcTest do
     assert [%{to: first}] = Enum.filter(links, &(&1.type == :spawn and &1.from.id == spawn.id))
     assert first.pid == child
     assert %Event{kind: :call, function: :report} = first
+    # the child begins after the caller's call that spawned it began
+    assert %Event{kind: :call, function: :spawn_on} = caller_call = Enum.find(events, &(&1.pid == spawn.pid and &1.kind == :call))
+    assert first.id > caller_call.id and first.ts > caller_call.ts
     # the child's answer is paired with the caller's receive, after the send
     assert [msg] = Enum.filter(links, &(&1.type == :message and &1.from.pid == child))
     assert msg.to.pid == spawn.pid and msg.from.id < msg.to.id

@@ -8,7 +8,10 @@ defmodule ElixirScope.Cluster.Merge do
      lies on another node (a remote pid, `{name, node}`, a `{pid, tag}` reply address) is paired
      FIFO with the first receive of an equal message on that node (Erlang keeps each
      sender/receiver pair in order); for a `GenServer.call`, the server's return also precedes
-     the caller's next event.
+     the caller's next event; an `:erpc`/`:rpc` call's work on another node comes after its
+     request and before its outcome (paired as `ElixirScope.Query.Rpc` says); a process spawned
+     from another node (`Node.spawn` at a call site) begins after what its parent did before
+     the spawning call.
   3. The nodes' events are merged in time order, each node's own time order kept (its ids break
      ties: an event recorded after the fact, such as a process exit found by the lifecycle scan,
      has a later id than its time and takes its place by its time). When a receive
@@ -71,7 +74,34 @@ defmodule ElixirScope.Cluster.Merge do
     sends = remote_sends(queues, base)
     nexts = Map.new(queues, fn {n, q} -> {n, next_of_pid(Tuple.to_list(q))} end)
     {preds, _} = Enum.reduce(Enum.sort(Map.keys(queues)), {%{}, sends}, &consume(&1, queues, nexts, &2))
+    preds = spawn_preds(queues, preds)
     rpc_preds(queues, base, preds)
+  end
+
+  # A process spawned from another node (Node.spawn at a call site): its first event comes after
+  # what its parent did before the spawning call (the call site's :spawn itself is recorded when
+  # the call returned, which may be after the child began).
+  defp spawn_preds(queues, preds) do
+    causes =
+      for {n, q} <- queues, reduce: %{} do
+        acc ->
+          {acc, _last} =
+            Enum.reduce(Tuple.to_list(q), {acc, %{}}, fn
+              %Event{kind: :spawn, function: :call_site, payload: {c, _}} = e, {acc, last} when is_pid(c) ->
+                acc = if node(c) != n and is_map_key(last, e.pid), do: Map.put(acc, c, {n, last[e.pid]}), else: acc
+                {acc, Map.put(last, e.pid, e.id)}
+
+              e, {acc, last} ->
+                {acc, Map.put(last, e.pid, e.id)}
+            end)
+
+          acc
+      end
+
+    if causes == %{},
+      do: preds,
+      else:
+        for({d, q} <- queues, first <- first_events(Tuple.to_list(q)), cause = causes[first.pid], reduce: preds, do: (acc -> add_pred(acc, {d, first.id}, cause)))
   end
 
   defp add_pred(preds, event, pred), do: Map.update(preds, event, [pred], &[pred | &1])
