@@ -6,6 +6,7 @@
  * only then appends its events to the store, so a corrupt segment adds nothing. */
 #include "elixir_scope/recording_file.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -72,8 +73,10 @@ typedef struct pmap {
 
 static pent *pmap_slot(const pmap *m, uint64_t a, uint64_t b) {
     size_t mask = m->cap - 1;
-    uint64_t key[2] = {a, b};
-    for (size_t i = fnv(FNV_START, key, sizeof key) & mask;; i = (i + 1) & mask)
+    /* multiply-xorshift of the two words: keys are pointers-like words and small numbers */
+    uint64_t h = (a ^ (b * 0x9e3779b97f4a7c15ULL)) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 31;
+    for (size_t i = h & mask;; i = (i + 1) & mask)
         if (!m->t[i].used || (m->t[i].a == a && m->t[i].b == b)) return &m->t[i];
 }
 
@@ -374,6 +377,7 @@ struct es_recw {
     es_buf recs, words, payloads;
     uint32_t n, nwords;
     pmap seg_words; /* (word, 0) -> 1 + position in the segment's word table */
+    uint64_t last[3][2]; /* per field (pid, module, function): the last word and its position */
     pmap lines;     /* (module word, line) */
     pmap calls;     /* (call id, 0) -> module word of the call */
     strset atoms;   /* atoms named in payloads */
@@ -432,16 +436,22 @@ static int flush_segment(es_recw *w) {
         write_all(w->f, count, 4) || write_all(w->f, w->words.data, w->words.len) ||
         write_all(w->f, w->payloads.data, w->payloads.len))
         return fail_w(w, "could not write a segment (disk full?)");
+    /* the disk starts on what is written while the next segment is packed: the caller's final
+       fsync then waits for less (a hint: a file system without it just syncs later) */
+    if (fflush(w->f) == 0) (void)sync_file_range(fileno(w->f), 0, 0, SYNC_FILE_RANGE_WRITE);
     if (push_crc(&w->crcs, crc)) return fail_w(w, "out of memory");
     w->recs.len = w->words.len = w->payloads.len = 0;
     w->n = w->nwords = 0;
     pmap_clear(&w->seg_words);
+    memset(w->last, 0, sizeof w->last);
     return 0;
 }
 
-/* 1 + the word's position in the segment's table (0 for no word). */
-static uint32_t seg_word(es_recw *w, uint64_t word) {
+/* 1 + the word's position in the segment's table (0 for no word). `last` caches the field's
+ * previous word: consecutive events mostly name the same process and function. */
+static uint32_t seg_word(es_recw *w, uint64_t word, uint64_t last[2]) {
     if (!word) return 0;
+    if (last[0] == word && last[1]) return (uint32_t)last[1];
     int added;
     pent *e = pmap_put(&w->seg_words, word, 0, w->nwords + 1, &added);
     if (!e) return fail_w(w, "out of memory"), 0;
@@ -455,10 +465,15 @@ static uint32_t seg_word(es_recw *w, uint64_t word) {
         put16(w->words.data + at, (uint16_t)n);
         w->nwords++;
     }
+    last[0] = word;
+    last[1] = e->v;
     return (uint32_t)e->v;
 }
 
+/* Struct modules are Elixir modules: only atoms of that shape are noted (hashing every atom of
+ * every payload would cost the save more than the rest of its work on an event). */
 static int note_atom(void *ctx, const uint8_t *name, uint32_t len) {
+    if (len <= 7 || memcmp(name, "Elixir.", 7) != 0) return 0;
     return strset_add(ctx, name, len) == UINT32_MAX ? -1 : 0;
 }
 
@@ -485,7 +500,8 @@ int es_recw_add(void *wp, const es_event_view *ev) {
     put64(r + 8, h->ts);
     put64(r + 16, h->call_id);
     put64(r + 24, h->link);
-    uint32_t pw = seg_word(w, h->pid), mw = seg_word(w, h->module), fw = seg_word(w, h->function);
+    uint32_t pw = seg_word(w, h->pid, w->last[0]), mw = seg_word(w, h->module, w->last[1]),
+             fw = seg_word(w, h->function, w->last[2]);
     if (w->error) return 1;
     put32(r + 32, pw);
     put32(r + 36, mw);

@@ -58,7 +58,8 @@ int es_recw_end(es_recw *w, const uint8_t *meta, uint32_t meta_len);
 const char *es_recw_error(const es_recw *w);
 uint64_t es_recw_count(const es_recw *w);
 /* What the events point at, for the metadata: each distinct (module word, line), the module
- * being the event's own or its call's; and each distinct atom named in a payload. */
+ * being the event's own or its call's; and each distinct atom named in a payload that may
+ * name an Elixir module ("Elixir." and more): the struct modules are among them. */
 void es_recw_lines(const es_recw *w, void (*cb)(void *ctx, uint64_t module, uint32_t line), void *ctx);
 void es_recw_atoms(const es_recw *w, void (*cb)(void *ctx, const uint8_t *name, uint32_t len), void *ctx);
 void es_recw_free(es_recw *w);
