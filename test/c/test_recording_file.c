@@ -90,6 +90,17 @@ static int load_bytes(const uint8_t *bytes, size_t len, es_recr **rp, es_store *
     return rc;
 }
 
+/* load_bytes, its reader and store freed: 0 or -1 */
+static int loads(const uint8_t *bytes, size_t len) {
+    es_recr *r;
+    es_store *t;
+    int rc = load_bytes(bytes, len, &r, &t);
+    if (rc) assert_true(strlen(es_recr_error(r)) > 0);
+    es_recr_free(r);
+    es_store_destroy(t);
+    return rc;
+}
+
 typedef struct views {
     es_event_view v[4096];
     uint8_t payloads[4096][32];
@@ -176,14 +187,7 @@ static void test_every_cut_refused(void **state) {
     size_t len;
     uint64_t count;
     uint8_t *bytes = write_file(s, &len, &count);
-    for (size_t cut = 0; cut < len; cut++) {
-        es_recr *r;
-        es_store *t;
-        assert_int_equal(load_bytes(bytes, cut, &r, &t), -1);
-        assert_true(strlen(es_recr_error(r)) > 0);
-        es_recr_free(r);
-        es_store_destroy(t);
-    }
+    for (size_t cut = 0; cut < len; cut++) assert_int_equal(loads(bytes, cut), -1);
     es_store_destroy(s);
     free(bytes);
 }
@@ -196,14 +200,9 @@ static void test_every_flip_refused(void **state) {
     uint64_t count;
     uint8_t *bytes = write_file(s, &len, &count);
     for (size_t pos = 0; pos < len; pos++) {
-        es_recr *r;
-        es_store *t;
         bytes[pos] ^= 0x41;
-        int rc = load_bytes(bytes, len, &r, &t);
-        if (rc != -1) fail_msg("a flip at byte %zu was not noticed", pos);
+        if (loads(bytes, len) != -1) fail_msg("a flip at byte %zu was not noticed", pos);
         bytes[pos] ^= 0x41;
-        es_recr_free(r);
-        es_store_destroy(t);
     }
     es_store_destroy(s);
     free(bytes);
