@@ -69,9 +69,11 @@ static es_recording *get_recording(ErlNifEnv *env, ERL_NIF_TERM t, int ready) {
     return !ready || atomic_load(&r->ready) ? r : NULL;
 }
 
+/* An absolute path (the Elixir side expands every path it is given). */
 static int get_path(ErlNifEnv *env, ERL_NIF_TERM t, char *out, size_t cap) {
     ErlNifBinary b;
-    if (!enif_inspect_binary(env, t, &b) || b.size == 0 || b.size >= cap || memchr(b.data, 0, b.size)) return 0;
+    if (!enif_inspect_binary(env, t, &b) || b.size < 2 || b.data[0] != '/' || b.size >= cap || memchr(b.data, 0, b.size))
+        return 0;
     memcpy(out, b.data, b.size);
     out[b.size] = 0;
     return 1;

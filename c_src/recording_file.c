@@ -270,7 +270,10 @@ static int walk_etf(const uint8_t *buf, size_t len, const walk_cb *cb, size_t *e
             if (!read_atom(p, left, nbuf, &name, &nlen, &used)) goto bad;
             if (cb && cb->atom && cb->atom(cb->ctx, name, nlen)) goto bad;
             break;
-        case T_NEW_FLOAT: used = 9; break;
+        case T_NEW_FLOAT: /* finite only: the VM has no other floats */
+            if (left < 9 || ((p[1] & 0x7F) == 0x7F && (p[2] & 0xF0) == 0xF0)) goto bad;
+            used = 9;
+            break;
         case T_SMALL_INT: used = 2; break;
         case T_INT: used = 5; break;
         case T_NIL: used = 1; break;

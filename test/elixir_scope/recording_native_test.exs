@@ -10,6 +10,8 @@ defmodule ElixirScope.RecordingNativeTest do
 
   alias ElixirScope.{NIF, Query, Recording}
   alias ElixirScope.Capture.Session
+  alias ElixirScope.Test.EventBuilder, as: B
+  alias ElixirScope.Test.RecordingForgeV3, as: F
 
   @moduletag :tmp_dir
 
@@ -175,6 +177,33 @@ defmodule ElixirScope.RecordingNativeTest do
       end
     end
 
+    test "every kind of value the VM writes as ETF loads and reads back equal", %{dir: dir} do
+      [a, s] = B.pids(2)
+      remote = :erlang.binary_to_term(<<131, 88, 119, 14, "remote@v3.test", 7::32, 0::32, 1::32>>)
+      b = B.new()
+      {b, c} = B.call(b, a, Shop, :checkout, [%{id: 7, tags: ["x", <<0xFF>>]}, {1.5, -3, 1 <<< 70, -(1 <<< 300)}, [1 | 2]])
+      {b, _} = B.local(b, a, c, %{ref: make_ref(), f: &Enum.map/2, g: fn x -> {x, s} end, bits: <<1::3>>, port: hd(Port.list())})
+      {b, _} = B.send_msg(b, a, s, {:order, "ünïcode", remote, :"ünï_atom"})
+      {b, _} = B.ret(b, a, c, {:ok, DateTime.from_unix!(0), [], {}, %{}, ~c"chars", 255, 256, -1})
+      b = B.add!(b, remote, :custom, payload: {:note, String.duplicate("x", 70_000)}, redacted?: true)
+      events = B.events(b)
+      clock = {1_000_000, 1_700_000_000_000_000}
+      path = Path.join(dir, "kinds.esrec")
+      File.write!(path, F.build([F.segment_of(events)], %{clock: clock, node: node()}))
+      rec = load!(path)
+      assert Query.events(source: rec) == events
+    end
+
+    test "a payload the walk accepts and the VM refuses reads as nil, flagged truncated", %{dir: dir} do
+      twice = <<131, 116, 0, 0, 0, 2, 97, 1, 97, 1, 97, 1, 97, 2>>
+      assert {:ok, rec} = try_load(dir, file([:erlang.term_to_binary(self())], [{row(1, 0), twice}]))
+      assert [%{payload: nil, truncated?: true}] = Query.events(source: rec)
+      Recording.close(rec)
+      nan = <<131, 70, 0x7F, 0xF8, 0, 0, 0, 0, 0, 0>>
+      assert {:error, msg} = try_load(dir, file([:erlang.term_to_binary(self())], [{row(1, 0), nan}]))
+      assert msg =~ "not well-formed ETF"
+    end
+
     test "atoms a file names beyond max_new_atoms are refused, none created", %{dir: dir} do
       names = for i <- 1..20, do: "scope_v3_never_seen_#{System.unique_integer([:positive])}_#{i}"
       payload = <<131, 108, length(names)::32>> <> Enum.map_join(names, &<<119, byte_size(&1), &1::binary>>) <> <<106>>
@@ -189,29 +218,10 @@ defmodule ElixirScope.RecordingNativeTest do
     end
   end
 
-  # a record: id, ts, call_id, link, pid/module/function word (1 + position), line, payload length
-  # (filled in by `file/2`), flags, kind, arity
+  # a row of one segment: pid word 1 unless said, kind :custom unless said
   defp row(id, ts, o \\ []) do
-    {id, ts, o[:pid] || 1, o[:module] || 0, o[:kind] || 11}
+    {id, ts, 0, 0, o[:pid] || 1, o[:module] || 0, 0, 0, 0, o[:kind] || 11, 255}
   end
 
-  # a version 3 file with one segment of `records` (`{record, payload}`) naming `words`
-  defp file(words, records) do
-    recs =
-      for {{id, ts, p, m, kind}, payload} <- records, into: <<>> do
-        <<id::little-64, ts::little-64, 0::little-64, 0::little-64, p::little-32, m::little-32, 0::little-32,
-          0::little-32, byte_size(payload)::little-32, 0::little-16, kind, 255>>
-      end
-
-    table = <<length(words)::little-32>> <> Enum.map_join(words, &<<byte_size(&1)::little-16, &1::binary>>)
-    payloads = Enum.map_join(records, &elem(&1, 1))
-    body = recs <> table <> payloads
-    crc = :erlang.crc32(body)
-    seg = <<"S", length(records)::little-32, byte_size(table)::little-32, byte_size(payloads)::little-32, crc::little-32>> <> body
-    meta = IO.iodata_to_binary(Recording.Format.encode_meta(%{node: node(), clock: {0, 0}}))
-    mcrc = :erlang.crc32(meta)
-    trailer_crc = :erlang.crc32(<<crc::little-32, mcrc::little-32>>)
-    "ESCOPE-REC\n" <> <<3::16>> <> seg <> <<"M", byte_size(meta)::little-32, mcrc::little-32>> <> meta <>
-      <<"E", length(records)::little-64, trailer_crc::little-32>>
-  end
+  defp file(words, rows), do: F.build([{words, for({r, payload} <- rows, do: Tuple.append(r, payload))}])
 end

@@ -17,6 +17,7 @@ defmodule ElixirScope.Recording.Native do
   query as the live store; a payload is decoded when its event is asked for.
   """
 
+  import Bitwise, only: [bor: 2]
   alias ElixirScope.{Event, NIF, Recording}
   alias ElixirScope.Recording.{Atoms, Format}
 
@@ -82,7 +83,7 @@ defmodule ElixirScope.Recording.Native do
   @doc "Events of a loaded recording matching normalised store filters."
   @spec query(Recording.t(), map()) :: [Event.t()] | {:error, String.t()}
   def query(%Recording{store: store, meta: meta}, filters) do
-    store |> NIF.recording_query(filters) |> Enum.map(&Event.from_tuple(&1, meta[:clock]))
+    store |> NIF.recording_query(filters) |> Enum.map(&event(&1, meta[:clock]))
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end
@@ -92,11 +93,20 @@ defmodule ElixirScope.Recording.Native do
   def get(%Recording{store: store, meta: meta}, id) when is_integer(id) and id > 0 do
     case NIF.recording_get(store, id) do
       nil -> nil
-      tuple -> Event.from_tuple(tuple, meta[:clock])
+      tuple -> event(tuple, meta[:clock])
     end
   end
 
   def get(_rec, _id), do: nil
+
+  # A payload is decoded when its event is read. The loader walked it as ETF (its atoms all
+  # admitted), but the VM is stricter (a map with a key twice…): a crafted file's payload the VM
+  # refuses reads as nil, flagged truncated, rather than failing the query.
+  defp event(tuple, clock) do
+    Event.from_tuple(tuple, clock)
+  rescue
+    _error -> Event.from_tuple(tuple |> put_elem(10, bor(elem(tuple, 10), 1)) |> put_elem(11, ""), clock)
+  end
 
   @doc "`%{events:, first_id:, last_id:, bytes:, pids:}` of a loaded recording."
   @spec info(Recording.t()) :: %{events: non_neg_integer(), first_id: non_neg_integer(), last_id: non_neg_integer(),
