@@ -284,6 +284,7 @@ ERL_NIF_TERM es_nif_recording_open(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
 ERL_NIF_TERM es_nif_recording_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_recording *r = get_recording(env, argv[0], 0);
     const char *err = NULL;
+    char msg[160];
     (void)argc;
     if (!r) return es_raise_arg(env, "recording_ready/1 expects a recording");
     enif_mutex_lock(r->lock);
@@ -295,8 +296,12 @@ ERL_NIF_TERM es_nif_recording_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM
         for (uint32_t w = 1; !err && w <= n; w++) {
             uint32_t len;
             const uint8_t *p = es_recr_word(r->reader, w, &len);
-            if (enif_binary_to_term(r->terms_env, p, len, &r->terms[w - 1], ERL_NIF_BIN2TERM_SAFE) != len)
-                err = "corrupted recording: a process or atom of its events cannot be decoded";
+            /* the walk checked its shape; the VM also bounds a pid's fields */
+            if (enif_binary_to_term(r->terms_env, p, len, &r->terms[w - 1], ERL_NIF_BIN2TERM_SAFE) != len) {
+                snprintf(msg, sizeof msg, "corrupted recording: a process or atom of its events cannot be decoded at byte %llu",
+                         (unsigned long long)es_recr_word_at(r->reader, w));
+                err = msg;
+            }
         }
         if (!err) {
             r->nterms = n;

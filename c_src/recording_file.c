@@ -582,6 +582,8 @@ void es_recw_free(es_recw *w) {
 
 struct es_recr {
     strset words;   /* the file's distinct words (ETF) */
+    uint64_t *word_at; /* the byte of each word's first appearance */
+    uint32_t word_at_cap;
     strset atoms;   /* atoms named anywhere */
     pmap exports;   /* (module atom << 32 | function atom, arity) -> position */
     uint32_t *export_list; /* 3 per export: module, function, arity */
@@ -665,6 +667,14 @@ static int load_segment(es_recr *r, const uint8_t *seg, uint32_t n, uint32_t wor
             return fail_r(r, wat + o, "corrupted recording: a word is neither a pid nor an atom");
         uint32_t g = strset_add(&r->words, w, len);
         if (g == UINT32_MAX) return fail_r(r, wat + o, "out of memory");
+        if (g >= r->word_at_cap) {
+            uint32_t ncap = r->word_at_cap ? r->word_at_cap * 2 : 64;
+            uint64_t *na = realloc(r->word_at, (size_t)ncap * sizeof(uint64_t));
+            if (!na) return fail_r(r, wat + o, "out of memory");
+            r->word_at = na;
+            r->word_at_cap = ncap;
+        }
+        if (g + 1 == r->words.n) r->word_at[g] = wat + o;
         (*map)[2 * i] = g + 1;
         (*map)[2 * i + 1] = w[1] == T_NEW_PID ? W_PID : W_ATOM;
         o += len;
@@ -843,6 +853,8 @@ uint32_t es_recr_words(const es_recr *r) { return r->words.n; }
 
 const uint8_t *es_recr_word(const es_recr *r, uint32_t w, uint32_t *len) { return strset_at(&r->words, w - 1, len); }
 
+uint64_t es_recr_word_at(const es_recr *r, uint32_t w) { return r->word_at[w - 1]; }
+
 uint32_t es_recr_atoms(const es_recr *r) { return r->atoms.n; }
 
 const uint8_t *es_recr_atom(const es_recr *r, uint32_t i, uint32_t *len) { return strset_at(&r->atoms, i, len); }
@@ -858,6 +870,7 @@ void es_recr_export(const es_recr *r, uint32_t i, uint32_t *module, uint32_t *fu
 void es_recr_free(es_recr *r) {
     if (!r) return;
     strset_free(&r->words);
+    free(r->word_at);
     strset_free(&r->atoms);
     pmap_free(&r->exports);
     free(r->export_list);

@@ -79,6 +79,8 @@ const uint8_t *es_recr_meta(const es_recr *r, uint32_t *len);
 /* Distinct words of the file: word number w (1..n) is the ETF bytes es_recr_word(r, w, &len). */
 uint32_t es_recr_words(const es_recr *r);
 const uint8_t *es_recr_word(const es_recr *r, uint32_t w, uint32_t *len);
+/* The byte offset where word w first appears in the file (for messages). */
+uint64_t es_recr_word_at(const es_recr *r, uint32_t w);
 /* Distinct atoms named anywhere in the file (payloads and words), and external functions
  * (module and function as atom positions). */
 uint32_t es_recr_atoms(const es_recr *r);
