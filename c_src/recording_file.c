@@ -382,6 +382,7 @@ struct es_recw {
     pmap seg_words; /* (word, 0) -> 1 + position in the segment's word table */
     uint64_t last[3][2]; /* per field (pid, module, function): the last word and its position */
     pmap lines;     /* (module word, line) */
+    uint64_t last_line[2]; /* the last (module, line) noted: a loop's events repeat it */
     pmap calls;     /* (call id, 0) -> module word of the call */
     strset atoms;   /* atoms named in payloads */
     uint64_t count;
@@ -490,8 +491,10 @@ static int note_line(es_recw *w, const es_event_head *h) {
         const pent *c = pmap_get(&w->calls, h->call_id, 0);
         module = c ? c->v : 0;
     }
-    if (module && h->line && !pmap_put(&w->lines, module, h->line, 0, &added)) return -1;
-    return 0;
+    if (!module || !h->line || (module == w->last_line[0] && h->line == w->last_line[1])) return 0;
+    w->last_line[0] = module;
+    w->last_line[1] = h->line;
+    return pmap_put(&w->lines, module, h->line, 0, &added) ? 0 : -1;
 }
 
 int es_recw_add(void *wp, const es_event_view *ev) {
@@ -518,7 +521,8 @@ int es_recw_add(void *wp, const es_event_view *ev) {
         w->recs.failed || w->payloads.failed)
         return fail_w(w, "out of memory"), 1;
     if (note_line(w, h)) return fail_w(w, "out of memory"), 1;
-    if (ev->payload_len) {
+    /* an atom's name is in the ETF as it is: only a payload holding "Elixir." is walked */
+    if (ev->payload_len > 7 && memmem(ev->payload, ev->payload_len, "Elixir.", 7)) {
         walk_cb cb = {&w->atoms, note_atom, NULL};
         size_t at;
         /* the store holds what the codec wrote: a payload that does not walk is saved as it is

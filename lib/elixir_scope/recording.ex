@@ -10,7 +10,8 @@ defmodule ElixirScope.Recording do
       {:ok, rec} = ElixirScope.Recording.load("run.esrec")                  # becomes the default source
       ElixirScope.Query.call_tree(pid)                                      # now reads the recording
 
-  Files are versioned and checksummed (see `ElixirScope.Recording.Format`) and
+  Files are versioned and checksummed (version 3, the store's own layout written and read in
+  C: `ElixirScope.Recording.Native`; version 2: `ElixirScope.Recording.Format`) and
   written atomically: to a temporary file in the same directory, synced, then
   renamed over `path`, so a crash never leaves half a recording behind.
   Loading treats every file as untrusted (bounded atoms, sizes and types; see `load/2`).
@@ -41,7 +42,9 @@ defmodule ElixirScope.Recording do
   (`module:`, `pid:`, `since:` …). Options: `source:` (default: the default
   source), `nodes:` (a cluster's nodes, `:all` or a list: every node's events merged,
   with the clock offsets and the nodes missing in the header's `cluster` map; see
-  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `compressed:` (0–9, default 1),
+  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `format:` (3, the default, or 2; a
+  source held in tables, or `payload:`/`where:` filters, are saved as 2), `compressed:` (0–9,
+  default 1; version 2 only),
   and `source_context:` and `max_source_bytes:` (default: `ElixirScope.Config` `recording:`).
   Returns `{:ok, %{path:, events:, bytes:}}` or `{:error, message}`.
 
@@ -351,10 +354,11 @@ defmodule ElixirScope.Recording do
   Returns `{:ok, recording}` or `{:error, message}` (missing, foreign,
   truncated, corrupted or refused file; the message says where).
 
-  Every file is untrusted: its atoms go through its own atom tables and at
-  most `max_new_atoms` are created; nothing is inflated past `max_chunk_bytes`
-  per chunk, `max_total_bytes` in all, or `max_ratio` times its stored size;
-  every field is checked. See `ElixirScope.Recording.Format`.
+  Every file is untrusted: at most `max_new_atoms` atoms are created (those its
+  atom tables or, in version 3, its payloads and words name); nothing is inflated past
+  `max_chunk_bytes` per chunk, `max_total_bytes` in all, or `max_ratio` times its stored
+  size; a file is at most `max_total_bytes`; every field is checked. See
+  `ElixirScope.Recording.Native` (version 3) and `ElixirScope.Recording.Format` (version 2).
   """
   @spec load(Path.t(), keyword()) :: {:ok, t()} | {:error, String.t()}
   def load(path, opts \\ []) do

@@ -1,6 +1,9 @@
 defmodule ElixirScope.Recording.Format do
   @moduledoc """
-  The recording file format, version 2. All integers big-endian.
+  The recording file format, version 2. All integers big-endian. `save` writes it for
+  recordings held in tables (`ElixirScope.Recording.Index`) and filters the store cannot
+  answer; stores are saved as version 3 (`ElixirScope.Recording.Native`), whose meta section
+  is this format's header (`encode_meta/1`, `meta_part/2`).
 
       magic    "ESCOPE-REC\\n"            11 bytes
       version  u16                        (2)

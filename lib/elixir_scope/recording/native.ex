@@ -1,7 +1,7 @@
 defmodule ElixirScope.Recording.Native do
   @moduledoc """
   Recording files of version 3, written and read in C (`c_src/recording_file.c`; the layout is
-  described in `docs/recording_format.md`): the store's segments as they are — fixed-width
+  described in `docs/time_travel.md`, "Recording files"): the store's segments as they are — fixed-width
   records, a table of the pids and atoms each segment names, the payloads still ETF — with a
   checksum per section, then the metadata (the version 2 header: `ElixirScope.Recording.Format`)
   and a trailer.
