@@ -111,6 +111,22 @@ defmodule ElixirScope.RecordingNativeTest do
     assert load!(Path.join(dir, "v2.esrec")).meta.format == 2
   end
 
+  test "the demo's recording: every event the same through version 3, version 2 and version 3 again", %{tmp_dir: dir} do
+    demo = load!(ElixirScope.Test.DemoRecording.path())
+    assert demo.meta.format == 3
+    events = Query.events(source: demo)
+    assert length(events) == Recording.stats(demo).events and length(events) > 100
+    v2 = Path.join(dir, "demo2.esrec")
+    {:ok, _} = Recording.save(v2, :all, source: demo, format: 2)
+    v2 = load!(v2)
+    assert v2.meta.format == 2 and Query.events(source: v2) == events
+    v3 = Path.join(dir, "demo3.esrec")
+    {:ok, _} = Recording.save(v3, :all, source: demo)
+    v3 = load!(v3)
+    assert v3.meta.format == 3 and Query.events(source: v3) == events
+    assert v3.meta.sources == demo.meta.sources and v3.meta.structs == demo.meta.structs and map_size(demo.meta.structs) > 0
+  end
+
   describe "untrusted files" do
     setup %{tmp_dir: dir} do
       start_scope!()
