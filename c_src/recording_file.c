@@ -373,6 +373,8 @@ int es_rec_check_etf(const uint8_t *buf, size_t len, size_t *err_at) { return wa
 /* ------------------------------------------------------------------ */
 /* writer                                                              */
 
+#define OPEN_SLOTS 65536u
+
 struct es_recw {
     FILE *f;
     es_recw_word_fn word;
@@ -383,7 +385,12 @@ struct es_recw {
     uint64_t last[3][2]; /* per field (pid, module, function): the last word and its position */
     pmap lines;     /* (module word, line) */
     uint64_t last_line[2]; /* the last (module, line) noted: a loop's events repeat it */
-    pmap calls;     /* (call id, 0) -> module word of the call */
+    /* the module of each open call: a direct-mapped table by call id (a call usually ends soon
+       after it starts, and its end frees its slot), and a map for the open calls pushed out */
+    struct open_call {
+        uint64_t id, module;
+    } *open;
+    pmap calls; /* (call id, 0) -> module word */
     strset atoms;   /* atoms named in payloads */
     uint64_t count;
     es_buf crcs; /* each segment's crc32, u32 little-endian */
@@ -408,6 +415,10 @@ es_recw *es_recw_new(FILE *f, es_recw_word_fn word, void *ctx) {
     es_buf_init(&w->payloads, NULL, 0);
     es_buf_init(&w->crcs, NULL, 0);
     strset_init(&w->atoms);
+    if (!(w->open = calloc(OPEN_SLOTS, sizeof *w->open))) {
+        es_recw_free(w);
+        return NULL;
+    }
     uint8_t head[ES_REC_MAGIC_LEN + 2];
     memcpy(head, ES_REC_MAGIC, ES_REC_MAGIC_LEN);
     /* big-endian, as version 2 wrote it: every version reads the same number there */
@@ -486,15 +497,32 @@ static int note_line(es_recw *w, const es_event_head *h) {
     int added;
     uint64_t module = h->module;
     if (h->kind == ES_KIND_CALL && module) {
-        if (!pmap_put(&w->calls, h->id, 0, module, &added)) return -1;
+        struct open_call *slot = &w->open[h->id & (OPEN_SLOTS - 1)];
+        if (slot->id && !pmap_put(&w->calls, slot->id, 0, slot->module, &added)) return -1;
+        *slot = (struct open_call){h->id, module};
     } else if (!module) {
-        const pent *c = pmap_get(&w->calls, h->call_id, 0);
-        module = c ? c->v : 0;
+        const struct open_call *slot = &w->open[h->call_id & (OPEN_SLOTS - 1)];
+        const pent *c = slot->id == h->call_id ? NULL : pmap_get(&w->calls, h->call_id, 0);
+        module = slot->id == h->call_id ? slot->module : c ? c->v : 0;
+    } else if (h->kind == ES_KIND_RETURN || h->kind == ES_KIND_EXCEPTION || h->kind == ES_KIND_TAIL_CALL) {
+        struct open_call *slot = &w->open[h->call_id & (OPEN_SLOTS - 1)];
+        if (slot->id == h->call_id) slot->id = 0;
     }
     if (!module || !h->line || (module == w->last_line[0] && h->line == w->last_line[1])) return 0;
     w->last_line[0] = module;
     w->last_line[1] = h->line;
     return pmap_put(&w->lines, module, h->line, 0, &added) ? 0 : -1;
+}
+
+/* Whether "Elixir." appears in p (an atom's name is in the ETF as it is); memchr is quicker than
+ * memmem on the short payloads events have. */
+static int names_elixir_atom(const uint8_t *p, size_t n) {
+    const uint8_t *end = p + n, *e = p;
+    while (end - e >= 7 && (e = memchr(e, 'E', (size_t)(end - e) - 6)) != NULL) {
+        if (memcmp(e + 1, "lixir.", 6) == 0) return 1;
+        e++;
+    }
+    return 0;
 }
 
 int es_recw_add(void *wp, const es_event_view *ev) {
@@ -522,7 +550,7 @@ int es_recw_add(void *wp, const es_event_view *ev) {
         return fail_w(w, "out of memory"), 1;
     if (note_line(w, h)) return fail_w(w, "out of memory"), 1;
     /* an atom's name is in the ETF as it is: only a payload holding "Elixir." is walked */
-    if (ev->payload_len > 7 && memmem(ev->payload, ev->payload_len, "Elixir.", 7)) {
+    if (names_elixir_atom(ev->payload, ev->payload_len)) {
         walk_cb cb = {&w->atoms, note_atom, NULL};
         size_t at;
         /* the store holds what the codec wrote: a payload that does not walk is saved as it is
@@ -577,6 +605,7 @@ void es_recw_free(es_recw *w) {
     pmap_free(&w->seg_words);
     pmap_free(&w->lines);
     pmap_free(&w->calls);
+    free(w->open);
     strset_free(&w->atoms);
     free(w);
 }
