@@ -321,6 +321,72 @@ static void test_etf_walk(void **state) {
     (void)n;
 }
 
+typedef struct noted {
+    uint64_t lines[16][2];
+    size_t nlines;
+    char atoms[4][32];
+    size_t natoms;
+} noted;
+
+static void note_line_cb(void *ctx, uint64_t module, uint32_t line) {
+    noted *n = ctx;
+    n->lines[n->nlines][0] = module;
+    n->lines[n->nlines++][1] = line;
+}
+
+static void note_atom_cb(void *ctx, const uint8_t *name, uint32_t len) {
+    noted *n = ctx;
+    memcpy(n->atoms[n->natoms], name, len);
+    n->atoms[n->natoms++][len] = 0;
+}
+
+static int has_line(const noted *n, uint64_t module, uint64_t line) {
+    for (size_t i = 0; i < n->nlines; i++)
+        if (n->lines[i][0] == module && n->lines[i][1] == line) return 1;
+    return 0;
+}
+
+/* The writer notes each line once, in the event's module or its call's (a call whose slot was
+ * taken by a later one is still found), and the Elixir module atoms of the payloads. */
+static void test_writer_notes_lines_and_atoms(void **state) {
+    (void)state;
+    es_store *s = es_store_create(NULL);
+    uint8_t elixir[] = {131, 104, 2, 119, 10, 'E', 'l', 'i', 'x', 'i', 'r', '.', 'F', 'o', 'o', 119, 2, 'o', 'k'};
+    /* call 1 in module a1 stays open while 70,000 calls of a2 come and go; then an event of call 1
+       without a module */
+    es_event_head h = {.id = 1, .pid = PID(1), .module = ATOM(1), .function = ATOM(9), .kind = ES_KIND_CALL, .line = 5,
+                       .call_id = 1};
+    assert_int_equal(es_store_append(s, &h, elixir, sizeof elixir), 0);
+    uint64_t id = 2;
+    for (uint32_t i = 0; i < 70000; i++, id += 2) {
+        es_event_head c = {.id = id, .pid = PID(2), .module = ATOM(2), .function = ATOM(9), .kind = ES_KIND_CALL,
+                           .line = 7, .call_id = id};
+        es_event_head r = {.id = id + 1, .pid = PID(2), .kind = ES_KIND_RETURN, .call_id = id};
+        assert_int_equal(es_store_append(s, &c, NULL, 0), 0);
+        assert_int_equal(es_store_append(s, &r, NULL, 0), 0);
+    }
+    es_event_head l = {.id = id, .pid = PID(1), .kind = ES_KIND_LOCAL, .line = 6, .call_id = 1};
+    assert_int_equal(es_store_append(s, &l, NULL, 0), 0);
+    char *buf = NULL;
+    size_t len;
+    FILE *f = open_memstream(&buf, &len);
+    es_recw *w = es_recw_new(f, word_etf, NULL);
+    es_query q = {0};
+    es_store_query(s, &q, es_recw_add, w);
+    static noted n;
+    memset(&n, 0, sizeof n);
+    es_recw_lines(w, note_line_cb, &n);
+    es_recw_atoms(w, note_atom_cb, &n);
+    assert_int_equal(n.nlines, 3);
+    assert_true(has_line(&n, ATOM(1), 5) && has_line(&n, ATOM(2), 7) && has_line(&n, ATOM(1), 6));
+    assert_int_equal(n.natoms, 1);
+    assert_string_equal(n.atoms[0], "Elixir.Foo");
+    es_recw_free(w);
+    fclose(f);
+    free(buf);
+    es_store_destroy(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
@@ -329,6 +395,7 @@ int main(void) {
         cmocka_unit_test(test_absurd_counts_and_sizes),
         cmocka_unit_test(test_checksummed_lies_refused),
         cmocka_unit_test(test_etf_walk),
+        cmocka_unit_test(test_writer_notes_lines_and_atoms),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
