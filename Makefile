@@ -7,7 +7,7 @@ CC ?= gcc
 WARN := -Wall -Wextra -Werror
 BASE_CFLAGS = -std=gnu11 -fPIC $(WARN) -Iinclude -I$(ERTS_INCLUDE) -D_GNU_SOURCE
 CFLAGS_OPT := -O2 -g
-LIBS := -lcurl -lcjson -lpthread -lm
+LIBS := -lcurl -lcjson -lz -lpthread -lm
 
 NIF_SO := priv/elixir_scope_nif.so
 ALL_SRC := $(sort $(wildcard c_src/*.c))
@@ -18,7 +18,7 @@ C_TEST_BINS := $(patsubst test/c/%.c,build/c_tests/%,$(C_TESTS))
 C_TEST_BINS_ASAN := $(patsubst test/c/%.c,build/c_tests_asan/%,$(C_TESTS))
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-DEBIAN_PKGS := erlang-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
+DEBIAN_PKGS := erlang-dev zlib1g-dev libcjson-dev libcmocka-dev libcurl4-openssl-dev erlang-dialyzer erlang-inets erlang-ssl erlang-public-key erlang-crypto chromium
 
 .PHONY: all setup nif test test-c test-asan test-fuzz mix-test demo-test bench demo demo-cinema demo-cluster clean dialyzer
 

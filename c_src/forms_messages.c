@@ -13,7 +13,11 @@
  * position becomes a value (the frame returns the child instead of ending by a tail call): these
  * functions return at once, so this costs one frame, never a loop. Task.async_stream's workers
  * are spawned later inside Task's code: the call is not a spawn here (the lifecycle observer
- * sees the workers, and their $callers). */
+ * sees the workers, and their $callers).
+ * Every :erpc/:rpc call, cast and multicall records its request (a :send with function rpc) just
+ * before it is made; a call or multicall is also wrapped in a try that records how it ended (its
+ * value, or the exception, raised again with its own class, reason and stacktrace). Such a call in
+ * tail position becomes a value, as a spawn does; a cast stays where it was. */
 #include <string.h>
 
 #include "forms_internal.h"
@@ -52,14 +56,15 @@ static const msg_call MESSAGE_CALLS[] = {
     {NULL, NULL, 0, NULL, 0, 0},
 };
 
-/* The spawning functions: {module, function, lowest arity, highest arity, via}. */
-typedef struct spawn_call {
+/* Functions known by name and a range of arities: {module, function, lowest arity, highest arity, what}. */
+typedef struct ranged_call {
     const char *module, *function;
     uint32_t min_arity, max_arity;
-    const char *via; /* what the :spawn records: spawn, node, task */
-} spawn_call;
+    const char *what;
+} ranged_call;
 
-static const spawn_call SPAWN_CALLS[] = {
+/* the spawning functions; what the :spawn records as via: spawn, node, task */
+static const ranged_call SPAWN_CALLS[] = {
     {"erlang", "spawn", 1, 4, "spawn"},
     {"erlang", "spawn_link", 1, 4, "spawn"},
     {"erlang", "spawn_monitor", 1, 4, "spawn"},
@@ -75,6 +80,14 @@ static const spawn_call SPAWN_CALLS[] = {
     {"Elixir.Task.Supervisor", "async_nolink", 2, 5, "task"},
     {"Elixir.Task.Supervisor", "start_child", 2, 5, "task"},
     {NULL, NULL, 0, 0, NULL},
+};
+
+/* the remote procedure calls: a call returns what the other nodes did (it is wrapped in a try),
+ * a cast does not */
+static const ranged_call RPC_CALLS[] = {
+    {"erpc", "call", 2, 5, "call"},      {"erpc", "multicall", 2, 5, "call"}, {"erpc", "cast", 2, 4, "cast"},
+    {"erpc", "multicast", 2, 4, "cast"}, {"rpc", "call", 4, 5, "call"},       {"rpc", "multicall", 3, 5, "call"},
+    {"rpc", "cast", 4, 4, "cast"},       {NULL, NULL, 0, 0, NULL},
 };
 
 /* the module and function atoms and the arity of a remote call to constant names */
@@ -99,11 +112,11 @@ static const msg_call *message_call(const T *e) {
     return NULL;
 }
 
-static const spawn_call *spawning_call(const T *e) {
+static const ranged_call *ranged(const T *e, const ranged_call *table) {
     const T *m, *f;
     uint32_t arity;
     if (!remote_call(e, &m, &f, &arity)) return NULL;
-    for (const spawn_call *c = SPAWN_CALLS; c->module; c++)
+    for (const ranged_call *c = table; c->module; c++)
         if (arity >= c->min_arity && arity <= c->max_arity && es_etf_is_atom(m, c->module) &&
             es_etf_is_atom(f, c->function))
             return c;
@@ -169,20 +182,53 @@ static const T *wrap_send(mwalk *w, const T *call, const msg_call *mc, int depth
 }
 
 /* begin Arg_i = ..., ES@spawned = Call(Args), report, ES@spawned end */
-static const T *wrap_spawn(mwalk *w, const T *call, const spawn_call *sc, int depth) {
+static const T *wrap_spawn(mwalk *w, const T *call, const ranged_call *sc, int depth) {
     fx *x = w->x;
     wrapped o;
     if (wrap_args(w, call, 3, &o, depth) < 0) return NULL;
     const T *result = fx_var_n(x, o.anno, "ES@spawned", ++x->counter);
     if (!result) return NULL;
     const char *names[5] = {"call", "via", "args", "result", "line"};
-    const T *vals[5] = {w->call_var, fx_atom_node(x, o.anno, sc->via),
+    const T *vals[5] = {w->call_var, fx_atom_node(x, o.anno, sc->what),
                         fx_list_expr(x, o.anno, o.n, (const T *const *)o.args->u.items), result,
                         fx_int(x, o.anno, o.line)};
     o.stmts[o.n] = fx_match(x, o.anno, result, o.call);
     o.stmts[o.n + 1] = fx_fill(x, x->tpl.spawn, o.anno, 5, names, vals);
     o.stmts[o.n + 2] = result;
     return block(x, &o, o.n + 3);
+}
+
+/* begin Arg_i = ..., ES@rpc = report request, Call(Args) end for a cast; for a call the last
+ * statement is try Call(Args) of V -> report V, V catch C:R:S -> report, erlang:raise(C, R, S) end */
+static const T *wrap_rpc(mwalk *w, const T *call, const ranged_call *rc, int depth) {
+    fx *x = w->x;
+    wrapped o;
+    if (wrap_args(w, call, 2, &o, depth) < 0) return NULL;
+    const T *request = fx_var_n(x, o.anno, "ES@rpc", ++x->counter);
+    const T *fn = call->u.items[2];
+    /* {Module, Function} as the call names them */
+    const T *api[2] = {fn->u.items[2], fn->u.items[3]};
+    const char *names[4] = {"call", "api", "args", "line"};
+    const T *vals[4] = {w->call_var, fx_tuple_expr(x, o.anno, 2, api),
+                        fx_list_expr(x, o.anno, o.n, (const T *const *)o.args->u.items), fx_int(x, o.anno, o.line)};
+    const T *report = fx_fill(x, x->tpl.rpc, o.anno, 4, names, vals);
+    if (!request || !report) return NULL;
+    o.stmts[o.n] = fx_match(x, o.anno, request, report);
+    if (strcmp(rc->what, "cast") == 0) {
+        o.stmts[o.n + 1] = o.call;
+        return block(x, &o, o.n + 2);
+    }
+    const char *tnames[8] = {"rpc", "value", "call", "request", "line", "class", "reason", "stack"};
+    const T *tvals[8] = {o.call,
+                         fx_var_n(x, o.anno, "ES@rpcv", x->counter),
+                         w->call_var,
+                         request,
+                         vals[3],
+                         fx_var_n(x, o.anno, "ES@rpcc", x->counter),
+                         fx_var_n(x, o.anno, "ES@rpcr", x->counter),
+                         fx_var_n(x, o.anno, "ES@rpcs", x->counter)};
+    o.stmts[o.n + 1] = fx_fill(x, x->tpl.rpc_call, o.anno, 8, tnames, tvals);
+    return block(x, &o, o.n + 2);
 }
 
 static const T *receive_report(mwalk *w, const T *anno, int64_t line, const T *msg, const T *clause, const T *t0) {
@@ -301,8 +347,10 @@ static const T *walk(mwalk *w, const T *t, int depth) {
     if (t->kind != ES_ETF_TUPLE || t->n < 2) return t;
     const msg_call *mc = message_call(t);
     if (mc) return wrap_send(w, t, mc, depth);
-    const spawn_call *sc = spawning_call(t);
+    const ranged_call *sc = ranged(t, SPAWN_CALLS);
     if (sc) return wrap_spawn(w, t, sc, depth);
+    const ranged_call *rc = ranged(t, RPC_CALLS);
+    if (rc) return wrap_rpc(w, t, rc, depth);
     if (fx_tag_is(t, "receive") && (t->n == 3 || t->n == 5)) return wrap_receive(w, t, depth);
     T *c = NULL;
     for (uint32_t i = 2; i < t->n; i++) { /* item 1 is the annotation */

@@ -579,9 +579,11 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->receive_start = es_etf_get(m, "receive_start");
     t->no_clause = es_etf_get(m, "no_clause");
     t->spawn = es_etf_get(m, "spawn");
+    t->rpc = es_etf_get(m, "rpc");
+    t->rpc_call = es_etf_get(m, "rpc_call");
     return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
                    t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
-                   t->spawn
+                   t->spawn && t->rpc && t->rpc_call
                ? 0
                : -1;
 }

@@ -50,6 +50,7 @@ typedef struct es_session {
 
 typedef struct es_priv {
     ErlNifResourceType *session_type;
+    ErlNifResourceType *recording_types[ES_NIF_RECORDING_TYPES]; /* nif_recording.c */
     es_atoms atoms;
     es_term_ops ops;       /* NIF_TERM_OPS, with the layout when the VM matches it */
     es_term_layout layout;
@@ -356,6 +357,13 @@ static es_session *uninstall_active(es_priv *p) {
 static int get_session(ErlNifEnv *env, ERL_NIF_TERM t, es_session **out) {
     return enif_get_resource(env, t, PRIV(env)->session_type, (void **)out);
 }
+
+es_store *es_nif_session_store(ErlNifEnv *env, ERL_NIF_TERM t) {
+    es_session *s;
+    return get_session(env, t, &s) ? s->store : NULL;
+}
+
+ErlNifResourceType **es_nif_recording_types(ErlNifEnv *env) { return PRIV(env)->recording_types; }
 
 /* ---- option parsing -------------------------------------------------------- */
 static int map_u64(ErlNifEnv *env, ERL_NIF_TERM map, ERL_NIF_TERM key, uint64_t *out, int *present) {
@@ -772,6 +780,10 @@ static ERL_NIF_TERM event_to_term(ErlNifEnv *env, es_atoms *a, const es_event_vi
     return enif_make_tuple_from_array(env, items, 12);
 }
 
+ERL_NIF_TERM es_nif_event_to_term(ErlNifEnv *env, const es_event_view *ev) {
+    return event_to_term(env, &PRIV(env)->atoms, ev);
+}
+
 typedef struct collect_ctx {
     ErlNifEnv *env;
     es_atoms *a;
@@ -865,6 +877,10 @@ static int parse_query(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM map, es_query *
         else if (v != a->asc) return (*err = "order must be :asc or :desc"), 0;
     }
     return 1;
+}
+
+int es_nif_parse_query(ErlNifEnv *env, ERL_NIF_TERM map, es_query *q, const char **err) {
+    return parse_query(env, &PRIV(env)->atoms, map, q, err);
 }
 
 /* query(session, filters) -> [event_tuple] (dirty CPU) */
@@ -1180,6 +1196,10 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
         enif_free(p);
         return 1;
     }
+    if (es_nif_recording_open_types(env, p->recording_types) != 0) {
+        enif_free(p);
+        return 1;
+    }
     make_atoms(env, &p->atoms);
     p->ops = NIF_TERM_OPS;
     p->layout = BEAM_LAYOUT;
@@ -1238,6 +1258,14 @@ static ErlNifFunc nif_funcs[] = {
     {"llm_plan_schema", 0, es_nif_llm_plan_schema, 0},
     /* ---- ast (issue 3, c_src/nif_ast.c) ---- */
     {"forms_transform", 2, es_nif_forms_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    /* recording files, version 3 (nif_recording.c) */
+    {"recording_save", 3, es_nif_recording_save, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"recording_save_end", 2, es_nif_recording_save_end, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"recording_open", 2, es_nif_recording_open, ERL_NIF_DIRTY_JOB_IO_BOUND},
+    {"recording_ready", 1, es_nif_recording_ready, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"recording_query", 2, es_nif_recording_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"recording_get", 2, es_nif_recording_get, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"recording_info", 1, es_nif_recording_info, 0},
 };
 
 ERL_NIF_INIT(Elixir.ElixirScope.NIF, nif_funcs, on_load, NULL, NULL, on_unload)

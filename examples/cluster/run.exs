@@ -1,7 +1,7 @@
 # `make demo-cluster`: the bank of examples/cluster/bank.ex spread over three local nodes started
 # with OTP's :peer (the ledger on one, the risk scorer on another, the caller on a third), recorded
-# as one cluster by ElixirScope.Cluster; prints the merged timeline with the cross-node messages
-# and the crash, and saves _build/cluster.esrec (`mix scope.open _build/cluster.esrec` opens it
+# as one cluster by ElixirScope.Cluster; prints the merged timeline with the cross-node messages,
+# an :erpc call paired with its work on the risk node, and the crash, and saves _build/cluster.esrec (`mix scope.open _build/cluster.esrec` opens it
 # alone, `mix scope.cinema _build/cluster.esrec` shows the lanes grouped by node).
 alias ElixirScope.{Cluster, Query, Recording}
 alias ElixirScope.Cluster.Local
@@ -21,7 +21,8 @@ IO.puts("==> three nodes: #{Enum.map_join(nodes, ", ", fn {role, n} -> "#{role} 
 risk = :erpc.call(nodes.risk, ClusterDemo.Risk, :start, [])
 balances = :erpc.call(nodes.caller, ClusterDemo.Caller, :run, [nodes.ledger, risk, [120, 40, 5_000, 60]])
 audited = :erpc.call(nodes.caller, ClusterDemo.Caller, :audit, [nodes.ledger])
-IO.puts("==> the caller's balances: #{inspect(balances)}; accounts audited: #{audited}\n")
+{:fee, fee} = :erpc.call(nodes.caller, ClusterDemo.Caller, :quote_fee, [nodes.risk, 250])
+IO.puts("==> the caller's balances: #{inspect(balances)}; accounts audited: #{audited}; fee quoted over :erpc: #{fee}\n")
 
 {:ok, rec} = Cluster.snapshot()
 Query.Source.put_default(rec)

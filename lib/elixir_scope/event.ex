@@ -6,7 +6,9 @@ defmodule ElixirScope.Event do
   `:exception` `{kind, reason, stacktrace}`, `:tail_call` `{module, function, args}`,
   `:local` a map of variable names to values, `:expr` `{source, value}`,
   `:state` `{phase, state}`, `:send` `{dest, message}` (its `function` says how it was sent:
-  `:send`, `:send_after`, `:call`, `:cast`, `:reply`), `:receive` the message (recorded by compiled
+  `:send`, `:send_after`, `:call`, `:cast`, `:reply`, or `:rpc` for an `:erpc`/`:rpc` call's request,
+  `{node or nodes, {m, f, args} or fun}`, whose outcome is a `:receive` with function `:rpc` and
+  payload `{:return, value}` or `{:raise, class, reason}`; see `ElixirScope.Query.Rpc`), `:receive` the message (recorded by compiled
   code as `{message, %{clause: clause, waited_us: us}}` with `function: :receive` (`us` is nil for
   a compiled receive: see docs/ast_transformer.md), where `clause` is
   the index of the receive clause that took it, `:after`, or the OTP callback that took it:

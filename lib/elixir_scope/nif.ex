@@ -106,4 +106,32 @@ defmodule ElixirScope.NIF do
   """
   @spec forms_transform(binary(), binary()) :: {:ok, [tuple()]} | {:error, term()}
   def forms_transform(_forms_etf, _plan_etf), do: nif_missing()
+
+  # ---- recording files, version 3 (ElixirScope.Recording.Native) ----
+  @doc """
+  Writes the segments of a session's (or loaded recording's) events matching `filters` to
+  `path`: `{writer, count, [{module, line}], [atom name]}` (lines and atoms for the metadata).
+  """
+  @spec recording_save(reference(), binary(), map()) ::
+          {reference(), non_neg_integer(), [{atom(), non_neg_integer()}], [binary()]} | {:error, String.t()}
+  def recording_save(_source, _path, _filters), do: nif_missing()
+  @doc "Writes the metadata and trailer, syncs and closes the file."
+  @spec recording_save_end(reference(), binary()) :: :ok | {:error, String.t()}
+  def recording_save_end(_writer, _meta), do: nif_missing()
+  @doc "Reads and checks a file into a store: `{:ok, recording, meta, atom names, exports}`."
+  @spec recording_open(binary(), non_neg_integer()) ::
+          {:ok, reference(), binary(), [binary()], [{non_neg_integer(), non_neg_integer(), arity()}]} | {:error, String.t()}
+  def recording_open(_path, _max_bytes), do: nif_missing()
+  @doc "Turns a loaded recording's pids and atoms into terms (after its atoms were admitted)."
+  @spec recording_ready(reference()) :: :ok | {:error, String.t()}
+  def recording_ready(_recording), do: nif_missing()
+  @doc "Events of a loaded recording matching store filters (the tuples of `query/2`)."
+  @spec recording_query(reference(), map()) :: [tuple()]
+  def recording_query(_recording, _filters), do: nif_missing()
+  @doc "One event of a loaded recording, or nil."
+  @spec recording_get(reference(), non_neg_integer()) :: tuple() | nil
+  def recording_get(_recording, _id), do: nif_missing()
+  @doc "`{events, first_id, last_id, bytes_used, pids}` of a loaded recording."
+  @spec recording_info(reference()) :: {non_neg_integer(), non_neg_integer(), non_neg_integer(), non_neg_integer(), [pid()]}
+  def recording_info(_recording), do: nif_missing()
 end

@@ -10,19 +10,27 @@ defmodule ElixirScope.Recording do
       {:ok, rec} = ElixirScope.Recording.load("run.esrec")                  # becomes the default source
       ElixirScope.Query.call_tree(pid)                                      # now reads the recording
 
-  Files are versioned and checksummed (see `ElixirScope.Recording.Format`) and
+  Files are versioned and checksummed (version 3, the store's own layout written and read in
+  C: `ElixirScope.Recording.Native`; version 2: `ElixirScope.Recording.Format`) and
   written atomically: to a temporary file in the same directory, synced, then
   renamed over `path`, so a crash never leaves half a recording behind.
   Loading treats every file as untrusted (bounded atoms, sizes and types; see `load/2`).
   """
 
   alias ElixirScope.{Config, Event, Query}
-  alias ElixirScope.Query.Source
-  alias ElixirScope.Recording.{Atoms, Format, Index, SafeTerm, Sources, Structs}
+  alias ElixirScope.Capture.Session
+  alias ElixirScope.Query.{Filter, Source}
+  alias ElixirScope.Recording.{Atoms, Format, Index, Native, SafeTerm, Sources, Structs}
+  alias ElixirScope.Storage.DataAccess
 
-  defstruct [:path, :meta, :tables]
+  defstruct [:path, :meta, :tables, :store]
 
-  @type t :: %__MODULE__{path: String.t() | nil, meta: map(), tables: Index.tables()}
+  @typedoc """
+  A recording: its events in a native store (`store`, a file of version 3: see
+  `ElixirScope.Recording.Native`) or in `ElixirScope.Recording.Index` tables (a version 2 file,
+  or events given to `from_events/2`).
+  """
+  @type t :: %__MODULE__{path: String.t() | nil, meta: map(), tables: Index.tables() | nil, store: reference() | nil}
 
   @chunk 8192
   @stale_seconds 15 * 60
@@ -34,7 +42,9 @@ defmodule ElixirScope.Recording do
   (`module:`, `pid:`, `since:` …). Options: `source:` (default: the default
   source), `nodes:` (a cluster's nodes, `:all` or a list: every node's events merged,
   with the clock offsets and the nodes missing in the header's `cluster` map; see
-  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `compressed:` (0–9, default 1),
+  `ElixirScope.Cluster`), `timeout:` (ms, with `nodes:`), `format:` (3, the default, or 2; a
+  source held in tables, or `payload:`/`where:` filters, are saved as 2), `compressed:` (0–9,
+  default 1; version 2 only),
   and `source_context:` and `max_source_bytes:` (default: `ElixirScope.Config` `recording:`).
   Returns `{:ok, %{path:, events:, bytes:}}` or `{:error, message}`.
 
@@ -71,6 +81,61 @@ defmodule ElixirScope.Recording do
 
   defp save_source(path, filter, opts) do
     source = Source.resolve(opts[:source])
+
+    case native_store(source, filter, opts) do
+      {:ok, store, store_filters} -> save_native(path, source, store, store_filters, filter, opts)
+      :v2 -> save_v2(path, source, filter, opts)
+    end
+  end
+
+  # Version 3 (written in C) from a store: the live session's or a version 3 recording's, with
+  # the filters the store answers itself; else (`format: 2`, a recording held in tables, payload
+  # or `where:` predicates) version 2.
+  defp native_store(source, filter, opts) do
+    with true <- Keyword.get(opts, :format, Native.version()) == Native.version() || :v2,
+         {:ok, store} <- store_of(source),
+         {:ok, %{preds: [], store: store_filters}} <- native_filters(filter, source) do
+      {:ok, store, store_filters}
+    else
+      _ -> :v2
+    end
+  end
+
+  defp store_of(:live) do
+    case ElixirScope.running?() && Session.info() do
+      %{session: s} -> {:ok, s}
+      _ -> :v2
+    end
+  end
+
+  defp store_of(%__MODULE__{store: s}) when s != nil, do: {:ok, s}
+  defp store_of(_source), do: :v2
+
+  defp native_filters(:all, _source), do: {:ok, %{preds: [], store: %{}}}
+  defp native_filters(filters, source), do: Filter.normalize(Keyword.put(filters, :source, source))
+
+  defp save_native(path, source, store, store_filters, filter, opts) do
+    path = Path.expand(path)
+    tmp = temp_path(path)
+
+    with {:ok, limits} <- limits(opts),
+         {:ok, meta} <- meta(source, filter),
+         :ok <- File.mkdir_p(Path.dirname(path)) |> file_error(Path.dirname(path)),
+         _ = clean_orphans(path),
+         _ = if(source == :live, do: DataAccess.flush()),
+         {:ok, writer, {count, lines, structs}} <- Native.write(store, tmp, store_filters),
+         code = code_meta({%{lines: lines, open: %{}}, structs}, limits, source),
+         :ok <- Native.finish(writer, meta |> Map.merge(code) |> Map.put(:format, Native.version())),
+         :ok <- File.rename(tmp, path) |> file_error(path) do
+      {:ok, %{path: path, events: count, bytes: File.stat!(path).size}}
+    else
+      error ->
+        _ = File.rm(tmp)
+        error
+    end
+  end
+
+  defp save_v2(path, source, filter, opts) do
     filters = if filter == :all, do: [], else: filter
     path = Path.expand(path)
     tmp = temp_path(path)
@@ -289,17 +354,53 @@ defmodule ElixirScope.Recording do
   Returns `{:ok, recording}` or `{:error, message}` (missing, foreign,
   truncated, corrupted or refused file; the message says where).
 
-  Every file is untrusted: its atoms go through its own atom tables and at
-  most `max_new_atoms` are created; nothing is inflated past `max_chunk_bytes`
-  per chunk, `max_total_bytes` in all, or `max_ratio` times its stored size;
-  every field is checked. See `ElixirScope.Recording.Format`.
+  Every file is untrusted: at most `max_new_atoms` atoms are created (those its
+  atom tables or, in version 3, its payloads and words name); nothing is inflated past
+  `max_chunk_bytes` per chunk, `max_total_bytes` in all, or `max_ratio` times its stored
+  size; a file is at most `max_total_bytes`; every field is checked. See
+  `ElixirScope.Recording.Native` (version 3) and `ElixirScope.Recording.Format` (version 2).
   """
   @spec load(Path.t(), keyword()) :: {:ok, t()} | {:error, String.t()}
   def load(path, opts \\ []) do
     path = Path.expand(path)
 
-    with {:ok, limits} <- limits(opts),
-         {:ok, bin} <- read(path, limits),
+    with {:ok, limits} <- limits(opts) do
+      if version(path) == Native.version(), do: load_native(path, limits, opts), else: load_v2(path, limits, opts)
+    end
+  end
+
+  # the version a file says it is (nil when it cannot say): the rest of the file is read by its loader
+  defp version(path) do
+    with {:ok, io} <- :file.open(path, [:read, :binary, :raw]) do
+      try do
+        case :file.read(io, 13) do
+          {:ok, <<"ESCOPE-REC\n", v::16>>} -> v
+          _ -> nil
+        end
+      after
+        :file.close(io)
+      end
+    else
+      _ -> nil
+    end
+  end
+
+  defp load_native(path, limits, opts) do
+    case Native.load(path, limits) do
+      {:ok, store, meta} ->
+        Structs.register(meta[:structs])
+        rec = %__MODULE__{path: path, meta: Map.merge(%{names: %{}}, meta), store: store}
+        rec = put_in(rec.meta[:count], Native.info(rec).events) |> put_in([Access.key(:meta), :format], Native.version())
+        if Keyword.get(opts, :default, true), do: Source.put_default(rec)
+        {:ok, rec}
+
+      {:error, message} ->
+        {:error, "#{path}: #{message}"}
+    end
+  end
+
+  defp load_v2(path, limits, opts) do
+    with {:ok, bin} <- read(path, limits),
          {:ok, header, chunks} <- Format.split(bin, limits),
          {:ok, atom_tables} <- Format.tables([header | chunks]),
          :ok <- Atoms.admit(atom_tables, limits.max_new_atoms) |> refused(),
@@ -444,7 +545,8 @@ defmodule ElixirScope.Recording do
   @spec close(t()) :: :ok
   def close(%__MODULE__{tables: tables} = rec) do
     if Source.default() == rec, do: Source.put_default(:live)
-    Index.close(tables)
+    # a native store is freed with the last reference to it
+    if tables, do: Index.close(tables), else: :ok
   end
 
   @doc "A recording's counters: events, id and time range, and the counters of the session it came from."

@@ -285,11 +285,18 @@ defmodule ElixirScope.Report do
   defp describe(ctx, %{kind: :state, payload: {phase, s}} = e),
     do: "state     #{mfa(ctx, e)} #{phase}: #{F.value(s)}"
 
+  # an :erpc/:rpc call's request and outcome, as IEx shows them
+  defp describe(_ctx, %{kind: k, function: :rpc} = e) when k in [:send, :receive], do: "rpc       #{ElixirScope.IEx.Format.describe(e)}"
+
   defp describe(_ctx, %{kind: :send, payload: {dest, msg}}),
     do: "send      → #{F.value(dest)}: #{F.value(msg)}"
 
   defp describe(_ctx, %{kind: :receive} = e),
     do: "receive   ← #{F.value(ElixirScope.Event.message(e))}#{ElixirScope.IEx.Format.receive_note(e)}"
+  # a parent on another node: the session recorded the :spawn on the child's own timeline
+  defp describe(_ctx, %{kind: :spawn, function: :observed, pid: pid, payload: {pid, %{parent: parent} = info}}) when is_pid(parent),
+    do: "started   by #{F.value(parent)} of #{node(parent)} (initial call #{F.value(info[:initial_call])})"
+
   # recorded on the parent's timeline: by compiled code when the spawn returned, or by the session
   # at the child's first event
   defp describe(ctx, %{kind: :spawn, function: f} = e) when f in [:observed, :call_site] do

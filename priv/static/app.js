@@ -468,7 +468,7 @@
     const ends = (from, to) => (to.y >= from.y
       ? [laneY(from) + from.h - 2, laneY(to) + 3]
       : [laneY(from) + 3, laneY(to) + to.h - 2]);
-    const colors = { reply: '#a78bfa', spawn: '#34d399', exit: '#f87171', task_reply: '#a78bfa', restart: '#fb923c' };
+    const colors = { reply: '#a78bfa', spawn: '#34d399', exit: '#f87171', task_reply: '#a78bfa', restart: '#fb923c', rpc: '#38bdf8', rpc_reply: '#a78bfa' };
     for (const a of S.arrows) {
       if (a.to.t < vs || a.from.t > ve) continue;
       if (++drawn > 4000) break;

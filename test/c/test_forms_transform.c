@@ -98,7 +98,9 @@ static T *tpl(es_arena *a, const char *name, uint32_t n, ...) {
 }
 
 static T *templates(es_arena *a) {
-    return map_of(a, 14, "spawn", tpl(a, "spawn", 5, "call", "via", "args", "result", "line"), "send",
+    return map_of(a, 16, "rpc", tpl(a, "rpc", 4, "call", "api", "args", "line"), "rpc_call",
+                  tpl(a, "rpc_call", 8, "rpc", "value", "call", "request", "line", "class", "reason", "stack"), "spawn",
+                  tpl(a, "spawn", 5, "call", "via", "args", "result", "line"), "send",
                   tpl(a, "send", 5, "call", "kind", "dest", "msg", "line"), "receive",
                   tpl(a, "receive", 5, "call", "msg", "clause", "since", "line"), "receive_start",
                   tpl(a, "receive_start", 1, "call"), "no_clause", tpl(a, "no_clause", 4, "mod", "fun", "args", "location"),
@@ -512,6 +514,48 @@ static void test_spawn_is_reported_after_it_returns(void **state) {
                                                         es_etf_list_of(&a, 2, var(&a, 3, "_l@1"), var(&a, 3, "_l@1"))))), p);
     T *c = dispatch_case(first_clause(ok_forms(&r), "f", 1));
     assert_true(is_tail_marker(last(try_body(c->u.items[2])), 0, 4));
+    run_free(&r);
+    es_arena_free(&a);
+}
+
+/* f(L) -> erpc:call(n, m, g, L).  The request is reported (its id bound) before the call, and the
+ * call is the 'rpc' hole of the rpc_call template (the try that reports its outcome); a cast is
+ * made after its request, as the block's last statement: in tail position it stays a tail call. */
+static void test_rpc_calls_report_request_and_outcome(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    T *p = plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 1, "none", "none")));
+    run r;
+    T *args = es_etf_list_of(&a, 4, aatom(&a, 3, "n"), aatom(&a, 3, "m"), aatom(&a, 3, "g"), var(&a, 3, "_l@1"));
+    /* not in tail position: these templates are plain calls, which the tail rewrite would take */
+    T *body = es_etf_list_of(&a, 2, rcall(&a, 3, "erpc", "call", args), aatom(&a, 4, "ok"));
+    transform(&r, module(&a, 1, function(&a, 2, "f", 1, es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_l@1")), body)))), p);
+    T *tb = try_body(plain_try(first_clause(ok_forms(&r), "f", 1)));
+    T *blk = es_etf_list_at(tb, es_etf_list_len(tb) - 2);
+    assert_true(is_tag(blk, "block"));
+    T *stmts = blk->u.items[2];
+    assert_int_equal(es_etf_list_len(stmts), 6);
+    T *request = es_etf_list_at(stmts, 4), *outcome = es_etf_list_at(stmts, 5);
+    /* ES@rpc = rt:rpc(Call, {erpc, call}, [ES@sent...], 3) */
+    assert_true(is_tag(request, "match") && is_tag(request->u.items[3], "call"));
+    assert_true(is_atom_node(request->u.items[3]->u.items[2]->u.items[3], "rpc"));
+    T *api = es_etf_list_at(request->u.items[3]->u.items[3], 1);
+    assert_true(is_tag(api, "tuple") && is_atom_node(es_etf_list_at(api->u.items[2], 0), "erpc"));
+    /* rt:rpc_call(erpc:call(ES@sent...), ES@rpcv, Call, ES@rpc, 3, ES@rpcc, ES@rpcr, ES@rpcs) */
+    assert_true(is_tag(outcome, "call") && is_atom_node(outcome->u.items[2]->u.items[3], "rpc_call"));
+    T *oargs = outcome->u.items[3];
+    T *call = es_etf_list_at(oargs, 0);
+    assert_true(is_tag(call, "call") && is_atom_node(call->u.items[2]->u.items[3], "call"));
+    assert_true(same_var(es_etf_list_at(call->u.items[3], 3), es_etf_list_at(stmts, 3)->u.items[2]));
+    assert_true(same_var(es_etf_list_at(oargs, 3), request->u.items[2]));
+    run_free(&r);
+
+    /* erpc:cast(n, m, g, L) in tail position: its request, then the cast, still a tail call */
+    transform(&r, module(&a, 1, one_call_fun(&a, rcall(&a, 3, "erpc", "cast", args))), p);
+    T *c = dispatch_case(first_clause(ok_forms(&r), "f", 1));
+    T *cblk = last(try_body(c->u.items[2]));
+    assert_true(is_tag(cblk, "block") && is_tail_marker(last(cblk->u.items[2]), 0, 6));
     run_free(&r);
     es_arena_free(&a);
 }
@@ -1089,6 +1133,7 @@ int main(void) {
         cmocka_unit_test(test_values_in_tail_position_are_wrapped),
         cmocka_unit_test(test_erlang_bifs_are_values_and_apply_is_a_tail_call),
         cmocka_unit_test(test_spawn_is_reported_after_it_returns),
+        cmocka_unit_test(test_rpc_calls_report_request_and_outcome),
         cmocka_unit_test(test_try_with_after_is_a_value_and_catch_bodies_are_tail),
         cmocka_unit_test(test_pattern_arguments_get_aliases),
         cmocka_unit_test(test_locals_are_reported_after_a_match),

@@ -75,4 +75,60 @@ defmodule ElixirScope.ClusterMergeTest do
     assert Enum.map(tagged, fn {n, e} -> {n, e.id} end) ==
              [{:"a@127.0.0.1", 1}, {:"a@127.0.0.1", 3}, {:"b@127.0.0.1", 1}, {:"a@127.0.0.1", 2}]
   end
+
+  # a caller on a: an :erpc call of W.score(5), then one of a fun; on b: a Node.spawn child whose
+  # first event is the same call (after the request: it must not be taken for the rpc's work),
+  # the rpc's work, and the fun's process (its parent and initial call seen by the observer), which
+  # b's clock puts before its request
+  defp rpc_scenario(ca, sb1, sb2, sb3) do
+    ms = 1_000_000
+    fun = fn -> :ok end
+    erpc_info = %{parent: ca, initial_call: {:erpc, :execute_call, 4}}
+
+    %{
+      :"a@127.0.0.1" => [
+        ev(1, 1 * ms, ca, :call, [], module: C, function: :run, arity: 0, link: 7, return_id: 7),
+        ev(2, 2 * ms, ca, :spawn, {sb1, %{parent: ca, initial_call: {W, :score, 1}, via: :spawn}}, function: :call_site, call_id: 1),
+        ev(3, 3 * ms, ca, :send, {:"b@127.0.0.1", {W, :score, [5]}}, function: :rpc, call_id: 1),
+        ev(4, 4 * ms, ca, :receive, {:return, 15}, function: :rpc, call_id: 1, link: 3, correlation_id: 3),
+        ev(5, 5 * ms, ca, :send, {:"b@127.0.0.1", fun}, function: :rpc, call_id: 1),
+        ev(6, 6 * ms, ca, :receive, {:return, :ok}, function: :rpc, call_id: 1, link: 5, correlation_id: 5),
+        ev(7, 7 * ms, ca, :return, :done, module: C, function: :run, arity: 0, call_id: 1)
+      ],
+      :"b@127.0.0.1" => [
+        ev(1, 3_100_000, sb1, :call, [5], module: W, function: :score, arity: 1, link: 2, return_id: 2),
+        ev(2, 3_150_000, sb1, :return, 15, module: W, function: :score, arity: 1, call_id: 1),
+        ev(3, 3_200_000, sb2, :call, [5], module: W, function: :score, arity: 1, link: 4, return_id: 4),
+        ev(4, 3_300_000, sb2, :return, 15, module: W, function: :score, arity: 1, call_id: 3),
+        ev(5, 4_500_000, sb3, :spawn, {sb3, erpc_info}, function: :observed),
+        ev(6, 4_500_000, sb3, :call, [], module: W, function: :other, arity: 0, link: 7, return_id: 7),
+        ev(7, 4_600_000, sb3, :return, :ok, module: W, function: :other, arity: 0, call_id: 6)
+      ]
+    }
+  end
+
+  test ":erpc calls: paired with their work on the other node (by the call asked, or by the parent the observer saw), never with a Node.spawn child; the work ordered between request and outcome",
+       %{a: ca} do
+    [sb1, sb2, sb3] = for n <- [21, 22, 23], do: pid(:"b@127.0.0.1", n)
+    {events, corrections} = Merge.merge(rpc_scenario(ca, sb1, sb2, sb3), %{})
+    links = Correlation.links(events)
+    [req1, req2] = Enum.filter(events, &(&1.kind == :send))
+    [out1, out2] = Enum.filter(events, &(&1.kind == :receive))
+    at = fn pid, kind -> Enum.find(events, &(&1.pid == pid and &1.kind == kind and &1.function != :observed)) end
+
+    assert [%{to: w1}] = Enum.filter(links, &(&1.type == :rpc and &1.from.id == req1.id))
+    assert w1 == at.(sb2, :call)
+    assert [%{to: w2}] = Enum.filter(links, &(&1.type == :rpc and &1.from.id == req2.id))
+    assert w2 == at.(sb3, :call)
+    assert Enum.filter(links, &(&1.type == :rpc_reply)) |> Enum.map(&{&1.from.id, &1.to.id}) |> Enum.sort() ==
+             [{at.(sb2, :return).id, out1.id}, {at.(sb3, :return).id, out2.id}]
+
+    # the Node.spawn child is its spawn's, not the rpc's
+    assert [%{from: %Event{function: :call_site}}] = Enum.filter(links, &(&1.to.pid == sb1))
+
+    # b's clock put the fun's work before its request: the merge moves it, and says so
+    assert w2.id > req2.id and w2.ts > req2.ts and at.(sb3, :return).id < out2.id
+    assert [%{node: :"b@127.0.0.1"} | _] = corrections
+    assert Correlation.unpaired_sends(events, links) == []
+  end
 end

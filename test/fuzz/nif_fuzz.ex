@@ -223,7 +223,9 @@ defmodule ElixirScope.Fuzz.NIFs do
                          [:openai, ~s({"choices":[{"message":{"content":"hi"}}]})]],
       llm_parse_plan: [[~s({"modules":[]})]],
       llm_plan_schema: [[]],
-      ast_transform: [ast_seed()]
+      ast_transform: [ast_seed()],
+      recording_save: [[s, Path.join(System.tmp_dir!(), "es-fuzz-save.esrec"), %{limit: 100}]],
+      recording_open: [[Path.join(System.tmp_dir!(), "es-fuzz-save.esrec"), 1_000_000], ["/nonexistent/x.esrec", 10]]
     }
 
     all |> Map.get(f, []) |> Enum.filter(&(length(&1) == arity))

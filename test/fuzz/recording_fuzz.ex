@@ -5,8 +5,10 @@ defmodule ElixirScope.Fuzz.Recordings do
   truncations, bit flips, byte splices, damaged or re-declared compressed
   data, inflation bombs, crafted atom tables, wrong field types, broken chunk
   shapes and orders, header and trailer lies, and deep replacement of any
-  subterm; all but the raw-byte ones keep the checksums right so that the
-  checks behind them are reached. A mutant passes when loading gives
+  subterm; for version 3 files (`ElixirScope.Test.RecordingForgeV3`), raw
+  bytes, segment counts and sizes, record fields, payloads, words (pids and
+  atoms) and payloads naming fresh atoms; all but the raw-byte ones keep the
+  checksums right so that the checks behind them are reached. A mutant passes when loading gives
   `{:error, message}` (the message naming a byte offset, or a whole-file
   refusal) or a recording whose events are well typed and whose queries do
   not raise, within `bound_ms`, 64 MiB of memory and `max_new_atoms` atoms.
@@ -19,11 +21,14 @@ defmodule ElixirScope.Fuzz.Recordings do
   alias ElixirScope.Test.EventBuilder, as: B
   alias ElixirScope.Test.Gen
   alias ElixirScope.Test.RecordingForge, as: F
+  alias ElixirScope.Test.RecordingForgeV3, as: F3
 
   @max_new_atoms 100
   @max_memory 64 * 1024 * 1024
   @ops [:truncate, :bit_flip, :splice, :etf_bytes, :compressed, :declared_size, :bomb, :atom_table, :new_atoms,
         :field, :row, :chunk_shape, :chunk_order, :header, :subterm, :version, :trailer, :graft, :harmless]
+  # mutations of version 3 files (ElixirScope.Recording.Native); all but :v3_raw keep the checksums right
+  @v3_ops [:v3_raw, :v3_field, :v3_payload, :v3_word, :v3_new_atoms, :v3_count]
 
   @batch 100
   @state {__MODULE__, :state}
@@ -99,7 +104,9 @@ defmodule ElixirScope.Fuzz.Recordings do
   end
 
   defp state(bases) do
-    %{bases: Enum.map(bases, &{&1, F.parse(&1)}), bombs: Map.new([1, 4, 16, 64, 1024], &{&1, F.zero_bomb(&1)})}
+    meta = %{clock: {1_000_000, 1_700_000_000_000_000}, node: node()}
+    v3 = for evs <- [sample_events(), random_events(Gen.new(length(bases)), 800)], do: F3.build([F3.segment_of(evs)], meta)
+    %{bases: Enum.map(bases, &{&1, F.parse(&1)}), bombs: Map.new([1, 4, 16, 64, 1024], &{&1, F.zero_bomb(&1)}), v3: v3}
   end
 
   @doc false
@@ -216,11 +223,89 @@ defmodule ElixirScope.Fuzz.Recordings do
 
   # ---- mutations ----
 
-  defp mutant(g, %{bases: bases, bombs: bombs}) do
-    {op, g} = Gen.one_of(g, @ops)
-    {{base, parsed}, g} = Gen.one_of(g, bases)
-    {bytes, opts} = mutate(op, g, base, parsed, bases, bombs)
-    {op, bytes, opts}
+  defp mutant(g, %{bases: bases, bombs: bombs, v3: v3}) do
+    {op, g} = Gen.one_of(g, @ops ++ @v3_ops)
+
+    if op in @v3_ops do
+      {base, g} = Gen.one_of(g, v3)
+      {op, mutate_v3(op, g, base), []}
+    else
+      {{base, parsed}, g} = Gen.one_of(g, bases)
+      {bytes, opts} = mutate(op, g, base, parsed, bases, bombs)
+      {op, bytes, opts}
+    end
+  end
+
+  defp mutate_v3(:v3_raw, g, base) do
+    {op, g} = Gen.one_of(g, [:truncate, :bit_flip, :splice, :version])
+    {bytes, []} = mutate(op, g, base, nil, nil, nil)
+    bytes
+  end
+
+  # a segment header's count or sizes (its checksum covers only what follows it)
+  defp mutate_v3(:v3_count, g, <<head::binary-size(14), n::little-32, wl::little-32, pl::little-32, rest::binary>>) do
+    {field, g} = Gen.int(g, 0, 2)
+    {v, _} = Gen.one_of(g, [0, 1, 0xFFFFFFFF, 0x7FFFFFFF, 1 <<< 20, (1 <<< 20) + 1, n + 1, wl - 1, pl + 1])
+    fields = List.replace_at([n, wl, pl], field, band(max(v, 0), 0xFFFFFFFF))
+    head <> Enum.map_join(fields, &<<&1::little-32>>) <> rest
+  end
+
+  # one field of one record: any value its width holds
+  defp mutate_v3(:v3_field, g, base) do
+    on_row(base, g, fn row, g ->
+      {field, g} = Gen.int(g, 0, 10)
+      bits = Enum.at([64, 64, 64, 64, 32, 32, 32, 32, 16, 8, 8], field)
+      {v, _} = Gen.one_of(g, [0, 1, 2, 12, 255, 256, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF, elem(row, field) + 1, elem(row, field) - 1])
+      put_elem(row, field, band(max(v, 0), (1 <<< bits) - 1))
+    end)
+  end
+
+  defp mutate_v3(:v3_payload, g, base) do
+    on_row(base, g, fn row, g ->
+      {r, g} = Gen.int(g, 1, 5)
+      p = elem(row, 11)
+
+      payload =
+        case r do
+          1 when p != "" -> flip_bits(p, g)
+          2 -> elem(Gen.binary(g, 40), 0)
+          3 -> <<131>> <> elem(Gen.binary(g, 40), 0)
+          4 -> ""
+          _ -> :erlang.term_to_binary(elem(value(g), 0))
+        end
+
+      put_elem(row, 11, payload)
+    end)
+  end
+
+  defp mutate_v3(:v3_word, g, base) do
+    {:ok, [{words, rows}], meta} = F3.parse(base)
+    {i, g} = Gen.int(g, 0, length(words) - 1)
+    {r, g} = Gen.int(g, 1, 3)
+
+    word =
+      case r do
+        1 -> flip_bits(Enum.at(words, i), g)
+        2 -> :erlang.term_to_binary(elem(value(g), 0))
+        3 -> :erlang.term_to_binary(Enum.at([:an_atom, self(), remote_pid()], rem(i, 3)))
+      end
+
+    F3.build([{List.replace_at(words, i, word), rows}], meta)
+  end
+
+  # a payload naming fresh atoms, within or over the child's budget
+  defp mutate_v3(:v3_new_atoms, g, base) do
+    {count, g} = Gen.one_of(g, [1, 10, @max_new_atoms, @max_new_atoms + 1, 3000])
+    {tag, g} = Gen.int(g, 1, 1_000_000_000)
+    fresh = for i <- 1..count, do: "fuzz_v3_atom_#{tag}_#{i}"
+    payload = <<131, 108, count::32>> <> Enum.map_join(fresh, &<<119, byte_size(&1), &1::binary>>) <> <<106>>
+    on_row(base, g, fn row, _g -> put_elem(row, 11, payload) end)
+  end
+
+  defp on_row(base, g, fun) do
+    {:ok, [{words, rows}], meta} = F3.parse(base)
+    {j, g} = Gen.int(g, 0, length(rows) - 1)
+    F3.build([{words, List.update_at(rows, j, &fun.(&1, g))}], meta)
   end
 
   defp mutate(:truncate, g, base, _f, _bases, _bombs) do

@@ -206,7 +206,7 @@ defmodule ElixirScope.Test.FidelityCases do
       options() ++
       control() ++
       define() ++
-      otp() ++ protocols() ++ kitchen() ++ router() ++ spawns()
+      otp() ++ protocols() ++ kitchen() ++ router() ++ spawns() ++ rpcs()
   end
 
   defp c(name, suffix, call, gens), do: {name, suffix, call, gens}
@@ -429,6 +429,15 @@ defmodule ElixirScope.Test.FidelityCases do
       c("Spawns.supervised", :Spawns, one.(:supervised), [x]),
       c("Spawns.stream", :Spawns, one.(:stream), [xs])
     ]
+  end
+
+  # every :erpc/:rpc form the transformer records, to this node: values and exceptions (a remote
+  # error, a throw, badarg) as plain
+  defp rpcs do
+    x = &Gen.int(&1, -5, 50)
+
+    for f <- [:erpc, :erpc_tail, :rpc, :refused, :multi, :rpc_multi, :fun, :cast, :bad_node],
+        do: c("Rpc.#{f}", :Rpc, fn m, [a] -> apply(m.(:Rpc), f, [a]) end, [x])
   end
 
   defp otp do

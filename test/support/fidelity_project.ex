@@ -10,7 +10,7 @@ defmodule ElixirScope.Test.FidelityProject do
   @corpus Path.expand("../fidelity/corpus", __DIR__)
 
   # in an order where every file comes after the files it needs at compile time
-  @order ~w(combinator parsers json csv loops types options control define stage statem event_log protocols kitchen router spawns)
+  @order ~w(combinator parsers json csv loops types options control define stage statem event_log protocols kitchen router spawns rpc)
 
   @doc "The corpus source files, in compile order (every file of the directory, checked)."
   @spec corpus_files() :: [String.t()]

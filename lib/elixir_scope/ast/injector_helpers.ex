@@ -61,6 +61,21 @@ defmodule ElixirScope.AST.InjectorHelpers do
       send: guarded("#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"),
       spawn:
         guarded("#{rt}:report_spawned(ES@HOLE_call, ES@HOLE_via, ES@HOLE_args, ES@HOLE_result, ES@HOLE_line)"),
+      # an :erpc/:rpc call at its call site: the request (its id, or nil) before the call …
+      rpc:
+        "case ES@HOLE_call of nil -> nil; _ -> #{rt}:report_rpc(ES@HOLE_call, ES@HOLE_api, ES@HOLE_args, ES@HOLE_line) end",
+      # … and around it, its outcome; an exception is raised again as it came (class, reason, stacktrace)
+      rpc_call: """
+      try ES@HOLE_rpc of
+        ES@HOLE_value ->
+          #{guarded("#{rt}:report_rpc_result(ES@HOLE_call, ES@HOLE_request, {return, ES@HOLE_value}, ES@HOLE_line)")},
+          ES@HOLE_value
+      catch
+        ES@HOLE_class:ES@HOLE_reason:ES@HOLE_stack ->
+          #{guarded("#{rt}:report_rpc_result(ES@HOLE_call, ES@HOLE_request, {raise, ES@HOLE_class, ES@HOLE_reason}, ES@HOLE_line)")},
+          erlang:raise(ES@HOLE_class, ES@HOLE_reason, ES@HOLE_stack)
+      end
+      """,
       # when a receive starts waiting (only read while recording)
       receive_start: "case ES@HOLE_call of nil -> 0; _ -> erlang:monotonic_time() end",
       receive:

@@ -10,7 +10,7 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
   `report_function_entry/4`; `nil` (capture was off at entry) makes the others no-ops.
   """
 
-  alias ElixirScope.Capture.Switch
+  alias ElixirScope.Capture.{Rpc, Switch}
   alias ElixirScope.NIF
 
   @type call_id :: pos_integer() | nil
@@ -175,6 +175,40 @@ defmodule ElixirScope.Capture.InstrumentationRuntime do
   defp mfa_arguments([m, f, a | _]) when is_atom(m) and is_atom(f) and length(a) >= 0, do: {m, f, length(a)}
   defp mfa_arguments([_ | rest]), do: mfa_arguments(rest)
   defp mfa_arguments(_), do: nil
+
+  @doc """
+  Records, for the call `call_id`, an `:erpc`/`:rpc` call about to be made (`api` is
+  `{module, function}` of the call, `args` its arguments): a `:send` with function `:rpc` whose
+  payload is `{dest, request}`, `dest` the node (or, for a multicall, the nodes) and `request`
+  `{module, function, args}` or the fun (see `ElixirScope.Capture.Rpc.request/2`). Returns its id
+  (what `report_rpc_result/4` is given), or nil.
+  """
+  @spec report_rpc(call_id(), {module(), atom()}, list(), non_neg_integer()) :: pos_integer() | nil
+  def report_rpc(nil, _api, _args, _line), do: nil
+
+  def report_rpc(call_id, api, args, line) when is_integer(line) do
+    case Rpc.request(api, args) do
+      {dest, request} -> NIF.emit(:send, call_id, nil, :rpc, nil, line, nil, {dest, request})
+      nil -> nil
+    end
+  rescue
+    _ -> nil
+  end
+
+  def report_rpc(_call_id, _api, _args, _line), do: nil
+
+  @doc """
+  Records how the `:erpc`/`:rpc` call whose request is the event `request_id` ended: a `:receive`
+  with function `:rpc` whose payload is `{:return, value}` or `{:raise, class, reason}` and whose
+  `correlation_id` is the request.
+  """
+  @spec report_rpc_result(call_id(), pos_integer() | nil, {:return, term()} | {:raise, atom(), term()}, non_neg_integer()) :: :ok
+  def report_rpc_result(nil, _request_id, _outcome, _line), do: :ok
+
+  def report_rpc_result(call_id, request_id, outcome, line) when is_integer(line),
+    do: emit(:receive, call_id, nil, :rpc, nil, line, request_id, outcome)
+
+  def report_rpc_result(_call_id, _request_id, _outcome, _line), do: :ok
 
   @doc "Records a message about to be sent to `dest`. Returns the event id (a correlation id) or nil."
   @spec report_message_send(term(), term(), non_neg_integer() | nil) :: pos_integer() | nil

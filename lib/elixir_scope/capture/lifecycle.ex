@@ -16,7 +16,10 @@ defmodule ElixirScope.Capture.Lifecycle do
       call (`$initial_call` of proc_lib processes and Tasks, else the VM's), its registered name,
       and its links and monitors at that moment (at most #{@max_listed} of each; links made later
       are not recorded). The event is the parent's, not the child's, so that each process's own
-      events keep their recorded order; its id comes after the child's first events;
+      events keep their recorded order; its id comes after the child's first events. A parent on
+      another node (`Node.spawn`, the process `:erpc` starts for a call) cannot own an event in
+      this node's store: the `:spawn` is then recorded on the child's behalf, its info naming the
+      remote parent (`ElixirScope.Query.Rpc` pairs an `:erpc` call's work by it);
     * when its monitor fires, an `:exit` event (function `:down`) on the process's behalf, whose
       payload is the reason: the last event of the process.
 
@@ -146,10 +149,15 @@ defmodule ElixirScope.Capture.Lifecycle do
         %{state | dead: dead(state, pid, emit(pid, :exit, :gone, last_ts + 1, nil))}
 
       info ->
-        if info.parent && !announced?, do: emit(info.parent, :spawn, :observed, first_ts, {pid, info})
+        if info.parent && !announced?, do: emit(spawn_owner(info.parent, pid), :spawn, :observed, first_ts, {pid, info})
         %{state | live: Map.put(state.live, pid, ref)}
     end
   end
+
+  # the store holds this node's processes only: a parent on another node (Node.spawn, :erpc)
+  # has its child's :spawn recorded on the child's own behalf, its info naming the parent
+  defp spawn_owner(parent, _child) when node(parent) == node(), do: parent
+  defp spawn_owner(_parent, child), do: child
 
   defp info(pid) do
     case Process.info(pid, [:parent, :registered_name, :links, :monitors, :initial_call, :dictionary]) do

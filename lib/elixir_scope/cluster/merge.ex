@@ -8,7 +8,10 @@ defmodule ElixirScope.Cluster.Merge do
      lies on another node (a remote pid, `{name, node}`, a `{pid, tag}` reply address) is paired
      FIFO with the first receive of an equal message on that node (Erlang keeps each
      sender/receiver pair in order); for a `GenServer.call`, the server's return also precedes
-     the caller's next event.
+     the caller's next event; an `:erpc`/`:rpc` call's work on another node comes after its
+     request and before its outcome (paired as `ElixirScope.Query.Rpc` says); a process spawned
+     from another node (`Node.spawn` at a call site) begins after what its parent did before
+     the spawning call.
   3. The nodes' events are merged in time order, each node's own time order kept (its ids break
      ties: an event recorded after the fact, such as a process exit found by the lifecycle scan,
      has a later id than its time and takes its place by its time). When a receive
@@ -21,6 +24,7 @@ defmodule ElixirScope.Cluster.Merge do
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Query.Rpc
 
   @typedoc """
   A Lamport-style shift: from merged id `from_id` on (on the node itself: from its event at
@@ -52,7 +56,7 @@ defmodule ElixirScope.Cluster.Merge do
     # node's clock) and grows with each causal correction
     base = Map.new(nodes, &{&1, -Map.get(offsets, &1, 0)})
     preds = if causal?, do: causal_preds(queues, base), else: %{}
-    needed = preds |> Map.values() |> MapSet.new()
+    needed = preds |> Map.values() |> List.flatten() |> MapSet.new()
     state = %{pos: Map.new(nodes, &{&1, 0}), shift: base, base: base, done: %{}, out: [], corrections: [], next: 1}
     final = run(nodes, queues, preds, needed, state)
     {Enum.reverse(final.out), Enum.reverse(final.corrections)}
@@ -64,18 +68,107 @@ defmodule ElixirScope.Cluster.Merge do
     if sorted?, do: evs, else: Enum.sort_by(evs, &{&1.ts, &1.id})
   end
 
-  # -- causal predecessors: %{{node, local_id} => {node, local_id}} (the first must come after the second)
+  # -- causal predecessors: %{{node, local_id} => [{node, local_id}]} (the first must come after the others)
 
   defp causal_preds(queues, base) do
     sends = remote_sends(queues, base)
     nexts = Map.new(queues, fn {n, q} -> {n, next_of_pid(Tuple.to_list(q))} end)
     {preds, _} = Enum.reduce(Enum.sort(Map.keys(queues)), {%{}, sends}, &consume(&1, queues, nexts, &2))
+    preds = spawn_preds(queues, preds)
+    rpc_preds(queues, base, preds)
+  end
+
+  # A process spawned from another node (Node.spawn at a call site): its first event comes after
+  # what its parent did before the spawning call (the call site's :spawn itself is recorded when
+  # the call returned, which may be after the child began).
+  defp spawn_preds(queues, preds) do
+    causes =
+      for {n, q} <- queues, reduce: %{} do
+        acc ->
+          {acc, _last} =
+            Enum.reduce(Tuple.to_list(q), {acc, %{}}, fn
+              %Event{kind: :spawn, function: :call_site, payload: {c, _}} = e, {acc, last} when is_pid(c) ->
+                acc = if node(c) != n and is_map_key(last, e.pid), do: Map.put(acc, c, {n, last[e.pid]}), else: acc
+                {acc, Map.put(last, e.pid, e.id)}
+
+              e, {acc, last} ->
+                {acc, Map.put(last, e.pid, e.id)}
+            end)
+
+          acc
+      end
+
+    if causes == %{},
+      do: preds,
+      else:
+        for({d, q} <- queues, first <- first_events(Tuple.to_list(q)), cause = causes[first.pid], reduce: preds, do: (acc -> add_pred(acc, {d, first.id}, cause)))
+  end
+
+  defp add_pred(preds, event, pred), do: Map.update(preds, event, [pred], &[pred | &1])
+
+  # An :erpc/:rpc call (ElixirScope.Query.Rpc): the work on the other node starts after the
+  # request, and the caller's outcome comes after that work's first call ended. A process whose
+  # parent the observer saw takes its parent's first request to its node not yet taken; another
+  # one, the first request to its node of the call it starts with (equal arguments) — first in,
+  # first out, as for messages.
+  defp rpc_preds(queues, base, preds) do
+    requests =
+      for {n, q} <- queues, %Event{} = s <- Tuple.to_list(q), Rpc.request?(s), d <- Rpc.nodes(s), d != n, Map.has_key?(queues, d) do
+        {d, {n, s}}
+      end
+      |> Enum.sort_by(fn {_d, {n, s}} -> s.ts + base[n] end)
+
+    if requests == [], do: preds, else: pair_rpc(queues, requests, preds)
+  end
+
+  defp pair_rpc(queues, requests, preds) do
+    by_parent = Enum.group_by(requests, fn {d, {_n, s}} -> {d, s.pid} end, &elem(&1, 1))
+    by_key = requests |> Enum.filter(fn {_d, {_n, s}} -> Rpc.key(elem(s.payload, 1)) end) |> Enum.group_by(fn {d, {_n, s}} -> {d, Rpc.key(elem(s.payload, 1))} end, &elem(&1, 1))
+    outcomes = for {n, q} <- queues, %Event{link: l} = r <- Tuple.to_list(q), Rpc.outcome?(r), l > 0, into: %{}, do: {{n, l}, r}
+
+    origins = queues |> Map.values() |> Enum.flat_map(&Tuple.to_list/1) |> Rpc.origins()
+
+    {preds, _used} =
+      for {d, q} <- Enum.sort(queues), first <- first_events(Tuple.to_list(q)), reduce: {preds, MapSet.new()} do
+        {preds, used} ->
+          found =
+            case origins[first.pid] do
+              {:erpc, p} -> Enum.find(Map.get(by_parent, {d, p}, []), fn {n, s} -> not MapSet.member?(used, {n, s.id}) end)
+              nil -> Enum.find(Map.get(by_key, {d, Rpc.first_key(first)}, []), &asked?(&1, first, used))
+              :other -> nil
+            end
+
+          case found do
+            nil ->
+              {preds, used}
+
+            {n, s} ->
+              preds = add_pred(preds, {d, first.id}, {n, s.id})
+              outcome = outcomes[{n, s.id}]
+              preds = if outcome && first.kind == :call && first.link > 0, do: add_pred(preds, {n, outcome.id}, {d, first.link}), else: preds
+              {preds, MapSet.put(used, {n, s.id})}
+          end
+      end
+
     preds
+  end
+
+  defp asked?({n, s}, first, used), do: not MapSet.member?(used, {n, s.id}) and elem(elem(s.payload, 1), 2) == first.payload
+
+  # each process's first event (its own, not a :spawn recorded on its behalf), in the node's order
+  defp first_events(list) do
+    {firsts, _} =
+      Enum.reduce(list, {[], MapSet.new()}, fn
+        %Event{kind: :spawn, function: :observed}, acc -> acc
+        e, {firsts, seen} -> if MapSet.member?(seen, e.pid), do: {firsts, seen}, else: {[e | firsts], MapSet.put(seen, e.pid)}
+      end)
+
+    Enum.reverse(firsts)
   end
 
   # sends to another node, indexed by {destination node, message hash}, in time order
   defp remote_sends(queues, base) do
-    for {n, q} <- queues, %Event{kind: :send, payload: {dest, msg}} = s <- Tuple.to_list(q),
+    for {n, q} <- queues, %Event{kind: :send, payload: {dest, msg}} = s <- Tuple.to_list(q), not Rpc.request?(s),
         d = dest_node(dest, n), d != n do
       {{d, :erlang.phash2(unwrap(msg))}, {n, s}}
     end
@@ -92,7 +185,7 @@ defmodule ElixirScope.Cluster.Merge do
       with {:ok, msg} <- consumed(e, receive_calls),
            key = {node, :erlang.phash2(msg)},
            {:ok, {sn, s}, rest} <- take(Map.get(sends, key, []), msg) do
-        preds = Map.put(preds, {node, e.id}, {sn, s.id})
+        preds = add_pred(preds, {node, e.id}, {sn, s.id})
         {reply_pred(preds, {sn, s}, node, e, by_id, nexts), Map.put(sends, key, rest)}
       else
         _ -> {preds, sends}
@@ -101,6 +194,7 @@ defmodule ElixirScope.Cluster.Merge do
   end
 
   # what a consumer took: a receive's message, or an OTP callback's request when no receive was recorded for it
+  defp consumed(%Event{kind: :receive, function: :rpc}, _receive_calls), do: :error
   defp consumed(%Event{kind: :receive} = e, _receive_calls), do: {:ok, unwrap(Event.message(e))}
 
   defp consumed(%Event{kind: :call, function: f, payload: [msg | _], id: id}, receive_calls)
@@ -124,7 +218,7 @@ defmodule ElixirScope.Cluster.Merge do
     with %Event{kind: :call, link: ret_id} when ret_id > 0 <- call,
          %Event{} <- Map.get(by_id, ret_id),
          %Event{} = after_send <- Map.get(nexts[sn], s.id) do
-      Map.put(preds, {sn, after_send.id}, {node, ret_id})
+      add_pred(preds, {sn, after_send.id}, {node, ret_id})
     else
       _ -> preds
     end
@@ -163,8 +257,7 @@ defmodule ElixirScope.Cluster.Merge do
     heads =
       for n <- nodes, q = Map.fetch!(queues, n), i = Map.fetch!(state.pos, n), i < tuple_size(q) do
         e = elem(q, i)
-        pred = Map.get(preds, {n, e.id})
-        {n, e.ts + Map.fetch!(state.shift, n), pred && Map.get(state.done, pred, :waiting)}
+        {n, e.ts + Map.fetch!(state.shift, n), pred_at(preds, {n, e.id}, state.done)}
       end
 
     case heads do
@@ -191,7 +284,7 @@ defmodule ElixirScope.Cluster.Merge do
          e = elem(q, i),
          at = e.ts + Map.fetch!(state.shift, n),
          true <- first? or at <= limit,
-         pred_at = (pred = Map.get(preds, {n, e.id})) && Map.get(state.done, pred, :waiting),
+         pred_at = pred_at(preds, {n, e.id}, state.done),
          true <- first? or pred_at != :waiting do
       at_ok = if is_integer(pred_at) and at <= pred_at, do: pred_at + 1, else: at
       state = if at_ok > at, do: correct(state, n, {e.ts, e.id}, at_ok - at), else: state
@@ -200,6 +293,14 @@ defmodule ElixirScope.Cluster.Merge do
       emit(n, q, preds, needed, limit, false, state)
     else
       _ -> state
+    end
+  end
+
+  # when the last of an event's causes came out (nil: it has none; :waiting: one is not out yet)
+  defp pred_at(preds, event, done) do
+    case Map.get(preds, event) do
+      nil -> nil
+      causes -> Enum.reduce_while(causes, nil, fn c, at -> if t = Map.get(done, c), do: {:cont, max(t, at || t)}, else: {:halt, :waiting} end)
     end
   end
 

@@ -3,7 +3,8 @@ defmodule ElixirScope.Export.OTLP do
   OpenTelemetry spans as OTLP/JSON (`ExportTraceServiceRequest`): one span per
   call (`parentSpanId` from the call tree), one trace per root call of each
   process — except that a request handled in another process (a GenServer call
-  or cast, a message, a spawned task, as linked by `ElixirScope.Query.Correlation`)
+  or cast, a message, a spawned task, an `:erpc`/`:rpc` call's work on another node, as linked by
+  `ElixirScope.Query.Correlation`)
   is a child span of the caller's span that sent it, in the caller's trace, so a
   request across processes is one trace. Times in Unix nanoseconds (from the recording's clock), attributes
   `code.namespace`, `code.function`, `code.lineno`, `elixir.pid`, `elixir.node` (so a cluster
@@ -103,7 +104,7 @@ defmodule ElixirScope.Export.OTLP do
 
     events
     |> Correlation.links()
-    |> Enum.filter(&(&1.type in [:call, :cast, :info, :message, :spawn] and &1.from.pid != &1.to.pid))
+    |> Enum.filter(&(&1.type in [:call, :cast, :info, :message, :spawn, :rpc] and &1.from.pid != &1.to.pid))
     |> Enum.reduce(%{}, fn l, acc ->
       receiver = if l.to.kind == :call, do: l.to.id, else: l.to.call_id
       sender = calls[l.from.call_id] || calls[l.from.id]

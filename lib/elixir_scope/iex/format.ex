@@ -118,8 +118,15 @@ defmodule ElixirScope.IEx.Format do
 
   def describe(%Event{kind: :expr, payload: {src, v}} = e), do: "  expr `#{src}` = #{value(v)}#{line_no(e)}"
   def describe(%Event{kind: :state, payload: {phase, st}}), do: "  state (#{phase}) #{value(st)}"
+  def describe(%Event{kind: :send, function: :rpc, payload: {dest, req}} = e), do: "⇉ rpc → #{value(dest)}: #{rpc_request(req)}#{line_no(e)}"
+  def describe(%Event{kind: :receive, function: :rpc, payload: {:return, v}}), do: "⇇ rpc returned #{value(v)}"
+  def describe(%Event{kind: :receive, function: :rpc, payload: {:raise, k, r}}), do: "⇇ rpc raised #{exception({k, r, []})}"
   def describe(%Event{kind: :send, payload: {dest, msg}}), do: "✉ send → #{value(dest)}: #{value(msg)}"
   def describe(%Event{kind: :receive} = e), do: "✉ recv #{value(Event.message(e))}#{receive_note(e)}"
+  # a process whose parent is on another node: the observer records its :spawn on its own behalf
+  def describe(%Event{kind: :spawn, pid: pid, payload: {pid, %{parent: parent}}}) when is_pid(parent),
+    do: "started by #{value(parent)} of #{node(parent)}"
+
   def describe(%Event{kind: :spawn, payload: child}), do: "spawn #{value(child)}"
   def describe(%Event{kind: :exit, payload: reason}), do: "exit #{value(reason)}"
   def describe(%Event{kind: :custom, payload: {name, data}}), do: "custom #{name} #{value(data)}"
@@ -128,6 +135,10 @@ defmodule ElixirScope.IEx.Format do
   @doc "An exception payload in one line, as everywhere else (`ArithmeticError: bad argument…`)."
   @spec exception(term()) :: String.t()
   def exception(payload), do: ElixirScope.Report.Format.exception_line(payload)
+
+  defp rpc_request({m, f, args}) when is_atom(m) and is_atom(f) and is_list(args),
+    do: "#{inspect(m)}.#{f}(#{Enum.map_join(args, ", ", &value(&1, 8))})"
+  defp rpc_request(fun), do: value(fun)
 
   defp line_no(%Event{line: l}) when is_integer(l) and l > 0, do: " (line #{l})"
   defp line_no(_), do: ""

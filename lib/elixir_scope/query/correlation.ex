@@ -29,6 +29,9 @@ defmodule ElixirScope.Query.Correlation do
       as `value` or `{ref, value}`, that is linked too (`:task_reply`); a
       parent's receive of `{:DOWN, _, :process, C, _}` or `{:EXIT, C, _}` is
       linked from C's last event (`:exit`).
+    * **rpc** — an `:erpc`/`:rpc` call recorded at its call site (a `:send` with function `:rpc`)
+      is linked to the process that did its work on the other node (`:rpc`), and the end of that
+      work to the call's outcome (`:rpc_reply`): see `ElixirScope.Query.Rpc`.
     * **restart** — processes observed by the session (`ElixirScope.Capture.Lifecycle`) that are
       the same child — the same registered name, or the same supervisor and child id — follow one
       another: each one's `:exit` is linked to the `:spawn` of the next one (recorded on the
@@ -46,9 +49,10 @@ defmodule ElixirScope.Query.Correlation do
   """
 
   alias ElixirScope.Event
+  alias ElixirScope.Query.Rpc
 
   @type link_type :: :explicit | :correlated | :message | :call | :call_from | :reply | :cast | :info | :spawn |
-                     :task_reply | :exit | :restart
+                     :task_reply | :exit | :restart | :rpc | :rpc_reply
   @type link :: %{type: link_type(), from: Event.t(), to: Event.t()}
 
   @doc "Every link between the given events."
@@ -60,8 +64,9 @@ defmodule ElixirScope.Query.Correlation do
     sends = send_index(events, taken)
     {msg_links, _sends} = consume(events, sends, taken, ctx)
     spawn_links = spawn_links(events, ctx)
+    rpc_links = Rpc.links(events, ctx.by_pid, ctx.by_id)
 
-    (explicit ++ msg_links ++ spawn_links ++ explicit_replies(events, ctx) ++ restart_links(events))
+    (explicit ++ msg_links ++ spawn_links ++ rpc_links ++ explicit_replies(events, ctx) ++ restart_links(events))
     |> Enum.uniq_by(fn l -> {l.from.id, l.to.id} end)
     |> Enum.sort_by(fn l -> {l.to.id, l.from.id} end)
   end
@@ -70,7 +75,8 @@ defmodule ElixirScope.Query.Correlation do
   @spec unpaired_sends([Event.t()], [link()]) :: [Event.t()]
   def unpaired_sends(events, links) do
     taken = MapSet.new(links, & &1.from.id)
-    Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id)))
+    # an :erpc call to its own node runs in the caller: nothing there to take it
+    Enum.filter(events, &(&1.kind == :send and not MapSet.member?(taken, &1.id) and not Rpc.local?(&1)))
   end
 
   # by_id: id => event; by_pid: pid => tuple of the process's events in id order (without the
@@ -126,7 +132,8 @@ defmodule ElixirScope.Query.Correlation do
 
     {links, taken} =
       events
-      |> Enum.filter(& &1.correlation_id)
+      # an rpc call's outcome names its request: the rpc rule pairs them with the remote work
+      |> Enum.filter(&(&1.correlation_id && not Rpc.outcome?(&1)))
       |> Enum.group_by(& &1.correlation_id)
       |> Enum.flat_map(fn {cid, evs} ->
         case Map.fetch(by_id, cid) do
@@ -150,7 +157,7 @@ defmodule ElixirScope.Query.Correlation do
 
   defp send_index(events, taken) do
     events
-    |> Enum.filter(&(&1.kind == :send and not MapSet.member?(taken, &1.id) and match?({_, _}, &1.payload)))
+    |> Enum.filter(&(&1.kind == :send and not MapSet.member?(taken, &1.id) and match?({_, _}, &1.payload) and not Rpc.request?(&1)))
     |> Enum.reverse()
     |> Enum.reduce(%{}, fn %Event{payload: {dest, msg}} = s, acc ->
       Map.update(acc, {key(unwrap(msg)), dest_key(dest)}, [s], &[s | &1])
@@ -187,10 +194,7 @@ defmodule ElixirScope.Query.Correlation do
   end
 
   defp consumer(%Event{kind: :receive, id: id} = e, taken, ctx) do
-    cond do
-      MapSet.member?(taken, id) -> nil
-      true -> receive_consumer(e, ctx)
-    end
+    if MapSet.member?(taken, id) or Rpc.outcome?(e), do: nil, else: receive_consumer(e, ctx)
   end
 
   defp consumer(%Event{kind: :call, call_id: id} = e, _taken, ctx) do

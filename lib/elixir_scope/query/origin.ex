@@ -69,7 +69,7 @@ defmodule ElixirScope.Query.Origin do
   defp carrier?(%Event{kind: :call, function: f}), do: f in [:handle_call, :handle_cast, :handle_info]
   defp carrier?(_e), do: false
 
-  @carriers [:message, :call, :call_from, :reply, :cast, :info, :task_reply, :explicit, :correlated]
+  @carriers [:message, :call, :call_from, :reply, :cast, :info, :task_reply, :explicit, :correlated, :rpc, :rpc_reply]
 
   # From the event `at`: in its process, the earliest holder up to it, or the earliest event that
   # took the value from another process; a value taken from another process is followed into it.

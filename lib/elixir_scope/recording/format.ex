@@ -1,6 +1,9 @@
 defmodule ElixirScope.Recording.Format do
   @moduledoc """
-  The recording file format, version 2. All integers big-endian.
+  The recording file format, version 2. All integers big-endian. `save` writes it for
+  recordings held in tables (`ElixirScope.Recording.Index`) and filters the store cannot
+  answer; stores are saved as version 3 (`ElixirScope.Recording.Native`), whose meta section
+  is this format's header (`encode_meta/1`, `meta_part/2`).
 
       magic    "ESCOPE-REC\\n"            11 bytes
       version  u16                        (2)
@@ -50,14 +53,31 @@ defmodule ElixirScope.Recording.Format do
 
   @doc "Magic + version + header (`created_at` a `DateTime`, `source_stats` made plain data)."
   @spec encode_header(map()) :: iodata()
-  def encode_header(meta) do
+  def encode_header(meta), do: [@magic, <<@version::16>> | encode_meta(meta)]
+
+  @doc """
+  The header without magic and version: `u32 table length, u32 ETF length, u32 crc32`, the
+  atom table, the ETF of the map. Version 3 files carry it as their meta section.
+  """
+  @spec encode_meta(map()) :: iodata()
+  def encode_meta(meta) do
     meta =
       meta
       |> Map.update(:created_at, nil, &(&1 && DateTime.to_unix(&1, :microsecond)))
       |> Map.update(:source_stats, nil, &Check.to_plain(&1, 4))
 
     {table, etf} = {Atoms.encode(Atoms.collect(meta, %{})), :erlang.term_to_binary(meta)}
-    [@magic, <<@version::16, byte_size(table)::32, byte_size(etf)::32, crc(table, etf)::32>>, table, etf]
+    [<<byte_size(table)::32, byte_size(etf)::32, crc(table, etf)::32>>, table, etf]
+  end
+
+  @doc "Checks `encode_meta/1`'s bytes (checksum, sizes): the part to give to `tables/1` and `decode_header/1`."
+  @spec meta_part(binary(), limits()) :: {:ok, part()} | {:error, String.t()}
+  def meta_part(bin, limits) do
+    case header(bin, limits) do
+      {:ok, part, ""} -> {:ok, part}
+      {:ok, _part, rest} -> {:error, "corrupted recording: #{byte_size(rest)} bytes follow its meta section"}
+      error -> error
+    end
   end
 
   @doc """

@@ -25,6 +25,7 @@ defmodule ElixirScope.Recording.Index do
   """
 
   alias ElixirScope.{Event, Recording}
+  alias ElixirScope.Recording.Native
 
   @type tables :: %{events: {module(), reference()}, index: :ets.tid(), owner: pid()}
 
@@ -97,11 +98,14 @@ defmodule ElixirScope.Recording.Index do
 
   @doc "Number of events."
   @spec size(tables() | Recording.t()) :: non_neg_integer()
+  def size(%Recording{store: s} = rec) when s != nil, do: Native.info(rec).events
   def size(%Recording{tables: t}), do: size(t)
   def size(%{events: key, index: it}), do: Enum.sum(for c <- 1..chunk_count(it)//1, do: tuple_size(elem(chunk(key, c), 0)))
 
   @doc "Bytes the store takes: its index table and its chunks of events."
   @spec memory(Recording.t()) :: non_neg_integer()
+  def memory(%Recording{store: s} = rec) when s != nil, do: Native.info(rec).bytes
+
   def memory(%Recording{tables: %{events: key, index: it}}) do
     words = :ets.info(it, :memory) + Enum.sum(for c <- 1..chunk_count(it)//1, do: :erts_debug.flat_size(chunk(key, c)))
     words * :erlang.system_info(:wordsize)
@@ -109,6 +113,7 @@ defmodule ElixirScope.Recording.Index do
 
   @doc "The event with this id, or nil."
   @spec get(Recording.t(), pos_integer()) :: Event.t() | nil
+  def get(%Recording{store: s} = rec, id) when s != nil, do: Native.get(rec, id)
   def get(%Recording{tables: tables}, id), do: lookup(tables, id)
 
   defp lookup(%{events: key, index: it}, id) when is_integer(id) do
@@ -139,6 +144,13 @@ defmodule ElixirScope.Recording.Index do
 
   @doc "Lowest and highest id (nil when empty)."
   @spec id_range(Recording.t()) :: {pos_integer(), pos_integer()} | nil
+  def id_range(%Recording{store: s} = rec) when s != nil do
+    case Native.info(rec) do
+      %{events: 0} -> nil
+      %{first_id: first, last_id: last} -> {first, last}
+    end
+  end
+
   def id_range(%Recording{tables: %{index: it}}) do
     case chunk_count(it) do
       0 -> nil
@@ -148,6 +160,8 @@ defmodule ElixirScope.Recording.Index do
 
   @doc "The distinct pids in the recording."
   @spec pids(Recording.t()) :: [pid()]
+  def pids(%Recording{store: s} = rec) when s != nil, do: Enum.sort(Native.info(rec).pids)
+
   def pids(%Recording{tables: %{index: it}}) do
     it |> :ets.select([{{{:p, :"$1", :_}, :_}, [], [:"$1"]}]) |> Enum.uniq() |> Enum.sort()
   end
@@ -162,7 +176,9 @@ defmodule ElixirScope.Recording.Index do
   defp chunk_info(it, c), do: :ets.lookup_element(it, {:chunk, c}, 2)
 
   @doc "Events matching normalised store filters (a map), in `order` (default `:asc`)."
-  @spec query(Recording.t(), map()) :: [Event.t()]
+  @spec query(Recording.t(), map()) :: [Event.t()] | {:error, String.t()}
+  def query(%Recording{store: s} = rec, filters) when s != nil, do: Native.query(rec, filters)
+
   def query(%Recording{tables: tables}, filters) do
     desc? = Map.get(filters, :order, :asc) == :desc
     lo = Map.get(filters, :after_id, 0)

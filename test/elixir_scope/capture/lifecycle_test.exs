@@ -128,7 +128,7 @@ defmodule ElixirScope.Capture.LifecycleTest do
     end
   end
 
-  test "a process whose parent is on another node is watched, and the observer goes on" do
+  test "a process whose parent is on another node is watched, its :spawn recorded on its behalf, and the observer goes on" do
     :ok = ElixirScope.Cluster.Local.ensure_distributed(:lifecycle_test)
     {:ok, peer, other} = ElixirScope.Cluster.Local.start_peer(:"lifecycle_peer_#{System.unique_integer([:positive])}")
     observer = Process.whereis(Lifecycle)
@@ -139,7 +139,10 @@ defmodule ElixirScope.Capture.LifecycleTest do
       assert node(Process.info(child, :parent) |> elem(1)) == other
       ElixirScope.flush()
       finish(child, fn -> :ok end)
-      assert [%Event{kind: :exit, payload: :normal}] = lifecycle(child)
+      # the parent cannot own an event in this node's store: the :spawn is the child's, naming it
+      assert [%Event{kind: :spawn, function: :observed, pid: ^child} = spawn, %Event{kind: :exit, payload: :normal}] = lifecycle(child)
+      assert %{child: ^child, parent: parent} = Event.spawn_info(spawn)
+      assert node(parent) == other
       assert Process.whereis(Lifecycle) == observer
     after
       :peer.stop(peer)

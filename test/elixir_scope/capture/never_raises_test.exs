@@ -58,6 +58,8 @@ defmodule ElixirScope.Capture.NeverRaisesTest do
     {:report_send, 5, &__MODULE__.ok/1},
     {:report_receive, 5, &__MODULE__.ok/1},
     {:report_spawned, 5, &__MODULE__.ok/1},
+    {:report_rpc, 4, &__MODULE__.id_or_nil/1},
+    {:report_rpc_result, 4, &__MODULE__.ok/1},
     {:report_message_send, 2, &__MODULE__.id_or_nil/1},
     {:report_message_send, 3, &__MODULE__.id_or_nil/1},
     {:report_message_receive, 1, &__MODULE__.id_or_nil/1},
