@@ -1265,6 +1265,7 @@ static ErlNifFunc nif_funcs[] = {
     {"recording_ready", 1, es_nif_recording_ready, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"recording_query", 2, es_nif_recording_query, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"recording_get", 2, es_nif_recording_get, ERL_NIF_DIRTY_JOB_CPU_BOUND},
+    {"recording_query_call_trees", 3, es_nif_recording_query_call_trees, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"recording_info", 1, es_nif_recording_info, 0},
 };
 

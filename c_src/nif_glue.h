@@ -42,6 +42,8 @@ int es_decode_payload(ErlNifEnv *env, es_atom_memo *memo, const unsigned char *d
 typedef struct es_event_rows es_event_rows;
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out);
 es_query_cb es_event_rows_cb(void);
+/* what es_event_rows_cb() does with a view whose words are terms (lenient: see nif_query.c) */
+int es_event_rows_add(es_event_rows *c, const es_event_view *ev, int lenient);
 ERL_NIF_TERM es_event_rows_end(es_event_rows *c);
 /* query_call_trees/3's end: {rows, truncated_count, [{pid, call tree ops}]} (see nif_query.c) */
 ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c);
@@ -66,5 +68,7 @@ ERL_NIF_TERM es_nif_recording_ready(ErlNifEnv *env, int argc, const ERL_NIF_TERM
 ERL_NIF_TERM es_nif_recording_query(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM es_nif_recording_get(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM es_nif_recording_info(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
+/* recording_query_call_trees(recording, filters, clock): as query_call_trees/3 (nif_query.c) */
+ERL_NIF_TERM es_nif_recording_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 
 #endif

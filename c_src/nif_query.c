@@ -59,9 +59,10 @@ static int links_correlation(unsigned kind) {
            kind == ES_KIND_CUSTOM || kind >= ES_KIND__COUNT;
 }
 
-/* Keeps the row and its payload, decoded as Event.decode_payload/2 does (an empty payload is nil). */
-static int row_cb(void *ctxp, const es_event_view *ev) {
-    es_event_rows *c = ctxp;
+/* Keeps the row and its payload, decoded as Event.decode_payload/2 does (an empty payload is
+   nil). A payload the VM refuses stops the query, or with `lenient` (a recording's: the loader
+   checked it as ETF, the VM is stricter) reads as nil, flagged truncated. 1: stop. */
+int es_event_rows_add(es_event_rows *c, const es_event_view *ev, int lenient) {
     if (c->n == c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 256;
         es_event_head *nh = enif_realloc(c->heads, ncap * sizeof *nh);
@@ -71,12 +72,19 @@ static int row_cb(void *ctxp, const es_event_view *ev) {
         c->payloads = np;
         c->cap = ncap;
     }
-    if (ev->payload_len == 0) c->payloads[c->n] = c->a.nil;
-    else if (!es_decode_payload(c->env, c->memo, ev->payload, ev->payload_len, &c->payloads[c->n]))
-        return (c->error = "a stored payload is not valid external term format"), 1;
-    c->heads[c->n++] = ev->head;
+    c->heads[c->n] = ev->head;
+    if (ev->payload_len == 0) {
+        c->payloads[c->n] = c->a.nil;
+    } else if (!es_decode_payload(c->env, c->memo, ev->payload, ev->payload_len, &c->payloads[c->n])) {
+        if (!lenient) return (c->error = "a stored payload is not valid external term format"), 1;
+        c->payloads[c->n] = c->a.nil;
+        c->heads[c->n].flags |= ES_FLAG_TRUNCATED;
+    }
+    c->n++;
     return 0;
 }
+
+static int row_cb(void *ctxp, const es_event_view *ev) { return es_event_rows_add(ctxp, ev, 0); }
 
 /* {id, ts, wall_time, pid, kind, module, function, arity, line, call_id, link, correlation_id,
    return_id, payload, truncated?, redacted?}: the fields of %ElixirScope.Event{} in order */

@@ -363,6 +363,40 @@ ERL_NIF_TERM es_nif_recording_query(ErlNifEnv *env, int argc, const ERL_NIF_TERM
     return rq_result(&c);
 }
 
+typedef struct rows_ctx {
+    ErlNifEnv *env;
+    const es_recording *r;
+    es_event_rows *rows;
+} rows_ctx;
+
+static int rows_collect(void *ctxp, const es_event_view *ev) {
+    rows_ctx *c = ctxp;
+    ErlNifEnv *env = c->env;
+    es_event_view v = *ev;
+    v.head.pid = v.head.pid ? (uint64_t)word_term(env, c->r, v.head.pid) : 0;
+    v.head.module = v.head.module ? (uint64_t)word_term(env, c->r, v.head.module) : 0;
+    v.head.function = v.head.function ? (uint64_t)word_term(env, c->r, v.head.function) : 0;
+    return es_event_rows_add(c->rows, &v, 1);
+}
+
+/* recording_query_call_trees(recording, filters, clock) -> {[row], truncated_count, [{pid, ops}]},
+   as query_call_trees/3 answers for a session (nif_query.c) */
+ERL_NIF_TERM es_nif_recording_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_recording *r = get_recording(env, argv[0], 1);
+    es_query q;
+    const char *err = NULL;
+    rows_ctx c = {env, r, NULL};
+    (void)argc;
+    if (!r) return es_raise_arg(env, "recording_query_call_trees/3 expects a ready recording");
+    int present = parse_recording_query(env, r, argv[1], &q, &err);
+    if (present < 0) return es_raise_arg(env, err);
+    if (!es_event_rows_begin(env, argv[2], &c.rows))
+        return es_raise_arg(env, "recording_query_call_trees/3: clock must be nil or {monotonic_ns, system_us} "
+                                 "(integers within 2^62 of 0)");
+    if (present) es_store_query(r->store, &q, rows_collect, &c);
+    return es_event_rows_end_trees(c.rows);
+}
+
 /* recording_get(recording, id) -> event tuple | nil */
 ERL_NIF_TERM es_nif_recording_get(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_recording *r = get_recording(env, argv[0], 1);

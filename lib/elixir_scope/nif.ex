@@ -129,6 +129,9 @@ defmodule ElixirScope.NIF do
   @spec recording_query(reference(), map()) :: [tuple()]
   def recording_query(_recording, _filters), do: nif_missing()
   @doc "One event of a loaded recording, or nil."
+  @spec recording_query_call_trees(reference(), map(), {integer(), integer()} | nil) ::
+          {[tuple()], non_neg_integer(), [{pid(), [tuple()]}]}
+  def recording_query_call_trees(_recording, _filters, _clock), do: nif_missing()
   @spec recording_get(reference(), non_neg_integer()) :: tuple() | nil
   def recording_get(_recording, _id), do: nif_missing()
   @doc "`{events, first_id, last_id, bytes_used, pids}` of a loaded recording."

@@ -23,7 +23,7 @@ defmodule ElixirScope.Query do
   alias ElixirScope.Event
   alias ElixirScope.Cluster.Pushdown
   alias ElixirScope.Query.{Correlation, Cursor, Filter, Source}
-  alias ElixirScope.Storage.{DataAccess, EventCorrelator}
+  alias ElixirScope.Storage.EventCorrelator
 
   @type filters :: keyword()
   @type at :: integer() | DateTime.t() | Event.t() | {:event, pos_integer()} | :now
@@ -175,16 +175,14 @@ defmodule ElixirScope.Query do
   def call_tree(pid, opts) do
     filters = [pid: pid] ++ Keyword.take(opts, [:source, :nodes, :since, :until, :window])
 
-    # the live store builds the trees from its own rows (no struct read back); elsewhere, from events
-    case opts[:nodes] == nil and Filter.normalize(filters) do
-      {:ok, %{source: :live, preds: []} = f} ->
-        with trees when is_map(trees) <- DataAccess.call_trees_by_pid(Map.to_list(store_filters(f, nil))) do
-          trees |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id)
-        end
+    # a native store builds the trees from its own rows (Source.call_trees_by_pid/2); a cluster's
+    # nodes, and whatever that path refuses (it says why as the events path does), read events
+    trees = opts[:nodes] == nil and with({:ok, %{preds: []} = f} <- Filter.normalize(filters),
+                                          do: Source.call_trees_by_pid(f.source, store_filters(f, nil)))
 
-      _ ->
-        with evs when is_list(evs) <- events(filters), do: EventCorrelator.call_trees(evs)
-    end
+    if is_map(trees),
+      do: trees |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id),
+      else: with(evs when is_list(evs) <- events(filters), do: EventCorrelator.call_trees(evs))
   end
 
   # ---------------------------------------------------------------- state

@@ -11,7 +11,7 @@ defmodule ElixirScope.Query.Source do
 
   alias ElixirScope.{Event, Recording}
   alias ElixirScope.Capture.Session
-  alias ElixirScope.Storage.DataAccess
+  alias ElixirScope.Storage.{DataAccess, EventCorrelator}
 
   @type t :: :live | Recording.t()
 
@@ -67,6 +67,19 @@ defmodule ElixirScope.Query.Source do
   @spec events(t(), map()) :: [Event.t()] | {:error, String.t()}
   def events(:live, filters), do: DataAccess.get_events(Map.to_list(filters))
   def events(%Recording{} = rec, filters), do: Recording.Index.query(rec, filters)
+
+  @doc """
+  The call trees of the events matching normalised store filters, one list of roots per process
+  (`EventCorrelator.call_trees_by_pid/1` of `events/2`). The live store and a recording loaded
+  as a native store build them from their own rows.
+  """
+  @spec call_trees_by_pid(t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
+  def call_trees_by_pid(:live, filters), do: DataAccess.call_trees_by_pid(Map.to_list(filters))
+  def call_trees_by_pid(%Recording{store: s} = rec, filters) when s != nil, do: Recording.Native.call_trees_by_pid(rec, filters)
+
+  def call_trees_by_pid(source, filters) do
+    with evs when is_list(evs) <- events(source, filters), do: EventCorrelator.call_trees_by_pid(evs)
+  end
 
   @doc "One event by id, or nil."
   @spec event(t(), pos_integer()) :: Event.t() | nil

@@ -19,6 +19,7 @@ defmodule ElixirScope.Recording.Native do
 
   import Bitwise, only: [bor: 2]
   alias ElixirScope.{Event, NIF, Recording}
+  alias ElixirScope.Storage.EventCorrelator
   alias ElixirScope.Recording.{Atoms, Format}
 
   @doc "The format version these files carry."
@@ -84,6 +85,18 @@ defmodule ElixirScope.Recording.Native do
   @spec query(Recording.t(), map()) :: [Event.t()] | {:error, String.t()}
   def query(%Recording{store: store, meta: meta}, filters) do
     store |> NIF.recording_query(filters) |> Enum.map(&event(&1, meta[:clock]))
+  rescue
+    e in ArgumentError -> {:error, Exception.message(e)}
+  end
+
+  @doc """
+  The call trees of the events matching normalised store filters, one list of roots per process,
+  built in C from the recording's rows (see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
+  """
+  @spec call_trees_by_pid(Recording.t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
+  def call_trees_by_pid(%Recording{store: store, meta: meta}, filters) do
+    {rows, truncated, groups} = NIF.recording_query_call_trees(store, filters, meta[:clock])
+    EventCorrelator.assemble_by_pid(groups, List.to_tuple(Event.from_store({rows, truncated})))
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end

@@ -183,3 +183,60 @@ defmodule ElixirScope.Storage.NativeReadTest do
     events
   end
 end
+
+defmodule ElixirScope.Storage.NativeReadRecordingTest do
+  # Query.call_tree/2 over a live session and over the recording saved from it (a native store):
+  # both build the trees from their rows, and answer what the Elixir rules answer over their events.
+  use ElixirScope.ScopeCase, async: false
+
+  alias ElixirScope.{NIF, Query, Recording}
+  alias ElixirScope.Query.Source
+  alias ElixirScope.Test.CallTreeModel
+
+  @moduletag :tmp_dir
+
+  test "call trees of the live store and of its recording", %{tmp_dir: dir} do
+    start_scope!(capture: [lifecycle: false])
+    me = self()
+
+    other =
+      spawn_link(fn ->
+        a = NIF.emit_entry(Shop, :a, [1], 1)
+        b = NIF.emit_entry(Shop, :b, [:x], 2)
+        NIF.emit(:tail_call, b, Shop, :b, 1, 3, 0, {Shop, :c, [2]})
+        c = NIF.emit_entry(Shop, :c, [2], 4)
+        NIF.emit(:local, c, Shop, :c, 1, 5, 0, %{v: 1})
+        NIF.emit_exit(c, :ok)
+        _open = NIF.emit_entry(Shop, :d, [], 6)
+        NIF.emit_exit(a, {:ok, "done"})
+        send(me, :done)
+      end)
+
+    receive do: (:done -> :ok)
+    for i <- 1..50, do: NIF.emit_exit(NIF.emit_entry(Shop, :mine, [i], 9), i)
+    ElixirScope.flush()
+
+    for pid <- [me, other] do
+      expected = CallTreeModel.call_trees(Query.events(pid: pid))
+      assert [_ | _] = expected
+      assert Query.call_tree(pid) == expected
+      assert Source.call_trees_by_pid(:live, %{pid: pid}) == %{pid => expected}
+    end
+
+    path = Path.join(dir, "trees.esrec")
+    {:ok, _} = Recording.save(path)
+    {:ok, rec} = Recording.load(path, default: false)
+    on_exit(fn -> Recording.close(rec) end)
+    assert rec.store != nil
+
+    for pid <- [me, other] do
+      expected = CallTreeModel.call_trees(Query.events(pid: pid, source: rec))
+      assert [_ | _] = expected
+      assert Query.call_tree(pid, source: rec) == expected
+      assert Source.call_trees_by_pid(rec, %{pid: pid}) == %{pid => expected}
+    end
+
+    assert_raise ArgumentError, ~r/recording_query_call_trees/, fn -> NIF.recording_query_call_trees(:nope, %{}, nil) end
+    assert_raise ArgumentError, ~r/clock/, fn -> NIF.recording_query_call_trees(rec.store, %{}, {1}) end
+  end
+end
