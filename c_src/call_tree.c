@@ -9,7 +9,6 @@
 typedef struct builder {
     const es_ct_event *evs;
     es_ct_tree *t;
-    int overflow;
 } builder;
 
 static int32_t top(const builder *b) { return b->t->depth ? b->t->stack[b->t->depth - 1] : ES_CT_NONE; }
@@ -22,12 +21,6 @@ static long find_open(const builder *b, uint64_t call_id) {
     return -1;
 }
 
-static int64_t elapsed(builder *b, int32_t from, int32_t to) {
-    int64_t d;
-    if (__builtin_sub_overflow(b->evs[to].ts, b->evs[from].ts, &d)) b->overflow = 1;
-    return d;
-}
-
 /* Ends the top frame with `ending` (an event index, or ES_CT_NONE: its end was not
    recorded) and hangs it under the frame below, or among the roots. */
 static void finish_top(builder *b, int32_t ending) {
@@ -38,8 +31,7 @@ static void finish_top(builder *b, int32_t ending) {
     node->tail_pending = 0;
     if (ending == ES_CT_NONE) {
         node->status = tail ? ES_CT_TAIL_CALL : ES_CT_OPEN;
-        node->has_duration = node->tail_call != ES_CT_NONE;
-        if (node->has_duration) node->duration_ns = elapsed(b, node->call, node->tail_call);
+        node->duration_end = node->tail_call;
     } else {
         if (b->evs[ending].kind == ES_KIND_RETURN) {
             node->ret = ending;
@@ -48,8 +40,7 @@ static void finish_top(builder *b, int32_t ending) {
             node->exception = ending;
             node->status = tail ? ES_CT_TAIL_CALL : ES_CT_EXCEPTION;
         }
-        node->has_duration = 1;
-        node->duration_ns = elapsed(b, node->call, ending);
+        node->duration_end = ending;
     }
     t->finished[t->n_finished++] = ni;
     if (t->depth) {
@@ -92,11 +83,13 @@ static void step(builder *b, int32_t i) {
         memset(node, 0, sizeof *node);
         node->call = i;
         node->ret = node->exception = node->tail_call = ES_CT_NONE;
-        node->last_child = node->prev_sibling = node->last_event = ES_CT_NONE;
+        node->last_child = node->prev_sibling = node->last_event = node->duration_end = ES_CT_NONE;
         t->stack[t->depth++] = ni;
         return;
     }
-    if (e->call_id == 0 || (at = find_open(b, e->call_id)) < 0) return;
+    /* an ending names its call by any integer; an event of a call by one above 0 */
+    int ending = e->kind == ES_KIND_TAIL_CALL || e->kind == ES_KIND_RETURN || e->kind == ES_KIND_EXCEPTION;
+    if (!e->has_call_id || (!ending && e->call_id == 0) || (at = find_open(b, e->call_id)) < 0) return;
     es_ct_node *node = &t->nodes[t->stack[at]];
     switch (e->kind) {
     case ES_KIND_TAIL_CALL:
@@ -127,7 +120,7 @@ void es_ct_free(es_ct_tree *t) {
 
 int es_ct_build(const es_ct_event *evs, size_t n, int close_open, es_ct_tree *out) {
     size_t calls = 0;
-    builder b = {evs, out, 0};
+    builder b = {evs, out};
     memset(out, 0, sizeof *out);
     out->last_root = ES_CT_NONE;
     if (n > INT32_MAX) return 0;
@@ -148,9 +141,5 @@ int es_ct_build(const es_ct_event *evs, size_t n, int close_open, es_ct_tree *ou
     }
     if (close_open)
         while (out->depth) finish_top(&b, ES_CT_NONE);
-    if (b.overflow) {
-        es_ct_free(out);
-        return 0;
-    }
     return 1;
 }

@@ -170,8 +170,10 @@ es_query_cb es_event_rows_cb(void) { return row_cb; }
 
 /* ---- call trees ----------------------------------------------------------------------------
  * The builder's output goes back as one list of node ops a process, in the order the calls
- * ended (children before parents): {call, return, exception, tail_call, status, duration_ns,
- * [event], children_count}, events named by their position in the input (nil: none).
+ * ended (children before parents): {call, return, exception, tail_call, status, duration_end,
+ * [event], children_count}, events named by their position in the input (nil: none);
+ * duration_end is the event whose ts ends the call's duration (the difference is taken in Elixir,
+ * whatever the integers).
  * ElixirScope.Storage.EventCorrelator assembles the node maps from them. */
 typedef struct tree_atoms {
     ERL_NIF_TERM status[4], observed, by_pid, roots, open_calls;
@@ -185,6 +187,9 @@ static void make_tree_atoms(ErlNifEnv *env, tree_atoms *t) {
     t->roots = enif_make_atom(env, "roots");
     t->open_calls = enif_make_atom(env, "open_calls");
 }
+
+/* a word no atom has (terms are never 0): a module or function that is no atom */
+#define NOT_AN_ATOM 0
 
 /* one input event: its process, its position in the input, and what the builder reads */
 typedef struct in_event {
@@ -221,33 +226,33 @@ static int observed_spawn(const tree_atoms *ta, const es_ct_event *e) {
     return e->kind == ES_KIND_SPAWN && e->function == ta->observed;
 }
 
-/* Reads one %ElixirScope.Event{}; 0 if it is not one. Only the fields the builder reads for the
-   kind are looked up: module and function of calls (a tail call's target), the function of
-   spawns, the payload of tail calls. */
+/* Reads one %ElixirScope.Event{}; 0 if it is not one (or its id is not a 64-bit integer). Any
+   value of the other fields is read as EventCorrelator reads it: an unknown kind is an event of
+   its call, a call id that is no integer names no call, a module or function that is no atom
+   matches no tail call's target. Only the fields the builder reads for the kind are looked up. */
 static int read_event(ErlNifEnv *env, const event_atoms *a, ERL_NIF_TERM t, in_event *e) {
     ERL_NIF_TERM v;
     ErlNifUInt64 u;
-    ErlNifSInt64 ts;
     int kind;
     if (!field(env, a, t, F_STRUCT, &v) || v != a->event_module) return 0; /* also: not a map */
-    if (!field(env, a, t, F_KIND, &v) || (kind = kind_index(a, v)) < 0) return 0;
-    e->ct.kind = (uint8_t)kind;
-    if (!field(env, a, t, F_ID, &v) || !enif_get_uint64(env, v, &u) || u == 0) return 0;
+    if (!field(env, a, t, F_ID, &v) || !enif_get_uint64(env, v, &u)) return 0;
     e->ct.id = u;
-    if (!field(env, a, t, F_TS, &v) || !enif_get_int64(env, v, &ts)) return 0;
-    e->ct.ts = ts;
-    /* call_id: an integer; anything else (nil) belongs to no call, as does 0 */
+    if (!field(env, a, t, F_KIND, &v)) return 0;
+    kind = kind_index(a, v);
+    e->ct.kind = kind < 0 ? ES_KIND__COUNT : (uint8_t)kind;
     if (!field(env, a, t, F_CALL_ID, &v)) return 0;
-    e->ct.call_id = enif_get_uint64(env, v, &u) ? u : 0;
+    e->ct.has_call_id = enif_get_uint64(env, v, &u);
+    e->ct.call_id = e->ct.has_call_id ? u : 0;
     if (!field(env, a, t, F_PID, &e->pid)) return 0;
-    e->ct.module = e->ct.function = e->ct.tail_module = e->ct.tail_function = a->nil;
+    e->ct.module = e->ct.function = NOT_AN_ATOM;
+    e->ct.tail_module = e->ct.tail_function = a->nil;
     if (kind == ES_KIND_CALL || kind == ES_KIND_SPAWN) {
-        if (!field(env, a, t, F_FUNCTION, &v) || !enif_is_atom(env, v)) return 0;
-        e->ct.function = v;
+        if (!field(env, a, t, F_FUNCTION, &v)) return 0;
+        if (enif_is_atom(env, v)) e->ct.function = v;
     }
     if (kind == ES_KIND_CALL) {
-        if (!field(env, a, t, F_MODULE, &v) || !enif_is_atom(env, v)) return 0;
-        e->ct.module = v;
+        if (!field(env, a, t, F_MODULE, &v)) return 0;
+        if (enif_is_atom(env, v)) e->ct.module = v;
     }
     if (kind == ES_KIND_TAIL_CALL) {
         if (!field(env, a, t, F_PAYLOAD, &v)) return 0;
@@ -280,7 +285,7 @@ static const char *group_ops(ErlNifEnv *env, const event_atoms *a, const tree_at
     for (size_t i = 0; i < n; i++) cts[i] = evs[i].ct;
     if (!es_ct_build(cts, n, 1, &t)) {
         enif_free(cts);
-        return "call_trees: out of memory, or a duration beyond 64 bits";
+        return "call_trees: out of memory";
     }
     enif_free(cts);
     if (!(items = enif_alloc((t.n_finished + 1) * sizeof *items))) {
@@ -299,7 +304,7 @@ static const char *group_ops(ErlNifEnv *env, const event_atoms *a, const tree_at
         v[2] = pos_or_nil(env, a, evs, node->exception);
         v[3] = pos_or_nil(env, a, evs, node->tail_call);
         v[4] = ta->status[node->status];
-        v[5] = node->has_duration ? enif_make_int64(env, node->duration_ns) : a->nil;
+        v[5] = pos_or_nil(env, a, evs, node->duration_end);
         v[6] = events;
         v[7] = enif_make_uint(env, children);
         items[k] = enif_make_tuple_from_array(env, v, 8);
@@ -351,8 +356,8 @@ ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
     for (; enif_get_list_cell(env, tail, &head, &tail); pos++) {
         if (!read_event(env, &a, head, &evs[n])) {
             enif_free(evs);
-            return es_raise_arg(env, "call_trees/2: every element must be an %ElixirScope.Event{} with a positive id, "
-                                     "an integer ts, a kind, and atoms (or nil) for module and function");
+            return es_raise_arg(env, "call_trees/2: every element must be an %ElixirScope.Event{} whose id is a "
+                                     "non-negative 64-bit integer");
         }
         if (observed_spawn(&ta, &evs[n].ct)) continue;
         evs[n].pos = pos;
@@ -368,7 +373,7 @@ ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv
         } else {
             for (size_t i = 0; i < n; i++) cts[i] = evs[i].ct;
             if (!es_ct_build(cts, n, 0, &t)) {
-                err = "call_trees/2: out of memory, or a duration beyond 64 bits";
+                err = "call_trees/2: out of memory";
             } else {
                 result = enif_make_list(env, 0);
                 for (size_t i = t.depth; i-- > 0;)
@@ -399,16 +404,12 @@ ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
     for (size_t i = 0; !error && i < c->n; i++) {
         const es_event_head *h = &c->heads[i];
         in_event *e = &evs[n];
-        if (h->ts > INT64_MAX) {
-            error = "a stored timestamp beyond 63 bits";
-            break;
-        }
         e->pid = word_or_nil(&c->a, h->pid);
         e->pos = i;
         e->ct.id = h->id;
         e->ct.call_id = h->call_id;
-        e->ct.ts = (int64_t)h->ts;
-        e->ct.kind = h->kind;
+        e->ct.has_call_id = 1;
+        e->ct.kind = h->kind < ES_KIND__COUNT ? h->kind : ES_KIND__COUNT;
         e->ct.module = word_or_nil(&c->a, h->module);
         e->ct.function = word_or_nil(&c->a, h->function);
         e->ct.tail_module = e->ct.tail_function = c->a.nil;

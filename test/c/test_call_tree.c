@@ -11,9 +11,9 @@
 
 #define NONE_WORD 1 /* what the caller passes for "no tail target" */
 
-/* event `id` of `kind` in call `cid` at ts = id * 10, module/function words m, f */
+/* event `id` of `kind` in call `cid`, module/function words m, f */
 static es_ct_event ev(uint64_t id, es_kind kind, uint64_t cid, uint64_t m, uint64_t f) {
-    es_ct_event e = {id, cid, (int64_t)id * 10, m, f, NONE_WORD, NONE_WORD, (uint8_t)kind};
+    es_ct_event e = {id, cid, m, f, NONE_WORD, NONE_WORD, (uint8_t)kind, 1};
     return e;
 }
 
@@ -50,7 +50,7 @@ static void nests_pairs_and_attaches(void **state) {
     assert_int_equal(outer->exception, 5);
     assert_int_equal(outer->ret, ES_CT_NONE);
     assert_int_equal(outer->status, ES_CT_EXCEPTION);
-    assert_int_equal(outer->duration_ns, 50);
+    assert_int_equal(outer->duration_end, 5);
     /* attached events newest first: expr (4) then local (1) */
     assert_int_equal(outer->last_event, 4);
     assert_int_equal(t.prev_event[4], 1);
@@ -60,7 +60,7 @@ static void nests_pairs_and_attaches(void **state) {
     assert_int_equal(t.nodes[kids[0]].status, ES_CT_OK);
     /* the call still open at the end */
     assert_int_equal(open->status, ES_CT_OPEN);
-    assert_int_equal(open->has_duration, 0);
+    assert_int_equal(open->duration_end, ES_CT_NONE);
     /* children end before their parents */
     assert_int_equal(t.n_finished, 3);
     assert_int_equal(t.finished[0], kids[0]);
@@ -94,7 +94,7 @@ static void tail_call_into_instrumented_code_ends_with_its_target(void **state) 
     assert_int_equal(t.nodes[0].status, ES_CT_TAIL_CALL);
     assert_int_equal(t.nodes[0].tail_call, 1);
     assert_int_equal(t.nodes[0].ret, 3);
-    assert_int_equal(t.nodes[0].duration_ns, 30);
+    assert_int_equal(t.nodes[0].duration_end, 3);
     assert_int_equal(t.nodes[0].last_child, 1);
     assert_int_equal(t.nodes[1].status, ES_CT_OK);
     assert_int_equal(t.last_root, 0);
@@ -110,8 +110,7 @@ static void tail_call_out_of_instrumented_code_ends_at_the_jump(void **state) {
     int32_t kids[3];
     assert_int_equal(es_ct_build(evs, 4, 1, &t), 1);
     assert_int_equal(t.nodes[1].status, ES_CT_TAIL_CALL);
-    assert_int_equal(t.nodes[1].has_duration, 1);
-    assert_int_equal(t.nodes[1].duration_ns, 10);
+    assert_int_equal(t.nodes[1].duration_end, 2); /* ended at its tail call */
     assert_int_equal(t.nodes[1].ret, ES_CT_NONE);
     assert_int_equal(chain(&t, t.nodes[0].last_child, kids), 2);
     assert_int_equal(kids[0], 1);
@@ -132,18 +131,26 @@ static void open_stack_without_closing(void **state) {
     es_ct_free(&t);
 }
 
-static void empty_input_and_overflowing_duration(void **state) {
+static void empty_input_and_call_ids_that_name_no_call(void **state) {
     (void)state;
     es_ct_tree t;
     assert_int_equal(es_ct_build(NULL, 0, 1, &t), 1);
     assert_int_equal(t.n_nodes, 0);
     assert_int_equal(t.last_root, ES_CT_NONE);
     es_ct_free(&t);
-    es_ct_event evs[] = {ev(1, ES_KIND_CALL, 1, 7, 8), ev(2, ES_KIND_RETURN, 1, 0, 0)};
-    evs[0].ts = INT64_MIN;
-    evs[1].ts = INT64_MAX;
-    assert_int_equal(es_ct_build(evs, 2, 1, &t), 0);
-    assert_null(t.nodes);
+    /* call 0 (an id of 0 is read as given): a local naming 0 belongs to no call, a return
+       naming 0 ends it; a return whose call id is no integer ends nothing */
+    es_ct_event evs[] = {ev(0, ES_KIND_CALL, 0, 7, 8), ev(1, ES_KIND_LOCAL, 0, 0, 0), ev(2, ES_KIND_RETURN, 0, 0, 0),
+                         ev(3, ES_KIND_CALL, 3, 7, 8), ev(4, ES_KIND_RETURN, 3, 0, 0), ev(5, 200, 3, 0, 0)};
+    evs[4].has_call_id = 0;
+    assert_int_equal(es_ct_build(evs, 6, 1, &t), 1);
+    assert_int_equal(t.nodes[0].last_event, ES_CT_NONE);
+    assert_int_equal(t.nodes[0].ret, 2);
+    assert_int_equal(t.nodes[1].status, ES_CT_OPEN);
+    assert_int_equal(t.nodes[1].ret, ES_CT_NONE);
+    /* a kind the builder does not know is an event of its call */
+    assert_int_equal(t.nodes[1].last_event, 5);
+    es_ct_free(&t);
 }
 
 int main(void) {
@@ -153,7 +160,7 @@ int main(void) {
         cmocka_unit_test(tail_call_into_instrumented_code_ends_with_its_target),
         cmocka_unit_test(tail_call_out_of_instrumented_code_ends_at_the_jump),
         cmocka_unit_test(open_stack_without_closing),
-        cmocka_unit_test(empty_input_and_overflowing_duration),
+        cmocka_unit_test(empty_input_and_call_ids_that_name_no_call),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,8 +41,9 @@ defmodule ElixirScope.Storage.EventCorrelator do
   @doc """
   The trees of `{pid, ops}` groups, as `call_trees_by_pid/1` answers: the native builder
   (c_src/call_tree.c) gives, for each process, one op per call in the order the calls ended
-  (children before parents): `{call, return, exception, tail_call, status, duration_ns, [event],
-  children_count}`, events named by their position in `events` (a tuple).
+  (children before parents): `{call, return, exception, tail_call, status, duration_end, [event],
+  children_count}`, events named by their position in `events` (a tuple); the duration runs from
+  the call to `duration_end` (its ending, else its tail call).
   """
   @spec assemble_by_pid([{pid(), [tuple()]}], tuple()) :: %{pid() => [call_node()]}
   def assemble_by_pid(groups, events), do: Map.new(groups, fn {pid, ops} -> {pid, assemble(ops, events, [])} end)
@@ -55,16 +56,17 @@ defmodule ElixirScope.Storage.EventCorrelator do
     do: groups |> assemble_by_pid(events) |> Map.values() |> Enum.concat() |> Enum.sort_by(& &1.event.id)
 
   # a stack of the nodes built so far whose parent has not ended: a node takes its children off it
-  defp assemble([{call, ret, exc, tail, status, duration, evs, n} | ops], events, stack) do
+  defp assemble([{call, ret, exc, tail, status, duration_end, evs, n} | ops], events, stack) do
     {children, stack} = take(n, stack, [])
+    event = elem(events, call)
 
     node = %{
-      event: elem(events, call),
+      event: event,
       return: at(events, ret),
       exception: at(events, exc),
       tail_call: at(events, tail),
       status: status,
-      duration_ns: duration,
+      duration_ns: duration_end && elem(events, duration_end).ts - event.ts,
       events: Enum.map(evs, &elem(events, &1)),
       children: children
     }
