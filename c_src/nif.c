@@ -1,6 +1,7 @@
 /* NIF glue: converts terms, owns the session resource, and calls the pure C
  * components (ring buffer, term codec, event store). No capture logic here. */
 #include <erl_nif.h>
+#include <limits.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -288,7 +289,51 @@ static const es_term_ops NIF_TERM_OPS = {
 
 /* The layout of small integers, [] and cons cells of 64-bit BEAM (erts/emulator/beam/erl_term.h),
  * used by the codec only when terms this VM makes read back as it says. */
-static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1};
+static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
+
+static const uint64_t *boxed_words(const es_term_layout *l, ERL_NIF_TERM t) {
+    return (t & l->boxed_mask) == l->boxed_tag ? (const uint64_t *)(uintptr_t)(t - l->boxed_tag) : NULL;
+}
+
+/* Tuples and heap binaries the VM makes read back as the layout says (the elements and bytes at
+ * the addresses enif_get_tuple and enif_inspect_binary give), and no other boxed term (a refc
+ * or sub binary, a float, a big integer, a map, a reference, a fun, a pid) looks like either. */
+static int boxed_layout_holds(ErlNifEnv *env, const es_term_layout *l) {
+    ERL_NIF_TERM one = enif_make_int(env, 1), ok = enif_make_atom(env, "ok");
+    ERL_NIF_TERM tuples[] = {enif_make_tuple(env, 0), enif_make_tuple1(env, one), enif_make_tuple2(env, ok, one),
+                             enif_make_tuple(env, 5, one, ok, one, ok, enif_make_list(env, 0))};
+    for (size_t i = 0; i < sizeof tuples / sizeof *tuples; i++) {
+        const uint64_t *box = boxed_words(l, tuples[i]);
+        const ERL_NIF_TERM *elems;
+        int arity;
+        if (!box || !enif_get_tuple(env, tuples[i], &arity, &elems) || (box[0] & l->header_mask) != l->tuple_tag ||
+            box[0] >> l->header_shift != (uint64_t)arity || (const void *)(box + 1) != (const void *)elems)
+            return 0;
+    }
+    static const size_t sizes[] = {0, 1, 7, 8, 9, 64};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        ERL_NIF_TERM t;
+        unsigned char *d = enif_make_new_binary(env, sizes[i], &t);
+        ErlNifBinary bin;
+        for (size_t k = 0; k < sizes[i]; k++) d[k] = (unsigned char)(k * 7 + 1);
+        const uint64_t *box = boxed_words(l, t);
+        if (!box || !enif_inspect_binary(env, t, &bin) || (box[0] & l->header_mask) != l->heap_bin_tag ||
+            box[1] != sizes[i] || bin.size != sizes[i] || (const void *)(box + 2) != (const void *)bin.data)
+            return 0;
+    }
+    ErlNifBinary big;
+    if (!enif_alloc_binary(1000, &big)) return 0;
+    memset(big.data, 1, big.size);
+    ERL_NIF_TERM refc = enif_make_binary(env, &big);
+    ERL_NIF_TERM others[] = {refc, enif_make_sub_binary(env, refc, 1, 10), enif_make_double(env, 1.5),
+                             enif_make_int64(env, INT64_MAX), enif_make_new_map(env), enif_make_ref(env),
+                             enif_make_pid(env, enif_self(env, &(ErlNifPid){0}))};
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        const uint64_t *box = boxed_words(l, others[i]);
+        if (box && ((box[0] & l->header_mask) == l->tuple_tag || (box[0] & l->header_mask) == l->heap_bin_tag)) return 0;
+    }
+    return 1;
+}
 
 static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
     static const int64_t samples[] = {0, 1, -1, 255, 256, -129, 1000000007, -(1ll << 40), (1ll << 59) - 1, -(1ll << 59)};
@@ -315,6 +360,15 @@ static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         if ((others[i] & l->list_mask) == l->list_tag && !enif_is_list(env, others[i])) return 0;
     return 1;
+}
+
+/* The layout the codec may read terms with: BEAM's whole, or without boxes, or none (every term
+ * through the enif_* ops). */
+static const es_term_layout *checked_layout(ErlNifEnv *env, es_term_layout *l) {
+    *l = BEAM_LAYOUT;
+    if (!layout_holds(env, l)) return NULL;
+    if (!boxed_layout_holds(env, l)) l->boxed_mask = 0;
+    return l;
 }
 
 /* ---- session resource ------------------------------------------------------ */
@@ -579,12 +633,16 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     es_atoms *a = &p->atoms;
     es_event_head h;
     unsigned len;
+    size_t n;
     int line;
     uint64_t id;
     es_session *s;
     (void)argc;
 
-    if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || !enif_get_list_length(env, argv[2], &len) ||
+    /* an argument list is short: counted through the term layout, a long one by the VM */
+    if (es_term_list_length(&p->ops, env, (es_term)argv[2], 255, &n)) len = (unsigned)n;
+    else if (!enif_get_list_length(env, argv[2], &len)) len = UINT_MAX;
+    if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || len == UINT_MAX ||
         !enif_get_int(env, argv[3], &line) || line < 0)
         return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
     s = acquire_active(p, stripe);
@@ -1132,8 +1190,7 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     }
     make_atoms(env, &p->atoms);
     p->ops = NIF_TERM_OPS;
-    p->layout = BEAM_LAYOUT;
-    if (layout_holds(env, &p->layout)) p->ops.layout = &p->layout;
+    p->ops.layout = checked_layout(env, &p->layout);
     p->ops.atoms = &p->atom_cache;
     es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
