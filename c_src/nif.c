@@ -1,7 +1,6 @@
 /* NIF glue: converts terms, owns the session resource, and calls the pure C
  * components (ring buffer, term codec, event store). No capture logic here. */
 #include <erl_nif.h>
-#include <limits.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -599,22 +598,59 @@ static int atom_or_nil(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM t, uint64_t *ou
     return 1;
 }
 
-/* Encodes the payload and pushes one event. Returns the id, or 0 if dropped. */
-static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_NIF_TERM payload) {
+/* Argument checks of the hot path through the layout verified at load (no call into the VM),
+ * else through enif_*. */
+static inline int is_atom_term(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t) {
+    const es_term_layout *l = p->ops.layout;
+    return l ? (t & l->atom_mask) == l->atom_tag : enif_is_atom(env, t);
+}
+
+static inline int get_line(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, int *line) {
+    const es_term_layout *l = p->ops.layout;
+    if (l && (t & l->small_mask) == l->small_tag) {
+        int64_t v = (int64_t)t >> l->small_shift;
+        *line = (int)v;
+        return v >= 0 && v <= INT32_MAX;
+    }
+    return enif_get_int(env, t, line) && *line >= 0;
+}
+
+#define NOT_A_LIST UINT64_MAX
+
+/* Encodes the payload and pushes one event. Returns the id, 0 if dropped, or NOT_A_LIST (nothing
+ * pushed) when args is set and the payload, an argument list whose length becomes the arity, is not
+ * a proper list. */
+static uint64_t push_event(es_priv *p, ErlNifEnv *env, es_session *s, es_event_head *h, ERL_NIF_TERM payload,
+                           int args) {
     uint8_t storage[512];
     es_buf buf;
     unsigned flags = 0;
     uint64_t id;
     ErlNifPid self;
+    int rc;
 
     if (!h->pid) { /* emit_as/5 sets another process's pid and a time */
         enif_self(env, &self);
         h->pid = (uint64_t)enif_make_pid(env, &self);
     }
-    if (!h->ts) h->ts = es_clock_now(&PRIV(env)->clock);
+    if (!h->ts) h->ts = es_clock_now(&p->clock);
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
-        buf.failed) {
+    if (args) {
+        size_t n;
+        unsigned len;
+        rc = es_codec_encode_list(&p->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags, &n);
+        if (n == SIZE_MAX) { /* not counted by the codec: not a list, or a long one */
+            if (!enif_get_list_length(env, payload, &len)) {
+                es_buf_free(&buf);
+                return NOT_A_LIST;
+            }
+            n = len;
+        }
+        h->arity = n > 254 ? 255 : (uint8_t)n;
+    } else {
+        rc = es_codec_encode(&p->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags);
+    }
+    if (rc != 0 || buf.failed) {
         es_buf_free(&buf);
         atomic_fetch_add(&s->dropped_encode, 1);
         return 0;
@@ -632,29 +668,26 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
-    unsigned len;
-    size_t n;
     int line;
     uint64_t id;
     es_session *s;
+    static const char *const usage =
+        "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)";
     (void)argc;
 
-    /* an argument list is short: counted through the term layout, a long one by the VM */
-    if (es_term_list_length(&p->ops, env, (es_term)argv[2], 255, &n)) len = (unsigned)n;
-    else if (!enif_get_list_length(env, argv[2], &len)) len = UINT_MAX;
-    if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || len == UINT_MAX ||
-        !enif_get_int(env, argv[3], &line) || line < 0)
-        return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
+    if (!is_atom_term(p, env, argv[0]) || !is_atom_term(p, env, argv[1]) || !get_line(p, env, argv[3], &line))
+        return es_raise_arg(env, usage);
     s = acquire_active(p, stripe);
-    if (!s) return a->nil;
+    if (!s) return enif_get_list_length(env, argv[2], &(unsigned){0}) ? a->nil : es_raise_arg(env, usage);
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_CALL;
     h.module = (uint64_t)argv[0];
     h.function = (uint64_t)argv[1];
-    h.arity = len > 254 ? 255 : (uint8_t)len;
     h.line = (uint32_t)line;
-    id = push_event(env, s, &h, argv[2]);
+    /* the arguments are validated (a proper list) and counted while they are encoded */
+    id = push_event(p, env, s, &h, argv[2], 1);
     release_active(stripe);
+    if (id == NOT_A_LIST) return es_raise_arg(env, usage);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
@@ -674,7 +707,7 @@ static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     h.kind = ES_KIND_RETURN;
     h.call_id = cid;
     h.arity = 255;
-    push_event(env, s, &h, argv[1]);
+    push_event(p, env, s, &h, argv[1], 0);
     release_active(stripe);
     return p->atoms.ok;
 }
@@ -714,7 +747,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     h.arity = (uint8_t)arity;
     h.line = (uint32_t)line;
     h.link = link;
-    id = push_event(env, s, &h, argv[7]);
+    id = push_event(p, env, s, &h, argv[7], 0);
     release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
@@ -743,7 +776,7 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     h.function = fun;
     h.arity = 255;
     h.ts = ts;
-    id = push_event(env, s, &h, argv[4]);
+    id = push_event(p, env, s, &h, argv[4], 0);
     release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }

@@ -231,4 +231,11 @@ int es_redact_secret_name(const es_redact_set *rs, const char *name, size_t len)
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
                     const es_redact_set *redact, es_buf *out, unsigned *result_flags);
 
+/* es_codec_encode for an argument list, which also gives its length (reading its cells once):
+ * *length is the number of elements of a proper list of at most ES_CODEC_LIST_MAX, else SIZE_MAX
+ * (not a proper list, or a longer one: the caller asks the host). */
+#define ES_CODEC_LIST_MAX 255
+int es_codec_encode_list(const es_term_ops *ops, void *env, es_term list, const es_codec_limits *limits,
+                         const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *length);
+
 #endif
