@@ -384,7 +384,11 @@ static void session_dtor(ErlNifEnv *env, void *obj) {
  * sequentially consistent), so uninstall (which clears active, then waits for
  * every stripe to be 0) never frees a session in use. */
 static _Atomic uint64_t *my_stripe(es_priv *p) {
-    uint64_t h = (uint64_t)(uintptr_t)enif_thread_self() * 0x9E3779B97F4A7C15ull;
+    /* The thread is told by its stack (threads' stacks lie far apart), which costs no call. Any
+     * stripe would be correct, as a call increments and decrements the same one: spreading the
+     * threads only keeps them off each other's cache line. */
+    char here;
+    uint64_t h = ((uint64_t)(uintptr_t)&here >> 16) * 0x9E3779B97F4A7C15ull;
     return &p->inflight[h >> 58].n;
 }
 
@@ -588,16 +592,6 @@ static int kind_from_atom(es_atoms *a, ERL_NIF_TERM t) {
     return -1;
 }
 
-static int atom_or_nil(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM t, uint64_t *out) {
-    if (t == a->nil) {
-        *out = 0;
-        return 1;
-    }
-    if (!enif_is_atom(env, t)) return 0;
-    *out = (uint64_t)t;
-    return 1;
-}
-
 /* Argument checks of the hot path through the layout verified at load (no call into the VM),
  * else through enif_*. */
 static inline int is_atom_term(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t) {
@@ -613,6 +607,26 @@ static inline int get_line(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, int
         return v >= 0 && v <= INT32_MAX;
     }
     return enif_get_int(env, t, line) && *line >= 0;
+}
+
+static inline int get_u64(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, ErlNifUInt64 *out) {
+    const es_term_layout *l = p->ops.layout;
+    if (l && (t & l->small_mask) == l->small_tag) {
+        int64_t v = (int64_t)t >> l->small_shift;
+        *out = (ErlNifUInt64)v;
+        return v >= 0;
+    }
+    return enif_get_uint64(env, t, out);
+}
+
+static int atom_or_nil(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out) {
+    if (t == p->atoms.nil) {
+        *out = 0;
+        return 1;
+    }
+    if (!is_atom_term(p, env, t)) return 0;
+    *out = (uint64_t)t;
+    return 1;
 }
 
 #define NOT_A_LIST UINT64_MAX
@@ -699,7 +713,7 @@ static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     ErlNifUInt64 cid;
     es_session *s;
     (void)argc;
-    if (!enif_get_uint64(env, argv[0], &cid) || cid == 0)
+    if (!get_u64(p, env, argv[0], &cid) || cid == 0)
         return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
     s = acquire_active(p, stripe);
     if (!s) return p->atoms.ok;
@@ -727,15 +741,15 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     kind = kind_from_atom(a, argv[0]);
     if (kind < 0) return es_raise_arg(env, "emit/8: unknown event kind");
     if (argv[1] == a->nil) cid = 0;
-    else if (!enif_get_uint64(env, argv[1], &cid)) return es_raise_arg(env, "emit/8: call_id must be a non-negative integer or nil");
-    if (!atom_or_nil(env, a, argv[2], &mod) || !atom_or_nil(env, a, argv[3], &fun))
+    else if (!get_u64(p, env, argv[1], &cid)) return es_raise_arg(env, "emit/8: call_id must be a non-negative integer or nil");
+    if (!atom_or_nil(p, env, argv[2], &mod) || !atom_or_nil(p, env, argv[3], &fun))
         return es_raise_arg(env, "emit/8: module and function must be atoms or nil");
     if (argv[4] == a->nil) arity = 255;
     else if (!enif_get_int(env, argv[4], &arity) || arity < 0 || arity > 255)
         return es_raise_arg(env, "emit/8: arity must be an integer in 0..255 or nil");
-    if (!enif_get_int(env, argv[5], &line) || line < 0) return es_raise_arg(env, "emit/8: line must be a non-negative integer");
+    if (!get_line(p, env, argv[5], &line)) return es_raise_arg(env, "emit/8: line must be a non-negative integer");
     if (argv[6] == a->nil) link = 0;
-    else if (!enif_get_uint64(env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
+    else if (!get_u64(p, env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
 
     s = acquire_active(p, stripe);
     if (!s) return a->nil;
@@ -765,7 +779,7 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     _Atomic uint64_t *stripe = my_stripe(p);
     (void)argc;
     if (!enif_get_local_pid(env, argv[0], &pid) || (argv[1] != a->kinds[ES_KIND_SPAWN] && argv[1] != a->kinds[ES_KIND_EXIT]) ||
-        !atom_or_nil(env, a, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
+        !atom_or_nil(p, env, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
         return es_raise_arg(env, "emit_as/5 expects (local pid, :spawn | :exit, function :: atom | nil, "
                                  "ts :: pos_integer | nil, payload)");
     s = acquire_active(p, stripe);
