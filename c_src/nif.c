@@ -56,6 +56,7 @@ typedef struct es_priv {
     es_clock clock;           /* event timestamps */
     es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
+    _Atomic int switch_mode;      /* ElixirScope.Capture.Control's mode word, for the dynamic switch */
     /* producers inside a push, striped by thread so that schedulers do not share a cache line;
        uninstall waits for every stripe to be 0 */
     struct {
@@ -1142,6 +1143,25 @@ static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     return enif_make_uint64(env, es_clock_now(&PRIV(env)->clock));
 }
 
+/* The capture switch's mode (0 off, 1 on, 2 on but for some modules), read by the :dynamic shape of
+ * ElixirScope.Capture.Switch before every entry. A NIF rather than the :atomics Control keeps: on
+ * OTP 25 an :atomics (or :counters) read makes the NIF call after it ~120 ns slower (measured:
+ * bench/capture_bench.exs), a NIF call does not. */
+static ERL_NIF_TERM nif_switch_mode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    (void)argv;
+    return enif_make_int(env, atomic_load_explicit(&PRIV(env)->switch_mode, memory_order_relaxed));
+}
+
+static ERL_NIF_TERM nif_set_switch_mode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    int mode;
+    (void)argc;
+    if (!enif_get_int(env, argv[0], &mode) || mode < 0 || mode > 2)
+        return es_raise_arg(env, "set_switch_mode/1 expects 0, 1 or 2");
+    atomic_store(&PRIV(env)->switch_mode, mode);
+    return PRIV(env)->atoms.ok;
+}
+
 /* The baseline for benchmarks: a NIF that does nothing. */
 static ERL_NIF_TERM nif_noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
@@ -1241,6 +1261,7 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     p->ops.atoms = &p->atom_cache;
     es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
+    atomic_store(&p->switch_mode, 0);
     for (int i = 0; i < INFLIGHT_STRIPES; i++) atomic_store(&p->inflight[i].n, 0);
     *priv_data = p;
     return 0;
@@ -1277,6 +1298,8 @@ static ErlNifFunc nif_funcs[] = {
     {"redact_secret_name", 3, nif_redact_secret_name, 0},
     {"now", 0, nif_now, 0},
     {"noop", 0, nif_noop, 0},
+    {"switch_mode", 0, nif_switch_mode, 0},
+    {"set_switch_mode", 1, nif_set_switch_mode, 0},
     /* component glue (c_src/nif_<component>.c), appended below */
     /* ---- llm (issue 5, c_src/nif_llm.c) ---- */
     {"llm_http_request", 5, es_nif_llm_http_request, ERL_NIF_DIRTY_JOB_IO_BOUND},
