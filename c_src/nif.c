@@ -325,9 +325,10 @@ static int boxed_layout_holds(ErlNifEnv *env, const es_term_layout *l) {
     if (!enif_alloc_binary(1000, &big)) return 0;
     memset(big.data, 1, big.size);
     ERL_NIF_TERM refc = enif_make_binary(env, &big);
+    ErlNifPid self;
     ERL_NIF_TERM others[] = {refc, enif_make_sub_binary(env, refc, 1, 10), enif_make_double(env, 1.5),
                              enif_make_int64(env, INT64_MAX), enif_make_new_map(env), enif_make_ref(env),
-                             enif_make_pid(env, enif_self(env, &(ErlNifPid){0}))};
+                             enif_self(env, &self) ? enif_make_pid(env, &self) : enif_make_ref(env)};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
         const uint64_t *box = boxed_words(l, others[i]);
         if (box && ((box[0] & l->header_mask) == l->tuple_tag || (box[0] & l->header_mask) == l->heap_bin_tag)) return 0;
