@@ -304,15 +304,8 @@ static int b_mpairs(void *e, es_term t, es_term *k, es_term *v, size_t n) {
     return -1;
 }
 
-static double bench_codec(void) {
-    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL, NULL, NULL};
-    bt nil = {ES_T_NIL, 0, NULL, 0, 0};
-    bt a1 = {ES_T_INT, 1, NULL, 0, 0}, a2 = {ES_T_ATOM, 0, "ok", 0, 0}, a3 = {ES_T_INT, 100000, NULL, 0, 0},
-       a4 = {ES_T_ATOM, 0, "error", 0, 0};
-    bt c4 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a4, (es_term)(uintptr_t)&nil};
-    bt c3 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a3, (es_term)(uintptr_t)&c4};
-    bt c2 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a2, (es_term)(uintptr_t)&c3};
-    bt c1 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a1, (es_term)(uintptr_t)&c2};
+/* ns per encoding of t (the median of ROUNDS rounds); complains unless each takes expect bytes */
+static double time_encode(const es_term_ops *ops, es_term t, size_t expect) {
     es_codec_limits lim = {16, 64, 1024, 4096};
     double res[ROUNDS];
     size_t total = 0;
@@ -324,14 +317,57 @@ static double bench_codec(void) {
             es_buf b;
             es_buf_init(&b, storage, sizeof storage);
             unsigned fl;
-            es_codec_encode(&ops, NULL, (es_term)(uintptr_t)&c1, &lim, NULL, &b, &fl);
+            es_codec_encode(ops, NULL, t, &lim, NULL, &b, &fl);
             total += b.len;
             es_buf_free(&b);
         }
         res[round] = (double)(es_now_ns() - t0) / N;
     }
-    if (total == 0) fprintf(stderr, "codec wrote nothing\n");
+    if (total != (size_t)N * ROUNDS * expect) fprintf(stderr, "codec wrote %zu bytes, not %zu\n", total, expect);
     return median(res, ROUNDS);
+}
+
+static double bench_codec(void) {
+    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL, NULL, NULL};
+    bt nil = {ES_T_NIL, 0, NULL, 0, 0};
+    bt a1 = {ES_T_INT, 1, NULL, 0, 0}, a2 = {ES_T_ATOM, 0, "ok", 0, 0}, a3 = {ES_T_INT, 100000, NULL, 0, 0},
+       a4 = {ES_T_ATOM, 0, "error", 0, 0};
+    bt c4 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a4, (es_term)(uintptr_t)&nil};
+    bt c3 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a3, (es_term)(uintptr_t)&c4};
+    bt c2 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a2, (es_term)(uintptr_t)&c3};
+    bt c1 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a1, (es_term)(uintptr_t)&c2};
+    return time_encode(&ops, (es_term)(uintptr_t)&c1, 25);
+}
+
+/* ---- 5b. the same list as the VM lays it out, read through es_term_layout and the atom cache
+ * (what the NIF does): small integers, a cached atom and a heap binary ---- */
+static double bench_codec_layout(void) {
+    static const es_term_layout layout = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
+    static es_atom_cache cache;
+    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL,
+                                    &layout, &cache};
+    static uint64_t words[12] __attribute__((aligned(16)));
+    const uint64_t atom_ok = (7u << 6) | 0xB;
+    /* "b" as a heap binary: header (2 words follow) | 0x24, size 1, the byte */
+    words[0] = (2u << 6) | 0x24;
+    words[1] = 1;
+    words[2] = 'b';
+    uint64_t bin = (uint64_t)(uintptr_t)&words[0] | 2;
+    /* cons cells {head, tail}: [1, 100000, :ok, "b"] */
+    uint64_t *c = &words[4];
+    c[6] = bin, c[7] = 0x3B;
+    c[4] = atom_ok, c[5] = (uint64_t)(uintptr_t)&c[6] | 1;
+    c[2] = (100000u << 4) | 0xF, c[3] = (uint64_t)(uintptr_t)&c[4] | 1;
+    c[0] = (1u << 4) | 0xF, c[1] = (uint64_t)(uintptr_t)&c[2] | 1;
+    es_term list = (es_term)(uintptr_t)&c[0] | 1;
+    /* the atom cache is filled by the VM's first encoding; here by hand: SMALL_ATOM_UTF8 "ok" */
+    const uint8_t etf[3 * 8] = {119, 2, 'o', 'k'};
+    es_atom_cache_slot *slot = &cache.slots[(size_t)((atom_ok * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
+    uint64_t w[3];
+    memcpy(w, etf, sizeof w);
+    for (int i = 0; i < 3; i++) atomic_store(&slot->etf[i], w[i]);
+    atomic_store(&slot->word, atom_ok);
+    return time_encode(&ops, list, 24);
 }
 
 int main(void) {
@@ -341,6 +377,8 @@ int main(void) {
     printf("ring_push_ns_2threads: %.1f ns/op per thread\n", push2);
     double codec = bench_codec();
     printf("codec_encode_4_args_ns: %.1f ns/op\n", codec);
+    double codec_layout = bench_codec_layout();
+    printf("codec_encode_4_args_layout_ns: %.1f ns/op (term words as the VM lays them out)\n", codec_layout);
     double drain = bench_drain_append(1);
     printf("drain_to_store_events_per_s: %.0f (warm: store at its cap, batch lock)\n", drain);
     double drain_cold = bench_drain_append(0);
@@ -351,10 +389,10 @@ int main(void) {
     printf("store_get_by_id_ns: %.1f ns\n", get_ns);
     printf("store_event_bytes: %.2f bytes/event (records + indexes, excluding payload)\n", bpe);
     printf("store_payload_bytes: %.2f bytes/event (40-byte payloads, arena capacity)\n", ppe);
-    printf("{\"ring_push_ns_1thread\": %.1f, \"ring_push_ns_2threads\": %.1f, \"codec_encode_4_args_ns\": %.1f, "
+    printf("{\"ring_push_ns_1thread\": %.1f, \"ring_push_ns_2threads\": %.1f, \"codec_encode_4_args_ns\": %.1f, \"codec_encode_4_args_layout_ns\": %.1f, "
            "\"drain_to_store_events_per_s\": %.0f, \"drain_to_store_cold_events_per_s\": %.0f, "
            "\"store_pid_query_1000_of_1M_us\": %.1f, "
            "\"store_get_by_id_ns\": %.1f, \"store_event_bytes\": %.2f, \"store_payload_bytes\": %.2f}\n",
-           push1, push2, codec, drain, drain_cold, q_us, get_ns, bpe, ppe);
+           push1, push2, codec, codec_layout, drain, drain_cold, q_us, get_ns, bpe, ppe);
     return 0;
 }

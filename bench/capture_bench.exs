@@ -118,7 +118,7 @@ defmodule ElixirScope.Bench.Capture do
       {"  ratio: call at :full / :erlang.trace call", full_added / traced, "≤ 0.3", "#{fmt(full_added)} / #{fmt(traced)} ns"},
       {"capture_disabled_ns (added per call, capture off)", max(call_off - plain, 0.0), "", "#{off_shape} switch loaded; #{fmt(call_off)} vs #{fmt(plain)} ns"},
       {"  ratio: capture off, added per call / remote call", max(call_off - plain, 0.0) / remote, "≤ 0.2", "remote call #{fmt(remote)} ns"},
-      {"capture_disabled_settling_ns (first 2 s after disable)", max(call_off_dynamic - plain, 0.0), "", "switch reads an :atomics"},
+      {"capture_disabled_settling_ns (first 2 s after disable)", max(call_off_dynamic - plain, 0.0), "", "switch reads the NIF's mode word"},
       {"drain_events_per_s (ring → store, one core)", drain_rate, "≥ 5,000,000", ""},
       {"query_pid_1000_of_1m_ns (native)", query_native, "≤ 1,000,000", ""},
       {"query_pid_1000_of_1m_events_ns (as %Event{} structs)", query_events, "≤ 300,000", "includes decoding"},

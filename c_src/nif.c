@@ -57,6 +57,7 @@ typedef struct es_priv {
     es_clock clock;           /* event timestamps */
     es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
+    _Atomic int switch_mode;      /* ElixirScope.Capture.Control's mode word, for the dynamic switch */
     /* producers inside a push, striped by thread so that schedulers do not share a cache line;
        uninstall waits for every stripe to be 0 */
     struct {
@@ -289,7 +290,52 @@ static const es_term_ops NIF_TERM_OPS = {
 
 /* The layout of small integers, [] and cons cells of 64-bit BEAM (erts/emulator/beam/erl_term.h),
  * used by the codec only when terms this VM makes read back as it says. */
-static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1};
+static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
+
+static const uint64_t *boxed_words(const es_term_layout *l, ERL_NIF_TERM t) {
+    return (t & l->boxed_mask) == l->boxed_tag ? (const uint64_t *)(uintptr_t)(t - l->boxed_tag) : NULL;
+}
+
+/* Tuples and heap binaries the VM makes read back as the layout says (the elements and bytes at
+ * the addresses enif_get_tuple and enif_inspect_binary give), and no other boxed term (a refc
+ * or sub binary, a float, a big integer, a map, a reference, a fun, a pid) looks like either. */
+static int boxed_layout_holds(ErlNifEnv *env, const es_term_layout *l) {
+    ERL_NIF_TERM one = enif_make_int(env, 1), ok = enif_make_atom(env, "ok");
+    ERL_NIF_TERM tuples[] = {enif_make_tuple(env, 0), enif_make_tuple1(env, one), enif_make_tuple2(env, ok, one),
+                             enif_make_tuple(env, 5, one, ok, one, ok, enif_make_list(env, 0))};
+    for (size_t i = 0; i < sizeof tuples / sizeof *tuples; i++) {
+        const uint64_t *box = boxed_words(l, tuples[i]);
+        const ERL_NIF_TERM *elems;
+        int arity;
+        if (!box || !enif_get_tuple(env, tuples[i], &arity, &elems) || (box[0] & l->header_mask) != l->tuple_tag ||
+            box[0] >> l->header_shift != (uint64_t)arity || (const void *)(box + 1) != (const void *)elems)
+            return 0;
+    }
+    static const size_t sizes[] = {0, 1, 7, 8, 9, 64};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        ERL_NIF_TERM t;
+        unsigned char *d = enif_make_new_binary(env, sizes[i], &t);
+        ErlNifBinary bin;
+        for (size_t k = 0; k < sizes[i]; k++) d[k] = (unsigned char)(k * 7 + 1);
+        const uint64_t *box = boxed_words(l, t);
+        if (!box || !enif_inspect_binary(env, t, &bin) || (box[0] & l->header_mask) != l->heap_bin_tag ||
+            box[1] != sizes[i] || bin.size != sizes[i] || (const void *)(box + 2) != (const void *)bin.data)
+            return 0;
+    }
+    ErlNifBinary big;
+    if (!enif_alloc_binary(1000, &big)) return 0;
+    memset(big.data, 1, big.size);
+    ERL_NIF_TERM refc = enif_make_binary(env, &big);
+    ErlNifPid self;
+    ERL_NIF_TERM others[] = {refc, enif_make_sub_binary(env, refc, 1, 10), enif_make_double(env, 1.5),
+                             enif_make_int64(env, INT64_MAX), enif_make_new_map(env), enif_make_ref(env),
+                             enif_self(env, &self) ? enif_make_pid(env, &self) : enif_make_ref(env)};
+    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
+        const uint64_t *box = boxed_words(l, others[i]);
+        if (box && ((box[0] & l->header_mask) == l->tuple_tag || (box[0] & l->header_mask) == l->heap_bin_tag)) return 0;
+    }
+    return 1;
+}
 
 static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
     static const int64_t samples[] = {0, 1, -1, 255, 256, -129, 1000000007, -(1ll << 40), (1ll << 59) - 1, -(1ll << 59)};
@@ -318,6 +364,15 @@ static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
     return 1;
 }
 
+/* The layout the codec may read terms with: BEAM's whole, or without boxes, or none (every term
+ * through the enif_* ops). */
+static const es_term_layout *checked_layout(ErlNifEnv *env, es_term_layout *l) {
+    *l = BEAM_LAYOUT;
+    if (!layout_holds(env, l)) return NULL;
+    if (!boxed_layout_holds(env, l)) l->boxed_mask = 0;
+    return l;
+}
+
 /* ---- session resource ------------------------------------------------------ */
 static void session_dtor(ErlNifEnv *env, void *obj) {
     es_session *s = obj;
@@ -332,7 +387,11 @@ static void session_dtor(ErlNifEnv *env, void *obj) {
  * sequentially consistent), so uninstall (which clears active, then waits for
  * every stripe to be 0) never frees a session in use. */
 static _Atomic uint64_t *my_stripe(es_priv *p) {
-    uint64_t h = (uint64_t)(uintptr_t)enif_thread_self() * 0x9E3779B97F4A7C15ull;
+    /* The thread is told by its stack (threads' stacks lie far apart), which costs no call. Any
+     * stripe would be correct, as a call increments and decrements the same one: spreading the
+     * threads only keeps them off each other's cache line. */
+    char here;
+    uint64_t h = ((uint64_t)(uintptr_t)&here >> 16) * 0x9E3779B97F4A7C15ull;
     return &p->inflight[h >> 58].n;
 }
 
@@ -543,32 +602,79 @@ static int kind_from_atom(es_atoms *a, ERL_NIF_TERM t) {
     return -1;
 }
 
-static int atom_or_nil(ErlNifEnv *env, es_atoms *a, ERL_NIF_TERM t, uint64_t *out) {
-    if (t == a->nil) {
+/* Argument checks of the hot path through the layout verified at load (no call into the VM),
+ * else through enif_*. */
+static inline int is_atom_term(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t) {
+    const es_term_layout *l = p->ops.layout;
+    return l ? (t & l->atom_mask) == l->atom_tag : enif_is_atom(env, t);
+}
+
+static inline int get_line(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, int *line) {
+    const es_term_layout *l = p->ops.layout;
+    if (l && (t & l->small_mask) == l->small_tag) {
+        int64_t v = (int64_t)t >> l->small_shift;
+        *line = (int)v;
+        return v >= 0 && v <= INT32_MAX;
+    }
+    return enif_get_int(env, t, line) && *line >= 0;
+}
+
+static inline int get_u64(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, ErlNifUInt64 *out) {
+    const es_term_layout *l = p->ops.layout;
+    if (l && (t & l->small_mask) == l->small_tag) {
+        int64_t v = (int64_t)t >> l->small_shift;
+        *out = (ErlNifUInt64)v;
+        return v >= 0;
+    }
+    return enif_get_uint64(env, t, out);
+}
+
+static int atom_or_nil(const es_priv *p, ErlNifEnv *env, ERL_NIF_TERM t, uint64_t *out) {
+    if (t == p->atoms.nil) {
         *out = 0;
         return 1;
     }
-    if (!enif_is_atom(env, t)) return 0;
+    if (!is_atom_term(p, env, t)) return 0;
     *out = (uint64_t)t;
     return 1;
 }
 
-/* Encodes the payload and pushes one event. Returns the id, or 0 if dropped. */
-static uint64_t push_event(ErlNifEnv *env, es_session *s, es_event_head *h, ERL_NIF_TERM payload) {
+#define NOT_A_LIST UINT64_MAX
+
+/* Encodes the payload and pushes one event. Returns the id, 0 if dropped, or NOT_A_LIST (nothing
+ * pushed) when args is set and the payload, an argument list whose length becomes the arity, is not
+ * a proper list. */
+static uint64_t push_event(es_priv *p, ErlNifEnv *env, es_session *s, es_event_head *h, ERL_NIF_TERM payload,
+                           int args) {
     uint8_t storage[512];
     es_buf buf;
     unsigned flags = 0;
     uint64_t id;
     ErlNifPid self;
+    int rc;
 
     if (!h->pid) { /* emit_as/5 sets another process's pid and a time */
         enif_self(env, &self);
         h->pid = (uint64_t)enif_make_pid(env, &self);
     }
-    if (!h->ts) h->ts = es_clock_now(&PRIV(env)->clock);
+    if (!h->ts) h->ts = es_clock_now(&p->clock);
     es_buf_init(&buf, storage, sizeof(storage));
-    if (es_codec_encode(&PRIV(env)->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags) != 0 ||
-        buf.failed) {
+    if (args) {
+        size_t n;
+        unsigned len;
+        rc = es_codec_encode_list(&p->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags, &n);
+        if (n == SIZE_MAX) { /* not counted by the codec: not a list, or a long one */
+            if (!enif_get_list_length(env, payload, &len)) {
+                es_buf_free(&buf);
+                return NOT_A_LIST;
+            }
+            n = len;
+        }
+        h->arity = n > 254 ? 255 : (uint8_t)n;
+    } else {
+        rc = es_codec_encode(&p->ops, env, (es_term)payload, &s->limits, &s->redact, &buf, &flags);
+    }
+    if (rc != 0 || buf.failed) {
         es_buf_free(&buf);
         atomic_fetch_add(&s->dropped_encode, 1);
         return 0;
@@ -586,25 +692,26 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     _Atomic uint64_t *stripe = my_stripe(p);
     es_atoms *a = &p->atoms;
     es_event_head h;
-    unsigned len;
     int line;
     uint64_t id;
     es_session *s;
+    static const char *const usage =
+        "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)";
     (void)argc;
 
-    if (!enif_is_atom(env, argv[0]) || !enif_is_atom(env, argv[1]) || !enif_get_list_length(env, argv[2], &len) ||
-        !enif_get_int(env, argv[3], &line) || line < 0)
-        return es_raise_arg(env, "emit_entry/4 expects (module :: atom, function :: atom, args :: list, line :: non_neg_integer)");
+    if (!is_atom_term(p, env, argv[0]) || !is_atom_term(p, env, argv[1]) || !get_line(p, env, argv[3], &line))
+        return es_raise_arg(env, usage);
     s = acquire_active(p, stripe);
-    if (!s) return a->nil;
+    if (!s) return enif_get_list_length(env, argv[2], &(unsigned){0}) ? a->nil : es_raise_arg(env, usage);
     memset(&h, 0, sizeof(h));
     h.kind = ES_KIND_CALL;
     h.module = (uint64_t)argv[0];
     h.function = (uint64_t)argv[1];
-    h.arity = len > 254 ? 255 : (uint8_t)len;
     h.line = (uint32_t)line;
-    id = push_event(env, s, &h, argv[2]);
+    /* the arguments are validated (a proper list) and counted while they are encoded */
+    id = push_event(p, env, s, &h, argv[2], 1);
     release_active(stripe);
+    if (id == NOT_A_LIST) return es_raise_arg(env, usage);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
@@ -616,7 +723,7 @@ static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     ErlNifUInt64 cid;
     es_session *s;
     (void)argc;
-    if (!enif_get_uint64(env, argv[0], &cid) || cid == 0)
+    if (!get_u64(p, env, argv[0], &cid) || cid == 0)
         return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
     s = acquire_active(p, stripe);
     if (!s) return p->atoms.ok;
@@ -624,7 +731,7 @@ static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     h.kind = ES_KIND_RETURN;
     h.call_id = cid;
     h.arity = 255;
-    push_event(env, s, &h, argv[1]);
+    push_event(p, env, s, &h, argv[1], 0);
     release_active(stripe);
     return p->atoms.ok;
 }
@@ -644,15 +751,15 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     kind = kind_from_atom(a, argv[0]);
     if (kind < 0) return es_raise_arg(env, "emit/8: unknown event kind");
     if (argv[1] == a->nil) cid = 0;
-    else if (!enif_get_uint64(env, argv[1], &cid)) return es_raise_arg(env, "emit/8: call_id must be a non-negative integer or nil");
-    if (!atom_or_nil(env, a, argv[2], &mod) || !atom_or_nil(env, a, argv[3], &fun))
+    else if (!get_u64(p, env, argv[1], &cid)) return es_raise_arg(env, "emit/8: call_id must be a non-negative integer or nil");
+    if (!atom_or_nil(p, env, argv[2], &mod) || !atom_or_nil(p, env, argv[3], &fun))
         return es_raise_arg(env, "emit/8: module and function must be atoms or nil");
     if (argv[4] == a->nil) arity = 255;
     else if (!enif_get_int(env, argv[4], &arity) || arity < 0 || arity > 255)
         return es_raise_arg(env, "emit/8: arity must be an integer in 0..255 or nil");
-    if (!enif_get_int(env, argv[5], &line) || line < 0) return es_raise_arg(env, "emit/8: line must be a non-negative integer");
+    if (!get_line(p, env, argv[5], &line)) return es_raise_arg(env, "emit/8: line must be a non-negative integer");
     if (argv[6] == a->nil) link = 0;
-    else if (!enif_get_uint64(env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
+    else if (!get_u64(p, env, argv[6], &link)) return es_raise_arg(env, "emit/8: link must be a non-negative integer or nil");
 
     s = acquire_active(p, stripe);
     if (!s) return a->nil;
@@ -664,7 +771,7 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     h.arity = (uint8_t)arity;
     h.line = (uint32_t)line;
     h.link = link;
-    id = push_event(env, s, &h, argv[7]);
+    id = push_event(p, env, s, &h, argv[7], 0);
     release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
@@ -682,7 +789,7 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     _Atomic uint64_t *stripe = my_stripe(p);
     (void)argc;
     if (!enif_get_local_pid(env, argv[0], &pid) || (argv[1] != a->kinds[ES_KIND_SPAWN] && argv[1] != a->kinds[ES_KIND_EXIT]) ||
-        !atom_or_nil(env, a, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
+        !atom_or_nil(p, env, argv[2], &fun) || (argv[3] != a->nil && (!enif_get_uint64(env, argv[3], &ts) || ts == 0)))
         return es_raise_arg(env, "emit_as/5 expects (local pid, :spawn | :exit, function :: atom | nil, "
                                  "ts :: pos_integer | nil, payload)");
     s = acquire_active(p, stripe);
@@ -693,7 +800,7 @@ static ERL_NIF_TERM nif_emit_as(ErlNifEnv *env, int argc, const ERL_NIF_TERM arg
     h.function = fun;
     h.arity = 255;
     h.ts = ts;
-    id = push_event(env, s, &h, argv[4]);
+    id = push_event(p, env, s, &h, argv[4], 0);
     release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
 }
@@ -1103,6 +1210,25 @@ static ERL_NIF_TERM nif_now(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[])
     return enif_make_uint64(env, es_clock_now(&PRIV(env)->clock));
 }
 
+/* The capture switch's mode (0 off, 1 on, 2 on but for some modules), read by the :dynamic shape of
+ * ElixirScope.Capture.Switch before every entry. A NIF rather than the :atomics Control keeps: on
+ * OTP 25 an :atomics (or :counters) read makes the NIF call after it ~120 ns slower (measured:
+ * bench/capture_bench.exs), a NIF call does not. */
+static ERL_NIF_TERM nif_switch_mode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    (void)argv;
+    return enif_make_int(env, atomic_load_explicit(&PRIV(env)->switch_mode, memory_order_relaxed));
+}
+
+static ERL_NIF_TERM nif_set_switch_mode(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    int mode;
+    (void)argc;
+    if (!enif_get_int(env, argv[0], &mode) || mode < 0 || mode > 2)
+        return es_raise_arg(env, "set_switch_mode/1 expects 0, 1 or 2");
+    atomic_store(&PRIV(env)->switch_mode, mode);
+    return PRIV(env)->atoms.ok;
+}
+
 /* The baseline for benchmarks: a NIF that does nothing. */
 static ERL_NIF_TERM nif_noop(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
@@ -1202,11 +1328,11 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     }
     make_atoms(env, &p->atoms);
     p->ops = NIF_TERM_OPS;
-    p->layout = BEAM_LAYOUT;
-    if (layout_holds(env, &p->layout)) p->ops.layout = &p->layout;
+    p->ops.layout = checked_layout(env, &p->layout);
     p->ops.atoms = &p->atom_cache;
     es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);
+    atomic_store(&p->switch_mode, 0);
     for (int i = 0; i < INFLIGHT_STRIPES; i++) atomic_store(&p->inflight[i].n, 0);
     *priv_data = p;
     return 0;
@@ -1246,6 +1372,8 @@ static ErlNifFunc nif_funcs[] = {
     {"redact_secret_name", 3, nif_redact_secret_name, 0},
     {"now", 0, nif_now, 0},
     {"noop", 0, nif_noop, 0},
+    {"switch_mode", 0, nif_switch_mode, 0},
+    {"set_switch_mode", 1, nif_set_switch_mode, 0},
     /* component glue (c_src/nif_<component>.c), appended below */
     /* ---- llm (issue 5, c_src/nif_llm.c) ---- */
     {"llm_http_request", 5, es_nif_llm_http_request, ERL_NIF_DIRTY_JOB_IO_BOUND},

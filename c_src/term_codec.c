@@ -112,26 +112,40 @@ static inline int put_tag_be32(es_buf *b, uint8_t tag, uint32_t v) {
     return 0;
 }
 
-static int put_int(es_buf *b, int64_t v) {
+#define INT_ETF_MAX 11
+
+/* The ETF of an integer at d (INT_ETF_MAX bytes of room); returns its length. */
+static inline size_t int_etf(uint8_t *d, int64_t v) {
     if (v >= 0 && v <= 255) {
-        if (buf_reserve(b, 2)) return -1;
-        b->data[b->len] = ETF_SMALL_INTEGER;
-        b->data[b->len + 1] = (uint8_t)v;
-        b->len += 2;
-        return 0;
+        d[0] = ETF_SMALL_INTEGER;
+        d[1] = (uint8_t)v;
+        return 2;
     }
-    if (v >= INT32_MIN && v <= INT32_MAX) return put_tag_be32(b, ETF_INTEGER, (uint32_t)(int32_t)v);
+    if (v >= INT32_MIN && v <= INT32_MAX) {
+        uint32_t u = (uint32_t)(int32_t)v;
+        d[0] = ETF_INTEGER;
+        d[1] = (uint8_t)(u >> 24);
+        d[2] = (uint8_t)(u >> 16);
+        d[3] = (uint8_t)(u >> 8);
+        d[4] = (uint8_t)u;
+        return 5;
+    }
     uint64_t mag = v < 0 ? (uint64_t)(-(v + 1)) + 1u : (uint64_t)v;
-    uint8_t x[3 + 8];
     uint8_t n = 0;
     while (mag) {
-        x[3 + n++] = (uint8_t)(mag & 0xff);
+        d[3 + n++] = (uint8_t)(mag & 0xff);
         mag >>= 8;
     }
-    x[0] = ETF_SMALL_BIG;
-    x[1] = n;
-    x[2] = v < 0 ? 1 : 0;
-    return es_buf_put(b, x, 3u + n);
+    d[0] = ETF_SMALL_BIG;
+    d[1] = n;
+    d[2] = v < 0 ? 1 : 0;
+    return 3u + n;
+}
+
+static int put_int(es_buf *b, int64_t v) {
+    if (buf_reserve(b, INT_ETF_MAX)) return -1;
+    b->len += int_etf(b->data + b->len, v);
+    return 0;
 }
 
 static int put_u64_int(es_buf *b, uint64_t v) {
@@ -290,7 +304,12 @@ static inline size_t cache_slot(es_term t) {
 
 /* Whether a map key or a tuple's first element names a secret. */
 static int secret_term(const es_term_ops *ops, void *env, es_term key, const es_redact_set *rs) {
-    es_term_type ty = ops->type(env, key);
+    const es_term_layout *l = ops->layout;
+    es_term_type ty;
+    if (l && (key & l->atom_mask) == l->atom_tag) ty = ES_T_ATOM; /* the usual tag: no op call */
+    else if (l && ((key & l->small_mask) == l->small_tag || key == l->nil || (key & l->list_mask) == l->list_tag))
+        return 0; /* only atoms and binaries name things */
+    else ty = ops->type(env, key);
     if (ty == ES_T_ATOM) {
         es_redact_cache *c = rs->cache;
         size_t slot = cache_slot(key);
@@ -407,6 +426,7 @@ typedef struct enc {
     es_buf *out;
     unsigned flags;
     uint64_t inexact; /* markers, redactions and :"$es_truncated" atoms written so far (keys compare it) */
+    uint32_t max_binary;
     walker w;
 } enc;
 
@@ -582,17 +602,73 @@ static int put_other(enc *e, es_term t) {
 
 static inline int is_scalar(es_term_type ty) { return ty <= ES_T_NIL; }
 
-static int atom_cached(es_atom_cache *c, es_term t, es_buf *out);
+static inline size_t atom_etf(es_atom_cache *c, es_term t, uint8_t *d);
 
-/* A small integer, [] or a cached atom read from the word itself (ops->layout): 1 written, 0 not
- * one of those, -1 out of memory. */
+/* The header word of a boxed term (ops->layout), or NULL when t is not boxed or boxes are not read. */
+static inline const uint64_t *boxed(const es_term_layout *l, es_term t) {
+    if (!l || !l->boxed_mask || (t & l->boxed_mask) != l->boxed_tag) return NULL;
+    return (const uint64_t *)(uintptr_t)(t - l->boxed_tag);
+}
+
+/* Heap binaries the layout reads (the VM keeps binaries of up to 64 bytes on the heap). */
+#define HEAP_BIN_MAX 64
+/* Room immediate_etf may write: a heap binary's 5-byte header and bytes is the largest. */
+#define IMMEDIATE_ETF_MAX (5 + HEAP_BIN_MAX)
+
+/* The ETF of t at d (IMMEDIATE_ETF_MAX bytes of room) when it is read from the term itself
+ * (a layout is set): a small integer, [], a cached atom, or a heap binary of at most max_binary
+ * bytes (so that nothing is cut). Returns its length, or 0 when t is none of those. */
+static inline __attribute__((always_inline)) size_t immediate_etf(const es_term_layout *l, es_atom_cache *atoms,
+                                                                  uint32_t max_binary, es_term t, uint8_t *d) {
+    if ((t & l->small_mask) == l->small_tag) return int_etf(d, (int64_t)t >> l->small_shift);
+    if (t == l->nil) {
+        d[0] = ETF_NIL;
+        return 1;
+    }
+    if ((t & l->atom_mask) == l->atom_tag) return atoms ? atom_etf(atoms, t, d) : 0;
+    const uint64_t *box = boxed(l, t);
+    if (!box || (box[0] & l->header_mask) != l->heap_bin_tag || box[1] > max_binary || box[1] > HEAP_BIN_MAX) return 0;
+    uint32_t n = (uint32_t)box[1];
+    d[0] = ETF_BINARY;
+    d[1] = (uint8_t)(n >> 24);
+    d[2] = (uint8_t)(n >> 16);
+    d[3] = (uint8_t)(n >> 8);
+    d[4] = (uint8_t)n;
+    copy_small(d + 5, box + 2, n);
+    return 5u + n;
+}
+
+/* immediate_etf into e->out: 1 written, 0 not such a term, -1 out of memory. */
 static inline int put_immediate(enc *e, es_term t) {
     const es_term_layout *l = e->ops->layout;
     if (!l) return 0;
-    if ((t & l->small_mask) == l->small_tag) return put_int(e->out, (int64_t)t >> l->small_shift) ? -1 : 1;
-    if (t == l->nil) return put1(e->out, ETF_NIL) ? -1 : 1;
-    if ((t & l->atom_mask) == l->atom_tag && e->ops->atoms) return atom_cached(e->ops->atoms, t, e->out);
-    return 0;
+    if (buf_reserve(e->out, IMMEDIATE_ETF_MAX)) return -1;
+    size_t n = immediate_etf(l, e->ops->atoms, e->max_binary, t, e->out->data + e->out->len);
+    e->out->len += n;
+    return n != 0;
+}
+
+/* The type of t, read from the term itself where the layout says how (no op call). */
+static inline es_term_type type_of(const enc *e, es_term t) {
+    const es_term_layout *l = e->ops->layout;
+    if (l) {
+        if ((t & l->list_mask) == l->list_tag) return ES_T_LIST;
+        const uint64_t *box = boxed(l, t);
+        if (box && (box[0] & l->header_mask) == l->tuple_tag) return ES_T_TUPLE;
+    }
+    return e->ops->type(e->env, t);
+}
+
+/* A tuple's arity and elements, read from the term itself where the layout says how. */
+static inline int tuple_of(const enc *e, es_term t, int *arity, const es_term **elems) {
+    const es_term_layout *l = e->ops->layout;
+    const uint64_t *box = boxed(l, t);
+    if (box && (box[0] & l->header_mask) == l->tuple_tag) {
+        *arity = (int)(box[0] >> l->header_shift);
+        *elems = (const es_term *)(box + 1);
+        return 1;
+    }
+    return e->ops->tuple(e->env, t, arity, elems);
 }
 
 static inline int list_cell(const enc *e, es_term t, es_term *hd, es_term *tl) {
@@ -610,24 +686,43 @@ static inline int is_nil(const enc *e, es_term t) {
     return l ? t == l->nil : e->ops->type(e->env, t) == ES_T_NIL;
 }
 
+int es_term_list_length(const es_term_ops *ops, void *env, es_term t, size_t max, size_t *len) {
+    enc e = {ops, env, NULL, 0, 0, 0, {NULL, 0, 0, 0}};
+    es_term hd;
+    size_t n = 0;
+    while (n <= max && list_cell(&e, t, &hd, &t)) n++;
+    if (n > max || !is_nil(&e, t)) return 0;
+    *len = n;
+    return 1;
+}
+
 /* ---- the atom cache ---- */
 static inline es_atom_cache_slot *atom_slot(es_atom_cache *c, es_term t) {
     return &c->slots[(size_t)((t * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
 }
 
-/* Writes a cached atom's ETF: 1 written, 0 not cached, -1 out of memory. */
-static int atom_cached(es_atom_cache *c, es_term t, es_buf *out) {
+/* A cached atom's ETF at d (24 bytes of room): its length, or 0 when t is not cached. */
+static inline __attribute__((always_inline)) size_t atom_etf(es_atom_cache *c, es_term t, uint8_t *d) {
     es_atom_cache_slot *s = atom_slot(c, t);
     if (atomic_load_explicit(&s->word, memory_order_acquire) != t) return 0;
-    uint64_t w[3];
-    for (int i = 0; i < 3; i++) w[i] = atomic_load_explicit(&s->etf[i], memory_order_relaxed);
+    uint64_t w0 = atomic_load_explicit(&s->etf[0], memory_order_relaxed);
+    uint64_t w1 = atomic_load_explicit(&s->etf[1], memory_order_relaxed);
+    uint64_t w2 = atomic_load_explicit(&s->etf[2], memory_order_relaxed);
     atomic_thread_fence(memory_order_acquire);
     if (atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0; /* rewritten meanwhile */
-    size_t n = (size_t)((const uint8_t *)w)[1] + 2;
-    if (buf_reserve(out, sizeof w)) return -1;
-    memcpy(out->data + out->len, w, sizeof w);
+    /* word by word: one 24-byte copy through a stack array stalls on store forwarding */
+    memcpy(d, &w0, 8);
+    memcpy(d + 8, &w1, 8);
+    memcpy(d + 16, &w2, 8);
+    return (size_t)((const uint8_t *)&w0)[1] + 2; /* SMALL_ATOM_UTF8_EXT, length, name */
+}
+
+/* Writes a cached atom's ETF: 1 written, 0 not cached, -1 out of memory. */
+static int atom_cached(es_atom_cache *c, es_term t, es_buf *out) {
+    if (buf_reserve(out, 3 * sizeof(uint64_t))) return -1;
+    size_t n = atom_etf(c, t, out->data + out->len);
     out->len += n;
-    return 1;
+    return n != 0;
 }
 
 /* Remembers the ETF of an atom just written (at out->data + at); a busy slot is left alone. */
@@ -740,11 +835,71 @@ static int map_body(enc *e, const work *it, const es_term *keys, const es_term *
     return 0;
 }
 
+/* ---- the hot path ----
+ * An argument list or a tuple of scalars that the layout reads (small integers, [], cached atoms,
+ * heap binaries within max_binary), or such a scalar alone, written in one go without the work
+ * stack. 1: written; 0: not such a term, or one the limits, redaction or a marker atom would touch
+ * (nothing written: the walker takes it); -1: out of memory. It writes the bytes the walker would
+ * (test_layout_and_atom_cache compares them). */
+static int encode_flat(enc *e, es_term t, size_t start, const es_codec_limits *lim, const es_redact_set *rs,
+                       size_t *list_len) {
+    const es_term_layout *l = e->ops->layout;
+    es_buf *out = e->out;
+    const size_t at = out->len;
+    if (!l) return 0;
+    int r = put_immediate(e, t);
+    if (r) return r;
+    if (lim->max_depth < 1) return 0;
+    /* the layout and the limits in locals: the byte stores below may alias anything else */
+    const es_term_layout lay = *l;
+    es_atom_cache *atoms = e->ops->atoms;
+    const uint32_t max_binary = lim->max_binary, max_width = lim->max_width;
+    es_term cur = t;
+    uint32_t n = 0;
+    if ((t & lay.list_mask) == lay.list_tag) {
+        if (put_tag_be32(out, ETF_LIST, 0)) return -1;
+        for (; (cur & lay.list_mask) == lay.list_tag; n++) {
+            const es_term *cell = (const es_term *)(uintptr_t)(cur - lay.list_tag);
+            size_t k;
+            if (n == max_width || buf_reserve(out, IMMEDIATE_ETF_MAX) ||
+                (k = immediate_etf(&lay, atoms, max_binary, cell[0], out->data + out->len)) == 0) {
+                if (out->failed) return -1;
+                goto not_flat;
+            }
+            out->len += k;
+            cur = cell[1];
+        }
+        if (cur != lay.nil) goto not_flat; /* an improper tail */
+        patch_be32(out->data + at + 1, n);
+    } else {
+        const uint64_t *box = boxed(l, t);
+        if (!box || (box[0] & l->header_mask) != l->tuple_tag) return 0;
+        uint64_t arity = box[0] >> l->header_shift;
+        const es_term *elems = (const es_term *)(box + 1);
+        if (arity > 255 || arity > lim->max_width || (rs && arity >= 2 && secret_term(e->ops, e->env, elems[0], rs)))
+            return 0;
+        if (put_small_tuple_header(out, (uint8_t)arity)) return -1;
+        for (; n < arity; n++)
+            if ((r = put_immediate(e, elems[n])) == 0) goto not_flat;
+            else if (r < 0) return -1;
+    }
+    /* within the budget before the last element, as the walker checks it; over: the walker cuts */
+    if (lim->max_bytes && out->len - start > lim->max_bytes) goto not_flat;
+    if ((t & l->list_mask) == l->list_tag) {
+        if (put1(out, ETF_NIL)) return -1;
+        if (list_len) *list_len = n;
+    }
+    return 1;
+not_flat:
+    out->len = at;
+    return 0;
+}
+
 /* ---- the walker ---- */
-int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
-                    const es_redact_set *redact, es_buf *out, unsigned *result_flags) {
+static int encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
+                  const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *list_len) {
     work small[SMALL_STACK];
-    enc e = {ops, env, out, 0, 0, {small, 0, SMALL_STACK, 0}};
+    enc e = {ops, env, out, 0, 0, limits->max_binary, {small, 0, SMALL_STACK, 0}};
     walker *w = &e.w;
     const size_t start = out->len;
     const uint32_t max_depth = limits->max_depth, max_width = limits->max_width;
@@ -753,6 +908,9 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
     int rc = 0;
 
     if (put1(out, ETF_VERSION)) goto fail;
+    int flat = encode_flat(&e, term, start, limits, rs, list_len);
+    if (flat < 0) goto fail;
+    if (flat) goto done;
     push_term(w, term, 1, R_ROOT, NO_PARENT);
 
     while (w->top > 0) {
@@ -790,7 +948,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
         int imm = put_immediate(&e, t);
         if (imm < 0) goto fail;
         if (imm) continue;
-        es_term_type ty = ops->type(env, t);
+        es_term_type ty = type_of(&e, t);
         switch (ty) {
         case ES_T_INT:
         case ES_T_FLOAT:
@@ -826,7 +984,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 int done = 0;
                 if (inline_ok && (!max_bytes || out->len - start <= max_bytes)) {
                     if ((done = put_immediate(&e, hd)) < 0) goto fail;
-                    if (!done && is_scalar(hty = ops->type(env, hd))) {
+                    if (!done && is_scalar(hty = type_of(&e, hd))) {
                         if (put_scalar(&e, hd, hty, max_binary)) goto fail;
                         done = 1;
                     }
@@ -884,7 +1042,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
             }
             int arity = 0;
             const es_term *elems = NULL;
-            if (!ops->tuple(env, t, &arity, &elems)) {
+            if (!tuple_of(&e, t, &arity, &elems)) {
                 if (marker(&e, K_OTHER, 1)) goto fail;
                 break;
             }
@@ -906,7 +1064,7 @@ int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_co
                 int done = put_immediate(&e, elems[i]);
                 if (done < 0) goto fail;
                 if (done) continue;
-                es_term_type ety = ops->type(env, elems[i]);
+                es_term_type ety = type_of(&e, elems[i]);
                 if (!is_scalar(ety)) break;
                 if (put_scalar(&e, elems[i], ety, max_binary)) goto fail;
             }
@@ -970,5 +1128,19 @@ done:
     if (w->on_heap) free(w->items);
     if (out->failed) rc = -1;
     if (result_flags) *result_flags = e.flags;
+    return rc;
+}
+
+int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
+                    const es_redact_set *redact, es_buf *out, unsigned *result_flags) {
+    return encode(ops, env, term, limits, redact, out, result_flags, NULL);
+}
+
+int es_codec_encode_list(const es_term_ops *ops, void *env, es_term list, const es_codec_limits *limits,
+                         const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *length) {
+    *length = SIZE_MAX;
+    int rc = encode(ops, env, list, limits, redact, out, result_flags, length);
+    /* the walker took it: its cells are in the cache now */
+    if (*length == SIZE_MAX && !es_term_list_length(ops, env, list, ES_CODEC_LIST_MAX, length)) *length = SIZE_MAX;
     return rc;
 }

@@ -131,6 +131,12 @@ typedef struct es_term_layout {
     uint64_t nil;                   /* the word of [] */
     uint64_t atom_mask, atom_tag;   /* an atom (its name then comes from the atom cache, if any) */
     uint64_t list_mask, list_tag;   /* a cons: address | list_tag, pointing at {head, tail} words */
+    /* Boxed terms (boxed_mask 0: none read this way): address | boxed_tag, pointing at a header
+     * word whose header_mask bits say what follows. A tuple: header (arity << header_shift) |
+     * tuple_tag, then its elements. A heap binary (a small, whole binary): header | heap_bin_tag,
+     * a word holding its byte size, then the bytes. */
+    uint64_t boxed_mask, boxed_tag, header_mask, tuple_tag, heap_bin_tag;
+    unsigned header_shift;
 } es_term_layout;
 
 /* Optional: the encodings of atoms seen before, keyed by term word (an atom's word names the
@@ -166,6 +172,10 @@ typedef struct es_term_ops {
     const es_term_layout *layout; /* NULL: every term through the ops */
     es_atom_cache *atoms;         /* NULL: every atom through get_atom */
 } es_term_ops;
+
+/* The length of a proper list of at most max cells (through the layout when there is one):
+ * 1 and *len, or 0 when t is not a proper list or is longer than max. */
+int es_term_list_length(const es_term_ops *ops, void *env, es_term t, size_t max, size_t *len);
 
 /* Start with caller-provided storage (e.g. a stack array); grows onto the heap. */
 void es_buf_init(es_buf *b, uint8_t *storage, size_t cap);
@@ -220,5 +230,12 @@ int es_redact_secret_name(const es_redact_set *rs, const char *name, size_t len)
  * redact may be NULL. Returns 0 and sets *result_flags, or -1 on allocation failure. Never recurses. */
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
                     const es_redact_set *redact, es_buf *out, unsigned *result_flags);
+
+/* es_codec_encode for an argument list, which also gives its length (reading its cells once):
+ * *length is the number of elements of a proper list of at most ES_CODEC_LIST_MAX, else SIZE_MAX
+ * (not a proper list, or a longer one: the caller asks the host). */
+#define ES_CODEC_LIST_MAX 255
+int es_codec_encode_list(const es_term_ops *ops, void *env, es_term list, const es_codec_limits *limits,
+                         const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *length);
 
 #endif

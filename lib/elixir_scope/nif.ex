@@ -68,6 +68,10 @@ defmodule ElixirScope.NIF do
   def now, do: nif_missing()
   @spec noop() :: :ok
   def noop, do: nif_missing()
+  @spec switch_mode() :: 0 | 1 | 2
+  def switch_mode, do: nif_missing()
+  @spec set_switch_mode(0 | 1 | 2) :: :ok
+  def set_switch_mode(_mode), do: nif_missing()
 
   # component glue (appended by component owners)
 

@@ -1040,7 +1040,7 @@ static void test_property_valid_etf(void **state) {
  * term encodes through the ops alone and through the layout and the cache; the bytes must match. */
 static const char *const W_ATOMS[] = {"ok", "error", "password", "$es_truncated", "a_rather_long_atom_name_of_40_bytes_xxxx"};
 static size_t w_atom_calls;
-static es_term *w_cells[64];
+static es_term *w_cells[256];
 static size_t w_ncells;
 static es_term WI(int64_t v) { return (es_term)((uint64_t)v << 4 | 0xF); }
 static es_term WA(int i) { return (es_term)((uint64_t)i << 6 | 0xB); }
@@ -1052,12 +1052,29 @@ static es_term WCONS(es_term h, es_term t) {
     w_cells[w_ncells++] = c;
     return (es_term)(uintptr_t)c | 1;
 }
-static int w_is_word(es_term t) { return (t & 0xF) == 0xF || (t & 0x3F) == 0xB || t == W_NIL || (t & 3) == 1; }
+/* boxed: address | 2 of {header, ...}; a tuple's header is arity << 6, a heap binary's
+ * words << 6 | 0x24, then its byte size and its bytes */
+static es_term WBOX(uint64_t header, const uint64_t *rest, size_t nrest, const void *bytes, size_t nbytes) {
+    uint64_t *c = calloc(1 + nrest + (nbytes + 7) / 8, sizeof(uint64_t));
+    c[0] = header;
+    memcpy(c + 1, rest, nrest * sizeof(uint64_t));
+    if (nbytes) memcpy(c + 1 + nrest, bytes, nbytes);
+    w_cells[w_ncells++] = (es_term *)c;
+    return (es_term)(uintptr_t)c | 2;
+}
+static es_term WT2(es_term a, es_term b) { return WBOX(2u << 6, (const uint64_t[]){a, b}, 2, NULL, 0); }
+static es_term WBIN(const char *bytes) {
+    uint64_t n = strlen(bytes);
+    return WBOX((1 + (n + 7) / 8) << 6 | 0x24, &n, 1, bytes, n);
+}
+static const uint64_t *w_box(es_term t) { return (t & 3) == 2 ? (const uint64_t *)(uintptr_t)(t - 2) : NULL; }
+static int w_is_word(es_term t) { return (t & 0xF) == 0xF || (t & 0x3F) == 0xB || t == W_NIL || (t & 3) == 1 || (t & 3) == 2; }
 static es_term_type w_type(void *env, es_term t) {
     if ((t & 0xF) == 0xF) return ES_T_INT;
     if (t == W_NIL) return ES_T_NIL;
     if ((t & 0x3F) == 0xB) return ES_T_ATOM;
     if ((t & 3) == 1) return ES_T_LIST;
+    if (w_box(t)) return (w_box(t)[0] & 0x3F) == 0 ? ES_T_TUPLE : ES_T_BINARY;
     return f_type(env, t);
 }
 static int w_int(void *env, es_term t, int64_t *out) {
@@ -1082,21 +1099,34 @@ static int w_cell(void *env, es_term t, es_term *h, es_term *tl) {
     return 1;
 }
 static int w_tuple(void *env, es_term t, int *arity, const es_term **elems) {
+    const uint64_t *box = w_box(t);
+    if (box && (box[0] & 0x3F) == 0) {
+        *arity = (int)(box[0] >> 6);
+        *elems = box + 1;
+        return 1;
+    }
     return w_is_word(t) ? 0 : f_tuple(env, t, arity, elems);
 }
 static size_t w_map_size(void *env, es_term t) { return w_is_word(t) ? 0 : f_map_size(env, t); }
 static int w_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
+    const uint64_t *box = w_box(t);
+    if (box && (box[0] & 0x3F) == 0x24) {
+        *data = (const uint8_t *)(box + 2);
+        *size = box[1];
+        *tail_bits = 0;
+        return 1;
+    }
     return w_is_word(t) ? 0 : f_binary(env, t, data, size, tail_bits);
 }
 
 static void test_layout_and_atom_cache(void **state) {
     (void)state;
-    static const es_term_layout layout = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1};
+    /* with boxes (tuples, heap binaries) read from the words, and without */
+    static const es_term_layout boxes = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
+    static const es_term_layout words = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0, 0, 0, 0, 0, 0};
     static es_atom_cache cache; /* zeroed: empty */
     const es_term_ops plain = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
                                w_map_size, f_map_pairs, f_external, f_fun_info, NULL, NULL};
-    const es_term_ops fast = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
-                              w_map_size, f_map_pairs, f_external, f_fun_info, &layout, &cache};
     es_redact_set rs;
     es_redact_cache rcache;
     memset(&rcache, 0, sizeof rcache);
@@ -1107,8 +1137,18 @@ static void test_layout_and_atom_cache(void **state) {
     es_term keyed = MAP(TUPLE(WA(3)), WI(1), WA(0), WCONS(WA(1), W_NIL), WA(2), WI(3));
     es_term long_list = W_NIL;
     for (int i = 0; i < 40; i++) long_list = WCONS(i % 2 ? WI(i) : WA(i % 3), long_list);
-    es_term terms[] = {WI(42), W_NIL, WA(0), ints, atoms, mixed, keyed, long_list, TUPLE(WI(1), WA(1), W_NIL, ints)};
+    /* an argument list and return values as the VM makes them: boxed tuples and heap binaries */
+    es_term args = WCONS(WI(1), WCONS(WI(2), WCONS(WA(0), WCONS(WBIN("b"), W_NIL))));
+    es_term bins = WCONS(WBIN(""), WCONS(WBIN("12345678"), WCONS(WBIN("a heap binary of 30 bytes.....") , W_NIL)));
+    es_term secret = WT2(WA(2), WBIN("hunter2")), secret_bin = WT2(WBIN("password"), WI(1));
+    es_term nested = WT2(WA(0), WCONS(WT2(WI(3), WBIN("x")), WCONS(secret, W_NIL)));
+    es_term terms[] = {WI(42), W_NIL, WA(0), ints, atoms, mixed, keyed, long_list, TUPLE(WI(1), WA(1), W_NIL, ints),
+                       args, bins, secret, secret_bin, nested, WBIN("12345"), MAP(WA(2), WBIN("k"), WBIN("token"), WI(1))};
     static const es_codec_limits limits[] = {{8, 32, 256, 4096}, {2, 3, 2, 24}, {1, 1, 0, 0}, {8, 100, 256, 0}};
+    for (int variant = 0; variant < 2; variant++) {
+    const es_term_ops fast = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
+                              w_map_size, f_map_pairs, f_external, f_fun_info, variant ? &words : &boxes, &cache};
+    memset(&cache, 0, sizeof cache);
     for (int round = 0; round < 2; round++) { /* the second round finds the atoms cached */
         if (round == 1) w_atom_calls = 0;
         for (size_t i = 0; i < sizeof terms / sizeof *terms; i++)
@@ -1123,11 +1163,28 @@ static void test_layout_and_atom_cache(void **state) {
                 if (round == 1 && i == 4) assert_true(w_atom_calls - before <= 1); /* at most the 40-byte name */
                 assert_int_equal(fa, fb);
                 if (a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
-                    fail_msg("term %zu, limits %zu, round %d: the fast path wrote other bytes", i, l, round);
+                    fail_msg("term %zu, limits %zu, round %d, variant %d: the fast path wrote other bytes", i, l, round,
+                             variant);
                 es_buf_free(&a);
                 es_buf_free(&b);
             }
     }
+    }
+    /* es_term_list_length: proper lists only, up to max */
+    const es_term_ops with_layout = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
+                                     w_map_size, f_map_pairs, f_external, f_fun_info, &boxes, &cache};
+    const es_term_ops *both[] = {&plain, &with_layout};
+    for (int k = 0; k < 2; k++) {
+        size_t n = 99;
+        assert_int_equal(es_term_list_length(both[k], NULL, args, 255, &n), 1);
+        assert_int_equal(n, 4);
+        assert_int_equal(es_term_list_length(both[k], NULL, W_NIL, 255, &n), 1);
+        assert_int_equal(n, 0);
+        assert_int_equal(es_term_list_length(both[k], NULL, args, 3, &n), 0);
+        assert_int_equal(es_term_list_length(both[k], NULL, mixed, 255, &n), 0); /* improper */
+        assert_int_equal(es_term_list_length(both[k], NULL, WI(1), 255, &n), 0);
+    }
+    const es_term_ops fast = with_layout;
     /* the marker atom is never served from the cache: a key holding it is still wrapped */
     for (int round = 0; round < 2; round++) {
         es_buf b;

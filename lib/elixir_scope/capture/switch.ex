@@ -9,7 +9,7 @@ defmodule ElixirScope.Capture.Switch do
   two generated shapes:
 
     * `:dynamic` while ElixirScope runs: `on?/1` reads the mode word of
-      `ElixirScope.Capture.Control` (an `:atomics`), so switching capture is a
+      `ElixirScope.Capture.Control` (its copy in the NIF), so switching capture is a
       memory write that takes effect at once, whatever the load;
     * `:off` (this constant `false` again) once capture has stayed off for a
       while, or when ElixirScope stops, so that the steady "off" state costs

@@ -34,14 +34,10 @@ defmodule ElixirScope.Capture.SwitchLoader do
                  off: ~c"'on?'(_) -> false.",
                  dynamic: ~c"""
                  'on?'(M) ->
-                     case persistent_term:get('Elixir.ElixirScope.Capture.Switch', undefined) of
-                         undefined -> false;
-                         Ref ->
-                             case atomics:get(Ref, 1) of
-                                 1 -> true;
-                                 2 -> not is_map_key(M, persistent_term:get({'Elixir.ElixirScope.Capture.Switch', off}, \#{}));
-                                 _ -> false
-                             end
+                     case 'Elixir.ElixirScope.NIF':switch_mode() of
+                         1 -> true;
+                         2 -> not is_map_key(M, persistent_term:get({'Elixir.ElixirScope.Capture.Switch', off}, \#{}));
+                         _ -> false
                      end.
                  """
                ],

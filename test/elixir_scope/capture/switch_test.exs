@@ -155,6 +155,23 @@ defmodule ElixirScope.Capture.SwitchTest do
     assert ElixirScope.status().disabled_modules == []
   end
 
+  test "the dynamic shape reads the mode from the NIF's word, which every switch keeps equal to Control's" do
+    start_scope!()
+    assert SwitchLoader.shape() == :dynamic
+    assert NIF.switch_mode() == 1
+    :ok = ElixirScope.disable([Quiet])
+    assert NIF.switch_mode() == 2
+    refute Switch.on?(Quiet)
+    :ok = ElixirScope.disable()
+    assert NIF.switch_mode() == 0
+    refute Switch.on?(Loud)
+    :ok = ElixirScope.enable()
+    assert NIF.switch_mode() == 1
+    assert Switch.on?(Quiet)
+    assert_raise ArgumentError, fn -> NIF.set_switch_mode(3) end
+    assert NIF.switch_mode() == 1
+  end
+
   test "after stop the switch answers false" do
     start_scope!()
     assert Switch.on?(Any)
