@@ -328,7 +328,8 @@ static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *
  * branches join right before the clause's try. OTP 25's ssa_opt_try relabels a try whose tag is
  * alone in its SSA block on every round of beam_ssa_opt's fixpoint loop, so the function never
  * reaches the fixpoint and is optimized 16 times instead of 1 or 2 (most of an instrumented
- * compile's time). The join's phi shares the block with the tag, so the try is left as it is. */
+ * compile's time). The join's phi shares the block with the tag, so the try is left as it is.
+ * Compiled with no_ssa_opt_try (the plan's try_join is false), the join is left out. */
 static const T *call_id_join(fx *x, const T *anno, const T *id) {
     const T *nil = fx_atom_node(x, anno, "nil"), *v = fx_var(x, anno, "ES@id");
     const T *cs[2] = {fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)nil), es_etf_nil(x->a),
@@ -385,7 +386,7 @@ static const T *transform_clause(fx *x, const T *clause) {
     x->clause_body = inner;
     const T *tailed = x->fun->tail ? fx_tail_rewrite(x, inner, call_var, &sites) : inner;
     if (!tailed) return NULL;
-    int joined = !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows: see call_id_join */
+    int joined = x->try_join && !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows */
 
     /* reports before the body (an OTP callback's state and message) */
     const T *pre[2];
@@ -649,6 +650,7 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
     x.secrets = es_etf_get(plan, "secrets");
     x.secret_lines = es_etf_get(plan, "secret_lines");
     x.file = es_etf_get(plan, "file");
+    x.try_join = !es_etf_is_atom(es_etf_get(plan, "try_join"), "false");
 
     uint32_t nf = es_etf_list_len(funs);
     fx_fun *specs = es_arena_alloc(a, sizeof(fx_fun) * (nf ? nf : 1));

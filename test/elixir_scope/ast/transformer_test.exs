@@ -341,6 +341,11 @@ defmodule ElixirScope.AST.TransformerTest do
 
       assert anno == [generated: true, location: 2]
 
+      # compiled with no_ssa_opt_try (the fast compile options), the entry is bound as it is
+      {:ok, fast, []} = ParseTransform.transform_forms(forms, :function_boundaries, try_join: false)
+      {:function, _, :f, 2, [{:clause, _, _, [], [fast_entry | _]} | _]} = function_form(fast, :f, 2)
+      assert {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}} = fast_entry
+
       # which asks the switch first, once per module
       {:function, _, :"-es-entry-", 4, [{:clause, _, _, [], [helper_body]}]} =
         function_form(new, :"-es-entry-", 4)

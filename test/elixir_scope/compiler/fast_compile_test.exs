@@ -14,6 +14,14 @@ defmodule ElixirScope.Compiler.FastCompileTest do
   end
 
   test "an instrumented module reaches the optimizer's fixpoint, with the Erlang compiler's default options" do
+    assert_fixpoint([])
+  end
+
+  test "and with the fast compile options (a compilation where every module is instrumented)" do
+    assert_fixpoint(ParseTransform.fast_compile_options())
+  end
+
+  defp assert_fixpoint(extra) do
     previous = System.get_env("ERL_COMPILER_OPTIONS")
 
     on_exit(fn ->
@@ -22,7 +30,7 @@ defmodule ElixirScope.Compiler.FastCompileTest do
         else: System.delete_env("ERL_COMPILER_OPTIONS")
     end)
 
-    ParseTransform.install()
+    ParseTransform.install(extra)
 
     # a clause with a value, one ending by a tail call, a loop, and an OTP callback (whose state
     # and message are reported between the entry and the try)
@@ -34,6 +42,8 @@ defmodule ElixirScope.Compiler.FastCompileTest do
       def sum([], acc), do: acc
       def sum([h | t], acc), do: sum(t, acc + h)
       def twice(x), do: parse(x) * 2
+      def depth(0), do: Process.info(self(), :stack_size)
+      def depth(n), do: depth(n - 1)
       def init(n), do: {:ok, n}
       def handle_call({:add, k}, _from, n), do: {:reply, n + k, n + k}
     end
@@ -47,8 +57,11 @@ defmodule ElixirScope.Compiler.FastCompileTest do
     assert probe.parse("41") == 42
     assert probe.sum([1, 2, 3], 0) == 6
     assert_raise ArgumentError, fn -> probe.twice("x") end
+    # a tail-recursive loop runs in constant stack
+    assert probe.depth(100_000) == probe.depth(1)
     {:ok, pid} = GenServer.start_link(probe, 1)
     assert GenServer.call(pid, {:add, 2}) == 3
+    GenServer.stop(pid)
   after
     :code.purge(ElixirScope.FastCompileProbe)
     :code.delete(ElixirScope.FastCompileProbe)
