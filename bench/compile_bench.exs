@@ -3,7 +3,8 @@ defmodule ElixirScope.Bench.Compile do
   # The compile cost of the :elixir_scope compiler (issue 10) on a Mix project made of the
   # fidelity corpus (test/fidelity/corpus), with ElixirScope as a path dependency: a no-op
   # `mix compile` with and without the compiler, and a full compile (`mix compile --force`)
-  # plain, through the compiler at :none, and instrumented at :full. Each figure is the median
+  # plain, through the compiler at :none, and instrumented at :function_boundaries, at :full and
+  # at :full with an exclude list (modules left at :none). Each figure is the median
   # wall time of whole `mix` commands (VM start included); plain and instrumented runs alternate.
   import ElixirScope.Bench
   alias ElixirScope.Test.FidelityProject
@@ -21,6 +22,10 @@ defmodule ElixirScope.Bench.Compile do
     none_env = FidelityProject.env_for(:none, Path.join(dir, "_build/scope"))
     full_env = FidelityProject.env_for(:full, Path.join(dir, "_build/scope"))
     fb_env = FidelityProject.env_for(:function_boundaries, Path.join(dir, "_build/scope_fb"))
+    # :full but for the modules an exclude list keeps at :none (they must stay the plain code, so
+    # the compilation keeps the Erlang compiler's default options)
+    partial_env =
+      FidelityProject.env_for({:full, exclude: ["Fidelity.Types"]}, Path.join(dir, "_build/scope_partial"))
 
     # first builds: the dependency once per build path, then the project
     mix!(dir, ["compile"], plain_env)
@@ -39,9 +44,15 @@ defmodule ElixirScope.Bench.Compile do
     [plain_full3, fb_full] =
       alternate(@full_runs, dir, ["compile", "--force"], [plain_env, fb_env])
 
+    mix!(dir, ["compile"], partial_env)
+
+    [plain_full4, partial_full] =
+      alternate(@full_runs, dir, ["compile", "--force"], [plain_env, partial_env])
+
     [plain_noop, full_noop] = alternate(@noop_runs, dir, ["compile"], [plain_env, full_env])
-    plain_full = median(plain_full ++ plain_full2 ++ plain_full3)
+    plain_full = median(plain_full ++ plain_full2 ++ plain_full3 ++ plain_full4)
     fb_full = median(fb_full)
+    partial_full = median(partial_full)
     [none_full, full_full] = [median(none_full), median(full_full)]
     [plain_noop, full_noop] = [median(plain_noop), median(full_noop)]
 
@@ -51,6 +62,7 @@ defmodule ElixirScope.Bench.Compile do
     ratio = full_full / plain_full
     net_ratio = (full_full - full_noop) / max(plain_full - plain_noop, 1)
     none_ratio = none_full / plain_full
+    partial_ratio = partial_full / plain_full
     files = length(FidelityProject.corpus_files())
     load = load_average()
 
@@ -63,7 +75,9 @@ defmodule ElixirScope.Bench.Compile do
       compile_full_instrumented_ms: full_full,
       compile_full_instrumented_ratio: ratio,
       compile_full_fb_ms: fb_full,
-      compile_full_fb_ratio: fb_ratio
+      compile_full_fb_ratio: fb_ratio,
+      compile_full_partial_ms: partial_full,
+      compile_full_partial_ratio: partial_ratio
     }
 
     rows = [
@@ -73,7 +87,10 @@ defmodule ElixirScope.Bench.Compile do
       {"compile_full_fb_ratio (mix compile --force, :function_boundaries / plain)", fb_ratio, "≤ 1.5",
        "#{fmt(fb_full)} ms vs #{fmt(plain_full)} ms; minus the no-op: #{fmt(fb_net_ratio)}×"},
       {"compile_full_instrumented_ratio (mix compile --force, :full / plain)", ratio, "≤ 1.5",
-       "#{fmt(full_full)} ms vs #{fmt(plain_full)} ms; minus the no-op (VM start, dependency check): #{fmt(net_ratio)}×; at :none #{fmt(none_ratio)}× (#{fmt(none_full)} ms)"}
+       "#{fmt(full_full)} ms vs #{fmt(plain_full)} ms; minus the no-op (VM start, dependency check): #{fmt(net_ratio)}×; at :none #{fmt(none_ratio)}× (#{fmt(none_full)} ms)"},
+      {"compile_full_partial_ratio (mix compile --force, :full with an exclude list / plain)", partial_ratio,
+       "≤ 1.5",
+       "#{fmt(partial_full)} ms vs #{fmt(plain_full)} ms (Fidelity.Types excluded: the Erlang compiler's default options)"}
     ]
 
     {results, rows}

@@ -59,6 +59,7 @@ typedef struct fx {
     uint8_t entry_used[256], tail_used[256], exit_used; /* the local report helpers the module needs */
     const T *clause_pats;  /* its patterns and (instrumented) body, for the free variables of funs */
     const T *clause_body;
+    int try_join;          /* the call id joins right before each try (forms_transform.c, call_id_join) */
 } fx;
 
 /* ---- node builders (every injected node has a generated annotation) ---- */

@@ -324,6 +324,21 @@ static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *
     return 0;
 }
 
+/* `case Id of nil -> nil; ES@id -> ES@id end`: the call id itself, as the value of a case whose
+ * branches join right before the clause's try. OTP 25's ssa_opt_try relabels a try whose tag is
+ * alone in its SSA block on every round of beam_ssa_opt's fixpoint loop, so the function never
+ * reaches the fixpoint and is optimized 16 times instead of 1 or 2 (most of an instrumented
+ * compile's time). The join's phi shares the block with the tag, so the try is left as it is.
+ * Compiled with no_ssa_opt_try (the plan's try_join is false), the join is left out. */
+static const T *call_id_join(fx *x, const T *anno, const T *id) {
+    const T *nil = fx_atom_node(x, anno, "nil"), *v = fx_var(x, anno, "ES@id");
+    const T *cs[2] = {fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)nil), es_etf_nil(x->a),
+                                es_etf_list_of(x->a, 1, (T *)nil)),
+                      fx_clause(x, anno, es_etf_list_of(x->a, 1, (T *)v), es_etf_nil(x->a),
+                                es_etf_list_of(x->a, 1, (T *)v))};
+    return fx_case(x, anno, id, fx_terms(x, cs, 2));
+}
+
 static const T *transform_clause(fx *x, const T *clause) {
     if (!fx_tag_is(clause, "clause") || clause->n != 5) return clause;
     const T *pats = clause->u.items[2], *guards = clause->u.items[3], *body = clause->u.items[4];
@@ -363,30 +378,6 @@ static const T *transform_clause(fx *x, const T *clause) {
     const T *entry = fx_local_call(x, anno, FX_ENTRY_HELPER, argc + 2, eargs);
     if (!entry) return NULL;
 
-    const T *stmts[8];
-    uint32_t ns = 0;
-    stmts[ns++] = fx_match(x, anno, call_var, entry);
-
-    const T *state_kind = NULL, *before = NULL;
-    const T *st = x->fun->state;
-    if (st && st->kind == ES_ETF_TUPLE && st->n == 2 && st->u.items[0]->kind == ES_ETF_ATOM) {
-        state_kind = st->u.items[0];
-        before = state_before_expr(x, anno, st->u.items[1], reported, argc);
-        if (before) {
-            const char *bn[3] = {"call", "state", "line"};
-            const T *bv[3] = {call_var, before, fx_int(x, anno, line)};
-            stmts[ns++] = fx_fill(x, x->tpl.state_before, anno, 3, bn, bv);
-        }
-    }
-
-    const T *rcv = x->fun->receive;
-    if (rcv && rcv->kind == ES_ETF_TUPLE && rcv->n == 2 && rcv->u.items[1]->kind == ES_ETF_INT &&
-        rcv->u.items[1]->u.i >= 1 && (uint64_t)rcv->u.items[1]->u.i <= argc)
-        stmts[ns++] = fx_callback_receive(x, anno, line, call_var,
-                                          es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno,
-                                                          rcv->u.items[0]),
-                                          reported[rcv->u.items[1]->u.i - 1]);
-
     const T *inner = fx_statements(x, body, call_var, pats);
     if (inner) inner = fx_messages(x, inner, call_var);
     if (!inner) return NULL;
@@ -395,6 +386,44 @@ static const T *transform_clause(fx *x, const T *clause) {
     x->clause_body = inner;
     const T *tailed = x->fun->tail ? fx_tail_rewrite(x, inner, call_var, &sites) : inner;
     if (!tailed) return NULL;
+    int joined = x->try_join && !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows */
+
+    /* reports before the body (an OTP callback's state and message) */
+    const T *pre[2];
+    uint32_t npre = 0;
+    /* with reports between the entry and the try, the call id is joined after them */
+    const T *entry_var = joined ? fx_var(x, anno, "ES@entry") : call_var;
+    const T *state_kind = NULL, *before = NULL;
+    const T *st = x->fun->state;
+    if (st && st->kind == ES_ETF_TUPLE && st->n == 2 && st->u.items[0]->kind == ES_ETF_ATOM) {
+        state_kind = st->u.items[0];
+        before = state_before_expr(x, anno, st->u.items[1], reported, argc);
+        if (before) {
+            const char *bn[3] = {"call", "state", "line"};
+            const T *bv[3] = {entry_var, before, fx_int(x, anno, line)};
+            pre[npre++] = fx_fill(x, x->tpl.state_before, anno, 3, bn, bv);
+        }
+    }
+
+    const T *rcv = x->fun->receive;
+    if (rcv && rcv->kind == ES_ETF_TUPLE && rcv->n == 2 && rcv->u.items[1]->kind == ES_ETF_INT &&
+        rcv->u.items[1]->u.i >= 1 && (uint64_t)rcv->u.items[1]->u.i <= argc)
+        pre[npre++] = fx_callback_receive(x, anno, line, entry_var,
+                                          es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno,
+                                                          rcv->u.items[0]),
+                                          reported[rcv->u.items[1]->u.i - 1]);
+
+    const T *stmts[8];
+    uint32_t ns = 0;
+    if (!joined) {
+        stmts[ns++] = fx_match(x, anno, call_var, entry);
+    } else if (npre == 0) {
+        stmts[ns++] = fx_match(x, anno, call_var, call_id_join(x, anno, entry));
+    } else {
+        stmts[ns++] = fx_match(x, anno, entry_var, entry);
+    }
+    for (uint32_t i = 0; i < npre; i++) stmts[ns++] = pre[i];
+    if (joined && npre > 0) stmts[ns++] = fx_match(x, anno, call_var, call_id_join(x, anno, entry_var));
 
     const T *result = fx_var(x, anno, "ES@result");
     if (sites.n == 0) {
@@ -623,6 +652,7 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
     x.secrets = es_etf_get(plan, "secrets");
     x.secret_lines = es_etf_get(plan, "secret_lines");
     x.file = es_etf_get(plan, "file");
+    x.try_join = !es_etf_is_atom(es_etf_get(plan, "try_join"), "false");
 
     uint32_t nf = es_etf_list_len(funs);
     fx_fun *specs = es_arena_alloc(a, sizeof(fx_fun) * (nf ? nf : 1));

@@ -3,7 +3,8 @@ defmodule ElixirScope.Test.FidelityProject do
   A throwaway Mix project made of the fidelity corpus (test/fidelity/corpus/*.ex, the corpus
   modules under their own names), built in subprocesses. The environment of each build picks
   it: `FID_SCOPE=1` adds the `:elixir_scope` compiler, `FID_LEVEL` sets
-  `default_instrumentation_level` (default `:none`), `MIX_BUILD_PATH` where it is built. Used by
+  `default_instrumentation_level` (default `:none`), `FID_EXCLUDE` the `exclude:` list (module
+  name prefixes, comma-separated), `MIX_BUILD_PATH` where it is built. Used by
   the fidelity test (beam equality at `:none`) and by `make bench` (compile cost).
   """
 
@@ -43,20 +44,27 @@ defmodule ElixirScope.Test.FidelityProject do
     File.write!(Path.join(dir, "config/config.exs"), ~S"""
     import Config
     level = String.to_atom(System.get_env("FID_LEVEL", "none"))
-    config :elixir_scope, ast: [default_instrumentation_level: level]
+    exclude = System.get_env("FID_EXCLUDE", "") |> String.split(",", trim: true)
+    config :elixir_scope, ast: [default_instrumentation_level: level, exclude: exclude]
     config :logger, level: :warning
     """)
 
     dir
   end
 
-  @doc "The environment of a build: `:plain` or a level, into `build_path`; `erl_libs` if no dependency."
-  @spec env_for(:plain | atom(), String.t(), String.t() | nil) :: [{String.t(), String.t() | nil}]
+  @doc """
+  The environment of a build: `:plain`, a level, or `{level, exclude: prefixes}` (those modules
+  stay at `:none`), into `build_path`; `erl_libs` if no dependency.
+  """
+  @spec env_for(:plain | atom() | {atom(), [exclude: [String.t()]]}, String.t(), String.t() | nil) ::
+          [{String.t(), String.t() | nil}]
   def env_for(variant, build_path, erl_libs \\ nil) do
     scope =
-      if variant == :plain,
-        do: [{"FID_SCOPE", nil}],
-        else: [{"FID_SCOPE", "1"}, {"FID_LEVEL", Atom.to_string(variant)}]
+      case variant do
+        :plain -> [{"FID_SCOPE", nil}]
+        {level, exclude: prefixes} -> [{"FID_SCOPE", "1"}, {"FID_LEVEL", Atom.to_string(level)}, {"FID_EXCLUDE", Enum.join(prefixes, ",")}]
+        level -> [{"FID_SCOPE", "1"}, {"FID_LEVEL", Atom.to_string(level)}, {"FID_EXCLUDE", nil}]
+      end
 
     libs = if erl_libs, do: [{"ERL_LIBS", erl_libs}], else: []
 

@@ -64,14 +64,15 @@ defmodule ElixirScope.Compiler.ParseTransform do
   @doc """
   The Erlang compiler options that keep an instrumented compile fast, for a compilation where
   every module is instrumented. OTP 25 runs its `ssa_opt_try` pass in `beam_ssa_opt`'s fixpoint
-  loop, and that pass relabels every `try` on every run: a function with a `try` never reaches
-  the fixpoint and is optimized 17 times instead of 2 or 3. Every instrumented clause has a
-  `try`, so a full instrumented compile took 2 to 3 times as long as the plain one. The pass only
-  shortens `try` blocks and removes those that cannot raise: without it the code computes the
-  same values and raises the same exceptions. A parse transform cannot set options for its
-  module (the Elixir compiler compiles the transformed forms with the options it was given), so
-  a compilation with modules at `:none`, which must stay the plain compiler's code, runs
-  without them.
+  loop, and that pass relabels a `try` whose tag is alone in its block on every run: such a
+  function never reaches the fixpoint and is optimized 17 times instead of 2 or 3. The
+  transform keeps each clause's `try` out of that case by a join before it (c_src/forms_transform.c,
+  `call_id_join`), which works with any options; without the pass (these options) the join is
+  left out, and the compile is a little faster still. The pass only shortens `try` blocks and
+  removes those that cannot raise: without it the code computes the same values and raises the
+  same exceptions. A parse transform cannot set options for its module (the Elixir compiler
+  compiles the transformed forms, as Core Erlang, with the options it was given), so a
+  compilation with modules at `:none`, which must stay the plain compiler's code, runs without them.
   """
   @spec fast_compile_options() :: [atom()]
   def fast_compile_options, do: [:no_ssa_opt_try]
@@ -99,7 +100,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
     with {:ok, module} <- elixir_module(forms),
          false <- Enum.any?(forms, &match?({:attribute, _, :elixir_scope, _}, &1)),
          {:ok, plan, runtime} <- plan_for(module, options) do
-      instrument(module, forms, plan, runtime)
+      instrument(module, forms, plan, runtime: runtime, try_join: try_join?(options))
     else
       _ -> forms
     end
@@ -107,16 +108,20 @@ defmodule ElixirScope.Compiler.ParseTransform do
 
   @doc """
   Instruments `forms` (a module's abstract forms) with a module `plan`. Returns the new forms, or
-  `{:error, reason}`. Used by `parse_transform/2` and by tests.
+  `{:error, reason}`. Used by `parse_transform/2` and by tests. Options: `:runtime`, and
+  `try_join: false` for forms compiled with `no_ssa_opt_try` (see `fast_compile_options/0`).
   """
   @spec transform_forms([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, [tuple()], [String.t()]} | {:error, term()}
   def transform_forms(forms, plan, opts \\ []) do
-    runtime = Keyword.get(opts, :runtime, ElixirScope.Capture.InstrumentationRuntime)
+    opts = [
+      runtime: Keyword.get(opts, :runtime, ElixirScope.Capture.InstrumentationRuntime),
+      try_join: Keyword.get(opts, :try_join, true)
+    ]
 
     with {:ok, module} <- elixir_module(forms),
          {:ok, plan} <- Plan.normalize(plan) do
-      build(module, forms, plan, runtime)
+      build(module, forms, plan, opts)
     else
       :error -> {:error, :not_an_elixir_module}
       {:error, msg} -> {:error, {:invalid_plan, msg}}
@@ -151,7 +156,11 @@ defmodule ElixirScope.Compiler.ParseTransform do
     if is_atom(module) and module != nil and elixir? and not protocol?, do: {:ok, module}, else: :error
   end
 
-  defp instrument(module, forms, plan, runtime) do
+  # The join that keeps OTP 25's ssa_opt_try from relabelling each clause's try on every round
+  # of the optimizer (see fast_compile_options/0) is only needed where that pass runs.
+  defp try_join?(options), do: :no_ssa_opt_try not in options
+
+  defp instrument(module, forms, plan, opts) do
     file = source_file(forms)
 
     case Plan.normalize(plan) do
@@ -160,7 +169,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         forms
 
       {:ok, plan} ->
-        case build(module, forms, plan, runtime) do
+        case build(module, forms, plan, opts) do
           {:ok, new_forms, warnings} ->
             Enum.each(warnings, &warn(file, &1))
             report({module, plan.level, :instrumented, file})
@@ -197,7 +206,8 @@ defmodule ElixirScope.Compiler.ParseTransform do
 
   # ---- the C transformer's plan
 
-  defp build(module, forms, plan, runtime) do
+  defp build(module, forms, plan, opts) do
+    runtime = Keyword.fetch!(opts, :runtime)
     defined = for {:function, _, name, arity, clauses} <- forms, do: {name, arity, clauses}
     names = MapSet.new(defined, fn {n, a, _} -> {n, a} end)
     unknown = for key <- Map.keys(plan.functions), not MapSet.member?(names, key), do: key
@@ -234,6 +244,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         secrets: Enum.filter(vars, secret?),
         secret_lines: secret_lines(source, secret?),
         file: String.to_charlist(source_file(forms) || "nofile"),
+        try_join: Keyword.fetch!(opts, :try_join),
         functions: functions
       }
 

@@ -327,12 +327,24 @@ defmodule ElixirScope.AST.TransformerTest do
       assert {:clause, 2, [{:match, 2, {:tuple, 2, _}, {:var, _, :ES@arg1}}, {:var, 2, :_c@1}],
               [], [entry, dispatch]} = c1
 
-      # the entry is a call to the module's entry helper with the function, line and arguments
+      # the entry is a call to the module's entry helper with the function, line and arguments;
+      # before a try, its value passes through a case that returns it (its join keeps the try's
+      # tag company: see "reaches the optimizer's fixpoint" in fast_compile_test.exs)
       assert {:match, anno, {:var, _, :ES@call},
-              {:call, _, {:atom, _, :"-es-entry-"},
-               [{:atom, _, :f}, {:integer, _, 2}, {:var, _, :ES@arg1}, {:var, 2, :_c@1}]}} = entry
+              {:case, _,
+               {:call, _, {:atom, _, :"-es-entry-"},
+                [{:atom, _, :f}, {:integer, _, 2}, {:var, _, :ES@arg1}, {:var, 2, :_c@1}]},
+               [
+                 {:clause, _, [{:atom, _, nil}], [], [{:atom, _, nil}]},
+                 {:clause, _, [{:var, _, :ES@id}], [], [{:var, _, :ES@id}]}
+               ]}} = entry
 
       assert anno == [generated: true, location: 2]
+
+      # compiled with no_ssa_opt_try (the fast compile options), the entry is bound as it is
+      {:ok, fast, []} = ParseTransform.transform_forms(forms, :function_boundaries, try_join: false)
+      {:function, _, :f, 2, [{:clause, _, _, [], [fast_entry | _]} | _]} = function_form(fast, :f, 2)
+      assert {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}} = fast_entry
 
       # which asks the switch first, once per module
       {:function, _, :"-es-entry-", 4, [{:clause, _, _, [], [helper_body]}]} =
@@ -383,8 +395,8 @@ defmodule ElixirScope.AST.TransformerTest do
       # f(_, c): no tail call, the simple shape
       assert {:clause, 7, [{:match, 7, {:var, 7, :_}, {:var, _, :ES@arg1}}, {:var, 7, :_c@1}], [],
               [
-                {:match, _, {:var, _, :ES@call}, _},
-                # returning a variable cannot raise: no try
+                # returning a variable cannot raise: no try, and the entry as it is
+                {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}},
                {:match, _, {:var, _, :ES@result}, {:block, _, [{:var, 7, :_c@1}]}},
                 _exit,
                 {:var, _, :ES@result}
