@@ -263,7 +263,7 @@ defmodule ElixirScope.CaptureTest do
 
     test "a full ring drops the newest, counts every drop, and keeps the accounting exact" do
       # a long flush interval and no back-pressure (producers would drain the ring themselves)
-      start_scope!(capture: [buffer_size: 1024, max_wait_us: 0, flush_interval: 60_000, fuse: [enabled: false]])
+      start_scope!(capture: [buffer_size: 1024, max_wait_us: 0, flush_interval: 60_000, fuse: [enabled: false], lifecycle: false])
       Process.sleep(20)
       for i <- 1..5000, do: InstrumentationRuntime.report_custom(:tick, i)
       stats = ElixirScope.stats()
@@ -276,7 +276,7 @@ defmodule ElixirScope.CaptureTest do
     end
 
     test "overwrite_oldest keeps the newest events and counts the overwritten" do
-      start_scope!(capture: [buffer_size: 1024, overflow: :overwrite_oldest, flush_interval: 60_000, fuse: [enabled: false]])
+      start_scope!(capture: [buffer_size: 1024, overflow: :overwrite_oldest, flush_interval: 60_000, fuse: [enabled: false], lifecycle: false])
       Process.sleep(20)
       for i <- 1..5000, do: InstrumentationRuntime.report_custom(:tick, i)
       stats = ElixirScope.stats()
