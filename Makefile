@@ -7,7 +7,7 @@ CC ?= gcc
 WARN := -Wall -Wextra -Werror
 BASE_CFLAGS = -std=gnu11 -fPIC $(WARN) -Iinclude -I$(ERTS_INCLUDE) -D_GNU_SOURCE
 CFLAGS_OPT := -O2 -g
-LIBS := -lcurl -lcjson -lz -lpthread -lm
+LIBS := -lcurl -lcjson -lz -lpthread -lm -ldl
 
 NIF_SO := priv/elixir_scope_nif.so
 ALL_SRC := $(sort $(wildcard c_src/*.c))

@@ -1,6 +1,7 @@
 /* NIF glue: converts terms, owns the session resource, and calls the pure C
  * components (ring buffer, term codec, event store). No capture logic here. */
 #include <erl_nif.h>
+#include <dlfcn.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -48,6 +49,10 @@ typedef struct es_session {
 
 #define INFLIGHT_STRIPES 64
 
+/* erts_encode_ext(term, &cursor): the VM's own ETF writer (version byte first), exported by the
+ * emulator but not part of the NIF API; see checked_encode_ext. */
+typedef void (*es_encode_ext_fn)(ERL_NIF_TERM term, unsigned char **cursor);
+
 typedef struct es_priv {
     ErlNifResourceType *session_type;
     ErlNifResourceType *recording_types[ES_NIF_RECORDING_TYPES]; /* nif_recording.c */
@@ -58,6 +63,7 @@ typedef struct es_priv {
     es_atom_cache atom_cache; /* atoms never leave the VM's atom table: valid for the life of the load */
     _Atomic(es_session *) active; /* the installed session (a kept resource reference) */
     _Atomic int switch_mode;      /* ElixirScope.Capture.Control's mode word, for the dynamic switch */
+    es_encode_ext_fn encode_ext;  /* the VM's ETF writer for pids, ports and references, or NULL */
     /* producers inside a push, striped by thread so that schedulers do not share a cache line;
        uninstall waits for every stripe to be 0 */
     struct {
@@ -197,11 +203,25 @@ static int op_map_pairs(void *env, es_term t, es_term *keys, es_term *values, si
     return i == n ? 0 : -1;
 }
 
-/* Pids, ports, references; the ETF of a big integer. */
-static int op_external(void *env, es_term t, es_buf *out) {
+/* The ETF of a pid, port or reference is bounded: a node name is an atom of at most 255
+ * characters (1,020 bytes of UTF-8), a reference has at most 5 words. */
+#define IDENT_ETF_MAX 2048
+
+/* Pids, ports, references; the ETF of a big integer. Identifiers go straight through the VM's
+ * writer when it was verified at load: enif_term_to_binary wraps the same call in the allocation
+ * and release of a binary, which made a pid in a payload cost ~200 ns more than the bytes. */
+static int op_external(void *envp, es_term t, es_buf *out) {
+    ErlNifEnv *env = envp;
+    ERL_NIF_TERM term = (ERL_NIF_TERM)t;
+    es_encode_ext_fn encode_ext = PRIV(env)->encode_ext;
     ErlNifBinary bin;
     int rc;
-    if (!enif_term_to_binary(env, (ERL_NIF_TERM)t, &bin)) return -1;
+    if (encode_ext && (enif_is_pid(env, term) || enif_is_ref(env, term) || enif_is_port(env, term))) {
+        unsigned char etf[IDENT_ETF_MAX], *end = etf;
+        encode_ext(term, &end);
+        return end - etf > 1 ? es_buf_put(out, etf + 1, (size_t)(end - etf) - 1) : -1;
+    }
+    if (!enif_term_to_binary(env, term, &bin)) return -1;
     rc = bin.size > 1 ? es_buf_put(out, bin.data + 1, bin.size - 1) : -1;
     enif_release_binary(&bin);
     return rc;
@@ -366,6 +386,35 @@ static int layout_holds(ErlNifEnv *env, const es_term_layout *l) {
 
 /* The layout the codec may read terms with: BEAM's whole, or without boxes, or none (every term
  * through the enif_* ops). */
+/* Whether `encode_ext` writes what enif_term_to_binary writes for `t` (which calls it). */
+static int same_etf(ErlNifEnv *env, es_encode_ext_fn encode_ext, ERL_NIF_TERM t) {
+    unsigned char etf[IDENT_ETF_MAX], *end = etf;
+    ErlNifBinary bin;
+    int same;
+    if (!enif_term_to_binary(env, t, &bin)) return 0;
+    if (bin.size > sizeof(etf)) {
+        enif_release_binary(&bin);
+        return 0;
+    }
+    encode_ext(t, &end);
+    same = (size_t)(end - etf) == bin.size && memcmp(etf, bin.data, bin.size) == 0;
+    enif_release_binary(&bin);
+    return same;
+}
+
+/* erts_encode_ext when the emulator exports it with the signature it has had since OTP R13 and it
+ * writes, for this process's pid and a new reference, exactly what enif_term_to_binary writes;
+ * else NULL (every identifier then goes through enif_term_to_binary). */
+static es_encode_ext_fn checked_encode_ext(ErlNifEnv *env) {
+    es_encode_ext_fn encode_ext;
+    ErlNifPid self;
+    *(void **)&encode_ext = dlsym(RTLD_DEFAULT, "erts_encode_ext");
+    if (!encode_ext || !enif_self(env, &self)) return NULL;
+    if (!same_etf(env, encode_ext, enif_make_pid(env, &self)) || !same_etf(env, encode_ext, enif_make_ref(env)))
+        return NULL;
+    return encode_ext;
+}
+
 static const es_term_layout *checked_layout(ErlNifEnv *env, es_term_layout *l) {
     *l = BEAM_LAYOUT;
     if (!layout_holds(env, l)) return NULL;
@@ -1329,6 +1378,7 @@ static int on_load(ErlNifEnv *env, void **priv_data, ERL_NIF_TERM load_info) {
     make_atoms(env, &p->atoms);
     p->ops = NIF_TERM_OPS;
     p->ops.layout = checked_layout(env, &p->layout);
+    p->encode_ext = checked_encode_ext(env);
     p->ops.atoms = &p->atom_cache;
     es_clock_init(&p->clock, es_clock_tsc_usable());
     atomic_store(&p->active, NULL);

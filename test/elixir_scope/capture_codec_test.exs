@@ -134,5 +134,29 @@ defmodule ElixirScope.CaptureCodecTest do
       assert call.payload == [self(), ref, port]
       refute call.truncated?
     end
+
+    # identifiers are written by the VM's own ETF writer (c_src/nif.c, op_external): every shape
+    # must come back exactly, the longest (a 255-character node name of 4-byte characters) included
+    test "remote, aliased and long-node identifiers are kept exactly" do
+      long_node = String.to_atom(String.duplicate("𝄞", 250) <> "@host")
+      ids =
+        for node <- [:"other@host", long_node] do
+          name = Atom.to_string(node)
+          atom = <<118, byte_size(name)::16, name::binary>>
+          [
+            :erlang.binary_to_term(<<131, 88, atom::binary, 7::32, 3::32, 12_345::32>>),
+            :erlang.binary_to_term(<<131, 120, atom::binary, 99::64, 4::32>>),
+            :erlang.binary_to_term(<<131, 90, 5::16, atom::binary, 4::32, 1::32, 2::32, 3::32, 4::32, 5::32>>)
+          ]
+        end
+
+      alias = :erlang.alias()
+      args = [alias, {self(), [:alias | alias]} | List.flatten(ids)]
+      cid = InstrumentationRuntime.report_function_entry(OpMod, :f, args, 1)
+      [call] = ElixirScope.get_events(call_id: cid)
+      assert call.payload === args
+      assert :erlang.term_to_binary(call.payload) == :erlang.term_to_binary(args)
+      refute call.truncated?
+    end
   end
 end
