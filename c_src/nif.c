@@ -403,9 +403,10 @@ static int same_etf(ErlNifEnv *env, es_encode_ext_fn encode_ext, ERL_NIF_TERM t)
 }
 
 /* erts_encode_ext when the emulator exports it with the signature it has had since OTP R13 and it
- * writes, for this process's pid and a new reference, exactly what enif_term_to_binary writes;
- * else NULL (every identifier then goes through enif_term_to_binary). */
+ * writes, for this process's pid and a new reference, exactly what enif_term_to_binary writes,
+ * on OTP 25's NIF API (2.16), the one verified; else NULL (every identifier then goes through enif_term_to_binary). */
 static es_encode_ext_fn checked_encode_ext(ErlNifEnv *env) {
+#if ERL_NIF_MAJOR_VERSION == 2 && ERL_NIF_MINOR_VERSION == 16
     es_encode_ext_fn encode_ext;
     ErlNifPid self;
     *(void **)&encode_ext = dlsym(RTLD_DEFAULT, "erts_encode_ext");
@@ -413,6 +414,12 @@ static es_encode_ext_fn checked_encode_ext(ErlNifEnv *env) {
     if (!same_etf(env, encode_ext, enif_make_pid(env, &self)) || !same_etf(env, encode_ext, enif_make_ref(env)))
         return NULL;
     return encode_ext;
+#else
+    /* another OTP: calling a function of another signature, even to check it, could crash the VM */
+    (void)env;
+    (void)same_etf;
+    return NULL;
+#endif
 }
 
 static const es_term_layout *checked_layout(ErlNifEnv *env, es_term_layout *l) {
