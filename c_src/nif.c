@@ -1441,9 +1441,9 @@ static ErlNifFunc nif_funcs[] = {
     {"llm_extract_text", 2, es_nif_llm_extract_text, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"llm_parse_plan", 1, es_nif_llm_parse_plan, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"llm_plan_schema", 0, es_nif_llm_plan_schema, 0},
-    /* ---- ast (issue 3, c_src/nif_ast.c) ---- */
+    /* ---- forms transformer (c_src/nif_forms.c) ---- */
     {"forms_transform", 2, es_nif_forms_transform, ERL_NIF_DIRTY_JOB_CPU_BOUND},
-    /* recording files, version 3 (nif_recording.c) */
+    /* ---- recording files, version 3 (c_src/nif_recording.c) ---- */
     {"recording_save", 3, es_nif_recording_save, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"recording_save_end", 2, es_nif_recording_save_end, ERL_NIF_DIRTY_JOB_IO_BOUND},
     {"recording_open", 2, es_nif_recording_open, ERL_NIF_DIRTY_JOB_IO_BOUND},

@@ -50,7 +50,6 @@ ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c);
 /* call_trees(events, :by_pid | :roots | :open_calls): call tree ops (see nif_query.c) */
 ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);
 /* ---- nif_recording.c (recording files, version 3; issue 13) ---- */
-#include "elixir_scope/event_store.h"
 #define ES_NIF_RECORDING_TYPES 2
 /* Opens the recording resource types into types[0..1] (from on_load); 0 on success. */
 int es_nif_recording_open_types(ErlNifEnv *env, ErlNifResourceType **types);
