@@ -24,7 +24,10 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {
-    const T *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
+    const T *entry, *exit, *tail, *error, *locals, *expr, *inject;
+    /* an OTP callback's reports: the payloads of its state before and of the message it takes,
+     * both reported by callback_pre; its state after and return, by callback_exit */
+    const T *state_before, *callback_message, *callback_pre, *callback_exit;
     const T *send, *receive, *receive_start, *no_clause, *spawn, *rpc, *rpc_call;
 } fx_templates;
 
@@ -118,7 +121,7 @@ const T *fx_tail_rewrite(fx *x, const T *body, const T *call_var, fx_sites *site
 /* Records the sends, receives and spawns in body (see forms_messages.c). */
 const T *fx_messages(fx *x, const T *body, const T *call_var);
 /* The :receive of a message taken by an OTP callback (handle_call/cast/info). */
-const T *fx_callback_receive(fx *x, const T *anno, int64_t line, const T *call_var, const T *kind, const T *msg);
+const T *fx_callback_message(fx *x, const T *anno, const T *kind, const T *msg);
 
 /* ---- forms_body.c ---- */
 /* Adds locals, expressions and injections to the statements of body (and nested bodies);

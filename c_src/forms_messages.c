@@ -371,8 +371,9 @@ const T *fx_messages(fx *x, const T *body, const T *call_var) {
     return walk(&w, body, 0);
 }
 
-const T *fx_callback_receive(fx *x, const T *anno, int64_t line, const T *call_var, const T *kind, const T *msg) {
-    const char *names[5] = {"call", "msg", "clause", "since", "line"};
-    const T *vals[5] = {call_var, msg, kind, fx_atom_node(x, anno, "nil"), fx_int(x, anno, line)};
-    return fx_fill(x, x->tpl.receive, anno, 5, names, vals);
+/* the payload of the :receive event of a message an OTP callback takes (`kind`: call, cast, info) */
+const T *fx_callback_message(fx *x, const T *anno, const T *kind, const T *msg) {
+    const char *names[2] = {"msg", "clause"};
+    const T *vals[2] = {msg, kind};
+    return fx_fill(x, x->tpl.callback_message, anno, 2, names, vals);
 }

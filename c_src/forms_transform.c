@@ -308,16 +308,17 @@ static const T *try_expr(fx *x, const T *anno, const T *body, const T *call_var)
 static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *state_kind, const T *before,
                   int64_t line, const T **out, uint32_t *n) {
     const T *ev[2] = {call_var, v};
-    /* the state after a callback is reported before its return: it belongs inside the call
-     * (queries by call id look between the call and its end) */
     if (state_kind) {
+        /* a callback's end reports the state it returned, then its return (the state belongs
+         * inside the call: queries by call id look between the call and its end) */
         const char *sn[5] = {"call", "kind", "result", "before", "line"};
         const T *sv[5] = {call_var, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)state_kind),
                           v, before ? before : fx_atom_node(x, anno, "none"), fx_int(x, anno, line)};
-        out[(*n)++] = fx_fill(x, x->tpl.state_after, anno, 5, sn, sv);
+        out[(*n)++] = fx_fill(x, x->tpl.callback_exit, anno, 5, sn, sv);
+    } else {
+        x->exit_used = 1;
+        out[(*n)++] = fx_local_call(x, anno, FX_EXIT_HELPER, 2, ev);
     }
-    x->exit_used = 1;
-    out[(*n)++] = fx_local_call(x, anno, FX_EXIT_HELPER, 2, ev);
     out[(*n)++] = v;
     for (uint32_t i = 0; i < *n; i++)
         if (!out[i]) return -1;
@@ -388,30 +389,37 @@ static const T *transform_clause(fx *x, const T *clause) {
     if (!tailed) return NULL;
     int joined = x->try_join && !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows */
 
-    /* reports before the body (an OTP callback's state and message) */
-    const T *pre[2];
+    /* reports before the body, in one call: an OTP callback's state and the message it takes */
+    const T *pre[1];
     uint32_t npre = 0;
     /* with reports between the entry and the try, the call id is joined after them */
     const T *entry_var = joined ? fx_var(x, anno, "ES@entry") : call_var;
-    const T *state_kind = NULL, *before = NULL;
+    const T *state_kind = NULL, *before = NULL, *state_payload = NULL, *message_payload = NULL;
     const T *st = x->fun->state;
     if (st && st->kind == ES_ETF_TUPLE && st->n == 2 && st->u.items[0]->kind == ES_ETF_ATOM) {
         state_kind = st->u.items[0];
         before = state_before_expr(x, anno, st->u.items[1], reported, argc);
         if (before) {
-            const char *bn[3] = {"call", "state", "line"};
-            const T *bv[3] = {entry_var, before, fx_int(x, anno, line)};
-            pre[npre++] = fx_fill(x, x->tpl.state_before, anno, 3, bn, bv);
+            const char *bn[1] = {"state"};
+            state_payload = fx_fill(x, x->tpl.state_before, anno, 1, bn, &before);
+            if (!state_payload) return NULL;
         }
     }
 
     const T *rcv = x->fun->receive;
     if (rcv && rcv->kind == ES_ETF_TUPLE && rcv->n == 2 && rcv->u.items[1]->kind == ES_ETF_INT &&
-        rcv->u.items[1]->u.i >= 1 && (uint64_t)rcv->u.items[1]->u.i <= argc)
-        pre[npre++] = fx_callback_receive(x, anno, line, entry_var,
-                                          es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno,
-                                                          rcv->u.items[0]),
-                                          reported[rcv->u.items[1]->u.i - 1]);
+        rcv->u.items[1]->u.i >= 1 && (uint64_t)rcv->u.items[1]->u.i <= argc) {
+        message_payload = fx_callback_message(
+            x, anno, es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, rcv->u.items[0]),
+            reported[rcv->u.items[1]->u.i - 1]);
+        if (!message_payload) return NULL;
+    }
+    if (state_payload || message_payload) {
+        const char *pn[4] = {"call", "line", "state", "msg"};
+        const T *pv[4] = {entry_var, fx_int(x, anno, line), state_payload ? state_payload : fx_atom_node(x, anno, "nil"),
+                          message_payload ? message_payload : fx_atom_node(x, anno, "nil")};
+        pre[npre++] = fx_fill(x, x->tpl.callback_pre, anno, 4, pn, pv);
+    }
 
     const T *stmts[8];
     uint32_t ns = 0;
@@ -601,7 +609,9 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->locals = es_etf_get(m, "locals");
     t->expr = es_etf_get(m, "expr");
     t->state_before = es_etf_get(m, "state_before");
-    t->state_after = es_etf_get(m, "state_after");
+    t->callback_message = es_etf_get(m, "callback_message");
+    t->callback_pre = es_etf_get(m, "callback_pre");
+    t->callback_exit = es_etf_get(m, "callback_exit");
     t->inject = es_etf_get(m, "inject");
     t->send = es_etf_get(m, "send");
     t->receive = es_etf_get(m, "receive");
@@ -611,7 +621,7 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->rpc = es_etf_get(m, "rpc");
     t->rpc_call = es_etf_get(m, "rpc_call");
     return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
-                   t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
+                   t->callback_message && t->callback_pre && t->callback_exit && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
                    t->spawn && t->rpc && t->rpc_call
                ? 0
                : -1;

@@ -792,6 +792,64 @@ static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM a
     return p->atoms.ok;
 }
 
+/* An OTP callback's reports, two in one call: its state (a :state event at `line_term`, payload
+ * {before | after, State}; none when nil), then either the message it takes (a :receive event whose
+ * function is :receive; none when nil) or its return (always: nil is a value). */
+static ERL_NIF_TERM emit_callback_pair(ErlNifEnv *env, const char *usage, ERL_NIF_TERM call, ERL_NIF_TERM line_term,
+                                       ERL_NIF_TERM state, uint8_t kind, ERL_NIF_TERM payload) {
+    es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
+    es_atoms *a = &p->atoms;
+    es_event_head h;
+    ErlNifUInt64 cid;
+    int line;
+    es_session *s;
+    if (!get_u64(p, env, call, &cid) || cid == 0 || !get_line(p, env, line_term, &line)) return es_raise_arg(env, usage);
+    s = acquire_active(p, stripe);
+    if (!s) return a->ok;
+    memset(&h, 0, sizeof(h));
+    h.call_id = cid;
+    h.arity = 255;
+    if (state != a->nil) {
+        h.kind = ES_KIND_STATE;
+        h.line = (uint32_t)line;
+        push_event(p, env, s, &h, state, 0);
+    }
+    if (kind == ES_KIND_RETURN || payload != a->nil) {
+        memset(&h, 0, sizeof(h));
+        h.kind = kind;
+        h.call_id = cid;
+        h.arity = 255;
+        if (kind == ES_KIND_RECEIVE) {
+            h.function = (uint64_t)a->kinds[ES_KIND_RECEIVE];
+            h.line = (uint32_t)line;
+        }
+        push_event(p, env, s, &h, payload, 0);
+    }
+    release_active(stripe);
+    return a->ok;
+}
+
+/* emit_pre(call_id, line, state_payload | nil, receive_payload | nil) -> :ok: what an OTP callback
+ * reports between its entry and its body: the state it was given, then the message it takes. */
+static ERL_NIF_TERM nif_emit_pre(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    return emit_callback_pair(env,
+                              "emit_pre/4 expects (call_id :: pos_integer, line :: non_neg_integer, "
+                              "state_payload | nil, receive_payload | nil)",
+                              argv[0], argv[1], argv[2], ES_KIND_RECEIVE, argv[3]);
+}
+
+/* emit_callback_exit(call_id, value, state_payload | nil, line) -> :ok: the end of an OTP callback:
+ * the state it returned, then its return. */
+static ERL_NIF_TERM nif_emit_callback_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    (void)argc;
+    return emit_callback_pair(env,
+                              "emit_callback_exit/4 expects (call_id :: pos_integer, value, "
+                              "state_payload | nil, line :: non_neg_integer)",
+                              argv[0], argv[3], argv[2], ES_KIND_RETURN, argv[1]);
+}
+
 /* emit(kind, call_id, module, function, arity, line, link, payload) -> id | nil */
 static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
@@ -1413,6 +1471,8 @@ static ErlNifFunc nif_funcs[] = {
     {"set_enabled", 2, nif_set_enabled, 0},
     {"emit_entry", 4, nif_emit_entry, 0},
     {"emit_exit", 2, nif_emit_exit, 0},
+    {"emit_pre", 4, nif_emit_pre, 0},
+    {"emit_callback_exit", 4, nif_emit_callback_exit, 0},
     {"emit", 8, nif_emit, 0},
     {"emit_as", 5, nif_emit_as, 0},
     {"pids_since", 2, nif_pids_since, ERL_NIF_DIRTY_JOB_CPU_BOUND},

@@ -34,6 +34,10 @@ defmodule ElixirScope.NIF do
   def emit_entry(_module, _function, _args, _line), do: nif_missing()
   @spec emit_exit(pos_integer(), term()) :: :ok
   def emit_exit(_call_id, _value), do: nif_missing()
+  @spec emit_pre(pos_integer(), non_neg_integer(), {:before, term()} | nil, {term(), map()} | nil) :: :ok
+  def emit_pre(_call_id, _line, _state_payload, _receive_payload), do: nif_missing()
+  @spec emit_callback_exit(pos_integer(), term(), {:after, term()} | nil, non_neg_integer()) :: :ok
+  def emit_callback_exit(_call_id, _value, _state_payload, _line), do: nif_missing()
   @spec emit(atom(), non_neg_integer() | nil, atom(), atom(), non_neg_integer() | nil, non_neg_integer(),
                non_neg_integer() | nil, term()) :: pos_integer() | nil
   def emit(_kind, _call_id, _module, _function, _arity, _line, _link, _payload), do: nif_missing()

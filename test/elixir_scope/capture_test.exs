@@ -75,6 +75,47 @@ defmodule ElixirScope.CaptureTest do
       assert abs(call.wall_time - System.system_time(:microsecond)) < 10_000_000
     end
 
+    test "an OTP callback's reports in one NIF call each record what the separate reports record" do
+      alias ElixirScope.AST.InjectorHelpers
+      message = {:add, 1}
+      args = [message, {self(), make_ref()}, %{n: 0}]
+      result = {:reply, :ok, %{n: 1}}
+
+      # as a custom runtime reports them, one call per event
+      cid = InstrumentationRuntime.report_function_entry(Srv, :handle_call, args, 9)
+      :ok = InjectorHelpers.callback_pre(InstrumentationRuntime, cid, 9, {:before, %{n: 0}}, {message, %{clause: :call, waited_us: nil}})
+      :ok = InjectorHelpers.report_callback_state(InstrumentationRuntime, cid, :gen_server, result, %{n: 0}, 9)
+      :ok = InstrumentationRuntime.report_function_exit(cid, result)
+      # as the default runtime's generated code reports them
+      cid2 = NIF.emit_entry(Srv, :handle_call, args, 9)
+      :ok = NIF.emit_pre(cid2, 9, {:before, %{n: 0}}, {message, %{clause: :call, waited_us: nil}})
+      :ok = NIF.emit_callback_exit(cid2, result, InjectorHelpers.state_after(:gen_server, result, %{n: 0}), 9)
+      # nothing to report: nothing recorded
+      cid3 = NIF.emit_entry(Srv, :handle_info, [:tick, %{}], 3)
+      :ok = NIF.emit_pre(cid3, 3, nil, nil)
+      :ok = NIF.emit_callback_exit(cid3, :weird, InjectorHelpers.state_after(:gen_server, :weird, %{}), 3)
+
+      events = ElixirScope.get_events(pid: self())
+      assert length(events) == 12
+      {separate, rest} = Enum.split(events, 5)
+      {combined, bare} = Enum.split(rest, 5)
+      shape = fn [call | _] = evs ->
+        Enum.map(evs, &{&1.kind, &1.module, &1.function, &1.arity, &1.line, &1.call_id == call.id, &1.payload})
+      end
+
+      assert [:call, :state, :receive, :state, :return] = Enum.map(separate, & &1.kind)
+      assert shape.(combined) == shape.(separate)
+      assert [%{payload: {:before, %{n: 0}}}, %{function: :receive, payload: {^message, %{clause: :call, waited_us: nil}}},
+              %{payload: {:after, %{n: 1}}}, %{kind: :return, payload: ^result}] = tl(combined)
+      assert hd(combined).return_id == List.last(combined).id
+      # nothing to report: only the call and its return
+      assert [%{kind: :call}, %{kind: :return, payload: :weird}] = bare
+
+      assert_raise ArgumentError, ~r/emit_pre\/4 expects/, fn -> NIF.emit_pre(0, 1, nil, nil) end
+      assert_raise ArgumentError, ~r/emit_pre\/4 expects/, fn -> NIF.emit_pre(cid, -1, nil, nil) end
+      assert_raise ArgumentError, ~r/emit_callback_exit\/4 expects/, fn -> NIF.emit_callback_exit(cid, 1, nil, :line) end
+    end
+
     test "exceptions and tail calls" do
       cid = InstrumentationRuntime.report_function_entry(M, :f, [])
       st = [{M, :f, 0, [file: ~c"lib/m.ex", line: 3]}]

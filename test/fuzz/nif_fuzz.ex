@@ -200,6 +200,8 @@ defmodule ElixirScope.Fuzz.NIFs do
       set_enabled: [[s, true], [s, false]],
       emit_entry: [[Shop, :checkout, [1, %{a: "b"}], 12]],
       emit_exit: [[1, {:ok, [1, 2]}]],
+      emit_pre: [[1, 4, {:before, %{n: 0}}, {{:add, 1}, %{clause: :call, waited_us: nil}}], [2, 0, nil, nil]],
+      emit_callback_exit: [[1, {:reply, :ok, %{n: 1}}, {:after, %{n: 1}}, 4], [2, :ok, nil, 0]],
       emit: [[:call, 1, Shop, :f, 1, 2, 0, [:x]], [:send, nil, nil, nil, nil, 0, 7, {self(), :msg}],
              [:state, 3, nil, nil, nil, 9, nil, {:after, %{n: 1}}]],
       emit_as: [[self(), :spawn, :observed, 5, {self(), %{parent: nil}}], [self(), :exit, :down, nil, :normal]],

@@ -28,9 +28,11 @@ defmodule ElixirScope.AST.InjectorHelpers do
     rt = erl_atom(runtime)
     me = erl_atom(__MODULE__)
     switch = erl_atom(ElixirScope.Capture.Switch)
-    # With the default runtime, entries, returns and tail calls go straight to the NIF: one call
-    # per event, no Elixir in between (the injected arguments are always valid, so it never raises).
-    {entry, exit, tail} = hot_calls(runtime)
+    # With the default runtime, entries, returns, tail calls, sends and OTP callbacks' reports go
+    # straight to the NIF: no Elixir in between (the injected arguments are always valid, so it
+    # never raises).
+    {entry, exit, tail, send} = hot_calls(runtime)
+    {pre, callback_exit} = callback_calls(runtime)
 
     %{
       # The switch is asked inline: with capture off a call costs one remote call to a constant
@@ -50,15 +52,15 @@ defmodule ElixirScope.AST.InjectorHelpers do
         guarded(
           "#{rt}:report_expression_value(ES@HOLE_call, ES@HOLE_source, ES@HOLE_value, ES@HOLE_line)"
         ),
-      state_before:
-        guarded("#{rt}:report_state_change(ES@HOLE_call, before, ES@HOLE_state, ES@HOLE_line)"),
-      state_after:
-        guarded(
-          "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line)"
-        ),
+      # An OTP callback's reports: its state and the message it takes right after its entry, its
+      # state after and its return at its end, each pair in one call (the payloads built here)
+      state_before: "{before, ES@HOLE_state}",
+      callback_message: "{ES@HOLE_msg, \#{clause => ES@HOLE_clause, waited_us => nil}}",
+      callback_pre: guarded(pre),
+      callback_exit: guarded(callback_exit),
       inject:
         guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)"),
-      send: guarded("#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"),
+      send: guarded(send),
       spawn:
         guarded("#{rt}:report_spawned(ES@HOLE_call, ES@HOLE_via, ES@HOLE_args, ES@HOLE_result, ES@HOLE_line)"),
       # an :erpc/:rpc call at its call site: the request (its id, or nil) before the call …
@@ -90,7 +92,8 @@ defmodule ElixirScope.AST.InjectorHelpers do
 
     {"#{nif}:emit_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
      "#{nif}:emit_exit(ES@HOLE_call, ES@HOLE_value)",
-     "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})"}
+     "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})",
+     "#{nif}:emit(send, ES@HOLE_call, nil, ES@HOLE_kind, nil, ES@HOLE_line, nil, {ES@HOLE_dest, ES@HOLE_msg})"}
   end
 
   defp hot_calls(runtime) do
@@ -98,7 +101,24 @@ defmodule ElixirScope.AST.InjectorHelpers do
 
     {"#{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
      "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)",
-     "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)"}
+     "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+     "#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"}
+  end
+
+  defp callback_calls(InstrumentationRuntime) do
+    nif = erl_atom(ElixirScope.NIF)
+    me = erl_atom(__MODULE__)
+
+    {"#{nif}:emit_pre(ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
+     "#{nif}:emit_callback_exit(ES@HOLE_call, ES@HOLE_result, #{me}:state_after(ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before), ES@HOLE_line)"}
+  end
+
+  defp callback_calls(runtime) do
+    {rt, me} = {erl_atom(runtime), erl_atom(__MODULE__)}
+
+    {"#{me}:callback_pre(#{rt}, ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
+     "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line), " <>
+       "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_result)"}
   end
 
   defp guarded(report), do: "case ES@HOLE_call of nil -> ok; _ -> #{report} end"
@@ -139,6 +159,31 @@ defmodule ElixirScope.AST.InjectorHelpers do
       :none -> :ok
     end
 
+    :ok
+  end
+
+  @doc """
+  The payload of the `:after` state event of an OTP callback that returned `result`
+  (`{:after, state}`), or `nil` when the result holds no state; see `report_callback_state/6`.
+  """
+  @spec state_after(state_kind(), term(), term()) :: {:after, term()} | nil
+  def state_after(kind, result, before) do
+    case callback_state(kind, result, before) do
+      {:ok, state} -> {:after, state}
+      :none -> nil
+    end
+  end
+
+  @doc """
+  With a runtime other than the NIF's: the reports an OTP callback makes right after its entry,
+  given as the payloads the NIF's `emit_pre/4` takes (`{:before, state}` or `nil`,
+  `{message, %{clause: kind}}` or `nil`).
+  """
+  @spec callback_pre(module(), pos_integer() | nil, non_neg_integer(), {:before, term()} | nil,
+                     {term(), map()} | nil) :: :ok
+  def callback_pre(runtime, call_id, line, state, message) do
+    with {:before, s} <- state, do: runtime.report_state_change(call_id, :before, s, line)
+    with {msg, %{clause: clause}} <- message, do: runtime.report_receive(call_id, msg, clause, nil, line)
     :ok
   end
 
