@@ -228,7 +228,7 @@ defmodule ElixirScope.CompilerTest do
   test "without the compiler in compilers: the modules are plain again; with it, instrumented again",
        %{dir: dir} do
     beam = Path.join(dir, "_build/dev/lib/ct_app/ebin/Elixir.CtApp.Math.beam")
-    runtime? = fn -> ElixirScope.Capture.InstrumentationRuntime in imported_modules(beam) end
+    runtime? = fn -> ElixirScope.NIF in imported_modules(beam) end
 
     try do
       {out, 0} = P.mix(dir, ["compile"], [{"CT_PLAIN", "1"}])

@@ -28,39 +28,31 @@ defmodule ElixirScope.AST.InjectorHelpers do
     rt = erl_atom(runtime)
     me = erl_atom(__MODULE__)
     switch = erl_atom(ElixirScope.Capture.Switch)
-    # With the default runtime, entries, returns, tail calls, sends and OTP callbacks' reports go
-    # straight to the NIF: no Elixir in between (the injected arguments are always valid, so it
-    # never raises).
-    {entry, exit, tail, send} = hot_calls(runtime)
-    {pre, callback_exit} = callback_calls(runtime)
+    r = reports(runtime)
 
     %{
       # The switch is asked inline: with capture off a call costs one remote call to a constant
       # function; no argument list is built and the runtime is not entered.
       entry: """
       case #{switch}:'on?'(ES@HOLE_mod) of
-        true -> #{entry};
+        true -> #{r.entry};
         _ -> nil
       end
       """,
-      exit: guarded(exit),
-      tail: guarded(tail),
+      exit: guarded(r.exit),
+      tail: guarded(r.tail),
       error: "#{me}:reraise(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_reason, ES@HOLE_stack)",
-      locals:
-        guarded("#{rt}:report_local_variable_snapshot(ES@HOLE_call, ES@HOLE_vars, ES@HOLE_line)"),
-      expr:
-        guarded(
-          "#{rt}:report_expression_value(ES@HOLE_call, ES@HOLE_source, ES@HOLE_value, ES@HOLE_line)"
-        ),
+      locals: guarded(r.locals),
+      expr: guarded(r.expr),
       # An OTP callback's reports: its state and the message it takes right after its entry, its
       # state after and its return at its end, each pair in one call (the payloads built here)
       state_before: "{before, ES@HOLE_state}",
       callback_message: "{ES@HOLE_msg, \#{clause => ES@HOLE_clause, waited_us => nil}}",
-      callback_pre: guarded(pre),
-      callback_exit: guarded(callback_exit),
+      callback_pre: guarded(r.callback_pre),
+      callback_exit: guarded(r.callback_exit),
       inject:
         guarded("#{me}:run_injection(#{rt}, ES@HOLE_call, ES@HOLE_code, ES@HOLE_vars, ES@HOLE_line)"),
-      send: guarded(send),
+      send: guarded(r.send),
       spawn:
         guarded("#{rt}:report_spawned(ES@HOLE_call, ES@HOLE_via, ES@HOLE_args, ES@HOLE_result, ES@HOLE_line)"),
       # an :erpc/:rpc call at its call site: the request (its id, or nil) before the call …
@@ -87,38 +79,41 @@ defmodule ElixirScope.AST.InjectorHelpers do
     |> Map.new(fn {name, source} -> {name, parse(source)} end)
   end
 
-  defp hot_calls(InstrumentationRuntime) do
-    nif = erl_atom(ElixirScope.NIF)
+  # The calls that record the frequent events. With the default runtime they go straight to the
+  # NIF, no Elixir in between (the injected arguments are always valid, so it never raises); an OTP
+  # callback's reports take two calls, not five (state before and message; state after and return).
+  defp reports(InstrumentationRuntime) do
+    {nif, me} = {erl_atom(ElixirScope.NIF), erl_atom(__MODULE__)}
 
-    {"#{nif}:emit_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
-     "#{nif}:emit_exit(ES@HOLE_call, ES@HOLE_value)",
-     "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})",
-     "#{nif}:emit(send, ES@HOLE_call, nil, ES@HOLE_kind, nil, ES@HOLE_line, nil, {ES@HOLE_dest, ES@HOLE_msg})"}
+    %{
+      entry: "#{nif}:emit_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+      exit: "#{nif}:emit_exit(ES@HOLE_call, ES@HOLE_value)",
+      tail: "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})",
+      send: "#{nif}:emit(send, ES@HOLE_call, nil, ES@HOLE_kind, nil, ES@HOLE_line, nil, {ES@HOLE_dest, ES@HOLE_msg})",
+      # the transformer always hands a map of the variables
+      locals: "#{nif}:emit(local, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, ES@HOLE_vars)",
+      expr: "#{nif}:emit(expr, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_source, ES@HOLE_value})",
+      callback_pre: "#{nif}:emit_pre(ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
+      callback_exit:
+        "#{nif}:emit_callback_exit(ES@HOLE_call, ES@HOLE_result, #{me}:state_after(ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before), ES@HOLE_line)"
+    }
   end
 
-  defp hot_calls(runtime) do
-    rt = erl_atom(runtime)
-
-    {"#{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
-     "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)",
-     "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
-     "#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)"}
-  end
-
-  defp callback_calls(InstrumentationRuntime) do
-    nif = erl_atom(ElixirScope.NIF)
-    me = erl_atom(__MODULE__)
-
-    {"#{nif}:emit_pre(ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
-     "#{nif}:emit_callback_exit(ES@HOLE_call, ES@HOLE_result, #{me}:state_after(ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before), ES@HOLE_line)"}
-  end
-
-  defp callback_calls(runtime) do
+  defp reports(runtime) do
     {rt, me} = {erl_atom(runtime), erl_atom(__MODULE__)}
 
-    {"#{me}:callback_pre(#{rt}, ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
-     "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line), " <>
-       "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_result)"}
+    %{
+      entry: "#{rt}:report_function_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+      exit: "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_value)",
+      tail: "#{rt}:report_tail_call(ES@HOLE_call, ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
+      send: "#{rt}:report_send(ES@HOLE_call, ES@HOLE_kind, ES@HOLE_dest, ES@HOLE_msg, ES@HOLE_line)",
+      locals: "#{rt}:report_local_variable_snapshot(ES@HOLE_call, ES@HOLE_vars, ES@HOLE_line)",
+      expr: "#{rt}:report_expression_value(ES@HOLE_call, ES@HOLE_source, ES@HOLE_value, ES@HOLE_line)",
+      callback_pre: "#{me}:callback_pre(#{rt}, ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
+      callback_exit:
+        "#{me}:report_callback_state(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before, ES@HOLE_line), " <>
+          "#{rt}:report_function_exit(ES@HOLE_call, ES@HOLE_result)"
+    }
   end
 
   defp guarded(report), do: "case ES@HOLE_call of nil -> ok; _ -> #{report} end"

@@ -105,11 +105,11 @@ defmodule ElixirScope.AST.PlanTest do
 
     assert [[:b]] ==
              for(
-               {:map, _, fields} <- reports(f, :report_local_variable_snapshot),
+               {:map, _, fields} <- reports(f, {:emit, :local}),
                do: keys(fields)
              )
 
-    assert length(reports(f, :report_expression_value)) == 3
+    assert length(reports(f, {:emit, :expr})) == 3
     assert length(reports(f, :run_injection)) == 1
 
     assert {:ok, %{level: :function_boundaries}} =
@@ -117,6 +117,10 @@ defmodule ElixirScope.AST.PlanTest do
   end
 
   # the arguments of the injected calls to `name` in a form (the vars map for snapshots)
+  # {:emit, kind}: the NIF calls that record events of that kind (the payload for local snapshots)
+  defp reports({:call, _, {:remote, _, _, {:atom, _, :emit}}, [{:atom, _, kind} | args]}, {:emit, kind}),
+    do: [List.last(args)]
+
   defp reports({:call, _, {:remote, _, _, {:atom, _, name}}, args}, name),
     do: [arg_of(name, args)]
 
@@ -124,7 +128,6 @@ defmodule ElixirScope.AST.PlanTest do
   defp reports(l, name) when is_list(l), do: Enum.flat_map(l, &reports(&1, name))
   defp reports(_, _), do: []
 
-  defp arg_of(:report_local_variable_snapshot, [_call, vars, _line]), do: vars
   defp arg_of(_, args), do: args
 
   defp keys(fields), do: for({:map_field_assoc, _, {:atom, _, k}, _} <- fields, do: k)
