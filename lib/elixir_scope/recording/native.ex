@@ -91,12 +91,11 @@ defmodule ElixirScope.Recording.Native do
 
   @doc """
   The call trees of the events matching normalised store filters, one list of roots per process,
-  built in C from the recording's rows (see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
+  built in C from the recording's events, nodes and all (see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
   """
   @spec call_trees_by_pid(Recording.t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(%Recording{store: store, meta: meta}, filters) do
-    {rows, truncated, groups} = NIF.recording_query_call_trees(store, filters, meta[:clock])
-    EventCorrelator.assemble_by_pid(groups, List.to_tuple(Event.from_store({rows, truncated})))
+    store |> NIF.recording_query_call_trees(filters, EventCorrelator.native_shapes(meta[:clock])) |> EventCorrelator.from_native()
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end

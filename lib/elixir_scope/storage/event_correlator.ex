@@ -12,11 +12,17 @@ defmodule ElixirScope.Storage.EventCorrelator do
 
   The store already links a call to its end (`Event.return_id`); this module
   is the process-level view built from it. The pairing and nesting run in C (c_src/call_tree.c:
-  the `call_trees/2` NIF over a list of events, or `query_call_trees/3` over the live store's rows,
-  see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`); this module assembles the nodes.
+  the `call_trees/2` NIF over a list of events, whose node ops this module assembles, or
+  `query_call_trees/3` over a store's events, which answers the nodes themselves, made from the
+  shapes `native_shapes/1` gives: see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
   """
 
   alias ElixirScope.{Event, NIF}
+
+  # the shape of a node: the native tree queries copy this literal, so that their nodes share its
+  # keys as the nodes built here do
+  @node_shape %{event: nil, return: nil, exception: nil, tail_call: nil, status: :open, duration_ns: nil, events: [],
+                children: []}
 
   @type status :: :ok | :exception | :tail_call | :open
   @type call_node :: %{
@@ -47,6 +53,40 @@ defmodule ElixirScope.Storage.EventCorrelator do
   """
   @spec assemble_by_pid([{pid(), [tuple()]}], tuple()) :: %{pid() => [call_node()]}
   def assemble_by_pid(groups, events), do: Map.new(groups, fn {pid, ops} -> {pid, assemble(ops, events, [])} end)
+
+  @doc """
+  The last argument of the native tree queries (`NIF.query_call_trees/3`,
+  `NIF.recording_query_call_trees/3`): the clock that gives wall times, and the shapes of an event
+  and a node (literals: the maps made from them share their keys).
+  """
+  @spec native_shapes({integer(), integer()} | nil) :: {{integer(), integer()} | nil, Event.t(), call_node()}
+  def native_shapes(clock), do: {clock, %Event{}, @node_shape}
+
+  @doc """
+  The answer of a native tree query, `{[{pid, roots}], truncated_count}`, as `call_trees_by_pid/1`
+  answers: the truncation markers of truncated payloads expanded (`Event.expand_truncated/1`).
+  """
+  @spec from_native({[{pid(), [call_node()]}], non_neg_integer()}) :: %{pid() => [call_node()]}
+  def from_native({groups, 0}), do: Map.new(groups)
+  def from_native({groups, _truncated}), do: Map.new(groups, fn {pid, roots} -> {pid, map_events(roots, &Event.expand_truncated/1)} end)
+
+  # the nodes with `fun` applied to each of their events, children first, without recursing on
+  # the depth: a stack of {node, its later siblings, its earlier siblings done}
+  defp map_events(roots, fun), do: map_level(roots, [], fun, [])
+
+  defp map_level([node | todo], done, fun, stack), do: map_level(node.children, [], fun, [{node, todo, done} | stack])
+  defp map_level([], done, _fun, []), do: Enum.reverse(done)
+
+  defp map_level([], children, fun, [{node, todo, done} | stack]) do
+    node = %{node | event: fun.(node.event), return: map_nil(node.return, fun), exception: map_nil(node.exception, fun),
+                    tail_call: map_nil(node.tail_call, fun), events: Enum.map(node.events, fun),
+                    children: Enum.reverse(children)}
+
+    map_level(todo, [node | done], fun, stack)
+  end
+
+  defp map_nil(nil, _fun), do: nil
+  defp map_nil(event, fun), do: fun.(event)
 
   @doc "The roots of every group, in time order, as `call_trees/1` answers (see `assemble_by_pid/2`)."
   @spec assemble_roots([{pid(), [tuple()]}], tuple()) :: [call_node()]

@@ -71,21 +71,40 @@ defmodule ElixirScope.Storage.NativeReadTest do
       ElixirScope.Capture.RingBuffer.drain_all(s, 1000)
       clock = {NIF.now(), System.system_time(:microsecond)}
 
-      for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}] do
-        {rows, truncated, groups} = NIF.query_call_trees(s, filters, clock)
-        events = Event.from_store({rows, truncated})
-        assert Event.from_store(NIF.query_events(s, filters, clock)) == events
-        trees = EventCorrelator.assemble_by_pid(groups, List.to_tuple(events))
+      for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}], c <- [clock, nil] do
+        events = Event.from_store(NIF.query_events(s, filters, c))
+        {groups, truncated} = NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(c))
+        assert truncated > 0
+        trees = EventCorrelator.from_native({groups, truncated})
         assert trees == CallTreeModel.call_trees_by_pid(events)
+        assert Enum.map(groups, &elem(&1, 0)) == Enum.sort(Map.keys(trees))
         assert map_size(trees) == if(filters == %{pid: me}, do: 1, else: 2)
       end
 
       [root | _] = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{pid: me}, clock)))
       assert root.status == :ok and Enum.any?(root.children, &(&1.status == :tail_call))
-      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, nil) == {[], 0, []}
-      assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, nil) end
-      assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, nil) end
+      shapes = EventCorrelator.native_shapes(nil)
+      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, shapes) == {[], 0}
+      assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, shapes) end
+      assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, shapes) end
       assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, :now) end
+      # the shapes: an event's and a node's keys, exactly; the clock alone is query_events/3's
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, {nil, %{id: 1}, elem(shapes, 2)}) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, {nil, %Event{}, %{event: nil}}) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, nil) end
+      assert_raise ArgumentError, ~r/query_events.*clock/, fn -> NIF.query_events(s, %{}, shapes) end
+    end
+
+    test "the native trees' maps share the keys of their shapes, as maps built in Elixir do", %{s: s} do
+      for i <- 1..20, do: NIF.emit_exit(NIF.emit_entry(M, :f, [i], 1), i)
+      ElixirScope.Capture.RingBuffer.drain_all(s, 100)
+      {[{_pid, roots}], 0} = NIF.query_call_trees(s, %{}, EventCorrelator.native_shapes(nil))
+      # the same nodes, assembled in Elixir over the structs of query_events/3
+      elixir = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{}, nil)))
+      assert roots == elixir
+      # key tuples are literals, which neither counts: 3 words a map and one a value
+      assert :erts_debug.size(roots) == :erts_debug.size(elixir)
+      assert :erts_debug.size(roots) < 60 * length(roots)
     end
 
     test "payloads of every term kind decode as binary_to_term/1 decodes them" do
