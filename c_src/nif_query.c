@@ -176,6 +176,8 @@ struct es_event_rows {
     es_event_head *heads;   /* query_events/3 */
     ERL_NIF_TERM *payloads; /* decoded while the store holds them */
     tree_rows *trees;       /* query_call_trees/3 (then no heads) */
+    int sizing;             /* query_call_trees/3 asked for :words: only `words` is counted */
+    uint64_t words;
     es_atom_memo *memo;
     uint64_t truncated;
     const char *error; /* set: stop and raise */
@@ -220,6 +222,19 @@ static void event_values(es_event_rows *c, const es_event_head *h, ERL_NIF_TERM 
     v[F_TRUNCATED] = h->flags & ES_FLAG_TRUNCATED ? a->true_ : a->false_;
     v[F_REDACTED] = h->flags & ES_FLAG_REDACTED ? a->true_ : a->false_;
     c->truncated += (h->flags & ES_FLAG_TRUNCATED) != 0;
+}
+
+/* An upper bound of the heap words an event adds to a tree answer: its map and the list cell
+   that holds it, a call's node and its cell, the integers past the small ones, and its payload:
+   at most two words a byte of its external format (a string's character is one byte and one
+   cons; everything else takes more bytes than words). */
+#define SMALL_MAX (((uint64_t)1 << 59) - 1)
+static uint64_t answer_words(const es_event_head *h, uint32_t payload_len) {
+    uint64_t w = (3 + F__COUNT) + 2 + 2 * (uint64_t)payload_len;
+    uint64_t ints[4] = {h->id, h->ts, h->call_id, h->link};
+    for (int i = 0; i < 4; i++) w += ints[i] > SMALL_MAX ? 2 * 2 : 0; /* a bignum: 2 words (link twice) */
+    if (h->kind == ES_KIND_CALL) w += (3 + N__COUNT) + 2 + 2;      /* node, cell, a big duration */
+    return w;
 }
 
 /* room for one more event; 0: out of memory */
@@ -276,6 +291,7 @@ static void tree_add(es_event_rows *c, const es_event_head *h, ERL_NIF_TERM payl
 int es_event_rows_add(es_event_rows *c, const es_event_view *ev, int lenient) {
     es_event_head h = ev->head;
     ERL_NIF_TERM payload = c->a.nil;
+    if (c->sizing) return (c->words += answer_words(&h, ev->payload_len)), 0;
     /* placed by time, not in its parent's order: no part of a tree (see observed_spawn) */
     if (c->trees && h.kind == ES_KIND_SPAWN && (ERL_NIF_TERM)h.function == c->trees->ta.observed) return 0;
     if (!reserve(c)) return (c->error = OUT_OF_MEMORY), 1;
@@ -341,17 +357,23 @@ static void free_rows(es_event_rows *c) {
 }
 
 /* clock: nil or {monotonic_ns, system_us}, integers within ±2^62 (so that every wall time fits
-   in 64 bits); a tree query's: {clock, %ElixirScope.Event{}, node shape} */
+   in 64 bits); a tree query's: {clock, %ElixirScope.Event{}, node shape}, or :words (the size of
+   its answer) */
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out) {
     const ERL_NIF_TERM *parts;
-    int arity;
+    int arity, ok;
     es_event_rows *c = enif_alloc(sizeof *c);
     if (!c) return 0;
     memset(c, 0, sizeof *c);
     c->env = env;
     make_event_atoms(env, &c->a);
-    if (!(c->memo = es_atom_memo_new()) ||
-        !(enif_get_tuple(env, clock, &arity, &parts) && arity == 3 ? get_shapes(env, parts, c) : get_clock(env, clock, c))) {
+    if ((c->sizing = enif_is_identical(clock, enif_make_atom(env, "words"))))
+        ok = 1;
+    else if (enif_get_tuple(env, clock, &arity, &parts) && arity == 3)
+        ok = get_shapes(env, parts, c);
+    else
+        ok = get_clock(env, clock, c);
+    if (!ok || !(c->memo = es_atom_memo_new())) {
         free_rows(c);
         return 0;
     }
@@ -363,7 +385,7 @@ int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out)
 static const char *rows_list(es_event_rows *c, ERL_NIF_TERM *rows) {
     ERL_NIF_TERM *items;
     if (c->error) return c->error;
-    if (c->trees) return "query_events: the clock must be nil or {monotonic_ns, system_us}";
+    if (c->trees || c->sizing) return "query_events: the clock must be nil or {monotonic_ns, system_us}";
     if (!(items = enif_alloc((c->n + 1) * sizeof *items))) return OUT_OF_MEMORY;
     for (size_t i = 0; i < c->n; i++) items[i] = row_term(c, &c->heads[i], c->payloads[i]);
     *rows = enif_make_list_from_array(c->env, items, (unsigned)c->n);
@@ -690,12 +712,18 @@ static uint32_t *group_order(es_event_rows *c, const char **error) {
     return order;
 }
 
-/* query_call_trees/3: {[{pid, [root node]}] in pid order, truncated_count}, or raises; frees c */
+/* query_call_trees/3: {[{pid, [root node]}] in pid order, truncated_count}, or (:words) an upper
+   bound of the heap words of that answer, or raises; frees c */
 ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
     ErlNifEnv *env = c->env;
     const char *error = c->error;
     ERL_NIF_TERM groups = enif_make_list(env, 0), roots;
     uint32_t *order = NULL;
+    if (c->sizing) {
+        groups = enif_make_uint64(env, c->words);
+        free_rows(c);
+        return groups;
+    }
     if (!error && !c->trees) error = "query_call_trees: the clock must be {clock, %ElixirScope.Event{}, node shape}";
     if (!error && c->n) order = group_order(c, &error);
     /* built from the last process back: the list is in pid order */

@@ -95,7 +95,7 @@ defmodule ElixirScope.Recording.Native do
   """
   @spec call_trees_by_pid(Recording.t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(%Recording{store: store, meta: meta}, filters) do
-    store |> NIF.recording_query_call_trees(filters, EventCorrelator.native_shapes(meta[:clock])) |> EventCorrelator.from_native()
+    EventCorrelator.native_call_trees(&NIF.recording_query_call_trees(store, filters, &1), meta[:clock])
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end

@@ -59,7 +59,7 @@ defmodule ElixirScope.Storage.DataAccess do
   @spec call_trees_by_pid(filters()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(filters) when is_list(filters) do
     read(filters, %{}, fn s, query, clock ->
-      s |> NIF.query_call_trees(query, EventCorrelator.native_shapes(clock)) |> EventCorrelator.from_native()
+      EventCorrelator.native_call_trees(&NIF.query_call_trees(s, query, &1), clock)
     end)
   end
 

@@ -14,9 +14,10 @@ defmodule ElixirScope.Storage.EventCorrelator do
   is the process-level view built from it. The pairing and nesting run in C (c_src/call_tree.c:
   the `call_trees/2` NIF over a list of events, whose node ops this module assembles, or
   `query_call_trees/3` over a store's events, which answers the nodes themselves, made from the
-  shapes `native_shapes/1` gives: see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
+  shapes `native_shapes/1` gives: see `native_call_trees/2`).
   """
 
+  import Bitwise, only: [<<<: 2]
   alias ElixirScope.{Event, NIF}
 
   # the shape of a node: the native tree queries copy this literal, so that their nodes share its
@@ -55,20 +56,60 @@ defmodule ElixirScope.Storage.EventCorrelator do
   def assemble_by_pid(groups, events), do: Map.new(groups, fn {pid, ops} -> {pid, assemble(ops, events, [])} end)
 
   @doc """
-  The last argument of the native tree queries (`NIF.query_call_trees/3`,
-  `NIF.recording_query_call_trees/3`): the clock that gives wall times, and the shapes of an event
-  and a node (literals: the maps made from them share their keys).
+  Runs a native tree query (`NIF.query_call_trees/3`, `NIF.recording_query_call_trees/3`):
+  `query` takes the query's last argument, `clock` gives wall times. Answers as
+  `call_trees_by_pid/1`.
+
+  The NIF makes the nodes themselves, copying two literal shapes (`%Event{}` and a node) so that
+  every map shares its key tuple as the maps built in Elixir do. What it makes beyond the free
+  space of this process's heap goes to heap fragments, which the collection that follows the
+  call copies into a new heap: for a large answer (10,000 calls: 4.5 MB) that copy and the first
+  touch of the fragments' fresh pages cost more than making the answer. So the query is first
+  asked the size of its answer (`:words`, an upper bound; no event decoded) and, when that is
+  larger than the heap, the heap is grown to hold it by a minor collection under a raised
+  `min_heap_size` (restored after), which copies only the young live data, less than the answer.
+  """
+  @spec native_call_trees((term() -> term()), {integer(), integer()} | nil) :: %{pid() => [call_node()]}
+  def native_call_trees(query, clock) do
+    with_free_heap(query.(:words), fn -> query.(native_shapes(clock)) end) |> from_native()
+  end
+
+  @doc """
+  The last argument of a native tree query that builds the trees: the clock, and the shapes of
+  an event and a node (literals, whose key tuples the maps made from them share).
   """
   @spec native_shapes({integer(), integer()} | nil) :: {{integer(), integer()} | nil, Event.t(), call_node()}
   def native_shapes(clock), do: {clock, %Event{}, @node_shape}
 
-  @doc """
-  The answer of a native tree query, `{[{pid, roots}], truncated_count}`, as `call_trees_by_pid/1`
-  answers: the truncation markers of truncated payloads expanded (`Event.expand_truncated/1`).
-  """
-  @spec from_native({[{pid(), [call_node()]}], non_neg_integer()}) :: %{pid() => [call_node()]}
-  def from_native({groups, 0}), do: Map.new(groups)
-  def from_native({groups, _truncated}), do: Map.new(groups, fn {pid, roots} -> {pid, map_events(roots, &Event.expand_truncated/1)} end)
+  # below this the answer fits the heaps processes have anyway; above the cap, the rest goes to
+  # fragments (a heap is one block: the estimate, up to twice the answer, must not ask for GBs)
+  @grow_from_words 50_000
+  @grow_cap_words 1 <<< 24
+
+  # Without it the collection after the call copies the young live data and the answer; with it
+  # the minor collection before copies the young live data only (about what survived the last
+  # collection: recent_size). Not in a process with a max_heap_size, which the estimate must not
+  # trip.
+  defp with_free_heap(words, fun) do
+    [garbage_collection_info: gc, max_heap_size: %{size: max}] = Process.info(self(), [:garbage_collection_info, :max_heap_size])
+
+    if words < @grow_from_words or max != 0 do
+      fun.()
+    else
+      old = Process.flag(:min_heap_size, gc[:recent_size] + gc[:stack_size] + min(words, @grow_cap_words))
+
+      try do
+        :erlang.garbage_collect(self(), type: :minor)
+        fun.()
+      after
+        Process.flag(:min_heap_size, old)
+      end
+    end
+  end
+
+  # {[{pid, roots}], truncated_count}: the truncation markers of truncated payloads expanded
+  defp from_native({groups, 0}), do: Map.new(groups)
+  defp from_native({groups, _truncated}), do: Map.new(groups, fn {pid, roots} -> {pid, map_events(roots, &Event.expand_truncated/1)} end)
 
   # the nodes with `fun` applied to each of their events, children first, without recursing on
   # the depth: a stack of {node, its later siblings, its earlier siblings done}
