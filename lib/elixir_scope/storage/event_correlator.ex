@@ -78,7 +78,7 @@ defmodule ElixirScope.Storage.EventCorrelator do
   The last argument of a native tree query that builds the trees: the clock, and the shapes of
   an event and a node (literals, whose key tuples the maps made from them share).
   """
-  @spec native_shapes({integer(), integer()} | nil) :: {{integer(), integer()} | nil, Event.t(), call_node()}
+  @spec native_shapes({integer(), integer()} | nil) :: {{integer(), integer()} | nil, %Event{}, map()}
   def native_shapes(clock), do: {clock, %Event{}, @node_shape}
 
   # below this the answer fits the heaps processes have anyway; above the cap, the rest goes to
