@@ -237,11 +237,12 @@ static uint64_t answer_words(const es_event_head *h, uint32_t payload_len) {
     return w;
 }
 
-/* room for one more event; 0: out of memory */
-static int reserve(es_event_rows *c) {
+/* room for one more event (or for `want`, when more); 0: out of memory */
+static int reserve(es_event_rows *c, size_t want) {
     size_t ncap = c->cap ? c->cap * 2 : 256;
     tree_rows *t = c->trees;
-    if (c->n < c->cap) return 1;
+    if (c->n < c->cap && want <= c->cap) return 1;
+    if (want > ncap) ncap = want;
     if (t) {
         es_ct_event *cts = enif_realloc(t->cts, ncap * sizeof *cts);
         if (cts) t->cts = cts;
@@ -291,10 +292,10 @@ static void tree_add(es_event_rows *c, const es_event_head *h, ERL_NIF_TERM payl
 int es_event_rows_add(es_event_rows *c, const es_event_view *ev, int lenient) {
     es_event_head h = ev->head;
     ERL_NIF_TERM payload = c->a.nil;
-    if (c->sizing) return (c->words += answer_words(&h, ev->payload_len)), 0;
+    if (c->sizing) return (c->words += answer_words(&h, ev->payload_len)), c->n++, 0;
     /* placed by time, not in its parent's order: no part of a tree (see observed_spawn) */
     if (c->trees && h.kind == ES_KIND_SPAWN && (ERL_NIF_TERM)h.function == c->trees->ta.observed) return 0;
-    if (!reserve(c)) return (c->error = OUT_OF_MEMORY), 1;
+    if (!reserve(c, 0)) return (c->error = OUT_OF_MEMORY), 1;
     if (ev->payload_len != 0 && !es_decode_payload(c->env, c->memo, ev->payload, ev->payload_len, &payload)) {
         if (!lenient) return (c->error = "a stored payload is not valid external term format"), 1;
         payload = c->a.nil;
@@ -329,8 +330,11 @@ static int get_clock(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows *c) {
             c->sys0 <= CLOCK_BOUND && c->sys0 >= -CLOCK_BOUND);
 }
 
-/* {clock, %ElixirScope.Event{}, node shape}: a tree query's */
+/* {clock, %ElixirScope.Event{}, node shape, expected events}: a tree query's (the arrays are
+   made that large at once: growing them copies them into fresh pages) */
+#define EXPECTED_EVENTS_MAX ((ErlNifUInt64)1 << 22) /* beyond, the arrays grow as they fill */
 static int get_shapes(ErlNifEnv *env, const ERL_NIF_TERM *parts, es_event_rows *c) {
+    ErlNifUInt64 expected;
     tree_rows *t = enif_alloc(sizeof *t);
     if (!t) return 0;
     memset(t, 0, sizeof *t);
@@ -339,7 +343,8 @@ static int get_shapes(ErlNifEnv *env, const ERL_NIF_TERM *parts, es_event_rows *
     t->sorted = 1;
     return get_clock(env, parts[0], c) &&
            shape_init(env, &c->a, parts[1], FIELD_NAMES, F__COUNT, &t->event, t->event_slot) &&
-           shape_init(env, &c->a, parts[2], NODE_FIELDS, N__COUNT, &t->node, t->node_slot);
+           shape_init(env, &c->a, parts[2], NODE_FIELDS, N__COUNT, &t->node, t->node_slot) &&
+           enif_get_uint64(env, parts[3], &expected) && reserve(c, expected < EXPECTED_EVENTS_MAX ? expected : 0);
 }
 
 static void free_rows(es_event_rows *c) {
@@ -357,8 +362,8 @@ static void free_rows(es_event_rows *c) {
 }
 
 /* clock: nil or {monotonic_ns, system_us}, integers within ±2^62 (so that every wall time fits
-   in 64 bits); a tree query's: {clock, %ElixirScope.Event{}, node shape}, or :words (the size of
-   its answer) */
+   in 64 bits); a tree query's: {clock, %ElixirScope.Event{}, node shape, expected events}, or
+   :words (the size of its answer) */
 int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out) {
     const ERL_NIF_TERM *parts;
     int arity, ok;
@@ -369,7 +374,7 @@ int es_event_rows_begin(ErlNifEnv *env, ERL_NIF_TERM clock, es_event_rows **out)
     make_event_atoms(env, &c->a);
     if ((c->sizing = enif_is_identical(clock, enif_make_atom(env, "words"))))
         ok = 1;
-    else if (enif_get_tuple(env, clock, &arity, &parts) && arity == 3)
+    else if (enif_get_tuple(env, clock, &arity, &parts) && arity == 4)
         ok = get_shapes(env, parts, c);
     else
         ok = get_clock(env, clock, c);
@@ -712,19 +717,19 @@ static uint32_t *group_order(es_event_rows *c, const char **error) {
     return order;
 }
 
-/* query_call_trees/3: {[{pid, [root node]}] in pid order, truncated_count}, or (:words) an upper
-   bound of the heap words of that answer, or raises; frees c */
+/* query_call_trees/3: {[{pid, [root node]}] in pid order, truncated_count}, or (:words) {an upper
+   bound of the heap words of that answer, its events}, or raises; frees c */
 ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
     ErlNifEnv *env = c->env;
     const char *error = c->error;
     ERL_NIF_TERM groups = enif_make_list(env, 0), roots;
     uint32_t *order = NULL;
     if (c->sizing) {
-        groups = enif_make_uint64(env, c->words);
+        groups = enif_make_tuple2(env, enif_make_uint64(env, c->words), enif_make_uint64(env, c->n));
         free_rows(c);
         return groups;
     }
-    if (!error && !c->trees) error = "query_call_trees: the clock must be {clock, %ElixirScope.Event{}, node shape}";
+    if (!error && !c->trees) error = "query_call_trees: the clock must be {clock, %ElixirScope.Event{}, node shape, expected events}";
     if (!error && c->n) order = group_order(c, &error);
     /* built from the last process back: the list is in pid order */
     for (size_t end = c->n; !error && end > 0;) {

@@ -71,15 +71,18 @@ defmodule ElixirScope.Storage.EventCorrelator do
   """
   @spec native_call_trees((term() -> term()), {integer(), integer()} | nil) :: %{pid() => [call_node()]}
   def native_call_trees(query, clock) do
-    with_free_heap(query.(:words), fn -> query.(native_shapes(clock)) end) |> from_native()
+    {words, events} = query.(:words)
+    with_free_heap(words, fn -> query.(native_shapes(clock, events)) end) |> from_native()
   end
 
   @doc """
-  The last argument of a native tree query that builds the trees: the clock, and the shapes of
-  an event and a node (literals, whose key tuples the maps made from them share).
+  The last argument of a native tree query that builds the trees: the clock, the shapes of an
+  event and a node (literals, whose key tuples the maps made from them share), and how many
+  events to expect (its arrays are made that large at once; more are taken all the same).
   """
-  @spec native_shapes({integer(), integer()} | nil) :: {{integer(), integer()} | nil, %Event{}, map()}
-  def native_shapes(clock), do: {clock, %Event{}, @node_shape}
+  @spec native_shapes({integer(), integer()} | nil, non_neg_integer()) ::
+          {{integer(), integer()} | nil, %Event{}, map(), non_neg_integer()}
+  def native_shapes(clock, expected_events \\ 0), do: {clock, %Event{}, @node_shape, expected_events}
 
   # below this the answer fits the heaps processes have anyway; above the cap, the rest goes to
   # fragments (a heap is one block: the estimate, up to twice the answer, must not ask for GBs)

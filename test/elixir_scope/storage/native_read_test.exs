@@ -89,8 +89,10 @@ defmodule ElixirScope.Storage.NativeReadTest do
       assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, shapes) end
       assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, :now) end
       # the shapes: an event's and a node's keys, exactly; the clock alone is query_events/3's
-      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, {nil, %{id: 1}, elem(shapes, 2)}) end
-      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, {nil, %Event{}, %{event: nil}}) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 1, %{id: 1})) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 2, %{event: nil})) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 3, -1)) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, Tuple.delete_at(shapes, 3)) end
       assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, nil) end
       assert_raise ArgumentError, ~r/query_events.*clock/, fn -> NIF.query_events(s, %{}, shapes) end
     end
@@ -123,15 +125,22 @@ defmodule ElixirScope.Storage.NativeReadTest do
 
       ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
       {answer, _truncated} = NIF.query_call_trees(s, %{}, EventCorrelator.native_shapes(nil))
-      assert :erts_debug.size(answer) <= NIF.query_call_trees(s, %{}, :words)
-      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, :words) == 0
+      {words, events} = NIF.query_call_trees(s, %{}, :words)
+      assert :erts_debug.size(answer) <= words
+      assert events == 3 * length(values)
+      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, :words) == {0, 0}
 
       # with the payloads of most calls (no large binary: its bytes are counted as words), close
       for i <- 1..200, do: NIF.emit_exit(NIF.emit_entry(M, :g, [i, :a, {i, "id"}], 1), {:ok, i})
       ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
       filters = %{module: M, function: :g}
       {answer, 0} = NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(nil))
-      assert NIF.query_call_trees(s, filters, :words) in :erts_debug.size(answer)..(3 * :erts_debug.size(answer))
+      assert {words, 400} = NIF.query_call_trees(s, filters, :words)
+      assert words in :erts_debug.size(answer)..(3 * :erts_debug.size(answer))
+      # as many events as expected, or fewer, or more
+      for expected <- [0, 1, 400, 100_000] do
+        assert NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(nil, expected)) == {answer, 0}
+      end
     end
 
     test "payloads of every term kind decode as binary_to_term/1 decodes them" do
