@@ -384,8 +384,8 @@ static int rows_collect(void *ctxp, const es_event_view *ev) {
     return es_event_rows_add(c->rows, &v, 1);
 }
 
-/* recording_query_call_trees(recording, filters, clock) -> {[row], truncated_count, [{pid, ops}]},
-   as query_call_trees/3 answers for a session (nif_query.c) */
+/* recording_query_call_trees(recording, filters, shapes | :words): as query_call_trees/3 answers
+   for a session (nif_query.c) */
 ERL_NIF_TERM es_nif_recording_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_recording *r = get_recording(env, argv[0], 1);
     es_query q;
