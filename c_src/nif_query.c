@@ -75,7 +75,7 @@ static int observed_spawn(const tree_atoms *ta, const es_ct_event *e) {
 }
 /* ---- maps of a shape -------------------------------------------------------------------------
  * The maps query_call_trees/3 answers (events, call nodes) copy a shape: a map literal of the
- * calling Elixir module (%ElixirScope.Event{}, EventCorrelator's node) whose key tuple, in the
+ * calling Elixir module (%ElixirScope.Event{}, NativeCallTrees' node) whose key tuple, in the
  * literal area, every copy shares, as in the maps Elixir code builds: 3 words and one a value,
  * and no keys to copy when the map is sent. enif_make_map_from_arrays gives each map a key tuple
  * of its own (an event: 38 words instead of 20, twice the memory and GC of a large answer).

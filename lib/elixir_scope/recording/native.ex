@@ -19,7 +19,7 @@ defmodule ElixirScope.Recording.Native do
 
   import Bitwise, only: [bor: 2]
   alias ElixirScope.{Event, NIF, Recording}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
   alias ElixirScope.Recording.{Atoms, Format}
 
   @doc "The format version these files carry."
@@ -95,7 +95,7 @@ defmodule ElixirScope.Recording.Native do
   """
   @spec call_trees_by_pid(Recording.t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(%Recording{store: store, meta: meta}, filters) do
-    EventCorrelator.native_call_trees(&NIF.recording_query_call_trees(store, filters, &1), meta[:clock])
+    NativeCallTrees.run(&NIF.recording_query_call_trees(store, filters, &1), meta[:clock])
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end

@@ -13,7 +13,7 @@ defmodule ElixirScope.Storage.DataAccess do
 
   alias ElixirScope.Capture.{Lifecycle, RingBuffer, Session}
   alias ElixirScope.{Event, NIF}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
 
   @type filters :: keyword()
 
@@ -59,7 +59,7 @@ defmodule ElixirScope.Storage.DataAccess do
   @spec call_trees_by_pid(filters()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(filters) when is_list(filters) do
     read(filters, %{}, fn s, query, clock ->
-      EventCorrelator.native_call_trees(&NIF.query_call_trees(s, query, &1), clock)
+      NativeCallTrees.run(&NIF.query_call_trees(s, query, &1), clock)
     end)
   end
 

@@ -13,17 +13,11 @@ defmodule ElixirScope.Storage.EventCorrelator do
   The store already links a call to its end (`Event.return_id`); this module
   is the process-level view built from it. The pairing and nesting run in C (c_src/call_tree.c:
   the `call_trees/2` NIF over a list of events, whose node ops this module assembles, or
-  `query_call_trees/3` over a store's events, which answers the nodes themselves, made from the
-  shapes `native_shapes/1` gives: see `native_call_trees/2`).
+  `query_call_trees/3` over a store's events, which answers the nodes themselves: see
+  `ElixirScope.Storage.NativeCallTrees`).
   """
 
-  import Bitwise, only: [<<<: 2]
   alias ElixirScope.{Event, NIF}
-
-  # the shape of a node: the native tree queries copy this literal, so that their nodes share its
-  # keys as the nodes built here do
-  @node_shape %{event: nil, return: nil, exception: nil, tail_call: nil, status: :open, duration_ns: nil, events: [],
-                children: []}
 
   @type status :: :ok | :exception | :tail_call | :open
   @type call_node :: %{
@@ -54,83 +48,6 @@ defmodule ElixirScope.Storage.EventCorrelator do
   """
   @spec assemble_by_pid([{pid(), [tuple()]}], tuple()) :: %{pid() => [call_node()]}
   def assemble_by_pid(groups, events), do: Map.new(groups, fn {pid, ops} -> {pid, assemble(ops, events, [])} end)
-
-  @doc """
-  Runs a native tree query (`NIF.query_call_trees/3`, `NIF.recording_query_call_trees/3`):
-  `query` takes the query's last argument, `clock` gives wall times. Answers as
-  `call_trees_by_pid/1`.
-
-  The NIF makes the nodes themselves, copying two literal shapes (`%Event{}` and a node) so that
-  every map shares its key tuple as the maps built in Elixir do. What it makes beyond the free
-  space of this process's heap goes to heap fragments, which the collection that follows the
-  call copies into a new heap: for a large answer (10,000 calls: 4.5 MB) that copy and the first
-  touch of the fragments' fresh pages cost more than making the answer. So the query is first
-  asked the size of its answer (`:words`, an upper bound; no event decoded) and, when that is
-  larger than the heap, the heap is grown to hold it by a minor collection under a raised
-  `min_heap_size` (restored after), which copies only the young live data, less than the answer.
-  """
-  @spec native_call_trees((term() -> term()), {integer(), integer()} | nil) :: %{pid() => [call_node()]}
-  def native_call_trees(query, clock) do
-    {words, events} = query.(:words)
-    with_free_heap(words, fn -> query.(native_shapes(clock, events)) end) |> from_native()
-  end
-
-  @doc """
-  The last argument of a native tree query that builds the trees: the clock, the shapes of an
-  event and a node (literals, whose key tuples the maps made from them share), and how many
-  events to expect (its arrays are made that large at once; more are taken all the same).
-  """
-  @spec native_shapes({integer(), integer()} | nil, non_neg_integer()) ::
-          {{integer(), integer()} | nil, %Event{}, map(), non_neg_integer()}
-  def native_shapes(clock, expected_events \\ 0), do: {clock, %Event{}, @node_shape, expected_events}
-
-  # below this the answer fits the heaps processes have anyway; above the cap, the rest goes to
-  # fragments (a heap is one block: the estimate, up to twice the answer, must not ask for GBs)
-  @grow_from_words 50_000
-  @grow_cap_words 1 <<< 24
-
-  # Without it the collection after the call copies the young live data and the answer; with it
-  # the minor collection before copies the young live data only (about what survived the last
-  # collection: recent_size). Not in a process with a max_heap_size, which the estimate must not
-  # trip.
-  defp with_free_heap(words, fun) do
-    [garbage_collection_info: gc, max_heap_size: %{size: max}] = Process.info(self(), [:garbage_collection_info, :max_heap_size])
-
-    if words < @grow_from_words or max != 0 do
-      fun.()
-    else
-      old = Process.flag(:min_heap_size, gc[:recent_size] + gc[:stack_size] + min(words, @grow_cap_words))
-
-      try do
-        :erlang.garbage_collect(self(), type: :minor)
-        fun.()
-      after
-        Process.flag(:min_heap_size, old)
-      end
-    end
-  end
-
-  # {[{pid, roots}], truncated_count}: the truncation markers of truncated payloads expanded
-  defp from_native({groups, 0}), do: Map.new(groups)
-  defp from_native({groups, _truncated}), do: Map.new(groups, fn {pid, roots} -> {pid, map_events(roots, &Event.expand_truncated/1)} end)
-
-  # the nodes with `fun` applied to each of their events, children first, without recursing on
-  # the depth: a stack of {node, its later siblings, its earlier siblings done}
-  defp map_events(roots, fun), do: map_level(roots, [], fun, [])
-
-  defp map_level([node | todo], done, fun, stack), do: map_level(node.children, [], fun, [{node, todo, done} | stack])
-  defp map_level([], done, _fun, []), do: Enum.reverse(done)
-
-  defp map_level([], children, fun, [{node, todo, done} | stack]) do
-    node = %{node | event: fun.(node.event), return: map_nil(node.return, fun), exception: map_nil(node.exception, fun),
-                    tail_call: map_nil(node.tail_call, fun), events: Enum.map(node.events, fun),
-                    children: Enum.reverse(children)}
-
-    map_level(todo, [node | done], fun, stack)
-  end
-
-  defp map_nil(nil, _fun), do: nil
-  defp map_nil(event, fun), do: fun.(event)
 
   @doc "The roots of every group, in time order, as `call_trees/1` answers (see `assemble_by_pid/2`)."
   @spec assemble_roots([{pid(), [tuple()]}], tuple()) :: [call_node()]

@@ -6,7 +6,7 @@ defmodule ElixirScope.Storage.NativeReadTest do
 
   import Bitwise
   alias ElixirScope.{Event, NIF}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
   alias ElixirScope.Test.{CallTreeModel, Gen, TermGen}
 
   describe "query_events/3" do
@@ -73,17 +73,17 @@ defmodule ElixirScope.Storage.NativeReadTest do
 
       for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}], c <- [clock, nil] do
         events = Event.from_store(NIF.query_events(s, filters, c))
-        {groups, truncated} = NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(c))
+        {groups, truncated} = NIF.query_call_trees(s, filters, NativeCallTrees.shapes(c))
         assert truncated > 0
         assert Enum.map(groups, &elem(&1, 0)) == Enum.sort(Enum.uniq(Enum.map(events, & &1.pid)))
-        trees = EventCorrelator.native_call_trees(&NIF.query_call_trees(s, filters, &1), c)
+        trees = NativeCallTrees.run(&NIF.query_call_trees(s, filters, &1), c)
         assert trees == CallTreeModel.call_trees_by_pid(events)
         assert map_size(trees) == if(filters == %{pid: me}, do: 1, else: 2)
       end
 
       [root | _] = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{pid: me}, clock)))
       assert root.status == :ok and Enum.any?(root.children, &(&1.status == :tail_call))
-      shapes = EventCorrelator.native_shapes(nil)
+      shapes = NativeCallTrees.shapes(nil)
       assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, shapes) == {[], 0}
       assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, shapes) end
       assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, shapes) end
@@ -100,7 +100,7 @@ defmodule ElixirScope.Storage.NativeReadTest do
     test "the native trees' maps share the keys of their shapes, as maps built in Elixir do", %{s: s} do
       for i <- 1..20, do: NIF.emit_exit(NIF.emit_entry(M, :f, [i], 1), i)
       ElixirScope.Capture.RingBuffer.drain_all(s, 100)
-      {[{_pid, roots}], 0} = NIF.query_call_trees(s, %{}, EventCorrelator.native_shapes(nil))
+      {[{_pid, roots}], 0} = NIF.query_call_trees(s, %{}, NativeCallTrees.shapes(nil))
       # the same nodes, assembled in Elixir over the structs of query_events/3
       elixir = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{}, nil)))
       assert roots == elixir
@@ -124,7 +124,7 @@ defmodule ElixirScope.Storage.NativeReadTest do
       end
 
       ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
-      {answer, _truncated} = NIF.query_call_trees(s, %{}, EventCorrelator.native_shapes(nil))
+      {answer, _truncated} = NIF.query_call_trees(s, %{}, NativeCallTrees.shapes(nil))
       {words, events} = NIF.query_call_trees(s, %{}, :words)
       assert :erts_debug.size(answer) <= words
       assert events == 3 * length(values)
@@ -134,12 +134,12 @@ defmodule ElixirScope.Storage.NativeReadTest do
       for i <- 1..200, do: NIF.emit_exit(NIF.emit_entry(M, :g, [i, :a, {i, "id"}], 1), {:ok, i})
       ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
       filters = %{module: M, function: :g}
-      {answer, 0} = NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(nil))
+      {answer, 0} = NIF.query_call_trees(s, filters, NativeCallTrees.shapes(nil))
       assert {words, 400} = NIF.query_call_trees(s, filters, :words)
       assert words in :erts_debug.size(answer)..(3 * :erts_debug.size(answer))
       # as many events as expected, or fewer, or more
       for expected <- [0, 1, 400, 100_000] do
-        assert NIF.query_call_trees(s, filters, EventCorrelator.native_shapes(nil, expected)) == {answer, 0}
+        assert NIF.query_call_trees(s, filters, NativeCallTrees.shapes(nil, expected)) == {answer, 0}
       end
     end
 
