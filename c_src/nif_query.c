@@ -622,7 +622,9 @@ typedef struct tree_group {
     size_t start;
 } tree_group;
 
-static size_t row_of(const tree_group *g, int32_t i) { return g->order ? g->order[g->start + (size_t)i] : g->start + (size_t)i; }
+static size_t row_of(const tree_group *g, int32_t i) {
+    return g->order ? g->order[g->start + (size_t)i] : g->start + (size_t)i;
+}
 
 static ERL_NIF_TERM map_or_nil(const es_event_rows *c, const tree_group *g, int32_t i) {
     return i == ES_CT_NONE ? c->a.nil : c->trees->maps[row_of(g, i)];
@@ -641,8 +643,9 @@ static ERL_NIF_TERM node_map(es_event_rows *c, const tree_group *g, const es_ct_
     v[N_EXCEPTION] = map_or_nil(c, g, node->exception);
     v[N_TAIL_CALL] = map_or_nil(c, g, node->tail_call);
     v[N_STATUS] = t->ta.status[node->status];
-    v[N_DURATION_NS] =
-        node->duration_end == ES_CT_NONE ? c->a.nil : ts_difference(env, t->ts[row_of(g, node->duration_end)], t->ts[call]);
+    v[N_DURATION_NS] = node->duration_end == ES_CT_NONE
+                           ? c->a.nil
+                           : ts_difference(env, t->ts[row_of(g, node->duration_end)], t->ts[call]);
     /* the chains run newest first: prepending puts them in time order */
     v[N_EVENTS] = enif_make_list(env, 0);
     for (int32_t i = node->last_event; i != ES_CT_NONE; i = tree->prev_event[i])
@@ -729,7 +732,8 @@ ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c) {
         free_rows(c);
         return groups;
     }
-    if (!error && !c->trees) error = "query_call_trees: the clock must be {clock, %ElixirScope.Event{}, node shape, expected events}";
+    if (!error && !c->trees)
+        error = "query_call_trees: the clock must be {clock, %ElixirScope.Event{}, node shape, expected events}";
     if (!error && c->n) order = group_order(c, &error);
     /* built from the last process back: the list is in pid order */
     for (size_t end = c->n; !error && end > 0;) {

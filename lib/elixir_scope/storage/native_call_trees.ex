@@ -42,9 +42,10 @@ defmodule ElixirScope.Storage.NativeCallTrees do
   def shapes(clock, expected_events \\ 0), do: {clock, %Event{}, @node_shape, expected_events}
 
   # below this the answer fits the heaps processes have anyway; above the cap, the rest goes to
-  # fragments (a heap is one block: the estimate, up to twice the answer, must not ask for GBs)
+  # fragments (a heap is one block: the estimate, which counts a binary's bytes as words, must not
+  # reserve hundreds of MB)
   @grow_from_words 50_000
-  @grow_cap_words 1 <<< 24
+  @grow_cap_words 1 <<< 22
 
   # Without it the collection after the call copies the young live data and the answer; with it
   # the minor collection before copies the young live data only (about what survived the last
