@@ -36,7 +36,8 @@ int es_decode_payload(ErlNifEnv *env, es_atom_memo *memo, const unsigned char *d
 
 /* ---- nif_query.c (fast reads: issue 13) ---- */
 /* query_events/3: the fields of %ElixirScope.Event{} from store rows, payloads decoded.
-   begin (0: clock is not nil or {monotonic_ns, system_us}, or out of memory), run
+   begin (0: clock is not nil or {monotonic_ns, system_us}, nor a tree query's
+   {clock, %ElixirScope.Event{}, node shape, expected events} or :words; or out of memory), run
    es_store_query with es_event_rows_cb(), then end: {[row tuple in Event field order],
    truncated_count}, or an ArgumentError raised; end frees the collector. */
 typedef struct es_event_rows es_event_rows;
@@ -45,7 +46,8 @@ es_query_cb es_event_rows_cb(void);
 /* what es_event_rows_cb() does with a view whose words are terms (lenient: see nif_query.c) */
 int es_event_rows_add(es_event_rows *c, const es_event_view *ev, int lenient);
 ERL_NIF_TERM es_event_rows_end(es_event_rows *c);
-/* query_call_trees/3's end: {rows, truncated_count, [{pid, call tree ops}]} (see nif_query.c) */
+/* query_call_trees/3's end: {[{pid, [root node map]}], truncated_count}, or for :words {words,
+   events} (see nif_query.c) */
 ERL_NIF_TERM es_event_rows_end_trees(es_event_rows *c);
 /* call_trees(events, :by_pid | :roots | :open_calls): call tree ops (see nif_query.c) */
 ERL_NIF_TERM es_nif_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]);

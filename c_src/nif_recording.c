@@ -144,8 +144,13 @@ static int word_etf(void *ctx, uint64_t word, es_buf *out) {
 }
 
 static ERL_NIF_TERM word_term(ErlNifEnv *env, const es_recording *rec, uint64_t word) {
+    ErlNifPid local;
+    ERL_NIF_TERM t;
     if (!rec) return (ERL_NIF_TERM)word;
-    return word && word <= rec->nterms ? enif_make_copy(env, rec->terms[word - 1]) : enif_make_atom(env, "nil");
+    if (!word || word > rec->nterms) return enif_make_atom(env, "nil");
+    t = rec->terms[word - 1];
+    /* atoms and local pids are the same words in every environment: only others are copied */
+    return enif_is_atom(env, t) || enif_get_local_pid(env, t, &local) ? t : enif_make_copy(env, t);
 }
 
 typedef struct list_acc {
@@ -379,8 +384,8 @@ static int rows_collect(void *ctxp, const es_event_view *ev) {
     return es_event_rows_add(c->rows, &v, 1);
 }
 
-/* recording_query_call_trees(recording, filters, clock) -> {[row], truncated_count, [{pid, ops}]},
-   as query_call_trees/3 answers for a session (nif_query.c) */
+/* recording_query_call_trees(recording, filters, shapes | :words): as query_call_trees/3 answers
+   for a session (nif_query.c) */
 ERL_NIF_TERM es_nif_recording_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_recording *r = get_recording(env, argv[0], 1);
     es_query q;

@@ -187,12 +187,15 @@ defmodule ElixirScope.Event do
   @spec from_store({[tuple()], non_neg_integer()}) :: [t()]
   def from_store({rows, 0}), do: for(row <- rows, do: from_row(row, __MODULE__))
 
-  def from_store({rows, _truncated}) do
-    for row <- rows do
-      e = from_row(row, __MODULE__)
-      if e.truncated?, do: %{e | payload: Truncated.expand(e.payload)}, else: e
-    end
-  end
+  def from_store({rows, _truncated}), do: for(row <- rows, do: row |> from_row(__MODULE__) |> expand_truncated())
+
+  @doc """
+  The event with the truncation markers of its payload expanded when it is truncated (the native
+  reads leave them to this: `from_store/1`, the native call trees).
+  """
+  @spec expand_truncated(t()) :: t()
+  def expand_truncated(%__MODULE__{truncated?: true, payload: payload} = e), do: %{e | payload: Truncated.expand(payload)}
+  def expand_truncated(%__MODULE__{} = e), do: e
 
   # A new map with every key shares one literal key tuple: 20 words an event. The module comes in
   # as an argument so that the compiler does not fold it into a literal %{__struct__: …} to insert

@@ -52,8 +52,9 @@ defmodule ElixirScope.NIF do
   def query(_session, _filters), do: nif_missing()
   @spec query_events(reference(), map(), {integer(), integer()} | nil) :: {[ElixirScope.Event.t()], non_neg_integer()}
   def query_events(_session, _filters, _clock), do: nif_missing()
-  @spec query_call_trees(reference(), map(), {integer(), integer()} | nil) :: {[tuple()], non_neg_integer(), [{pid(), [tuple()]}]}
-  def query_call_trees(_session, _filters, _clock), do: nif_missing()
+  @spec query_call_trees(reference(), map(), {{integer(), integer()} | nil, map(), map(), non_neg_integer()} | :words) ::
+          {[{pid(), [map()]}], non_neg_integer()} | {non_neg_integer(), non_neg_integer()}
+  def query_call_trees(_session, _filters, _clock_and_shapes), do: nif_missing()
   @spec call_trees([ElixirScope.Event.t()], :by_pid | :roots | :open_calls) :: [{pid(), [tuple()]}] | [non_neg_integer()]
   def call_trees(_events, _mode), do: nif_missing()
   @spec get_event(reference(), non_neg_integer()) :: tuple() | nil
@@ -137,9 +138,9 @@ defmodule ElixirScope.NIF do
   @spec recording_query(reference(), map()) :: [tuple()]
   def recording_query(_recording, _filters), do: nif_missing()
   @doc "One event of a loaded recording, or nil."
-  @spec recording_query_call_trees(reference(), map(), {integer(), integer()} | nil) ::
-          {[tuple()], non_neg_integer(), [{pid(), [tuple()]}]}
-  def recording_query_call_trees(_recording, _filters, _clock), do: nif_missing()
+  @spec recording_query_call_trees(reference(), map(), {{integer(), integer()} | nil, map(), map(), non_neg_integer()} | :words) ::
+          {[{pid(), [map()]}], non_neg_integer()} | {non_neg_integer(), non_neg_integer()}
+  def recording_query_call_trees(_recording, _filters, _clock_and_shapes), do: nif_missing()
   @spec recording_get(reference(), non_neg_integer()) :: tuple() | nil
   def recording_get(_recording, _id), do: nif_missing()
   @doc "`{events, first_id, last_id, bytes_used, pids}` of a loaded recording."

@@ -19,7 +19,7 @@ defmodule ElixirScope.Recording.Native do
 
   import Bitwise, only: [bor: 2]
   alias ElixirScope.{Event, NIF, Recording}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
   alias ElixirScope.Recording.{Atoms, Format}
 
   @doc "The format version these files carry."
@@ -91,12 +91,11 @@ defmodule ElixirScope.Recording.Native do
 
   @doc """
   The call trees of the events matching normalised store filters, one list of roots per process,
-  built in C from the recording's rows (see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
+  built in C from the recording's events, nodes and all (see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`).
   """
   @spec call_trees_by_pid(Recording.t(), map()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(%Recording{store: store, meta: meta}, filters) do
-    {rows, truncated, groups} = NIF.recording_query_call_trees(store, filters, meta[:clock])
-    EventCorrelator.assemble_by_pid(groups, List.to_tuple(Event.from_store({rows, truncated})))
+    NativeCallTrees.run(&NIF.recording_query_call_trees(store, filters, &1), meta[:clock])
   rescue
     e in ArgumentError -> {:error, Exception.message(e)}
   end

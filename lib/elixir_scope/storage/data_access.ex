@@ -13,7 +13,7 @@ defmodule ElixirScope.Storage.DataAccess do
 
   alias ElixirScope.Capture.{Lifecycle, RingBuffer, Session}
   alias ElixirScope.{Event, NIF}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
 
   @type filters :: keyword()
 
@@ -54,13 +54,12 @@ defmodule ElixirScope.Storage.DataAccess do
   @doc """
   The call trees of the events matching `filters`, one list of roots per process (as
   `ElixirScope.Storage.EventCorrelator.call_trees_by_pid/1` over `get_events(filters)`), built
-  in C from the store's rows. `{:error, message}` for a bad filter.
+  in C from the store's events, nodes and all. `{:error, message}` for a bad filter.
   """
   @spec call_trees_by_pid(filters()) :: %{pid() => [EventCorrelator.call_node()]} | {:error, String.t()}
   def call_trees_by_pid(filters) when is_list(filters) do
     read(filters, %{}, fn s, query, clock ->
-      {rows, truncated, groups} = NIF.query_call_trees(s, query, clock)
-      EventCorrelator.assemble_by_pid(groups, List.to_tuple(Event.from_store({rows, truncated})))
+      NativeCallTrees.run(&NIF.query_call_trees(s, query, &1), clock)
     end)
   end
 

@@ -12,8 +12,9 @@ defmodule ElixirScope.Storage.EventCorrelator do
 
   The store already links a call to its end (`Event.return_id`); this module
   is the process-level view built from it. The pairing and nesting run in C (c_src/call_tree.c:
-  the `call_trees/2` NIF over a list of events, or `query_call_trees/3` over the live store's rows,
-  see `ElixirScope.Storage.DataAccess.call_trees_by_pid/1`); this module assembles the nodes.
+  the `call_trees/2` NIF over a list of events, whose node ops this module assembles, or
+  `query_call_trees/3` over a store's events, which answers the nodes themselves: see
+  `ElixirScope.Storage.NativeCallTrees`).
   """
 
   alias ElixirScope.{Event, NIF}

@@ -6,7 +6,7 @@ defmodule ElixirScope.Storage.NativeReadTest do
 
   import Bitwise
   alias ElixirScope.{Event, NIF}
-  alias ElixirScope.Storage.EventCorrelator
+  alias ElixirScope.Storage.{EventCorrelator, NativeCallTrees}
   alias ElixirScope.Test.{CallTreeModel, Gen, TermGen}
 
   describe "query_events/3" do
@@ -71,21 +71,76 @@ defmodule ElixirScope.Storage.NativeReadTest do
       ElixirScope.Capture.RingBuffer.drain_all(s, 1000)
       clock = {NIF.now(), System.system_time(:microsecond)}
 
-      for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}] do
-        {rows, truncated, groups} = NIF.query_call_trees(s, filters, clock)
-        events = Event.from_store({rows, truncated})
-        assert Event.from_store(NIF.query_events(s, filters, clock)) == events
-        trees = EventCorrelator.assemble_by_pid(groups, List.to_tuple(events))
+      for filters <- [%{}, %{pid: me}, %{order: :desc}, %{kinds: [:call, :return]}], c <- [clock, nil] do
+        events = Event.from_store(NIF.query_events(s, filters, c))
+        {groups, truncated} = NIF.query_call_trees(s, filters, NativeCallTrees.shapes(c))
+        assert truncated > 0
+        assert Enum.map(groups, &elem(&1, 0)) == Enum.sort(Enum.uniq(Enum.map(events, & &1.pid)))
+        trees = NativeCallTrees.run(&NIF.query_call_trees(s, filters, &1), c)
         assert trees == CallTreeModel.call_trees_by_pid(events)
         assert map_size(trees) == if(filters == %{pid: me}, do: 1, else: 2)
       end
 
       [root | _] = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{pid: me}, clock)))
       assert root.status == :ok and Enum.any?(root.children, &(&1.status == :tail_call))
-      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, nil) == {[], 0, []}
-      assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, nil) end
-      assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, nil) end
+      shapes = NativeCallTrees.shapes(nil)
+      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, shapes) == {[], 0}
+      assert_raise ArgumentError, ~r/query_call_trees.*session/, fn -> NIF.query_call_trees(:nope, %{}, shapes) end
+      assert_raise ArgumentError, ~r/kinds/, fn -> NIF.query_call_trees(s, %{kinds: [:nope]}, shapes) end
       assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, :now) end
+      # the shapes: an event's and a node's keys, exactly; the clock alone is query_events/3's
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 1, %{id: 1})) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 2, %{event: nil})) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, put_elem(shapes, 3, -1)) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, Tuple.delete_at(shapes, 3)) end
+      assert_raise ArgumentError, ~r/query_call_trees.*clock/, fn -> NIF.query_call_trees(s, %{}, nil) end
+      assert_raise ArgumentError, ~r/query_events.*clock/, fn -> NIF.query_events(s, %{}, shapes) end
+    end
+
+    test "the native trees' maps share the keys of their shapes, as maps built in Elixir do", %{s: s} do
+      for i <- 1..20, do: NIF.emit_exit(NIF.emit_entry(M, :f, [i], 1), i)
+      ElixirScope.Capture.RingBuffer.drain_all(s, 100)
+      {[{_pid, roots}], 0} = NIF.query_call_trees(s, %{}, NativeCallTrees.shapes(nil))
+      # the same nodes, assembled in Elixir over the structs of query_events/3
+      elixir = EventCorrelator.call_trees(Event.from_store(NIF.query_events(s, %{}, nil)))
+      assert roots == elixir
+      # key tuples are literals, which neither counts: 3 words a map and one a value
+      assert :erts_debug.size(roots) == :erts_debug.size(elixir)
+      assert :erts_debug.size(roots) < 60 * length(roots)
+    end
+
+    test ":words bounds the heap words of the answer, whatever the payloads" do
+      s = NIF.session_new(%{ring_capacity: 8192, max_depth: 10_000, max_width: 1_000_000, max_binary: 67_108_864,
+                            max_bytes: 67_108_864})
+      {values, _} = Gen.many(Gen.new(20_261_207), 300, &TermGen.term(&1, 4))
+      values = values ++ [~c"a charlist: one byte, one cons each", 1.5, 1 <<< 70, String.duplicate("b", 200), %{a: 1}]
+      :ok = NIF.session_install(s)
+      on_exit(fn -> NIF.session_uninstall() end)
+
+      for v <- values do
+        c = NIF.emit_entry(M, :f, [v], 1)
+        NIF.emit(:local, c, M, :f, 1, 2, 0, %{v: v})
+        NIF.emit_exit(c, v)
+      end
+
+      ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
+      {answer, _truncated} = NIF.query_call_trees(s, %{}, NativeCallTrees.shapes(nil))
+      {words, events} = NIF.query_call_trees(s, %{}, :words)
+      assert :erts_debug.size(answer) <= words
+      assert events == 3 * length(values)
+      assert NIF.query_call_trees(s, %{pid: spawn(fn -> :ok end)}, :words) == {0, 0}
+
+      # with the payloads of most calls (no large binary: its bytes are counted as words), close
+      for i <- 1..200, do: NIF.emit_exit(NIF.emit_entry(M, :g, [i, :a, {i, "id"}], 1), {:ok, i})
+      ElixirScope.Capture.RingBuffer.drain_all(s, 10_000)
+      filters = %{module: M, function: :g}
+      {answer, 0} = NIF.query_call_trees(s, filters, NativeCallTrees.shapes(nil))
+      assert {words, 400} = NIF.query_call_trees(s, filters, :words)
+      assert words in :erts_debug.size(answer)..(3 * :erts_debug.size(answer))
+      # as many events as expected, or fewer, or more
+      for expected <- [0, 1, 400, 100_000] do
+        assert NIF.query_call_trees(s, filters, NativeCallTrees.shapes(nil, expected)) == {answer, 0}
+      end
     end
 
     test "payloads of every term kind decode as binary_to_term/1 decodes them" do
@@ -212,9 +267,12 @@ defmodule ElixirScope.Storage.NativeReadRecordingTest do
   # both build the trees from their rows, and answer what the Elixir rules answer over their events.
   use ElixirScope.ScopeCase, async: false
 
+  import Bitwise
   alias ElixirScope.{NIF, Query, Recording}
   alias ElixirScope.Query.Source
   alias ElixirScope.Test.CallTreeModel
+  alias ElixirScope.Test.EventBuilder, as: B
+  alias ElixirScope.Test.RecordingForgeV3, as: F
 
   @moduletag :tmp_dir
 
@@ -261,5 +319,65 @@ defmodule ElixirScope.Storage.NativeReadRecordingTest do
 
     assert_raise ArgumentError, ~r/recording_query_call_trees/, fn -> NIF.recording_query_call_trees(:nope, %{}, nil) end
     assert_raise ArgumentError, ~r/clock/, fn -> NIF.recording_query_call_trees(rec.store, %{}, {1}) end
+    assert_raise ArgumentError, ~r/clock/, fn -> NIF.recording_query_call_trees(rec.store, %{}, nil) end
+  end
+
+  test "a large answer: the same trees with the heap grown first or not, min_heap_size left as it was", %{tmp_dir: dir} do
+    start_scope!(capture: [lifecycle: false])
+    # 4,000 calls nested 4 deep, with locals: about 600,000 words of answer
+    for i <- 1..1000 do
+      a = NIF.emit_entry(Deep, :a, [i, "an argument"], 1)
+      b = NIF.emit_entry(Deep, :b, [i], 2)
+      NIF.emit(:local, b, Deep, :b, 1, 3, 0, %{i: i, s: "x"})
+      for j <- 1..2, do: NIF.emit_exit(NIF.emit_entry(Deep, :c, [j], 4), {:ok, j})
+      NIF.emit_exit(b, :ok)
+      NIF.emit_exit(a, i)
+    end
+
+    ElixirScope.flush()
+    me = self()
+    expected = CallTreeModel.call_trees(Query.events(pid: me))
+    assert length(expected) == 1000
+    min_heap = Process.info(self(), :min_heap_size)
+    assert Query.call_tree(me) == expected
+    assert Process.info(self(), :min_heap_size) == min_heap
+
+    # a process with a max_heap_size is not grown past it by an estimate
+    capped = fn ->
+      Process.flag(:max_heap_size, %{size: 50_000_000, kill: true, error_logger: false})
+      Query.call_tree(me)
+    end
+
+    task = Task.async(capped)
+    assert Task.await(task, 30_000) == expected
+
+    path = Path.join(dir, "large.esrec")
+    {:ok, _} = Recording.save(path)
+    {:ok, rec} = Recording.load(path, default: false)
+    on_exit(fn -> Recording.close(rec) end)
+    assert Query.call_tree(me, source: rec) == CallTreeModel.call_trees(Query.events(pid: me, source: rec))
+  end
+
+  test "a duration is the difference of the integers, however a recording orders them", %{tmp_dir: dir} do
+    pid = self()
+    top = (1 <<< 64) - 1
+
+    {b, a} = B.call(B.new(), pid, M, :a, [])
+    {b, c} = B.call(b, pid, M, :b, [])
+    {b, _} = B.ret(b, pid, c, :ok)
+    {b, d} = B.call(b, pid, M, :c, [])
+    {b, _} = B.ret(b, pid, d, :ok)
+    {b, _} = B.ret(b, pid, a, :ok)
+    # a: from the top ts to 1 (below -2^63); b: ends 5 ns before it starts; c: from 2^63 + 5 to 3
+    ts = %{1 => top, 2 => 100, 3 => 95, 4 => (1 <<< 63) + 5, 5 => 3, 6 => 1}
+    events = for e <- B.events(b), do: %{e | ts: ts[e.id]}
+    path = Path.join(dir, "durations.esrec")
+    File.write!(path, F.build([F.segment_of(events)], %{node: node(), clock: {0, 0}}))
+    {:ok, rec} = Recording.load(path, default: false)
+    on_exit(fn -> Recording.close(rec) end)
+
+    assert [%{duration_ns: da, children: [%{duration_ns: db}, %{duration_ns: dc}]}] = trees = Query.call_tree(pid, source: rec)
+    assert {da, db, dc} == {1 - top, -5, 3 - ((1 <<< 63) + 5)}
+    assert trees == CallTreeModel.call_trees(Query.events(pid: pid, source: rec))
   end
 end
