@@ -24,7 +24,7 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {
-    const T *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
+    const T *switch_case, *entry, *exit, *tail, *error, *locals, *expr, *state_before, *state_after, *inject;
     const T *send, *receive, *receive_start, *no_clause, *spawn, *rpc, *rpc_call;
 } fx_templates;
 

@@ -324,6 +324,39 @@ static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *
     return 0;
 }
 
+/* Does the Erlang compiler make a local function of something in t (a fun, a local fun
+ * reference, a comprehension)? It numbers them in each function (-f/1-fun-0-, -f/1-fun-1-, ...),
+ * so a second copy of such a body would rename every one after it (in stack traces, in
+ * Function.info/1). Nested deeper than the C stack allows: yes. The last child is walked in a
+ * loop, so long lists (cons chains) and bodies cost no depth. */
+static int may_make_local_functions(const T *t, int depth) {
+    for (;;) {
+        if (depth > FX_MAX_MESSAGE_DEPTH) return 1;
+        if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return 0;
+        if (fx_tag_is(t, "named_fun") || fx_tag_is(t, "lc") || fx_tag_is(t, "bc") || fx_tag_is(t, "mc")) return 1;
+        /* a remote reference (fun M:F/A) is built at run time; any other fun is a local function */
+        if (fx_tag_is(t, "fun")) return !(t->n == 3 && fx_tag_is(t->u.items[2], "function") && t->u.items[2]->n == 4);
+        uint32_t count = t->kind == ES_ETF_LIST ? t->n + 1 : t->n;
+        if (count == 0) return 0;
+        for (uint32_t i = 0; i + 1 < count; i++)
+            if (may_make_local_functions(t->u.items[i], depth + 1)) return 1;
+        t = t->u.items[count - 1];
+    }
+}
+
+/* the expressions of a body as one expression */
+static const T *as_expression(fx *x, const T *anno, const T *body) {
+    if (body->n == 1) return body->u.items[0];
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)body);
+}
+
+/* `case Switch:'on?'(Mod) of false -> Off; _ -> On end` (the switch template) */
+static const T *switch_case(fx *x, const T *anno, const T *off, const T *on) {
+    const char *names[3] = {"mod", "off", "on"};
+    const T *vals[3] = {x->module, off, on};
+    return fx_fill(x, x->tpl.switch_case, anno, 3, names, vals);
+}
+
 /* `case Id of nil -> nil; ES@id -> ES@id end`: the call id itself, as the value of a case whose
  * branches join right before the clause's try. OTP 25's ssa_opt_try relabels a try whose tag is
  * alone in its SSA block on every round of beam_ssa_opt's fixpoint loop, so the function never
@@ -376,6 +409,12 @@ static const T *transform_clause(fx *x, const T *clause) {
     for (uint32_t i = 0; i < argc; i++) eargs[2 + i] = reported[i];
     x->entry_used[argc] = 1;
     const T *entry = fx_local_call(x, anno, FX_ENTRY_HELPER, argc + 2, eargs);
+    /* The switch is asked once, first. With capture off the clause runs a copy of its body as
+     * it was written; the instrumented statements below run only with capture on. A body the
+     * compiler would take local functions from is not copied: there the switch decides the
+     * call id alone, and every report is skipped on nil. */
+    int copy = !may_make_local_functions(body, 0);
+    if (!copy) entry = switch_case(x, anno, fx_atom_node(x, anno, "nil"), entry);
     if (!entry) return NULL;
 
     const T *inner = fx_statements(x, body, call_var, pats);
@@ -448,6 +487,10 @@ static const T *transform_clause(fx *x, const T *clause) {
         stmts[ns++] = fx_case(x, anno, tr, clauses);
     }
     const T *new_body = fx_terms(x, stmts, ns);
+    if (new_body && copy) {
+        const T *sw = switch_case(x, anno, as_expression(x, anno, body), as_expression(x, anno, new_body));
+        new_body = sw ? es_etf_list_of(x->a, 1, (T *)sw) : NULL;
+    }
     if (!new_body) return NULL;
     return fx_clause(x, clause->u.items[1], new_pats, guards, new_body);
 }
@@ -594,6 +637,7 @@ static int decode_fun(const T *entry, fx_fun *f) {
 
 static int decode_templates(const T *m, fx_templates *t) {
     if (!m || m->kind != ES_ETF_MAP) return -1;
+    t->switch_case = es_etf_get(m, "switch");
     t->entry = es_etf_get(m, "entry");
     t->exit = es_etf_get(m, "exit");
     t->tail = es_etf_get(m, "tail");
@@ -610,7 +654,7 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->spawn = es_etf_get(m, "spawn");
     t->rpc = es_etf_get(m, "rpc");
     t->rpc_call = es_etf_get(m, "rpc_call");
-    return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
+    return t->switch_case && t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
                    t->state_after && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
                    t->spawn && t->rpc && t->rpc_call
                ? 0
