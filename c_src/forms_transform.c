@@ -324,22 +324,28 @@ static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *
     return 0;
 }
 
-/* Does the Erlang compiler make a local function of something in t (a fun, a local fun
- * reference, a comprehension)? It numbers them in each function (-f/1-fun-0-, -f/1-fun-1-, ...),
- * so a second copy of such a body would rename every one after it (in stack traces, in
- * Function.info/1). Nested deeper than the C stack allows: yes. The last child is walked in a
- * loop, so long lists (cons chains) and bodies cost no depth. */
-static int may_make_local_functions(const T *t, int depth) {
+/* Is a body copied, to run as written while capture is off? Not when the Erlang compiler makes
+ * local functions of something in it (a fun, a local fun reference, a comprehension): it numbers
+ * them in each function (-f/1-fun-0-, -f/1-fun-1-, ...), so a second copy would rename every one
+ * after it (in stack traces, in Function.info/1). Not when it has more than *budget nodes: the
+ * copy is compiled again, and a large body costs the compiler most while the few nanoseconds
+ * saved matter least. Not when it is nested deeper than the C stack allows. The last child is
+ * walked in a loop, so long lists (cons chains) cost no depth. */
+static int copyable(const T *t, int depth, uint32_t *budget) {
     for (;;) {
-        if (depth > FX_MAX_MESSAGE_DEPTH) return 1;
-        if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return 0;
-        if (fx_tag_is(t, "named_fun") || fx_tag_is(t, "lc") || fx_tag_is(t, "bc") || fx_tag_is(t, "mc")) return 1;
-        /* a remote reference (fun M:F/A) is built at run time; any other fun is a local function */
-        if (fx_tag_is(t, "fun")) return !(t->n == 3 && fx_tag_is(t->u.items[2], "function") && t->u.items[2]->n == 4);
+        if (depth > FX_MAX_MESSAGE_DEPTH) return 0;
+        if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return 1;
+        if (t->kind == ES_ETF_TUPLE) {
+            if (*budget == 0) return 0;
+            (*budget)--;
+            if (fx_tag_is(t, "named_fun") || fx_tag_is(t, "lc") || fx_tag_is(t, "bc") || fx_tag_is(t, "mc")) return 0;
+            /* a remote reference (fun M:F/A) is built at run time; any other fun is a local function */
+            if (fx_tag_is(t, "fun")) return t->n == 3 && fx_tag_is(t->u.items[2], "function") && t->u.items[2]->n == 4;
+        }
         uint32_t count = t->kind == ES_ETF_LIST ? t->n + 1 : t->n;
-        if (count == 0) return 0;
+        if (count == 0) return 1;
         for (uint32_t i = 0; i + 1 < count; i++)
-            if (may_make_local_functions(t->u.items[i], depth + 1)) return 1;
+            if (!copyable(t->u.items[i], depth + 1, budget)) return 0;
         t = t->u.items[count - 1];
     }
 }
@@ -407,14 +413,16 @@ static const T *transform_clause(fx *x, const T *clause) {
     eargs[0] = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name);
     eargs[1] = fx_int(x, anno, line);
     for (uint32_t i = 0; i < argc; i++) eargs[2 + i] = reported[i];
-    x->entry_used[argc] = 1;
-    const T *entry = fx_local_call(x, anno, FX_ENTRY_HELPER, argc + 2, eargs);
-    /* The switch is asked once, first. With capture off the clause runs a copy of its body as
-     * it was written; the instrumented statements below run only with capture on. A body the
-     * compiler would take local functions from is not copied: there the switch decides the
-     * call id alone, and every report is skipped on nil. */
-    int copy = !may_make_local_functions(body, 0);
-    if (!copy) entry = switch_case(x, anno, fx_atom_node(x, anno, "nil"), entry);
+    /* The switch is asked once, first. With capture off a copied clause runs its body as it was
+     * written, and the instrumented statements below run only with capture on; in a clause not
+     * copied, the entry helper asks the switch and every report is skipped on its nil. */
+    uint32_t budget = FX_MAX_COPY_NODES;
+    int copy = copyable(body, 0, &budget);
+    if (copy)
+        x->entry_used[argc] = 1;
+    else
+        x->switch_entry_used[argc] = 1;
+    const T *entry = fx_local_call(x, anno, copy ? FX_ENTRY_HELPER : FX_SWITCH_ENTRY_HELPER, argc + 2, eargs);
     if (!entry) return NULL;
 
     const T *inner = fx_statements(x, body, call_var, pats);
@@ -563,22 +571,26 @@ static const T *helper_form(fx *x, const char *name, uint32_t n, const T *const 
                            es_etf_int(x->a, n), es_etf_list_of(x->a, 1, (T *)clause));
 }
 
-/* '-es-entry-'(Fun, Line, A1..An), '-es-exit-'(Call, Value), '-es-tail-'(Call, Mod, Fun, Line, A1..An):
- * the entry, exit and tail-call templates once, for the arities the module's clauses use */
+/* '-es-entry-'(Fun, Line, A1..An), '-es-exit-'(Call, Value), '-es-tail-'(Call, Mod, Fun, Line, A1..An),
+ * '-es-switch-entry-'(Fun, Line, A1..An): the entry, exit and tail-call templates once, for the
+ * arities the module's clauses use */
 static int add_helpers(fx *x, const T ***forms, uint32_t *n, uint32_t *cap) {
     const T *anno = fx_anno(x, 0);
     const T *params[260];
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 4; pass++)
         for (uint32_t arity = 0; arity < 256; arity++) {
             const T *form = NULL;
-            if (pass == 0 && x->entry_used[arity]) {
+            int asks = pass == 3;
+            if ((pass == 0 && x->entry_used[arity]) || (asks && x->switch_entry_used[arity])) {
                 const T *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");
                 params[0] = fun;
                 params[1] = line;
                 for (uint32_t i = 0; i < arity; i++) params[2 + i] = fx_var_n(x, anno, "ES@a", i + 1);
                 const char *names[4] = {"mod", "fun", "args", "line"};
                 const T *vals[4] = {x->module, fun, fx_list_expr(x, anno, arity, params + 2), line};
-                form = helper_form(x, FX_ENTRY_HELPER, arity + 2, params, fx_fill(x, x->tpl.entry, anno, 4, names, vals));
+                const T *body = fx_fill(x, x->tpl.entry, anno, 4, names, vals);
+                if (asks) body = switch_case(x, anno, fx_atom_node(x, anno, "nil"), body);
+                form = helper_form(x, asks ? FX_SWITCH_ENTRY_HELPER : FX_ENTRY_HELPER, arity + 2, params, body);
             } else if (pass == 1 && x->tail_used[arity]) {
                 const T *call = fx_var(x, anno, "ES@call"), *mod = fx_var(x, anno, "ES@mod"),
                         *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");

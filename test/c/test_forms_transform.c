@@ -455,37 +455,44 @@ static void test_local_tail_call_becomes_marker_and_dispatch_clause(void **state
 }
 
 /* A body from which the Erlang compiler makes local functions (funs, comprehensions) is not
- * copied: a copy would renumber them. There the switch decides the call id alone. A remote fun
- * reference makes none: such a body is copied. */
-static void test_bodies_with_local_functions_are_not_copied(void **state) {
+ * copied: a copy would renumber them; nor is a large one. There the entry helper asks the switch
+ * (nil when off). A remote fun reference makes none: such a body is copied. */
+static void test_bodies_with_local_functions_or_large_are_not_copied(void **state) {
     (void)state;
     es_arena a;
     es_arena_init(&a);
     T *x = var(&a, 3, "_x@1");
     T *fun_clause = clause(&a, 3, es_etf_nil(&a), es_etf_list_of(&a, 1, x));
-    T *made[4] = {
+    T *large = x;
+    for (int i = 0; i < 300; i++) large = op(&a, 3, "+", large, aint(&a, 3, i));
+    T *made[5] = {
         es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3), es_etf_tuple_of(&a, 2, at(&a, "clauses"), es_etf_list_of(&a, 1, fun_clause))),
         es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3), es_etf_tuple_of(&a, 3, at(&a, "function"), at(&a, "f"), es_etf_int(&a, 1))),
         es_etf_tuple_of(&a, 4, at(&a, "lc"), ln(&a, 3), x,
                         es_etf_list_of(&a, 1, es_etf_tuple_of(&a, 4, at(&a, "generate"), ln(&a, 3), var(&a, 3, "_y@1"), x))),
+        large,
         es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3),
                         es_etf_tuple_of(&a, 4, at(&a, "function"), aatom(&a, 3, "lists"), aatom(&a, 3, "reverse"), aint(&a, 3, 1))),
     };
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         /* f(X) -> {ok, Made}. */
         T *body = es_etf_list_of(&a, 1, tuple_expr(&a, 3, es_etf_list_of(&a, 2, aatom(&a, 3, "ok"), made[i])));
         T *f = function(&a, 2, "f", 1, es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), body)));
         run r;
         transform(&r, module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 1, "none", "none"))));
-        T *cl = first_clause(ok_forms(&r), "f", 1);
-        if (i == 3) {
+        T *out = ok_forms(&r);
+        T *cl = first_clause(out, "f", 1);
+        if (i == 4) {
             assert_non_null(clause_switch(cl));
         } else {
             assert_null(clause_switch(cl));
-            /* ES@call = case (rt:switch(m, nil, Entry)) of nil -> nil; ES@id -> ES@id end */
-            T *sw = find_report(es_etf_list_at(instrumented_body(cl, 4), 0), "switch");
-            assert_non_null(sw);
-            assert_true(is_atom_node(report_arg(sw, 1), "nil"));
+            /* ES@call = case '-es-switch-entry-'(f, 2, X) of ..., whose body is rt:switch(m, nil, Entry) */
+            T *m = es_etf_list_at(instrumented_body(cl, 4), 0);
+            T *call = m->u.items[3]->u.items[2];
+            assert_true(is_tag(call, "call") && is_atom_node(call->u.items[2], "-es-switch-entry-"));
+            T *helper = es_etf_list_at(find_function(out, "-es-switch-entry-", 3)->u.items[4], 0);
+            T *sw = last(helper->u.items[4]);
+            assert_true(is_atom_node(report_arg(sw, 0), "m") && is_atom_node(report_arg(sw, 1), "nil"));
             assert_non_null(find_report(report_arg(sw, 2), "entry"));
             /* the body once, in the try */
             assert_true(term_eq(last(try_body(plain_try(cl))), es_etf_list_at(body, 0)));
@@ -1196,7 +1203,7 @@ static void test_fifty_thousand_clauses(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_tail_call_becomes_marker_and_dispatch_clause),
-        cmocka_unit_test(test_bodies_with_local_functions_are_not_copied),
+        cmocka_unit_test(test_bodies_with_local_functions_or_large_are_not_copied),
         cmocka_unit_test(test_values_in_tail_position_are_wrapped),
         cmocka_unit_test(test_erlang_bifs_are_values_and_apply_is_a_tail_call),
         cmocka_unit_test(test_spawn_is_reported_after_it_returns),

@@ -103,7 +103,7 @@ defmodule ElixirScope.Capture.OffCopyTest do
 
   defp reports(inst) do
     # the NIF's own functions cannot be counted so: the generated code reaches them through these helpers
-    [{inst, :"-es-entry-", :_}, {inst, :"-es-exit-", :_}, {inst, :"-es-tail-", :_}, {Switch, :on?, 1}]
+    [{inst, :"-es-entry-", :_}, {inst, :"-es-switch-entry-", :_}, {inst, :"-es-exit-", :_}, {inst, :"-es-tail-", :_}, {Switch, :on?, 1}]
   end
 
   defp same_outcomes(calls, %{inst: inst, plain: plain} = ctx) do
@@ -124,10 +124,10 @@ defmodule ElixirScope.Capture.OffCopyTest do
     assert Enum.all?(Map.delete(counts, {Switch, :on?, 1}), fn {_, n} -> n == 0 end), inspect(counts)
   end
 
-  test "a clause not copied (it makes funs) asks the switch once and never enters the entry helper",
+  test "a clause not copied (it makes funs) asks the switch once, in its entry helper, and records nothing",
        %{inst: inst} = ctx do
     counts = call_counts(reports(inst), fn -> same_outcomes([fn m -> m.doubled([1, 2]) end, fn m -> m.doubled(3).() end], ctx) end)
-    assert %{{Switch, :on?, 1} => 2, {^inst, :"-es-entry-", :_} => 0} = counts
+    assert %{{Switch, :on?, 1} => 2, {^inst, :"-es-switch-entry-", :_} => 2, {^inst, :"-es-entry-", :_} => 0} = counts
     # their other reports see the nil call id: the tail call's and the return's
     assert %{{^inst, :"-es-tail-", :_} => 1, {^inst, :"-es-exit-", :_} => 1} = counts
   end
@@ -137,12 +137,43 @@ defmodule ElixirScope.Capture.OffCopyTest do
 
     try do
       counts = call_counts(reports(inst), fn -> same_outcomes([fn m -> m.sum(1, 2, :c, "d") end, fn m -> m.doubled(3).() end], ctx) end)
-      assert %{{Switch, :on?, 1} => 2, {^inst, :"-es-entry-", :_} => 2, {^inst, :"-es-exit-", :_} => 2} = counts
+      assert %{{Switch, :on?, 1} => 2, {^inst, :"-es-entry-", :_} => 1, {^inst, :"-es-switch-entry-", :_} => 1} = counts
+      assert %{{^inst, :"-es-exit-", :_} => 2} = counts
       ElixirScope.flush()
       assert [:call, :return, :call, :return] = for(e <- ElixirScope.get_events(module: inst), do: e.kind)
     after
       ElixirScope.stop()
       :ok = SwitchLoader.load_now(:off, 5_000)
+    end
+  end
+
+  defmodule Runtime do
+    @moduledoc false
+    # a custom runtime: tells the test process what it is given
+    def report_function_entry(mod, fun, args, _line), do: send(:off_copy_test, {:entry, mod, fun, args}) && 7
+    def report_function_exit(call, value), do: send(:off_copy_test, {:exit, call, value})
+  end
+
+  test "a custom runtime is entered only when the switch says on" do
+    mod = ESTest.OffCopyCustom
+    ast = @source |> String.replace("NAME", inspect(mod)) |> Code.string_to_quoted!()
+    {:ok, ast} = Transformer.transform_module(ast, :function_boundaries, runtime: Runtime)
+    Code.compile_quoted(ast)
+    Process.register(self(), :off_copy_test)
+
+    try do
+      assert mod.sum(1, 2, :c, "d") == {3, :c, "d"}
+      refute_received _
+      :ok = ElixirScope.start()
+      assert mod.sum(1, 2, :c, "d") == {3, :c, "d"}
+      assert_received {:entry, ^mod, :sum, [1, 2, :c, "d"]}
+      assert_received {:exit, 7, {3, :c, "d"}}
+    after
+      Process.unregister(:off_copy_test)
+      ElixirScope.stop()
+      :ok = SwitchLoader.load_now(:off, 5_000)
+      :code.purge(mod)
+      :code.delete(mod)
     end
   end
 
