@@ -10,8 +10,9 @@ defmodule ElixirScope.AST.InjectorHelpers do
   and re-raises them with the original stacktrace, and the `case` that makes tail calls after it.
 
   Every instrumented clause asks `ElixirScope.Capture.Switch` first (the `switch` template):
-  with capture off it runs a copy of its original body, and nothing else is built or called.
-  Every report after the entry is guarded by the call id (the entry returns `nil` when the
+  with capture off it runs a copy of its original body, and nothing else is built or called. A
+  body that is not copied (docs/ast_transformer.md, "Capture off") asks it in its entry, which
+  then returns `nil`. Every report after the entry is guarded by the call id (`nil` when the
   event is not recorded). Injected variables are named `ES@…`, which no Elixir
   variable can be (Elixir's are `_name@N`).
   """
