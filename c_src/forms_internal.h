@@ -16,6 +16,8 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 
 /* Control structures nested deeper than this in tail position stay values (correct, not tail). */
 #define FX_MAX_TAIL_DEPTH 200
+/* A clause body with more nodes than this is not copied for capture off (forms_transform.c, copyable). */
+#define FX_MAX_COPY_NODES 200
 /* Statement walks (locals, expressions) do not go deeper than this into nested bodies. */
 #define FX_MAX_BODY_DEPTH 64
 /* The message and spawn walk does not go deeper than this into one expression: the walk recurses,
@@ -24,7 +26,7 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 
 /* The injected shapes (Erlang abstract expressions with holes), from the plan. */
 typedef struct fx_templates {
-    const T *entry, *exit, *tail, *error, *locals, *expr, *inject;
+    const T *switch_case, *entry, *exit, *tail, *error, *locals, *expr, *inject;
     /* an OTP callback's reports: the payloads of its state before and of the message it takes,
      * both reported by callback_pre; its state after and return, by callback_exit */
     const T *state_before, *callback_message, *callback_pre, *callback_exit;
@@ -59,7 +61,7 @@ typedef struct fx {
     uint32_t counter;      /* fresh variable numbers */
     const fx_fun *fun;     /* the function being transformed */
     int64_t clause_line;   /* the line of the clause being transformed (for nodes without one) */
-    uint8_t entry_used[256], tail_used[256], exit_used; /* the local report helpers the module needs */
+    uint8_t entry_used[256], switch_entry_used[256], tail_used[256], exit_used; /* the local report helpers the module needs */
     const T *clause_pats;  /* its patterns and (instrumented) body, for the free variables of funs */
     const T *clause_body;
     int try_join;          /* the call id joins right before each try (forms_transform.c, call_id_join) */
@@ -90,7 +92,8 @@ const T *fx_fill(fx *x, const T *tpl, const T *anno, uint32_t n, const char *con
 /* A call to the module's local report helper name/arity (the shapes the helpers share are
  * built once per module, so each clause carries one local call instead of the report code). */
 const T *fx_local_call(fx *x, const T *anno, const char *name, uint32_t n, const T *const *args);
-#define FX_ENTRY_HELPER "-es-entry-" /* (Fun, Line, Args...) -> call id | nil */
+#define FX_ENTRY_HELPER "-es-entry-" /* (Fun, Line, Args...) -> call id | nil; the switch said on */
+#define FX_SWITCH_ENTRY_HELPER "-es-switch-entry-" /* the same, asking the switch first (nil when off) */
 #define FX_EXIT_HELPER "-es-exit-"   /* (Call, Value) */
 #define FX_TAIL_HELPER "-es-tail-"   /* (Call, Mod, Fun, Line, Args...) */
 

@@ -325,6 +325,45 @@ static int finish(fx *x, const T *anno, const T *call_var, const T *v, const T *
     return 0;
 }
 
+/* Is a body copied, to run as written while capture is off? Not when the Erlang compiler makes
+ * local functions of something in it (a fun, a local fun reference, a comprehension): it numbers
+ * them in each function (-f/1-fun-0-, -f/1-fun-1-, ...), so a second copy would rename every one
+ * after it (in stack traces, in Function.info/1). Not when it has more than *budget nodes: the
+ * copy is compiled again, and a large body costs the compiler most while the few nanoseconds
+ * saved matter least. Not when it is nested deeper than the C stack allows. The last child is
+ * walked in a loop, so long lists (cons chains) cost no depth. */
+static int copyable(const T *t, int depth, uint32_t *budget) {
+    for (;;) {
+        if (depth > FX_MAX_MESSAGE_DEPTH) return 0;
+        if (t->kind != ES_ETF_TUPLE && t->kind != ES_ETF_LIST) return 1;
+        if (t->kind == ES_ETF_TUPLE) {
+            if (*budget == 0) return 0;
+            (*budget)--;
+            if (fx_tag_is(t, "named_fun") || fx_tag_is(t, "lc") || fx_tag_is(t, "bc") || fx_tag_is(t, "mc")) return 0;
+            /* a remote reference (fun M:F/A) is built at run time; any other fun is a local function */
+            if (fx_tag_is(t, "fun")) return t->n == 3 && fx_tag_is(t->u.items[2], "function") && t->u.items[2]->n == 4;
+        }
+        uint32_t count = t->kind == ES_ETF_LIST ? t->n + 1 : t->n;
+        if (count == 0) return 1;
+        for (uint32_t i = 0; i + 1 < count; i++)
+            if (!copyable(t->u.items[i], depth + 1, budget)) return 0;
+        t = t->u.items[count - 1];
+    }
+}
+
+/* the expressions of a body as one expression */
+static const T *as_expression(fx *x, const T *anno, const T *body) {
+    if (body->n == 1) return body->u.items[0];
+    return es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "block"), (T *)anno, (T *)body);
+}
+
+/* `case Switch:'on?'(Mod) of false -> Off; _ -> On end` (the switch template) */
+static const T *switch_case(fx *x, const T *anno, const T *off, const T *on) {
+    const char *names[3] = {"mod", "off", "on"};
+    const T *vals[3] = {x->module, off, on};
+    return fx_fill(x, x->tpl.switch_case, anno, 3, names, vals);
+}
+
 /* `case Id of nil -> nil; ES@id -> ES@id end`: the call id itself, as the value of a case whose
  * branches join right before the clause's try. OTP 25's ssa_opt_try relabels a try whose tag is
  * alone in its SSA block on every round of beam_ssa_opt's fixpoint loop, so the function never
@@ -375,8 +414,16 @@ static const T *transform_clause(fx *x, const T *clause) {
     eargs[0] = es_etf_tuple_of(x->a, 3, es_etf_atom(x->a, "atom"), (T *)anno, (T *)x->fun->name);
     eargs[1] = fx_int(x, anno, line);
     for (uint32_t i = 0; i < argc; i++) eargs[2 + i] = reported[i];
-    x->entry_used[argc] = 1;
-    const T *entry = fx_local_call(x, anno, FX_ENTRY_HELPER, argc + 2, eargs);
+    /* The switch is asked once, first. With capture off a copied clause runs its body as it was
+     * written, and the instrumented statements below run only with capture on; in a clause not
+     * copied, the entry helper asks the switch and every report is skipped on its nil. */
+    uint32_t budget = FX_MAX_COPY_NODES;
+    int copy = copyable(body, 0, &budget);
+    if (copy)
+        x->entry_used[argc] = 1;
+    else
+        x->switch_entry_used[argc] = 1;
+    const T *entry = fx_local_call(x, anno, copy ? FX_ENTRY_HELPER : FX_SWITCH_ENTRY_HELPER, argc + 2, eargs);
     if (!entry) return NULL;
 
     const T *inner = fx_statements(x, body, call_var, pats);
@@ -390,7 +437,7 @@ static const T *transform_clause(fx *x, const T *clause) {
     int joined = x->try_join && !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows */
 
     /* reports before the body, in one call: an OTP callback's state and the message it takes */
-    const T *pre[1];
+    const T *pre[1] = {NULL};
     uint32_t npre = 0;
     /* with reports between the entry and the try, the call id is joined after them */
     const T *entry_var = joined ? fx_var(x, anno, "ES@entry") : call_var;
@@ -456,6 +503,10 @@ static const T *transform_clause(fx *x, const T *clause) {
         stmts[ns++] = fx_case(x, anno, tr, clauses);
     }
     const T *new_body = fx_terms(x, stmts, ns);
+    if (new_body && copy) {
+        const T *sw = switch_case(x, anno, as_expression(x, anno, body), as_expression(x, anno, new_body));
+        new_body = sw ? es_etf_list_of(x->a, 1, (T *)sw) : NULL;
+    }
     if (!new_body) return NULL;
     return fx_clause(x, clause->u.items[1], new_pats, guards, new_body);
 }
@@ -528,22 +579,26 @@ static const T *helper_form(fx *x, const char *name, uint32_t n, const T *const 
                            es_etf_int(x->a, n), es_etf_list_of(x->a, 1, (T *)clause));
 }
 
-/* '-es-entry-'(Fun, Line, A1..An), '-es-exit-'(Call, Value), '-es-tail-'(Call, Mod, Fun, Line, A1..An):
- * the entry, exit and tail-call templates once, for the arities the module's clauses use */
+/* '-es-entry-'(Fun, Line, A1..An), '-es-exit-'(Call, Value), '-es-tail-'(Call, Mod, Fun, Line, A1..An),
+ * '-es-switch-entry-'(Fun, Line, A1..An): the entry, exit and tail-call templates once, for the
+ * arities the module's clauses use */
 static int add_helpers(fx *x, const T ***forms, uint32_t *n, uint32_t *cap) {
     const T *anno = fx_anno(x, 0);
     const T *params[260];
-    for (int pass = 0; pass < 3; pass++)
+    for (int pass = 0; pass < 4; pass++)
         for (uint32_t arity = 0; arity < 256; arity++) {
             const T *form = NULL;
-            if (pass == 0 && x->entry_used[arity]) {
+            int asks = pass == 3;
+            if ((pass == 0 && x->entry_used[arity]) || (asks && x->switch_entry_used[arity])) {
                 const T *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");
                 params[0] = fun;
                 params[1] = line;
                 for (uint32_t i = 0; i < arity; i++) params[2 + i] = fx_var_n(x, anno, "ES@a", i + 1);
                 const char *names[4] = {"mod", "fun", "args", "line"};
                 const T *vals[4] = {x->module, fun, fx_list_expr(x, anno, arity, params + 2), line};
-                form = helper_form(x, FX_ENTRY_HELPER, arity + 2, params, fx_fill(x, x->tpl.entry, anno, 4, names, vals));
+                const T *body = fx_fill(x, x->tpl.entry, anno, 4, names, vals);
+                if (asks) body = switch_case(x, anno, fx_atom_node(x, anno, "nil"), body);
+                form = helper_form(x, asks ? FX_SWITCH_ENTRY_HELPER : FX_ENTRY_HELPER, arity + 2, params, body);
             } else if (pass == 1 && x->tail_used[arity]) {
                 const T *call = fx_var(x, anno, "ES@call"), *mod = fx_var(x, anno, "ES@mod"),
                         *fun = fx_var(x, anno, "ES@fun"), *line = fx_var(x, anno, "ES@line");
@@ -602,6 +657,7 @@ static int decode_fun(const T *entry, fx_fun *f) {
 
 static int decode_templates(const T *m, fx_templates *t) {
     if (!m || m->kind != ES_ETF_MAP) return -1;
+    t->switch_case = es_etf_get(m, "switch");
     t->entry = es_etf_get(m, "entry");
     t->exit = es_etf_get(m, "exit");
     t->tail = es_etf_get(m, "tail");
@@ -620,8 +676,9 @@ static int decode_templates(const T *m, fx_templates *t) {
     t->spawn = es_etf_get(m, "spawn");
     t->rpc = es_etf_get(m, "rpc");
     t->rpc_call = es_etf_get(m, "rpc_call");
-    return t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
-                   t->callback_message && t->callback_pre && t->callback_exit && t->inject && t->send && t->receive && t->receive_start && t->no_clause &&
+    return t->switch_case && t->entry && t->exit && t->tail && t->error && t->locals && t->expr && t->state_before &&
+                   t->callback_message && t->callback_pre && t->callback_exit && t->inject && t->send && t->receive &&
+                   t->receive_start && t->no_clause &&
                    t->spawn && t->rpc && t->rpc_call
                ? 0
                : -1;

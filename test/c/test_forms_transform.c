@@ -98,7 +98,7 @@ static T *tpl(es_arena *a, const char *name, uint32_t n, ...) {
 }
 
 static T *templates(es_arena *a) {
-    return map_of(a, 16, "rpc", tpl(a, "rpc", 4, "call", "api", "args", "line"), "rpc_call",
+    return map_of(a, 19, "switch", tpl(a, "switch", 3, "mod", "off", "on"), "rpc", tpl(a, "rpc", 4, "call", "api", "args", "line"), "rpc_call",
                   tpl(a, "rpc_call", 8, "rpc", "value", "call", "request", "line", "class", "reason", "stack"), "spawn",
                   tpl(a, "spawn", 5, "call", "via", "args", "result", "line"), "send",
                   tpl(a, "send", 5, "call", "kind", "dest", "msg", "line"), "receive",
@@ -108,8 +108,10 @@ static T *templates(es_arena *a) {
                   tpl(a, "exit", 2, "call", "value"), "tail", tpl(a, "tail", 5, "call", "mod", "fun", "args", "line"),
                   "error", tpl(a, "error", 4, "call", "kind", "reason", "stack"), "locals",
                   tpl(a, "locals", 3, "call", "vars", "line"), "expr", tpl(a, "expr", 4, "call", "source", "value", "line"),
-                  "state_before", tpl(a, "state_before", 3, "call", "state", "line"), "state_after",
-                  tpl(a, "state_after", 5, "call", "kind", "result", "before", "line"), "inject",
+                  "state_before", tpl(a, "state_before", 1, "state"), "callback_message",
+                  tpl(a, "callback_message", 2, "msg", "clause"), "callback_pre",
+                  tpl(a, "callback_pre", 4, "call", "line", "state", "msg"), "callback_exit",
+                  tpl(a, "callback_exit", 5, "call", "kind", "result", "before", "line"), "inject",
                   tpl(a, "inject", 4, "call", "code", "vars", "line"));
 }
 
@@ -304,9 +306,29 @@ static uint32_t cons_items(T *e, T **out, uint32_t max) {
     return n;
 }
 
+/* The switch a clause's body is, rt:switch(Mod, Off, On) with these templates; NULL when none. */
+static T *clause_switch(T *cl) {
+    T *body = cl->u.items[4];
+    if (es_etf_list_len(body) != 1) return NULL;
+    T *sw = es_etf_list_at(body, 0);
+    int is_switch = is_tag(sw, "call") && sw->n == 4 && is_tag(sw->u.items[2], "remote") &&
+                    is_atom_node(sw->u.items[2]->u.items[3], "switch");
+    return is_switch ? sw : NULL;
+}
+
+/* a branch of the switch as a body: a block's expressions, or the one expression */
+static T *branch_body(T *e) { return is_tag(e, "block") ? e->u.items[2] : es_etf_list_of(report_arena, 1, e); }
+
+/* The statements a clause runs with capture on: the switch's On branch, or the body itself
+ * when it has no plain copy. */
+static T *recorded(T *cl) {
+    T *sw = clause_switch(cl);
+    return sw ? branch_body(report_arg(sw, 2)) : cl->u.items[4];
+}
+
 /* The body of an instrumented clause: n statements, the first ES@call = Entry. */
 static T *instrumented_body(T *cl, uint32_t n) {
-    T *body = cl->u.items[4];
+    T *body = recorded(cl);
     assert_int_equal(es_etf_list_len(body), n);
     T *m = es_etf_list_at(body, 0);
     assert_true(is_tag(m, "match") && is_var(m->u.items[2], "ES@call"));
@@ -384,7 +406,12 @@ static void test_local_tail_call_becomes_marker_and_dispatch_clause(void **state
     assert_true(term_eq(find_function(out, "g", 1), g));
 
     T *cl = first_clause(out, "f", 1);
-    T *entry = find_report(es_etf_list_at(cl->u.items[4], 0), "entry");
+    /* the switch first: off, the body as it was written */
+    T *sw = clause_switch(cl);
+    assert_non_null(sw);
+    assert_true(is_atom_node(report_arg(sw, 0), "m"));
+    assert_true(term_eq(branch_body(report_arg(sw, 1)), first_clause(forms, "f", 1)->u.items[4]));
+    T *entry = find_report(es_etf_list_at(recorded(cl), 0), "entry");
     assert_non_null(entry);
     assert_true(is_atom_node(report_arg(entry, 0), "m"));
     assert_true(is_atom_node(report_arg(entry, 1), "f"));
@@ -426,6 +453,54 @@ static void test_local_tail_call_becomes_marker_and_dispatch_clause(void **state
     assert_int_equal(real->u.items[1]->u.i, 3); /* the user's call keeps its annotation */
     assert_int_equal(count_reports(out, "exit"), 0);
     run_free(&r);
+    es_arena_free(&a);
+}
+
+/* A body from which the Erlang compiler makes local functions (funs, comprehensions) is not
+ * copied: a copy would renumber them; nor is a large one. There the entry helper asks the switch
+ * (nil when off). A remote fun reference makes none: such a body is copied. */
+static void test_bodies_with_local_functions_or_large_are_not_copied(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    T *x = var(&a, 3, "_x@1");
+    T *fun_clause = clause(&a, 3, es_etf_nil(&a), es_etf_list_of(&a, 1, x));
+    T *large = x;
+    for (int i = 0; i < 300; i++) large = op(&a, 3, "+", large, aint(&a, 3, i));
+    T *made[5] = {
+        es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3), es_etf_tuple_of(&a, 2, at(&a, "clauses"), es_etf_list_of(&a, 1, fun_clause))),
+        es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3), es_etf_tuple_of(&a, 3, at(&a, "function"), at(&a, "f"), es_etf_int(&a, 1))),
+        es_etf_tuple_of(&a, 4, at(&a, "lc"), ln(&a, 3), x,
+                        es_etf_list_of(&a, 1, es_etf_tuple_of(&a, 4, at(&a, "generate"), ln(&a, 3), var(&a, 3, "_y@1"), x))),
+        large,
+        es_etf_tuple_of(&a, 3, at(&a, "fun"), ln(&a, 3),
+                        es_etf_tuple_of(&a, 4, at(&a, "function"), aatom(&a, 3, "lists"), aatom(&a, 3, "reverse"), aint(&a, 3, 1))),
+    };
+    for (int i = 0; i < 5; i++) {
+        /* f(X) -> {ok, Made}. */
+        T *body = es_etf_list_of(&a, 1, tuple_expr(&a, 3, es_etf_list_of(&a, 2, aatom(&a, 3, "ok"), made[i])));
+        T *f = function(&a, 2, "f", 1, es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), body)));
+        run r;
+        transform(&r, module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, fun_spec(&a, "f", 1, 1, "none", "none"))));
+        T *out = ok_forms(&r);
+        T *cl = first_clause(out, "f", 1);
+        if (i == 4) {
+            assert_non_null(clause_switch(cl));
+        } else {
+            assert_null(clause_switch(cl));
+            /* ES@call = case '-es-switch-entry-'(f, 2, X) of ..., whose body is rt:switch(m, nil, Entry) */
+            T *m = es_etf_list_at(instrumented_body(cl, 4), 0);
+            T *call = m->u.items[3]->u.items[2];
+            assert_true(is_tag(call, "call") && is_atom_node(call->u.items[2], "-es-switch-entry-"));
+            T *helper = es_etf_list_at(find_function(out, "-es-switch-entry-", 3)->u.items[4], 0);
+            T *sw = last(helper->u.items[4]);
+            assert_true(is_atom_node(report_arg(sw, 0), "m") && is_atom_node(report_arg(sw, 1), "nil"));
+            assert_non_null(find_report(report_arg(sw, 2), "entry"));
+            /* the body once, in the try */
+            assert_true(term_eq(last(try_body(plain_try(cl))), es_etf_list_at(body, 0)));
+        }
+        run_free(&r);
+    }
     es_arena_free(&a);
 }
 
@@ -1130,6 +1205,7 @@ static void test_fifty_thousand_clauses(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_tail_call_becomes_marker_and_dispatch_clause),
+        cmocka_unit_test(test_bodies_with_local_functions_or_large_are_not_copied),
         cmocka_unit_test(test_values_in_tail_position_are_wrapped),
         cmocka_unit_test(test_erlang_bifs_are_values_and_apply_is_a_tail_call),
         cmocka_unit_test(test_spawn_is_reported_after_it_returns),

@@ -109,10 +109,27 @@ defmodule ElixirScope.Test.ASTCorpus do
   def instrumented_functions(forms) do
     for {:function, _, name, arity, clauses} <- forms,
         Enum.all?(clauses, fn {:clause, _, _, _, body} ->
-          match?([{:match, _, {:var, _, :ES@call}, _} | _], body)
+          match?([{:match, _, {:var, _, :ES@call}, _} | _], recorded_body(body))
         end),
         do: {name, arity}
   end
+
+  @doc """
+  The statements an instrumented clause runs with capture on: the `_ ->` branch of the switch
+  case its body is (docs/ast_transformer.md), or the body itself when it has no plain copy.
+  """
+  @spec recorded_body([tuple()]) :: [tuple()]
+  def recorded_body([{:case, _, switch, [{:clause, _, [{:atom, _, false}], [], [_off]}, {:clause, _, [{:var, _, :_}], [], [on]}]}])
+      when elem(switch, 0) == :call and elem(elem(switch, 2), 0) == :remote do
+    {:remote, _, {:atom, _, ElixirScope.Capture.Switch}, {:atom, _, :on?}} = elem(switch, 2)
+
+    case on do
+      {:block, _, statements} -> statements
+      statement -> [statement]
+    end
+  end
+
+  def recorded_body(body), do: body
 
   # stderr is global: keep only the messages about this fixture (other async tests may print)
   defp own_warnings(stderr, file) do

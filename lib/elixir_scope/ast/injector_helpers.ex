@@ -9,8 +9,11 @@ defmodule ElixirScope.AST.InjectorHelpers do
   instrumented code. C builds only the structure around them: the `try` that records exceptions
   and re-raises them with the original stacktrace, and the `case` that makes tail calls after it.
 
-  Every report after the entry is guarded by the call id: with capture off the entry returns
-  `nil` and nothing else is built or called. Injected variables are named `ES@…`, which no Elixir
+  Every instrumented clause asks `ElixirScope.Capture.Switch` first (the `switch` template):
+  with capture off it runs a copy of its original body, and nothing else is built or called. A
+  body that is not copied (docs/ast_transformer.md, "Capture off") asks it in its entry, which
+  then returns `nil`. Every report after the entry is guarded by the call id (`nil` when the
+  event is not recorded). Injected variables are named `ES@…`, which no Elixir
   variable can be (Elixir's are `_name@N`).
   """
 
@@ -31,14 +34,17 @@ defmodule ElixirScope.AST.InjectorHelpers do
     r = reports(runtime)
 
     %{
-      # The switch is asked inline: with capture off a call costs one remote call to a constant
-      # function; no argument list is built and the runtime is not entered.
-      entry: """
+      # Each instrumented clause asks the switch first, once: with capture off it runs `off` (a
+      # copy of its body as written), so a call costs one remote call to a constant function.
+      # `on` is the instrumented body (or, where the body is not copied, the entry alone).
+      switch: """
       case #{switch}:'on?'(ES@HOLE_mod) of
-        true -> #{r.entry};
-        _ -> nil
+        false -> ES@HOLE_off;
+        _ -> ES@HOLE_on
       end
       """,
+      # the entry report, once the switch said on: returns the call id, or nil when not recorded
+      entry: r.entry,
       exit: guarded(r.exit),
       tail: guarded(r.tail),
       error: "#{me}:reraise(#{rt}, ES@HOLE_call, ES@HOLE_kind, ES@HOLE_reason, ES@HOLE_stack)",

@@ -323,9 +323,20 @@ defmodule ElixirScope.AST.TransformerTest do
       {:ok, new} = Transformer.transform_forms(forms, :function_boundaries)
       {:function, _, :f, 2, [c1, c2]} = function_form(new, :f, 2)
 
-      # f({a, b}, c): the pattern argument is aliased, the entry asks the switch first
+      # f({a, b}, c): the pattern argument is aliased; the body asks the switch first, once:
+      # with capture off it runs the body as written, with capture on the instrumented one
       assert {:clause, 2, [{:match, 2, {:tuple, 2, _}, {:var, _, :ES@arg1}}, {:var, 2, :_c@1}],
-              [], [entry, dispatch]} = c1
+              [], [switch]} = c1
+
+      {:function, _, :f, 2, [{:clause, _, _, _, plain_body} | _]} = function_form(forms, :f, 2)
+
+      assert {:case, [generated: true, location: 2],
+              {:call, _, {:remote, _, {:atom, _, ElixirScope.Capture.Switch}, {:atom, _, :on?}},
+               [{:atom, _, ESTest.TF.Shape}]},
+              [
+                {:clause, _, [{:atom, _, false}], [], [{:block, _, ^plain_body}]},
+                {:clause, _, [{:var, _, :_}], [], [{:block, _, [entry, dispatch]}]}
+              ]} = switch
 
       # the entry is a call to the module's entry helper with the function, line and arguments;
       # before a try, its value passes through a case that returns it (its join keeps the try's
@@ -343,16 +354,15 @@ defmodule ElixirScope.AST.TransformerTest do
 
       # compiled with no_ssa_opt_try (the fast compile options), the entry is bound as it is
       {:ok, fast, []} = ParseTransform.transform_forms(forms, :function_boundaries, try_join: false)
-      {:function, _, :f, 2, [{:clause, _, _, [], [fast_entry | _]} | _]} = function_form(fast, :f, 2)
-      assert {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}} = fast_entry
+      {:function, _, :f, 2, [{:clause, _, _, [], fast_body} | _]} = function_form(fast, :f, 2)
+      assert {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}} =
+               hd(ASTCorpus.recorded_body(fast_body))
 
-      # which asks the switch first, once per module
+      # the switch said on: the entry helper reports, without asking again
       {:function, _, :"-es-entry-", 4, [{:clause, _, _, [], [helper_body]}]} =
         function_form(new, :"-es-entry-", 4)
 
-      assert {:case, _,
-              {:call, _, {:remote, _, {:atom, _, ElixirScope.Capture.Switch}, {:atom, _, :on?}}, _},
-              _} = helper_body
+      assert {:call, _, {:remote, _, {:atom, _, ElixirScope.NIF}, {:atom, _, :emit_entry}}, _} = helper_body
 
       # the body ends by a tail call only: no clause for a value
       assert {:case, _, {:try, _, try_body, [], [catch_clause], []}, [tail_clause]} = dispatch
@@ -392,15 +402,17 @@ defmodule ElixirScope.AST.TransformerTest do
               [_report, {:call, 4, {:atom, 4, :g}, [{:var, _, :ES@tail1}, {:var, _, :ES@tail2}]}]} =
                tail_clause
 
-      # f(_, c): no tail call, the simple shape
+      # f(_, c): no tail call, the simple shape; off, the one expression of its body
       assert {:clause, 7, [{:match, 7, {:var, 7, :_}, {:var, _, :ES@arg1}}, {:var, 7, :_c@1}], [],
-              [
-                # returning a variable cannot raise: no try, and the entry as it is
-                {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}},
+              [{:case, _, _, [{:clause, _, [{:atom, _, false}], [], [{:var, 7, :_c@1}]}, _]} = c2_switch]} = c2
+
+      assert [
+               # returning a variable cannot raise: no try, and the entry as it is
+               {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}},
                {:match, _, {:var, _, :ES@result}, {:block, _, [{:var, 7, :_c@1}]}},
-                _exit,
-                {:var, _, :ES@result}
-              ]} = c2
+               _exit,
+               {:var, _, :ES@result}
+             ] = ASTCorpus.recorded_body([c2_switch])
 
       # and the result compiles
       assert {:ok, ESTest.TF.Shape, _} = :compile.forms(new, [:binary, :return_errors])
@@ -437,10 +449,10 @@ defmodule ElixirScope.AST.TransformerTest do
                {:integer, _, 2}]} = report
 
       {:function, _, :s, 2, [{:clause, _, _, _, s_body}]} = function_form(new, :s, 2)
-      assert inspect(s_body) =~ ":spawn}"
-      assert inspect(s_body) =~ "report_spawned"
+      assert inspect(s_body, limit: :infinity) =~ ":spawn}"
+      assert inspect(s_body, limit: :infinity) =~ "report_spawned"
       {:function, _, :st, 1, [{:clause, _, _, _, st_body}]} = function_form(new, :st, 1)
-      refute inspect(st_body) =~ "report_spawned"
+      refute inspect(st_body, limit: :infinity) =~ "report_spawned"
       assert {:ok, ESTest.TF.Spawns, _} = :compile.forms(new, [:binary, :return_errors])
     end
   end
