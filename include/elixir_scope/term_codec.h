@@ -137,6 +137,13 @@ typedef struct es_term_layout {
      * a word holding its byte size, then the bytes. */
     uint64_t boxed_mask, boxed_tag, header_mask, tuple_tag, heap_bin_tag;
     unsigned header_shift;
+    /* Identifiers, written through ops->external without asking ops->type what they are (0: not
+     * read this way): a local pid is an immediate, (t & pid_mask) == pid_tag; a local reference is
+     * boxed, its header under header_mask is ref_tag. */
+    uint64_t pid_mask, pid_tag, ref_tag;
+    /* A flat map (0: maps through the ops): boxed, header word == flatmap_header, then its size, a
+     * boxed tuple of its keys, and its values, in the order map_pairs gives them. */
+    uint64_t flatmap_header;
 } es_term_layout;
 
 /* Optional: the encodings of atoms seen before, keyed by term word (an atom's word names the
