@@ -12,6 +12,7 @@ defmodule ElixirScope.Bench.CCore do
 
       results = %{
         "c_ring_push_1thread_ns" => r["ring_push_ns_1thread"],
+        "c_ring_push_first_lap_ns" => r["ring_push_ns_first_lap"],
         "c_codec_encode_4_args_ns" => r["codec_encode_4_args_ns"],
         "c_codec_encode_4_args_layout_ns" => r["codec_encode_4_args_layout_ns"],
         "c_codec_encode_call_args_ns" => r["codec_encode_call_args_ns"],
@@ -22,6 +23,7 @@ defmodule ElixirScope.Bench.CCore do
 
       rows = [
         {"C core: ring push, 1 thread (ns)", r["ring_push_ns_1thread"] * 1.0, "", "pure C, no VM"},
+        {"C core: ring push over a fresh ring's first lap (ns)", r["ring_push_ns_first_lap"] * 1.0, "", "pages first touched"},
         {"C core: codec, 4 small args (ns)", r["codec_encode_4_args_ns"] * 1.0, "", "pure C, fake terms read through the ops"},
         {"C core: codec, 4 small args as the VM lays them out (ns)", r["codec_encode_4_args_layout_ns"] * 1.0, "",
          "pure C, term words read directly (what the NIF does)"},
