@@ -708,40 +708,60 @@ static inline es_atom_cache_slot *atom_slot(es_atom_cache *c, es_term t) {
     return &c->slots[(size_t)((t * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
 }
 
-/* A cached atom's ETF at d (24 bytes of room): its length, or 0 when t is not cached. */
+#define ATOM_ETF_WORDS (sizeof(((es_atom_cache_slot *)0)->etf) / sizeof(uint64_t))
+_Static_assert(ES_ATOM_CACHE_NAME_MAX + 2 == 8 * ATOM_ETF_WORDS && ATOM_ETF_WORDS == 6,
+               "a slot holds the header and the longest name, in the 6 words atom_etf reads");
+_Static_assert(IMMEDIATE_ETF_MAX >= 8 * ATOM_ETF_WORDS, "immediate_etf's room takes a cached atom's words");
+
+/* A cached atom's ETF at d (8 * ATOM_ETF_WORDS bytes of room, all of which it may write): its
+ * length, or 0 when t is not cached (or its slot is being rewritten). */
 static inline __attribute__((always_inline)) size_t atom_etf(es_atom_cache *c, es_term t, uint8_t *d) {
     es_atom_cache_slot *s = atom_slot(c, t);
-    if (atomic_load_explicit(&s->word, memory_order_acquire) != t) return 0;
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if ((seq & 1) || atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0;
+    /* word by word from registers into d (its room is scratch until the caller counts it): a copy
+     * through a stack array stalls on store forwarding. Three words hold names of up to 22 bytes. */
     uint64_t w0 = atomic_load_explicit(&s->etf[0], memory_order_relaxed);
     uint64_t w1 = atomic_load_explicit(&s->etf[1], memory_order_relaxed);
     uint64_t w2 = atomic_load_explicit(&s->etf[2], memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0; /* rewritten meanwhile */
-    /* word by word: one 24-byte copy through a stack array stalls on store forwarding */
+    size_t n = (size_t)((const uint8_t *)&w0)[1] + 2; /* SMALL_ATOM_UTF8_EXT, length, name */
     memcpy(d, &w0, 8);
     memcpy(d + 8, &w1, 8);
     memcpy(d + 16, &w2, 8);
-    return (size_t)((const uint8_t *)&w0)[1] + 2; /* SMALL_ATOM_UTF8_EXT, length, name */
+    if (n > 24) {
+        uint64_t w3 = atomic_load_explicit(&s->etf[3], memory_order_relaxed);
+        uint64_t w4 = atomic_load_explicit(&s->etf[4], memory_order_relaxed);
+        uint64_t w5 = atomic_load_explicit(&s->etf[5], memory_order_relaxed);
+        memcpy(d + 24, &w3, 8);
+        memcpy(d + 32, &w4, 8);
+        memcpy(d + 40, &w5, 8);
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq || n > 8 * ATOM_ETF_WORDS) return 0; /* rewritten */
+    return n;
 }
 
 /* Writes a cached atom's ETF: 1 written, 0 not cached, -1 out of memory. */
 static int atom_cached(es_atom_cache *c, es_term t, es_buf *out) {
-    if (buf_reserve(out, 3 * sizeof(uint64_t))) return -1;
+    if (buf_reserve(out, 8 * ATOM_ETF_WORDS)) return -1;
     size_t n = atom_etf(c, t, out->data + out->len);
     out->len += n;
     return n != 0;
 }
 
-/* Remembers the ETF of an atom just written (at out->data + at); a busy slot is left alone. */
+/* Remembers the ETF of an atom just written (n bytes at etf), in place of what its slot held; a
+ * slot another thread is writing is left alone. */
 static void atom_remember(es_atom_cache *c, es_term t, const uint8_t *etf, size_t n) {
     es_atom_cache_slot *s = atom_slot(c, t);
-    uint64_t cur = atomic_load_explicit(&s->word, memory_order_relaxed), w[3] = {0, 0, 0};
-    if (t <= 1 || n > sizeof w || etf[0] != ETF_SMALL_ATOM_UTF8 || cur == 1) return;
-    if (!atomic_compare_exchange_strong_explicit(&s->word, &cur, 1, memory_order_relaxed, memory_order_relaxed)) return;
-    atomic_thread_fence(memory_order_release);
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed), w[ATOM_ETF_WORDS] = {0};
+    if (t == 0 || n > sizeof w || etf[0] != ETF_SMALL_ATOM_UTF8 || (seq & 1)) return;
+    if (!atomic_compare_exchange_strong_explicit(&s->seq, &seq, seq + 1, memory_order_relaxed, memory_order_relaxed))
+        return;
+    atomic_thread_fence(memory_order_release); /* the odd sequence is seen before any of the stores below */
     memcpy(w, etf, n);
-    for (int i = 0; i < 3; i++) atomic_store_explicit(&s->etf[i], w[i], memory_order_relaxed);
-    atomic_store_explicit(&s->word, t, memory_order_release);
+    atomic_store_explicit(&s->word, t, memory_order_relaxed);
+    for (size_t i = 0; i < ATOM_ETF_WORDS; i++) atomic_store_explicit(&s->etf[i], w[i], memory_order_relaxed);
+    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 }
 
 /* A term that is neither a container nor special (is_scalar). */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1391,6 +1392,87 @@ static void test_fast_path_matches_walker(void **state) {
     assert_true(without_ops > outputs / 20);
 }
 
+
+/* ---- the atom cache under concurrent writers ----
+ * 4,096 atoms (more than the cache has slots, so they evict each other) with names of 1 to 46
+ * bytes (the longest a slot holds) and a few longer ones, encoded at once by several threads:
+ * every encoding must be the atom's exact name, never a mix of two (what the slots' seqlock
+ * guarantees; the test exercises it under ASan/UBSan, it cannot force the rare race). */
+#define CACHE_ATOMS 4096
+static size_t atom_name(uint64_t i, char *buf) {
+    size_t n = i % 50 + 1; /* up to 50: names over 46 bytes are never cached */
+    for (size_t k = 0; k < n; k++) buf[k] = (char)('a' + (i * 7 + k * 13) % 26);
+    buf[0] = (char)('A' + i % 26);
+    return n;
+}
+static es_term_type a_type(void *env, es_term t) {
+    (void)env;
+    (void)t;
+    return ES_T_ATOM;
+}
+static int a_atom(void *env, es_term t, char *buf, size_t cap) {
+    (void)env;
+    if (cap < 64) return -1;
+    return (int)atom_name(t >> 6, buf);
+}
+typedef struct cache_worker {
+    const es_term_ops *ops;
+    uint64_t seed;
+    size_t wrong;
+} cache_worker;
+static void *encode_atoms(void *arg) {
+    cache_worker *w = arg;
+    es_codec_limits lim = {8, 32, 256, 0};
+    for (int i = 0; i < 200000; i++) {
+        w->seed = w->seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t idx = (w->seed >> 33) % CACHE_ATOMS;
+        char name[64];
+        size_t n = atom_name(idx, name);
+        uint8_t storage[128];
+        es_buf b;
+        unsigned fl;
+        es_buf_init(&b, storage, sizeof storage);
+        es_codec_encode(w->ops, NULL, (es_term)(idx << 6 | 0xB), &lim, NULL, &b, &fl);
+        if (b.len != n + 3 || b.data[1] != 119 || b.data[2] != n || memcmp(b.data + 3, name, n) != 0) w->wrong++;
+        es_buf_free(&b);
+    }
+    return NULL;
+}
+static void test_atom_cache_concurrent(void **state) {
+    (void)state;
+    static const es_term_layout layout = W_LAYOUT;
+    static es_atom_cache cache;
+    memset(&cache, 0, sizeof cache);
+    es_term_ops ops = {a_type, f_int, f_double, a_atom, f_binary, f_cell, f_tuple, f_map_size, f_map_pairs,
+                       f_external, f_fun_info, &layout, &cache};
+    cache_worker workers[4];
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) {
+        workers[i] = (cache_worker){&ops, (uint64_t)i * 77 + 1, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, encode_atoms, &workers[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(workers[i].wrong, 0);
+    }
+    /* the longest names a slot holds are served from it (the word model's atoms: an empty cache) */
+    memset(&cache, 0, sizeof cache);
+    size_t calls_before = w_atom_calls;
+    es_term long_ok = WA(4); /* "a_rather_long_atom_name_of_40_bytes_xxxx" */
+    es_term_ops words = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple, w_map_size, w_map_pairs,
+                         w_external, f_fun_info, &layout, &cache};
+    for (int round = 0; round < 2; round++) {
+        uint8_t storage[128];
+        es_buf b;
+        unsigned fl;
+        es_buf_init(&b, storage, sizeof storage);
+        assert_int_equal(es_codec_encode(&words, NULL, long_ok, &BIG, NULL, &b, &fl), 0);
+        assert_int_equal(b.len, 3 + 40);
+        es_buf_free(&b);
+    }
+    assert_int_equal(w_atom_calls - calls_before, 1);
+}
+
 /* What the hot path writes by itself (no op call: the walker would ask what each pid, reference
  * and map is) and where it leaves the term to the walker. */
 static void test_fast_path_shapes(void **state) {
@@ -1470,6 +1552,7 @@ int main(void) {
         cmocka_unit_test(test_keys_stay_distinct), cmocka_unit_test(test_property_valid_etf),
         cmocka_unit_test(test_buf_and_append),    cmocka_unit_test(test_layout_and_atom_cache),
         cmocka_unit_test(test_fast_path_matches_walker), cmocka_unit_test(test_fast_path_shapes),
+        cmocka_unit_test(test_atom_cache_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
