@@ -924,23 +924,36 @@ static inline void tag_be32(es_buf *out, uint8_t tag, uint32_t n) {
 static int fast_list(fast *f, es_term t, uint32_t depth, size_t *count) {
     es_buf *out = f->e->out;
     const es_term_layout lay = *f->l;
-    /* wider than max_width (the walker cuts it): known before an op is called for an element */
+    const uint32_t max_width = f->max_width;
+    const size_t limit = f->start + f->byte_cap;
+    const size_t hdr = out->len;
+    tag_be32(out, ETF_LIST, 0);
     es_term cur = t;
     uint32_t n = 0;
-    for (; (cur & lay.list_mask) == lay.list_tag; n++) {
-        if (n == f->max_width) return 0;
-        cur = ((const es_term *)(uintptr_t)(cur - lay.list_tag))[1];
-    }
-    if (!fast_spend(f, n + 1)) return 0;
-    patch_be32(out->data + out->len + 1, n);
-    out->data[out->len] = ETF_LIST;
-    out->len += 5;
-    for (cur = t; (cur & lay.list_mask) == lay.list_tag;) {
+    int counted = 0;
+    do {
         const es_term *cell = (const es_term *)(uintptr_t)(cur - lay.list_tag);
-        int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, cell[0], depth + 1);
-        if (r <= 0) return r;
+        if (n == max_width || out->len > limit) return 0; /* wider than max_width: the walker cuts it */
+        if (buf_reserve(out, IMMEDIATE_ETF_MAX)) return -1;
+        size_t k = immediate_etf(&lay, f->atoms, f->max_binary, cell[0], out->data + out->len);
+        if (k) {
+            out->len += k;
+        } else {
+            /* before the first op is called for an element: does the list fit max_width? */
+            es_term c = cur;
+            for (uint32_t m = n; !counted && (c & lay.list_mask) == lay.list_tag; m++) {
+                if (m == max_width) return 0;
+                c = ((const es_term *)(uintptr_t)(c - lay.list_tag))[1];
+            }
+            counted = 1;
+            int r = fast_container(f, cell[0], depth + 1);
+            if (r <= 0) return r;
+        }
+        n++;
         cur = cell[1];
-    }
+    } while ((cur & lay.list_mask) == lay.list_tag);
+    if (!fast_spend(f, n)) return 0;
+    patch_be32(out->data + hdr + 1, n);
     if (cur != lay.nil) /* an improper tail */
         return buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, cur, depth + 1);
     if (count) *count = n;
