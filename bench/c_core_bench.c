@@ -1,9 +1,6 @@
 /* Benchmark of the pure C capture core: ring buffer, term codec, event store.
  *
- * Build and run (from the repository root):
- *   mkdir -p build && gcc -std=gnu11 -O2 -g -Iinclude -D_GNU_SOURCE -o build/c_core_bench \
- *       bench/c_core_bench.c c_src/ring_buffer.c c_src/term_codec.c c_src/event_store.c -lpthread -lm \
- *     && ./build/c_core_bench
+ * Build and run (from the repository root): make build/c_core_bench && ./build/c_core_bench
  *
  * Prints one "name: value unit" line per measurement, then the same numbers
  * as one JSON object on the last line (for bench/run.exs to pick up).
@@ -72,6 +69,25 @@ static double bench_push_single(void) {
         res[round] = total / (double)n;
     }
     es_ring_destroy(r);
+    return median(res, ROUNDS);
+}
+
+/* ---- 1b. ring push over a fresh ring's first lap (the pages of its slots are first touched) ---- */
+static double bench_push_first_lap(void) {
+    const uint32_t cap = 1u << 16;
+    uint8_t payload[40];
+    memset(payload, 7, sizeof payload);
+    double res[ROUNDS];
+    for (int round = 0; round < ROUNDS; round++) {
+        es_ring *r = es_ring_create(cap, ES_OVERFLOW_DROP_NEWEST);
+        uint64_t t0 = es_now_ns();
+        for (uint32_t i = 0; i < cap; i++) {
+            es_event_head h = head_for(1, i);
+            es_ring_push(r, &h, payload, sizeof payload);
+        }
+        res[round] = (double)(es_now_ns() - t0) / cap;
+        es_ring_destroy(r);
+    }
     return median(res, ROUNDS);
 }
 
@@ -248,6 +264,9 @@ typedef struct bt {
 #define BT(t) ((bt *)(uintptr_t)(t))
 static es_term_type b_type(void *e, es_term t) {
     (void)e;
+    if ((t & 0xF) == 0x3) return ES_T_OTHER; /* a pid word */
+    if ((t & 0x3F) == 0xB) return ES_T_ATOM;  /* an atom word */
+    if ((t & 0x3) == 0x2) return (*(const uint64_t *)(uintptr_t)(t - 2) & 0x3F) == 0 ? ES_T_TUPLE : ES_T_OTHER;
     return BT(t)->ty;
 }
 static int b_int(void *e, es_term t, int64_t *o) {
@@ -261,11 +280,14 @@ static int b_dbl(void *e, es_term t, double *o) {
     *o = 0;
     return 0;
 }
+/* the atoms of the term words below, by index (word = index << 6 | 0xB) */
+static const char *const WORD_ATOMS[] = {[7] = "ok", [9] = "add", [10] = "alias"};
 static int b_atom(void *e, es_term t, char *buf, size_t cap) {
     (void)e;
-    size_t n = strlen(BT(t)->name);
+    const char *name = (t & 0x3F) == 0xB ? WORD_ATOMS[t >> 6] : BT(t)->name;
+    size_t n = strlen(name);
     if (n >= cap) return -1;
-    memcpy(buf, BT(t)->name, n + 1);
+    memcpy(buf, name, n + 1);
     return (int)n;
 }
 static int b_bin(void *e, es_term t, const uint8_t **d, size_t *s, unsigned *tb) {
@@ -305,7 +327,7 @@ static int b_mpairs(void *e, es_term t, es_term *k, es_term *v, size_t n) {
 }
 
 /* ns per encoding of t (the median of ROUNDS rounds); complains unless each takes expect bytes */
-static double time_encode(const es_term_ops *ops, es_term t, size_t expect) {
+static double time_encode(const es_term_ops *ops, es_term t, size_t expect, const es_redact_set *rs) {
     es_codec_limits lim = {16, 64, 1024, 4096};
     double res[ROUNDS];
     size_t total = 0;
@@ -317,7 +339,7 @@ static double time_encode(const es_term_ops *ops, es_term t, size_t expect) {
             es_buf b;
             es_buf_init(&b, storage, sizeof storage);
             unsigned fl;
-            es_codec_encode(ops, NULL, t, &lim, NULL, &b, &fl);
+            es_codec_encode(ops, NULL, t, &lim, rs, &b, &fl);
             total += b.len;
             es_buf_free(&b);
         }
@@ -336,16 +358,42 @@ static double bench_codec(void) {
     bt c3 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a3, (es_term)(uintptr_t)&c4};
     bt c2 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a2, (es_term)(uintptr_t)&c3};
     bt c1 = {ES_T_LIST, 0, NULL, (es_term)(uintptr_t)&a1, (es_term)(uintptr_t)&c2};
-    return time_encode(&ops, (es_term)(uintptr_t)&c1, 25);
+    return time_encode(&ops, (es_term)(uintptr_t)&c1, 25, NULL);
+}
+
+/* 64-bit BEAM's term words (erl_term.h, erl_map.h), as the NIF verifies them at load */
+#define BEAM_WORDS {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6, 0xF, 0x3, 0x10, 0x13C}
+
+/* pids and references: the ETF the VM's writer gives (a copy of fixed bytes here) */
+static int b_ext(void *e, es_term t, es_buf *out) {
+    static const uint8_t pid[] = {88, 119, 13, 'n', 'o', 'n', 'o', 'd', 'e', '@', 'n', 'o', 'h', 'o', 's', 't',
+                                  0, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0};
+    static const uint8_t ref[] = {90, 0, 3, 119, 13, 'n', 'o', 'n', 'o', 'd', 'e', '@', 'n', 'o', 'h', 'o', 's', 't',
+                                  0, 0, 0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0, 5, 6};
+    (void)e;
+    return (t & 0xF) == 0x3 ? es_buf_put(out, pid, sizeof pid) : es_buf_put(out, ref, sizeof ref);
+}
+
+/* terms as the VM lays them out, read through the layout and the atom cache (what the NIF does) */
+static const es_term_layout BEAM = BEAM_WORDS;
+static es_atom_cache word_atoms;
+static const es_term_ops WORD_OPS = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, b_ext, NULL,
+                                     &BEAM, &word_atoms};
+
+/* an atom word's first encoding, which puts it into the atom cache (as in the VM) */
+static void cache_atom(uint64_t word) {
+    uint8_t storage[64];
+    es_buf b;
+    es_codec_limits lim = {1, 1, 0, 0};
+    unsigned fl;
+    es_buf_init(&b, storage, sizeof storage);
+    es_codec_encode(&WORD_OPS, NULL, word, &lim, NULL, &b, &fl);
+    es_buf_free(&b);
 }
 
 /* ---- 5b. the same list as the VM lays it out, read through es_term_layout and the atom cache
  * (what the NIF does): small integers, a cached atom and a heap binary ---- */
 static double bench_codec_layout(void) {
-    static const es_term_layout layout = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
-    static es_atom_cache cache;
-    static const es_term_ops ops = {b_type, b_int, b_dbl, b_atom, b_bin, b_cell, b_tuple, b_msize, b_mpairs, NULL, NULL,
-                                    &layout, &cache};
     static uint64_t words[12] __attribute__((aligned(16)));
     const uint64_t atom_ok = (7u << 6) | 0xB;
     /* "b" as a heap binary: header (2 words follow) | 0x24, size 1, the byte */
@@ -360,25 +408,52 @@ static double bench_codec_layout(void) {
     c[2] = (100000u << 4) | 0xF, c[3] = (uint64_t)(uintptr_t)&c[4] | 1;
     c[0] = (1u << 4) | 0xF, c[1] = (uint64_t)(uintptr_t)&c[2] | 1;
     es_term list = (es_term)(uintptr_t)&c[0] | 1;
-    /* the atom cache is filled by the VM's first encoding; here by hand: SMALL_ATOM_UTF8 "ok" */
-    const uint8_t etf[3 * 8] = {119, 2, 'o', 'k'};
-    es_atom_cache_slot *slot = &cache.slots[(size_t)((atom_ok * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
-    uint64_t w[3];
-    memcpy(w, etf, sizeof w);
-    for (int i = 0; i < 3; i++) atomic_store(&slot->etf[i], w[i]);
-    atomic_store(&slot->word, atom_ok);
-    return time_encode(&ops, list, 24);
+    cache_atom(atom_ok);
+    return time_encode(&WORD_OPS, list, 24, NULL);
+}
+
+/* ---- 5c. a GenServer call's arguments, [{:add, 1}, {pid, [:alias | ref]}, 0], as the VM lays them
+ * out, under the default redaction rules (each tuple's tag is looked up) ---- */
+static double bench_codec_nested(void) {
+    static uint64_t w[32] __attribute__((aligned(16)));
+    const uint64_t add = (9u << 6) | 0xB, alias = (10u << 6) | 0xB, pid = (77u << 4) | 0x3;
+    cache_atom(add);
+    cache_atom(alias);
+#define BOX(i) ((uint64_t)(uintptr_t)&w[i] | 2)
+#define CONS(i) ((uint64_t)(uintptr_t)&w[i] | 1)
+    w[0] = 3u << 6 | 0x10, w[1] = 1, w[2] = 2, w[3] = 3;   /* a reference */
+    w[4] = alias, w[5] = BOX(0);                          /* [:alias | ref] */
+    w[6] = 2u << 6, w[7] = pid, w[8] = CONS(4);           /* {pid, [:alias | ref]} */
+    w[10] = 2u << 6, w[11] = add, w[12] = (1u << 4) | 0xF; /* {:add, 1} */
+    w[14] = BOX(10), w[15] = CONS(16);                    /* the argument list */
+    w[16] = BOX(6), w[17] = CONS(18);
+    w[18] = 0xF, w[19] = 0x3B;
+    es_term args = CONS(14);
+#undef BOX
+#undef CONS
+    static es_redact_set rs;
+    static es_redact_cache rcache;
+    es_redact_init(&rs);
+    es_redact_add(&rs, 0, "*password*", 10);
+    es_redact_add(&rs, 0, "*token*", 7);
+    rs.cache = &rcache;
+    return time_encode(&WORD_OPS, args, 1 + 5 + 2 + 5 + 2 + 2 + 28 + 5 + 7 + 34 + 2 + 1, &rs);
 }
 
 int main(void) {
     double push1 = bench_push_single();
     printf("ring_push_ns_1thread: %.1f ns/op\n", push1);
+    double push_first = bench_push_first_lap();
+    printf("ring_push_ns_first_lap: %.1f ns/op (a fresh ring, 65,536 slots)\n", push_first);
     double push2 = bench_push_two();
     printf("ring_push_ns_2threads: %.1f ns/op per thread\n", push2);
     double codec = bench_codec();
     printf("codec_encode_4_args_ns: %.1f ns/op\n", codec);
     double codec_layout = bench_codec_layout();
     printf("codec_encode_4_args_layout_ns: %.1f ns/op (term words as the VM lays them out)\n", codec_layout);
+    double codec_nested = bench_codec_nested();
+    printf("codec_encode_call_args_ns: %.1f ns/op ([{:add, 1}, {pid, [:alias | ref]}, 0], redaction rules on)\n",
+           codec_nested);
     double drain = bench_drain_append(1);
     printf("drain_to_store_events_per_s: %.0f (warm: store at its cap, batch lock)\n", drain);
     double drain_cold = bench_drain_append(0);
@@ -389,10 +464,11 @@ int main(void) {
     printf("store_get_by_id_ns: %.1f ns\n", get_ns);
     printf("store_event_bytes: %.2f bytes/event (records + indexes, excluding payload)\n", bpe);
     printf("store_payload_bytes: %.2f bytes/event (40-byte payloads, arena capacity)\n", ppe);
-    printf("{\"ring_push_ns_1thread\": %.1f, \"ring_push_ns_2threads\": %.1f, \"codec_encode_4_args_ns\": %.1f, \"codec_encode_4_args_layout_ns\": %.1f, "
+    printf("{\"ring_push_ns_1thread\": %.1f, \"ring_push_ns_first_lap\": %.1f, \"ring_push_ns_2threads\": %.1f, \"codec_encode_4_args_ns\": %.1f, \"codec_encode_4_args_layout_ns\": %.1f, "
+           "\"codec_encode_call_args_ns\": %.1f, "
            "\"drain_to_store_events_per_s\": %.0f, \"drain_to_store_cold_events_per_s\": %.0f, "
            "\"store_pid_query_1000_of_1M_us\": %.1f, "
            "\"store_get_by_id_ns\": %.1f, \"store_event_bytes\": %.2f, \"store_payload_bytes\": %.2f}\n",
-           push1, push2, codec, codec_layout, drain, drain_cold, q_us, get_ns, bpe, ppe);
+           push1, push_first, push2, codec, codec_layout, codec_nested, drain, drain_cold, q_us, get_ns, bpe, ppe);
     return 0;
 }

@@ -221,6 +221,7 @@ static int op_external(void *envp, es_term t, es_buf *out) {
         encode_ext(term, &end);
         return end - etf > 1 ? es_buf_put(out, etf + 1, (size_t)(end - etf) - 1) : -1;
     }
+    if (enif_is_fun(env, term)) return -1; /* never a fun's environment, whoever asks */
     if (!enif_term_to_binary(env, term, &bin)) return -1;
     rc = bin.size > 1 ? es_buf_put(out, bin.data + 1, bin.size - 1) : -1;
     enif_release_binary(&bin);
@@ -309,8 +310,11 @@ static const es_term_ops NIF_TERM_OPS = {
     op_tuple, op_map_size, op_map_pairs, op_external, op_fun_info, NULL, NULL};
 
 /* The layout of small integers, [] and cons cells of 64-bit BEAM (erts/emulator/beam/erl_term.h),
- * used by the codec only when terms this VM makes read back as it says. */
-static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
+ * its tuples, heap binaries, local pids and references, and its flat maps (erl_map.h; every map of
+ * up to 32 keys starts with the header word 0x13C on OTP 25), used by the codec only when terms
+ * this VM makes read back as it says. */
+static const es_term_layout BEAM_LAYOUT = {0xF, 0xF, 4, 0x3B, 0x3F, 0x0B, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6,
+                                           0xF, 0x3, 0x10, 0x13C};
 
 static const uint64_t *boxed_words(const es_term_layout *l, ERL_NIF_TERM t) {
     return (t & l->boxed_mask) == l->boxed_tag ? (const uint64_t *)(uintptr_t)(t - l->boxed_tag) : NULL;
@@ -422,10 +426,101 @@ static es_encode_ext_fn checked_encode_ext(ErlNifEnv *env) {
 #endif
 }
 
+/* Boxed terms of every kind a NIF can make, and a 33-key map (a hash map, not a flat one). */
+static size_t sample_boxed(ErlNifEnv *env, ERL_NIF_TERM *out) {
+    ErlNifBinary big;
+    ERL_NIF_TERM keys[33], vals[33], hamt, refc;
+    size_t n = 0;
+    for (int i = 0; i < 33; i++) keys[i] = enif_make_int(env, i), vals[i] = keys[i];
+    if (!enif_make_map_from_arrays(env, keys, vals, 33, &hamt) || !enif_alloc_binary(1000, &big)) return 0;
+    memset(big.data, 1, big.size);
+    refc = enif_make_binary(env, &big);
+    out[n++] = hamt;
+    out[n++] = refc;
+    out[n++] = enif_make_sub_binary(env, refc, 1, 10);
+    out[n++] = enif_make_double(env, 1.5);
+    out[n++] = enif_make_int64(env, INT64_MAX);
+    out[n++] = enif_make_int64(env, INT64_MIN);
+    out[n++] = enif_make_tuple2(env, keys[1], keys[2]);
+    memset(enif_make_new_binary(env, 3, &out[n++]), 2, 3);
+    out[n++] = enif_make_new_map(env);
+    out[n++] = enif_make_ref(env);
+    return n;
+}
+
+/* Local pids and references read as the layout says (a pid an immediate under pid_mask, a
+ * reference boxed with a ref_tag header), and no other term looks like either. */
+static int identifiers_hold(ErlNifEnv *env, const es_term_layout *l) {
+    ErlNifPid self;
+    ERL_NIF_TERM boxes[16];
+    size_t nboxed = sample_boxed(env, boxes);
+    if (!enif_self(env, &self) || nboxed == 0) return 0;
+    ERL_NIF_TERM pid = enif_make_pid(env, &self), refs[] = {enif_make_ref(env), enif_make_ref(env)};
+    if ((pid & l->pid_mask) != l->pid_tag || !enif_is_pid(env, pid)) return 0;
+    for (size_t i = 0; i < sizeof refs / sizeof *refs; i++) {
+        const uint64_t *box = boxed_words(l, refs[i]);
+        if (!box || (box[0] & l->header_mask) != l->ref_tag || !enif_is_ref(env, refs[i])) return 0;
+    }
+    ERL_NIF_TERM words[] = {enif_make_int(env, 0), enif_make_int(env, -1), enif_make_int64(env, (1ll << 59) - 1),
+                            enif_make_atom(env, "ok"), enif_make_list(env, 0),
+                            enif_make_list1(env, enif_make_int(env, 1))};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if ((words[i] & l->pid_mask) == l->pid_tag) return 0;
+    for (size_t i = 0; i < nboxed; i++) {
+        const uint64_t *box = boxed_words(l, boxes[i]);
+        if ((boxes[i] & l->pid_mask) == l->pid_tag) return 0;
+        if (!enif_is_ref(env, boxes[i]) && box && (box[0] & l->header_mask) == l->ref_tag) return 0;
+    }
+    return 1;
+}
+
+/* Maps of up to 32 keys are flat as the layout says: the header word, the size, a tuple of the
+ * keys, the values, in the order enif_map_iterator gives the pairs (the walker's order); a hash
+ * map and every other boxed term has another header. */
+static int flatmaps_hold(ErlNifEnv *env, const es_term_layout *l) {
+    ERL_NIF_TERM keys[32], vals[32], maps[5], boxes[16];
+    static const size_t sizes[] = {0, 1, 3, 32};
+    size_t nmaps = 0, nboxed = sample_boxed(env, boxes);
+    if (nboxed == 0) return 0;
+    for (size_t i = 0; i < 32; i++) { /* distinct keys of several kinds, given out of term order */
+        ERL_NIF_TERM k = enif_make_int(env, (int)(i * 7919 % 101));
+        if (i % 3 == 1) k = enif_make_tuple2(env, k, enif_make_atom(env, "ok"));
+        if (i % 3 == 2) memset(enif_make_new_binary(env, 1 + i % 5, &k), (int)i, 1 + i % 5);
+        keys[i] = k;
+        vals[i] = enif_make_int(env, (int)(1000 - i));
+    }
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        if (!enif_make_map_from_arrays(env, keys, vals, sizes[i], &maps[nmaps++])) return 0;
+    if (!enif_make_map_put(env, maps[2], enif_make_atom(env, "ok"), vals[0], &maps[nmaps++])) return 0;
+    for (size_t m = 0; m < nmaps; m++) {
+        const uint64_t *box = boxed_words(l, maps[m]);
+        size_t size;
+        ErlNifMapIterator it;
+        if (!box || box[0] != l->flatmap_header || !enif_get_map_size(env, maps[m], &size) || box[1] != size) return 0;
+        const uint64_t *kbox = boxed_words(l, (ERL_NIF_TERM)box[2]);
+        if (!kbox || (kbox[0] & l->header_mask) != l->tuple_tag || kbox[0] >> l->header_shift != size) return 0;
+        if (!enif_map_iterator_create(env, maps[m], &it, ERL_NIF_MAP_ITERATOR_FIRST)) return 0;
+        size_t i = 0;
+        ERL_NIF_TERM k, v;
+        for (; enif_map_iterator_get_pair(env, &it, &k, &v); i++, enif_map_iterator_next(env, &it))
+            if (i >= size || k != kbox[1 + i] || v != box[3 + i]) break;
+        enif_map_iterator_destroy(env, &it);
+        if (i != size) return 0;
+    }
+    for (size_t i = 0; i < nboxed; i++) {
+        const uint64_t *box = boxed_words(l, boxes[i]);
+        size_t size;
+        if (box && box[0] == l->flatmap_header && !(enif_get_map_size(env, boxes[i], &size) && size <= 32)) return 0;
+    }
+    return 1;
+}
+
 static const es_term_layout *checked_layout(ErlNifEnv *env, es_term_layout *l) {
     *l = BEAM_LAYOUT;
     if (!layout_holds(env, l)) return NULL;
     if (!boxed_layout_holds(env, l)) l->boxed_mask = 0;
+    if (!l->boxed_mask || !identifiers_hold(env, l)) l->pid_mask = l->pid_tag = l->ref_tag = 0;
+    if (!l->boxed_mask || !flatmaps_hold(env, l)) l->flatmap_header = 0;
     return l;
 }
 

@@ -302,13 +302,26 @@ static inline size_t cache_slot(es_term t) {
     return (size_t)(((uint64_t)t * 0x9E3779B97F4A7C15ull) >> 32) % ES_REDACT_CACHE;
 }
 
+/* The header word of a boxed term (ops->layout), or NULL when t is not boxed or boxes are not read. */
+static inline const uint64_t *boxed(const es_term_layout *l, es_term t) {
+    if (!l || !l->boxed_mask || (t & l->boxed_mask) != l->boxed_tag) return NULL;
+    return (const uint64_t *)(uintptr_t)(t - l->boxed_tag);
+}
+
 /* Whether a map key or a tuple's first element names a secret. */
 static int secret_term(const es_term_ops *ops, void *env, es_term key, const es_redact_set *rs) {
     const es_term_layout *l = ops->layout;
+    const uint64_t *box = boxed(l, key);
     es_term_type ty;
     if (l && (key & l->atom_mask) == l->atom_tag) ty = ES_T_ATOM; /* the usual tag: no op call */
-    else if (l && ((key & l->small_mask) == l->small_tag || key == l->nil || (key & l->list_mask) == l->list_tag))
+    else if (l && ((key & l->small_mask) == l->small_tag || key == l->nil || (key & l->list_mask) == l->list_tag ||
+                   (l->pid_mask && (key & l->pid_mask) == l->pid_tag)))
         return 0; /* only atoms and binaries name things */
+    else if (box && (box[0] & l->header_mask) == l->heap_bin_tag)
+        return es_redact_secret_name(rs, (const char *)(box + 2), (size_t)box[1]);
+    else if (box && ((box[0] & l->header_mask) == l->tuple_tag || (l->flatmap_header && box[0] == l->flatmap_header) ||
+                     (l->ref_tag && (box[0] & l->header_mask) == l->ref_tag)))
+        return 0;
     else ty = ops->type(env, key);
     if (ty == ES_T_ATOM) {
         es_redact_cache *c = rs->cache;
@@ -604,12 +617,6 @@ static inline int is_scalar(es_term_type ty) { return ty <= ES_T_NIL; }
 
 static inline size_t atom_etf(es_atom_cache *c, es_term t, uint8_t *d);
 
-/* The header word of a boxed term (ops->layout), or NULL when t is not boxed or boxes are not read. */
-static inline const uint64_t *boxed(const es_term_layout *l, es_term t) {
-    if (!l || !l->boxed_mask || (t & l->boxed_mask) != l->boxed_tag) return NULL;
-    return (const uint64_t *)(uintptr_t)(t - l->boxed_tag);
-}
-
 /* Heap binaries the layout reads (the VM keeps binaries of up to 64 bytes on the heap). */
 #define HEAP_BIN_MAX 64
 /* Room immediate_etf may write: a heap binary's 5-byte header and bytes is the largest. */
@@ -701,40 +708,60 @@ static inline es_atom_cache_slot *atom_slot(es_atom_cache *c, es_term t) {
     return &c->slots[(size_t)((t * 0x9E3779B97F4A7C15ull) >> 40) % ES_ATOM_CACHE_SLOTS];
 }
 
-/* A cached atom's ETF at d (24 bytes of room): its length, or 0 when t is not cached. */
+#define ATOM_ETF_WORDS (sizeof(((es_atom_cache_slot *)0)->etf) / sizeof(uint64_t))
+_Static_assert(ES_ATOM_CACHE_NAME_MAX + 2 == 8 * ATOM_ETF_WORDS && ATOM_ETF_WORDS == 6,
+               "a slot holds the header and the longest name, in the 6 words atom_etf reads");
+_Static_assert(IMMEDIATE_ETF_MAX >= 8 * ATOM_ETF_WORDS, "immediate_etf's room takes a cached atom's words");
+
+/* A cached atom's ETF at d (8 * ATOM_ETF_WORDS bytes of room, all of which it may write): its
+ * length, or 0 when t is not cached (or its slot is being rewritten). */
 static inline __attribute__((always_inline)) size_t atom_etf(es_atom_cache *c, es_term t, uint8_t *d) {
     es_atom_cache_slot *s = atom_slot(c, t);
-    if (atomic_load_explicit(&s->word, memory_order_acquire) != t) return 0;
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+    if ((seq & 1) || atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0;
+    /* word by word from registers into d (its room is scratch until the caller counts it): a copy
+     * through a stack array stalls on store forwarding. Three words hold names of up to 22 bytes. */
     uint64_t w0 = atomic_load_explicit(&s->etf[0], memory_order_relaxed);
     uint64_t w1 = atomic_load_explicit(&s->etf[1], memory_order_relaxed);
     uint64_t w2 = atomic_load_explicit(&s->etf[2], memory_order_relaxed);
-    atomic_thread_fence(memory_order_acquire);
-    if (atomic_load_explicit(&s->word, memory_order_relaxed) != t) return 0; /* rewritten meanwhile */
-    /* word by word: one 24-byte copy through a stack array stalls on store forwarding */
+    size_t n = (size_t)((const uint8_t *)&w0)[1] + 2; /* SMALL_ATOM_UTF8_EXT, length, name */
     memcpy(d, &w0, 8);
     memcpy(d + 8, &w1, 8);
     memcpy(d + 16, &w2, 8);
-    return (size_t)((const uint8_t *)&w0)[1] + 2; /* SMALL_ATOM_UTF8_EXT, length, name */
+    if (n > 24) {
+        uint64_t w3 = atomic_load_explicit(&s->etf[3], memory_order_relaxed);
+        uint64_t w4 = atomic_load_explicit(&s->etf[4], memory_order_relaxed);
+        uint64_t w5 = atomic_load_explicit(&s->etf[5], memory_order_relaxed);
+        memcpy(d + 24, &w3, 8);
+        memcpy(d + 32, &w4, 8);
+        memcpy(d + 40, &w5, 8);
+    }
+    atomic_thread_fence(memory_order_acquire);
+    if (atomic_load_explicit(&s->seq, memory_order_relaxed) != seq || n > 8 * ATOM_ETF_WORDS) return 0; /* rewritten */
+    return n;
 }
 
 /* Writes a cached atom's ETF: 1 written, 0 not cached, -1 out of memory. */
 static int atom_cached(es_atom_cache *c, es_term t, es_buf *out) {
-    if (buf_reserve(out, 3 * sizeof(uint64_t))) return -1;
+    if (buf_reserve(out, 8 * ATOM_ETF_WORDS)) return -1;
     size_t n = atom_etf(c, t, out->data + out->len);
     out->len += n;
     return n != 0;
 }
 
-/* Remembers the ETF of an atom just written (at out->data + at); a busy slot is left alone. */
+/* Remembers the ETF of an atom just written (n bytes at etf), in place of what its slot held; a
+ * slot another thread is writing is left alone. */
 static void atom_remember(es_atom_cache *c, es_term t, const uint8_t *etf, size_t n) {
     es_atom_cache_slot *s = atom_slot(c, t);
-    uint64_t cur = atomic_load_explicit(&s->word, memory_order_relaxed), w[3] = {0, 0, 0};
-    if (t <= 1 || n > sizeof w || etf[0] != ETF_SMALL_ATOM_UTF8 || cur == 1) return;
-    if (!atomic_compare_exchange_strong_explicit(&s->word, &cur, 1, memory_order_relaxed, memory_order_relaxed)) return;
-    atomic_thread_fence(memory_order_release);
+    uint64_t seq = atomic_load_explicit(&s->seq, memory_order_relaxed), w[ATOM_ETF_WORDS] = {0};
+    if (t == 0 || n > sizeof w || etf[0] != ETF_SMALL_ATOM_UTF8 || (seq & 1)) return;
+    if (!atomic_compare_exchange_strong_explicit(&s->seq, &seq, seq + 1, memory_order_relaxed, memory_order_relaxed))
+        return;
+    atomic_thread_fence(memory_order_release); /* the odd sequence is seen before any of the stores below */
     memcpy(w, etf, n);
-    for (int i = 0; i < 3; i++) atomic_store_explicit(&s->etf[i], w[i], memory_order_relaxed);
-    atomic_store_explicit(&s->word, t, memory_order_release);
+    atomic_store_explicit(&s->word, t, memory_order_relaxed);
+    for (size_t i = 0; i < ATOM_ETF_WORDS; i++) atomic_store_explicit(&s->etf[i], w[i], memory_order_relaxed);
+    atomic_store_explicit(&s->seq, seq + 2, memory_order_release);
 }
 
 /* A term that is neither a container nor special (is_scalar). */
@@ -836,63 +863,189 @@ static int map_body(enc *e, const work *it, const es_term *keys, const es_term *
 }
 
 /* ---- the hot path ----
- * An argument list or a tuple of scalars that the layout reads (small integers, [], cached atoms,
- * heap binaries within max_binary), or such a scalar alone, written in one go without the work
- * stack. 1: written; 0: not such a term, or one the limits, redaction or a marker atom would touch
- * (nothing written: the walker takes it); -1: out of memory. It writes the bytes the walker would
- * (test_layout_and_atom_cache compares them). */
-static int encode_flat(enc *e, es_term t, size_t start, const es_codec_limits *lim, const es_redact_set *rs,
-                       size_t *list_len) {
-    const es_term_layout *l = e->ops->layout;
-    es_buf *out = e->out;
-    const size_t at = out->len;
-    if (!l) return 0;
-    int r = put_immediate(e, t);
-    if (r) return r;
-    if (lim->max_depth < 1) return 0;
-    /* the layout and the limits in locals: the byte stores below may alias anything else */
-    const es_term_layout lay = *l;
-    es_atom_cache *atoms = e->ops->atoms;
-    const uint32_t max_binary = lim->max_binary, max_width = lim->max_width;
+ * A small term the layout reads (tuples, proper and improper lists and flat maps, nested in any
+ * shape, down to small integers, [], atoms, heap binaries and identifiers) is written in one
+ * recursive pass, without the work stack. Leaves the layout does not read (a float, a long atom,
+ * an integer beyond the small ones, a refc binary, a port) are written by the walker's own
+ * writers, so every byte is the walker's. The pass gives up (returns 0, nothing written) wherever
+ * the walker would write something else than the term itself: a container deeper than max_depth
+ * or wider than max_width, a tuple tagged or a map key named as a secret, any marker (a binary
+ * over max_binary, a fun, a failed op) or the marker atom, more than max_bytes in all; and past
+ * FAST_DEPTH levels, FAST_TERMS terms or FAST_BYTES bytes, which bound the work it may waste.
+ * test_layout_and_atom_cache and test_fast_path_matches_walker compare its bytes with the
+ * walker's. */
+#define FAST_DEPTH 16
+#define FAST_TERMS 256
+#define FAST_BYTES 2048
+
+typedef struct fast {
+    const es_term_layout *l;
+    enc *e;
+    es_atom_cache *atoms;
+    const es_redact_set *rs;
+    size_t start;    /* where the encoding began (its version byte) */
+    size_t byte_cap; /* give up once more than this is written */
+    uint32_t max_depth, max_width, max_binary;
+    uint32_t terms; /* left to visit */
+} fast;
+
+static int fast_container(fast *f, es_term t, uint32_t depth);
+
+/* One element at depth (IMMEDIATE_ETF_MAX bytes reserved): a scalar the layout reads inline (lay:
+ * the caller's copy of the layout, which the compiler keeps in registers: the byte stores may
+ * alias anything in memory), anything else through fast_container. 1 written, 0 give up, -1 out of
+ * memory. */
+static inline __attribute__((always_inline)) int fast_elem(fast *f, const es_term_layout *lay, es_term t,
+                                                           uint32_t depth) {
+    es_buf *out = f->e->out;
+    size_t k = immediate_etf(lay, f->atoms, f->max_binary, t, out->data + out->len);
+    if (!k) return out->len - f->start > f->byte_cap ? 0 : fast_container(f, t, depth);
+    out->len += k;
+    return 1;
+}
+
+/* Takes n terms from the budget of terms visited; 0 when it is spent. */
+static inline int fast_spend(fast *f, uint64_t n) {
+    if (f->terms < n) return 0;
+    f->terms -= (uint32_t)n;
+    return 1;
+}
+
+/* A tag and a 32-bit count (room reserved by the caller). */
+static inline void tag_be32(es_buf *out, uint8_t tag, uint32_t n) {
+    uint8_t *p = out->data + out->len;
+    p[0] = tag;
+    patch_be32(p + 1, n);
+    out->len += 5;
+}
+
+/* A list (t is a cons) at depth: its header, its cells, its tail; *count: its length when it is
+ * proper. */
+static int fast_list(fast *f, es_term t, uint32_t depth, size_t *count) {
+    es_buf *out = f->e->out;
+    const es_term_layout lay = *f->l;
+    const uint32_t max_width = f->max_width;
+    const size_t limit = f->start + f->byte_cap;
+    const size_t hdr = out->len;
+    tag_be32(out, ETF_LIST, 0);
     es_term cur = t;
     uint32_t n = 0;
-    if ((t & lay.list_mask) == lay.list_tag) {
-        if (put_tag_be32(out, ETF_LIST, 0)) return -1;
-        for (; (cur & lay.list_mask) == lay.list_tag; n++) {
-            const es_term *cell = (const es_term *)(uintptr_t)(cur - lay.list_tag);
-            size_t k;
-            if (n == max_width || buf_reserve(out, IMMEDIATE_ETF_MAX) ||
-                (k = immediate_etf(&lay, atoms, max_binary, cell[0], out->data + out->len)) == 0) {
-                if (out->failed) return -1;
-                goto not_flat;
-            }
+    int counted = 0;
+    do {
+        const es_term *cell = (const es_term *)(uintptr_t)(cur - lay.list_tag);
+        if (n == max_width || out->len > limit) return 0; /* wider than max_width: the walker cuts it */
+        if (buf_reserve(out, IMMEDIATE_ETF_MAX)) return -1;
+        size_t k = immediate_etf(&lay, f->atoms, f->max_binary, cell[0], out->data + out->len);
+        if (k) {
             out->len += k;
-            cur = cell[1];
+        } else {
+            /* before the first op is called for an element: does the list fit max_width? */
+            es_term c = cur;
+            for (uint32_t m = n; !counted && (c & lay.list_mask) == lay.list_tag; m++) {
+                if (m == max_width) return 0;
+                c = ((const es_term *)(uintptr_t)(c - lay.list_tag))[1];
+            }
+            counted = 1;
+            int r = fast_container(f, cell[0], depth + 1);
+            if (r <= 0) return r;
         }
-        if (cur != lay.nil) goto not_flat; /* an improper tail */
-        patch_be32(out->data + at + 1, n);
+        n++;
+        cur = cell[1];
+    } while ((cur & lay.list_mask) == lay.list_tag);
+    if (!fast_spend(f, n)) return 0;
+    patch_be32(out->data + hdr + 1, n);
+    if (cur != lay.nil) /* an improper tail */
+        return buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, cur, depth + 1);
+    if (count) *count = n;
+    return put1(out, ETF_NIL) ? -1 : 1;
+}
+
+static int fast_tuple(fast *f, const uint64_t *box, uint32_t depth) {
+    es_buf *out = f->e->out;
+    const es_term_layout lay = *f->l;
+    const uint64_t arity = box[0] >> lay.header_shift;
+    const es_term *elems = (const es_term *)(box + 1);
+    if (arity > f->max_width || !fast_spend(f, arity)) return 0;
+    if (f->rs && arity >= 2 && secret_term(f->e->ops, f->e->env, elems[0], f->rs)) return 0;
+    if (arity <= 255) {
+        out->data[out->len++] = ETF_SMALL_TUPLE;
+        out->data[out->len++] = (uint8_t)arity;
     } else {
-        const uint64_t *box = boxed(l, t);
-        if (!box || (box[0] & l->header_mask) != l->tuple_tag) return 0;
-        uint64_t arity = box[0] >> l->header_shift;
-        const es_term *elems = (const es_term *)(box + 1);
-        if (arity > 255 || arity > lim->max_width || (rs && arity >= 2 && secret_term(e->ops, e->env, elems[0], rs)))
-            return 0;
-        if (put_small_tuple_header(out, (uint8_t)arity)) return -1;
-        for (; n < arity; n++)
-            if ((r = put_immediate(e, elems[n])) == 0) goto not_flat;
-            else if (r < 0) return -1;
+        tag_be32(out, ETF_LARGE_TUPLE, (uint32_t)arity);
     }
-    /* within the budget before the last element, as the walker checks it; over: the walker cuts */
-    if (lim->max_bytes && out->len - start > lim->max_bytes) goto not_flat;
-    if ((t & l->list_mask) == l->list_tag) {
-        if (put1(out, ETF_NIL)) return -1;
-        if (list_len) *list_len = n;
+    for (uint64_t i = 0; i < arity; i++) {
+        int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, elems[i], depth + 1);
+        if (r <= 0) return r;
     }
     return 1;
-not_flat:
-    out->len = at;
-    return 0;
+}
+
+/* A flat map: size, a tuple of its keys, its values (the pairs in map_pairs order). */
+static int fast_map(fast *f, const uint64_t *box, uint32_t depth) {
+    es_buf *out = f->e->out;
+    const es_term_layout lay = *f->l;
+    const uint64_t n = box[1];
+    const uint64_t *keys_box = boxed(&lay, (es_term)box[2]);
+    if (n > f->max_width || !keys_box || (keys_box[0] & lay.header_mask) != lay.tuple_tag ||
+        keys_box[0] >> lay.header_shift != n || !fast_spend(f, 2 * n))
+        return 0;
+    const es_term *keys = (const es_term *)(keys_box + 1), *vals = (const es_term *)(box + 3);
+    tag_be32(out, ETF_MAP, (uint32_t)n);
+    for (uint64_t i = 0; i < n; i++) {
+        if (f->rs && secret_term(f->e->ops, f->e->env, keys[i], f->rs)) return 0;
+        int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, keys[i], depth + 1);
+        if (r > 0) r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, vals[i], depth + 1);
+        if (r <= 0) return r;
+    }
+    return 1;
+}
+
+/* A term at depth that is not a scalar the layout reads (IMMEDIATE_ETF_MAX bytes reserved). */
+static int fast_container(fast *f, es_term t, uint32_t depth) {
+    enc *e = f->e;
+    const es_term_layout *l = f->l;
+    const uint64_t *box;
+    const int deep = depth > f->max_depth || depth > FAST_DEPTH; /* a container there: the walker's marker */
+    if ((t & l->list_mask) == l->list_tag) return deep ? 0 : fast_list(f, t, depth, NULL);
+    if (l->pid_mask && (t & l->pid_mask) == l->pid_tag) return put_other(e, t) ? -1 : 1;
+    if ((box = boxed(l, t)) != NULL) {
+        uint64_t h = box[0];
+        if ((h & l->header_mask) == l->tuple_tag) return deep ? 0 : fast_tuple(f, box, depth);
+        if (l->flatmap_header && h == l->flatmap_header) return deep ? 0 : fast_map(f, box, depth);
+        if (l->ref_tag && (h & l->header_mask) == l->ref_tag) return put_other(e, t) ? -1 : 1;
+    }
+    es_term_type ty = e->ops->type(e->env, t);
+    if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : 1;
+    if (ty == ES_T_BIGINT) return put_bigint(e, t, f->max_binary) ? -1 : 1;
+    if (ty == ES_T_OTHER) return put_other(e, t) ? -1 : 1;
+    return 0; /* a fun (always a marker), or a container the layout does not read */
+}
+
+/* The root through the hot path: 1 written (and *list_len, for a proper list of at most
+ * ES_CODEC_LIST_MAX), 0 left to the walker with nothing written, -1 out of memory. A leaf that
+ * wrote a marker or the marker atom shows in e->flags or e->inexact: the walker then redoes it. */
+static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *lim, const es_redact_set *rs,
+                       size_t *list_len) {
+    const es_term_layout *l = e->ops->layout;
+    if (!l) return 0;
+    es_buf *out = e->out;
+    const size_t at = out->len;
+    fast f = {l, e, e->ops->atoms, rs, start, lim->max_bytes && lim->max_bytes < FAST_BYTES ? lim->max_bytes : FAST_BYTES,
+              lim->max_depth, lim->max_width, lim->max_binary, FAST_TERMS};
+    size_t n = SIZE_MAX;
+    int r;
+    if (buf_reserve(out, IMMEDIATE_ETF_MAX)) r = -1;
+    else if ((t & l->list_mask) != l->list_tag) r = fast_elem(&f, l, t, 1);
+    else r = lim->max_depth < 1 ? 0 : fast_list(&f, t, 1, &n); /* an argument list: counted as it is written */
+    if (r < 0) return -1;
+    if (r == 0 || e->flags || e->inexact || (lim->max_bytes && out->len - start > lim->max_bytes)) {
+        out->len = at;
+        e->flags = 0;
+        e->inexact = 0;
+        return 0;
+    }
+    if (list_len && n <= ES_CODEC_LIST_MAX) *list_len = n;
+    return 1;
 }
 
 /* ---- the walker ---- */
@@ -908,7 +1061,7 @@ static int encode(const es_term_ops *ops, void *env, es_term term, const es_code
     int rc = 0;
 
     if (put1(out, ETF_VERSION)) goto fail;
-    int flat = encode_flat(&e, term, start, limits, rs, list_len);
+    int flat = encode_fast(&e, term, start, limits, rs, list_len);
     if (flat < 0) goto fail;
     if (flat) goto done;
     push_term(w, term, 1, R_ROOT, NO_PARENT);

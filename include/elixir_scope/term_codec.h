@@ -137,15 +137,26 @@ typedef struct es_term_layout {
      * a word holding its byte size, then the bytes. */
     uint64_t boxed_mask, boxed_tag, header_mask, tuple_tag, heap_bin_tag;
     unsigned header_shift;
+    /* Identifiers, written through ops->external without asking ops->type what they are (0: not
+     * read this way): a local pid is an immediate, (t & pid_mask) == pid_tag; a local reference is
+     * boxed, its header under header_mask is ref_tag. */
+    uint64_t pid_mask, pid_tag, ref_tag;
+    /* A flat map (0: maps through the ops): boxed, header word == flatmap_header, then its size, a
+     * boxed tuple of its keys, and its values, in the order map_pairs gives them. */
+    uint64_t flatmap_header;
 } es_term_layout;
 
 /* Optional: the encodings of atoms seen before, keyed by term word (an atom's word names the
  * same atom for the life of the VM), so that a known atom costs a copy instead of an op call.
- * Lock-free (a seqlock per slot); names up to 22 bytes. Zeroed = empty. */
+ * Lock-free: a seqlock per slot (its sequence is odd while the slot is rewritten, and only ever
+ * grows, so a reader never takes a mix of two atoms); names up to ES_ATOM_CACHE_NAME_MAX bytes
+ * (module names such as Elixir.MyApp.Accounts.UserServer included). Zeroed = empty. */
 #define ES_ATOM_CACHE_SLOTS 1024
+#define ES_ATOM_CACHE_NAME_MAX 46
 typedef struct es_atom_cache_slot {
-    _Atomic uint64_t word;    /* 0 empty, 1 being written, else the atom's term word */
-    _Atomic uint64_t etf[3];  /* SMALL_ATOM_UTF8_EXT, length, name */
+    _Atomic uint64_t seq;    /* even: stable; odd: being written */
+    _Atomic uint64_t word;   /* 0 empty, else the atom's term word */
+    _Atomic uint64_t etf[6]; /* SMALL_ATOM_UTF8_EXT, length, name */
 } es_atom_cache_slot;
 typedef struct es_atom_cache {
     es_atom_cache_slot slots[ES_ATOM_CACHE_SLOTS];

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1039,17 +1040,26 @@ static void test_property_valid_etf(void **state) {
  * fake model (an aligned address: none of those tags). The ops understand both, so the same
  * term encodes through the ops alone and through the layout and the cache; the bytes must match. */
 static const char *const W_ATOMS[] = {"ok", "error", "password", "$es_truncated", "a_rather_long_atom_name_of_40_bytes_xxxx"};
-static size_t w_atom_calls;
-static es_term *w_cells[256];
-static size_t w_ncells;
+static size_t w_atom_calls, w_type_calls, w_pair_calls;
+static es_term **w_cells;
+static size_t w_ncells, w_cap;
+static void w_own(es_term *c) {
+    if (w_ncells == w_cap) w_cells = realloc(w_cells, (w_cap = w_cap ? 2 * w_cap : 256) * sizeof *w_cells);
+    w_cells[w_ncells++] = c;
+}
+static void w_free(void) {
+    while (w_ncells) free(w_cells[--w_ncells]);
+}
 static es_term WI(int64_t v) { return (es_term)((uint64_t)v << 4 | 0xF); }
 static es_term WA(int i) { return (es_term)((uint64_t)i << 6 | 0xB); }
+/* a local pid: an immediate, index << 4 | 0x3 */
+static es_term WPID(uint32_t i) { return (es_term)((uint64_t)i << 4 | 0x3); }
 #define W_NIL ((es_term)0x3B)
 static es_term WCONS(es_term h, es_term t) {
     es_term *c = malloc(2 * sizeof(es_term));
     c[0] = h;
     c[1] = t;
-    w_cells[w_ncells++] = c;
+    w_own(c);
     return (es_term)(uintptr_t)c | 1;
 }
 /* boxed: address | 2 of {header, ...}; a tuple's header is arity << 6, a heap binary's
@@ -1057,25 +1067,55 @@ static es_term WCONS(es_term h, es_term t) {
 static es_term WBOX(uint64_t header, const uint64_t *rest, size_t nrest, const void *bytes, size_t nbytes) {
     uint64_t *c = calloc(1 + nrest + (nbytes + 7) / 8, sizeof(uint64_t));
     c[0] = header;
-    memcpy(c + 1, rest, nrest * sizeof(uint64_t));
+    if (nrest) memcpy(c + 1, rest, nrest * sizeof(uint64_t));
     if (nbytes) memcpy(c + 1 + nrest, bytes, nbytes);
-    w_cells[w_ncells++] = (es_term *)c;
+    w_own((es_term *)c);
     return (es_term)(uintptr_t)c | 2;
 }
 static es_term WT2(es_term a, es_term b) { return WBOX(2u << 6, (const uint64_t[]){a, b}, 2, NULL, 0); }
-static es_term WBIN(const char *bytes) {
-    uint64_t n = strlen(bytes);
-    return WBOX((1 + (n + 7) / 8) << 6 | 0x24, &n, 1, bytes, n);
+static es_term WTV(int n, const es_term *items) { return WBOX((uint64_t)n << 6, items, (size_t)n, NULL, 0); }
+static es_term WBINN(const void *bytes, uint64_t n) { return WBOX((1 + (n + 7) / 8) << 6 | 0x24, &n, 1, bytes, n); }
+static es_term WBIN(const char *bytes) { return WBINN(bytes, strlen(bytes)); }
+/* a local reference: header (3 words follow) | 0x10, then its numbers */
+static es_term WREF(uint32_t a) { return WBOX(3u << 6 | 0x10, (const uint64_t[]){a, 7, 9}, 3, NULL, 0); }
+/* a flat map: header 0x13C, its size, a tuple of its keys, its values */
+static es_term WMAPV(int n, const es_term *kv) {
+    uint64_t words[2 + 64];
+    es_term keys[64];
+    for (int i = 0; i < n; i++) keys[i] = kv[2 * i], words[2 + i] = kv[2 * i + 1];
+    words[0] = (uint64_t)n;
+    words[1] = WTV(n, keys);
+    return WBOX(0x13C, words, 2 + (size_t)n, NULL, 0);
 }
 static const uint64_t *w_box(es_term t) { return (t & 3) == 2 ? (const uint64_t *)(uintptr_t)(t - 2) : NULL; }
-static int w_is_word(es_term t) { return (t & 0xF) == 0xF || (t & 0x3F) == 0xB || t == W_NIL || (t & 3) == 1 || (t & 3) == 2; }
+static int w_is_word(es_term t) { return (t & 0xF) == 0xF || (t & 0x3F) == 0xB || t == W_NIL || (t & 3) == 1 || (t & 3) == 2 || (t & 0xF) == 0x3; }
 static es_term_type w_type(void *env, es_term t) {
+    w_type_calls++;
     if ((t & 0xF) == 0xF) return ES_T_INT;
+    if ((t & 0xF) == 0x3) return ES_T_OTHER;
     if (t == W_NIL) return ES_T_NIL;
     if ((t & 0x3F) == 0xB) return ES_T_ATOM;
     if ((t & 3) == 1) return ES_T_LIST;
-    if (w_box(t)) return (w_box(t)[0] & 0x3F) == 0 ? ES_T_TUPLE : ES_T_BINARY;
+    if (w_box(t)) {
+        uint64_t h = w_box(t)[0];
+        return (h & 0x3F) == 0 ? ES_T_TUPLE : (h & 0x3F) == 0x10 ? ES_T_OTHER : h == 0x13C ? ES_T_MAP : ES_T_BINARY;
+    }
     return f_type(env, t);
+}
+/* the ETF of a word pid or reference (as the VM writes them, with node :nonode@nohost) */
+static int w_external(void *env, es_term t, es_buf *out) {
+    static const uint8_t node[] = {119, 13, 'n', 'o', 'n', 'o', 'd', 'e', '@', 'n', 'o', 'h', 'o', 's', 't'};
+    const uint64_t *box = w_box(t);
+    if ((t & 0xF) == 0x3) {
+        uint8_t x[12] = {0, 0, (uint8_t)(t >> 12), (uint8_t)(t >> 4), 0, 0, 0, 1, 0x60, 0, 0, 5};
+        return es_buf_put(out, (const uint8_t[]){88}, 1) || es_buf_put(out, node, sizeof node) || es_buf_put(out, x, 12);
+    }
+    if (box && (box[0] & 0x3F) == 0x10) {
+        uint8_t x[4 + 12] = {0x60, 0, 0, 5, 0, 0, 0, (uint8_t)box[1], 0, 0, 0, (uint8_t)box[2], 0, 0, 0, (uint8_t)box[3]};
+        return es_buf_put(out, (const uint8_t[]){90, 0, 3}, 3) || es_buf_put(out, node, sizeof node) ||
+               es_buf_put(out, x, sizeof x);
+    }
+    return w_is_word(t) ? -1 : f_external(env, t, out);
 }
 static int w_int(void *env, es_term t, int64_t *out) {
     if ((t & 0xF) != 0xF) return f_int(env, t, out);
@@ -1107,7 +1147,20 @@ static int w_tuple(void *env, es_term t, int *arity, const es_term **elems) {
     }
     return w_is_word(t) ? 0 : f_tuple(env, t, arity, elems);
 }
-static size_t w_map_size(void *env, es_term t) { return w_is_word(t) ? 0 : f_map_size(env, t); }
+static size_t w_map_size(void *env, es_term t) {
+    const uint64_t *box = w_box(t);
+    if (box && box[0] == 0x13C) return (size_t)box[1];
+    return w_is_word(t) ? 0 : f_map_size(env, t);
+}
+static int w_map_pairs(void *env, es_term t, es_term *keys, es_term *values, size_t n) {
+    const uint64_t *box = w_box(t);
+    w_pair_calls++;
+    if (!box || box[0] != 0x13C) return w_is_word(t) ? -1 : f_map_pairs(env, t, keys, values, n);
+    if (n > box[1]) return -1;
+    memcpy(keys, w_box((es_term)box[2]) + 1, n * sizeof(es_term));
+    memcpy(values, box + 3, n * sizeof(es_term));
+    return 0;
+}
 static int w_binary(void *env, es_term t, const uint8_t **data, size_t *size, unsigned *tail_bits) {
     const uint64_t *box = w_box(t);
     if (box && (box[0] & 0x3F) == 0x24) {
@@ -1119,14 +1172,17 @@ static int w_binary(void *env, es_term t, const uint8_t **data, size_t *size, un
     return w_is_word(t) ? 0 : f_binary(env, t, data, size, tail_bits);
 }
 
+/* the layout of the word model: 64-bit BEAM's, with identifiers and flat maps; and with words only */
+#define W_LAYOUT {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6, 0xF, 0x3, 0x10, 0x13C}
+#define W_LAYOUT_WORDS {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0, 0, 0, 0, 0, 0, 0xF, 0x3, 0, 0}
+
 static void test_layout_and_atom_cache(void **state) {
     (void)state;
     /* with boxes (tuples, heap binaries) read from the words, and without */
-    static const es_term_layout boxes = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0x3, 0x2, 0x3F, 0x0, 0x24, 6};
-    static const es_term_layout words = {0xF, 0xF, 4, 0x3B, 0x3F, 0xB, 0x3, 0x1, 0, 0, 0, 0, 0, 0};
+    static const es_term_layout boxes = W_LAYOUT, words = W_LAYOUT_WORDS;
     static es_atom_cache cache; /* zeroed: empty */
     const es_term_ops plain = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
-                               w_map_size, f_map_pairs, f_external, f_fun_info, NULL, NULL};
+                               w_map_size, w_map_pairs, w_external, f_fun_info, NULL, NULL};
     es_redact_set rs;
     es_redact_cache rcache;
     memset(&rcache, 0, sizeof rcache);
@@ -1147,7 +1203,7 @@ static void test_layout_and_atom_cache(void **state) {
     static const es_codec_limits limits[] = {{8, 32, 256, 4096}, {2, 3, 2, 24}, {1, 1, 0, 0}, {8, 100, 256, 0}};
     for (int variant = 0; variant < 2; variant++) {
     const es_term_ops fast = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
-                              w_map_size, f_map_pairs, f_external, f_fun_info, variant ? &words : &boxes, &cache};
+                              w_map_size, w_map_pairs, w_external, f_fun_info, variant ? &words : &boxes, &cache};
     memset(&cache, 0, sizeof cache);
     for (int round = 0; round < 2; round++) { /* the second round finds the atoms cached */
         if (round == 1) w_atom_calls = 0;
@@ -1172,7 +1228,7 @@ static void test_layout_and_atom_cache(void **state) {
     }
     /* es_term_list_length: proper lists only, up to max */
     const es_term_ops with_layout = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
-                                     w_map_size, f_map_pairs, f_external, f_fun_info, &boxes, &cache};
+                                     w_map_size, w_map_pairs, w_external, f_fun_info, &boxes, &cache};
     const es_term_ops *both[] = {&plain, &with_layout};
     for (int k = 0; k < 2; k++) {
         size_t n = 99;
@@ -1195,7 +1251,293 @@ static void test_layout_and_atom_cache(void **state) {
         assert_non_null(memmem(b.data, b.len, (const uint8_t[]){119, 3, 'k', 'e', 'y', 97, 0}, 7));
         es_buf_free(&b);
     }
-    while (w_ncells) free(w_cells[--w_ncells]);
+    w_free();
+    free_nodes();
+}
+
+
+/* ---- the hot path (nested terms in one pass) against the walker ----
+ * Generated nested terms of the word model (tuples, proper and improper lists, flat maps, pids,
+ * references, heap binaries, small integers, atoms, with leaves only the ops read: floats, big
+ * integers, funs, bitstrings, long binaries, maps that are not flat) encode to the same bytes and
+ * flags through the ops alone (the walker) and through the layout (the hot path, or the walker
+ * where it gives up), under limits that cut, budgets that run out and redaction. */
+static es_term wgen(int depth);
+
+static es_term wleaf(void) {
+    static const int64_t ints[] = {0, 1, -1, 255, 256, -129, INT32_MAX, (int64_t)INT32_MAX + 1, INT32_MIN,
+                                   (1ll << 59) - 1, -(1ll << 59)};
+    static const size_t sizes[] = {0, 1, 7, 8, 9, 30, 64, 65, 100, 300};
+    static const uint8_t pid_etf[] = {88, 119, 4, 'n', 'o', 'd', 'e', 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0};
+    uint8_t buf[300], mag[40];
+    switch (rn(20)) {
+    case 0: case 1: case 2: return WI(ints[rn(11)]);
+    case 3: return WI((int64_t)(rnd() >> 5) - (1ll << 58));
+    case 4: case 5: case 6: return WA((int)rn(5));
+    case 7: return W_NIL;
+    case 8: case 9: {
+        size_t n = sizes[rn(10)];
+        for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)("pasword_-X"[rn(10)]);
+        return WBINN(buf, n);
+    }
+    case 10: return WPID(rn(1000));
+    case 11: return WREF(rn(1000));
+    case 12: return I(rn(2) ? INT64_MAX : INT64_MIN + (int64_t)rn(5)); /* beyond the small integers */
+    case 13: return FL((double)rn(2000) / 8.0 - 100.0);
+    case 14: {
+        size_t n = rn(2) ? 9 : 40;
+        for (size_t i = 0; i < n; i++) mag[i] = (uint8_t)(1 + rn(255));
+        return BIGN((int)rn(2), mag, n);
+    }
+    case 15: return A(rn(2) ? "an atom the ops name" : "apiKey");
+    case 16: return rn(2) ? FUN_EXT("Elixir.Enum", "map", 2) : FUN_LOCAL("Elixir.M", 3, 77);
+    case 17: return BITS("abc", 2, 1 + rn(7));
+    case 18: return OTHER(pid_etf, sizeof pid_etf);
+    default: return MAP(WA(0), WI(1)); /* a map the layout does not read */
+    }
+}
+
+static es_term wgen(int depth) {
+    if (depth <= 0 || rn(3) == 0) return wleaf();
+    int n = rn(8) == 0 ? 20 + (int)rn(30) : (int)rn(5);
+    es_term items[2 * 50];
+    switch (rn(4)) {
+    case 0: { /* a list, sometimes improper */
+        es_term acc = rn(5) == 0 ? wgen(depth - 1) : W_NIL;
+        for (int i = 0; i < n; i++) acc = WCONS(wgen(depth - 1), acc);
+        return acc;
+    }
+    case 1: /* a tuple, sometimes tagged with a secret name */
+        for (int i = 0; i < n; i++) items[i] = wgen(depth - 1);
+        if (n >= 2 && rn(4) == 0) items[0] = rn(2) ? WA(2) : WBIN("password");
+        return WTV(n, items);
+    case 2: /* a flat map, sometimes with a secret key or the marker atom in a key */
+        if (n > 32) n = 32;
+        for (int i = 0; i < n; i++) {
+            unsigned k = rn(10);
+            items[2 * i] = k == 0 ? WA(2) : k == 1 ? WA(3) : k == 2 ? WT2(WA(3), WI(i)) : k < 6 ? WI(i) : wleaf();
+            items[2 * i + 1] = wgen(depth - 1);
+        }
+        return WMAPV(n, items);
+    default: { /* a GenServer call's arguments: [request, {pid, [:alias | ref]}, state] */
+        es_term from = WT2(WPID(rn(100)), WCONS(WA(0), WREF(rn(100))));
+        return WCONS(WT2(WA(1), WI(rn(100))), WCONS(from, WCONS(wgen(depth - 1), W_NIL)));
+    }
+    }
+}
+
+static const es_term_ops W_PLAIN = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple,
+                                    w_map_size, w_map_pairs, w_external, f_fun_info, NULL, NULL};
+
+/* Encodes t through the ops alone and through ops_fast; fails unless bytes and flags match.
+ * Returns the op calls (type, map pairs) the second encoding made. */
+static size_t same_as_walker(const es_term_ops *ops_fast, es_term t, const es_codec_limits *lim,
+                             const es_redact_set *rs, unsigned *flags, const char *what) {
+    es_buf a, b;
+    unsigned fa = 0, fb = 0;
+    es_buf_init(&a, NULL, 0);
+    es_buf_init(&b, NULL, 0);
+    assert_int_equal(es_codec_encode(&W_PLAIN, NULL, t, lim, rs, &a, &fa), 0);
+    size_t calls = w_type_calls + w_pair_calls;
+    assert_int_equal(es_codec_encode(ops_fast, NULL, t, lim, rs, &b, &fb), 0);
+    calls = w_type_calls + w_pair_calls - calls;
+    size_t at = 0;
+    while (at < a.len && at < b.len && a.data[at] == b.data[at]) at++;
+    if (fa != fb || a.len != b.len || at != a.len)
+        fail_msg("%s: the layout wrote other bytes from byte %zu (%zu bytes against %zu, flags %u against %u)", what, at,
+                 b.len, a.len, fb, fa);
+    es_buf_free(&a);
+    es_buf_free(&b);
+    if (flags) *flags = fb;
+    return calls;
+}
+
+static void test_fast_path_matches_walker(void **state) {
+    (void)state;
+    static const es_term_layout boxes = W_LAYOUT, words = W_LAYOUT_WORDS;
+    static es_atom_cache cache;
+    static const es_codec_limits limits[] = {{8, 32, 256, 4096}, {2, 3, 2, 24}, {1, 1, 0, 0},     {8, 100, 256, 0},
+                                             {3, 5, 8, 60},      {16, 64, 1024, 0}, {20, 40, 64, 200}, {1000000, 100000, 1u << 20, 0}};
+    es_redact_set rs;
+    es_redact_cache rcache;
+    memset(&rcache, 0, sizeof rcache);
+    default_rules(&rs, &rcache);
+    const es_term_ops fast[2] = {{w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple, w_map_size, w_map_pairs,
+                                  w_external, f_fun_info, &boxes, &cache},
+                                 {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple, w_map_size, w_map_pairs,
+                                  w_external, f_fun_info, &words, &cache}};
+    rng_state = 0xC0DEC2ULL;
+    size_t outputs = 0, without_ops = 0;
+    char what[96];
+    for (int iter = 0; iter < 1500; iter++) {
+        es_term t = wgen(1 + (int)rn(6));
+        for (size_t l = 0; l < sizeof limits / sizeof *limits; l++)
+            for (int redacting = 0; redacting < 2; redacting++)
+                for (int v = 0; v < 2; v++) {
+                    snprintf(what, sizeof what, "term %d, limits %zu, redacting %d, variant %d", iter, l, redacting, v);
+                    unsigned fl;
+                    size_t plain_calls = w_type_calls + w_pair_calls;
+                    size_t calls = same_as_walker(&fast[v], t, &limits[l], redacting ? &rs : NULL, &fl, what);
+                    plain_calls = w_type_calls + w_pair_calls - plain_calls - calls;
+                    outputs++;
+                    if (v == 0 && calls == 0 && plain_calls > 0) without_ops++;
+                }
+        free_nodes();
+        w_free();
+        /* the fake atoms' addresses are reused: forget what was cached about them */
+        memset(&cache, 0, sizeof cache);
+        memset(&rcache, 0, sizeof rcache);
+    }
+    /* the hot path took a good share of what the ops alone would have asked about */
+    assert_true(without_ops > outputs / 20);
+}
+
+
+/* ---- the atom cache under concurrent writers ----
+ * 4,096 atoms (more than the cache has slots, so they evict each other) with names of 1 to 46
+ * bytes (the longest a slot holds) and a few longer ones, encoded at once by several threads:
+ * every encoding must be the atom's exact name, never a mix of two (what the slots' seqlock
+ * guarantees; the test exercises it under ASan/UBSan, it cannot force the rare race). */
+#define CACHE_ATOMS 4096
+static size_t atom_name(uint64_t i, char *buf) {
+    size_t n = i % 50 + 1; /* up to 50: names over 46 bytes are never cached */
+    for (size_t k = 0; k < n; k++) buf[k] = (char)('a' + (i * 7 + k * 13) % 26);
+    buf[0] = (char)('A' + i % 26);
+    return n;
+}
+static es_term_type a_type(void *env, es_term t) {
+    (void)env;
+    (void)t;
+    return ES_T_ATOM;
+}
+static int a_atom(void *env, es_term t, char *buf, size_t cap) {
+    (void)env;
+    if (cap < 64) return -1;
+    return (int)atom_name(t >> 6, buf);
+}
+typedef struct cache_worker {
+    const es_term_ops *ops;
+    uint64_t seed;
+    size_t wrong;
+} cache_worker;
+static void *encode_atoms(void *arg) {
+    cache_worker *w = arg;
+    es_codec_limits lim = {8, 32, 256, 0};
+    for (int i = 0; i < 200000; i++) {
+        w->seed = w->seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t idx = (w->seed >> 33) % CACHE_ATOMS;
+        char name[64];
+        size_t n = atom_name(idx, name);
+        uint8_t storage[128];
+        es_buf b;
+        unsigned fl;
+        es_buf_init(&b, storage, sizeof storage);
+        es_codec_encode(w->ops, NULL, (es_term)(idx << 6 | 0xB), &lim, NULL, &b, &fl);
+        if (b.len != n + 3 || b.data[1] != 119 || b.data[2] != n || memcmp(b.data + 3, name, n) != 0) w->wrong++;
+        es_buf_free(&b);
+    }
+    return NULL;
+}
+static void test_atom_cache_concurrent(void **state) {
+    (void)state;
+    static const es_term_layout layout = W_LAYOUT;
+    static es_atom_cache cache;
+    memset(&cache, 0, sizeof cache);
+    es_term_ops ops = {a_type, f_int, f_double, a_atom, f_binary, f_cell, f_tuple, f_map_size, f_map_pairs,
+                       f_external, f_fun_info, &layout, &cache};
+    cache_worker workers[4];
+    pthread_t threads[4];
+    for (int i = 0; i < 4; i++) {
+        workers[i] = (cache_worker){&ops, (uint64_t)i * 77 + 1, 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, encode_atoms, &workers[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(threads[i], NULL);
+        assert_int_equal(workers[i].wrong, 0);
+    }
+    /* the longest names a slot holds are served from it (the word model's atoms: an empty cache) */
+    memset(&cache, 0, sizeof cache);
+    size_t calls_before = w_atom_calls;
+    es_term long_ok = WA(4); /* "a_rather_long_atom_name_of_40_bytes_xxxx" */
+    es_term_ops words = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple, w_map_size, w_map_pairs,
+                         w_external, f_fun_info, &layout, &cache};
+    for (int round = 0; round < 2; round++) {
+        uint8_t storage[128];
+        es_buf b;
+        unsigned fl;
+        es_buf_init(&b, storage, sizeof storage);
+        assert_int_equal(es_codec_encode(&words, NULL, long_ok, &BIG, NULL, &b, &fl), 0);
+        assert_int_equal(b.len, 3 + 40);
+        es_buf_free(&b);
+    }
+    assert_int_equal(w_atom_calls - calls_before, 1);
+}
+
+/* What the hot path writes by itself (no op call: the walker would ask what each pid, reference
+ * and map is) and where it leaves the term to the walker. */
+static void test_fast_path_shapes(void **state) {
+    (void)state;
+    static const es_term_layout boxes = W_LAYOUT;
+    static es_atom_cache cache;
+    memset(&cache, 0, sizeof cache);
+    const es_term_ops fast = {w_type, w_int, f_double, w_atom, w_binary, w_cell, w_tuple, w_map_size, w_map_pairs,
+                              w_external, f_fun_info, &boxes, &cache};
+    static const es_codec_limits dflt = {8, 32, 256, 4096};
+    es_redact_set rs;
+    es_redact_cache rcache;
+    memset(&rcache, 0, sizeof rcache);
+    default_rules(&rs, &rcache);
+    es_term from = WT2(WPID(5), WCONS(WA(0), WREF(9)));
+    es_term call_args = WCONS(WT2(WA(1), WI(1)), WCONS(from, WCONS(WI(0), W_NIL)));
+    es_term reply = WTV(3, (es_term[]){WA(0), WA(1), WMAPV(2, (es_term[]){WA(0), WI(1), WA(1), WBIN("b")})});
+    es_term received = WT2(WT2(WA(1), WI(1)), WMAPV(2, (es_term[]){WA(0), WA(1), WA(1), W_NIL}));
+    es_term improper = WCONS(WI(1), WCONS(WA(0), WPID(3)));
+    es_term nested = W_NIL;
+    for (int i = 0; i < 4; i++) nested = WCONS(WT2(WI(i), nested), W_NIL); /* 8 levels */
+    es_term by_itself[] = {call_args, reply, received, improper, nested, WMAPV(0, NULL), WTV(0, NULL), from};
+    for (size_t i = 0; i < sizeof by_itself / sizeof *by_itself; i++) {
+        unsigned fl;
+        same_as_walker(&fast, by_itself[i], &BIG, &rs, &fl, "warming the atom cache");
+        assert_int_equal(same_as_walker(&fast, by_itself[i], &dflt, &rs, &fl, "by itself"), 0);
+        assert_int_equal(fl, 0);
+    }
+    /* a float, a big integer, a long atom: through the walker's own writers, exact */
+    es_term leaves = WT2(FL(1.5), WCONS(I(INT64_MAX), WCONS(WA(4), W_NIL)));
+    unsigned fl;
+    same_as_walker(&fast, leaves, &dflt, &rs, &fl, "leaves the ops read");
+    assert_int_equal(fl, 0);
+    /* left to the walker, which cuts, redacts or marks: the same bytes either way */
+    es_term wide = W_NIL;
+    for (int i = 0; i < 40; i++) wide = WCONS(WPID((uint32_t)i), wide);
+    struct {
+        es_term t;
+        unsigned flags;
+    } walked[] = {
+        {WCONS(WT2(WA(2), WBIN("hunter2")), W_NIL), ES_CODEC_REDACTED},           /* {:password, _} in a list */
+        {WT2(WI(1), WMAPV(1, (es_term[]){WBIN("password"), WI(1)})), ES_CODEC_REDACTED}, /* a secret key */
+        {WCONS(WI(1), wide), ES_CODEC_TRUNCATED},                                  /* wider than max_width */
+        {WCONS(nested, W_NIL), ES_CODEC_TRUNCATED},                                /* deeper than max_depth */
+        {WMAPV(1, (es_term[]){WT2(WA(3), WI(1)), WPID(1)}), ES_CODEC_TRUNCATED},   /* the marker atom in a key */
+        {WT2(WPID(1), FUN_EXT("Elixir.Enum", "map", 2)), ES_CODEC_TRUNCATED},      /* a fun */
+        {WT2(WPID(1), WBINN("0123456789", 10)), 0},                                /* over max_binary: below */
+    };
+    static const es_codec_limits tight = {8, 32, 4, 4096};
+    for (size_t i = 0; i < sizeof walked / sizeof *walked; i++) {
+        same_as_walker(&fast, walked[i].t, i == 6 ? &tight : &dflt, &rs, &fl, "walked");
+        assert_int_equal(fl, i == 6 ? ES_CODEC_TRUNCATED : walked[i].flags);
+    }
+    /* a budget of bytes that runs out inside: cut by the walker, the same bytes */
+    static const es_codec_limits small_budget = {8, 32, 256, 40};
+    same_as_walker(&fast, call_args, &small_budget, NULL, &fl, "over max_bytes");
+    assert_int_equal(fl, ES_CODEC_TRUNCATED);
+    /* an argument list through the hot path is counted as it is written */
+    es_buf b;
+    size_t len = 0;
+    es_buf_init(&b, NULL, 0);
+    assert_int_equal(es_codec_encode_list(&fast, NULL, call_args, &dflt, &rs, &b, &fl, &len), 0);
+    assert_int_equal(len, 3);
+    es_buf_free(&b);
+    w_free();
     free_nodes();
 }
 
@@ -1209,6 +1551,8 @@ int main(void) {
         cmocka_unit_test(test_bounded_cost),      cmocka_unit_test(test_big_integers_funs_bitstrings),
         cmocka_unit_test(test_keys_stay_distinct), cmocka_unit_test(test_property_valid_etf),
         cmocka_unit_test(test_buf_and_append),    cmocka_unit_test(test_layout_and_atom_cache),
+        cmocka_unit_test(test_fast_path_matches_walker), cmocka_unit_test(test_fast_path_shapes),
+        cmocka_unit_test(test_atom_cache_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

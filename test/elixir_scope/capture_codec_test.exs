@@ -159,4 +159,90 @@ defmodule ElixirScope.CaptureCodecTest do
       refute call.truncated?
     end
   end
+
+  # Small nested terms are written in one pass through the term layout verified at load
+  # (c_src/term_codec.c, encode_fast), falling back to the walker wherever a limit, a redaction or
+  # a marker applies: both must give what the walker alone gives.
+  describe "nested small terms (the codec's one-pass path)" do
+    defmodule Shape, do: defstruct(a: 1, b: nil)
+
+    test "GenServer-shaped payloads and other small nested terms come back exactly" do
+      s = session({8, 32, 256, 4096})
+      ref = make_ref()
+      wide = Map.new(1..32, &{&1, {&1, self()}})
+
+      values = [
+        [{:add, 1000}, {self(), [:alias | ref]}, 1000],
+        {:reply, :ok, %{a: 1000, b: "x", c: [ref | self()]}},
+        {{:add, 1000}, %{clause: :call, waited_us: nil}},
+        {ElixirScope.CaptureCodecTest, :ask, [self(), 1000]},
+        %Shape{b: {[], {}, %{}, <<>>}},
+        wide,
+        %{{self(), ref} => [1.5, -(1 <<< 70), :"a rather long atom of more than twenty-two bytes"]}
+      ]
+
+      for v <- values do
+        assert {bin, 0} = NIF.encode(s, v)
+        assert :erlang.binary_to_term(bin) === v
+        assert :erlang.term_to_binary(:erlang.binary_to_term(bin)) == :erlang.term_to_binary(v)
+      end
+
+      # a hash map (more than 32 keys) and lists of bytes: exactly the value
+      wider = session({8, 64, 256, 4096})
+
+      for v <- [Map.new(1..33, &{&1, [&1]}), [{~c"abc", [1, 2 | 3]}]] do
+        assert {bin, 0} = NIF.encode(wider, v)
+        assert :erlang.binary_to_term(bin) === v
+      end
+    end
+
+    test "limits cut at every level of a nested term" do
+      s = session({3, 3, 4, 4096})
+      pid = self()
+      cases = [
+        {[{pid, [[1]]}], [{pid, [%Truncated{kind: :depth, omitted: 1}]}]},
+        {{pid, [1, 2, 3, 4]}, {pid, [1, 2, 3, %Truncated{kind: :list, omitted: 1}]}},
+        {[%{a: 1, b: 2, c: 3, d: pid}], [:map]},
+        {[{pid, "0123456789"}], [{pid, %Truncated{kind: :binary, omitted: 6, preview: "0123"}}]},
+        {{pid, {1, 2, 3, 4}}, {pid, {1, 2, 3, %Truncated{kind: :tuple, omitted: 1}}}}
+      ]
+
+      for {v, want} <- cases do
+        assert {bin, 1} = NIF.encode(s, v)
+        got = Event.decode_payload(bin, true)
+
+        case want do
+          [:map] ->
+            assert [%{"$es_truncated": %Truncated{kind: :map, omitted: 1}} = m] = got
+            assert map_size(m) == 4
+
+          _ -> assert got == want
+        end
+      end
+
+      # the byte budget runs out inside a nested term: cut there, still valid
+      small = session({8, 32, 256, 64})
+      assert {bin, 1} = NIF.encode(small, [{:add, 1}, {pid, [:alias | make_ref()]}, Enum.to_list(1000..1010)])
+      assert [_ | _] = Event.decode_payload(bin, true)
+    end
+
+    test "secrets nested anywhere are redacted, and never reach the payload" do
+      s = session({8, 32, 256, 4096})
+      pid = self()
+
+      for {v, want} <- [
+            {[{pid, %{password: "pw-nested-1"}}], [{pid, %{password: :"[REDACTED]"}}]},
+            {{:ok, [{:api_key, "pw-nested-2"}, 1]}, {:ok, [{:api_key, :"[REDACTED]"}, 1]}},
+            {%{user: %{"authorization" => "pw-nested-3"}}, %{user: %{"authorization" => :"[REDACTED]"}}}
+          ] do
+        assert {bin, 2} = NIF.encode(s, v)
+        assert :erlang.binary_to_term(bin) == want
+        refute bin =~ "pw-nested"
+      end
+
+      # the marker atom inside a map key: the key is wrapped, the value kept
+      assert {bin, 1} = NIF.encode(s, %{{:"$es_truncated", 1} => pid})
+      assert [^pid] = bin |> :erlang.binary_to_term() |> Map.values()
+    end
+  end
 end
