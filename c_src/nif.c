@@ -1260,8 +1260,9 @@ static ERL_NIF_TERM nif_query_events(ErlNifEnv *env, int argc, const ERL_NIF_TER
     return enif_schedule_nif(env, "query_events", ERL_NIF_DIRTY_JOB_CPU_BOUND, nif_query_events_dirty, argc, argv);
 }
 
-/* query_call_trees(session, filters, clock) -> {[row], truncated_count, [{pid, ops}]} (dirty CPU;
- * the call trees of the rows, see nif_query.c) */
+/* query_call_trees(session, filters, {clock, event_shape, node_shape, expected_events} | :words) ->
+ * {[{pid, roots}], truncated_count} | {words, events}: each process's call trees as finished node maps,
+ * or, first, an upper bound on their heap size (dirty CPU; see nif_query.c) */
 static ERL_NIF_TERM nif_query_call_trees(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     (void)argc;
     return query_rows(env, argv, "query_call_trees/3", es_event_rows_end_trees);

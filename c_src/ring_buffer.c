@@ -15,7 +15,7 @@
  * The slots come from an anonymous mmap and are never initialised: a slot's
  * `seq` field holds (sequence - slot index), so the zero page already reads as
  * "slot i is free for position i" and a page becomes resident only when an
- * event is first written to it (a huge page where the kernel gives them). */
+ * event is first written to it. */
 #include "elixir_scope/ring_buffer.h"
 
 #include <sched.h>
@@ -122,10 +122,9 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
         free(r);
         return NULL;
     }
-    /* Huge pages where the kernel allows them (a hint; failure is harmless): the first lap then
-     * takes one fault per 2 MiB instead of one per 16 slots (measured: 280-590 ns a push over the
-     * first lap without, 25 with, 15 once every slot has been used). */
-    madvise(slots, (size_t)capacity * sizeof(es_slot), MADV_HUGEPAGE);
+    /* No MADV_HUGEPAGE: with the kernel's defrag set to "madvise" (the default), a producer's
+     * fault on the first lap could compact memory for milliseconds: a stall in instrumented code
+     * (the first lap costs a page fault per 16 slots instead, once per session). */
     r->slots = slots;
     r->mask = (uint64_t)capacity - 1;
     r->capacity = capacity;
