@@ -13,7 +13,7 @@ defmodule ElixirScope.Bench.Capture do
   end
 
   # The same function compiled by the real transformer at `level`.
-  defp compile_instrumented(name, level) do
+  defp compile_instrumented(name, level, opts \\ []) do
     ast =
       quote do
         defmodule unquote(name) do
@@ -25,7 +25,7 @@ defmodule ElixirScope.Bench.Capture do
         end
       end
 
-    {:ok, inst} = ElixirScope.AST.Transformer.transform_module(ast, level)
+    {:ok, inst} = ElixirScope.AST.Transformer.transform_module(ast, level, opts)
     Code.compile_quoted(inst)
     name
   end
@@ -43,6 +43,8 @@ defmodule ElixirScope.Bench.Capture do
     results = %{}
     inst = compile_instrumented(ElixirScope.Bench.Capture.Instrumented, :function_boundaries)
     full = compile_instrumented(ElixirScope.Bench.Capture.Full, :full)
+    # the same function with an uninstrumented copy of its body for capture off (ast: [off_copy: n])
+    copied = compile_instrumented(ElixirScope.Bench.Capture.Copied, :function_boundaries, off_copy: 200)
     # the instrumented modules are compiled at run time, so they are called through a variable
     # (a dynamic call: ~14 ns more than a static one); the plain twin is called the same way
     plain_mod = Function.identity(Plain)
@@ -67,14 +69,16 @@ defmodule ElixirScope.Bench.Capture do
     # it settles only once the node is quiet (see SwitchLoader): up to 10 s
     Enum.find_value(1..1_000, fn _ -> ElixirScope.Capture.SwitchLoader.shape() == :off || Process.sleep(10) && nil end)
     off_shape = ElixirScope.Capture.SwitchLoader.shape()
-    # off and plain measured in alternation, best of 5 medians each: a loaded machine shifts both alike
-    {offs, plains} =
-      Enum.reduce(1..5, {[], []}, fn _, {o, p} ->
+    # off (without and with the copy) and plain measured in alternation, best of 5 medians each:
+    # a loaded machine shifts them alike
+    {offs, copies, plains} =
+      Enum.reduce(1..5, {[], [], []}, fn _, {o, c, p} ->
         {[per_call_ns(fn -> inst.instrumented(1, 2, :a, "b") end, 100_000, 11) | o],
+         [per_call_ns(fn -> copied.instrumented(1, 2, :a, "b") end, 100_000, 11) | c],
          [per_call_ns(fn -> plain_mod.instrumented(1, 2, :a, "b") end, 100_000, 11) | p]}
       end)
 
-    {call_off, plain} = {Enum.min(offs), Enum.min(plains)}
+    {call_off, call_off_copied, plain} = {Enum.min(offs), Enum.min(copies), Enum.min(plains)}
     ElixirScope.stop()
     recorded = max(call_on - plain_on, 0.1)
     full_added = max(call_full - plain_on, 0.1)
@@ -97,6 +101,8 @@ defmodule ElixirScope.Bench.Capture do
         "capture_full_call_ns" => full_added,
         "capture_full_call_vs_erlang_trace" => full_added / traced,
         "capture_disabled_vs_remote_call" => max(call_off - plain, 0.0) / remote,
+        "capture_disabled_off_copy_vs_remote_call" => max(call_off_copied - plain, 0.0) / remote,
+        "capture_disabled_off_copy_ns" => max(call_off_copied - plain, 0.0),
         "many_producers_stored_per_s" => many_rate,
         "many_producers_dropped_pct" => many_drop,
         "capture_disabled_ns" => max(call_off - plain, 0.0),
@@ -119,8 +125,10 @@ defmodule ElixirScope.Bench.Capture do
       {"  ratio: :erlang.trace call + return_trace / recorded call", traced / recorded, "≥ 10", "#{fmt(traced)} / #{fmt(recorded)} ns"},
       {"capture_full_call_ns (added to the same call at :full: entry, locals, expressions, return)", full_added, "", ""},
       {"  ratio: call at :full / :erlang.trace call", full_added / traced, "≤ 0.3", "#{fmt(full_added)} / #{fmt(traced)} ns"},
-      {"capture_disabled_ns (added per call, capture off)", max(call_off - plain, 0.0), "", "#{off_shape} switch loaded; #{fmt(call_off)} vs #{fmt(plain)} ns"},
+      {"capture_disabled_ns (added per call, capture off; default compile)", max(call_off - plain, 0.0), "", "#{off_shape} switch loaded; #{fmt(call_off)} vs #{fmt(plain)} ns"},
       {"  ratio: capture off, added per call / remote call", max(call_off - plain, 0.0) / remote, "≤ 0.2", "remote call #{fmt(remote)} ns"},
+      {"capture_disabled_off_copy_ns (the same compiled with ast: [off_copy: 200])", max(call_off_copied - plain, 0.0), "", "#{fmt(call_off_copied)} vs #{fmt(plain)} ns: the body's uninstrumented copy runs"},
+      {"  ratio: capture off with the copy / remote call", max(call_off_copied - plain, 0.0) / remote, "≤ 0.2", "remote call #{fmt(remote)} ns"},
       {"capture_disabled_settling_ns (first 2 s after disable)", max(call_off_dynamic - plain, 0.0), "", "switch reads the NIF's mode word"},
       {"drain_events_per_s (ring → store, one core)", drain_rate, "≥ 5,000,000", ""},
       {"query_pid_1000_of_1m_ns (native)", query_native, "≤ 1,000,000", ""},

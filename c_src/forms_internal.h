@@ -16,8 +16,8 @@ enum { FX_NONE = 0, FX_BOUNDARIES = 1, FX_EXPRESSIONS = 2, FX_LOCALS = 3, FX_FUL
 
 /* Control structures nested deeper than this in tail position stay values (correct, not tail). */
 #define FX_MAX_TAIL_DEPTH 200
-/* A clause body with more nodes than this is not copied for capture off (forms_transform.c, copyable). */
-#define FX_MAX_COPY_NODES 200
+/* The plan's off_copy (the largest body copied for capture off) is at most this. */
+#define FX_MAX_COPY_NODES 100000
 /* Statement walks (locals, expressions) do not go deeper than this into nested bodies. */
 #define FX_MAX_BODY_DEPTH 64
 /* The message and spawn walk does not go deeper than this into one expression: the walk recurses,
@@ -65,6 +65,7 @@ typedef struct fx {
     const T *clause_pats;  /* its patterns and (instrumented) body, for the free variables of funs */
     const T *clause_body;
     int try_join;          /* the call id joins right before each try (forms_transform.c, call_id_join) */
+    uint32_t off_copy;     /* bodies of at most this many nodes are copied for capture off (0: none) */
 } fx;
 
 /* ---- node builders (every injected node has a generated annotation) ---- */

@@ -417,8 +417,8 @@ static const T *transform_clause(fx *x, const T *clause) {
     /* The switch is asked once, first. With capture off a copied clause runs its body as it was
      * written, and the instrumented statements below run only with capture on; in a clause not
      * copied, the entry helper asks the switch and every report is skipped on its nil. */
-    uint32_t budget = FX_MAX_COPY_NODES;
-    int copy = copyable(body, 0, &budget);
+    uint32_t budget = x->off_copy;
+    int copy = budget > 0 && copyable(body, 0, &budget);
     if (copy)
         x->entry_used[argc] = 1;
     else
@@ -720,6 +720,10 @@ static const T *run(es_arena *a, const uint8_t *forms_etf, size_t forms_len, con
     x.secret_lines = es_etf_get(plan, "secret_lines");
     x.file = es_etf_get(plan, "file");
     x.try_join = !es_etf_is_atom(es_etf_get(plan, "try_join"), "false");
+    const T *off_copy = es_etf_get(plan, "off_copy");
+    x.off_copy = off_copy && off_copy->kind == ES_ETF_INT && off_copy->u.i > 0
+                     ? (uint32_t)(off_copy->u.i < FX_MAX_COPY_NODES ? off_copy->u.i : FX_MAX_COPY_NODES)
+                     : 0;
 
     uint32_t nf = es_etf_list_len(funs);
     fx_fun *specs = es_arena_alloc(a, sizeof(fx_fun) * (nf ? nf : 1));

@@ -81,7 +81,10 @@ defmodule ElixirScope.Config do
       include: {:list, []},
       exclude: {:list, []},
       plan_file: {:any, ".elixir_scope/plan.exs"},
-      instrument_macros: {:boolean, false}
+      instrument_macros: {:boolean, false},
+      # clause bodies of at most this many abstract-format nodes get an uninstrumented copy run
+      # while capture is off (docs/ast_transformer.md, "Capture off"); 0 = none
+      off_copy: {:non_neg_integer, 0}
     ],
     # ElixirScope.Cluster: started with ElixirScope when nodes is set
     cluster: [

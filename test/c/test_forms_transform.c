@@ -122,9 +122,11 @@ static T *fun_spec(es_arena *a, const char *name, int64_t arity, int64_t level, 
                                   "tail", at(a, "true"), "state", at(a, "none"), "inject", es_etf_nil(a)));
 }
 
+/* bodies of up to 200 nodes copied for capture off (the option a project sets: ast: [off_copy: 200]) */
 static T *plan_with(es_arena *a, T *functions, T *secrets, T *tpls) {
-    return map_of(a, 7, "module", at(a, "m"), "templates", tpls, "source", at(a, "nil"), "source_max",
-                  es_etf_int(a, 120), "secrets", secrets, "secret_lines", es_etf_nil(a), "functions", functions);
+    return map_of(a, 8, "module", at(a, "m"), "templates", tpls, "source", at(a, "nil"), "source_max",
+                  es_etf_int(a, 120), "secrets", secrets, "secret_lines", es_etf_nil(a), "functions", functions,
+                  "off_copy", es_etf_int(a, 200));
 }
 
 static T *plan(es_arena *a, T *functions) { return plan_with(a, functions, es_etf_nil(a), templates(a)); }
@@ -501,6 +503,16 @@ static void test_bodies_with_local_functions_or_large_are_not_copied(void **stat
         }
         run_free(&r);
     }
+    /* without off_copy in the plan (the default, 0), no body is copied */
+    T *small = es_etf_list_of(&a, 1, x);
+    T *g = function(&a, 2, "g", 1, es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, var(&a, 2, "_x@1")), small)));
+    run r;
+    transform(&r, module(&a, 1, g),
+              map_of(&a, 7, "module", at(&a, "m"), "templates", templates(&a), "source", at(&a, "nil"), "source_max",
+                     es_etf_int(&a, 120), "secrets", es_etf_nil(&a), "secret_lines", es_etf_nil(&a), "functions",
+                     es_etf_list_of(&a, 1, fun_spec(&a, "g", 1, 1, "none", "none"))));
+    assert_null(clause_switch(first_clause(ok_forms(&r), "g", 1)));
+    run_free(&r);
     es_arena_free(&a);
 }
 

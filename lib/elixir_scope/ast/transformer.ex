@@ -27,7 +27,9 @@ defmodule ElixirScope.AST.Transformer do
 
   @doc """
   Marks every module in quoted code to be instrumented with `plan` (a level or a module plan)
-  when it is compiled. Options: `:runtime` (the module receiving the injected calls).
+  when it is compiled. Options: `:runtime` (the module receiving the injected calls), `:off_copy`
+  (the largest clause body, in abstract-format nodes, run as an uninstrumented copy while capture
+  is off; default: `config :elixir_scope, ast: [off_copy: n]`, else 0).
   """
   @spec transform_module(Macro.t(), Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, Macro.t()} | {:error, reason()}
@@ -43,7 +45,7 @@ defmodule ElixirScope.AST.Transformer do
     end
   end
 
-  @doc "Instruments a module's Erlang abstract forms with `plan`. Options: `:runtime`."
+  @doc "Instruments a module's Erlang abstract forms with `plan`. Options: `:runtime`, `:off_copy`."
   @spec transform_forms([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, [tuple()]} | {:error, reason()}
   def transform_forms(forms, plan, opts \\ []) do
@@ -57,7 +59,10 @@ defmodule ElixirScope.AST.Transformer do
     runtime =
       if opts[:runtime], do: [quote(do: @compile({:elixir_scope_runtime, unquote(opts[:runtime])}))], else: []
 
-    [quote(do: @compile({:elixir_scope_plan, unquote(Macro.escape(plan))})) | runtime]
+    off_copy =
+      if opts[:off_copy], do: [quote(do: @compile({:elixir_scope_off_copy, unquote(opts[:off_copy])}))], else: []
+
+    [quote(do: @compile({:elixir_scope_plan, unquote(Macro.escape(plan))})) | runtime ++ off_copy]
   end
 
   # defmodule Name, do: body | defimpl Proto, for: T, do: body | defimpl Proto, [for: T], do: body

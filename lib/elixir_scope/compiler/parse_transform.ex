@@ -100,7 +100,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
     with {:ok, module} <- elixir_module(forms),
          false <- Enum.any?(forms, &match?({:attribute, _, :elixir_scope, _}, &1)),
          {:ok, plan, runtime} <- plan_for(module, options) do
-      instrument(module, forms, plan, runtime: runtime, try_join: try_join?(options))
+      instrument(module, forms, plan, runtime: runtime, try_join: try_join?(options), off_copy: off_copy(options))
     else
       _ -> forms
     end
@@ -109,14 +109,16 @@ defmodule ElixirScope.Compiler.ParseTransform do
   @doc """
   Instruments `forms` (a module's abstract forms) with a module `plan`. Returns the new forms, or
   `{:error, reason}`. Used by `parse_transform/2` and by tests. Options: `:runtime`, and
-  `try_join: false` for forms compiled with `no_ssa_opt_try` (see `fast_compile_options/0`).
+  `try_join: false` for forms compiled with `no_ssa_opt_try` (see `fast_compile_options/0`), and
+  `off_copy: n` (see `off_copy/1`).
   """
   @spec transform_forms([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, [tuple()], [String.t()]} | {:error, term()}
   def transform_forms(forms, plan, opts \\ []) do
     opts = [
       runtime: Keyword.get(opts, :runtime, ElixirScope.Capture.InstrumentationRuntime),
-      try_join: Keyword.get(opts, :try_join, true)
+      try_join: Keyword.get(opts, :try_join, true),
+      off_copy: Keyword.get(opts, :off_copy, 0)
     ]
 
     with {:ok, module} <- elixir_module(forms),
@@ -159,6 +161,17 @@ defmodule ElixirScope.Compiler.ParseTransform do
   # The join that keeps OTP 25's ssa_opt_try from relabelling each clause's try on every round
   # of the optimizer (see fast_compile_options/0) is only needed where that pass runs.
   defp try_join?(options), do: :no_ssa_opt_try not in options
+
+  # The largest clause body (in nodes of abstract format) that gets an uninstrumented copy, run
+  # while capture is off (docs/ast_transformer.md, "Capture off"): the module's
+  # @compile {:elixir_scope_off_copy, n} (ElixirScope.AST.Transformer's off_copy: option), else
+  # config :elixir_scope, ast: [off_copy: n]; 0, the default, copies nothing.
+  defp off_copy(options) do
+    case List.keyfind(options, :elixir_scope_off_copy, 0) do
+      {_, n} when is_integer(n) and n >= 0 -> n
+      _ -> Keyword.get(Application.get_env(:elixir_scope, :ast, []), :off_copy, 0)
+    end
+  end
 
   defp instrument(module, forms, plan, opts) do
     file = source_file(forms)
@@ -245,6 +258,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         secret_lines: secret_lines(source, secret?),
         file: String.to_charlist(source_file(forms) || "nofile"),
         try_join: Keyword.fetch!(opts, :try_join),
+        off_copy: Keyword.fetch!(opts, :off_copy),
         functions: functions
       }
 

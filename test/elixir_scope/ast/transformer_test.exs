@@ -320,8 +320,11 @@ defmodule ElixirScope.AST.TransformerTest do
         end
         """)
 
-      {:ok, new} = Transformer.transform_forms(forms, :function_boundaries)
+      # compiled with ast: [off_copy: 200]; without it, no clause gets a copy
+      {:ok, new} = Transformer.transform_forms(forms, :function_boundaries, off_copy: 200)
+      {:ok, uncopied} = Transformer.transform_forms(forms, :function_boundaries)
       {:function, _, :f, 2, [c1, c2]} = function_form(new, :f, 2)
+      {:function, _, :f, 2, [{:clause, _, _, _, [{:match, _, {:var, _, :ES@call}, _} | _]} | _]} = function_form(uncopied, :f, 2)
 
       # f({a, b}, c): the pattern argument is aliased; the body asks the switch first, once:
       # with capture off it runs the body as written, with capture on the instrumented one
@@ -353,7 +356,7 @@ defmodule ElixirScope.AST.TransformerTest do
       assert anno == [generated: true, location: 2]
 
       # compiled with no_ssa_opt_try (the fast compile options), the entry is bound as it is
-      {:ok, fast, []} = ParseTransform.transform_forms(forms, :function_boundaries, try_join: false)
+      {:ok, fast, []} = ParseTransform.transform_forms(forms, :function_boundaries, try_join: false, off_copy: 200)
       {:function, _, :f, 2, [{:clause, _, _, [], fast_body} | _]} = function_form(fast, :f, 2)
       assert {:match, _, {:var, _, :ES@call}, {:call, _, {:atom, _, :"-es-entry-"}, _}} =
                hd(ASTCorpus.recorded_body(fast_body))

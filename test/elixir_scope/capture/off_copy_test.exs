@@ -54,7 +54,7 @@ defmodule ElixirScope.Capture.OffCopyTest do
 
   defp compile(name, level) do
     ast = @source |> String.replace("NAME", inspect(name)) |> Code.string_to_quoted!(file: "off_copy.ex")
-    ast = if level, do: elem(Transformer.transform_module(ast, level), 1), else: ast
+    ast = if level, do: elem(Transformer.transform_module(ast, level, off_copy: 200), 1), else: ast
     [{^name, _}] = Code.compile_quoted(ast, "off_copy.ex")
     name
   end
@@ -157,7 +157,7 @@ defmodule ElixirScope.Capture.OffCopyTest do
   test "a custom runtime is entered only when the switch says on" do
     mod = ESTest.OffCopyCustom
     ast = @source |> String.replace("NAME", inspect(mod)) |> Code.string_to_quoted!()
-    {:ok, ast} = Transformer.transform_module(ast, :function_boundaries, runtime: Runtime)
+    {:ok, ast} = Transformer.transform_module(ast, :function_boundaries, runtime: Runtime, off_copy: 200)
     Code.compile_quoted(ast)
     Process.register(self(), :off_copy_test)
 
