@@ -926,11 +926,18 @@ static int fast_list(fast *f, es_term t, uint32_t depth, size_t *count) {
     const es_term_layout lay = *f->l;
     const uint32_t max_width = f->max_width;
     const size_t limit = f->start + f->byte_cap;
+    /* wider than max_width: the walker cuts it. Counted before anything is written, so that a long
+     * list (a list walk's argument, an accumulator) costs its first max_width cells read, not
+     * written and then written again by the walker. */
+    es_term cur = t;
+    for (uint32_t m = 0; (cur & lay.list_mask) == lay.list_tag; m++) {
+        if (m == max_width) return 0;
+        cur = ((const es_term *)(uintptr_t)(cur - lay.list_tag))[1];
+    }
     const size_t hdr = out->len;
     tag_be32(out, ETF_LIST, 0);
-    es_term cur = t;
+    cur = t;
     uint32_t n = 0;
-    int counted = 0;
     do {
         const es_term *cell = (const es_term *)(uintptr_t)(cur - lay.list_tag);
         if (n == max_width || out->len > limit) return 0; /* wider than max_width: the walker cuts it */
@@ -939,13 +946,6 @@ static int fast_list(fast *f, es_term t, uint32_t depth, size_t *count) {
         if (k) {
             out->len += k;
         } else {
-            /* before the first op is called for an element: does the list fit max_width? */
-            es_term c = cur;
-            for (uint32_t m = n; !counted && (c & lay.list_mask) == lay.list_tag; m++) {
-                if (m == max_width) return 0;
-                c = ((const es_term *)(uintptr_t)(c - lay.list_tag))[1];
-            }
-            counted = 1;
             int r = fast_container(f, cell[0], depth + 1);
             if (r <= 0) return r;
         }
@@ -1015,7 +1015,8 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
         if (l->ref_tag && (h & l->header_mask) == l->ref_tag) return put_other(e, t) ? -1 : 1;
     }
     es_term_type ty = e->ops->type(e->env, t);
-    if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : 1;
+    /* a scalar that wrote a marker (a binary over max_binary): the walker redoes the term, so stop now */
+    if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : !(e->flags || e->inexact);
     if (ty == ES_T_BIGINT) return put_bigint(e, t, f->max_binary) ? -1 : 1;
     if (ty == ES_T_OTHER) return put_other(e, t) ? -1 : 1;
     return 0; /* a fun (always a marker), or a container the layout does not read */
