@@ -1015,7 +1015,9 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
         if (l->ref_tag && (h & l->header_mask) == l->ref_tag) return put_other(e, t) ? -1 : 1;
     }
     es_term_type ty = e->ops->type(e->env, t);
-    /* a scalar that wrote a marker (a binary over max_binary): the walker redoes the term, so stop now */
+    /* a binary the layout does not read inline (refc, sub-binary: often over max_binary, then a
+     * marker) is left to the walker before anything of it is written */
+    if (ty == ES_T_BINARY || ty == ES_T_BITSTRING) return 0;
     if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : !(e->flags || e->inexact);
     if (ty == ES_T_BIGINT) return put_bigint(e, t, f->max_binary) ? -1 : 1;
     if (ty == ES_T_OTHER) return put_other(e, t) ? -1 : 1;
