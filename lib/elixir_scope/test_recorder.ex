@@ -6,8 +6,9 @@ defmodule ElixirScope.TestRecorder do
   A test's events are those recorded from the end of the test before it (or the start of the
   suite) to its end, in every process (a test's GenServers and Tasks run in other processes): the
   formatter hears of a test's start by a message that may arrive after the test began, so that
-  moment cannot bound it. With `async: true` tests that overlap in time, their events are in each
-  other's recordings too.
+  moment cannot bound it. The bounds are event ids (the ring's order of pushes), not timestamps:
+  two processes on two cores may read the clock in one order and push in the other. With
+  `async: true` tests that overlap in time, their events are in each other's recordings too.
   """
   use GenServer
 
@@ -16,8 +17,13 @@ defmodule ElixirScope.TestRecorder do
 
   @impl true
   def init(_opts) do
+    # ExUnit casts test_finished(A), then test_started(B), then runs B: at high priority this
+    # process handles both before B's normal-priority process gets a scheduler, so that the
+    # boundary it takes on test_finished(A) precedes B's first event (at normal priority it
+    # could come after them, and a failing test's recording then missed its own calls)
+    Process.flag(:priority, :high)
     dir = Application.get_env(:elixir_scope, :test_recordings_dir, Path.expand("_build/scope/tests"))
-    {:ok, %{dir: dir, started: %{}, saved: [], boundary: ElixirScope.NIF.now()}}
+    {:ok, %{dir: dir, started: %{}, saved: [], boundary: last_id()}}
   end
 
   @impl true
@@ -36,7 +42,7 @@ defmodule ElixirScope.TestRecorder do
         _ -> state
       end
 
-    {:noreply, %{state | started: started, boundary: ElixirScope.NIF.now()}}
+    {:noreply, %{state | started: started, boundary: last_id()}}
   end
 
   def handle_cast({:suite_finished, _times}, state) do
@@ -61,12 +67,20 @@ defmodule ElixirScope.TestRecorder do
     path = Path.join(dir, file_name(test))
 
     outcome =
-      case Recording.save(path, since: since, until: ElixirScope.NIF.now()) do
+      case Recording.save(path, after_id: since, before_id: last_id() + 1) do
         {:ok, %{events: n}} -> {:ok, n}
         {:error, reason} -> {:error, reason}
       end
 
     {test, path, outcome}
+  end
+
+  # the id of the last event pushed into the ring (the next gets a greater one); 0 when not running
+  defp last_id do
+    case ElixirScope.Capture.Session.info() do
+      %{session: s} -> ElixirScope.NIF.stats(s).pushed
+      nil -> 0
+    end
   end
 
   defp file_name(test) do
