@@ -131,4 +131,43 @@ defmodule ElixirScope.ClusterMergeTest do
     assert [%{node: :"b@127.0.0.1"} | _] = corrections
     assert Correlation.unpaired_sends(events, links) == []
   end
+
+  test "an :erpc.multicall to two nodes: its work on each is paired and ordered after the request, also where a node's clock puts it before",
+       %{a: ca} do
+    ms = 1_000_000
+    {b, c} = {:"b@127.0.0.1", :"c@127.0.0.1"}
+    {sb, sc} = {pid(b, 31), pid(c, 32)}
+    erpc_info = %{parent: ca, initial_call: {:erpc, :execute_call, 4}}
+
+    # c's clock reads 5 ms behind: its work (ts 0.1 ms) seems to come before the request (2 ms)
+    work = fn w, t ->
+      [
+        ev(1, t, w, :spawn, {w, erpc_info}, function: :observed),
+        ev(2, t, w, :call, [5], module: W, function: :score, arity: 1, link: 3, return_id: 3),
+        ev(3, t + 100_000, w, :return, 15, module: W, function: :score, arity: 1, call_id: 2)
+      ]
+    end
+
+    by_node = %{
+      :"a@127.0.0.1" => [
+        ev(1, 1 * ms, ca, :call, [], module: C, function: :run, arity: 0, link: 4, return_id: 4),
+        ev(2, 2 * ms, ca, :send, {[b, c], {W, :score, [5]}}, function: :rpc, call_id: 1),
+        ev(3, 3 * ms, ca, :receive, {:return, [{:ok, 15}, {:ok, 15}]}, function: :rpc, call_id: 1, link: 2, correlation_id: 2),
+        ev(4, 4 * ms, ca, :return, :done, module: C, function: :run, arity: 0, call_id: 1)
+      ],
+      b => work.(sb, 2_100_000),
+      c => work.(sc, 100_000)
+    }
+
+    {events, _corrections} = Merge.merge(by_node, %{})
+    links = Correlation.links(events)
+    [req] = Enum.filter(events, &(&1.kind == :send))
+    [out] = Enum.filter(events, &(&1.kind == :receive))
+    calls = for w <- [sb, sc], do: Enum.find(events, &(&1.pid == w and &1.kind == :call))
+
+    assert Enum.filter(links, &(&1.type == :rpc and &1.from.id == req.id)) |> Enum.map(& &1.to) |> Enum.sort_by(& &1.id) ==
+             Enum.sort_by(calls, & &1.id)
+
+    for call <- calls, do: assert(call.id > req.id and call.ts > req.ts and call.id < out.id)
+  end
 end

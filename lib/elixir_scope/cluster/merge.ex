@@ -133,8 +133,8 @@ defmodule ElixirScope.Cluster.Merge do
         {preds, used} ->
           found =
             case origins[first.pid] do
-              {:erpc, p} -> Enum.find(Map.get(by_parent, {d, p}, []), fn {n, s} -> not MapSet.member?(used, {n, s.id}) end)
-              nil -> Enum.find(Map.get(by_key, {d, Rpc.first_key(first)}, []), &asked?(&1, first, used))
+              {:erpc, p} -> Enum.find(Map.get(by_parent, {d, p}, []), fn {n, s} -> not MapSet.member?(used, {d, n, s.id}) end)
+              nil -> Enum.find(Map.get(by_key, {d, Rpc.first_key(first)}, []), &asked?(&1, d, first, used))
               :other -> nil
             end
 
@@ -146,14 +146,15 @@ defmodule ElixirScope.Cluster.Merge do
               preds = add_pred(preds, {d, first.id}, {n, s.id})
               outcome = outcomes[{n, s.id}]
               preds = if outcome && first.kind == :call && first.link > 0, do: add_pred(preds, {n, outcome.id}, {d, first.link}), else: preds
-              {preds, MapSet.put(used, {n, s.id})}
+              # a request is taken once per node it went to (a multicall's work on each)
+              {preds, MapSet.put(used, {d, n, s.id})}
           end
       end
 
     preds
   end
 
-  defp asked?({n, s}, first, used), do: not MapSet.member?(used, {n, s.id}) and elem(elem(s.payload, 1), 2) == first.payload
+  defp asked?({n, s}, d, first, used), do: not MapSet.member?(used, {d, n, s.id}) and elem(elem(s.payload, 1), 2) == first.payload
 
   # each process's first event (its own, not a :spawn recorded on its behalf), in the node's order
   defp first_events(list) do
