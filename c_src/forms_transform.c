@@ -437,8 +437,7 @@ static const T *transform_clause(fx *x, const T *clause) {
     int joined = x->try_join && !fx_cannot_raise(sites.n == 0 ? inner : tailed); /* a try follows */
 
     /* reports before the body, in one call: an OTP callback's state and the message it takes */
-    const T *pre[1] = {NULL};
-    uint32_t npre = 0;
+    const T *pre = NULL;
     /* with reports between the entry and the try, the call id is joined after them */
     const T *entry_var = joined ? fx_var(x, anno, "ES@entry") : call_var;
     const T *state_kind = NULL, *before = NULL, *state_payload = NULL, *message_payload = NULL;
@@ -465,20 +464,21 @@ static const T *transform_clause(fx *x, const T *clause) {
         const char *pn[4] = {"call", "line", "state", "msg"};
         const T *pv[4] = {entry_var, fx_int(x, anno, line), state_payload ? state_payload : fx_atom_node(x, anno, "nil"),
                           message_payload ? message_payload : fx_atom_node(x, anno, "nil")};
-        pre[npre++] = fx_fill(x, x->tpl.callback_pre, anno, 4, pn, pv);
+        pre = fx_fill(x, x->tpl.callback_pre, anno, 4, pn, pv);
+        if (!pre) return NULL;
     }
 
     const T *stmts[8];
     uint32_t ns = 0;
     if (!joined) {
         stmts[ns++] = fx_match(x, anno, call_var, entry);
-    } else if (npre == 0) {
+    } else if (!pre) {
         stmts[ns++] = fx_match(x, anno, call_var, call_id_join(x, anno, entry));
     } else {
         stmts[ns++] = fx_match(x, anno, entry_var, entry);
     }
-    for (uint32_t i = 0; i < npre; i++) stmts[ns++] = pre[i];
-    if (joined && npre > 0) stmts[ns++] = fx_match(x, anno, call_var, call_id_join(x, anno, entry_var));
+    if (pre) stmts[ns++] = pre;
+    if (joined && pre) stmts[ns++] = fx_match(x, anno, call_var, call_id_join(x, anno, entry_var));
 
     const T *result = fx_var(x, anno, "ES@result");
     if (sites.n == 0) {
