@@ -21,6 +21,10 @@ defmodule ElixirScope.FidelityTest do
   @moduletag timeout: 300_000
 
   @levels [:none, :function_boundaries, :expressions, :locals, :full]
+  # compiled with ast: [off_copy: 200] (capture off runs each small clause's copy of its body;
+  # these tests run with ElixirScope stopped): variant => level
+  @copies [function_boundaries_copy: :function_boundaries, full_copy: :full]
+  @variants @levels ++ Keyword.keys(@copies)
   @seeds 1..30
   # words the instrumented frames around a measuring call may add (the probe is itself an
   # instrumented function); 100,000 iterations that kept a frame each would add ≥ 100,000
@@ -38,10 +42,10 @@ defmodule ElixirScope.FidelityTest do
       plain_mods = Cases.loaded_modules(Cases.root(:plain))
 
       plans =
-        for v <- @levels,
+        for {v, level} <- Enum.zip(@levels, @levels) ++ @copies,
             m <- plain_mods,
             into: %{},
-            do: {Cases.in_other_variant(m, :plain, v), %{level: v}}
+            do: {Cases.in_other_variant(m, :plain, v), %{level: level}}
 
       # with the options the Mix compiler uses when every module is instrumented, so the
       # variants are compiled as a project at that level is
@@ -53,6 +57,16 @@ defmodule ElixirScope.FidelityTest do
           @levels
           |> Task.async_stream(&compile_corpus/1, max_concurrency: 2, timeout: :infinity)
           |> Stream.run()
+
+          # the application setting is global: these after the others
+          ast = Application.get_env(:elixir_scope, :ast)
+          Application.put_env(:elixir_scope, :ast, off_copy: 200)
+
+          try do
+            Enum.each(Keyword.keys(@copies), &compile_corpus/1)
+          after
+            if ast, do: Application.put_env(:elixir_scope, :ast, ast), else: Application.delete_env(:elixir_scope, :ast)
+          end
         end)
 
       %{
@@ -142,10 +156,19 @@ defmodule ElixirScope.FidelityTest do
   end
 
   test "same values and exceptions (class, reason, user frames and lines) on generated inputs" do
+    # the copy variants run copies (a copied clause's entry helper is '-es-entry-'; the others ask
+    # the switch in '-es-switch-entry-')
+    entry_helpers = fn v ->
+      for m <- Cases.loaded_modules(Cases.root(v)), {:"-es-entry-", _} <- m.module_info(:functions), do: m
+    end
+
+    assert entry_helpers.(:full_copy) != [] and entry_helpers.(:function_boundaries_copy) != []
+    assert entry_helpers.(:full) == [] and entry_helpers.(:function_boundaries) == []
+
     # one task per case; each compares every level with plain, seed after seed
     mismatches =
       Cases.cases()
-      |> Task.async_stream(&case_mismatches(&1, @levels, @seeds),
+      |> Task.async_stream(&case_mismatches(&1, @variants, @seeds),
         timeout: :infinity,
         ordered: false
       )
@@ -192,7 +215,7 @@ defmodule ElixirScope.FidelityTest do
     # every loop at every variant, after 10 and after 100,000 iterations (both cores)
     runs =
       for {name, run} <- Cases.loops(100_000),
-          v <- [:plain | @levels],
+          v <- [:plain | @variants],
           {iters, f} <- [{10, short[name]}, {100_000, run}] do
         {name, v, iters, f}
       end
@@ -207,7 +230,7 @@ defmodule ElixirScope.FidelityTest do
       assert plain.depth == runs[{name, :plain, 10}].depth,
              "#{name}: plain #{inspect(plain)} vs #{inspect(runs[{name, :plain, 10}])}"
 
-      for v <- @levels do
+      for v <- @variants do
         got = runs[{name, v, 100_000}]
         got_short = runs[{name, v, 10}]
 
