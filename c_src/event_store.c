@@ -1034,6 +1034,59 @@ static void iterate_correlation(qctx *c, uint64_t lo, uint64_t hi) {
     free(ords);
 }
 
+/* A span reads per process two binary searches and the records at both ends of its new events
+ * (skipping those of other kinds): worth it while processes are fewer than a quarter of the events
+ * a scan would read. */
+#define SPAN_EVENTS_PER_PID 4
+
+static inline int kind_in(uint32_t mask, const es_rec *r) { return (mask >> r->kind) & 1u; }
+
+int es_store_pid_spans(es_store *store, uint64_t after_id, uint32_t kinds_mask, es_pid_span *out, size_t max,
+                       uint64_t *last_id) {
+    es_store *s = store;
+    int n = -1;
+    pthread_rwlock_rdlock(&store->lock);
+    uint64_t lo = s->first_live_ord, hi = s->next_ord;
+    uint64_t o = after_id == UINT64_MAX ? hi : ord_lower_bound_id(s, after_id + 1);
+    if (o > lo) lo = o;
+    uint64_t live_pids = s->pids.n - s->pids.nfree;
+    if (max > (size_t)INT32_MAX || (lo < hi && live_pids * SPAN_EVENTS_PER_PID > hi - lo)) goto done;
+    size_t k = 0;
+    for (uint32_t idx = 0; lo < hi && idx < s->pids.n; idx++) {
+        const es_key *key = &s->pids.keys[idx];
+        const es_plist *pl = &key->pl;
+        pcur first, last;
+        if (key->c == KEY_DEAD || !key->a || !pl->n || chunk_last(pl->chunks[pl->n - 1]) < lo) continue;
+        if (!pcur_lower_bound(&first, pl, lo)) continue;
+        const es_rec *r = rec_of_ord(s, first.cur, NULL);
+        while (!kind_in(kinds_mask, r) && pcur_next(&first)) r = rec_of_ord(s, first.cur, NULL);
+        if (!kind_in(kinds_mask, r)) continue; /* only events of other kinds */
+        if (k == max) goto done;
+        es_seg *g;
+        r = rec_of_ord(s, first.cur, &g);
+        out[k].pid = key->a;
+        out[k].first_id = g->base_id + r->id_delta;
+        out[k].first_ts = r->ts;
+        pcur_last_below(&last, pl, hi);
+        const es_rec *e = rec_of_ord(s, last.cur, NULL);
+        while (!kind_in(kinds_mask, e) && pcur_prev(&last)) e = rec_of_ord(s, last.cur, NULL);
+        out[k++].last_ts = e->ts;
+    }
+    *last_id = after_id;
+    for (uint64_t ord = hi; ord > lo; ord--) { /* the newest event of those kinds */
+        es_seg *g;
+        const es_rec *r = rec_of_ord(s, ord - 1, &g);
+        if (kind_in(kinds_mask, r)) {
+            *last_id = g->base_id + r->id_delta;
+            break;
+        }
+    }
+    n = (int)k;
+done:
+    pthread_rwlock_unlock(&store->lock);
+    return n;
+}
+
 size_t es_store_query(es_store *store, const es_query *q, es_query_cb cb, void *ctx) {
     pthread_rwlock_rdlock(&store->lock);
     es_store *s = store;

@@ -926,11 +926,13 @@ static int fast_list(fast *f, es_term t, uint32_t depth, size_t *count) {
     const es_term_layout lay = *f->l;
     const uint32_t max_width = f->max_width;
     const size_t limit = f->start + f->byte_cap;
-    /* wider than max_width: the walker cuts it. Counted before anything is written, so that a long
-     * list (a list walk's argument, an accumulator) costs its first max_width cells read, not
-     * written and then written again by the walker. */
+    /* wider than max_width: the walker cuts it. A list inside the payload is counted before anything
+     * is written, so that a long one (a list walk's argument, an accumulator) costs its first
+     * max_width cells read, not written and then written again by the walker. An argument list
+     * (count set) is not: its length is the arity, short, and a second chase of its cells would
+     * cost each entry event a few nanoseconds. */
     es_term cur = t;
-    for (uint32_t m = 0; (cur & lay.list_mask) == lay.list_tag; m++) {
+    for (uint32_t m = 0; !count && (cur & lay.list_mask) == lay.list_tag; m++) {
         if (m == max_width) return 0;
         cur = ((const es_term *)(uintptr_t)(cur - lay.list_tag))[1];
     }
@@ -1039,7 +1041,7 @@ static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *l
     int r;
     if (buf_reserve(out, IMMEDIATE_ETF_MAX)) r = -1;
     else if ((t & l->list_mask) != l->list_tag) r = fast_elem(&f, l, t, 1);
-    else r = lim->max_depth < 1 ? 0 : fast_list(&f, t, 1, &n); /* an argument list: counted as it is written */
+    else r = lim->max_depth < 1 ? 0 : fast_list(&f, t, 1, list_len ? &n : NULL); /* an argument list: counted as it is written */
     if (r < 0) return -1;
     if (r == 0 || e->flags || e->inexact || (lim->max_bytes && out->len - start > lim->max_bytes)) {
         out->len = at;
@@ -1051,22 +1053,19 @@ static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *l
     return 1;
 }
 
-/* ---- the walker ---- */
-static int encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
-                  const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *list_len) {
+/* ---- the walker ----
+ * Every term the one-pass path leaves, from `start` (its version byte written). Kept out of line:
+ * its work stack and locals make a frame of kilobytes that the common event never needs. */
+static __attribute__((noinline)) int walk(const es_term_ops *ops, void *env, es_term term,
+                                          const es_codec_limits *limits, const es_redact_set *rs, es_buf *out,
+                                          size_t start, unsigned *result_flags) {
     work small[SMALL_STACK];
     enc e = {ops, env, out, 0, 0, limits->max_binary, {small, 0, SMALL_STACK, 0}};
     walker *w = &e.w;
-    const size_t start = out->len;
     const uint32_t max_depth = limits->max_depth, max_width = limits->max_width;
     const uint32_t max_binary = limits->max_binary, max_bytes = limits->max_bytes;
-    const es_redact_set *rs = redact && redact->ndeny > 0 ? redact : NULL;
     int rc = 0;
 
-    if (put1(out, ETF_VERSION)) goto fail;
-    int flat = encode_fast(&e, term, start, limits, rs, list_len);
-    if (flat < 0) goto fail;
-    if (flat) goto done;
     push_term(w, term, 1, R_ROOT, NO_PARENT);
 
     while (w->top > 0) {
@@ -1285,6 +1284,18 @@ done:
     if (out->failed) rc = -1;
     if (result_flags) *result_flags = e.flags;
     return rc;
+}
+
+static int encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,
+                  const es_redact_set *redact, es_buf *out, unsigned *result_flags, size_t *list_len) {
+    const size_t start = out->len;
+    const es_redact_set *rs = redact && redact->ndeny > 0 ? redact : NULL;
+    enc e = {ops, env, out, 0, 0, limits->max_binary, {NULL, 0, 0, 0}}; /* the one-pass path has no stack */
+    if (put1(out, ETF_VERSION)) return -1;
+    int flat = encode_fast(&e, term, start, limits, rs, list_len);
+    if (flat == 0) return walk(ops, env, term, limits, rs, out, start, result_flags);
+    if (result_flags) *result_flags = e.flags;
+    return flat < 0 || out->failed ? -1 : 0;
 }
 
 int es_codec_encode(const es_term_ops *ops, void *env, es_term term, const es_codec_limits *limits,

@@ -83,6 +83,19 @@ int es_store_get(es_store *store, uint64_t id, es_query_cb cb, void *ctx);
 
 void es_store_get_stats(es_store *store, es_store_stats *out);
 
+/* A process's events after some id, of some kinds: its first one's id and time, its last one's. */
+typedef struct es_pid_span {
+    uint64_t pid, first_id, first_ts, last_ts;
+} es_pid_span;
+
+/* The processes with events of kinds_mask after after_id, read from the pid index (each process's
+ * posting list) instead of from the events: one span per process, in no particular order, and in
+ * *last_id the id of the newest such event (after_id when there is none). Returns how many spans
+ * were written (at most max), or -1 without writing any when reading the events would cost less
+ * (at least a quarter as many processes as new events) or more than max processes have some. */
+int es_store_pid_spans(es_store *store, uint64_t after_id, uint32_t kinds_mask, es_pid_span *out, size_t max,
+                       uint64_t *last_id);
+
 /* Batch appends (added by the capture core): a drainer takes the write lock
  * once per batch instead of once per event, e.g.
  *     es_store_write_lock(store);
