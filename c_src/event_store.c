@@ -96,6 +96,7 @@ typedef struct es_keytab {
     uint32_t slot_mask;
     uint32_t *free_idx; /* indexes of removed keys (c == KEY_DEAD), reused first */
     uint32_t nfree, free_cap;
+    uint32_t last; /* the key interned last (checked by content: it may have been removed since) */
 } es_keytab;
 
 #define KEY_DEAD UINT32_MAX
@@ -339,8 +340,13 @@ static int keytab_rehash(es_store *s, es_keytab *kt, uint32_t nslots) {
 }
 
 static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b, uint32_t c) {
+    /* a process records in bursts, a call's events share its MFA: the key of the event before is
+     * the likely one, and comparing it costs less than hashing (a removed key's c is KEY_DEAD,
+     * which no live key's is) */
+    const es_key *prev = kt->last < kt->n ? &kt->keys[kt->last] : NULL;
+    if (prev && prev->a == a && prev->b == b && prev->c == c) return kt->last;
     uint32_t idx = keytab_find(kt, a, b, c);
-    if (idx != UINT32_MAX) return idx;
+    if (idx != UINT32_MAX) return kt->last = idx;
     if (kt->n == UINT32_MAX - 1) return UINT32_MAX;
     if (!kt->nfree && kt->n == kt->cap) {
         uint32_t ncap = kt->cap ? kt->cap * 2 : 16;
@@ -364,7 +370,7 @@ static uint32_t keytab_intern(es_store *s, es_keytab *kt, uint64_t a, uint64_t b
     uint32_t i = (uint32_t)key_hash(a, b, c) & kt->slot_mask;
     while (kt->slots[i]) i = (i + 1) & kt->slot_mask;
     kt->slots[i] = idx + 1;
-    return idx;
+    return kt->last = idx;
 }
 
 /* Removes a key whose posting list is empty (no live event refers to it):
