@@ -36,9 +36,13 @@ setup:
 
 nif: $(NIF_SO)
 
+# Hidden visibility: the library exports nif_init only, so its own calls between files (the event
+# path: codec, clock, ring) are direct, not through the PLT; link-time optimisation inlines them.
+NIF_CFLAGS := -fvisibility=hidden -flto=auto
+
 $(NIF_SO): $(ALL_SRC) $(HEADERS) Makefile
 	@mkdir -p priv
-	$(CC) $(BASE_CFLAGS) $(CFLAGS_OPT) -shared -o $@ $(ALL_SRC) $(LIBS)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS_OPT) $(NIF_CFLAGS) -shared -o $@ $(ALL_SRC) $(LIBS)
 
 build/c_tests/%: test/c/%.c $(PURE_SRC) $(HEADERS)
 	@mkdir -p build/c_tests
