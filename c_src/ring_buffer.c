@@ -17,6 +17,7 @@
  * "slot i is free for position i" and a page becomes resident only when an
  * event is first written to it. */
 #include "elixir_scope/ring_buffer.h"
+#include "elixir_scope/payload_pool.h"
 
 #include <sched.h>
 #include <stdalign.h>
@@ -32,7 +33,7 @@ typedef struct es_slot {
     _Atomic uint64_t seq; /* sequence - slot index (see slot_seq) */
     uint32_t len;
     uint32_t pad_;
-    uint8_t *heap; /* payload when len > ES_RING_INLINE_PAYLOAD, owned by the slot */
+    uint8_t *heap; /* payload when len > ES_RING_INLINE_PAYLOAD (a pool block or malloc'd), owned by the slot */
     es_event_head head;
     uint8_t inline_payload[ES_RING_INLINE_PAYLOAD];
 } __attribute__((aligned(ES_CACHE_LINE))) es_slot;
@@ -50,6 +51,7 @@ struct es_ring {
     uint64_t max_wait_ns;    /* drop_newest: how long a producer waits for room (0 = never) */
     es_ring_relief relief;   /* what a waiting producer calls (may be NULL) */
     void *relief_ctx;
+    es_pool *pool;           /* blocks for out-of-slot payloads (NULL: malloc only) */
     /* producers */
     alignas(ES_CACHE_LINE) _Atomic uint64_t enqueue_pos;
     /* consumers */
@@ -61,6 +63,7 @@ struct es_ring {
     _Atomic uint64_t full_since_ns;
     _Atomic uint64_t heap_bytes;
     _Atomic uint64_t waits, wait_ns;
+    _Atomic uint64_t heap_fallbacks;
 };
 
 static inline uint64_t slot_index(const es_ring *r, const es_slot *s) { return (uint64_t)(s - r->slots); }
@@ -82,11 +85,46 @@ static void note_waited(es_ring *r, uint64_t since) {
     atomic_fetch_add_explicit(&r->wait_ns, es_now_ns() - since, memory_order_relaxed);
 }
 
+/* The out-of-slot payload paths are kept out of line (noinline) so that they do not weigh on the
+ * inline-payload push and drain, the common case. */
+
+/* A copy of an out-of-slot payload, counted in heap_bytes: in a pool block, or in malloc'd memory
+ * (counted in heap_fallbacks) when the payload is larger than the pool's largest block or the pool
+ * has none left. NULL when over the budget or out of memory: dropped, counted in dropped_full. */
+static __attribute__((noinline)) uint8_t *spill(es_ring *r, const uint8_t *payload, uint32_t len) {
+    uint64_t held = atomic_fetch_add_explicit(&r->heap_bytes, len, memory_order_relaxed) + len;
+    uint8_t *p = NULL;
+    if (!r->payload_budget || held <= r->payload_budget) {
+        p = r->pool ? es_pool_alloc(r->pool, len) : NULL;
+        if (!p && (p = malloc(len))) atomic_fetch_add_explicit(&r->heap_fallbacks, 1, memory_order_relaxed);
+    }
+    if (!p) {
+        atomic_fetch_sub_explicit(&r->heap_bytes, len, memory_order_relaxed);
+        atomic_fetch_add_explicit(&r->dropped_full, 1, memory_order_relaxed);
+        return NULL;
+    }
+    memcpy(p, payload, len);
+    return p;
+}
+
+/* Gives back what spill took. */
+static __attribute__((noinline)) void unspill(es_ring *r, uint8_t *p, uint32_t len) {
+    if (r->pool && es_pool_owns(r->pool, p)) es_pool_free(r->pool, p, len);
+    else free(p);
+    atomic_fetch_sub_explicit(&r->heap_bytes, len, memory_order_relaxed);
+}
+
+/* The drain's unspill: a pool block joins the drain's batch (returned once per run of slots). */
+static __attribute__((noinline)) void unspill_drained(es_ring *r, es_pool_batch *batch, es_slot *s) {
+    if (r->pool && es_pool_owns(r->pool, s->heap)) es_pool_batch_add(r->pool, batch, s->heap, s->len);
+    else free(s->heap);
+    s->heap = NULL;
+}
+
 static inline void release_heap(es_ring *r, es_slot *s) {
     if (s->heap) {
-        free(s->heap);
+        unspill(r, s->heap, s->len);
         s->heap = NULL;
-        atomic_fetch_sub_explicit(&r->heap_bytes, s->len, memory_order_relaxed);
     }
 }
 
@@ -130,6 +168,9 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
     r->capacity = capacity;
     r->policy = policy;
     r->payload_budget = 0;
+    /* A pool the size of every slot holding an ES_RING_POOL_PER_SLOT payload; reserved, not
+     * touched. Without one (no address space), payloads go to malloc as they did. */
+    r->pool = es_pool_create((uint64_t)capacity * ES_RING_POOL_PER_SLOT);
     atomic_init(&r->enqueue_pos, 0);
     atomic_init(&r->dequeue_pos, 0);
     atomic_init(&r->popped, 0);
@@ -139,10 +180,15 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy) {
     atomic_init(&r->heap_bytes, 0);
     atomic_init(&r->waits, 0);
     atomic_init(&r->wait_ns, 0);
+    atomic_init(&r->heap_fallbacks, 0);
     return r;
 }
 
-void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes) { ring->payload_budget = bytes; }
+void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes) {
+    ring->payload_budget = bytes;
+    /* the pool's resident blocks stay within the budget too */
+    if (ring->pool && bytes) es_pool_set_limit(ring->pool, bytes);
+}
 
 void es_ring_set_backpressure(es_ring *ring, uint64_t ns, es_ring_relief relief, void *ctx) {
     ring->max_wait_ns = ns;
@@ -172,7 +218,8 @@ void es_ring_destroy(es_ring *ring) {
        payload; walking just those keeps untouched pages untouched */
     uint64_t deq = atomic_load(&ring->dequeue_pos), enq = atomic_load(&ring->enqueue_pos);
     if (enq - deq > ring->capacity) deq = enq - ring->capacity;
-    for (uint64_t p = deq; p < enq; p++) free(ring->slots[p & ring->mask].heap);
+    for (uint64_t p = deq; p < enq; p++) release_heap(ring, &ring->slots[p & ring->mask]);
+    es_pool_destroy(ring->pool);
     munmap(ring->slots, (size_t)ring->capacity * sizeof(es_slot));
     free(ring);
 }
@@ -213,16 +260,7 @@ static int discard_oldest(es_ring *r) {
 uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload, uint32_t len) {
     uint8_t *heap = NULL;
     if (len && !payload) len = 0; /* nothing to copy */
-    if (len > ES_RING_INLINE_PAYLOAD) {
-        uint64_t held = atomic_fetch_add_explicit(&ring->heap_bytes, len, memory_order_relaxed) + len;
-        heap = (ring->payload_budget && held > ring->payload_budget) ? NULL : malloc(len);
-        if (!heap) { /* over the payload budget, or out of memory: dropped, counted */
-            atomic_fetch_sub_explicit(&ring->heap_bytes, len, memory_order_relaxed);
-            atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
-            return 0;
-        }
-        memcpy(heap, payload, len);
-    }
+    if (len > ES_RING_INLINE_PAYLOAD && !(heap = spill(ring, payload, len))) return 0;
     unsigned spins = 0;
     uint64_t waited_since = 0;
     uint64_t pos = atomic_load_explicit(&ring->enqueue_pos, memory_order_relaxed);
@@ -249,8 +287,7 @@ uint64_t es_ring_push(es_ring *ring, es_event_head *head, const uint8_t *payload
                         continue;
                     }
                     if (waited_since) note_waited(ring, waited_since);
-                    if (heap) atomic_fetch_sub_explicit(&ring->heap_bytes, len, memory_order_relaxed);
-                    free(heap);
+                    if (heap) unspill(ring, heap, len);
                     atomic_fetch_add_explicit(&ring->dropped_full, 1, memory_order_relaxed);
                     return 0;
                 }
@@ -310,12 +347,21 @@ size_t es_ring_drain(es_ring *ring, size_t max, es_ring_sink sink, void *ctx) {
         if (!atomic_compare_exchange_strong_explicit(&ring->dequeue_pos, &pos, pos + k, memory_order_relaxed,
                                                      memory_order_relaxed))
             continue;
+        es_pool_batch spilled = {{0}, {0}};
+        uint64_t spilled_bytes = 0;
         for (size_t i = 0; i < k; i++) {
             es_slot *s = &ring->slots[(pos + i) & ring->mask];
             const uint8_t *p = s->heap ? s->heap : s->inline_payload;
             sink(ctx, &s->head, p, s->len);
-            release_heap(ring, s);
+            if (s->heap) {
+                spilled_bytes += s->len;
+                unspill_drained(ring, &spilled, s);
+            }
             slot_set_seq(ring, s, pos + i + ring->mask + 1);
+        }
+        if (spilled_bytes) {
+            if (ring->pool) es_pool_batch_release(ring->pool, &spilled);
+            atomic_fetch_sub_explicit(&ring->heap_bytes, spilled_bytes, memory_order_relaxed);
         }
         atomic_fetch_add_explicit(&ring->popped, k, memory_order_relaxed);
         done += k;
@@ -338,4 +384,6 @@ void es_ring_get_stats(es_ring *ring, es_ring_stats *out) {
     out->heap_bytes = atomic_load_explicit(&ring->heap_bytes, memory_order_relaxed);
     out->waits = atomic_load_explicit(&ring->waits, memory_order_relaxed);
     out->wait_ns = atomic_load_explicit(&ring->wait_ns, memory_order_relaxed);
+    out->heap_fallbacks = atomic_load_explicit(&ring->heap_fallbacks, memory_order_relaxed);
+    out->pool_bytes = ring->pool ? es_pool_carved_bytes(ring->pool) : 0;
 }

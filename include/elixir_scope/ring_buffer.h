@@ -14,9 +14,12 @@ typedef enum es_overflow {
     ES_OVERFLOW_OVERWRITE_OLDEST = 1 /* the oldest event is discarded (counted) to make room */
 } es_overflow;
 
-/* Payloads up to this size live inside the slot; larger ones are copied to
- * the heap and owned by the slot until drained. */
+/* Payloads up to this size live inside the slot; larger ones are copied to a
+ * block of the ring's payload pool (payload_pool.h), or to malloc'd memory when
+ * the pool has no block for them, and owned by the slot until drained. */
 #define ES_RING_INLINE_PAYLOAD 168u
+/* The pool reserves this many bytes of address space per slot (touched only as used). */
+#define ES_RING_POOL_PER_SLOT 4096u
 
 /* A slot takes this many bytes; the largest ring (2^22 slots) takes 1 GiB. */
 #define ES_RING_SLOT_BYTES 256u
@@ -32,9 +35,11 @@ typedef struct es_ring_stats {
     uint64_t popped;       /* events handed to a sink */
     uint64_t size;         /* events in the ring now (approximate while producers run) */
     uint64_t full_since_ns; /* 0, or the es_now_ns() at which the ring was last seen becoming full */
-    uint64_t heap_bytes;    /* out-of-slot payload bytes held by events in the ring now */
+    uint64_t heap_bytes;    /* out-of-slot payload bytes held by events in the ring now (pool or malloc) */
     uint64_t waits;         /* pushes that found the ring full and waited for room (back-pressure) */
     uint64_t wait_ns;       /* the time they waited, in total */
+    uint64_t heap_fallbacks; /* out-of-slot payloads that went to malloc: over the pool's largest block, or none left */
+    uint64_t pool_bytes;     /* payload pool blocks carved so far (resident; kept until destroy) */
 } es_ring_stats;
 
 /* capacity must be a power of two in [2, ES_RING_MAX_CAPACITY]; returns NULL
@@ -45,7 +50,9 @@ es_ring *es_ring_create(uint32_t capacity, es_overflow policy);
 
 /* Bounds the payload bytes the ring holds outside its slots (payloads over
  * ES_RING_INLINE_PAYLOAD); 0 = unbounded (the default). A push that would go
- * over is dropped and counted in dropped_full. Call before producers start. */
+ * over is dropped and counted in dropped_full. The pool carves no more than
+ * this either (payloads past that go to malloc, still within the budget).
+ * Call before producers start. */
 void es_ring_set_payload_budget(es_ring *ring, uint64_t bytes);
 /* Back-pressure (drop_newest only): a push that finds the ring full waits up to ns nanoseconds
  * for room before it is dropped, counted in waits and wait_ns. While it waits it calls
@@ -79,9 +86,12 @@ void es_ring_get_stats(es_ring *ring, es_ring_stats *out);
  * - A slot is 256 bytes (64-byte head + 168 inline payload bytes + bookkeeping);
  *   the ring reserves capacity * 256 bytes of address space (anonymous mmap,
  *   zero pages until written: a slot's sequence number is stored relative to
- *   its index so that zeroed memory is a valid empty ring). Heap payloads are
- *   freed by the drain (after the sink returns), by an overwrite, or by
- *   es_ring_destroy, and counted in heap_bytes while held.
+ *   its index so that zeroed memory is a valid empty ring). Out-of-slot
+ *   payloads are returned to the pool (or freed) by the drain (after the sink
+ *   returns), by an overwrite, or by es_ring_destroy, and counted in
+ *   heap_bytes while held. The pool hands a producer a block another thread
+ *   freed without a lock or a system call: no malloc/free on the hot path
+ *   for payloads up to ES_POOL_MAX_BLOCK.
  * - The sink runs while its slots are still claimed: it must not push into the
  *   same ring (a producer that meets a claimed slot waits for it).
  * - "full" means capacity events are waiting: a producer that meets a slot a

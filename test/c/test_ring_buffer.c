@@ -229,6 +229,7 @@ typedef struct stress {
     uint64_t last_id;
     int order_errors;
     int id_errors;
+    es_ring_sink sink; /* NULL: stress_sink */
 } stress;
 
 typedef struct prod_arg {
@@ -277,7 +278,7 @@ static void *consumer(void *p) {
     stress *s = p;
     for (;;) {
         int done = atomic_load(&s->producers_done) == NPROD;
-        size_t n = es_ring_drain(s->ring, 4096, stress_sink, s);
+        size_t n = es_ring_drain(s->ring, 4096, s->sink ? s->sink : stress_sink, s);
         if (n == 0) {
             if (done) break;
             sched_yield();
@@ -286,18 +287,20 @@ static void *consumer(void *p) {
     return NULL;
 }
 
-static void run_stress(stress *s) {
+static void run_threads(stress *s, void *(*produce)(void *), void *(*consume)(void *)) {
     pthread_t pt[NPROD], ct;
     prod_arg args[NPROD];
-    assert_int_equal(pthread_create(&ct, NULL, consumer, s), 0);
+    assert_int_equal(pthread_create(&ct, NULL, consume, s), 0);
     for (int i = 0; i < NPROD; i++) {
         args[i].s = s;
         args[i].index = i;
-        assert_int_equal(pthread_create(&pt[i], NULL, producer, &args[i]), 0);
+        assert_int_equal(pthread_create(&pt[i], NULL, produce, &args[i]), 0);
     }
     for (int i = 0; i < NPROD; i++) pthread_join(pt[i], NULL);
     pthread_join(ct, NULL);
 }
+
+static void run_stress(stress *s) { run_threads(s, producer, consumer); }
 
 static void test_stress_lossless(void **state) {
     (void)state;
@@ -501,6 +504,181 @@ static void test_backpressure_relief(void **state) {
     free(c.items);
 }
 
+/* ---- out-of-slot payloads: the pool ---- */
+static void fill_payload(uint8_t *buf, uint32_t len, uint64_t seed) {
+    for (uint32_t j = 0; j < len; j++) buf[j] = (uint8_t)(seed * 131 + j * 7 + (j >> 8));
+}
+
+static int payload_intact(const uint8_t *buf, uint32_t len, uint64_t seed) {
+    for (uint32_t j = 0; j < len; j++)
+        if (buf[j] != (uint8_t)(seed * 131 + j * 7 + (j >> 8))) return 0;
+    return 1;
+}
+
+typedef struct checker {
+    uint64_t next_line;
+    int errors;
+} checker;
+
+/* the line carries the payload's seed; lines arrive in push order */
+static void check_sink(void *ctx, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    checker *c = ctx;
+    if (head->line != c->next_line || !payload_intact(payload, len, head->line)) c->errors++;
+    c->next_line = head->line + 1;
+}
+
+static void test_spilled_payloads_reuse_pool_blocks(void **state) {
+    (void)state;
+    static const uint32_t lens[] = {ES_RING_INLINE_PAYLOAD + 1, 300, 1000, 4096, 8192};
+    es_ring *r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    static uint8_t buf[8192];
+    checker c = {0, 0};
+    es_ring_stats st;
+    for (uint32_t i = 0; i < 5000; i++) {
+        uint32_t len = lens[i % 5];
+        es_event_head h = mk_head(1, i);
+        fill_payload(buf, len, i);
+        assert_int_equal(es_ring_push(r, &h, buf, len), i + 1);
+        if (i % 16 == 15) assert_int_equal(es_ring_drain(r, 100, check_sink, &c), 16);
+    }
+    assert_int_equal(es_ring_drain(r, 100, check_sink, &c), 5000 % 16);
+    assert_int_equal(c.errors, 0);
+    assert_int_equal(c.next_line, 5000);
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.heap_bytes, 0);
+    assert_int_equal(st.heap_fallbacks, 0); /* every one of them in a pool block */
+    /* blocks are reused: the pool holds no more than the 16 in flight at once need (4 of each class) */
+    assert_true(st.pool_bytes > 0);
+    assert_true(st.pool_bytes <= 4 * (256 + 512 + 1024 + 4096 + 8192));
+    es_ring_destroy(r);
+}
+
+static void test_spill_fallback_counted(void **state) {
+    (void)state;
+    es_ring *r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    es_ring_set_payload_budget(r, 1000); /* the pool carves at most 1000 bytes: one 512 block */
+    static uint8_t buf[20000];
+    es_ring_stats st;
+    for (uint32_t i = 0; i < 4; i++) {
+        es_event_head h = mk_head(1, i);
+        fill_payload(buf, 300, i);
+        uint64_t id = es_ring_push(r, &h, buf, 300);
+        if (i < 3) assert_int_equal(id, i + 1);
+        else assert_int_equal(id, 0); /* 1200 > 1000: over the budget, dropped and counted */
+    }
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.pool_bytes, 512);
+    assert_int_equal(st.heap_fallbacks, 2); /* the pool had nothing left: malloc, within the budget */
+    assert_int_equal(st.heap_bytes, 900);
+    assert_int_equal(st.dropped_full, 1);
+    checker c = {0, 0};
+    assert_int_equal(es_ring_drain(r, 100, check_sink, &c), 3);
+    assert_int_equal(c.errors, 0);
+    /* the pool block is free again: the next spill takes it */
+    es_event_head h = mk_head(1, 3);
+    fill_payload(buf, 300, 3);
+    assert_int_not_equal(es_ring_push(r, &h, buf, 300), 0);
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.heap_fallbacks, 2);
+    assert_int_equal(st.pool_bytes, 512);
+    assert_int_equal(es_ring_drain(r, 100, check_sink, &c), 1);
+    es_ring_destroy(r);
+
+    /* larger than the pool's largest block: malloc'd, counted, intact */
+    r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    h = mk_head(1, 0);
+    fill_payload(buf, sizeof buf, 0);
+    assert_int_equal(es_ring_push(r, &h, buf, sizeof buf), 1);
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.heap_fallbacks, 1);
+    assert_int_equal(st.heap_bytes, sizeof buf);
+    c = (checker){0, 0};
+    assert_int_equal(es_ring_drain(r, 100, check_sink, &c), 1);
+    assert_int_equal(c.errors, 0);
+    es_ring_destroy(r);
+}
+
+/* Destroy frees what is still in flight, pooled or malloc'd (ASan's leak check), and an overwrite
+ * gives the discarded event's block back. */
+static void test_spilled_payloads_in_flight(void **state) {
+    (void)state;
+    static uint8_t buf[10000];
+    es_ring *r = es_ring_create(8, ES_OVERFLOW_OVERWRITE_OLDEST);
+    es_ring_stats st;
+    for (uint32_t i = 0; i < 100; i++) {
+        es_event_head h = mk_head(1, i);
+        uint32_t len = i % 10 == 0 ? sizeof buf : 400;
+        fill_payload(buf, len, i);
+        assert_int_equal(es_ring_push(r, &h, buf, len), i + 1);
+    }
+    es_ring_get_stats(r, &st);
+    assert_int_equal(st.overwritten, 92);
+    assert_int_equal(st.heap_fallbacks, 10);
+    assert_int_equal(st.heap_bytes, 8 * 400); /* events 92..99 are left: the 10000-byte ones (90 and before) are gone */
+    assert_true(st.pool_bytes <= 9 * 512); /* a producer holds its block before it discards the oldest */
+    es_ring_destroy(r);
+
+    r = es_ring_create(64, ES_OVERFLOW_DROP_NEWEST);
+    for (uint32_t i = 0; i < 30; i++) {
+        es_event_head h = mk_head(1, i);
+        assert_int_not_equal(es_ring_push(r, &h, buf, i % 3 == 0 ? sizeof buf : 200 + i * 50), 0);
+    }
+    es_ring_destroy(r);
+}
+
+/* Producers push payloads of every size (inline, each pool class, over the largest block) while
+ * a drainer checks every byte and each producer's order. */
+#define SPILL_PER_PROD 20000
+
+static uint32_t spill_len(uint64_t seq) {
+    static const uint32_t lens[] = {8, ES_RING_INLINE_PAYLOAD, ES_RING_INLINE_PAYLOAD + 1, 256, 257, 600, 2000, 4096, 8192, 9000};
+    return lens[seq % (sizeof lens / sizeof lens[0])];
+}
+
+static void *spill_producer(void *p) {
+    prod_arg *a = p;
+    uint8_t *buf = malloc(9000);
+    for (uint64_t i = 0; i < SPILL_PER_PROD; i++) {
+        uint64_t seed = i * NPROD + (uint64_t)a->index;
+        uint32_t len = spill_len(i + (uint64_t)a->index);
+        es_event_head h = mk_head((uint64_t)a->index, (uint32_t)i);
+        fill_payload(buf, len, seed);
+        while (!es_ring_push(a->s->ring, &h, buf, len)) sched_yield();
+    }
+    free(buf);
+    atomic_fetch_add(&a->s->producers_done, 1);
+    return NULL;
+}
+
+static void spill_sink(void *ctx, const es_event_head *head, const uint8_t *payload, uint32_t len) {
+    stress *s = ctx;
+    uint64_t i = head->line, pid = head->pid;
+    if (pid >= NPROD || i != s->next_seq[pid] || len != spill_len(i + pid) ||
+        !payload_intact(payload, len, i * NPROD + pid))
+        s->order_errors++;
+    if (pid < NPROD) s->next_seq[pid] = i + 1;
+    s->received++;
+}
+
+static void test_stress_spilled_payloads(void **state) {
+    (void)state;
+    stress *s = calloc(1, sizeof *s);
+    s->ring = es_ring_create(256, ES_OVERFLOW_DROP_NEWEST);
+    s->sink = spill_sink;
+    run_threads(s, spill_producer, consumer);
+    assert_int_equal(s->order_errors, 0);
+    assert_int_equal(s->received, (uint64_t)NPROD * SPILL_PER_PROD);
+    es_ring_stats st;
+    es_ring_get_stats(s->ring, &st);
+    assert_int_equal(st.popped, (uint64_t)NPROD * SPILL_PER_PROD);
+    assert_int_equal(st.heap_bytes, 0);
+    /* the pool (256 slots x 4096 B) may run short when the ring is full of 8192s; the 9000s always fall back */
+    assert_true(st.heap_fallbacks >= (uint64_t)NPROD * SPILL_PER_PROD / 10);
+    assert_true(st.pool_bytes <= 256u * ES_RING_POOL_PER_SLOT);
+    es_ring_destroy(s->ring);
+    free(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_capacity_validation),
@@ -515,6 +693,10 @@ int main(void) {
         cmocka_unit_test(test_many_laps),
         cmocka_unit_test(test_payload_budget),
         cmocka_unit_test(test_backpressure_relief),
+        cmocka_unit_test(test_spilled_payloads_reuse_pool_blocks),
+        cmocka_unit_test(test_spill_fallback_counted),
+        cmocka_unit_test(test_spilled_payloads_in_flight),
+        cmocka_unit_test(test_stress_spilled_payloads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

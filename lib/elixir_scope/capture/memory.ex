@@ -5,7 +5,9 @@ defmodule ElixirScope.Capture.Memory do
   A session holds three things: the ring's slots (`capture: [buffer_size:]` ×
   256 B, reserved up front but made resident page by page as events arrive),
   the ring's out-of-slot payloads (events whose encoded payload is over 168 B
-  wait in the heap until drained), and the event store (`storage: [max_bytes:]`).
+  wait until drained in blocks of the ring's payload pool, carved up to the
+  budget below and reused, or in the heap when the pool has no block for them),
+  and the event store (`storage: [max_bytes:]`).
   `max_memory` (default 1 GiB; `0` = unbounded) bounds their sum:
 
     * the slots must fit: a ring larger than `max_memory` is refused, naming
