@@ -26,7 +26,8 @@ typedef struct es_atoms {
     ERL_NIF_TERM s_emitted, s_pushed, s_stored, s_dropped_full, s_overwritten, s_dropped_store,
         s_pending, s_capacity, s_evicted_events, s_evicted_segments, s_live_events, s_bytes_used,
         s_record_bytes, s_payload_bytes, s_index_bytes, s_segments, s_first_id, s_last_id, s_min_ts,
-        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode, s_waits, s_wait_ns;
+        s_max_ts, s_full_since_ns, s_enabled, s_installed, s_dropped_encode, s_waits, s_wait_ns, s_pool_bytes,
+        s_heap_fallbacks;
     ERL_NIF_TERM exc_struct, exc_module, exc_message, exc_exception;
 } es_atoms;
 
@@ -1312,7 +1313,8 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
                            a->s_evicted_events, a->s_evicted_segments, a->s_live_events, a->s_bytes_used,
                            a->s_record_bytes, a->s_payload_bytes, a->s_index_bytes, a->s_segments,
                            a->s_first_id, a->s_last_id, a->s_min_ts, a->s_max_ts, a->s_full_since_ns,
-                           a->s_enabled, a->s_installed, a->s_waits, a->s_wait_ns};
+                           a->s_enabled, a->s_installed, a->s_waits, a->s_wait_ns, a->s_pool_bytes,
+                           a->s_heap_fallbacks};
     ERL_NIF_TERM vals[] = {
         enif_make_uint64(env, rs.pushed + rs.dropped_full + denc),
         enif_make_uint64(env, rs.pushed),
@@ -1339,7 +1341,9 @@ static ERL_NIF_TERM nif_stats(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[
         atomic_load(&s->enabled) ? a->true_ : a->false_,
         atomic_load(&p->active) == s ? a->true_ : a->false_,
         enif_make_uint64(env, rs.waits),
-        enif_make_uint64(env, rs.wait_ns)};
+        enif_make_uint64(env, rs.wait_ns),
+        enif_make_uint64(env, rs.pool_bytes),
+        enif_make_uint64(env, rs.heap_fallbacks)};
     ERL_NIF_TERM map;
     if (!enif_make_map_from_arrays(env, keys, vals, sizeof(keys) / sizeof(keys[0]), &map))
         return es_raise_arg(env, "stats: could not build the map");
@@ -1474,6 +1478,8 @@ static void make_atoms(ErlNifEnv *env, es_atoms *a) {
     a->k_ring_max_wait_ns = mk_atom(env, "ring_max_wait_ns");
     a->s_waits = mk_atom(env, "backpressure_waits");
     a->s_wait_ns = mk_atom(env, "backpressure_wait_ns");
+    a->s_pool_bytes = mk_atom(env, "payload_pool_bytes");
+    a->s_heap_fallbacks = mk_atom(env, "payload_heap_fallbacks");
     a->k_pid = mk_atom(env, "pid");
     a->k_module = mk_atom(env, "module");
     a->k_function = mk_atom(env, "function");

@@ -105,7 +105,10 @@ defmodule ElixirScope do
   Counters of the session (after draining the ring): `emitted == stored + dropped + lost + pending`,
   `dropped` broken down by reason in `dropped_by_reason`, plus evictions and bytes, and
   `backpressure`: how many events found the ring full and waited for room (at most
-  `capture: [max_wait_us:]` each) instead of being dropped, and how long in total. The
+  `capture: [max_wait_us:]` each) instead of being dropped, and how long in total, and
+  `payload_pool`: the bytes of the blocks that hold payloads too large for a ring slot (kept for
+  reuse until the session ends, within the ring's payload budget) and how many such payloads
+  went to `malloc` instead (larger than 8 KiB, or no block left). The
   session outlives crashes of ElixirScope's processes, so these count from `start/1`.
   `lost` counts events that entered the ring and were destroyed undrained; that happens
   only when a session ends (`stop/0`), so it is 0 here and is reported, with the rest
@@ -140,6 +143,8 @@ defmodule ElixirScope do
           payload_bytes: s.payload_bytes,
           ring_capacity: s.ring_capacity,
           backpressure: %{waits: s.backpressure_waits, wait_ms: div(s.backpressure_wait_ns, 1_000_000)},
+          # payloads too large for a ring slot: the pool's blocks (kept for reuse), and those that went to malloc
+          payload_pool: %{bytes: s.payload_pool_bytes, heap_fallbacks: s.payload_heap_fallbacks},
           enabled: s.enabled,
           fuse: Session.switch_state().fuse
         }

@@ -53,6 +53,24 @@ defmodule ElixirScope.Capture.MemoryTest do
     assert stats.emitted == stats.stored + stats.dropped + stats.lost + stats.pending
   end
 
+  test "payloads too large for a slot take reused pool blocks (malloc only past 8 KiB), and arrive whole" do
+    start_scope!(capture: [max_payload_bytes: 20_000, max_binary: 20_000, fuse: [enabled: false]])
+    sizes = [300, 1_000, 5_000, 300, 1_000, 5_000, 12_000]
+    {first, again} = Enum.split(sizes, 3)
+    for n <- first, do: InstrumentationRuntime.report_custom(:big, :binary.copy(<<n::16>>, div(n, 2)))
+    # drained: their blocks are given back
+    _ = ElixirScope.stats()
+    for n <- again, do: InstrumentationRuntime.report_custom(:big, :binary.copy(<<n::16>>, div(n, 2)))
+    stats = ElixirScope.stats()
+    assert stats.emitted == length(sizes) and stats.stored == length(sizes)
+    # the second 300 B, 1,000 B and 5,000 B payloads reuse the blocks the first ones gave back
+    assert stats.payload_pool.bytes > 0 and stats.payload_pool.bytes <= 512 + 1_024 + 8_192
+    assert stats.payload_pool.heap_fallbacks == 1
+
+    stored = for %{payload: {:big, data}} <- ElixirScope.get_events(event_type: :custom), do: data
+    assert stored == for(n <- sizes, do: :binary.copy(<<n::16>>, div(n, 2)))
+  end
+
   test "a large ring adds almost nothing to the resident memory until events arrive" do
     before = vm_rss_kib()
     start_scope!(capture: [buffer_size: 1 <<< 22], max_memory: 2 <<< 30)
