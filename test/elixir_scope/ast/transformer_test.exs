@@ -706,6 +706,23 @@ defmodule ElixirScope.AST.TransformerTest do
       end
     end
 
+    test "ParseTransform.c_plan/3 is the plan transform_forms/3 hands the NIF" do
+      forms = forms_of("defmodule ESTest.TF.CPlan do\n  def f(x), do: send(x, :hi)\n  def g, do: :ok\nend\n")
+      etf = &:erlang.term_to_binary/1
+
+      {:ok, c_plan, []} = ParseTransform.c_plan(forms, :full, off_copy: 200)
+      assert %{module: ESTest.TF.CPlan, off_copy: 200, try_join: true} = c_plan
+      assert [:f, :g] == for({name, _arity, _spec} <- c_plan.functions, do: name)
+      {:ok, new} = ElixirScope.NIF.forms_transform(etf.(forms), etf.(c_plan))
+      {:ok, tagged, []} = ParseTransform.transform_forms(forms, :full, off_copy: 200)
+      assert Enum.reject(tagged, &match?({:attribute, _, :elixir_scope, _}, &1)) == new
+
+      # nothing to instrument, and the errors transform_forms/3 gives
+      assert {:ok, nil, []} = ParseTransform.c_plan(forms, %{level: :full, functions: %{{:f, 1} => %{level: :none}, {:g, 0} => %{level: :none}}})
+      assert {:error, {:invalid_plan, _}} = ParseTransform.c_plan(forms, :everything)
+      assert {:error, :not_an_elixir_module} = ParseTransform.c_plan([{:attribute, 1, :module, :m}], :full)
+    end
+
     test "the NIF validates its arguments" do
       assert_raise ArgumentError, ~r/forms must be a binary/, fn ->
         ElixirScope.NIF.forms_transform(:x, "")
@@ -736,6 +753,12 @@ defmodule ElixirScope.AST.TransformerTest do
       }
 
       assert {:error, {:invalid_plan, {:f, 1, %{level: 9}}}} =
+               ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(plan))
+
+      # an Erlang function takes at most 255 arguments
+      plan = %{plan | functions: [{:f, 65_535, %{level: 1}}]}
+
+      assert {:error, {:invalid_plan, {:f, 65_535, %{level: 1}}}} =
                ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(plan))
     end
   end
