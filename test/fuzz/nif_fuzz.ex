@@ -10,7 +10,9 @@ defmodule ElixirScope.Fuzz.NIFs do
   child) has parts deep inside replaced: `NIF.forms_transform/2` gets the
   forms of test/fuzz/forms_seed.ex and the plans `ElixirScope.Compiler.ParseTransform`
   makes for them, with a clause, a pattern, a template or a plan field
-  replaced, dropped or swapped for another part. A call is
+  replaced, dropped or swapped for another part, or with one value (a name,
+  an arity, a line) replaced wherever it stands in both. The report counts
+  the calls that returned `{:error, _}` apart from other values. A call is
   passed when it returns or raises within the bound; it fails when it does
   not return in time (a hang) or its VM dies (a crash: the batch is then
   replayed one call at a time to find the calls that crash it).
