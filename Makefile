@@ -63,7 +63,7 @@ mix-test: nif
 	mix test
 
 # The fuzzer: every NIF with generated arguments and 10,000 mutated recordings, in child VMs
-# (about 1.5 min on 2 cores, at most 5). `make test-fuzz SEED=N` picks another run.
+# (about 1 min on 2 cores, at most 5). `make test-fuzz SEED=N` picks another run.
 SEED ?= 1
 test-fuzz: nif
 	MIX_ENV=test mix run --no-start test/fuzz/run.exs --seed $(SEED)

@@ -276,7 +276,7 @@ es_etf_term *es_etf_list(es_arena *a, uint32_t n) {
     es_etf_term *t = node(a, ES_ETF_LIST);
     if (!t) return NULL;
     t->n = n;
-    t->u.items = es_arena_alloc(a, sizeof(es_etf_term *) * (n + 1));
+    t->u.items = es_arena_alloc(a, sizeof(es_etf_term *) * ((size_t)n + 1)); /* n + 1 in 32 bits wraps at n = UINT32_MAX */
     if (!t->u.items) return NULL;
     t->u.items[n] = es_etf_nil(a);
     return t->u.items[n] ? t : NULL;

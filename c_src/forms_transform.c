@@ -636,8 +636,11 @@ static int add_helpers(fx *x, const T ***forms, uint32_t *n, uint32_t *cap) {
 
 static int decode_fun(const T *entry, fx_fun *f) {
     /* {Name, Arity, #{level, locals, exprs, tail, state, inject}} */
+    /* an Erlang function takes at most 255 arguments: the clause for calls no clause matches
+     * gets one parameter per argument, so a larger arity is refused, not built */
     if (!entry || entry->kind != ES_ETF_TUPLE || entry->n != 3 || entry->u.items[0]->kind != ES_ETF_ATOM ||
-        entry->u.items[1]->kind != ES_ETF_INT || entry->u.items[2]->kind != ES_ETF_MAP)
+        entry->u.items[1]->kind != ES_ETF_INT || entry->u.items[1]->u.i < 0 || entry->u.items[1]->u.i > 255 ||
+        entry->u.items[2]->kind != ES_ETF_MAP)
         return -1;
     const T *spec = entry->u.items[2], *level = es_etf_get(spec, "level");
     if (!level || level->kind != ES_ETF_INT || level->u.i < FX_NONE || level->u.i > FX_FULL) return -1;

@@ -22,14 +22,14 @@ typedef struct acache {
     ERL_NIF_TERM last_val;
 } acache;
 
-/* cheap: length and the first and last (up to) 8 bytes; equality is checked with memcmp */
+/* FNV-1a over every byte, the high half folded into the low bits that pick the slot. The names
+ * the transformer makes differ in their last digits only (ES@sent1 … ES@sent50000): a hash of
+ * the first and last 8 bytes put 50,000 of them in about 900 slots, and a 50,000-statement
+ * function took 80 s to build. Equality is checked with memcmp. */
 static uint64_t hash_bytes(const uint8_t *p, size_t n) {
-    uint64_t a = 0, b = 0;
-    size_t k = n < 8 ? n : 8;
-    memcpy(&a, p, k);
-    memcpy(&b, p + n - k, k);
-    uint64_t h = (a * 0x9E3779B97F4A7C15ull) ^ (b + 0x632BE59BD9B4E019ull) ^ ((uint64_t)n << 56);
-    return h ^ (h >> 29);
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h ^ (h >> 32);
 }
 
 static int acache_grow(acache *c) {

@@ -1058,6 +1058,30 @@ static void test_malformed_forms_and_plans_give_errors(void **state) {
     es_arena_free(&a);
 }
 
+/* A plan entry's arity is an Erlang function's (0 to 255): the clause that records a call no
+ * clause matches gets that many parameters, each a new variable (a new atom in the VM), so a
+ * function form and a plan entry of arity 100000 took 30 s, and 2147483647 asked for 16 GB. */
+static void test_plan_arity_out_of_range_is_refused(void **state) {
+    (void)state;
+    es_arena a;
+    es_arena_init(&a);
+    const int64_t arities[4] = {100000, 2147483647, -1, 256};
+    for (int i = 0; i < 4; i++) {
+        /* the function the entry names, with one clause that does not match every call */
+        T *f = function(&a, 2, "f", arities[i],
+                        es_etf_list_of(&a, 1, clause(&a, 2, es_etf_list_of(&a, 1, aint(&a, 2, 0)),
+                                                     es_etf_list_of(&a, 1, aatom(&a, 2, "zero")))));
+        T *entry = fun_spec(&a, "f", arities[i], 1, "none", "none");
+        run r;
+        transform(&r, module(&a, 1, f), plan(&a, es_etf_list_of(&a, 1, entry)));
+        T *reason = error_reason(&r);
+        assert_true(is_tag(reason, "invalid_plan"));
+        assert_true(term_eq(reason->u.items[1], entry));
+        run_free(&r);
+    }
+    es_arena_free(&a);
+}
+
 /* Every truncation and many one-byte corruptions of valid input give a result, never a crash
  * (run under ASan by make test-asan). */
 static void test_corrupted_input_never_crashes(void **state) {
@@ -1217,6 +1241,7 @@ static void test_fifty_thousand_clauses(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_local_tail_call_becomes_marker_and_dispatch_clause),
+        cmocka_unit_test(test_plan_arity_out_of_range_is_refused),
         cmocka_unit_test(test_bodies_with_local_functions_or_large_are_not_copied),
         cmocka_unit_test(test_values_in_tail_position_are_wrapped),
         cmocka_unit_test(test_erlang_bifs_are_values_and_apply_is_a_tail_call),

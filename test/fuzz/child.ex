@@ -12,7 +12,10 @@ defmodule ElixirScope.Fuzz.Child do
 
   # ---- NIFs ----
 
-  @doc "Creates the sessions and the large values that `{:\"$fz\", name}` placeholders stand for."
+  @doc """
+  Creates the sessions and the large values that `{:"$fz", name}` placeholders stand for
+  (`{:"$fz_etf", term}` stands for the term, its placeholders expanded, in external format).
+  """
   @spec nif_setup(map()) :: :ok
   def nif_setup(session_opts) do
     s1 = NIF.session_new(session_opts)
@@ -46,15 +49,17 @@ defmodule ElixirScope.Fuzz.Child do
   end
 
   @doc """
-  Runs `[{function, args}]` against `ElixirScope.NIF`, each in a new process
-  given `bound_ms`. Returns `{:done, stats}` or, at the first call that does
-  not return in time, `{:hang, index, stats}`.
+  Runs `[{function, args}]` (compressed external format: the peer's standard I/O carries
+  a few MB/s, and valid transform requests repeat most of their bytes) against
+  `ElixirScope.NIF`, each in a new process given `bound_ms`. Returns `{:done, stats}` or,
+  at the first call that does not return in time, `{:hang, index, stats}`.
   """
-  @spec nif_batch([{atom(), list()}], pos_integer()) :: {:done, map()} | {:hang, non_neg_integer(), map()}
-  def nif_batch(calls, bound_ms) do
+  @spec nif_batch(binary(), pos_integer()) :: {:done, map()} | {:hang, non_neg_integer(), map()}
+  def nif_batch(calls_etf, bound_ms) do
     values = :persistent_term.get(@values)
 
-    calls
+    calls_etf
+    |> :erlang.binary_to_term()
     |> Enum.with_index()
     |> Enum.reduce_while({:done, %{outcomes: %{}, slowest: %{}}}, fn {{f, args}, i}, {:done, stats} ->
       case run_one(f, expand(args, values), bound_ms) do
@@ -82,8 +87,11 @@ defmodule ElixirScope.Fuzz.Child do
 
         outcome =
           try do
-            _ = apply(NIF, f, args)
-            :ok
+            # an error the NIF returns is told apart from a value, so the report shows how far valid input got
+            case apply(NIF, f, args) do
+              {:error, _} -> :error_tuple
+              _ -> :ok
+            end
           rescue
             e -> e.__struct__
           catch
@@ -108,6 +116,7 @@ defmodule ElixirScope.Fuzz.Child do
   end
 
   defp expand({:"$fz", name}, values), do: Map.fetch!(values, name)
+  defp expand({:"$fz_etf", term}, values), do: :erlang.term_to_binary(expand(term, values))
   defp expand(list, values) when is_list(list), do: expand_list(list, values, [])
   defp expand(tuple, values) when is_tuple(tuple), do: tuple |> Tuple.to_list() |> Enum.map(&expand(&1, values)) |> List.to_tuple()
   defp expand(map, values) when is_map(map), do: Map.new(map, fn {k, v} -> {expand(k, values), expand(v, values)} end)

@@ -5,7 +5,14 @@ defmodule ElixirScope.Fuzz.NIFs do
   arguments are generated from the seed: either arbitrary terms, or a valid
   call with some arguments (or some of an options map's values) replaced by
   arbitrary terms, boundary integers, odd binaries, or large values made in
-  the child (`{:"$fz", name}`, see `ElixirScope.Fuzz.Child`). A call is
+  the child (`{:"$fz", name}`, see `ElixirScope.Fuzz.Child`). An argument
+  that is a term in external format (`{:"$fz_etf", term}`, encoded in the
+  child) has parts deep inside replaced: `NIF.forms_transform/2` gets the
+  forms of test/fuzz/forms_seed.ex and the plans `ElixirScope.Compiler.ParseTransform`
+  makes for them, with a clause, a pattern, a template or a plan field
+  replaced, dropped or swapped for another part, or with one value (a name,
+  an arity, a line) replaced wherever it stands in both. The report counts
+  the calls that returned `{:error, _}` apart from other values. A call is
   passed when it returns or raises within the bound; it fails when it does
   not return in time (a hang) or its VM dies (a crash: the batch is then
   replayed one call at a time to find the calls that crash it).
@@ -15,7 +22,7 @@ defmodule ElixirScope.Fuzz.NIFs do
   alias ElixirScope.Test.Gen
 
   @batch 200
-  @nasty [0, -1, 1, 255, 256, 65_535, 2_147_483_647, 2_147_483_648, 4_294_967_296, 9_223_372_036_854_775_807,
+  @nasty [0, -1, 1, 255, 256, 65_535, 2_147_483_647, 2_147_483_648, 4_294_967_295, 4_294_967_296, 9_223_372_036_854_775_807,
           9_223_372_036_854_775_808, 18_446_744_073_709_551_615, 18_446_744_073_709_551_616, -9_223_372_036_854_775_808,
           -9_223_372_036_854_775_809, 1_606_938_044_258_990_275_541_962_092_341_162_602_522_202_993_782_792_835_301_376,
           1.0e308, -0.0, 0.5, "", <<0>>, <<0xFF, 0xFE, 0xFD>>, "http:", "{", "[[[[", "\"\\u", :"", nil, true, false,
@@ -39,10 +46,12 @@ defmodule ElixirScope.Fuzz.NIFs do
     child = Peer.start(modules, [{Child, :nif_setup, [session_opts()]}])
     nifs = ElixirScope.NIF.__info__(:functions) -- [load_nif: 0]
     g = Gen.new(seed)
+    seeds = seeds()
 
     {calls, _g} =
       Enum.flat_map_reduce(nifs, g, fn {f, arity}, g ->
-        {calls, g} = Gen.many(g, per_nif, &call(&1, f, arity))
+        valid = seeds |> Map.get(f, []) |> Enum.filter(&(length(&1) == arity))
+        {calls, g} = Gen.many(g, per_nif, &call(&1, f, arity, valid))
         {calls, g}
       end)
 
@@ -62,7 +71,7 @@ defmodule ElixirScope.Fuzz.NIFs do
 
   defp run_batch(calls, bound_ms, acc) do
     # the child bounds each call; this bound only catches a VM wedged as a whole
-    case Peer.call(acc.child, Child, :nif_batch, [calls, bound_ms], 60_000 + bound_ms) do
+    case Peer.call(acc.child, Child, :nif_batch, [:erlang.term_to_binary(calls, compressed: 6), bound_ms], 60_000 + bound_ms) do
       {:ok, {:done, stats}, child} ->
         %{merge(acc, stats) | passed: acc.passed + length(calls), child: child}
 
@@ -110,26 +119,61 @@ defmodule ElixirScope.Fuzz.NIFs do
   end
 
   defp outcome(:ok), do: "returned"
+  defp outcome(:error_tuple), do: "returned {:error, _}"
   defp outcome({:died, _}), do: "died"
   defp outcome(mod) when is_atom(mod), do: mod |> Module.split() |> List.last() |> then(&"raised #{&1}")
 
   # ---- generation ----
 
   # a call: arbitrary arguments, or a valid call with some parts replaced
-  defp call(g, f, arity) do
+  defp call(g, f, arity, seeds) do
     {r, g} = Gen.int(g, 1, 10)
-    seeds = seeds(f, arity)
 
     if r <= 3 or seeds == [] do
       {args, g} = Gen.many(g, arity, &value/1)
       {{f, args}, g}
     else
       {seed, g} = Gen.one_of(g, seeds)
+      {seed, g} = substitute(seed, g)
       {n, g} = Gen.int(g, 0, max(arity, 1))
       {args, g} = Enum.reduce(1..n//1, {seed, g}, fn _, {args, g} -> mutate_arg(args, g) end)
       {{f, args}, g}
     end
   end
+
+  # In one call in four whose arguments are terms in external format, a value found in one of
+  # them (a function's name or arity, a line, an atom of the forms) is replaced wherever it stands
+  # in all of them, so the forms and the plan still agree: an arity of 65535 in both reaches code
+  # that a mismatch stops early.
+  defp substitute(args, g) do
+    terms = for {:"$fz_etf", t} <- args, do: t
+    {r, g} = Gen.int(g, 1, 4)
+
+    if terms == [] or r > 1 do
+      {args, g}
+    else
+      {root, g} = Gen.one_of(g, terms)
+      {old, g} = pick_leaf(root, g)
+      # no placeholder: a large value in every place would only make the request large
+      {r, g} = Gen.int(g, 1, 3)
+      {new, g} = if r == 1, do: Gen.term(g, 2), else: Gen.one_of(g, @nasty)
+      {Enum.map(args, fn {:"$fz_etf", t} -> {:"$fz_etf", replace_all(t, old, new)}; arg -> arg end), g}
+    end
+  end
+
+  defp pick_leaf(term, g) do
+    case parts(term) do
+      0 -> {term, g}
+      n -> with {i, g} <- Gen.int(g, 0, n - 1), do: pick_leaf(part(term, i), g)
+    end
+  end
+
+  defp replace_all(old, old, new), do: new
+  defp replace_all({:"$fz", _} = placeholder, _old, _new), do: placeholder
+  defp replace_all(t, old, new) when is_list(t), do: if(List.improper?(t), do: t, else: Enum.map(t, &replace_all(&1, old, new)))
+  defp replace_all(t, old, new) when is_tuple(t), do: t |> Tuple.to_list() |> replace_all(old, new) |> List.to_tuple()
+  defp replace_all(t, old, new) when is_map(t), do: Map.new(t, fn {k, v} -> {k, replace_all(v, old, new)} end)
+  defp replace_all(t, _old, _new), do: t
 
   defp mutate_arg([], g), do: {[], g}
 
@@ -162,7 +206,75 @@ defmodule ElixirScope.Fuzz.NIFs do
     end
   end
 
+  # a term the child encodes: mutated as a term (1 to 3 parts), or encoded here and mutated as bytes
+  defp mutate({:"$fz_etf", term}, g) do
+    {r, g} = Gen.int(g, 1, 10)
+    {n, g} = Gen.int(g, 1, 3)
+
+    case r do
+      1 -> value(g)
+      2 -> mutate(:erlang.term_to_binary(term), g)
+      _ -> Enum.reduce(1..n, {term, g}, fn _, {t, g} -> mutate_part(t, g) end) |> then(fn {t, g} -> {{:"$fz_etf", t}, g} end)
+    end
+  end
+
   defp mutate(_other, g), do: value(g)
+
+  # One part of a valid term, found by a random walk from its root, replaced by an arbitrary value
+  # or by another part of the same term (well formed, in the wrong place), or dropped from its list,
+  # tuple or map: input the C code takes a few steps into before it meets the change.
+  defp mutate_part(root, g) do
+    {graft, g} = pick_part(root, g)
+    walk(root, graft, g)
+  end
+
+  defp walk(term, graft, g) do
+    {r, g} = Gen.int(g, 1, 12)
+    n = parts(term)
+
+    cond do
+      n == 0 or r == 1 -> replacement(term, graft, g)
+      r == 2 -> with {i, g} <- Gen.int(g, 0, n - 1), do: {drop_part(term, i), g}
+      true -> with {i, g} <- Gen.int(g, 0, n - 1), {v, g} <- walk(part(term, i), graft, g), do: {put_part(term, i, v), g}
+    end
+  end
+
+  defp replacement(term, graft, g) do
+    {r, g} = Gen.int(g, 1, 4)
+
+    case r do
+      1 -> {graft, g}
+      2 -> mutate(term, g)
+      _ -> value(g)
+    end
+  end
+
+  defp pick_part(term, g) do
+    {r, g} = Gen.int(g, 1, 4)
+    n = parts(term)
+    if n == 0 or r == 1, do: {term, g}, else: with({i, g} <- Gen.int(g, 0, n - 1), do: pick_part(part(term, i), g))
+  end
+
+  # the parts of a proper list, a tuple or a map (its values), by index; a placeholder is whole
+  defp parts({:"$fz", _}), do: 0
+  defp parts(t) when is_list(t), do: if(List.improper?(t), do: 0, else: length(t))
+  defp parts(t) when is_tuple(t), do: tuple_size(t)
+  defp parts(t) when is_map(t), do: map_size(t)
+  defp parts(_), do: 0
+
+  defp part(t, i) when is_list(t), do: Enum.at(t, i)
+  defp part(t, i) when is_tuple(t), do: elem(t, i)
+  defp part(t, i) when is_map(t), do: Map.fetch!(t, key_at(t, i))
+
+  defp put_part(t, i, v) when is_list(t), do: List.replace_at(t, i, v)
+  defp put_part(t, i, v) when is_tuple(t), do: put_elem(t, i, v)
+  defp put_part(t, i, v) when is_map(t), do: Map.put(t, key_at(t, i), v)
+
+  defp drop_part(t, i) when is_list(t), do: List.delete_at(t, i)
+  defp drop_part(t, i) when is_tuple(t), do: Tuple.delete_at(t, i)
+  defp drop_part(t, i) when is_map(t), do: Map.delete(t, key_at(t, i))
+
+  defp key_at(map, i), do: map |> Map.keys() |> Enum.sort() |> Enum.at(i)
 
   defp value(g) do
     {r, g} = Gen.int(g, 1, 20)
@@ -189,11 +301,11 @@ defmodule ElixirScope.Fuzz.NIFs do
     end
   end
 
-  # valid calls to start from (the NIFs this list does not know get arbitrary arguments only)
-  defp seeds(f, arity) do
+  # valid calls to start from (the NIFs this map does not know get arbitrary arguments only)
+  defp seeds do
     s = {:"$fz", :session}
 
-    all = %{
+    %{
       session_new: [[session_opts()]],
       session_install: [[s]],
       session_uninstall: [[]],
@@ -225,27 +337,34 @@ defmodule ElixirScope.Fuzz.NIFs do
                          [:openai, ~s({"choices":[{"message":{"content":"hi"}}]})]],
       llm_parse_plan: [[~s({"modules":[]})]],
       llm_plan_schema: [[]],
-      ast_transform: [ast_seed()],
+      forms_transform: forms_transform_seeds(),
       recording_save: [[s, Path.join(System.tmp_dir!(), "es-fuzz-save.esrec"), %{limit: 100}]],
       recording_open: [[Path.join(System.tmp_dir!(), "es-fuzz-save.esrec"), 1_000_000], ["/nonexistent/x.esrec", 10]]
     }
-
-    all |> Map.get(f, []) |> Enum.filter(&(length(&1) == arity))
   end
 
-  defp ast_seed do
-    ast = quote do: (def f(x) do
-                       y = x + 1
-                       g(y)
-                     end)
-    plan =
-      try do
-        {:ok, p} = ElixirScope.AST.Plan.normalize(:full)
-        ElixirScope.AST.Plan.to_nif(p)
-      rescue
-        _ -> %{}
-      end
+  # The forms of test/fuzz/forms_seed.ex and the plans ParseTransform makes for them: at two
+  # levels, with and without the capture-off copies, without the try join, and a plan that names
+  # functions, variables, expressions and an injection.
+  defp forms_transform_seeds do
+    [{_module, beam}] = Code.compile_file("forms_seed.ex", __DIR__)
+    forms = ElixirScope.Test.ASTCorpus.forms(beam)
 
-    [:erlang.term_to_binary(ast), :erlang.term_to_binary(plan)]
+    named = %{
+      level: :expressions,
+      capture_locals: [:total],
+      trace_expressions: [:send],
+      functions: %{{:wait, 1} => %{level: :full}, {:count, 2} => %{level: :none}},
+      custom_injections: [{45, :before, quote(do: IO.inspect(fun))}]
+    }
+
+    plans =
+      [{:function_boundaries, []}, {:function_boundaries, off_copy: 200}, {:full, []}, {:full, off_copy: 200},
+       {:full, try_join: false}, {named, off_copy: 200}]
+
+    for {plan, opts} <- plans do
+      {:ok, c_plan, []} = ElixirScope.Compiler.ParseTransform.c_plan(forms, plan, opts)
+      [{:"$fz_etf", forms}, {:"$fz_etf", c_plan}]
+    end
   end
 end

@@ -115,6 +115,25 @@ defmodule ElixirScope.Compiler.ParseTransform do
   @spec transform_forms([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
           {:ok, [tuple()], [String.t()]} | {:error, term()}
   def transform_forms(forms, plan, opts \\ []) do
+    with {:ok, module, plan, opts} <- prepare(forms, plan, opts), do: build(module, forms, plan, opts)
+  end
+
+  @doc """
+  The plan `transform_forms/3` hands the C transformer with `forms` (as a term: the NIF takes
+  `:erlang.term_to_binary/1` of both): `{:ok, c_plan, warnings}`, `c_plan` nil when no function
+  is to be instrumented (the forms are then kept as they are). The same arguments and errors as
+  `transform_forms/3`. The NIF fuzzer (test/fuzz/nif_fuzz.ex) mutates what this returns.
+  """
+  @spec c_plan([tuple()], Plan.module_plan() | Plan.level(), keyword()) ::
+          {:ok, map() | nil, [String.t()]} | {:error, term()}
+  def c_plan(forms, plan, opts \\ []) do
+    with {:ok, module, plan, opts} <- prepare(forms, plan, opts) do
+      {c_plan, warnings} = build_c_plan(module, forms, plan, opts)
+      {:ok, c_plan, warnings}
+    end
+  end
+
+  defp prepare(forms, plan, opts) do
     opts = [
       runtime: Keyword.get(opts, :runtime, ElixirScope.Capture.InstrumentationRuntime),
       try_join: Keyword.get(opts, :try_join, true),
@@ -123,7 +142,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
 
     with {:ok, module} <- elixir_module(forms),
          {:ok, plan} <- Plan.normalize(plan) do
-      build(module, forms, plan, opts)
+      {:ok, module, plan, opts}
     else
       :error -> {:error, :not_an_elixir_module}
       {:error, msg} -> {:error, {:invalid_plan, msg}}
@@ -220,6 +239,19 @@ defmodule ElixirScope.Compiler.ParseTransform do
   # ---- the C transformer's plan
 
   defp build(module, forms, plan, opts) do
+    case build_c_plan(module, forms, plan, opts) do
+      {nil, warnings} ->
+        {:ok, forms, warnings}
+
+      {c_plan, warnings} ->
+        case NIF.forms_transform(:erlang.term_to_binary(forms), :erlang.term_to_binary(c_plan)) do
+          {:ok, new_forms} -> {:ok, tag(new_forms, plan, c_plan.functions), warnings}
+          {:error, reason} -> {:error, reason}
+        end
+    end
+  end
+
+  defp build_c_plan(module, forms, plan, opts) do
     runtime = Keyword.fetch!(opts, :runtime)
     defined = for {:function, _, name, arity, clauses} <- forms, do: {name, arity, clauses}
     names = MapSet.new(defined, fn {n, a, _} -> {n, a} end)
@@ -240,7 +272,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         else: ["the plan of #{inspect(module)} names functions it does not define: #{Plan.format_functions(unknown)}"]
 
     if functions == [] do
-      {:ok, forms, warnings}
+      {nil, warnings}
     else
       source = if needs_source?(functions), do: read_source(source_file(forms)), else: nil
       clauses = for {n, a, _} <- functions, {:function, _, ^n, ^a, cs} <- forms, do: cs
@@ -262,10 +294,7 @@ defmodule ElixirScope.Compiler.ParseTransform do
         functions: functions
       }
 
-      case NIF.forms_transform(:erlang.term_to_binary(forms), :erlang.term_to_binary(c_plan)) do
-        {:ok, new_forms} -> {:ok, tag(new_forms, plan, functions), warnings}
-        {:error, reason} -> {:error, reason}
-      end
+      {c_plan, warnings}
     end
   end
 

@@ -619,6 +619,26 @@ defmodule ElixirScope.AST.TransformerTest do
                end)
     end
 
+    test "a function of 100,000 sends is instrumented, each argument of each send in a variable of its own" do
+      # The NIF glue makes each new variable name an atom once, through a hash table whose hash
+      # once read only the first and last 8 bytes of a name: these 200,000 names (ES@sent1 …)
+      # shared about 900 slots, and building the result took minutes (the default timeout bounds it).
+      forms = forms_of("defmodule ESTest.TF.Sends do\n  def f(x), do: x\nend\n")
+      send = fn i -> {:call, 2, {:remote, 2, {:atom, 2, :erlang}, {:atom, 2, :send}}, [{:var, 2, :_x@1}, {:integer, 2, i}]} end
+      forms = with_clauses(forms, :f, 1, [{:clause, 2, [{:var, 2, :_x@1}], [], Enum.map(1..100_000, send)}])
+
+      {:ok, new} = Transformer.transform_forms(forms, :function_boundaries)
+      assert new |> function_form(:f, 1) |> sent_vars(MapSet.new()) |> MapSet.size() == 200_000
+    end
+
+    defp sent_vars({:var, _, name}, acc) do
+      if String.starts_with?(Atom.to_string(name), "ES@sent"), do: MapSet.put(acc, name), else: acc
+    end
+
+    defp sent_vars(t, acc) when is_tuple(t), do: sent_vars(Tuple.to_list(t), acc)
+    defp sent_vars([h | t], acc), do: sent_vars(t, sent_vars(h, acc))
+    defp sent_vars(_, acc), do: acc
+
     test "a moderately deep expression compiles instrumented and computes the same value" do
       # (the Erlang compiler itself is quadratic in expression depth: 5,000 deep takes ~45 s plain)
       deep = Enum.reduce(1..300, quote(do: x), fn _, acc -> quote(do: unquote(acc) + 1) end)
@@ -686,6 +706,23 @@ defmodule ElixirScope.AST.TransformerTest do
       end
     end
 
+    test "ParseTransform.c_plan/3 is the plan transform_forms/3 hands the NIF" do
+      forms = forms_of("defmodule ESTest.TF.CPlan do\n  def f(x), do: send(x, :hi)\n  def g, do: :ok\nend\n")
+      etf = &:erlang.term_to_binary/1
+
+      {:ok, c_plan, []} = ParseTransform.c_plan(forms, :full, off_copy: 200)
+      assert %{module: ESTest.TF.CPlan, off_copy: 200, try_join: true} = c_plan
+      assert [:f, :g] == for({name, _arity, _spec} <- c_plan.functions, do: name)
+      {:ok, new} = ElixirScope.NIF.forms_transform(etf.(forms), etf.(c_plan))
+      {:ok, tagged, []} = ParseTransform.transform_forms(forms, :full, off_copy: 200)
+      assert Enum.reject(tagged, &match?({:attribute, _, :elixir_scope, _}, &1)) == new
+
+      # nothing to instrument, and the errors transform_forms/3 gives
+      assert {:ok, nil, []} = ParseTransform.c_plan(forms, %{level: :full, functions: %{{:f, 1} => %{level: :none}, {:g, 0} => %{level: :none}}})
+      assert {:error, {:invalid_plan, _}} = ParseTransform.c_plan(forms, :everything)
+      assert {:error, :not_an_elixir_module} = ParseTransform.c_plan([{:attribute, 1, :module, :m}], :full)
+    end
+
     test "the NIF validates its arguments" do
       assert_raise ArgumentError, ~r/forms must be a binary/, fn ->
         ElixirScope.NIF.forms_transform(:x, "")
@@ -716,6 +753,12 @@ defmodule ElixirScope.AST.TransformerTest do
       }
 
       assert {:error, {:invalid_plan, {:f, 1, %{level: 9}}}} =
+               ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(plan))
+
+      # an Erlang function takes at most 255 arguments
+      plan = %{plan | functions: [{:f, 65_535, %{level: 1}}]}
+
+      assert {:error, {:invalid_plan, {:f, 65_535, %{level: 1}}}} =
                ElixirScope.NIF.forms_transform(forms, :erlang.term_to_binary(plan))
     end
   end
