@@ -270,6 +270,8 @@ const char *es_redact_add(es_redact_set *rs, int allow, const char *p, size_t le
     r->text[n] = '\0';
     r->len = (uint8_t)n;
     r->kind = lead && trail ? RK_CONTAINS : lead ? RK_SUFFIX : trail ? RK_PREFIX : RK_EXACT;
+    if (!allow && r->kind == RK_CONTAINS) rs->contains_at[(unsigned char)r->text[0]] |= 1ull << *count;
+    else if (!allow) rs->anchored |= 1ull << *count;
     (*count)++;
     return NULL;
 }
@@ -284,18 +286,30 @@ static int rule_match(const es_redact_rule *r, const char *s, size_t n) {
     }
 }
 
+/* Whether some deny rule matches the normalised name: the anchored rules each at their one place,
+ * the `*text*` rules at the places holding their first byte (one pass over the name, through
+ * contains_at, instead of a substring search per rule). */
+static int deny_match(const es_redact_set *rs, const char *s, size_t n) {
+    for (uint64_t m = rs->anchored; m; m &= m - 1)
+        if (rule_match(&rs->deny[__builtin_ctzll(m)], s, n)) return 1;
+    for (size_t i = 0; i < n; i++)
+        for (uint64_t m = rs->contains_at[(unsigned char)s[i]]; m; m &= m - 1) {
+            const es_redact_rule *r = &rs->deny[__builtin_ctzll(m)];
+            /* the second byte first: most places that hold a pattern's first byte are no match */
+            if (r->len <= n - i && (r->len == 1 || s[i + 1] == r->text[1]) && memcmp(s + i, r->text, r->len) == 0)
+                return 1;
+        }
+    return 0;
+}
+
 int es_redact_secret_name(const es_redact_set *rs, const char *name, size_t len) {
     char norm[ES_REDACT_NAME_MAX];
     if (!rs || len > ES_REDACT_NAME_MAX) return 0;
     size_t n = normalize(name, len, norm);
-    if (n == 0) return 0;
-    for (uint32_t i = 0; i < rs->ndeny && i < ES_REDACT_MAX; i++) {
-        if (!rule_match(&rs->deny[i], norm, n)) continue;
-        for (uint32_t j = 0; j < rs->nallow && j < ES_REDACT_MAX; j++)
-            if (rule_match(&rs->allow[j], norm, n)) return 0;
-        return 1;
-    }
-    return 0;
+    if (n == 0 || !deny_match(rs, norm, n)) return 0;
+    for (uint32_t j = 0; j < rs->nallow && j < ES_REDACT_MAX; j++)
+        if (rule_match(&rs->allow[j], norm, n)) return 0;
+    return 1;
 }
 
 static inline size_t cache_slot(es_term t) {

@@ -225,6 +225,11 @@ typedef struct es_redact_set {
     es_redact_rule deny[ES_REDACT_MAX];
     es_redact_rule allow[ES_REDACT_MAX];
     es_redact_cache *cache; /* optional (NULL: no caching) */
+    /* An index of the deny rules, kept by es_redact_add, so that a name is read once rather than
+     * once per rule: bit i of contains_at[c] is set when deny rule i is `*text*` and text starts
+     * with byte c; anchored has a bit per exact, prefix and suffix rule. */
+    uint64_t contains_at[256];
+    uint64_t anchored;
 } es_redact_set;
 
 void es_redact_init(es_redact_set *rs);

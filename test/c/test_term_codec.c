@@ -636,6 +636,70 @@ static void test_redaction_rule(void **state) {
     assert_null(es_redact_add(&bad, 1, "x", 1)); /* the allow list has its own room */
 }
 
+/* The rule as written, one substring search per pattern: what es_redact_secret_name must answer. */
+static int reference_secret(const char *const *deny, size_t nd, const char *const *allow, size_t na, const char *name) {
+    char norm[512];
+    size_t n = 0;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '_' || c == '-' || c == '.' || c == ' ') continue;
+        norm[n++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    }
+    norm[n] = '\0';
+    if (n == 0 || strlen(name) > ES_REDACT_NAME_MAX) return 0;
+    int hit[2] = {0, 0};
+    for (int list = 0; list < 2; list++)
+        for (size_t i = 0; i < (list ? na : nd); i++) {
+            const char *pat = list ? allow[i] : deny[i];
+            size_t pl = strlen(pat);
+            int lead = pat[0] == '*', trail = pl > 1 && pat[pl - 1] == '*';
+            char t[64];
+            size_t tl = 0;
+            for (size_t k = (size_t)lead; k < pl - (size_t)trail; k++) {
+                unsigned char c = (unsigned char)pat[k];
+                if (c == '_' || c == '-' || c == '.' || c == ' ') continue;
+                t[tl++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+            }
+            t[tl] = '\0';
+            int m = tl > n ? 0
+                    : lead && trail ? strstr(norm, t) != NULL
+                    : lead          ? memcmp(norm + n - tl, t, tl) == 0
+                    : trail         ? memcmp(norm, t, tl) == 0
+                                    : n == tl && memcmp(norm, t, n) == 0;
+            hit[list] |= m;
+        }
+    return hit[0] && !hit[1];
+}
+
+/* The indexed matcher answers as one search per pattern would, on generated names and rules. */
+static void test_redaction_index_matches_the_rules(void **state) {
+    (void)state;
+    static const char *const deny[] = {"*password*", "*passwd*", "*secret*", "*token*", "*api_key*", "session",
+                                       "*session_id*", "*csrf*", "set_*", "*_pin", "*aa*", "*a*", "*ab*"};
+    static const char *const allow[] = {"tokens", "secretary", "*aaa*"};
+    static const char *const parts[] = {"pass", "word", "secret", "_", "-", "token", "s", "api", "key", "session",
+                                        "id", "csrf", "set", "pin", "a", "b", "A", "Token", "x", "ary", ".", " "};
+    uint64_t rng = 7;
+    for (size_t nd = 1; nd <= sizeof deny / sizeof *deny; nd++) {
+        es_redact_set rs;
+        es_redact_init(&rs);
+        for (size_t i = 0; i < nd; i++) add(&rs, 0, deny[i]);
+        for (size_t i = 0; i < 3; i++) add(&rs, 1, allow[i]);
+        for (int k = 0; k < 3000; k++) {
+            char name[300] = {0};
+            rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+            size_t count = 1 + (rng >> 59);
+            for (size_t j = 0; j < count; j++) {
+                rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+                strcat(name, parts[(rng >> 33) % (sizeof parts / sizeof *parts)]);
+            }
+            int want = reference_secret(deny, nd, allow, 3, name);
+            if (es_redact_secret_name(&rs, name, strlen(name)) != want)
+                fail_msg("\"%s\" with %zu deny rules: expected %d", name, nd, want);
+        }
+    }
+}
+
 static void test_redaction(void **state) {
     (void)state;
     es_redact_set rs;
@@ -1547,7 +1611,8 @@ int main(void) {
         cmocka_unit_test(test_lists_tuples_maps), cmocka_unit_test(test_width_truncation),
         cmocka_unit_test(test_depth_truncation),  cmocka_unit_test(test_deep_list_no_recursion),
         cmocka_unit_test(test_binary_truncation), cmocka_unit_test(test_byte_budget),
-        cmocka_unit_test(test_redaction_rule),    cmocka_unit_test(test_redaction),
+        cmocka_unit_test(test_redaction_rule),
+        cmocka_unit_test(test_redaction_index_matches_the_rules),    cmocka_unit_test(test_redaction),
         cmocka_unit_test(test_bounded_cost),      cmocka_unit_test(test_big_integers_funs_bitstrings),
         cmocka_unit_test(test_keys_stay_distinct), cmocka_unit_test(test_property_valid_etf),
         cmocka_unit_test(test_buf_and_append),    cmocka_unit_test(test_layout_and_atom_cache),
