@@ -880,11 +880,12 @@ static int map_body(enc *e, const work *it, const es_term *keys, const es_term *
  * A small term the layout reads (tuples, proper and improper lists and flat maps, nested in any
  * shape, down to small integers, [], atoms, heap binaries and identifiers) is written in one
  * recursive pass, without the work stack. Leaves the layout does not read (a float, a long atom,
- * an integer beyond the small ones, a refc binary, a port) are written by the walker's own
- * writers, so every byte is the walker's. The pass gives up (returns 0, nothing written) wherever
- * the walker would write something else than the term itself: a container deeper than max_depth
- * or wider than max_width, a tuple tagged or a map key named as a secret, any marker (a binary
- * over max_binary, a fun, a failed op) or the marker atom, more than max_bytes in all; and past
+ * an integer beyond the small ones, a refc binary within max_binary, a port) are written by the
+ * walker's own writers, so every byte is the walker's; so is the redaction atom that replaces the
+ * value of a map key or the rest of a tuple tag naming a secret. The pass gives up (returns 0,
+ * nothing written) wherever the walker would write something else than the term itself: a
+ * container deeper than max_depth or wider than max_width, any marker (a binary over max_binary, a
+ * fun, a failed op) or the marker atom, more than max_bytes in all; and past
  * FAST_DEPTH levels, FAST_TERMS terms or FAST_BYTES bytes, which bound the work it may waste.
  * test_layout_and_atom_cache and test_fast_path_matches_walker compare its bytes with the
  * walker's. */
@@ -900,8 +901,20 @@ typedef struct fast {
     size_t start;    /* where the encoding began (its version byte) */
     size_t byte_cap; /* give up once more than this is written */
     uint32_t max_depth, max_width, max_binary;
-    uint32_t terms; /* left to visit */
+    uint32_t terms;    /* left to visit */
+    uint64_t redacted; /* values written as the redaction atom (what e->inexact may count) */
 } fast;
+
+/* Nothing inexact written but the pass's own redactions: no marker, no cut (the walker's). */
+static inline int fast_exact(const fast *f) {
+    return !(f->e->flags & ~(unsigned)ES_CODEC_REDACTED) && f->e->inexact == f->redacted;
+}
+
+/* The value of a secret (a map key or a tuple tag names one): the atom the walker writes too. */
+static int fast_redacted(fast *f) {
+    f->redacted++;
+    return put_redacted(f->e) ? -1 : 1;
+}
 
 static int fast_container(fast *f, es_term t, uint32_t depth);
 
@@ -982,7 +995,8 @@ static int fast_tuple(fast *f, const uint64_t *box, uint32_t depth) {
     const uint64_t arity = box[0] >> lay.header_shift;
     const es_term *elems = (const es_term *)(box + 1);
     if (arity > f->max_width || !fast_spend(f, arity)) return 0;
-    if (f->rs && arity >= 2 && secret_term(f->e->ops, f->e->env, elems[0], f->rs)) return 0;
+    /* a tuple tagged with a secret name: {:password, v}, {"authorization", v}, {:token, v, x} */
+    const int redact_rest = f->rs && arity >= 2 && secret_term(f->e->ops, f->e->env, elems[0], f->rs);
     if (arity <= 255) {
         out->data[out->len++] = ETF_SMALL_TUPLE;
         out->data[out->len++] = (uint8_t)arity;
@@ -990,7 +1004,9 @@ static int fast_tuple(fast *f, const uint64_t *box, uint32_t depth) {
         tag_be32(out, ETF_LARGE_TUPLE, (uint32_t)arity);
     }
     for (uint64_t i = 0; i < arity; i++) {
-        int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, elems[i], depth + 1);
+        int r = i >= 1 && redact_rest             ? fast_redacted(f)
+                : buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1
+                                                      : fast_elem(f, &lay, elems[i], depth + 1);
         if (r <= 0) return r;
     }
     return 1;
@@ -1008,9 +1024,9 @@ static int fast_map(fast *f, const uint64_t *box, uint32_t depth) {
     const es_term *keys = (const es_term *)(keys_box + 1), *vals = (const es_term *)(box + 3);
     tag_be32(out, ETF_MAP, (uint32_t)n);
     for (uint64_t i = 0; i < n; i++) {
-        if (f->rs && secret_term(f->e->ops, f->e->env, keys[i], f->rs)) return 0;
+        const int secret = f->rs && secret_term(f->e->ops, f->e->env, keys[i], f->rs);
         int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, keys[i], depth + 1);
-        if (r > 0) r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, vals[i], depth + 1);
+        if (r > 0) r = secret ? fast_redacted(f) : buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, vals[i], depth + 1);
         if (r <= 0) return r;
     }
     return 1;
@@ -1031,10 +1047,20 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
         if (l->ref_tag && (h & l->header_mask) == l->ref_tag) return put_other(e, t) ? -1 : 1;
     }
     es_term_type ty = e->ops->type(e->env, t);
-    /* a binary the layout does not read inline (refc, sub-binary: often over max_binary, then a
-     * marker) is left to the walker before anything of it is written */
-    if (ty == ES_T_BINARY || ty == ES_T_BITSTRING) return 0;
-    if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : !(e->flags || e->inexact);
+    if (ty == ES_T_BINARY) {
+        /* a binary the layout does not read inline (refc, sub-binary: a string over 64 bytes) is
+         * written from its bytes when it fits max_binary and the pass's byte budget; a longer one
+         * is left to the walker (its marker) before anything of it is written */
+        const uint8_t *d;
+        size_t sz;
+        unsigned tail_bits = 0;
+        if (!e->ops->get_binary(e->env, t, &d, &sz, &tail_bits) || sz > f->max_binary ||
+            e->out->len + 5 + sz - f->start > f->byte_cap)
+            return 0;
+        return put_tag_be32(e->out, ETF_BINARY, (uint32_t)sz) || es_buf_put(e->out, d, sz) ? -1 : 1;
+    }
+    if (ty == ES_T_BITSTRING) return 0;
+    if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : fast_exact(f);
     if (ty == ES_T_BIGINT) return put_bigint(e, t, f->max_binary) ? -1 : 1;
     if (ty == ES_T_OTHER) return put_other(e, t) ? -1 : 1;
     return 0; /* a fun (always a marker), or a container the layout does not read */
@@ -1050,14 +1076,14 @@ static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *l
     es_buf *out = e->out;
     const size_t at = out->len;
     fast f = {l, e, e->ops->atoms, rs, start, lim->max_bytes && lim->max_bytes < FAST_BYTES ? lim->max_bytes : FAST_BYTES,
-              lim->max_depth, lim->max_width, lim->max_binary, FAST_TERMS};
+              lim->max_depth, lim->max_width, lim->max_binary, FAST_TERMS, 0};
     size_t n = SIZE_MAX;
     int r;
     if (buf_reserve(out, IMMEDIATE_ETF_MAX)) r = -1;
     else if ((t & l->list_mask) != l->list_tag) r = fast_elem(&f, l, t, 1);
     else r = lim->max_depth < 1 ? 0 : fast_list(&f, t, 1, list_len ? &n : NULL); /* an argument list: counted as it is written */
     if (r < 0) return -1;
-    if (r == 0 || e->flags || e->inexact || (lim->max_bytes && out->len - start > lim->max_bytes)) {
+    if (r == 0 || !fast_exact(&f) || (lim->max_bytes && out->len - start > lim->max_bytes)) {
         out->len = at;
         e->flags = 0;
         e->inexact = 0;
