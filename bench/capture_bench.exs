@@ -66,6 +66,12 @@ defmodule ElixirScope.Bench.Capture do
 
     # InstrumentationRuntime.report_function_entry/4 by hand adds its checks
     entry_api = per_call_ns(fn -> InstrumentationRuntime.report_function_entry(Target, :plain, [1, 2, :a, "b"], 10) end, 10_000, 21)
+    # payloads of real code: an expression with its source text (a tuple tagged with a string the
+    # redaction rules read), and a controller's params (string keys, one of them a secret)
+    call_id = NIF.emit_entry(Target, :plain, [], 1)
+    expr = per_call_ns(fn -> NIF.emit(:expr, call_id, nil, nil, nil, 12, nil, {"total = Enum.sum(items) * rate", 42}) end, 10_000, 21)
+    params = %{"user" => %{"name" => "alice", "email" => "a@example.com", "password" => "hunter2"}, "remember" => "true"}
+    params_ns = per_call_ns(fn -> NIF.emit_exit(call_id, params) end, 10_000, 21)
     # a recorded call (:function_boundaries, :full), its plain twin and the same call traced
     %{traced: traced, call_on: call_on, call_full: call_full, plain_on: plain_on} =
       best_of(5,
@@ -106,6 +112,8 @@ defmodule ElixirScope.Bench.Capture do
         "baseline_erlang_trace_call_ns" => traced,
         "capture_call_4args_ns" => entry,
         "capture_call_4args_api_ns" => entry_api,
+        "capture_expr_with_source_ns" => expr,
+        "capture_params_map_ns" => params_ns,
         "capture_call_4args_vs_empty_nif" => entry / empty_nif,
         "capture_call_and_return_ns" => recorded,
         "erlang_trace_vs_capture_call_and_return" => traced / recorded,
@@ -132,6 +140,8 @@ defmodule ElixirScope.Bench.Capture do
       {"capture_call_4args_ns (entry event, 4 small args: the NIF call instrumented code makes)", entry, "", ""},
       {"  ratio: entry event / empty NIF call", entry / empty_nif, "≤ 5", "#{fmt(entry)} / #{fmt(empty_nif)} ns"},
       {"capture_call_4args_api_ns (the same through InstrumentationRuntime.report_function_entry/4)", entry_api, "", "by hand: guards, switch, rescue"},
+      {"capture_expr_with_source_ns (an expression event: {\"total = Enum.sum(items) * rate\", 42})", expr, "", "the source text is read against the redaction rules"},
+      {"capture_params_map_ns (a return of %{\"user\" => %{..., \"password\" => _}, ...})", params_ns, "", "string keys read against the redaction rules; the password's value redacted"},
       {"capture_call_and_return_ns (entry + return added to a call, :function_boundaries)", recorded, "", ""},
       {"  ratio: :erlang.trace call + return_trace / recorded call", traced / recorded, "≥ 10", "#{fmt(traced)} / #{fmt(recorded)} ns"},
       {"capture_full_call_ns (added to the same call at :full: entry, locals, expressions, return)", full_added, "", ""},
