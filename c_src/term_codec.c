@@ -881,11 +881,12 @@ static int map_body(enc *e, const work *it, const es_term *keys, const es_term *
  * shape, down to small integers, [], atoms, heap binaries and identifiers) is written in one
  * recursive pass, without the work stack. Leaves the layout does not read (a float, a long atom,
  * an integer beyond the small ones, a refc binary within max_binary, a port) are written by the
- * walker's own writers, so every byte is the walker's; so is the redaction atom that replaces the
- * value of a map key or the rest of a tuple tag naming a secret. The pass gives up (returns 0,
- * nothing written) wherever the walker would write something else than the term itself: a
- * container deeper than max_depth or wider than max_width, any marker (a binary over max_binary, a
- * fun, a failed op) or the marker atom, more than max_bytes in all; and past
+ * walker's own writers, so every byte is the walker's; so are the redaction atom that replaces the
+ * value of a map key or the rest of a tuple tag naming a secret, and the marker of a binary over
+ * max_binary outside map keys. The pass gives up (returns 0, nothing written) wherever the walker
+ * would write something else: a container deeper than max_depth or wider than max_width, any other
+ * marker (a fun, a failed op, a cut binary inside a key) or the marker atom, more than max_bytes in
+ * all; and past
  * FAST_DEPTH levels, FAST_TERMS terms or FAST_BYTES bytes, which bound the work it may waste.
  * test_layout_and_atom_cache and test_fast_path_matches_walker compare its bytes with the
  * walker's. */
@@ -902,12 +903,15 @@ typedef struct fast {
     size_t byte_cap; /* give up once more than this is written */
     uint32_t max_depth, max_width, max_binary;
     uint32_t terms;    /* left to visit */
-    uint64_t redacted; /* values written as the redaction atom (what e->inexact may count) */
+    uint32_t in_key;   /* > 0 while a map key is written (an inexact key is wrapped: the walker's) */
+    uint64_t redacted; /* values written as the redaction atom, */
+    uint64_t cut;      /* and binaries cut at max_binary: what e->inexact may count */
 } fast;
 
-/* Nothing inexact written but the pass's own redactions: no marker, no cut (the walker's). */
+/* Nothing inexact written but the pass's own redactions and cut binaries: no other marker. */
 static inline int fast_exact(const fast *f) {
-    return !(f->e->flags & ~(unsigned)ES_CODEC_REDACTED) && f->e->inexact == f->redacted;
+    return !(f->e->flags & ~(unsigned)(ES_CODEC_REDACTED | ES_CODEC_TRUNCATED)) &&
+           f->e->inexact == f->redacted + f->cut;
 }
 
 /* The value of a secret (a map key or a tuple tag names one): the atom the walker writes too. */
@@ -1025,7 +1029,9 @@ static int fast_map(fast *f, const uint64_t *box, uint32_t depth) {
     tag_be32(out, ETF_MAP, (uint32_t)n);
     for (uint64_t i = 0; i < n; i++) {
         const int secret = f->rs && secret_term(f->e->ops, f->e->env, keys[i], f->rs);
+        f->in_key++;
         int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, keys[i], depth + 1);
+        f->in_key--;
         if (r > 0) r = secret ? fast_redacted(f) : buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, vals[i], depth + 1);
         if (r <= 0) return r;
     }
@@ -1049,15 +1055,20 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
     es_term_type ty = e->ops->type(e->env, t);
     if (ty == ES_T_BINARY) {
         /* a binary the layout does not read inline (refc, sub-binary: a string over 64 bytes) is
-         * written from its bytes when it fits max_binary and the pass's byte budget; a longer one
-         * is left to the walker (its marker) before anything of it is written */
+         * written from its bytes when it fits max_binary, else as the walker's marker, its first
+         * max_binary bytes and the count of the others (a value only: a key holding a marker is
+         * wrapped, which only the walker does); within the pass's byte budget */
         const uint8_t *d;
         size_t sz;
         unsigned tail_bits = 0;
-        if (!e->ops->get_binary(e->env, t, &d, &sz, &tail_bits) || sz > f->max_binary ||
-            e->out->len + 5 + sz - f->start > f->byte_cap)
-            return 0;
-        return put_tag_be32(e->out, ETF_BINARY, (uint32_t)sz) || es_buf_put(e->out, d, sz) ? -1 : 1;
+        if (!e->ops->get_binary(e->env, t, &d, &sz, &tail_bits)) return 0;
+        const size_t kept = sz < f->max_binary ? sz : f->max_binary;
+        if (e->out->len + kept + 64 - f->start > f->byte_cap) return 0;
+        if (sz <= f->max_binary)
+            return put_tag_be32(e->out, ETF_BINARY, (uint32_t)sz) || es_buf_put(e->out, d, sz) ? -1 : 1;
+        if (f->in_key || f->max_binary == 0) return 0;
+        f->cut++;
+        return put_scalar(e, t, ty, f->max_binary) ? -1 : 1;
     }
     if (ty == ES_T_BITSTRING) return 0;
     if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : fast_exact(f);
@@ -1076,7 +1087,7 @@ static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *l
     es_buf *out = e->out;
     const size_t at = out->len;
     fast f = {l, e, e->ops->atoms, rs, start, lim->max_bytes && lim->max_bytes < FAST_BYTES ? lim->max_bytes : FAST_BYTES,
-              lim->max_depth, lim->max_width, lim->max_binary, FAST_TERMS, 0};
+              lim->max_depth, lim->max_width, lim->max_binary, FAST_TERMS, 0, 0, 0};
     size_t n = SIZE_MAX;
     int r;
     if (buf_reserve(out, IMMEDIATE_ETF_MAX)) r = -1;
