@@ -1032,7 +1032,10 @@ static int fast_map(fast *f, const uint64_t *box, uint32_t depth) {
         f->in_key++;
         int r = buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, keys[i], depth + 1);
         f->in_key--;
-        if (r > 0) r = secret ? fast_redacted(f) : buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1 : fast_elem(f, &lay, vals[i], depth + 1);
+        if (r > 0)
+            r = secret                                ? fast_redacted(f)
+                : buf_reserve(out, IMMEDIATE_ETF_MAX) ? -1
+                                                      : fast_elem(f, &lay, vals[i], depth + 1);
         if (r <= 0) return r;
     }
     return 1;
