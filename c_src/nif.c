@@ -867,24 +867,31 @@ static ERL_NIF_TERM nif_emit_entry(ErlNifEnv *env, int argc, const ERL_NIF_TERM 
     return id ? enif_make_uint64(env, id) : a->nil;
 }
 
+/* One event of the recorded call cid that names no function (the store gives it the call's MFA),
+ * pushed when a session records. */
+static void emit_in_call(ErlNifEnv *env, uint8_t kind, uint64_t cid, int line, ERL_NIF_TERM payload) {
+    es_priv *p = PRIV(env);
+    _Atomic uint64_t *stripe = my_stripe(p);
+    es_session *s = acquire_active(p, stripe);
+    es_event_head h;
+    if (!s) return;
+    memset(&h, 0, sizeof(h));
+    h.kind = kind;
+    h.call_id = cid;
+    h.arity = 255;
+    h.line = (uint32_t)line;
+    push_event(p, env, s, &h, payload, 0);
+    release_active(stripe);
+}
+
 /* emit_exit(call_id, value) -> :ok */
 static ERL_NIF_TERM nif_emit_exit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
     es_priv *p = PRIV(env);
-    _Atomic uint64_t *stripe = my_stripe(p);
-    es_event_head h;
     ErlNifUInt64 cid;
-    es_session *s;
     (void)argc;
     if (!get_u64(p, env, argv[0], &cid) || cid == 0)
         return es_raise_arg(env, "emit_exit/2 expects a call id (positive integer)");
-    s = acquire_active(p, stripe);
-    if (!s) return p->atoms.ok;
-    memset(&h, 0, sizeof(h));
-    h.kind = ES_KIND_RETURN;
-    h.call_id = cid;
-    h.arity = 255;
-    push_event(p, env, s, &h, argv[1], 0);
-    release_active(stripe);
+    emit_in_call(env, ES_KIND_RETURN, cid, 0, argv[1]);
     return p->atoms.ok;
 }
 
@@ -984,6 +991,27 @@ static ERL_NIF_TERM nif_emit(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]
     id = push_event(p, env, s, &h, argv[7], 0);
     release_active(stripe);
     return id ? enif_make_uint64(env, id) : a->nil;
+}
+
+/* emit_value(kind, call_id, line, payload) -> :ok: an event of a recorded call that names no
+ * function (a :local snapshot, an :expr value, a :tail_call), as instrumented code reports it:
+ * emit/8's event, with four arguments fewer to pass and check. */
+static ERL_NIF_TERM nif_emit_value(ErlNifEnv *env, int argc, const ERL_NIF_TERM argv[]) {
+    es_priv *p = PRIV(env);
+    es_atoms *a = &p->atoms;
+    ErlNifUInt64 cid;
+    int line;
+    uint8_t kind;
+    (void)argc;
+    if (argv[0] == a->kinds[ES_KIND_EXPR]) kind = ES_KIND_EXPR;
+    else if (argv[0] == a->kinds[ES_KIND_LOCAL]) kind = ES_KIND_LOCAL;
+    else if (argv[0] == a->kinds[ES_KIND_TAIL_CALL]) kind = ES_KIND_TAIL_CALL;
+    else kind = ES_KIND__COUNT;
+    if (kind == ES_KIND__COUNT || !get_u64(p, env, argv[1], &cid) || cid == 0 || !get_line(p, env, argv[2], &line))
+        return es_raise_arg(env, "emit_value/4 expects (:local | :expr | :tail_call, call_id :: pos_integer, "
+                                 "line :: non_neg_integer, payload)");
+    emit_in_call(env, kind, cid, line, argv[3]);
+    return a->ok;
 }
 
 /* emit_as(pid, kind, function, ts, payload) -> id | nil: a :spawn or :exit event on behalf of
@@ -1576,6 +1604,7 @@ static ErlNifFunc nif_funcs[] = {
     {"emit_pre", 4, nif_emit_pre, 0},
     {"emit_callback_exit", 4, nif_emit_callback_exit, 0},
     {"emit", 8, nif_emit, 0},
+    {"emit_value", 4, nif_emit_value, 0},
     {"emit_as", 5, nif_emit_as, 0},
     {"pids_since", 2, nif_pids_since, ERL_NIF_DIRTY_JOB_CPU_BOUND},
     {"drain", 2, nif_drain, ERL_NIF_DIRTY_JOB_CPU_BOUND},

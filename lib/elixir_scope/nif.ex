@@ -41,6 +41,10 @@ defmodule ElixirScope.NIF do
   @spec emit(atom(), non_neg_integer() | nil, atom(), atom(), non_neg_integer() | nil, non_neg_integer(),
                non_neg_integer() | nil, term()) :: pos_integer() | nil
   def emit(_kind, _call_id, _module, _function, _arity, _line, _link, _payload), do: nif_missing()
+  # what instrumented code calls for a :local snapshot, an :expr value or a :tail_call of a
+  # recorded call: emit/8's event (no module, function, arity or link), with fewer arguments
+  @spec emit_value(:local | :expr | :tail_call, pos_integer(), non_neg_integer(), term()) :: :ok
+  def emit_value(_kind, _call_id, _line, _payload), do: nif_missing()
   @spec emit_as(pid(), :spawn | :exit, atom(), pos_integer() | nil, term()) :: pos_integer() | nil
   def emit_as(_pid, _kind, _function, _ts, _payload), do: nif_missing()
   @spec pids_since(reference(), non_neg_integer()) ::

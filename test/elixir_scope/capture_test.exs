@@ -166,6 +166,24 @@ defmodule ElixirScope.CaptureTest do
     end
   end
 
+  test "emit_value/4 records the event emit/8 records for a local, an expression and a tail call" do
+    start_scope!()
+    call = NIF.emit_entry(M, :f, [1], 3)
+
+    for {kind, payload} <- [local: %{x: 1}, expr: {"x + 1", 2}, tail_call: {M, :g, [self()]}] do
+      :ok = NIF.emit_value(kind, call, 9, payload)
+      NIF.emit(kind, call, nil, nil, nil, 9, nil, payload)
+    end
+
+    _ = ElixirScope.flush()
+    events = ElixirScope.get_events(pid: self()) |> Enum.reject(&(&1.kind == :call))
+    assert length(events) == 6
+    # the same fields but id and time, pairwise (the tail call closes the call: its mfa is the call's)
+    for [a, b] <- Enum.chunk_every(events, 2) do
+      assert Map.drop(a, [:id, :ts, :wall_time]) == Map.drop(b, [:id, :ts, :wall_time])
+    end
+  end
+
   describe "the native functions validate their arguments" do
     setup do
       start_scope!()
@@ -179,6 +197,9 @@ defmodule ElixirScope.CaptureTest do
       assert_raise ArgumentError, ~r/call id/, fn -> NIF.emit_exit(0, 1) end
       assert_raise ArgumentError, ~r/unknown event kind/, fn -> NIF.emit(:nope, nil, nil, nil, nil, 0, nil, 1) end
       assert_raise ArgumentError, ~r/arity/, fn -> NIF.emit(:local, 1, M, :f, 300, 0, nil, 1) end
+      assert_raise ArgumentError, ~r/emit_value\/4 expects/, fn -> NIF.emit_value(:call, 1, 0, 1) end
+      assert_raise ArgumentError, ~r/emit_value\/4 expects/, fn -> NIF.emit_value(:expr, 0, 0, 1) end
+      assert_raise ArgumentError, ~r/emit_value\/4 expects/, fn -> NIF.emit_value(:expr, 1, -1, 1) end
       assert_raise ArgumentError, ~r/expects a session/, fn -> NIF.drain(make_ref(), 10) end
       assert_raise ArgumentError, ~r/max must be a positive/, fn -> NIF.drain(s, 0) end
       assert_raise ArgumentError, ~r/expects a map/, fn -> NIF.query(s, [pid: self()]) end

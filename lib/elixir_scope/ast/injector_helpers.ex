@@ -94,11 +94,11 @@ defmodule ElixirScope.AST.InjectorHelpers do
     %{
       entry: "#{nif}:emit_entry(ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args, ES@HOLE_line)",
       exit: "#{nif}:emit_exit(ES@HOLE_call, ES@HOLE_value)",
-      tail: "#{nif}:emit(tail_call, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})",
+      tail: "#{nif}:emit_value(tail_call, ES@HOLE_call, ES@HOLE_line, {ES@HOLE_mod, ES@HOLE_fun, ES@HOLE_args})",
       send: "#{nif}:emit(send, ES@HOLE_call, nil, ES@HOLE_kind, nil, ES@HOLE_line, nil, {ES@HOLE_dest, ES@HOLE_msg})",
       # the transformer always hands a map of the variables
-      locals: "#{nif}:emit(local, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, ES@HOLE_vars)",
-      expr: "#{nif}:emit(expr, ES@HOLE_call, nil, nil, nil, ES@HOLE_line, nil, {ES@HOLE_source, ES@HOLE_value})",
+      locals: "#{nif}:emit_value(local, ES@HOLE_call, ES@HOLE_line, ES@HOLE_vars)",
+      expr: "#{nif}:emit_value(expr, ES@HOLE_call, ES@HOLE_line, {ES@HOLE_source, ES@HOLE_value})",
       callback_pre: "#{nif}:emit_pre(ES@HOLE_call, ES@HOLE_line, ES@HOLE_state, ES@HOLE_msg)",
       callback_exit:
         "#{nif}:emit_callback_exit(ES@HOLE_call, ES@HOLE_result, #{me}:state_after(ES@HOLE_kind, ES@HOLE_result, ES@HOLE_before), ES@HOLE_line)"

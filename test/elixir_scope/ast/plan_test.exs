@@ -117,9 +117,11 @@ defmodule ElixirScope.AST.PlanTest do
   end
 
   # the arguments of the injected calls to `name` in a form (the vars map for snapshots)
-  # {:emit, kind}: the NIF calls that record events of that kind (the payload for local snapshots)
-  defp reports({:call, _, {:remote, _, _, {:atom, _, :emit}}, [{:atom, _, kind} | args]}, {:emit, kind}),
-    do: [List.last(args)]
+  # {:emit, kind}: the NIF calls (emit/8, emit_value/4) that record events of that kind (the payload
+  # for local snapshots)
+  defp reports({:call, _, {:remote, _, _, {:atom, _, nif}}, [{:atom, _, kind} | args]}, {:emit, kind})
+       when nif in [:emit, :emit_value],
+       do: [List.last(args)]
 
   defp reports({:call, _, {:remote, _, _, {:atom, _, name}}, args}, name),
     do: [arg_of(name, args)]
