@@ -44,8 +44,8 @@ typedef struct es_ring_stats {
 
 /* capacity must be a power of two in [2, ES_RING_MAX_CAPACITY]; returns NULL
  * otherwise or on OOM. The slots are reserved, not touched: a page of the ring
- * becomes resident only when an event is first written to it (2 MiB at a time
- * where the kernel gives huge pages to the mapping, which the ring asks for). */
+ * becomes resident only when an event is first written to it (4 KiB at a time: the ring
+ * asks for no huge pages, see es_ring_create). */
 es_ring *es_ring_create(uint32_t capacity, es_overflow policy);
 
 /* Bounds the payload bytes the ring holds outside its slots (payloads over
