@@ -657,6 +657,13 @@ static uint64_t ord_lower_bound_id(const es_store *s, uint64_t id) {
     return g->first_ord + g->n; /* the next segment's first ordinal */
 }
 
+/* First ordinal a filter `id > after_id` keeps (next_ord when none). */
+static uint64_t ord_after_id(const es_store *s, uint64_t after_id) {
+    return after_id == UINT64_MAX ? s->next_ord : ord_lower_bound_id(s, after_id + 1);
+}
+
+static inline int kind_in(uint32_t mask, const es_rec *r) { return (mask >> r->kind) & 1u; }
+
 static inline es_rec *rec_of_ord(const es_store *s, uint64_t ord, es_seg **gp) {
     es_seg *g = seg_for_ord(s, ord);
     if (gp) *gp = g;
@@ -904,7 +911,7 @@ static int rec_matches(const qctx *c, const es_seg *g, const es_rec *r) {
         if ((f & ES_Q_FUNCTION) && mk->b != q->function) return 0;
         if ((f & ES_Q_FUNCTION) && (f & ES_Q_ARITY) && mk->c != q->arity) return 0;
     }
-    if ((f & ES_Q_KINDS) && !((q->kinds_mask >> r->kind) & 1u)) return 0;
+    if ((f & ES_Q_KINDS) && !kind_in(q->kinds_mask, r)) return 0;
     if (f & ES_Q_CALL_ID) {
         uint64_t id = g->base_id + r->id_delta;
         if (r->call_id != q->call_id && id != q->call_id) return 0;
@@ -1045,15 +1052,13 @@ static void iterate_correlation(qctx *c, uint64_t lo, uint64_t hi) {
  * a scan would read. */
 #define SPAN_EVENTS_PER_PID 4
 
-static inline int kind_in(uint32_t mask, const es_rec *r) { return (mask >> r->kind) & 1u; }
-
 int es_store_pid_spans(es_store *store, uint64_t after_id, uint32_t kinds_mask, es_pid_span *out, size_t max,
                        uint64_t *last_id) {
     es_store *s = store;
     int n = -1;
     pthread_rwlock_rdlock(&store->lock);
     uint64_t lo = s->first_live_ord, hi = s->next_ord;
-    uint64_t o = after_id == UINT64_MAX ? hi : ord_lower_bound_id(s, after_id + 1);
+    uint64_t o = ord_after_id(s, after_id);
     if (o > lo) lo = o;
     uint64_t live_pids = s->pids.n - s->pids.nfree;
     if (max > (size_t)INT32_MAX || (lo < hi && live_pids * SPAN_EVENTS_PER_PID > hi - lo)) goto done;
@@ -1064,12 +1069,11 @@ int es_store_pid_spans(es_store *store, uint64_t after_id, uint32_t kinds_mask, 
         pcur first, last;
         if (key->c == KEY_DEAD || !key->a || !pl->n || chunk_last(pl->chunks[pl->n - 1]) < lo) continue;
         if (!pcur_lower_bound(&first, pl, lo)) continue;
-        const es_rec *r = rec_of_ord(s, first.cur, NULL);
-        while (!kind_in(kinds_mask, r) && pcur_next(&first)) r = rec_of_ord(s, first.cur, NULL);
+        es_seg *g;
+        const es_rec *r = rec_of_ord(s, first.cur, &g);
+        while (!kind_in(kinds_mask, r) && pcur_next(&first)) r = rec_of_ord(s, first.cur, &g);
         if (!kind_in(kinds_mask, r)) continue; /* only events of other kinds */
         if (k == max) goto done;
-        es_seg *g;
-        r = rec_of_ord(s, first.cur, &g);
         out[k].pid = key->a;
         out[k].first_id = g->base_id + r->id_delta;
         out[k].first_ts = r->ts;
@@ -1102,7 +1106,7 @@ size_t es_store_query(es_store *store, const es_query *q, es_query_cb cb, void *
     const es_plist **pls = NULL;
 
     if (f & ES_Q_AFTER_ID) {
-        uint64_t o = q->after_id == UINT64_MAX ? hi : ord_lower_bound_id(s, q->after_id + 1);
+        uint64_t o = ord_after_id(s, q->after_id);
         if (o > lo) lo = o;
     }
     if (f & ES_Q_BEFORE_ID) {
