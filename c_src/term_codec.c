@@ -779,6 +779,25 @@ static void atom_remember(es_atom_cache *c, es_term t, const uint8_t *etf, size_
 }
 
 /* A term that is neither a container nor special (is_scalar). */
+/* A binary's bytes (d, sz whole bytes, then tail_bits of one more), or its first max_binary bytes
+ * in a marker. */
+static int put_bits(enc *e, const uint8_t *d, size_t sz, unsigned tail_bits, uint32_t max_binary) {
+    es_buf *out = e->out;
+    size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
+    if (total > max_binary) {
+        if (max_binary == 0) return marker(e, K_BINARY, total);
+        e->flags |= ES_CODEC_TRUNCATED;
+        e->inexact++;
+        return put_binary_marker(out, d, max_binary, total - max_binary);
+    }
+    if (tail_bits) {
+        if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total) || put1(out, (uint8_t)tail_bits)) return -1;
+        return es_buf_put(out, d, total);
+    }
+    if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) return -1;
+    return es_buf_put(out, d, sz);
+}
+
 static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
     const es_term_ops *ops = e->ops;
     es_buf *out = e->out;
@@ -812,20 +831,7 @@ static int put_scalar(enc *e, es_term t, es_term_type ty, uint32_t max_binary) {
         size_t sz;
         unsigned tail_bits = 0;
         if (!ops->get_binary(e->env, t, &d, &sz, &tail_bits)) return put_other(e, t);
-        if (ty == ES_T_BINARY) tail_bits = 0;
-        size_t total = sz + (tail_bits ? 1 : 0); /* bytes the value occupies */
-        if (total > max_binary) {
-            if (max_binary == 0) return marker(e, K_BINARY, total);
-            e->flags |= ES_CODEC_TRUNCATED;
-            e->inexact++;
-            return put_binary_marker(out, d, max_binary, total - max_binary);
-        }
-        if (tail_bits) {
-            if (put_tag_be32(out, ETF_BIT_BINARY, (uint32_t)total) || put1(out, (uint8_t)tail_bits)) return -1;
-            return es_buf_put(out, d, total);
-        }
-        if (put_tag_be32(out, ETF_BINARY, (uint32_t)sz)) return -1;
-        return es_buf_put(out, d, sz);
+        return put_bits(e, d, sz, ty == ES_T_BINARY ? 0 : tail_bits, max_binary);
     }
     default: /* ES_T_NIL */
         return put1(out, ETF_NIL);
@@ -1067,11 +1073,11 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
         if (!e->ops->get_binary(e->env, t, &d, &sz, &tail_bits)) return 0;
         const size_t kept = sz < f->max_binary ? sz : f->max_binary;
         if (e->out->len + kept + 64 - f->start > f->byte_cap) return 0;
-        if (sz <= f->max_binary)
-            return put_tag_be32(e->out, ETF_BINARY, (uint32_t)sz) || es_buf_put(e->out, d, sz) ? -1 : 1;
-        if (f->in_key || f->max_binary == 0) return 0;
-        f->cut++;
-        return put_scalar(e, t, ty, f->max_binary) ? -1 : 1;
+        if (sz > f->max_binary) {
+            if (f->in_key || f->max_binary == 0) return 0;
+            f->cut++;
+        }
+        return put_bits(e, d, sz, 0, f->max_binary) ? -1 : 1;
     }
     if (ty == ES_T_BITSTRING) return 0;
     if (is_scalar(ty)) return put_scalar(e, t, ty, f->max_binary) ? -1 : fast_exact(f);
