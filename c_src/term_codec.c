@@ -1088,7 +1088,8 @@ static int fast_container(fast *f, es_term t, uint32_t depth) {
 
 /* The root through the hot path: 1 written (and *list_len, for a proper list of at most
  * ES_CODEC_LIST_MAX), 0 left to the walker with nothing written, -1 out of memory. A leaf that
- * wrote a marker or the marker atom shows in e->flags or e->inexact: the walker then redoes it. */
+ * wrote a marker or the marker atom shows in e->flags or e->inexact beyond the pass's own
+ * redactions and cut binaries (fast_exact): the walker then redoes it. */
 static int encode_fast(enc *e, es_term t, size_t start, const es_codec_limits *lim, const es_redact_set *rs,
                        size_t *list_len) {
     const es_term_layout *l = e->ops->layout;
